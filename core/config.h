@@ -1,0 +1,109 @@
+/* config.h — steward's configuration: JSON with comments, validated field by field.
+ *
+ * Every error reads `FILE:json.path: expected X, got Y` and carries SW_ECONFIG; the CLI
+ * exits 2 on it. Secrets never live in the file: a key ending in "_env" names an
+ * environment variable instead. See docs/configuration in README and examples/.
+ */
+#ifndef SW_CONFIG_H
+#define SW_CONFIG_H
+
+#include <cjson/cJSON.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "error.h"
+
+struct sw_group_config {
+    char *name;
+    int min;
+    int max;
+    char **regions;              /* allowed regions; none listed means any */
+    size_t region_count;
+    int64_t scale_up_cooldown_ms;
+    int64_t scale_down_cooldown_ms;
+    double max_price_usd_hour;   /* 0: no cap */
+    char *profile_json;          /* "profile" object as JSON text, or NULL */
+    char *sdl_template;          /* text of the "sdl" file (path relative to the config) */
+    int64_t acquire_deadline_ms; /* default 8 min: below the marketplace's 10 min cleanup */
+};
+
+struct sw_guard_config {
+    double budget_usd_hour;     /* 0: no budget limit */
+    int max_leases;             /* open units overall; 0: no limit */
+    int max_actions;            /* per action_window_ms; 0: no limit */
+    int64_t action_window_ms;
+    int unhealthy_after;        /* consecutive probe failures that make a unit unhealthy */
+};
+
+struct sw_policy_config {
+    char *name;
+    char *file;                 /* resolved against the config's directory */
+    int64_t interval_ms;
+    char *params_json;          /* "params" object as JSON text ("{}" when absent) */
+    int64_t max_instructions;   /* per call; default 10,000,000 */
+    size_t memory_limit;        /* bytes; default 32 MiB */
+    int64_t time_limit_ms;      /* wall time per call; default 1000 */
+};
+
+struct sw_plugin_config {
+    char *name;
+    char *config_json;          /* the plugin's object as JSON text */
+};
+
+struct sw_metric_config {
+    char *name;                 /* what ctx.metrics.query(name) answers */
+    char *plugin;
+    char *query;
+    int64_t every_ms;           /* refresh period; default: the shortest policy interval */
+};
+
+struct sw_config {
+    char *path;                 /* as given */
+    char *dir;                  /* its directory: relative paths resolve against it */
+    char *instance_id;          /* "id"; default "steward" */
+    char *state_path;           /* "state": journal file; default "<dir>/steward.db" */
+    int log_format;             /* enum sw_log_format */
+    int log_level;
+    char **plugin_dirs;
+    size_t plugin_dir_count;
+    char *lua_path;             /* directory holding steward/*.lua, or NULL for the default */
+    char *market_plugin;        /* "market": name of the market plugin */
+    char *self_market_id;       /* the unit steward runs in (from "self"), or NULL */
+    uint64_t seed;              /* "seed"; default 1 */
+    struct sw_guard_config guard;
+    struct sw_group_config *groups;
+    size_t group_count;
+    struct sw_policy_config *policies;
+    size_t policy_count;
+    struct sw_plugin_config *plugins;
+    size_t plugin_count;
+    struct sw_metric_config *metrics;
+    size_t metric_count;
+};
+
+/* Read and validate a config file. Returns an owned config (free with sw_config_free) or
+ * NULL with err filled (SW_ECONFIG, or SW_EIO when unreadable). */
+struct sw_config *sw_config_load(const char *path, struct sw_error *err);
+/* Same from text; path names the file in messages and anchors relative paths. */
+struct sw_config *sw_config_parse(const char *text, size_t len, const char *path,
+                                  struct sw_error *err);
+void sw_config_free(struct sw_config *config);
+
+const struct sw_group_config *sw_config_group(const struct sw_config *config,
+                                              const char *name);
+const struct sw_plugin_config *sw_config_plugin(const struct sw_config *config,
+                                                const char *name);
+
+/* "250ms", "10s", "5m", "2h", "1d" or a plain number of seconds. 0 or SW_EINVAL. */
+int sw_duration_parse(const char *text, int64_t *ms_out);
+/* A duration from JSON: a string as above, or a number of seconds. */
+int sw_duration_from_json(const cJSON *item, int64_t *ms_out);
+/* "string", "number", "integer", "boolean", "null", "object", "array". */
+const char *sw_json_type_name(const cJSON *item);
+/* Parse JSON text that may hold // and / * * / comments (cJSON_Minify strips them).
+ * Size and nesting depth are capped. Owned by the caller; NULL with err filled. */
+cJSON *sw_json_parse_relaxed(const char *text, size_t len, const char *path,
+                             struct sw_error *err);
+
+#endif /* SW_CONFIG_H */

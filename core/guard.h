@@ -1,0 +1,46 @@
+/* guard.h — limits no policy can bypass.
+ *
+ * Two steps around the planner:
+ *   1. sw_guard_clamp: desired counts forced into each group's [min, max] and allowed
+ *      regions (groups absent from desired keep their current capacity, floored at min).
+ *   2. sw_guard_filter: planned actions checked against max leases, budget (USD/hour,
+ *      counting pending units at their planned price), scale-up and scale-down cooldowns
+ *      per group, max actions per window, and the never-release-self rule. Refused actions
+ *      move to `refused` with the reason.
+ * The guard remembers what was executed (sw_guard_record) for cooldowns and rate.
+ * Context: loop thread only. Pure logic: time comes in as now_ms.
+ */
+#ifndef SW_GUARD_H
+#define SW_GUARD_H
+
+#include <stdint.h>
+
+#include "config.h"
+#include "model.h"
+
+struct sw_guard;
+
+/* Notes about what clamping changed, for the decision journal. */
+struct sw_guard_notes {
+    char **items; /* owned strings */
+    size_t count;
+};
+void sw_guard_notes_clear(struct sw_guard_notes *notes);
+
+/* config and groups are borrowed and must outlive the guard. */
+struct sw_guard *sw_guard_new(const struct sw_guard_config *config,
+                              const struct sw_group_config *groups, size_t group_count);
+void sw_guard_free(struct sw_guard *guard);
+
+void sw_guard_clamp(const struct sw_guard *guard, const struct sw_units *units,
+                    struct sw_desired *desired, struct sw_guard_notes *notes);
+
+/* Filters actions in place, in order. Acquires are priced with each action's
+ * price_usd_hour (the planner fills it from offers). */
+void sw_guard_filter(struct sw_guard *guard, int64_t now_ms, const struct sw_units *units,
+                     struct sw_actions *actions, struct sw_actions *refused);
+
+/* Record an action that was executed (for cooldowns and the action rate). */
+void sw_guard_record(struct sw_guard *guard, const struct sw_action *action, int64_t now_ms);
+
+#endif /* SW_GUARD_H */

@@ -1,0 +1,146 @@
+/* journal.h — the SQLite (WAL) journal: intents before actions, outcomes after, every
+ * evaluation, policy state, plugin KV and events.
+ *
+ * Intent before action: sw_journal_intent_begin commits (durably) before the caller may
+ * send anything to a marketplace. On start, sw_journal_intents_pending lists what was
+ * begun and never finished, to be resolved before any new decision.
+ * Evaluations are buffered in an open transaction and committed by sw_journal_flush (or by
+ * the next intent), which is what makes 20k+ records/s possible.
+ * Schema migrations use PRAGMA user_version.
+ * Context: loop thread only; one connection.
+ */
+#ifndef SW_JOURNAL_H
+#define SW_JOURNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "error.h"
+#include "model.h"
+
+struct sw_journal;
+
+enum sw_intent_state {
+    SW_INTENT_PENDING = 0,
+    SW_INTENT_DONE = 1,
+    SW_INTENT_FAILED = 2,
+    SW_INTENT_ABANDONED = 3, /* resolved by recovery: nothing to finish */
+};
+
+struct sw_intent {
+    int64_t id;
+    char *key;        /* idempotency key (for acquire, the unit key) */
+    int kind;         /* enum sw_action_kind */
+    char *group;
+    char *region;
+    char *unit_key;   /* release: the unit */
+    char *market_id;  /* set once the marketplace answered */
+    int state;        /* enum sw_intent_state */
+    int64_t created_ms;
+    int64_t updated_ms;
+    char *reason;     /* why it was planned */
+    char *outcome;    /* what happened */
+};
+
+void sw_intent_clear(struct sw_intent *in);
+
+struct sw_evaluation {
+    const char *policy;
+    int64_t at_ms;
+    const char *inputs_digest;   /* hex digest of the inputs */
+    const char *inputs_json;     /* the inputs themselves (for replay); may be NULL */
+    const char *desired_json;
+    const char *actions_json;    /* planned and executed */
+    const char *refused_json;    /* refused by the guard, with reasons */
+    const char *explain_json;    /* the policy's ctx.explain notes */
+    const char *error;           /* policy error, or NULL */
+    double duration_ms;
+};
+
+struct sw_event_record {
+    int64_t id;
+    int64_t at_ms;
+    char *type;
+    char *data_json;
+};
+
+/* Open (creating and migrating) the journal at path. ":memory:" works for tests.
+ * Owned; close with sw_journal_close. NULL with err (SW_ESTORE + sqlite message). */
+struct sw_journal *sw_journal_open(const char *path, struct sw_error *err);
+/* Commits buffered records and closes. NULL is a no-op. */
+void sw_journal_close(struct sw_journal *j);
+
+/* ---- intents ---- */
+/* Durably record an intent (commits). Fails with SW_EEXIST if key exists. *id_out set. */
+int sw_journal_intent_begin(struct sw_journal *j, int kind, const char *key,
+                            const char *group, const char *region, const char *unit_key,
+                            const char *reason, int64_t now_ms, int64_t *id_out,
+                            struct sw_error *err);
+/* Record the marketplace id as soon as it is known (commits). */
+int sw_journal_intent_set_market_id(struct sw_journal *j, const char *key,
+                                    const char *market_id, int64_t now_ms,
+                                    struct sw_error *err);
+/* Finish an intent with state DONE/FAILED/ABANDONED and a short outcome (commits). */
+int sw_journal_intent_finish(struct sw_journal *j, const char *key, int state,
+                             const char *outcome, int64_t now_ms, struct sw_error *err);
+/* Look one up by key: 0, SW_ENOENT, or SW_ESTORE. out is filled (clear with
+ * sw_intent_clear). */
+int sw_journal_intent_get(struct sw_journal *j, const char *key, struct sw_intent *out,
+                          struct sw_error *err);
+/* All PENDING intents, oldest first. *out is an owned array (sw_intent_clear each, then
+ * free). */
+int sw_journal_intents_pending(struct sw_journal *j, struct sw_intent **out, size_t *count,
+                               struct sw_error *err);
+/* How many intents ever used this key (for tests and recovery assertions). */
+int64_t sw_journal_intent_count(struct sw_journal *j, const char *key);
+
+/* ---- units (the owned set) ---- */
+/* Insert or replace the unit's row (commits). */
+int sw_journal_unit_save(struct sw_journal *j, const struct sw_unit *u, struct sw_error *err);
+/* Every unit not closed (units_out is appended to; caller owns them). */
+int sw_journal_units_load(struct sw_journal *j, struct sw_units *units_out,
+                          struct sw_error *err);
+/* Count of units in the journal by state (state < 0: all not closed). */
+int64_t sw_journal_unit_count(struct sw_journal *j, int state);
+
+/* ---- evaluations ---- */
+/* Buffered: stays in the open transaction until sw_journal_flush or the next commit. */
+int sw_journal_eval_record(struct sw_journal *j, const struct sw_evaluation *ev,
+                           struct sw_error *err);
+int sw_journal_flush(struct sw_journal *j, struct sw_error *err);
+/* Evaluations of a policy (NULL = all) with at_ms in [from_ms, to_ms], oldest first, as a
+ * JSON array text (owned). */
+char *sw_journal_evals_json(struct sw_journal *j, const char *policy, int64_t from_ms,
+                            int64_t to_ms, size_t limit, struct sw_error *err);
+int64_t sw_journal_eval_count(struct sw_journal *j);
+
+/* ---- policy state ---- */
+/* value_out owned, NULL if never saved. */
+int sw_journal_state_get(struct sw_journal *j, const char *policy, char **value_out,
+                         struct sw_error *err);
+/* Buffered like evaluations. */
+int sw_journal_state_set(struct sw_journal *j, const char *policy, const char *json,
+                         struct sw_error *err);
+
+/* ---- plugin key-value space ---- */
+int sw_journal_kv_get(struct sw_journal *j, const char *ns, const char *key,
+                      char **value_out); /* 0, SW_ENOENT, SW_ESTORE */
+int sw_journal_kv_set(struct sw_journal *j, const char *ns, const char *key,
+                      const char *value);
+int sw_journal_kv_del(struct sw_journal *j, const char *ns, const char *key);
+
+/* ---- events ---- */
+/* Buffered. */
+int sw_journal_event(struct sw_journal *j, int64_t at_ms, const char *type,
+                     const char *data_json);
+/* Events with id > after_id, oldest first, up to limit; owned array (free each type and
+ * data_json, then the array). */
+int sw_journal_events(struct sw_journal *j, int64_t after_id, size_t limit,
+                      struct sw_event_record **out, size_t *count);
+
+/* ---- meta ---- */
+int sw_journal_meta_get(struct sw_journal *j, const char *key, char **value_out);
+int sw_journal_meta_set(struct sw_journal *j, const char *key, const char *value);
+
+#endif /* SW_JOURNAL_H */

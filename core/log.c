@@ -1,0 +1,182 @@
+#include "log.h"
+
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "mem.h"
+
+#define REDACTED "[REDACTED]"
+
+static struct {
+    FILE *out;
+    int format;
+    int min_level;
+    int64_t (*now_ms)(void *ud);
+    void *now_ud;
+    char **secrets;
+    size_t secret_count;
+} logger = {NULL, SW_LOG_FORMAT_TEXT, SW_LOG_INFO, NULL, NULL, NULL, 0};
+
+static const char *level_names[] = {"debug", "info", "warn", "error"};
+
+void sw_log_configure(FILE *out, int format, int min_level)
+{
+    logger.out = out;
+    logger.format = format;
+    logger.min_level = min_level;
+}
+
+int sw_log_min_level(void)
+{
+    return logger.min_level;
+}
+
+int sw_log_level_parse(const char *name)
+{
+    for (int i = 0; i < 4; i++)
+        if (name != NULL && strcmp(name, level_names[i]) == 0)
+            return i;
+    return -1;
+}
+
+void sw_log_set_time_source(int64_t (*now_ms)(void *ud), void *ud)
+{
+    logger.now_ms = now_ms;
+    logger.now_ud = ud;
+}
+
+void sw_log_add_secret(const char *value)
+{
+    if (value == NULL || strlen(value) < 4)
+        return;
+    for (size_t i = 0; i < logger.secret_count; i++)
+        if (strcmp(logger.secrets[i], value) == 0)
+            return;
+    logger.secrets = sw_xrealloc(logger.secrets, (logger.secret_count + 1) * sizeof(char *));
+    logger.secrets[logger.secret_count++] = sw_xstrdup(value);
+}
+
+void sw_log_clear_secrets(void)
+{
+    for (size_t i = 0; i < logger.secret_count; i++)
+        free(logger.secrets[i]);
+    free(logger.secrets);
+    logger.secrets = NULL;
+    logger.secret_count = 0;
+}
+
+static char *replace_all(char *text, const char *needle)
+{
+    size_t needle_len = strlen(needle);
+    char *hit = strstr(text, needle);
+    if (hit == NULL)
+        return text;
+    size_t cap = strlen(text) + 1;
+    char *out = sw_xmalloc(cap + 16);
+    size_t len = 0;
+    const char *cursor = text;
+    while (hit != NULL) {
+        size_t keep = (size_t)(hit - cursor);
+        size_t need = len + keep + sizeof(REDACTED) + strlen(hit + needle_len) + 1;
+        if (need > cap) {
+            cap = need * 2;
+            out = sw_xrealloc(out, cap);
+        }
+        memcpy(out + len, cursor, keep);
+        len += keep;
+        memcpy(out + len, REDACTED, sizeof(REDACTED) - 1);
+        len += sizeof(REDACTED) - 1;
+        cursor = hit + needle_len;
+        hit = strstr(cursor, needle);
+    }
+    size_t rest = strlen(cursor);
+    if (len + rest + 1 > cap)
+        out = sw_xrealloc(out, len + rest + 1);
+    memcpy(out + len, cursor, rest + 1);
+    free(text);
+    return out;
+}
+
+char *sw_log_redact(const char *text)
+{
+    char *copy = sw_xstrdup(text != NULL ? text : "");
+    for (size_t i = 0; i < logger.secret_count; i++)
+        copy = replace_all(copy, logger.secrets[i]);
+    return copy;
+}
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void format_time(char *buf, size_t len)
+{
+    int64_t ms = logger.now_ms != NULL ? logger.now_ms(logger.now_ud) : wall_ms();
+    time_t secs = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&secs, &tm);
+    size_t n = strftime(buf, len, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(buf + n, len - n, ".%03dZ", (int)(ms % 1000));
+}
+
+static void write_json_string(FILE *out, const char *s)
+{
+    fputc('"', out);
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        switch (*p) {
+        case '"': fputs("\\\"", out); break;
+        case '\\': fputs("\\\\", out); break;
+        case '\n': fputs("\\n", out); break;
+        case '\r': fputs("\\r", out); break;
+        case '\t': fputs("\\t", out); break;
+        default:
+            if (*p < 0x20)
+                fprintf(out, "\\u%04x", *p);
+            else
+                fputc(*p, out);
+        }
+    }
+    fputc('"', out);
+}
+
+void sw_logv(int level, const char *component, const char *fmt, va_list ap)
+{
+    if (level < logger.min_level)
+        return;
+    if (level < SW_LOG_DEBUG || level > SW_LOG_ERROR)
+        level = SW_LOG_ERROR;
+    FILE *out = logger.out != NULL ? logger.out : stderr;
+    char stamp[40];
+    format_time(stamp, sizeof(stamp));
+
+    char line[2048];
+    vsnprintf(line, sizeof(line), fmt, ap);
+    char *clean = sw_log_redact(line);
+    if (logger.format == SW_LOG_FORMAT_JSON) {
+        fprintf(out, "{\"ts\":\"%s\",\"level\":\"%s\",\"component\":", stamp,
+                level_names[level]);
+        write_json_string(out, component != NULL ? component : "steward");
+        fputs(",\"msg\":", out);
+        write_json_string(out, clean);
+        fputs("}\n", out);
+    } else {
+        static const char *tags[] = {"DEBUG", "INFO ", "WARN ", "ERROR"};
+        fprintf(out, "%s %s [%s] %s\n", stamp, tags[level],
+                component != NULL ? component : "steward", clean);
+    }
+    fflush(out);
+    free(clean);
+}
+
+void sw_log(int level, const char *component, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    sw_logv(level, component, fmt, ap);
+    va_end(ap);
+}

@@ -1,0 +1,542 @@
+#include "model.h"
+
+#include <cjson/cJSON.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mem.h"
+
+/* ---- desired ------------------------------------------------------------------------- */
+
+void sw_desired_init(struct sw_desired *d)
+{
+    memset(d, 0, sizeof(*d));
+}
+
+void sw_desired_clear(struct sw_desired *d)
+{
+    for (size_t i = 0; i < d->count; i++) {
+        free(d->entries[i].group);
+        free(d->entries[i].region);
+    }
+    free(d->entries);
+    sw_desired_init(d);
+}
+
+static int entry_cmp(const char *group, const char *region, const struct sw_desired_entry *e)
+{
+    int c = strcmp(group, e->group);
+    return c != 0 ? c : strcmp(region, e->region);
+}
+
+/* Index of (group, region), or the insertion point encoded as -(pos + 1). */
+static long desired_find(const struct sw_desired *d, const char *group, const char *region)
+{
+    size_t lo = 0, hi = d->count;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = entry_cmp(group, region, &d->entries[mid]);
+        if (c == 0)
+            return (long)mid;
+        if (c < 0)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    return -(long)lo - 1;
+}
+
+void sw_desired_set(struct sw_desired *d, const char *group, const char *region, int count)
+{
+    long at = desired_find(d, group, region);
+    if (at >= 0) {
+        d->entries[at].count = count;
+        return;
+    }
+    size_t pos = (size_t)(-at - 1);
+    if (d->count == d->cap) {
+        d->cap = d->cap ? d->cap * 2 : 8;
+        d->entries = sw_xrealloc(d->entries, d->cap * sizeof(*d->entries));
+    }
+    memmove(&d->entries[pos + 1], &d->entries[pos], (d->count - pos) * sizeof(*d->entries));
+    d->entries[pos] = (struct sw_desired_entry){sw_xstrdup(group), sw_xstrdup(region), count};
+    d->count++;
+}
+
+int sw_desired_get(const struct sw_desired *d, const char *group, const char *region)
+{
+    long at = desired_find(d, group, region);
+    return at >= 0 ? d->entries[at].count : 0;
+}
+
+bool sw_desired_has(const struct sw_desired *d, const char *group, const char *region)
+{
+    return desired_find(d, group, region) >= 0;
+}
+
+int sw_desired_group_total(const struct sw_desired *d, const char *group)
+{
+    int total = 0;
+    for (size_t i = 0; i < d->count; i++)
+        if (strcmp(d->entries[i].group, group) == 0)
+            total += d->entries[i].count;
+    return total;
+}
+
+void sw_desired_copy(struct sw_desired *dst, const struct sw_desired *src)
+{
+    if (dst == src)
+        return;
+    sw_desired_clear(dst);
+    for (size_t i = 0; i < src->count; i++)
+        sw_desired_set(dst, src->entries[i].group, src->entries[i].region,
+                       src->entries[i].count);
+}
+
+bool sw_desired_equal(const struct sw_desired *a, const struct sw_desired *b)
+{
+    if (a->count != b->count)
+        return false;
+    for (size_t i = 0; i < a->count; i++) {
+        const struct sw_desired_entry *x = &a->entries[i], *y = &b->entries[i];
+        if (x->count != y->count || strcmp(x->group, y->group) != 0 ||
+            strcmp(x->region, y->region) != 0)
+            return false;
+    }
+    return true;
+}
+
+char *sw_desired_to_json(const struct sw_desired *d)
+{
+    cJSON *root = cJSON_CreateObject();
+    cJSON *group = NULL;
+    const char *group_name = NULL;
+    for (size_t i = 0; i < d->count; i++) {
+        const struct sw_desired_entry *e = &d->entries[i];
+        if (group_name == NULL || strcmp(group_name, e->group) != 0) {
+            group = cJSON_AddObjectToObject(root, e->group);
+            group_name = e->group;
+        }
+        cJSON_AddNumberToObject(group, e->region, e->count);
+    }
+    char *text = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+    char *owned = sw_xstrdup(text);
+    cJSON_free(text);
+    return owned;
+}
+
+int sw_desired_from_json(struct sw_desired *d, const char *json)
+{
+    cJSON *root = cJSON_Parse(json);
+    if (!cJSON_IsObject(root)) {
+        cJSON_Delete(root);
+        return SWP_EINVAL;
+    }
+    sw_desired_clear(d);
+    const cJSON *group;
+    cJSON_ArrayForEach(group, root)
+    {
+        const cJSON *region;
+        cJSON_ArrayForEach(region, group)
+        {
+            if (cJSON_IsNumber(region))
+                sw_desired_set(d, group->string, region->string, region->valueint);
+        }
+    }
+    cJSON_Delete(root);
+    return 0;
+}
+
+/* ---- units --------------------------------------------------------------------------- */
+
+static const char *unit_state_names[] = {"ordered", "created", "leased", "ready", "closed",
+                                         "releasing"};
+
+const char *sw_unit_state_name(int state)
+{
+    if (state < 0 || state >= (int)SW_ARRAY_LEN(unit_state_names))
+        return "unknown";
+    return unit_state_names[state];
+}
+
+int sw_unit_state_parse(const char *name)
+{
+    for (int i = 0; name != NULL && i < (int)SW_ARRAY_LEN(unit_state_names); i++)
+        if (strcmp(name, unit_state_names[i]) == 0)
+            return i;
+    return -1;
+}
+
+struct sw_unit *sw_unit_new(const char *key, const char *group, const char *region)
+{
+    struct sw_unit *u = sw_xcalloc(1, sizeof(*u));
+    u->key = sw_xstrdup(key);
+    u->group = sw_xstrdup(group);
+    u->region = sw_xstrdup(region);
+    return u;
+}
+
+static void free_uris(struct sw_unit *u)
+{
+    for (size_t i = 0; i < u->uri_count; i++)
+        free(u->uris[i]);
+    free(u->uris);
+    u->uris = NULL;
+    u->uri_count = 0;
+}
+
+void sw_unit_free(struct sw_unit *u)
+{
+    if (u == NULL)
+        return;
+    free(u->key);
+    free(u->market_id);
+    free(u->group);
+    free(u->region);
+    free(u->provider);
+    free(u->close_reason);
+    free_uris(u);
+    free(u);
+}
+
+void sw_unit_set_uris(struct sw_unit *u, const char *const *uris, size_t count)
+{
+    free_uris(u);
+    if (count == 0)
+        return;
+    u->uris = sw_xcalloc(count, sizeof(char *));
+    for (size_t i = 0; i < count; i++)
+        u->uris[i] = sw_xstrdup(uris[i]);
+    u->uri_count = count;
+}
+
+struct sw_unit *sw_unit_clone(const struct sw_unit *u)
+{
+    struct sw_unit *c = sw_xcalloc(1, sizeof(*c));
+    *c = *u;
+    c->key = sw_xstrdup(u->key);
+    c->market_id = sw_xstrdup(u->market_id);
+    c->group = sw_xstrdup(u->group);
+    c->region = sw_xstrdup(u->region);
+    c->provider = sw_xstrdup(u->provider);
+    c->close_reason = sw_xstrdup(u->close_reason);
+    c->uris = NULL;
+    c->uri_count = 0;
+    sw_unit_set_uris(c, (const char *const *)u->uris, u->uri_count);
+    return c;
+}
+
+bool sw_unit_is_pending(const struct sw_unit *u)
+{
+    return u->state == SW_UNIT_ORDERED || u->state == SW_UNIT_CREATED ||
+           u->state == SW_UNIT_LEASED;
+}
+
+bool sw_unit_counts(const struct sw_unit *u)
+{
+    return (sw_unit_is_pending(u) || u->state == SW_UNIT_READY) && !u->unhealthy;
+}
+
+void sw_units_init(struct sw_units *us)
+{
+    memset(us, 0, sizeof(*us));
+}
+
+void sw_units_clear(struct sw_units *us)
+{
+    for (size_t i = 0; i < us->count; i++)
+        sw_unit_free(us->items[i]);
+    free(us->items);
+    sw_units_init(us);
+}
+
+void sw_units_add(struct sw_units *us, struct sw_unit *u)
+{
+    if (us->count == us->cap) {
+        us->cap = us->cap ? us->cap * 2 : 16;
+        us->items = sw_xrealloc(us->items, us->cap * sizeof(*us->items));
+    }
+    us->items[us->count++] = u;
+}
+
+void sw_units_remove_at(struct sw_units *us, size_t i)
+{
+    if (i >= us->count)
+        return;
+    sw_unit_free(us->items[i]);
+    memmove(&us->items[i], &us->items[i + 1], (us->count - i - 1) * sizeof(*us->items));
+    us->count--;
+}
+
+struct sw_unit *sw_units_find_key(const struct sw_units *us, const char *key)
+{
+    for (size_t i = 0; key != NULL && i < us->count; i++)
+        if (us->items[i]->key != NULL && strcmp(us->items[i]->key, key) == 0)
+            return us->items[i];
+    return NULL;
+}
+
+struct sw_unit *sw_units_find_market_id(const struct sw_units *us, const char *market_id)
+{
+    for (size_t i = 0; market_id != NULL && i < us->count; i++)
+        if (us->items[i]->market_id != NULL && strcmp(us->items[i]->market_id, market_id) == 0)
+            return us->items[i];
+    return NULL;
+}
+
+int sw_units_count_capacity(const struct sw_units *us, const char *group, const char *region)
+{
+    int n = 0;
+    for (size_t i = 0; i < us->count; i++) {
+        const struct sw_unit *u = us->items[i];
+        if (u->group == NULL || strcmp(u->group, group) != 0)
+            continue;
+        if (region != NULL && (u->region == NULL || strcmp(u->region, region) != 0))
+            continue;
+        if (sw_unit_counts(u))
+            n++;
+    }
+    return n;
+}
+
+int sw_units_count_open(const struct sw_units *us)
+{
+    int n = 0;
+    for (size_t i = 0; i < us->count; i++)
+        if (us->items[i]->state != SW_UNIT_CLOSED)
+            n++;
+    return n;
+}
+
+double sw_units_spend_usd_hour(const struct sw_units *us)
+{
+    double total = 0;
+    for (size_t i = 0; i < us->count; i++)
+        if (us->items[i]->state != SW_UNIT_CLOSED)
+            total += us->items[i]->price_usd_hour;
+    return total;
+}
+
+/* ---- offers -------------------------------------------------------------------------- */
+
+void sw_offers_init(struct sw_offers *o)
+{
+    memset(o, 0, sizeof(*o));
+}
+
+void sw_offers_clear(struct sw_offers *o)
+{
+    for (size_t i = 0; i < o->count; i++) {
+        free(o->items[i].provider);
+        free(o->items[i].region);
+    }
+    free(o->items);
+    sw_offers_init(o);
+}
+
+void sw_offers_add(struct sw_offers *o, const char *provider, const char *region,
+                   double price_usd_hour, bool audited)
+{
+    if (o->count == o->cap) {
+        o->cap = o->cap ? o->cap * 2 : 16;
+        o->items = sw_xrealloc(o->items, o->cap * sizeof(*o->items));
+    }
+    o->items[o->count++] =
+        (struct sw_offer){sw_xstrdup(provider), sw_xstrdup(region), price_usd_hour, audited};
+}
+
+double sw_offers_best_price(const struct sw_offers *o, const char *region)
+{
+    double best = -1;
+    for (size_t i = 0; i < o->count; i++) {
+        if (strcmp(o->items[i].region, region) != 0)
+            continue;
+        if (best < 0 || o->items[i].price_usd_hour < best)
+            best = o->items[i].price_usd_hour;
+    }
+    return best;
+}
+
+/* ---- metrics ------------------------------------------------------------------------- */
+
+void sw_metric_set_init(struct sw_metric_set *m)
+{
+    memset(m, 0, sizeof(*m));
+}
+
+static void metric_free_contents(struct sw_metric *metric)
+{
+    for (size_t i = 0; i < metric->sample_count; i++) {
+        struct sw_sample *s = &metric->samples[i];
+        for (size_t j = 0; j < s->label_count; j++) {
+            free(s->label_names[j]);
+            free(s->label_values[j]);
+        }
+        free(s->label_names);
+        free(s->label_values);
+    }
+    free(metric->samples);
+    free(metric->name);
+    free(metric->error);
+    memset(metric, 0, sizeof(*metric));
+}
+
+void sw_metric_set_clear(struct sw_metric_set *m)
+{
+    for (size_t i = 0; i < m->count; i++)
+        metric_free_contents(&m->items[i]);
+    free(m->items);
+    sw_metric_set_init(m);
+}
+
+static struct sw_metric *metric_slot(struct sw_metric_set *m, const char *name)
+{
+    for (size_t i = 0; i < m->count; i++) {
+        if (strcmp(m->items[i].name, name) == 0) {
+            metric_free_contents(&m->items[i]);
+            m->items[i].name = sw_xstrdup(name);
+            return &m->items[i];
+        }
+    }
+    if (m->count == m->cap) {
+        m->cap = m->cap ? m->cap * 2 : 8;
+        m->items = sw_xrealloc(m->items, m->cap * sizeof(*m->items));
+    }
+    struct sw_metric *slot = &m->items[m->count++];
+    memset(slot, 0, sizeof(*slot));
+    slot->name = sw_xstrdup(name);
+    return slot;
+}
+
+void sw_metric_set_put(struct sw_metric_set *m, const char *name, int64_t at_ms,
+                       const struct swp_sample *samples, size_t count)
+{
+    struct sw_metric *slot = metric_slot(m, name);
+    slot->at_ms = at_ms;
+    slot->samples = count ? sw_xcalloc(count, sizeof(*slot->samples)) : NULL;
+    slot->sample_count = count;
+    for (size_t i = 0; i < count; i++) {
+        struct sw_sample *dst = &slot->samples[i];
+        const struct swp_sample *src = &samples[i];
+        dst->value = src->value;
+        dst->label_count = src->label_count;
+        if (src->label_count == 0)
+            continue;
+        dst->label_names = sw_xcalloc(src->label_count, sizeof(char *));
+        dst->label_values = sw_xcalloc(src->label_count, sizeof(char *));
+        for (size_t j = 0; j < src->label_count; j++) {
+            dst->label_names[j] = sw_xstrdup(src->label_names[j]);
+            dst->label_values[j] = sw_xstrdup(src->label_values[j]);
+        }
+    }
+}
+
+void sw_metric_set_put_error(struct sw_metric_set *m, const char *name, int64_t at_ms,
+                             int status, const char *error)
+{
+    struct sw_metric *slot = metric_slot(m, name);
+    slot->at_ms = at_ms;
+    slot->status = status;
+    slot->error = sw_xstrdup(error != NULL ? error : "query failed");
+}
+
+const struct sw_metric *sw_metric_set_get(const struct sw_metric_set *m, const char *name)
+{
+    for (size_t i = 0; i < m->count; i++)
+        if (strcmp(m->items[i].name, name) == 0)
+            return &m->items[i];
+    return NULL;
+}
+
+/* ---- actions ------------------------------------------------------------------------- */
+
+void sw_actions_init(struct sw_actions *a)
+{
+    memset(a, 0, sizeof(*a));
+}
+
+static void action_free_contents(struct sw_action *act)
+{
+    free(act->group);
+    free(act->region);
+    free(act->unit_key);
+    free(act->reason);
+}
+
+void sw_actions_clear(struct sw_actions *a)
+{
+    for (size_t i = 0; i < a->count; i++)
+        action_free_contents(&a->items[i]);
+    free(a->items);
+    sw_actions_init(a);
+}
+
+static struct sw_action *actions_push(struct sw_actions *a)
+{
+    if (a->count == a->cap) {
+        a->cap = a->cap ? a->cap * 2 : 8;
+        a->items = sw_xrealloc(a->items, a->cap * sizeof(*a->items));
+    }
+    struct sw_action *act = &a->items[a->count++];
+    memset(act, 0, sizeof(*act));
+    return act;
+}
+
+struct sw_action *sw_actions_add(struct sw_actions *a, int kind, const char *group,
+                                 const char *region, const char *unit_key,
+                                 double price_usd_hour, const char *reason)
+{
+    struct sw_action *act = actions_push(a);
+    act->kind = kind;
+    act->group = sw_xstrdup(group);
+    act->region = sw_xstrdup(region);
+    act->unit_key = sw_xstrdup(unit_key);
+    act->price_usd_hour = price_usd_hour;
+    act->reason = sw_xstrdup(reason);
+    return act;
+}
+
+void sw_actions_move(struct sw_actions *a, size_t i, struct sw_actions *dst,
+                     const char *reason)
+{
+    if (i >= a->count)
+        return;
+    struct sw_action moved = a->items[i];
+    memmove(&a->items[i], &a->items[i + 1], (a->count - i - 1) * sizeof(*a->items));
+    a->count--;
+    free(moved.reason);
+    moved.reason = sw_xstrdup(reason);
+    if (dst == NULL) {
+        action_free_contents(&moved);
+        return;
+    }
+    *actions_push(dst) = moved;
+}
+
+const char *sw_action_kind_name(int kind)
+{
+    return kind == SW_ACTION_ACQUIRE ? "acquire" : kind == SW_ACTION_RELEASE ? "release" : "?";
+}
+
+char *sw_actions_to_json(const struct sw_actions *a)
+{
+    cJSON *root = cJSON_CreateArray();
+    for (size_t i = 0; i < a->count; i++) {
+        const struct sw_action *act = &a->items[i];
+        cJSON *item = cJSON_CreateObject();
+        cJSON_AddStringToObject(item, "kind", sw_action_kind_name(act->kind));
+        cJSON_AddStringToObject(item, "group", act->group ? act->group : "");
+        cJSON_AddStringToObject(item, "region", act->region ? act->region : "");
+        if (act->unit_key != NULL)
+            cJSON_AddStringToObject(item, "unit", act->unit_key);
+        cJSON_AddNumberToObject(item, "price_usd_hour", act->price_usd_hour);
+        cJSON_AddStringToObject(item, "reason", act->reason ? act->reason : "");
+        cJSON_AddItemToArray(root, item);
+    }
+    char *text = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+    char *owned = sw_xstrdup(text);
+    cJSON_free(text);
+    return owned;
+}

@@ -1,0 +1,24 @@
+/* planner.h — turns desired state into actions.
+ *
+ * For each (group, region): capacity = units that count (pending + ready, healthy, not
+ * releasing). Shortfall → ACQUIRE actions priced at the region's best offer; excess →
+ * RELEASE actions choosing, in order: unhealthy first (they do not count, so they are
+ * always released once their replacement is planned), then the most expensive ready unit,
+ * then the newest. Units still being acquired are never released by the planner (their
+ * acquire finishes or times out first); `self` units are never chosen. Unhealthy units
+ * are released regardless of desired counts.
+ * Output order: releases of unhealthy units, acquires, then other releases; deterministic.
+ */
+#ifndef SW_PLANNER_H
+#define SW_PLANNER_H
+
+#include "config.h"
+#include "model.h"
+
+/* Appends to out. groups/offers are borrowed. Each action's reason says what difference
+ * caused it ("web/eu-west: desired 3, have 1 ready + 1 pending"). */
+void sw_planner_plan(const struct sw_desired *desired, const struct sw_units *units,
+                     const struct sw_offers *offers, const struct sw_group_config *groups,
+                     size_t group_count, struct sw_actions *out);
+
+#endif /* SW_PLANNER_H */

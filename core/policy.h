@@ -1,0 +1,105 @@
+/* policy.h — one sandboxed Lua 5.4 policy: load, evaluate, react to events, hot-reload.
+ *
+ * A policy file returns a table {name, interval?, evaluate(ctx), on_event(ctx, ev)?}.
+ * evaluate runs under lua_pcall with an instruction budget, a wall-time budget and a
+ * memory cap; any failure keeps the last good desired state and returns SW_EPOLICY with a
+ * traceback in err. See docs/policies.md for the ctx API.
+ * Context: loop thread only.
+ */
+#ifndef SW_POLICY_H
+#define SW_POLICY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "clock.h"
+#include "config.h"
+#include "error.h"
+#include "model.h"
+
+struct sw_policy;
+
+struct sw_policy_opts {
+    const char *name;           /* from config; the file's `name` field is informative */
+    const char *file;           /* path of the .lua file */
+    const char *lua_path;       /* directory holding steward/*.lua (require "steward.x") */
+    const char *params_json;    /* ctx.params, a JSON object text; NULL = {} */
+    struct sw_clock *clock;     /* borrowed: os.time() and the time budget's notion of now */
+    uint64_t seed;              /* math.random seed */
+    int64_t max_instructions;   /* per call; 0 = default 10,000,000 */
+    size_t memory_limit;        /* bytes; 0 = default 32 MiB */
+    int64_t time_limit_ms;      /* real (monotonic) time per call; 0 = default 1000 */
+    /* Where print/ctx.log go: the runtime logs with the policy's name. NULL = sw_log. */
+    void (*log_fn)(void *ud, int level, const char *msg);
+    void *log_ud;
+};
+
+/* What evaluate sees as ctx, borrowed for the call. */
+struct sw_policy_input {
+    int64_t now_ms;
+    const struct sw_units *units;          /* ctx.leases (all units not closed) */
+    const struct sw_offers *offers;        /* ctx.offers / ctx.price(region) */
+    const struct sw_metric_set *metrics;   /* ctx.metrics.query(name) */
+    const struct sw_group_config *groups;  /* ctx.groups */
+    size_t group_count;
+    double budget_usd_hour;                /* ctx.budget.usd_per_hour (0 = none) */
+    double spend_usd_hour;                 /* ctx.budget.spend_usd_per_hour */
+};
+
+/* A reason the policy attached with ctx.explain(group, region, text). */
+struct sw_explanation {
+    char *group;
+    char *region; /* may be NULL: about the whole group */
+    char *text;
+};
+
+struct sw_policy_result {
+    struct sw_desired desired;          /* validated */
+    struct sw_explanation *explanations; /* owned */
+    size_t explanation_count;
+    uint64_t instructions;              /* counted by the hook, in units of 1000 */
+    size_t memory_bytes;                /* Lua heap after the call */
+};
+
+void sw_policy_result_init(struct sw_policy_result *r);
+void sw_policy_result_clear(struct sw_policy_result *r);
+
+/* Compile the file and run its chunk. Returns an owned policy (sw_policy_free) or NULL
+ * with err (SW_EPOLICY for Lua errors, SW_EIO for an unreadable file). */
+struct sw_policy *sw_policy_new(const struct sw_policy_opts *opts, struct sw_error *err);
+void sw_policy_free(struct sw_policy *policy);
+
+/* Run evaluate(ctx). On success fills out (cleared first) and remembers it as the last
+ * good desired state. On failure returns SW_EPOLICY with the Lua message and traceback in
+ * err, leaves out holding the last good desired state (empty if none), and counts the
+ * error. */
+int sw_policy_eval(struct sw_policy *policy, const struct sw_policy_input *in,
+                   struct sw_policy_result *out, struct sw_error *err);
+
+/* Call on_event(ctx, ev) if the policy defines it. ev_json is an object text whose fields
+ * become the Lua table (type, market_id, reason, ...). Errors are SW_EPOLICY as above. */
+int sw_policy_on_event(struct sw_policy *policy, const struct sw_policy_input *in,
+                       const char *ev_json, struct sw_error *err);
+
+/* Recompile from the file. On failure the old version stays loaded and err says why. */
+int sw_policy_reload(struct sw_policy *policy, struct sw_error *err);
+/* True when the file's mtime or size changed since the last (re)load. */
+bool sw_policy_file_changed(const struct sw_policy *policy);
+
+/* ctx.state as JSON (owned), to persist after a good tick; NULL if empty. */
+char *sw_policy_state_json(struct sw_policy *policy);
+/* Restore ctx.state from JSON saved earlier. SW_EINVAL on bad JSON. */
+int sw_policy_state_load(struct sw_policy *policy, const char *json);
+
+const char *sw_policy_name(const struct sw_policy *policy);
+int64_t sw_policy_interval_ms(const struct sw_policy *policy); /* `interval` field, 0 if none */
+uint64_t sw_policy_error_count(const struct sw_policy *policy);
+const struct sw_desired *sw_policy_last_good(const struct sw_policy *policy);
+
+/* `steward test-policy SPEC`: run a Lua spec file inside the real sandbox with the
+ * test helpers (describe/it/expect, steward.testing.load_policy, fake ctx builders).
+ * Prints results; returns the process exit code (0 all passed). */
+int sw_policy_test_main(const char *spec_path, const char *lua_path);
+
+#endif /* SW_POLICY_H */
