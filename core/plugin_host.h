@@ -80,6 +80,9 @@ struct sw_plugin_info **sw_plugin_host_scan(const char *const *dirs, size_t dir_
                                             size_t *count_out);
 /* Human-readable help for a plugin's config map (for `steward plugin describe`). Owned. */
 char *sw_plugin_describe(const struct swp_plugin *desc);
+/* dlopen path (without init), describe it, dlclose. Owned text, or NULL with err filled
+ * with the same refusal messages as sw_plugin_host_load. */
+char *sw_plugin_describe_path(const char *path, struct sw_error *err);
 
 struct sw_plugin *sw_plugin_host_get(struct sw_plugin_host *host, const char *name);
 size_t sw_plugin_host_count(const struct sw_plugin_host *host);

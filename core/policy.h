@@ -23,7 +23,7 @@ struct sw_policy;
 struct sw_policy_opts {
     const char *name;           /* from config; the file's `name` field is informative */
     const char *file;           /* path of the .lua file */
-    const char *lua_path;       /* directory holding steward/*.lua (require "steward.x") */
+    const char *lua_path;       /* directory holding steward/<module>.lua (require "steward.x") */
     const char *params_json;    /* ctx.params, a JSON object text; NULL = {} */
     struct sw_clock *clock;     /* borrowed: os.time() and the time budget's notion of now */
     uint64_t seed;              /* math.random seed */

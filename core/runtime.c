@@ -1,0 +1,1557 @@
+#include "runtime.h"
+
+#include <cjson/cJSON.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "guard.h"
+#include "http_client.h"
+#include "journal.h"
+#include "log.h"
+#include "mem.h"
+#include "planner.h"
+#include "plugin_host.h"
+#include "policy.h"
+
+#define DEFAULT_OP_GRACE_MS 30000
+#define DEFAULT_OFFERS_EVERY_MS 30000
+#define DEFAULT_WATCH_EVERY_MS 30000
+#define RELEASE_DEADLINE_MS 120000
+
+/* One marketplace operation in flight. It lives until the plugin calls done (the ABI
+ * promises exactly once, SW_ECANCELED on destroy), even when the runtime stopped
+ * waiting for it, so a late completion never touches freed memory. */
+struct market_op {
+    struct market_op *next;
+    struct sw_runtime *rt;
+    int kind;             /* SW_ACTION_ACQUIRE / SW_ACTION_RELEASE */
+    char *unit_key;
+    char *intent_key;
+    uint64_t deadline_timer;
+    bool abandoned;       /* the runtime gave up waiting (deadline) or is shutting down */
+    bool finished;
+};
+
+struct policy_slot {
+    struct sw_runtime *rt;
+    struct sw_policy *policy;
+    const struct sw_policy_config *config;
+    uint64_t timer;
+    int64_t interval_ms;
+    bool paused;
+};
+
+struct metric_slot {
+    struct sw_runtime *rt;
+    const struct sw_metric_config *config;
+    struct sw_plugin *plugin;
+    uint64_t timer;
+    int64_t every_ms;
+    bool in_flight;
+};
+
+/* A plugin event waiting to be handled outside the plugin's call stack. */
+struct pending_event {
+    struct pending_event *next;
+    char *type;
+    char *market_id;
+    char *reason;
+    char *data_json;
+};
+
+struct sw_runtime {
+    struct sw_runtime_opts opts;
+    const struct sw_config *config;
+    struct sw_clock *clock;
+    struct sw_journal *journal;
+    struct sw_plugin_host *plugins;
+    struct sw_plugin *market;
+    const struct swp_market_ops *market_ops;
+    struct sw_guard *guard;
+
+    struct policy_slot *policies;
+    size_t policy_count;
+    struct metric_slot *metrics_slots;
+    size_t metric_count;
+
+    struct sw_units units;
+    struct sw_offers offers;
+    struct sw_metric_set metrics;
+    struct sw_desired desired; /* merged over policies, after the guard's clamp */
+
+    struct market_op *ops;
+    size_t ops_in_flight;
+    struct pending_event *events_head;
+    struct pending_event *events_tail;
+    uint64_t events_timer;
+
+    uint64_t offers_timer;
+    uint64_t watch_timer;
+    uint64_t unit_seq;
+    bool running;
+    bool stopping;
+    bool recovered;
+    bool offers_in_flight;
+    bool watch_in_flight;
+    struct sw_runtime_stats stats;
+};
+
+static const char *LOG = "runtime";
+
+static int64_t now_ms(struct sw_runtime *rt)
+{
+    return sw_clock_now(rt->clock);
+}
+
+/* ---- plugin services ------------------------------------------------------------------ */
+
+static int64_t svc_now(void *ud)
+{
+    return now_ms(ud);
+}
+
+static uint64_t svc_timer_start(void *ud, struct sw_plugin *plugin, uint64_t delay_ms,
+                                swp_timer_cb cb, void *cb_ud)
+{
+    struct sw_runtime *rt = ud;
+    return sw_clock_timer_start(rt->clock, delay_ms, cb, cb_ud);
+}
+
+static void svc_timer_stop(void *ud, struct sw_plugin *plugin, uint64_t timer_id)
+{
+    struct sw_runtime *rt = ud;
+    sw_clock_timer_stop(rt->clock, timer_id);
+}
+
+struct http_trampoline {
+    swp_http_cb cb;
+    void *ud;
+};
+
+static void http_done(void *ud, int status, const struct swp_http_resp *resp,
+                      const char *error_text)
+{
+    struct http_trampoline *t = ud;
+    swp_http_cb cb = t->cb;
+    void *cb_ud = t->ud;
+    free(t);
+    cb(cb_ud, status, resp);
+}
+
+static uint64_t svc_http_request(void *ud, struct sw_plugin *plugin,
+                                 const struct swp_http_req *req, swp_http_cb cb, void *cb_ud)
+{
+    struct sw_runtime *rt = ud;
+    if (rt->opts.http == NULL)
+        return 0;
+    struct http_trampoline *t = sw_xmalloc(sizeof(*t));
+    t->cb = cb;
+    t->ud = cb_ud;
+    uint64_t id = sw_http_client_request(rt->opts.http, req, http_done, t);
+    if (id == 0)
+        free(t);
+    return id;
+}
+
+static void svc_http_cancel(void *ud, struct sw_plugin *plugin, uint64_t request_id)
+{
+    struct sw_runtime *rt = ud;
+    if (rt->opts.http != NULL)
+        sw_http_client_cancel(rt->opts.http, request_id);
+}
+
+static int svc_kv_get(void *ud, struct sw_plugin *plugin, const char *key, char **value_out)
+{
+    struct sw_runtime *rt = ud;
+    return sw_journal_kv_get(rt->journal, sw_plugin_name(plugin), key, value_out);
+}
+
+static int svc_kv_set(void *ud, struct sw_plugin *plugin, const char *key, const char *value)
+{
+    struct sw_runtime *rt = ud;
+    return sw_journal_kv_set(rt->journal, sw_plugin_name(plugin), key, value);
+}
+
+static int svc_kv_del(void *ud, struct sw_plugin *plugin, const char *key)
+{
+    struct sw_runtime *rt = ud;
+    return sw_journal_kv_del(rt->journal, sw_plugin_name(plugin), key);
+}
+
+static void drain_events(void *ud);
+
+static void svc_emit_event(void *ud, struct sw_plugin *plugin, const struct swp_event *ev)
+{
+    struct sw_runtime *rt = ud;
+    if (ev == NULL || ev->type == NULL || rt->stopping)
+        return;
+    struct pending_event *pe = sw_xcalloc(1, sizeof(*pe));
+    pe->type = sw_xstrdup(ev->type);
+    pe->market_id = sw_xstrdup(ev->market_id);
+    pe->reason = sw_xstrdup(ev->reason);
+    pe->data_json = sw_xstrdup(ev->data_json);
+    if (rt->events_tail != NULL)
+        rt->events_tail->next = pe;
+    else
+        rt->events_head = pe;
+    rt->events_tail = pe;
+    /* Handled on the next turn: the plugin may be in the middle of its own bookkeeping. */
+    if (rt->events_timer == 0)
+        rt->events_timer = sw_clock_timer_start(rt->clock, 0, drain_events, rt);
+}
+
+/* ---- small helpers -------------------------------------------------------------------- */
+
+static void save_unit(struct sw_runtime *rt, const struct sw_unit *u)
+{
+    struct sw_error err = {0};
+    if (sw_journal_unit_save(rt->journal, u, &err) < 0)
+        sw_log(SW_LOG_ERROR, LOG, "journal: cannot save unit %s: %s", u->key, err.msg);
+}
+
+static void finish_intent(struct sw_runtime *rt, const char *key, int state, const char *outcome)
+{
+    struct sw_error err = {0};
+    if (sw_journal_intent_finish(rt->journal, key, state, outcome, now_ms(rt), &err) < 0)
+        sw_log(SW_LOG_ERROR, LOG, "journal: cannot finish intent %s: %s", key, err.msg);
+}
+
+static void record_event(struct sw_runtime *rt, const char *type, cJSON *data)
+{
+    char *text = cJSON_PrintUnformatted(data);
+    sw_journal_event(rt->journal, now_ms(rt), type, text);
+    cJSON_free(text);
+    cJSON_Delete(data);
+}
+
+static cJSON *unit_event_data(const struct sw_unit *u)
+{
+    cJSON *data = cJSON_CreateObject();
+    cJSON_AddStringToObject(data, "unit", u->key);
+    cJSON_AddStringToObject(data, "group", u->group ? u->group : "");
+    cJSON_AddStringToObject(data, "region", u->region ? u->region : "");
+    if (u->market_id != NULL)
+        cJSON_AddStringToObject(data, "market_id", u->market_id);
+    if (u->provider != NULL)
+        cJSON_AddStringToObject(data, "provider", u->provider);
+    cJSON_AddNumberToObject(data, "price_usd_hour", u->price_usd_hour);
+    return data;
+}
+
+static char *next_unit_key(struct sw_runtime *rt)
+{
+    rt->unit_seq++;
+    char seq[32];
+    snprintf(seq, sizeof(seq), "%" PRIu64, rt->unit_seq);
+    sw_journal_meta_set(rt->journal, "unit_seq", seq);
+    return sw_xasprintf("%s-u%" PRIu64, rt->config->instance_id, rt->unit_seq);
+}
+
+static void op_unlink_and_free(struct sw_runtime *rt, struct market_op *op)
+{
+    for (struct market_op **pp = &rt->ops; *pp != NULL; pp = &(*pp)->next) {
+        if (*pp == op) {
+            *pp = op->next;
+            break;
+        }
+    }
+    if (op->deadline_timer != 0)
+        sw_clock_timer_stop(rt->clock, op->deadline_timer);
+    if (!op->abandoned && rt->ops_in_flight > 0)
+        rt->ops_in_flight--;
+    free(op->unit_key);
+    free(op->intent_key);
+    free(op);
+}
+
+static struct market_op *op_new(struct sw_runtime *rt, int kind, const char *unit_key,
+                                const char *intent_key)
+{
+    struct market_op *op = sw_xcalloc(1, sizeof(*op));
+    op->rt = rt;
+    op->kind = kind;
+    op->unit_key = sw_xstrdup(unit_key);
+    op->intent_key = sw_xstrdup(intent_key);
+    op->next = rt->ops;
+    rt->ops = op;
+    rt->ops_in_flight++;
+    return op;
+}
+
+/* ---- release -------------------------------------------------------------------------- */
+
+static void release_done(void *ud, int status, const struct swp_error *perr)
+{
+    struct market_op *op = ud;
+    struct sw_runtime *rt = op->rt;
+    if (op->abandoned || status == SW_ECANCELED) {
+        op_unlink_and_free(rt, op);
+        return;
+    }
+    struct sw_unit *u = sw_units_find_key(&rt->units, op->unit_key);
+    if (status == 0) {
+        rt->stats.releases_done++;
+        if (u != NULL) {
+            u->state = SW_UNIT_CLOSED;
+            u->closed_ms = now_ms(rt);
+            free(u->close_reason);
+            u->close_reason = sw_xstrdup("released");
+            save_unit(rt, u);
+            sw_log(SW_LOG_INFO, LOG, "released %s/%s unit %s (%s), saving %.3f USD/h", u->group,
+                   u->region, u->key, u->market_id ? u->market_id : "-", u->price_usd_hour);
+            record_event(rt, "unit_released", unit_event_data(u));
+        }
+        finish_intent(rt, op->intent_key, SW_INTENT_DONE, "released");
+    } else {
+        rt->stats.releases_failed++;
+        const char *msg = perr != NULL && perr->msg[0] ? perr->msg : sw_strerror(status);
+        if (u != NULL && u->state == SW_UNIT_RELEASING) {
+            u->state = u->ready_ms > 0 ? SW_UNIT_READY : SW_UNIT_LEASED;
+            save_unit(rt, u);
+        }
+        sw_log(SW_LOG_WARN, LOG, "release of unit %s failed: %s (will retry when planned again)",
+               op->unit_key, msg);
+        finish_intent(rt, op->intent_key, SW_INTENT_FAILED, msg);
+    }
+    op_unlink_and_free(rt, op);
+}
+
+static void op_deadline(void *ud)
+{
+    struct market_op *op = ud;
+    struct sw_runtime *rt = op->rt;
+    op->deadline_timer = 0;
+    if (op->abandoned)
+        return;
+    op->abandoned = true;
+    rt->ops_in_flight--;
+    struct sw_unit *u = sw_units_find_key(&rt->units, op->unit_key);
+    sw_log(SW_LOG_ERROR, LOG,
+           "plugin '%s' did not complete %s of unit %s before its deadline; giving up on it",
+           sw_plugin_name(rt->market), sw_action_kind_name(op->kind), op->unit_key);
+    finish_intent(rt, op->intent_key, SW_INTENT_FAILED, "plugin missed its deadline");
+    if (u == NULL)
+        return;
+    if (op->kind == SW_ACTION_ACQUIRE) {
+        rt->stats.acquires_failed++;
+        /* It may exist on the marketplace: the watch pass adopts or closes it. */
+        u->state = u->market_id != NULL ? u->state : SW_UNIT_CLOSED;
+        if (u->market_id == NULL) {
+            u->closed_ms = now_ms(rt);
+            u->close_reason = sw_xstrdup("acquire deadline");
+        }
+        save_unit(rt, u);
+    } else if (u->state == SW_UNIT_RELEASING) {
+        rt->stats.releases_failed++;
+        u->state = u->ready_ms > 0 ? SW_UNIT_READY : SW_UNIT_LEASED;
+        save_unit(rt, u);
+    }
+}
+
+static int start_release(struct sw_runtime *rt, struct sw_unit *u, const char *reason)
+{
+    if (u->self || u->market_id == NULL)
+        return SW_EINVAL;
+    char *intent_key = sw_xasprintf("%s-release-%" PRId64, u->key, now_ms(rt));
+    struct sw_error err = {0};
+    int64_t id = 0;
+    int rc = sw_journal_intent_begin(rt->journal, SW_ACTION_RELEASE, intent_key, u->group,
+                                     u->region, u->key, reason, now_ms(rt), &id, &err);
+    if (rc == 0 && u->market_id != NULL)
+        rc = sw_journal_intent_set_market_id(rt->journal, intent_key, u->market_id,
+                                             now_ms(rt), &err);
+    if (rc < 0) {
+        sw_log(SW_LOG_ERROR, LOG, "journal refused release intent for %s: %s", u->key, err.msg);
+        free(intent_key);
+        return rc;
+    }
+    if (rt->opts.dry_run) {
+        sw_log(SW_LOG_INFO, LOG, "dry-run: would release %s/%s unit %s (%.3f USD/h): %s",
+               u->group, u->region, u->key, u->price_usd_hour, reason);
+        finish_intent(rt, intent_key, SW_INTENT_ABANDONED, "dry-run");
+        free(intent_key);
+        return 0;
+    }
+    sw_log(SW_LOG_INFO, LOG, "release %s/%s unit %s (%s, %.3f USD/h): %s", u->group, u->region,
+           u->key, u->market_id, u->price_usd_hour, reason);
+    u->state = SW_UNIT_RELEASING;
+    save_unit(rt, u);
+    rt->stats.releases_started++;
+    struct market_op *op = op_new(rt, SW_ACTION_RELEASE, u->key, intent_key);
+    free(intent_key);
+    op->deadline_timer = sw_clock_timer_start(rt->clock, RELEASE_DEADLINE_MS, op_deadline, op);
+    rc = SW_ENOTSUP;
+    if (rt->market_ops->release != NULL)
+        rc = rt->market_ops->release(sw_plugin_state(rt->market), u->market_id, release_done,
+                                     op);
+    if (rc < 0) {
+        struct swp_error perr = {rc, ""};
+        snprintf(perr.msg, sizeof(perr.msg), "plugin refused release: %s", sw_strerror(rc));
+        release_done(op, rc, &perr);
+    }
+    return 0;
+}
+
+/* ---- acquire -------------------------------------------------------------------------- */
+
+static void apply_unit_report(struct sw_unit *u, const struct swp_unit *report)
+{
+    if (report == NULL)
+        return;
+    if (report->market_id != NULL && u->market_id == NULL)
+        u->market_id = sw_xstrdup(report->market_id);
+    if (report->provider != NULL) {
+        free(u->provider);
+        u->provider = sw_xstrdup(report->provider);
+    }
+    if (report->price_usd_hour > 0)
+        u->price_usd_hour = report->price_usd_hour;
+    if (report->uri_count > 0)
+        sw_unit_set_uris(u, report->uris, report->uri_count);
+}
+
+static void acquire_progress(void *ud, int status, const struct swp_unit *report,
+                             const struct swp_error *perr)
+{
+    struct market_op *op = ud;
+    struct sw_runtime *rt = op->rt;
+    if (op->abandoned || op->finished || report == NULL)
+        return;
+    struct sw_unit *u = sw_units_find_key(&rt->units, op->unit_key);
+    if (u == NULL)
+        return;
+    bool had_market_id = u->market_id != NULL;
+    apply_unit_report(u, report);
+    if (report->state > u->state && report->state < SW_UNIT_READY)
+        u->state = report->state;
+    if (!had_market_id && u->market_id != NULL) {
+        struct sw_error err = {0};
+        if (sw_journal_intent_set_market_id(rt->journal, op->intent_key, u->market_id,
+                                            now_ms(rt), &err) < 0)
+            sw_log(SW_LOG_ERROR, LOG, "journal: %s", err.msg);
+        sw_log(SW_LOG_INFO, LOG, "unit %s %s/%s: created on the marketplace as %s", u->key,
+               u->group, u->region, u->market_id);
+    }
+    if (report->state == SWP_UNIT_LEASED)
+        sw_log(SW_LOG_INFO, LOG, "unit %s %s/%s: leased from %s at %.3f USD/h", u->key, u->group,
+               u->region, u->provider ? u->provider : "?", u->price_usd_hour);
+    save_unit(rt, u);
+}
+
+static void acquire_done(void *ud, int status, const struct swp_unit *report,
+                         const struct swp_error *perr)
+{
+    struct market_op *op = ud;
+    struct sw_runtime *rt = op->rt;
+    op->finished = true;
+    if (op->abandoned || status == SW_ECANCELED) {
+        op_unlink_and_free(rt, op);
+        return;
+    }
+    struct sw_unit *u = sw_units_find_key(&rt->units, op->unit_key);
+    if (u == NULL) {
+        op_unlink_and_free(rt, op);
+        return;
+    }
+    apply_unit_report(u, report);
+    if (status == 0) {
+        rt->stats.acquires_ready++;
+        u->state = SW_UNIT_READY;
+        u->ready_ms = now_ms(rt);
+        save_unit(rt, u);
+        sw_log(SW_LOG_INFO, LOG, "unit %s %s/%s: ready after %.1fs on %s at %.3f USD/h%s%s",
+               u->key, u->group, u->region, (double)(u->ready_ms - u->ordered_ms) / 1000.0,
+               u->provider ? u->provider : "?", u->price_usd_hour,
+               u->uri_count ? ", serving " : "", u->uri_count ? u->uris[0] : "");
+        finish_intent(rt, op->intent_key, SW_INTENT_DONE, "ready");
+        record_event(rt, "unit_ready", unit_event_data(u));
+    } else {
+        rt->stats.acquires_failed++;
+        const char *msg = perr != NULL && perr->msg[0] ? perr->msg : sw_strerror(status);
+        u->state = SW_UNIT_CLOSED;
+        u->closed_ms = now_ms(rt);
+        free(u->close_reason);
+        u->close_reason = sw_xstrdup(msg);
+        save_unit(rt, u);
+        sw_log(SW_LOG_WARN, LOG, "unit %s %s/%s: acquire failed: %s", u->key, u->group,
+               u->region, msg);
+        finish_intent(rt, op->intent_key, SW_INTENT_FAILED, msg);
+        cJSON *data = unit_event_data(u);
+        cJSON_AddStringToObject(data, "error", msg);
+        record_event(rt, "acquire_failed", data);
+    }
+    op_unlink_and_free(rt, op);
+}
+
+static void fill_acquire_req(struct sw_runtime *rt, const struct sw_unit *u,
+                             struct swp_acquire_req *req)
+{
+    const struct sw_group_config *g = sw_config_group(rt->config, u->group);
+    memset(req, 0, sizeof(*req));
+    req->size = sizeof(*req);
+    req->key = u->key;
+    req->group = u->group;
+    req->region = u->region;
+    req->profile_json = g != NULL ? g->profile_json : NULL;
+    req->sdl_template = g != NULL ? g->sdl_template : NULL;
+    req->max_price_usd_hour = g != NULL ? g->max_price_usd_hour : 0;
+    req->deadline_ms = g != NULL ? (uint64_t)g->acquire_deadline_ms : 480000;
+}
+
+static int start_acquire(struct sw_runtime *rt, const struct sw_action *action)
+{
+    char *key = next_unit_key(rt);
+    struct sw_error err = {0};
+    int64_t id = 0;
+    int rc = sw_journal_intent_begin(rt->journal, SW_ACTION_ACQUIRE, key, action->group,
+                                     action->region, NULL, action->reason, now_ms(rt), &id,
+                                     &err);
+    if (rc < 0) {
+        sw_log(SW_LOG_ERROR, LOG, "journal refused acquire intent: %s", err.msg);
+        free(key);
+        return rc;
+    }
+    if (rt->opts.dry_run) {
+        sw_log(SW_LOG_INFO, LOG, "dry-run: would acquire %s/%s at ~%.3f USD/h: %s",
+               action->group, action->region, action->price_usd_hour, action->reason);
+        finish_intent(rt, key, SW_INTENT_ABANDONED, "dry-run");
+        free(key);
+        return 0;
+    }
+    struct sw_unit *u = sw_unit_new(key, action->group, action->region);
+    u->state = SW_UNIT_ORDERED;
+    u->ordered_ms = now_ms(rt);
+    u->price_usd_hour = action->price_usd_hour; /* planned: counts against the budget */
+    sw_units_add(&rt->units, u);
+    save_unit(rt, u);
+    sw_log(SW_LOG_INFO, LOG, "acquire %s/%s as unit %s (best offer %.3f USD/h): %s",
+           action->group, action->region, key, action->price_usd_hour, action->reason);
+    rt->stats.acquires_started++;
+
+    struct market_op *op = op_new(rt, SW_ACTION_ACQUIRE, key, key);
+    struct swp_acquire_req req;
+    fill_acquire_req(rt, u, &req);
+    uint64_t grace = rt->opts.op_grace_ms ? rt->opts.op_grace_ms : DEFAULT_OP_GRACE_MS;
+    op->deadline_timer = sw_clock_timer_start(rt->clock, req.deadline_ms + grace, op_deadline, op);
+    free(key);
+    rc = SW_ENOTSUP;
+    if (rt->market_ops->acquire != NULL)
+        rc = rt->market_ops->acquire(sw_plugin_state(rt->market), &req, acquire_progress,
+                                     acquire_done, op);
+    if (rc < 0) {
+        struct swp_error perr = {rc, ""};
+        snprintf(perr.msg, sizeof(perr.msg), "plugin refused acquire: %s", sw_strerror(rc));
+        acquire_done(op, rc, NULL, &perr);
+    }
+    return 0;
+}
+
+/* ---- events from plugins -------------------------------------------------------------- */
+
+static void run_policy_event(struct sw_runtime *rt, const char *ev_json);
+static void fill_policy_input(struct sw_runtime *rt, struct sw_policy_input *in);
+
+static void handle_unit_lost(struct sw_runtime *rt, const struct pending_event *ev)
+{
+    struct sw_unit *u = sw_units_find_market_id(&rt->units, ev->market_id);
+    if (u == NULL || u->state == SW_UNIT_CLOSED)
+        return;
+    rt->stats.units_lost++;
+    u->state = SW_UNIT_CLOSED;
+    u->closed_ms = now_ms(rt);
+    free(u->close_reason);
+    u->close_reason = sw_xstrdup(ev->reason ? ev->reason : "lost");
+    save_unit(rt, u);
+    sw_log(SW_LOG_WARN, LOG, "unit %s %s/%s on %s was closed by the marketplace (%s); it will "
+           "be replaced on the next evaluation", u->key, u->group, u->region,
+           u->provider ? u->provider : "?", u->close_reason);
+}
+
+static void drain_events(void *ud)
+{
+    struct sw_runtime *rt = ud;
+    rt->events_timer = 0;
+    while (rt->events_head != NULL) {
+        struct pending_event *ev = rt->events_head;
+        rt->events_head = ev->next;
+        if (rt->events_head == NULL)
+            rt->events_tail = NULL;
+        if (strcmp(ev->type, "unit_lost") == 0 && ev->market_id != NULL)
+            handle_unit_lost(rt, ev);
+        else if (strcmp(ev->type, "alert") == 0)
+            sw_log(SW_LOG_WARN, LOG, "alert: %s", ev->reason ? ev->reason : "(no reason)");
+
+        cJSON *data = cJSON_CreateObject();
+        cJSON_AddStringToObject(data, "type", ev->type);
+        if (ev->market_id)
+            cJSON_AddStringToObject(data, "market_id", ev->market_id);
+        if (ev->reason)
+            cJSON_AddStringToObject(data, "reason", ev->reason);
+        cJSON *extra = ev->data_json ? cJSON_Parse(ev->data_json) : NULL;
+        if (cJSON_IsObject(extra)) {
+            cJSON *field = extra->child;
+            while (field != NULL) {
+                cJSON *next = field->next;
+                if (!cJSON_HasObjectItem(data, field->string))
+                    cJSON_AddItemToObject(data, field->string,
+                                          cJSON_DetachItemViaPointer(extra, field));
+                field = next;
+            }
+        }
+        cJSON_Delete(extra);
+        char *text = cJSON_PrintUnformatted(data);
+        sw_journal_event(rt->journal, now_ms(rt), ev->type, text);
+        if (rt->recovered)
+            run_policy_event(rt, text);
+        cJSON_free(text);
+        cJSON_Delete(data);
+        free(ev->type);
+        free(ev->market_id);
+        free(ev->reason);
+        free(ev->data_json);
+        free(ev);
+    }
+}
+
+/* ---- inputs --------------------------------------------------------------------------- */
+
+static void drop_closed_units(struct sw_runtime *rt)
+{
+    for (size_t i = 0; i < rt->units.count;) {
+        if (rt->units.items[i]->state == SW_UNIT_CLOSED)
+            sw_units_remove_at(&rt->units, i);
+        else
+            i++;
+    }
+}
+
+static void fill_policy_input(struct sw_runtime *rt, struct sw_policy_input *in)
+{
+    memset(in, 0, sizeof(*in));
+    in->now_ms = now_ms(rt);
+    in->units = &rt->units;
+    in->offers = &rt->offers;
+    in->metrics = &rt->metrics;
+    in->groups = rt->config->groups;
+    in->group_count = rt->config->group_count;
+    in->budget_usd_hour = rt->config->guard.budget_usd_hour;
+    in->spend_usd_hour = sw_units_spend_usd_hour(&rt->units);
+}
+
+/* Everything a policy can see, so `steward replay` can feed it back later. */
+static cJSON *inputs_to_json(const struct sw_policy_input *in)
+{
+    cJSON *root = cJSON_CreateObject();
+    cJSON_AddNumberToObject(root, "now_ms", (double)in->now_ms);
+    cJSON *units = cJSON_AddArrayToObject(root, "units");
+    for (size_t i = 0; i < in->units->count; i++) {
+        const struct sw_unit *u = in->units->items[i];
+        if (u->state == SW_UNIT_CLOSED)
+            continue;
+        cJSON *item = cJSON_CreateObject();
+        cJSON_AddStringToObject(item, "key", u->key);
+        if (u->market_id)
+            cJSON_AddStringToObject(item, "market_id", u->market_id);
+        cJSON_AddStringToObject(item, "group", u->group);
+        cJSON_AddStringToObject(item, "region", u->region);
+        if (u->provider)
+            cJSON_AddStringToObject(item, "provider", u->provider);
+        cJSON_AddNumberToObject(item, "price_usd_hour", u->price_usd_hour);
+        cJSON_AddStringToObject(item, "state", sw_unit_state_name(u->state));
+        cJSON_AddBoolToObject(item, "unhealthy", u->unhealthy);
+        cJSON_AddNumberToObject(item, "ordered_ms", (double)u->ordered_ms);
+        cJSON_AddItemToArray(units, item);
+    }
+    cJSON *offers = cJSON_AddArrayToObject(root, "offers");
+    for (size_t i = 0; i < in->offers->count; i++) {
+        const struct sw_offer *o = &in->offers->items[i];
+        cJSON *item = cJSON_CreateObject();
+        cJSON_AddStringToObject(item, "provider", o->provider);
+        cJSON_AddStringToObject(item, "region", o->region);
+        cJSON_AddNumberToObject(item, "price_usd_hour", o->price_usd_hour);
+        cJSON_AddBoolToObject(item, "audited", o->audited);
+        cJSON_AddItemToArray(offers, item);
+    }
+    cJSON *metrics = cJSON_AddObjectToObject(root, "metrics");
+    for (size_t i = 0; i < in->metrics->count; i++) {
+        const struct sw_metric *m = &in->metrics->items[i];
+        cJSON *item = cJSON_AddObjectToObject(metrics, m->name);
+        cJSON_AddNumberToObject(item, "at_ms", (double)m->at_ms);
+        if (m->status < 0) {
+            cJSON_AddStringToObject(item, "error", m->error ? m->error : "");
+            continue;
+        }
+        cJSON *samples = cJSON_AddArrayToObject(item, "samples");
+        for (size_t s = 0; s < m->sample_count; s++) {
+            cJSON *sample = cJSON_CreateObject();
+            cJSON *labels = cJSON_AddObjectToObject(sample, "labels");
+            for (size_t l = 0; l < m->samples[s].label_count; l++)
+                cJSON_AddStringToObject(labels, m->samples[s].label_names[l],
+                                        m->samples[s].label_values[l]);
+            cJSON_AddNumberToObject(sample, "value", m->samples[s].value);
+            cJSON_AddItemToArray(samples, sample);
+        }
+    }
+    cJSON_AddNumberToObject(root, "budget_usd_hour", in->budget_usd_hour);
+    cJSON_AddNumberToObject(root, "spend_usd_hour", in->spend_usd_hour);
+    return root;
+}
+
+static void fnv1a_hex(const char *text, char out[17])
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (const unsigned char *p = (const unsigned char *)text; *p; p++) {
+        h ^= *p;
+        h *= 1099511628211ULL;
+    }
+    snprintf(out, 17, "%016" PRIx64, h);
+}
+
+static void policy_log(void *ud, int level, const char *msg)
+{
+    struct policy_slot *slot = ud;
+    char component[96];
+    snprintf(component, sizeof(component), "policy:%s", slot->config->name);
+    sw_log(level, component, "%s", msg);
+}
+
+/* ---- the tick ------------------------------------------------------------------------- */
+
+static char *explanations_json(const struct sw_policy_result *res)
+{
+    cJSON *arr = cJSON_CreateArray();
+    for (size_t i = 0; i < res->explanation_count; i++) {
+        const struct sw_explanation *e = &res->explanations[i];
+        cJSON *item = cJSON_CreateObject();
+        cJSON_AddStringToObject(item, "group", e->group ? e->group : "");
+        if (e->region)
+            cJSON_AddStringToObject(item, "region", e->region);
+        cJSON_AddStringToObject(item, "text", e->text ? e->text : "");
+        cJSON_AddItemToArray(arr, item);
+    }
+    char *text = cJSON_PrintUnformatted(arr);
+    cJSON_Delete(arr);
+    char *owned = sw_xstrdup(text);
+    cJSON_free(text);
+    return owned;
+}
+
+static void log_desired_change(const char *policy, const struct sw_desired *before,
+                               const struct sw_desired *after)
+{
+    if (sw_desired_equal(before, after))
+        return;
+    char *text = sw_desired_to_json(after);
+    sw_log(SW_LOG_INFO, LOG, "policy %s wants %s", policy, text);
+    free(text);
+}
+
+static bool desired_names_group(const struct sw_desired *d, const char *group)
+{
+    for (size_t i = 0; i < d->count; i++)
+        if (strcmp(d->entries[i].group, group) == 0)
+            return true;
+    return false;
+}
+
+/* Merge a policy's desired state into the runtime's: the groups it names are replaced,
+ * the others (owned by other policies, or nobody) stay as they were. */
+static void merge_desired(struct sw_desired *into, const struct sw_desired *from)
+{
+    struct sw_desired merged;
+    sw_desired_init(&merged);
+    for (size_t i = 0; i < into->count; i++) {
+        const struct sw_desired_entry *e = &into->entries[i];
+        if (!desired_names_group(from, e->group))
+            sw_desired_set(&merged, e->group, e->region, e->count);
+    }
+    for (size_t i = 0; i < from->count; i++)
+        sw_desired_set(&merged, from->entries[i].group, from->entries[i].region,
+                       from->entries[i].count);
+    sw_desired_copy(into, &merged);
+    sw_desired_clear(&merged);
+}
+
+static void execute_actions(struct sw_runtime *rt, struct sw_actions *actions)
+{
+    for (size_t i = 0; i < actions->count; i++) {
+        struct sw_action *a = &actions->items[i];
+        if (a->kind == SW_ACTION_ACQUIRE) {
+            if (start_acquire(rt, a) == 0)
+                sw_guard_record(rt->guard, a, now_ms(rt));
+        } else {
+            struct sw_unit *u = sw_units_find_key(&rt->units, a->unit_key);
+            if (u != NULL && start_release(rt, u, a->reason) == 0)
+                sw_guard_record(rt->guard, a, now_ms(rt));
+        }
+    }
+}
+
+static void log_refused(struct sw_runtime *rt, const struct sw_actions *refused)
+{
+    for (size_t i = 0; i < refused->count; i++) {
+        const struct sw_action *a = &refused->items[i];
+        rt->stats.refused++;
+        sw_log(SW_LOG_INFO, LOG, "guard refused %s %s/%s: %s", sw_action_kind_name(a->kind),
+               a->group, a->region, a->reason);
+    }
+}
+
+static void evaluate_policy(struct sw_runtime *rt, struct policy_slot *slot)
+{
+    if (sw_policy_file_changed(slot->policy)) {
+        struct sw_error rerr = {0};
+        if (sw_policy_reload(slot->policy, &rerr) == 0)
+            sw_log(SW_LOG_INFO, LOG, "policy %s reloaded from %s", slot->config->name,
+                   slot->config->file);
+        else
+            sw_log(SW_LOG_ERROR, LOG, "policy %s: reload failed, keeping the old version: %s",
+                   slot->config->name, rerr.msg);
+    }
+    drop_closed_units(rt);
+    uint64_t started = uv_hrtime();
+    struct sw_policy_input in;
+    fill_policy_input(rt, &in);
+    struct sw_policy_result res;
+    sw_policy_result_init(&res);
+    struct sw_error err = {0};
+    int rc = sw_policy_eval(slot->policy, &in, &res, &err);
+    rt->stats.evaluations++;
+    if (rt->stats.first_eval_ms == 0)
+        rt->stats.first_eval_ms = now_ms(rt);
+    if (rc < 0) {
+        rt->stats.policy_errors++;
+        sw_log(SW_LOG_ERROR, LOG, "policy %s failed, keeping its last good desired state: %s",
+               slot->config->name, err.msg);
+    }
+
+    struct sw_desired before;
+    sw_desired_init(&before);
+    sw_desired_copy(&before, &rt->desired);
+    merge_desired(&rt->desired, &res.desired);
+    struct sw_guard_notes notes = {0};
+    sw_guard_clamp(rt->guard, &rt->units, &rt->desired, &notes);
+    for (size_t i = 0; i < notes.count; i++)
+        sw_log(SW_LOG_INFO, LOG, "guard: %s", notes.items[i]);
+    log_desired_change(slot->config->name, &before, &rt->desired);
+    sw_desired_clear(&before);
+
+    struct sw_actions actions, refused;
+    sw_actions_init(&actions);
+    sw_actions_init(&refused);
+    sw_planner_plan(&rt->desired, &rt->units, &rt->offers, rt->config->groups,
+                    rt->config->group_count, &actions);
+    sw_guard_filter(rt->guard, now_ms(rt), &rt->units, &actions, &refused);
+    log_refused(rt, &refused);
+
+    /* Journal the decision before acting on it: the intents that follow commit it. */
+    cJSON *inputs = inputs_to_json(&in);
+    char *inputs_text = cJSON_PrintUnformatted(inputs);
+    cJSON_Delete(inputs);
+    char digest[17];
+    fnv1a_hex(inputs_text, digest);
+    char *desired_text = sw_desired_to_json(&rt->desired);
+    char *actions_text = sw_actions_to_json(&actions);
+    char *refused_text = sw_actions_to_json(&refused);
+    char *explain_text = explanations_json(&res);
+    struct sw_evaluation ev = {
+        .policy = slot->config->name,
+        .at_ms = now_ms(rt),
+        .inputs_digest = digest,
+        .inputs_json = inputs_text,
+        .desired_json = desired_text,
+        .actions_json = actions_text,
+        .refused_json = refused_text,
+        .explain_json = explain_text,
+        .error = rc < 0 ? err.msg : NULL,
+        .duration_ms = (double)(uv_hrtime() - started) / 1e6,
+    };
+    struct sw_error jerr = {0};
+    if (sw_journal_eval_record(rt->journal, &ev, &jerr) < 0)
+        sw_log(SW_LOG_ERROR, LOG, "journal: cannot record evaluation: %s", jerr.msg);
+    if (rc == 0) {
+        char *state = sw_policy_state_json(slot->policy);
+        if (state != NULL)
+            sw_journal_state_set(rt->journal, slot->config->name, state, &jerr);
+        free(state);
+    }
+    cJSON_free(inputs_text);
+    free(desired_text);
+    free(actions_text);
+    free(refused_text);
+    free(explain_text);
+
+    execute_actions(rt, &actions);
+    sw_journal_flush(rt->journal, &jerr);
+    sw_actions_clear(&actions);
+    sw_actions_clear(&refused);
+    sw_guard_notes_clear(&notes);
+    sw_policy_result_clear(&res);
+}
+
+static void run_policy_event(struct sw_runtime *rt, const char *ev_json)
+{
+    struct sw_policy_input in;
+    fill_policy_input(rt, &in);
+    for (size_t i = 0; i < rt->policy_count; i++) {
+        struct sw_error err = {0};
+        if (rt->policies[i].paused)
+            continue;
+        if (sw_policy_on_event(rt->policies[i].policy, &in, ev_json, &err) < 0) {
+            rt->stats.policy_errors++;
+            sw_log(SW_LOG_ERROR, LOG, "policy %s: on_event failed: %s",
+                   rt->policies[i].config->name, err.msg);
+        }
+    }
+}
+
+static void policy_tick(void *ud)
+{
+    struct policy_slot *slot = ud;
+    struct sw_runtime *rt = slot->rt;
+    slot->timer = 0;
+    if (!rt->running)
+        return;
+    if (!slot->paused)
+        evaluate_policy(rt, slot);
+    slot->timer = sw_clock_timer_start(rt->clock, (uint64_t)slot->interval_ms, policy_tick, slot);
+}
+
+/* ---- metrics and offers ----------------------------------------------------------------- */
+
+static void metric_schedule(struct metric_slot *slot);
+
+static void metric_done(void *ud, int status, const struct swp_sample *samples, size_t count,
+                        const struct swp_error *perr)
+{
+    struct metric_slot *slot = ud;
+    struct sw_runtime *rt = slot->rt;
+    slot->in_flight = false;
+    if (status == SW_ECANCELED)
+        return;
+    if (status == 0) {
+        sw_metric_set_put(&rt->metrics, slot->config->name, now_ms(rt), samples, count);
+    } else {
+        const char *msg = perr != NULL && perr->msg[0] ? perr->msg : sw_strerror(status);
+        sw_metric_set_put_error(&rt->metrics, slot->config->name, now_ms(rt), status, msg);
+        sw_log(SW_LOG_WARN, LOG, "metric %s: query failed: %s", slot->config->name, msg);
+    }
+}
+
+static void metric_fetch(struct metric_slot *slot)
+{
+    struct sw_runtime *rt = slot->rt;
+    const struct swp_metrics_ops *ops = sw_plugin_metrics(slot->plugin);
+    if (slot->in_flight || ops == NULL || ops->query == NULL)
+        return;
+    slot->in_flight = true;
+    int rc = ops->query(sw_plugin_state(slot->plugin), slot->config->query, metric_done, slot);
+    if (rc < 0) {
+        slot->in_flight = false;
+        sw_metric_set_put_error(&rt->metrics, slot->config->name, now_ms(rt), rc,
+                                sw_strerror(rc));
+    }
+}
+
+static void metric_tick(void *ud)
+{
+    struct metric_slot *slot = ud;
+    slot->timer = 0;
+    if (!slot->rt->running)
+        return;
+    metric_fetch(slot);
+    metric_schedule(slot);
+}
+
+static void metric_schedule(struct metric_slot *slot)
+{
+    slot->timer = sw_clock_timer_start(slot->rt->clock, (uint64_t)slot->every_ms, metric_tick,
+                                       slot);
+}
+
+static void offers_done(void *ud, int status, const struct swp_offer *offers, size_t count,
+                        const struct swp_error *perr)
+{
+    struct sw_runtime *rt = ud;
+    rt->offers_in_flight = false;
+    if (status == SW_ECANCELED)
+        return;
+    if (status < 0) {
+        sw_log(SW_LOG_WARN, LOG, "marketplace offers: %s",
+               perr != NULL && perr->msg[0] ? perr->msg : sw_strerror(status));
+        return;
+    }
+    sw_offers_clear(&rt->offers);
+    for (size_t i = 0; i < count; i++)
+        if (offers[i].provider != NULL && offers[i].region != NULL)
+            sw_offers_add(&rt->offers, offers[i].provider, offers[i].region,
+                          offers[i].price_usd_hour, offers[i].audited);
+}
+
+static void offers_fetch(struct sw_runtime *rt)
+{
+    if (rt->offers_in_flight || rt->market_ops->offers == NULL)
+        return;
+    rt->offers_in_flight = true;
+    if (rt->market_ops->offers(sw_plugin_state(rt->market), offers_done, rt) < 0)
+        rt->offers_in_flight = false;
+}
+
+static void offers_tick(void *ud)
+{
+    struct sw_runtime *rt = ud;
+    rt->offers_timer = 0;
+    if (!rt->running)
+        return;
+    offers_fetch(rt);
+    int64_t every = rt->opts.offers_every_ms ? rt->opts.offers_every_ms : DEFAULT_OFFERS_EVERY_MS;
+    rt->offers_timer = sw_clock_timer_start(rt->clock, (uint64_t)every, offers_tick, rt);
+}
+
+/* ---- watch and recovery ----------------------------------------------------------------- */
+
+static bool is_ours(const struct sw_runtime *rt, const struct swp_unit *mu)
+{
+    return mu->tag != NULL && strcmp(mu->tag, rt->config->instance_id) == 0;
+}
+
+static const struct swp_unit *find_listed(const struct swp_unit *listed, size_t count,
+                                          const char *key, const char *market_id)
+{
+    for (size_t i = 0; i < count; i++) {
+        if (market_id != NULL && listed[i].market_id != NULL &&
+            strcmp(listed[i].market_id, market_id) == 0)
+            return &listed[i];
+        if (key != NULL && listed[i].key != NULL && strcmp(listed[i].key, key) == 0)
+            return &listed[i];
+    }
+    return NULL;
+}
+
+static bool op_in_flight_for(const struct sw_runtime *rt, const char *unit_key)
+{
+    for (const struct market_op *op = rt->ops; op != NULL; op = op->next)
+        if (!op->abandoned && strcmp(op->unit_key, unit_key) == 0)
+            return true;
+    return false;
+}
+
+/* Bring the in-memory units in line with what the marketplace lists. */
+static void sync_units(struct sw_runtime *rt, const struct swp_unit *listed, size_t count)
+{
+    for (size_t i = 0; i < rt->units.count; i++) {
+        struct sw_unit *u = rt->units.items[i];
+        if (u->state == SW_UNIT_CLOSED || op_in_flight_for(rt, u->key))
+            continue;
+        const struct swp_unit *mu = find_listed(listed, count, u->key, u->market_id);
+        if (mu == NULL) {
+            if (u->state == SW_UNIT_ORDERED && u->market_id == NULL)
+                continue; /* never reached the marketplace; recovery decides */
+            u->state = SW_UNIT_CLOSED;
+            u->closed_ms = now_ms(rt);
+            free(u->close_reason);
+            u->close_reason = sw_xstrdup("no longer listed by the marketplace");
+            rt->stats.units_lost++;
+            save_unit(rt, u);
+            sw_log(SW_LOG_WARN, LOG, "unit %s %s/%s (%s) is gone from the marketplace", u->key,
+                   u->group, u->region, u->market_id ? u->market_id : "-");
+            continue;
+        }
+        int before = u->state;
+        apply_unit_report(u, mu);
+        if (mu->state == SWP_UNIT_READY && u->state != SW_UNIT_READY &&
+            u->state != SW_UNIT_RELEASING) {
+            u->state = SW_UNIT_READY;
+            u->ready_ms = now_ms(rt);
+        } else if (mu->state > u->state && mu->state < SWP_UNIT_READY) {
+            u->state = mu->state;
+        }
+        if (before != u->state) {
+            save_unit(rt, u);
+            sw_log(SW_LOG_INFO, LOG, "unit %s %s/%s: now %s (from the marketplace's list)",
+                   u->key, u->group, u->region, sw_unit_state_name(u->state));
+        }
+    }
+}
+
+/* A unit steward created but lost track of still costs money: close it. */
+static void close_orphans(struct sw_runtime *rt, const struct swp_unit *listed, size_t count)
+{
+    for (size_t i = 0; i < count; i++) {
+        const struct swp_unit *mu = &listed[i];
+        if (!is_ours(rt, mu) || mu->market_id == NULL)
+            continue;
+        if (rt->config->self_market_id != NULL &&
+            strcmp(rt->config->self_market_id, mu->market_id) == 0)
+            continue;
+        if (sw_units_find_market_id(&rt->units, mu->market_id) != NULL)
+            continue;
+        if (mu->key != NULL && sw_units_find_key(&rt->units, mu->key) != NULL)
+            continue;
+        /* Track it so the release has a unit to act on, then close it. */
+        char *key = mu->key != NULL ? sw_xstrdup(mu->key)
+                                    : sw_xasprintf("orphan-%s", mu->market_id);
+        struct sw_unit *u = sw_unit_new(key, mu->group ? mu->group : "?",
+                                        mu->region ? mu->region : "?");
+        free(key);
+        apply_unit_report(u, mu);
+        u->state = mu->state == SWP_UNIT_READY ? SW_UNIT_READY : SW_UNIT_LEASED;
+        u->ordered_ms = now_ms(rt);
+        sw_units_add(&rt->units, u);
+        save_unit(rt, u);
+        rt->stats.recovered_closed_orphans++;
+        sw_log(SW_LOG_WARN, LOG, "found %s on the marketplace, created by this steward but "
+               "unknown to its journal: closing it", mu->market_id);
+        start_release(rt, u, "orphan: created by this steward, not in its journal");
+    }
+}
+
+static void resolve_pending_intents(struct sw_runtime *rt, const struct swp_unit *listed,
+                                    size_t count)
+{
+    struct sw_intent *pending = NULL;
+    size_t pending_count = 0;
+    struct sw_error err = {0};
+    if (sw_journal_intents_pending(rt->journal, &pending, &pending_count, &err) < 0) {
+        sw_log(SW_LOG_ERROR, LOG, "recovery: cannot list pending intents: %s", err.msg);
+        return;
+    }
+    for (size_t i = 0; i < pending_count; i++) {
+        struct sw_intent *in = &pending[i];
+        if (in->kind == SW_ACTION_ACQUIRE) {
+            const struct swp_unit *mu = find_listed(listed, count, in->key, in->market_id);
+            struct sw_unit *u = sw_units_find_key(&rt->units, in->key);
+            if (mu != NULL && is_ours(rt, mu)) {
+                if (u == NULL) {
+                    u = sw_unit_new(in->key, in->group, in->region);
+                    u->ordered_ms = in->created_ms;
+                    sw_units_add(&rt->units, u);
+                }
+                apply_unit_report(u, mu);
+                u->state = mu->state == SWP_UNIT_READY ? SW_UNIT_READY
+                           : mu->state > SW_UNIT_ORDERED ? mu->state : SW_UNIT_CREATED;
+                if (u->state == SW_UNIT_READY && u->ready_ms == 0)
+                    u->ready_ms = now_ms(rt);
+                save_unit(rt, u);
+                if (in->market_id == NULL)
+                    sw_journal_intent_set_market_id(rt->journal, in->key, mu->market_id,
+                                                    now_ms(rt), &err);
+                finish_intent(rt, in->key, SW_INTENT_DONE, "recovered: adopted after restart");
+                rt->stats.recovered_adopted++;
+                sw_log(SW_LOG_INFO, LOG, "recovery: adopted %s/%s unit %s (%s, %s)", u->group,
+                       u->region, u->key, u->market_id, sw_unit_state_name(u->state));
+            } else {
+                if (u != NULL && u->state != SW_UNIT_CLOSED) {
+                    u->state = SW_UNIT_CLOSED;
+                    u->closed_ms = now_ms(rt);
+                    free(u->close_reason);
+                    u->close_reason = sw_xstrdup("never created (recovered after restart)");
+                    save_unit(rt, u);
+                }
+                finish_intent(rt, in->key, SW_INTENT_ABANDONED,
+                              "recovered: the marketplace has no such unit");
+                rt->stats.recovered_abandoned++;
+                sw_log(SW_LOG_INFO, LOG, "recovery: acquire %s of %s/%s never completed on the "
+                       "marketplace; abandoned", in->key, in->group, in->region);
+            }
+        } else {
+            struct sw_unit *u = sw_units_find_key(&rt->units, in->unit_key);
+            const struct swp_unit *mu = find_listed(listed, count, in->unit_key, in->market_id);
+            finish_intent(rt, in->key, SW_INTENT_ABANDONED,
+                          mu != NULL ? "recovered: re-planned after restart"
+                                     : "recovered: already closed");
+            if (u != NULL && mu == NULL) {
+                u->state = SW_UNIT_CLOSED;
+                u->closed_ms = now_ms(rt);
+                save_unit(rt, u);
+            } else if (u != NULL && u->state == SW_UNIT_RELEASING) {
+                /* The release may not have reached the marketplace: send it again. */
+                u->state = SW_UNIT_READY;
+                start_release(rt, u, "release interrupted by a restart");
+            }
+        }
+        sw_intent_clear(in);
+    }
+    free(pending);
+}
+
+static void start_schedules(struct sw_runtime *rt);
+
+static void recovery_listed(void *ud, int status, const struct swp_unit *listed, size_t count,
+                            const struct swp_error *perr)
+{
+    struct sw_runtime *rt = ud;
+    rt->watch_in_flight = false;
+    if (status == SW_ECANCELED)
+        return;
+    if (status < 0) {
+        struct sw_error err;
+        sw_error_set(&err, status, "recovery: the market plugin cannot list units: %s",
+                     perr != NULL && perr->msg[0] ? perr->msg : sw_strerror(status));
+        sw_log(SW_LOG_ERROR, LOG, "%s", err.msg);
+        if (rt->opts.on_fatal != NULL)
+            rt->opts.on_fatal(rt->opts.fatal_ud, &err);
+        return;
+    }
+    resolve_pending_intents(rt, listed, count);
+    sync_units(rt, listed, count);
+    close_orphans(rt, listed, count);
+    struct sw_error err = {0};
+    sw_journal_flush(rt->journal, &err);
+    rt->recovered = true;
+    sw_log(SW_LOG_INFO, LOG, "recovery done: %zu units open, %" PRIu64 " adopted, %" PRIu64
+           " abandoned, %" PRIu64 " orphans closed", (size_t)sw_units_count_open(&rt->units),
+           rt->stats.recovered_adopted, rt->stats.recovered_abandoned,
+           rt->stats.recovered_closed_orphans);
+    start_schedules(rt);
+}
+
+static void watch_listed(void *ud, int status, const struct swp_unit *listed, size_t count,
+                         const struct swp_error *perr)
+{
+    struct sw_runtime *rt = ud;
+    rt->watch_in_flight = false;
+    if (status == SW_ECANCELED || !rt->running)
+        return;
+    if (status < 0) {
+        sw_log(SW_LOG_WARN, LOG, "watch: cannot list units: %s",
+               perr != NULL && perr->msg[0] ? perr->msg : sw_strerror(status));
+        return;
+    }
+    sync_units(rt, listed, count);
+    close_orphans(rt, listed, count);
+}
+
+static void watch_tick(void *ud)
+{
+    struct sw_runtime *rt = ud;
+    rt->watch_timer = 0;
+    if (!rt->running)
+        return;
+    if (!rt->watch_in_flight && rt->market_ops->list != NULL) {
+        rt->watch_in_flight = true;
+        if (rt->market_ops->list(sw_plugin_state(rt->market), watch_listed, rt) < 0)
+            rt->watch_in_flight = false;
+    }
+    int64_t every = rt->opts.watch_every_ms ? rt->opts.watch_every_ms : DEFAULT_WATCH_EVERY_MS;
+    rt->watch_timer = sw_clock_timer_start(rt->clock, (uint64_t)every, watch_tick, rt);
+}
+
+static void start_schedules(struct sw_runtime *rt)
+{
+    if (!rt->running)
+        return;
+    /* Inputs first so the first evaluation (scheduled on the next turn) sees them when the
+     * plugins answer at once, as embedded ones do. */
+    offers_fetch(rt);
+    for (size_t i = 0; i < rt->metric_count; i++) {
+        metric_fetch(&rt->metrics_slots[i]);
+        metric_schedule(&rt->metrics_slots[i]);
+    }
+    int64_t offers_every =
+        rt->opts.offers_every_ms ? rt->opts.offers_every_ms : DEFAULT_OFFERS_EVERY_MS;
+    rt->offers_timer = sw_clock_timer_start(rt->clock, (uint64_t)offers_every, offers_tick, rt);
+    int64_t watch_every =
+        rt->opts.watch_every_ms ? rt->opts.watch_every_ms : DEFAULT_WATCH_EVERY_MS;
+    rt->watch_timer = sw_clock_timer_start(rt->clock, (uint64_t)watch_every, watch_tick, rt);
+    for (size_t i = 0; i < rt->policy_count; i++)
+        rt->policies[i].timer = sw_clock_timer_start(rt->clock, 0, policy_tick, &rt->policies[i]);
+}
+
+/* ---- lifecycle ------------------------------------------------------------------------- */
+
+static struct sw_plugin *load_plugin(struct sw_runtime *rt, const char *name,
+                                     struct sw_error *err)
+{
+    struct sw_plugin *loaded = sw_plugin_host_get(rt->plugins, name);
+    if (loaded != NULL)
+        return loaded;
+    char *path = sw_plugin_host_find(rt->opts.plugin_dirs, rt->opts.plugin_dir_count, name);
+    if (path == NULL) {
+        sw_error_set(err, SW_ECONFIG, "%s: plugin '%s' not found (looked for swp_%s.so in %zu "
+                     "plugin directories; run `steward plugins` to list what is installed)",
+                     rt->config->path, name, name, rt->opts.plugin_dir_count);
+        return NULL;
+    }
+    const struct sw_plugin_config *pc = sw_config_plugin(rt->config, name);
+    char *origin = sw_xasprintf("%s:plugins.%s", rt->config->path, name);
+    struct sw_plugin *plugin = sw_plugin_host_load(rt->plugins, path,
+                                                   pc != NULL ? pc->config_json : NULL, origin,
+                                                   err);
+    if (plugin != NULL)
+        sw_log(SW_LOG_INFO, LOG, "loaded plugin %s %s from %s", name,
+               sw_plugin_desc(plugin)->version ? sw_plugin_desc(plugin)->version : "", path);
+    free(origin);
+    free(path);
+    return plugin;
+}
+
+static int load_plugins(struct sw_runtime *rt, struct sw_error *err)
+{
+    rt->market = load_plugin(rt, rt->config->market_plugin, err);
+    if (rt->market == NULL)
+        return err->code ? err->code : SW_ECONFIG;
+    rt->market_ops = sw_plugin_market(rt->market);
+    if (rt->market_ops == NULL)
+        return sw_error_set(err, SW_ECONFIG, "%s:market: plugin '%s' is not a market plugin",
+                            rt->config->path, rt->config->market_plugin);
+    for (size_t i = 0; i < rt->config->plugin_count; i++)
+        if (load_plugin(rt, rt->config->plugins[i].name, err) == NULL)
+            return err->code ? err->code : SW_ECONFIG;
+
+    int64_t shortest = 0;
+    for (size_t i = 0; i < rt->config->policy_count; i++)
+        if (shortest == 0 || rt->config->policies[i].interval_ms < shortest)
+            shortest = rt->config->policies[i].interval_ms;
+    rt->metric_count = rt->config->metric_count;
+    rt->metrics_slots = sw_xcalloc(rt->metric_count ? rt->metric_count : 1,
+                                   sizeof(*rt->metrics_slots));
+    for (size_t i = 0; i < rt->metric_count; i++) {
+        const struct sw_metric_config *mc = &rt->config->metrics[i];
+        struct metric_slot *slot = &rt->metrics_slots[i];
+        slot->rt = rt;
+        slot->config = mc;
+        slot->plugin = load_plugin(rt, mc->plugin, err);
+        if (slot->plugin == NULL)
+            return err->code ? err->code : SW_ECONFIG;
+        if (sw_plugin_metrics(slot->plugin) == NULL)
+            return sw_error_set(err, SW_ECONFIG, "%s:metrics.%s.plugin: '%s' is not a metrics "
+                                "plugin", rt->config->path, mc->name, mc->plugin);
+        slot->every_ms = mc->every_ms > 0 ? mc->every_ms : (shortest > 0 ? shortest : 10000);
+    }
+    return 0;
+}
+
+static int load_policies(struct sw_runtime *rt, struct sw_error *err)
+{
+    rt->policy_count = rt->config->policy_count;
+    rt->policies = sw_xcalloc(rt->policy_count ? rt->policy_count : 1, sizeof(*rt->policies));
+    for (size_t i = 0; i < rt->policy_count; i++) {
+        const struct sw_policy_config *pc = &rt->config->policies[i];
+        struct policy_slot *slot = &rt->policies[i];
+        slot->rt = rt;
+        slot->config = pc;
+        slot->interval_ms = pc->interval_ms;
+        struct sw_policy_opts popts = {
+            .name = pc->name,
+            .file = pc->file,
+            .lua_path = rt->opts.lua_path,
+            .params_json = pc->params_json,
+            .clock = rt->clock,
+            .seed = rt->config->seed + i,
+            .max_instructions = pc->max_instructions,
+            .memory_limit = pc->memory_limit,
+            .time_limit_ms = pc->time_limit_ms,
+            .log_fn = policy_log,
+            .log_ud = slot,
+        };
+        slot->policy = sw_policy_new(&popts, err);
+        if (slot->policy == NULL)
+            return err->code ? err->code : SW_EPOLICY;
+        char *state = NULL;
+        struct sw_error serr = {0};
+        if (sw_journal_state_get(rt->journal, pc->name, &state, &serr) == 0 && state != NULL) {
+            if (sw_policy_state_load(slot->policy, state) < 0)
+                sw_log(SW_LOG_WARN, LOG, "policy %s: saved state unreadable; starting empty",
+                       pc->name);
+        }
+        free(state);
+    }
+    return 0;
+}
+
+static void mark_self(struct sw_runtime *rt)
+{
+    if (rt->config->self_market_id == NULL)
+        return;
+    struct sw_unit *u = sw_units_find_market_id(&rt->units, rt->config->self_market_id);
+    if (u != NULL)
+        u->self = true;
+    sw_log(SW_LOG_INFO, LOG, "running inside %s: it will never be released",
+           rt->config->self_market_id);
+}
+
+struct sw_runtime *sw_runtime_new(const struct sw_runtime_opts *opts, struct sw_error *err)
+{
+    struct sw_runtime *rt = sw_xcalloc(1, sizeof(*rt));
+    rt->opts = *opts;
+    rt->config = opts->config;
+    rt->clock = opts->clock;
+    sw_units_init(&rt->units);
+    sw_offers_init(&rt->offers);
+    sw_metric_set_init(&rt->metrics);
+    sw_desired_init(&rt->desired);
+
+    rt->journal = sw_journal_open(rt->config->state_path, err);
+    if (rt->journal == NULL)
+        goto fail;
+    char *seq = NULL;
+    if (sw_journal_meta_get(rt->journal, "unit_seq", &seq) == 0 && seq != NULL)
+        rt->unit_seq = strtoull(seq, NULL, 10);
+    free(seq);
+    char *owner = NULL;
+    if (sw_journal_meta_get(rt->journal, "instance_id", &owner) == 0 && owner != NULL &&
+        strcmp(owner, rt->config->instance_id) != 0) {
+        sw_error_set(err, SW_ECONFIG, "%s: journal %s belongs to steward id '%s', not '%s': "
+                     "use another \"state\" file or the same \"id\"", rt->config->path,
+                     rt->config->state_path, owner, rt->config->instance_id);
+        free(owner);
+        goto fail;
+    }
+    free(owner);
+    sw_journal_meta_set(rt->journal, "instance_id", rt->config->instance_id);
+    if (sw_journal_units_load(rt->journal, &rt->units, err) < 0)
+        goto fail;
+    mark_self(rt);
+
+    struct sw_plugin_services services = {
+        .ud = rt,
+        .now_ms = svc_now,
+        .timer_start = svc_timer_start,
+        .timer_stop = svc_timer_stop,
+        .http_request = svc_http_request,
+        .http_cancel = svc_http_cancel,
+        .kv_get = svc_kv_get,
+        .kv_set = svc_kv_set,
+        .kv_del = svc_kv_del,
+        .emit_event = svc_emit_event,
+    };
+    rt->plugins = sw_plugin_host_new(&services, rt->config->instance_id, rt->config->seed);
+    if (load_plugins(rt, err) < 0)
+        goto fail;
+    rt->guard = sw_guard_new(&rt->config->guard, rt->config->groups, rt->config->group_count);
+    if (load_policies(rt, err) < 0)
+        goto fail;
+    return rt;
+fail:
+    sw_runtime_free(rt);
+    return NULL;
+}
+
+int sw_runtime_start(struct sw_runtime *rt, struct sw_error *err)
+{
+    rt->running = true;
+    rt->stats.started_ms = now_ms(rt);
+    if (rt->market_ops->list == NULL) {
+        rt->recovered = true;
+        start_schedules(rt);
+        return 0;
+    }
+    rt->watch_in_flight = true;
+    int rc = rt->market_ops->list(sw_plugin_state(rt->market), recovery_listed, rt);
+    if (rc < 0) {
+        rt->watch_in_flight = false;
+        rt->running = false;
+        return sw_error_set(err, rc, "recovery: the market plugin refused to list units: %s",
+                            sw_strerror(rc));
+    }
+    return 0;
+}
+
+static void stop_timer(struct sw_runtime *rt, uint64_t *timer)
+{
+    if (*timer != 0)
+        sw_clock_timer_stop(rt->clock, *timer);
+    *timer = 0;
+}
+
+void sw_runtime_stop(struct sw_runtime *rt)
+{
+    if (rt == NULL || !rt->running)
+        return;
+    rt->running = false;
+    rt->stopping = true;
+    for (size_t i = 0; i < rt->policy_count; i++)
+        stop_timer(rt, &rt->policies[i].timer);
+    for (size_t i = 0; i < rt->metric_count; i++)
+        stop_timer(rt, &rt->metrics_slots[i].timer);
+    stop_timer(rt, &rt->offers_timer);
+    stop_timer(rt, &rt->watch_timer);
+    /* Operations still in flight stay pending in the journal: recovery resolves them. */
+    for (struct market_op *op = rt->ops; op != NULL; op = op->next) {
+        if (!op->abandoned) {
+            op->abandoned = true;
+            rt->ops_in_flight--;
+        }
+        stop_timer(rt, &op->deadline_timer);
+    }
+    struct sw_error err = {0};
+    sw_journal_flush(rt->journal, &err);
+}
+
+void sw_runtime_reload(struct sw_runtime *rt)
+{
+    for (size_t i = 0; i < rt->policy_count; i++) {
+        struct sw_error err = {0};
+        if (sw_policy_reload(rt->policies[i].policy, &err) == 0)
+            sw_log(SW_LOG_INFO, LOG, "policy %s reloaded", rt->policies[i].config->name);
+        else
+            sw_log(SW_LOG_ERROR, LOG, "policy %s: reload failed, keeping the old version: %s",
+                   rt->policies[i].config->name, err.msg);
+    }
+}
+
+void sw_runtime_free(struct sw_runtime *rt)
+{
+    if (rt == NULL)
+        return;
+    sw_runtime_stop(rt);
+    rt->stopping = true;
+    stop_timer(rt, &rt->events_timer);
+    /* Destroying plugins completes their pending ops with SW_ECANCELED, which frees them. */
+    sw_plugin_host_free(rt->plugins);
+    while (rt->ops != NULL)
+        op_unlink_and_free(rt, rt->ops);
+    while (rt->events_head != NULL) {
+        struct pending_event *ev = rt->events_head;
+        rt->events_head = ev->next;
+        free(ev->type);
+        free(ev->market_id);
+        free(ev->reason);
+        free(ev->data_json);
+        free(ev);
+    }
+    for (size_t i = 0; i < rt->policy_count; i++)
+        sw_policy_free(rt->policies[i].policy);
+    free(rt->policies);
+    free(rt->metrics_slots);
+    sw_guard_free(rt->guard);
+    sw_journal_close(rt->journal);
+    sw_units_clear(&rt->units);
+    sw_offers_clear(&rt->offers);
+    sw_metric_set_clear(&rt->metrics);
+    sw_desired_clear(&rt->desired);
+    free(rt);
+}
+
+const struct sw_runtime_stats *sw_runtime_stats(const struct sw_runtime *rt)
+{
+    return &rt->stats;
+}
+
+const struct sw_units *sw_runtime_units(const struct sw_runtime *rt)
+{
+    return &rt->units;
+}
+
+const struct sw_desired *sw_runtime_desired(const struct sw_runtime *rt)
+{
+    return &rt->desired;
+}
+
+struct sw_journal *sw_runtime_journal(struct sw_runtime *rt)
+{
+    return rt->journal;
+}
+
+bool sw_runtime_ready(const struct sw_runtime *rt)
+{
+    return rt->recovered && rt->stats.evaluations > 0;
+}
+
+size_t sw_runtime_ops_in_flight(const struct sw_runtime *rt)
+{
+    return rt->ops_in_flight;
+}
