@@ -7,6 +7,13 @@
  * Evaluations are buffered in an open transaction and committed by sw_journal_flush (or by
  * the next intent), which is what makes 20k+ records/s possible.
  * Schema migrations use PRAGMA user_version.
+ * "Commits"/"durable" below means: on return the write survives the steward process being
+ * killed (WAL, synchronous=NORMAL; journal.c explains why not FULL). "Buffered" means: in
+ * the open transaction, visible to this connection at once, to other connections and to a
+ * restart only after the next commit; lost if the process dies first. A buffered write
+ * also commits by itself once 1000 records are pending.
+ * Calls without a struct sw_error log store failures and keep the message for
+ * sw_journal_last_error.
  * Context: loop thread only; one connection.
  */
 #ifndef SW_JOURNAL_H
@@ -43,6 +50,7 @@ struct sw_intent {
     char *outcome;    /* what happened */
 };
 
+/* Frees the strings and zeroes in (NULL ok); in itself is not freed. */
 void sw_intent_clear(struct sw_intent *in);
 
 struct sw_evaluation {
@@ -66,22 +74,30 @@ struct sw_event_record {
 };
 
 /* Open (creating and migrating) the journal at path. ":memory:" works for tests.
- * Owned; close with sw_journal_close. NULL with err (SW_ESTORE + sqlite message). */
+ * Owned; close with sw_journal_close. NULL with err (SW_ESTORE + sqlite message) when the
+ * file cannot be opened, is not a database, or has a schema version newer than this code
+ * ("journal <path> has schema version N, this steward knows up to M: upgrade steward"). */
 struct sw_journal *sw_journal_open(const char *path, struct sw_error *err);
 /* Commits buffered records and closes. NULL is a no-op. */
 void sw_journal_close(struct sw_journal *j);
+/* Message of the last failure ("what: sqlite message"), "" if none yet. Borrowed until the
+ * next call on j. Useful after the calls that take no struct sw_error. */
+const char *sw_journal_last_error(const struct sw_journal *j);
 
 /* ---- intents ---- */
-/* Durably record an intent (commits). Fails with SW_EEXIST if key exists. *id_out set. */
+/* Durably record an intent (commits, together with anything buffered). Fails with
+ * SW_EEXIST if key exists (the buffered records are committed anyway), SW_EINVAL without a
+ * key, SW_ESTORE. *id_out (may be NULL) gets the row id. Strings are borrowed. */
 int sw_journal_intent_begin(struct sw_journal *j, int kind, const char *key,
                             const char *group, const char *region, const char *unit_key,
                             const char *reason, int64_t now_ms, int64_t *id_out,
                             struct sw_error *err);
-/* Record the marketplace id as soon as it is known (commits). */
+/* Record the marketplace id as soon as it is known (commits). SW_ENOENT if no such key. */
 int sw_journal_intent_set_market_id(struct sw_journal *j, const char *key,
                                     const char *market_id, int64_t now_ms,
                                     struct sw_error *err);
-/* Finish an intent with state DONE/FAILED/ABANDONED and a short outcome (commits). */
+/* Finish an intent with state DONE/FAILED/ABANDONED and a short outcome (commits).
+ * SW_EINVAL for any other state, SW_ENOENT if no such key. Finishing again overwrites. */
 int sw_journal_intent_finish(struct sw_journal *j, const char *key, int state,
                              const char *outcome, int64_t now_ms, struct sw_error *err);
 /* Look one up by key: 0, SW_ENOENT, or SW_ESTORE. out is filled (clear with
@@ -92,55 +108,74 @@ int sw_journal_intent_get(struct sw_journal *j, const char *key, struct sw_inten
  * free). */
 int sw_journal_intents_pending(struct sw_journal *j, struct sw_intent **out, size_t *count,
                                struct sw_error *err);
-/* How many intents ever used this key (for tests and recovery assertions). */
+/* How many intents ever used this key (for tests and recovery assertions); SW_ESTORE
+ * (< 0) on failure. */
 int64_t sw_journal_intent_count(struct sw_journal *j, const char *key);
 
 /* ---- units (the owned set) ---- */
-/* Insert or replace the unit's row (commits). */
+/* Insert or replace the unit's row, keyed by u->key (commits). u is borrowed. */
 int sw_journal_unit_save(struct sw_journal *j, const struct sw_unit *u, struct sw_error *err);
-/* Every unit not closed (units_out is appended to; caller owns them). */
+/* Every unit not closed, every field restored (units_out is appended to; caller owns
+ * them), ordered by ordered_ms then key. On failure units_out is left unchanged. */
 int sw_journal_units_load(struct sw_journal *j, struct sw_units *units_out,
                           struct sw_error *err);
-/* Count of units in the journal by state (state < 0: all not closed). */
+/* Count of units in the journal by state (state < 0: all not closed); SW_ESTORE (< 0) on
+ * failure. */
 int64_t sw_journal_unit_count(struct sw_journal *j, int state);
 
 /* ---- evaluations ---- */
-/* Buffered: stays in the open transaction until sw_journal_flush or the next commit. */
+/* Buffered: stays in the open transaction until sw_journal_flush or the next commit.
+ * ev and its strings are borrowed; policy is required (SW_EINVAL), the rest may be NULL. */
 int sw_journal_eval_record(struct sw_journal *j, const struct sw_evaluation *ev,
                            struct sw_error *err);
+/* Commit what is buffered (a no-op when nothing is). The runtime calls it once per tick
+ * batch. On SW_ESTORE the buffered records are lost (rolled back). */
 int sw_journal_flush(struct sw_journal *j, struct sw_error *err);
-/* Evaluations of a policy (NULL = all) with at_ms in [from_ms, to_ms], oldest first, as a
- * JSON array text (owned). */
+/* Evaluations of a policy (NULL = all) with at_ms in [from_ms, to_ms], oldest first, up to
+ * limit (0 = no limit), as a JSON array text (owned, free()). Each object has id, policy,
+ * at_ms, inputs_digest, inputs, desired, actions, refused, explain (parsed JSON, null when
+ * not recorded), error (string or null) and duration_ms. Buffered records are included.
+ * NULL with err on failure. */
 char *sw_journal_evals_json(struct sw_journal *j, const char *policy, int64_t from_ms,
                             int64_t to_ms, size_t limit, struct sw_error *err);
+/* Rows in evaluations, buffered ones included; SW_ESTORE (< 0) on failure. */
 int64_t sw_journal_eval_count(struct sw_journal *j);
 
 /* ---- policy state ---- */
-/* value_out owned, NULL if never saved. */
+/* value_out owned, NULL if never saved (still 0). SW_ESTORE on failure. */
 int sw_journal_state_get(struct sw_journal *j, const char *policy, char **value_out,
                          struct sw_error *err);
-/* Buffered like evaluations. */
+/* Buffered like evaluations. json is required. */
 int sw_journal_state_set(struct sw_journal *j, const char *policy, const char *json,
                          struct sw_error *err);
 
 /* ---- plugin key-value space ---- */
+/* ns is the plugin's name. *value_out owned (free()), NULL unless 0 is returned. */
 int sw_journal_kv_get(struct sw_journal *j, const char *ns, const char *key,
                       char **value_out); /* 0, SW_ENOENT, SW_ESTORE */
+/* Insert or overwrite (commits). 0, SW_EINVAL, SW_ESTORE. */
 int sw_journal_kv_set(struct sw_journal *j, const char *ns, const char *key,
                       const char *value);
+/* Delete (commits). 0, SW_ENOENT if the key was absent, SW_ESTORE. */
 int sw_journal_kv_del(struct sw_journal *j, const char *ns, const char *key);
 
 /* ---- events ---- */
-/* Buffered. */
+/* Buffered. type is required; data_json may be NULL. */
 int sw_journal_event(struct sw_journal *j, int64_t at_ms, const char *type,
                      const char *data_json);
-/* Events with id > after_id, oldest first, up to limit; owned array (free each type and
- * data_json, then the array). */
+/* Events with id > after_id, oldest first, up to limit (0 = no limit); owned array (free
+ * each type and data_json, then the array, or call sw_journal_events_free). *out is NULL
+ * when *count is 0. 0 or SW_ESTORE. Page with after_id = the last id seen. */
 int sw_journal_events(struct sw_journal *j, int64_t after_id, size_t limit,
                       struct sw_event_record **out, size_t *count);
+/* Frees what sw_journal_events returned (NULL ok). */
+void sw_journal_events_free(struct sw_event_record *events, size_t count);
 
 /* ---- meta ---- */
+/* Process-level facts: the run seed, the instance id. *value_out owned (free()).
+ * 0, SW_ENOENT, SW_ESTORE. */
 int sw_journal_meta_get(struct sw_journal *j, const char *key, char **value_out);
+/* Insert or overwrite (commits). 0, SW_EINVAL, SW_ESTORE. */
 int sw_journal_meta_set(struct sw_journal *j, const char *key, const char *value);
 
 #endif /* SW_JOURNAL_H */

@@ -1,0 +1,1089 @@
+/* journal.c — the SQLite journal (see journal.h for the contract).
+ *
+ * Durability model. The connection runs in WAL mode with synchronous=NORMAL. A COMMIT then
+ * appends the transaction's frames to the -wal file with write(2) before returning, so the
+ * commit is in the kernel's page cache and survives the steward process dying in any way
+ * (kill -9, OOM killer, a crash in a plugin). What NORMAL gives up, compared with FULL, is
+ * the fsync of the WAL on every commit: after an OS crash or power loss the last few
+ * commits may roll back (the database is never corrupted, WAL keeps it consistent). FULL
+ * would cost one fsync per intent (milliseconds on cloud block storage, on the loop
+ * thread), and the loss it prevents is already covered: startup reconciliation compares
+ * the journal with what the marketplace reports and adopts or closes any lease the journal
+ * does not know, so an intent lost to a power cut cannot turn into a double buy that goes
+ * unnoticed or a forgotten lease.
+ *
+ * Transactions. At most one transaction is open. Buffered writes (evaluations, policy
+ * state, events) open it with BEGIN and leave it open; durable writes (intents, units, kv,
+ * meta) open it with BEGIN IMMEDIATE if none is open, add their row and COMMIT, which
+ * commits whatever was buffered before them in the same fsync-free write.
+ */
+#include "journal.h"
+
+#include <cjson/cJSON.h>
+#include <sqlite3.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "mem.h"
+
+/* Buffered records after which the open transaction commits on its own, so a runtime that
+ * forgets to flush still bounds what a crash can lose and how large the WAL grows. */
+#define AUTOFLUSH_RECORDS 1000
+/* Another process (an operator's sqlite3 shell, a backup) may hold the write lock briefly. */
+#define BUSY_TIMEOUT_MS 5000
+
+/* Migration N (1-based) brings user_version from N-1 to N. Append only: a released step is
+ * never edited, since journals in the field already ran it. */
+static const char *const migrations[] = {
+    /* 1: initial schema */
+    "CREATE TABLE intents ("
+    "  id INTEGER PRIMARY KEY,"
+    "  key TEXT NOT NULL UNIQUE,"
+    "  kind INTEGER NOT NULL,"
+    "  group_name TEXT,"
+    "  region TEXT,"
+    "  unit_key TEXT,"
+    "  market_id TEXT,"
+    "  state INTEGER NOT NULL DEFAULT 0,"
+    "  created_ms INTEGER NOT NULL,"
+    "  updated_ms INTEGER NOT NULL,"
+    "  reason TEXT,"
+    "  outcome TEXT);"
+    /* Recovery asks for pending intents on every start; the partial index stays tiny. */
+    "CREATE INDEX intents_pending ON intents (id) WHERE state = 0;"
+    "CREATE TABLE units ("
+    "  key TEXT PRIMARY KEY NOT NULL,"
+    "  market_id TEXT,"
+    "  group_name TEXT,"
+    "  region TEXT,"
+    "  provider TEXT,"
+    "  price_usd_hour REAL NOT NULL DEFAULT 0,"
+    "  state INTEGER NOT NULL,"
+    "  self INTEGER NOT NULL DEFAULT 0,"
+    "  unhealthy INTEGER NOT NULL DEFAULT 0,"
+    "  probe_failures INTEGER NOT NULL DEFAULT 0,"
+    "  ordered_ms INTEGER NOT NULL DEFAULT 0,"
+    "  ready_ms INTEGER NOT NULL DEFAULT 0,"
+    "  closed_ms INTEGER NOT NULL DEFAULT 0,"
+    "  uris TEXT NOT NULL DEFAULT '[]',"
+    "  close_reason TEXT);"
+    "CREATE TABLE evaluations ("
+    "  id INTEGER PRIMARY KEY,"
+    "  policy TEXT NOT NULL,"
+    "  at_ms INTEGER NOT NULL,"
+    "  inputs_digest TEXT,"
+    "  inputs_json TEXT,"
+    "  desired_json TEXT,"
+    "  actions_json TEXT,"
+    "  refused_json TEXT,"
+    "  explain_json TEXT,"
+    "  error TEXT,"
+    "  duration_ms REAL NOT NULL DEFAULT 0);"
+    "CREATE INDEX evaluations_policy_at ON evaluations (policy, at_ms);"
+    /* updated counts the saves (a revision number): the journal has no clock of its own. */
+    "CREATE TABLE policy_state ("
+    "  policy TEXT PRIMARY KEY NOT NULL,"
+    "  json TEXT NOT NULL,"
+    "  updated INTEGER NOT NULL);"
+    "CREATE TABLE kv ("
+    "  ns TEXT NOT NULL,"
+    "  key TEXT NOT NULL,"
+    "  value TEXT NOT NULL,"
+    "  PRIMARY KEY (ns, key)) WITHOUT ROWID;"
+    "CREATE TABLE events ("
+    "  id INTEGER PRIMARY KEY,"
+    "  at_ms INTEGER NOT NULL,"
+    "  type TEXT NOT NULL,"
+    "  data_json TEXT);"
+    "CREATE TABLE meta ("
+    "  key TEXT PRIMARY KEY NOT NULL,"
+    "  value TEXT NOT NULL) WITHOUT ROWID;",
+};
+
+#define SCHEMA_VERSION ((int)SW_ARRAY_LEN(migrations))
+
+#define INTENT_COLS                                                                                \
+    "id, key, kind, group_name, region, unit_key, market_id, state, created_ms, "                  \
+    "updated_ms, reason, outcome"
+#define UNIT_COLS                                                                                  \
+    "key, market_id, group_name, region, provider, price_usd_hour, state, self, "                  \
+    "unhealthy, probe_failures, ordered_ms, ready_ms, closed_ms, uris, close_reason"
+#define EVAL_COLS                                                                                  \
+    "id, policy, at_ms, inputs_digest, inputs_json, desired_json, actions_json, "                  \
+    "refused_json, explain_json, error, duration_ms"
+
+enum stmt_id {
+    ST_BEGIN,
+    ST_BEGIN_IMMEDIATE,
+    ST_COMMIT,
+    ST_ROLLBACK,
+    ST_INTENT_INSERT,
+    ST_INTENT_SET_MARKET_ID,
+    ST_INTENT_FINISH,
+    ST_INTENT_GET,
+    ST_INTENT_PENDING,
+    ST_INTENT_COUNT,
+    ST_UNIT_SAVE,
+    ST_UNIT_LOAD,
+    ST_UNIT_COUNT_STATE,
+    ST_UNIT_COUNT_OPEN,
+    ST_EVAL_INSERT,
+    ST_EVAL_SELECT_POLICY,
+    ST_EVAL_SELECT_ALL,
+    ST_EVAL_COUNT,
+    ST_STATE_GET,
+    ST_STATE_SET,
+    ST_KV_GET,
+    ST_KV_SET,
+    ST_KV_DEL,
+    ST_EVENT_INSERT,
+    ST_EVENT_SELECT,
+    ST_META_GET,
+    ST_META_SET,
+    ST_COUNT
+};
+
+static const char *const stmt_sql[ST_COUNT] = {
+    [ST_BEGIN] = "BEGIN",
+    [ST_BEGIN_IMMEDIATE] = "BEGIN IMMEDIATE",
+    [ST_COMMIT] = "COMMIT",
+    [ST_ROLLBACK] = "ROLLBACK",
+    [ST_INTENT_INSERT] = "INSERT INTO intents (key, kind, group_name, region, unit_key, state,"
+                         " created_ms, updated_ms, reason) VALUES (?, ?, ?, ?, ?, 0, ?, ?, ?)",
+    [ST_INTENT_SET_MARKET_ID] = "UPDATE intents SET market_id = ?, updated_ms = ? WHERE key = ?",
+    [ST_INTENT_FINISH] = "UPDATE intents SET state = ?, outcome = ?, updated_ms = ? WHERE key = ?",
+    [ST_INTENT_GET] = "SELECT " INTENT_COLS " FROM intents WHERE key = ?",
+    [ST_INTENT_PENDING] = "SELECT " INTENT_COLS " FROM intents WHERE state = 0 ORDER BY id",
+    [ST_INTENT_COUNT] = "SELECT count(*) FROM intents WHERE key = ?",
+    [ST_UNIT_SAVE] =
+        "INSERT INTO units (" UNIT_COLS ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (key) DO UPDATE SET market_id = excluded.market_id,"
+        " group_name = excluded.group_name, region = excluded.region,"
+        " provider = excluded.provider, price_usd_hour = excluded.price_usd_hour,"
+        " state = excluded.state, self = excluded.self, unhealthy = excluded.unhealthy,"
+        " probe_failures = excluded.probe_failures, ordered_ms = excluded.ordered_ms,"
+        " ready_ms = excluded.ready_ms, closed_ms = excluded.closed_ms,"
+        " uris = excluded.uris, close_reason = excluded.close_reason",
+    [ST_UNIT_LOAD] = "SELECT " UNIT_COLS " FROM units WHERE state != ? ORDER BY ordered_ms, key",
+    [ST_UNIT_COUNT_STATE] = "SELECT count(*) FROM units WHERE state = ?",
+    [ST_UNIT_COUNT_OPEN] = "SELECT count(*) FROM units WHERE state != ?",
+    [ST_EVAL_INSERT] = "INSERT INTO evaluations (policy, at_ms, inputs_digest, inputs_json,"
+                       " desired_json, actions_json, refused_json, explain_json, error,"
+                       " duration_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    [ST_EVAL_SELECT_POLICY] = "SELECT " EVAL_COLS " FROM evaluations WHERE policy = ?"
+                              " AND at_ms BETWEEN ? AND ? ORDER BY at_ms, id LIMIT ?",
+    [ST_EVAL_SELECT_ALL] = "SELECT " EVAL_COLS " FROM evaluations"
+                           " WHERE at_ms BETWEEN ? AND ? ORDER BY at_ms, id LIMIT ?",
+    [ST_EVAL_COUNT] = "SELECT count(*) FROM evaluations",
+    [ST_STATE_GET] = "SELECT json FROM policy_state WHERE policy = ?",
+    [ST_STATE_SET] = "INSERT INTO policy_state (policy, json, updated) VALUES (?, ?, 1)"
+                     " ON CONFLICT (policy) DO UPDATE SET json = excluded.json,"
+                     " updated = updated + 1",
+    [ST_KV_GET] = "SELECT value FROM kv WHERE ns = ? AND key = ?",
+    [ST_KV_SET] = "INSERT INTO kv (ns, key, value) VALUES (?, ?, ?)"
+                  " ON CONFLICT (ns, key) DO UPDATE SET value = excluded.value",
+    [ST_KV_DEL] = "DELETE FROM kv WHERE ns = ? AND key = ?",
+    [ST_EVENT_INSERT] = "INSERT INTO events (at_ms, type, data_json) VALUES (?, ?, ?)",
+    [ST_EVENT_SELECT] =
+        "SELECT id, at_ms, type, data_json FROM events WHERE id > ? ORDER BY id LIMIT ?",
+    [ST_META_GET] = "SELECT value FROM meta WHERE key = ?",
+    [ST_META_SET] = "INSERT INTO meta (key, value) VALUES (?, ?)"
+                    " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+};
+
+struct sw_journal {
+    sqlite3 *db;
+    char *path;
+    sqlite3_stmt *stmts[ST_COUNT];
+    bool in_txn;     /* a transaction we opened is still open */
+    size_t buffered; /* records written into it by buffered calls */
+    char last_error[256];
+};
+
+/* ---- helpers ------------------------------------------------------------------------- */
+
+/* Records the connection's current error as "what: sqlite message" and fills err. Must run
+ * right after the failing call, before anything else touches the connection. */
+static int store_error(struct sw_journal *j, struct sw_error *err, const char *what)
+{
+    snprintf(j->last_error, sizeof(j->last_error), "%s: %s", what, sqlite3_errmsg(j->db));
+    return sw_error_set(err, SW_ESTORE, "journal: %s", j->last_error);
+}
+
+/* For the calls without a struct sw_error: keep the message and log it. */
+static int store_error_log(struct sw_journal *j, const char *what)
+{
+    int code = store_error(j, NULL, what);
+    sw_log(SW_LOG_ERROR, "journal", "%s: %s", j->path, j->last_error);
+    return code;
+}
+
+static int invalid(struct sw_journal *j, struct sw_error *err, const char *what)
+{
+    snprintf(j->last_error, sizeof(j->last_error), "%s: missing argument", what);
+    return sw_error_set(err, SW_EINVAL, "journal: %s", j->last_error);
+}
+
+/* Binds parameters 1..n described by types: 's' text (NULL binds NULL), 'I' int64_t,
+ * 'i' int, 'd' double. Text is bound SQLITE_STATIC: every caller steps and resets the
+ * statement before its arguments go out of scope. */
+static int bind_params(sqlite3_stmt *st, const char *types, ...)
+{
+    va_list ap;
+    int rc = SQLITE_OK;
+    va_start(ap, types);
+    for (int i = 0; types[i] != '\0' && rc == SQLITE_OK; i++) {
+        int idx = i + 1;
+        switch (types[i]) {
+        case 's': {
+            const char *text = va_arg(ap, const char *);
+            rc = text != NULL ? sqlite3_bind_text(st, idx, text, -1, SQLITE_STATIC)
+                              : sqlite3_bind_null(st, idx);
+            break;
+        }
+        case 'I':
+            rc = sqlite3_bind_int64(st, idx, va_arg(ap, int64_t));
+            break;
+        case 'i':
+            rc = sqlite3_bind_int(st, idx, va_arg(ap, int));
+            break;
+        case 'd':
+            rc = sqlite3_bind_double(st, idx, va_arg(ap, double));
+            break;
+        default:
+            rc = SQLITE_MISUSE;
+            break;
+        }
+    }
+    va_end(ap);
+    return rc;
+}
+
+/* Returns the cached statement ready to bind. */
+static sqlite3_stmt *stmt_get(struct sw_journal *j, enum stmt_id id)
+{
+    return j->stmts[id];
+}
+
+/* Resets after use so the statement holds no read snapshot and no borrowed text. The rc
+ * of reset only repeats the error of the last step, which the caller already handled. */
+static void stmt_done(sqlite3_stmt *st)
+{
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+}
+
+/* Binds, steps once and resets: for writes. Returns the sqlite rc of the first failure or
+ * SQLITE_DONE. */
+static int bind_and_step(sqlite3_stmt *st, int bind_rc)
+{
+    int rc = bind_rc == SQLITE_OK ? sqlite3_step(st) : bind_rc;
+    stmt_done(st);
+    return rc;
+}
+
+static char *col_str(sqlite3_stmt *st, int col)
+{
+    return sw_xstrdup((const char *)sqlite3_column_text(st, col));
+}
+
+/* Runs a one-row count query (parameters already bound). */
+static int64_t count_query(struct sw_journal *j, sqlite3_stmt *st, int bind_rc, const char *what)
+{
+    int rc = bind_rc == SQLITE_OK ? sqlite3_step(st) : bind_rc;
+    int64_t result = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+    if (rc != SQLITE_ROW)
+        result = store_error_log(j, what);
+    stmt_done(st);
+    return result;
+}
+
+/* Limit 0 means no limit; SQLite reads a negative LIMIT the same way. */
+static int64_t sql_limit(size_t limit)
+{
+    return limit == 0 || limit > (size_t)INT64_MAX ? -1 : (int64_t)limit;
+}
+
+/* ---- transactions -------------------------------------------------------------------- */
+
+static int txn_exec(struct sw_journal *j, enum stmt_id id)
+{
+    sqlite3_stmt *st = stmt_get(j, id);
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+/* Some errors (SQLITE_FULL, IOERR, NOMEM, BUSY mid-write) make SQLite roll the whole
+ * transaction back rather than one statement; find out so the next write opens a new one. */
+static void txn_check_lost(struct sw_journal *j)
+{
+    if (!j->in_txn || !sqlite3_get_autocommit(j->db))
+        return;
+    if (j->buffered > 0)
+        sw_log(SW_LOG_WARN, "journal",
+               "%s: SQLite rolled back the transaction, %zu buffered records lost", j->path,
+               j->buffered);
+    j->in_txn = false;
+    j->buffered = 0;
+}
+
+static int txn_open(struct sw_journal *j, bool immediate, struct sw_error *err)
+{
+    if (j->in_txn)
+        return 0;
+    if (txn_exec(j, immediate ? ST_BEGIN_IMMEDIATE : ST_BEGIN) != SQLITE_OK)
+        return store_error(j, err, immediate ? "begin immediate" : "begin");
+    j->in_txn = true;
+    j->buffered = 0;
+    return 0;
+}
+
+static int txn_commit(struct sw_journal *j, struct sw_error *err)
+{
+    if (!j->in_txn)
+        return 0;
+    if (txn_exec(j, ST_COMMIT) == SQLITE_OK) {
+        j->in_txn = false;
+        j->buffered = 0;
+        return 0;
+    }
+    int code = store_error(j, err, "commit");
+    if (j->buffered > 0)
+        sw_log(SW_LOG_WARN, "journal", "%s: commit failed, %zu buffered records lost", j->path,
+               j->buffered);
+    /* A COMMIT that failed may leave the transaction open; roll it back so the next write
+     * starts clean instead of piling onto a transaction that cannot commit. */
+    if (!sqlite3_get_autocommit(j->db) && txn_exec(j, ST_ROLLBACK) != SQLITE_OK)
+        sw_log(SW_LOG_ERROR, "journal", "%s: rollback: %s", j->path, sqlite3_errmsg(j->db));
+    j->in_txn = false;
+    j->buffered = 0;
+    return code;
+}
+
+/* Ends a durable call. The write's own failure (code < 0) only rolled back its statement,
+ * so the records buffered before it are still committed. */
+static int durable_end(struct sw_journal *j, int code, struct sw_error *err)
+{
+    txn_check_lost(j);
+    int rc = txn_commit(j, code < 0 ? NULL : err);
+    return code < 0 ? code : rc;
+}
+
+/* Ends a buffered call: count the record and commit past the threshold. */
+static int buffered_end(struct sw_journal *j, int code, struct sw_error *err)
+{
+    if (code < 0) {
+        txn_check_lost(j);
+        return code;
+    }
+    if (++j->buffered >= AUTOFLUSH_RECORDS)
+        return txn_commit(j, err);
+    return 0;
+}
+
+/* ---- open, migrate, close ------------------------------------------------------------ */
+
+static int open_error(struct sw_journal *j, struct sw_error *err, const char *what)
+{
+    return sw_error_set(err, SW_ESTORE, "journal %s: %s: %s", j->path, what, sqlite3_errmsg(j->db));
+}
+
+static int exec_sql(struct sw_journal *j, const char *sql, const char *what, struct sw_error *err)
+{
+    if (sqlite3_exec(j->db, sql, NULL, NULL, NULL) != SQLITE_OK)
+        return open_error(j, err, what);
+    return 0;
+}
+
+static int read_user_version(struct sw_journal *j, int *version, struct sw_error *err)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(j->db, "PRAGMA user_version", -1, &st, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        *version = sqlite3_column_int(st, 0);
+    int code = rc == SQLITE_ROW ? 0 : open_error(j, err, "cannot read schema version");
+    sqlite3_finalize(st);
+    return code;
+}
+
+static int check_version(struct sw_journal *j, int version, struct sw_error *err)
+{
+    if (version <= SCHEMA_VERSION)
+        return 0;
+    return sw_error_set(err, SW_ESTORE,
+                        "journal %s has schema version %d, this steward knows up to %d: "
+                        "upgrade steward",
+                        j->path, version, SCHEMA_VERSION);
+}
+
+static int configure(struct sw_journal *j, struct sw_error *err)
+{
+    if (sqlite3_busy_timeout(j->db, BUSY_TIMEOUT_MS) != SQLITE_OK)
+        return open_error(j, err, "busy_timeout");
+    /* First read of the file: a non-database fails here, and a newer schema is refused
+     * before this steward changes anything in it (not even the journal mode). */
+    int version = 0;
+    int code = read_user_version(j, &version, err);
+    if (code == 0)
+        code = check_version(j, version, err);
+    if (code < 0)
+        return code;
+
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(j->db, "PRAGMA journal_mode=WAL", -1, &st, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_step(st);
+    if (rc != SQLITE_ROW) {
+        code = open_error(j, err, "journal_mode=WAL");
+        sqlite3_finalize(st);
+        return code;
+    }
+    const char *mode = (const char *)sqlite3_column_text(st, 0);
+    /* ":memory:" answers "memory"; anything else means the filesystem refused WAL (no
+     * shared memory), which still works, just with readers blocking the writer. */
+    if (mode == NULL || (strcmp(mode, "wal") != 0 && strcmp(mode, "memory") != 0))
+        sw_log(SW_LOG_WARN, "journal", "%s: WAL unavailable, journal_mode is %s", j->path,
+               mode != NULL ? mode : "unknown");
+    sqlite3_finalize(st);
+
+    code = exec_sql(j, "PRAGMA synchronous=NORMAL", "synchronous=NORMAL", err);
+    if (code == 0)
+        code = exec_sql(j, "PRAGMA foreign_keys=ON", "foreign_keys=ON", err);
+    return code;
+}
+
+static int migrate(struct sw_journal *j, struct sw_error *err)
+{
+    for (;;) {
+        int code = exec_sql(j, "BEGIN IMMEDIATE", "migration: begin", err);
+        if (code < 0)
+            return code;
+        /* Re-read under the write lock: another process may have migrated meanwhile. */
+        int version = 0;
+        code = read_user_version(j, &version, err);
+        if (code == 0)
+            code = check_version(j, version, err);
+        if (code == 0 && version == SCHEMA_VERSION)
+            return exec_sql(j, "COMMIT", "migration: commit", err);
+        if (code == 0)
+            code = exec_sql(j, migrations[version], "migration", err);
+        if (code == 0) {
+            char pragma[64];
+            snprintf(pragma, sizeof(pragma), "PRAGMA user_version = %d", version + 1);
+            code = exec_sql(j, pragma, "migration: user_version", err);
+        }
+        if (code == 0)
+            code = exec_sql(j, "COMMIT", "migration: commit", err);
+        if (code < 0) {
+            if (!sqlite3_get_autocommit(j->db) &&
+                sqlite3_exec(j->db, "ROLLBACK", NULL, NULL, NULL) != SQLITE_OK)
+                sw_log(SW_LOG_ERROR, "journal", "%s: migration rollback: %s", j->path,
+                       sqlite3_errmsg(j->db));
+            return code;
+        }
+        sw_log(SW_LOG_INFO, "journal", "%s: schema migrated to version %d", j->path, version + 1);
+    }
+}
+
+static int prepare_all(struct sw_journal *j, struct sw_error *err)
+{
+    for (int i = 0; i < ST_COUNT; i++) {
+        if (sqlite3_prepare_v3(j->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &j->stmts[i],
+                               NULL) != SQLITE_OK)
+            return open_error(j, err, "prepare");
+    }
+    return 0;
+}
+
+static void journal_free(struct sw_journal *j)
+{
+    /* finalize's rc repeats the statement's last step error, already reported. */
+    for (int i = 0; i < ST_COUNT; i++)
+        sqlite3_finalize(j->stmts[i]);
+    if (j->db != NULL && sqlite3_close(j->db) != SQLITE_OK)
+        sw_log(SW_LOG_ERROR, "journal", "%s: close: %s", j->path, sqlite3_errmsg(j->db));
+    free(j->path);
+    free(j);
+}
+
+struct sw_journal *sw_journal_open(const char *path, struct sw_error *err)
+{
+    if (path == NULL) {
+        sw_error_set(err, SW_EINVAL, "journal: no path given");
+        return NULL;
+    }
+    struct sw_journal *j = sw_xcalloc(1, sizeof(*j));
+    j->path = sw_xstrdup(path);
+    int rc = sqlite3_open_v2(path, &j->db,
+                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX |
+                                 SQLITE_OPEN_EXRESCODE,
+                             NULL);
+    if (rc != SQLITE_OK) {
+        if (j->db != NULL)
+            open_error(j, err, "cannot open");
+        else
+            sw_error_set(err, SW_ESTORE, "journal %s: cannot open: %s", path, sqlite3_errstr(rc));
+        goto fail;
+    }
+    if (configure(j, err) < 0 || migrate(j, err) < 0 || prepare_all(j, err) < 0)
+        goto fail;
+    return j;
+
+fail:
+    journal_free(j);
+    return NULL;
+}
+
+void sw_journal_close(struct sw_journal *j)
+{
+    if (j == NULL)
+        return;
+    struct sw_error err = {0};
+    if (txn_commit(j, &err) < 0)
+        sw_log(SW_LOG_ERROR, "journal", "%s: closing: %s", j->path, err.msg);
+    journal_free(j);
+}
+
+const char *sw_journal_last_error(const struct sw_journal *j)
+{
+    return j->last_error;
+}
+
+/* ---- intents ------------------------------------------------------------------------- */
+
+void sw_intent_clear(struct sw_intent *in)
+{
+    if (in == NULL)
+        return;
+    free(in->key);
+    free(in->group);
+    free(in->region);
+    free(in->unit_key);
+    free(in->market_id);
+    free(in->reason);
+    free(in->outcome);
+    memset(in, 0, sizeof(*in));
+}
+
+static void intent_from_row(sqlite3_stmt *st, struct sw_intent *in)
+{
+    in->id = sqlite3_column_int64(st, 0);
+    in->key = col_str(st, 1);
+    in->kind = sqlite3_column_int(st, 2);
+    in->group = col_str(st, 3);
+    in->region = col_str(st, 4);
+    in->unit_key = col_str(st, 5);
+    in->market_id = col_str(st, 6);
+    in->state = sqlite3_column_int(st, 7);
+    in->created_ms = sqlite3_column_int64(st, 8);
+    in->updated_ms = sqlite3_column_int64(st, 9);
+    in->reason = col_str(st, 10);
+    in->outcome = col_str(st, 11);
+}
+
+int sw_journal_intent_begin(struct sw_journal *j, int kind, const char *key, const char *group,
+                            const char *region, const char *unit_key, const char *reason,
+                            int64_t now_ms, int64_t *id_out, struct sw_error *err)
+{
+    if (key == NULL)
+        return invalid(j, err, "intent_begin");
+    int code = txn_open(j, true, err);
+    if (code < 0)
+        return code;
+    sqlite3_stmt *st = stmt_get(j, ST_INTENT_INSERT);
+    int rc =
+        bind_params(st, "sisssIIs", key, kind, group, region, unit_key, now_ms, now_ms, reason);
+    rc = rc == SQLITE_OK ? sqlite3_step(st) : rc;
+    if (rc == SQLITE_DONE) {
+        if (id_out != NULL)
+            *id_out = sqlite3_last_insert_rowid(j->db);
+    } else if (rc == SQLITE_CONSTRAINT_UNIQUE) {
+        snprintf(j->last_error, sizeof(j->last_error), "intent %s already exists", key);
+        code = sw_error_set(err, SW_EEXIST, "journal: %s", j->last_error);
+    } else {
+        code = store_error(j, err, "intent_begin");
+    }
+    stmt_done(st);
+    return durable_end(j, code, err);
+}
+
+int sw_journal_intent_set_market_id(struct sw_journal *j, const char *key, const char *market_id,
+                                    int64_t now_ms, struct sw_error *err)
+{
+    if (key == NULL)
+        return invalid(j, err, "intent_set_market_id");
+    int code = txn_open(j, true, err);
+    if (code < 0)
+        return code;
+    sqlite3_stmt *st = stmt_get(j, ST_INTENT_SET_MARKET_ID);
+    int rc = bind_and_step(st, bind_params(st, "sIs", market_id, now_ms, key));
+    if (rc != SQLITE_DONE) {
+        code = store_error(j, err, "intent_set_market_id");
+    } else if (sqlite3_changes(j->db) == 0) {
+        snprintf(j->last_error, sizeof(j->last_error), "no intent with key %s", key);
+        code = sw_error_set(err, SW_ENOENT, "journal: %s", j->last_error);
+    }
+    return durable_end(j, code, err);
+}
+
+int sw_journal_intent_finish(struct sw_journal *j, const char *key, int state, const char *outcome,
+                             int64_t now_ms, struct sw_error *err)
+{
+    if (key == NULL)
+        return invalid(j, err, "intent_finish");
+    if (state != SW_INTENT_DONE && state != SW_INTENT_FAILED && state != SW_INTENT_ABANDONED) {
+        snprintf(j->last_error, sizeof(j->last_error), "intent %s: %d is not a final state", key,
+                 state);
+        return sw_error_set(err, SW_EINVAL, "journal: %s", j->last_error);
+    }
+    int code = txn_open(j, true, err);
+    if (code < 0)
+        return code;
+    sqlite3_stmt *st = stmt_get(j, ST_INTENT_FINISH);
+    int rc = bind_and_step(st, bind_params(st, "isIs", state, outcome, now_ms, key));
+    if (rc != SQLITE_DONE) {
+        code = store_error(j, err, "intent_finish");
+    } else if (sqlite3_changes(j->db) == 0) {
+        snprintf(j->last_error, sizeof(j->last_error), "no intent with key %s", key);
+        code = sw_error_set(err, SW_ENOENT, "journal: %s", j->last_error);
+    }
+    return durable_end(j, code, err);
+}
+
+int sw_journal_intent_get(struct sw_journal *j, const char *key, struct sw_intent *out,
+                          struct sw_error *err)
+{
+    memset(out, 0, sizeof(*out));
+    if (key == NULL)
+        return invalid(j, err, "intent_get");
+    sqlite3_stmt *st = stmt_get(j, ST_INTENT_GET);
+    int rc = bind_params(st, "s", key);
+    rc = rc == SQLITE_OK ? sqlite3_step(st) : rc;
+    int code = 0;
+    if (rc == SQLITE_ROW) {
+        intent_from_row(st, out);
+    } else if (rc == SQLITE_DONE) {
+        snprintf(j->last_error, sizeof(j->last_error), "no intent with key %s", key);
+        code = sw_error_set(err, SW_ENOENT, "journal: %s", j->last_error);
+    } else {
+        code = store_error(j, err, "intent_get");
+    }
+    stmt_done(st);
+    return code;
+}
+
+int sw_journal_intents_pending(struct sw_journal *j, struct sw_intent **out, size_t *count,
+                               struct sw_error *err)
+{
+    *out = NULL;
+    *count = 0;
+    struct sw_intent *items = NULL;
+    size_t used = 0, cap = 0;
+    sqlite3_stmt *st = stmt_get(j, ST_INTENT_PENDING);
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (used == cap) {
+            cap = cap ? cap * 2 : 8;
+            items = sw_xrealloc(items, cap * sizeof(*items));
+        }
+        intent_from_row(st, &items[used++]);
+    }
+    int code = rc == SQLITE_DONE ? 0 : store_error(j, err, "intents_pending");
+    stmt_done(st);
+    if (code < 0) {
+        for (size_t i = 0; i < used; i++)
+            sw_intent_clear(&items[i]);
+        free(items);
+        return code;
+    }
+    *out = items;
+    *count = used;
+    return 0;
+}
+
+int64_t sw_journal_intent_count(struct sw_journal *j, const char *key)
+{
+    if (key == NULL)
+        return invalid(j, NULL, "intent_count");
+    sqlite3_stmt *st = stmt_get(j, ST_INTENT_COUNT);
+    return count_query(j, st, bind_params(st, "s", key), "intent_count");
+}
+
+/* ---- units --------------------------------------------------------------------------- */
+
+static char *uris_to_json(const struct sw_unit *u)
+{
+    cJSON *arr = cJSON_CreateArray();
+    for (size_t i = 0; i < u->uri_count; i++)
+        cJSON_AddItemToArray(arr, cJSON_CreateString(u->uris[i] != NULL ? u->uris[i] : ""));
+    char *text = cJSON_PrintUnformatted(arr);
+    cJSON_Delete(arr);
+    char *owned = sw_xstrdup(text != NULL ? text : "[]");
+    cJSON_free(text);
+    return owned;
+}
+
+/* A malformed uris column is logged and read as no uris rather than failing the load:
+ * refusing to load the owned set would leave its leases untracked, and the reconciler
+ * refreshes uris from the marketplace anyway. */
+static void uris_from_json(struct sw_unit *u, const char *path, const char *text)
+{
+    cJSON *arr = text != NULL ? cJSON_Parse(text) : NULL;
+    if (!cJSON_IsArray(arr)) {
+        sw_log(SW_LOG_WARN, "journal", "%s: unit %s: malformed uris column, ignored", path, u->key);
+        cJSON_Delete(arr);
+        return;
+    }
+    int n = cJSON_GetArraySize(arr);
+    const char **list = n > 0 ? sw_xcalloc((size_t)n, sizeof(char *)) : NULL;
+    size_t count = 0;
+    const cJSON *item;
+    cJSON_ArrayForEach(item, arr)
+    {
+        if (cJSON_IsString(item))
+            list[count++] = item->valuestring;
+    }
+    sw_unit_set_uris(u, list, count);
+    free(list);
+    cJSON_Delete(arr);
+}
+
+int sw_journal_unit_save(struct sw_journal *j, const struct sw_unit *u, struct sw_error *err)
+{
+    if (u == NULL || u->key == NULL)
+        return invalid(j, err, "unit_save");
+    int code = txn_open(j, true, err);
+    if (code < 0)
+        return code;
+    char *uris = uris_to_json(u);
+    sqlite3_stmt *st = stmt_get(j, ST_UNIT_SAVE);
+    int rc = bind_params(st, "sssssdiiiiIIIss", u->key, u->market_id, u->group, u->region,
+                         u->provider, u->price_usd_hour, u->state, u->self ? 1 : 0,
+                         u->unhealthy ? 1 : 0, u->probe_failures, u->ordered_ms, u->ready_ms,
+                         u->closed_ms, uris, u->close_reason);
+    rc = bind_and_step(st, rc);
+    free(uris);
+    if (rc != SQLITE_DONE)
+        code = store_error(j, err, "unit_save");
+    return durable_end(j, code, err);
+}
+
+int sw_journal_units_load(struct sw_journal *j, struct sw_units *units_out, struct sw_error *err)
+{
+    struct sw_units loaded;
+    sw_units_init(&loaded);
+    sqlite3_stmt *st = stmt_get(j, ST_UNIT_LOAD);
+    int rc = bind_params(st, "i", (int)SW_UNIT_CLOSED);
+    while (rc == SQLITE_OK || rc == SQLITE_ROW) {
+        rc = sqlite3_step(st);
+        if (rc != SQLITE_ROW)
+            break;
+        struct sw_unit *u = sw_unit_new((const char *)sqlite3_column_text(st, 0),
+                                        (const char *)sqlite3_column_text(st, 2),
+                                        (const char *)sqlite3_column_text(st, 3));
+        u->market_id = col_str(st, 1);
+        u->provider = col_str(st, 4);
+        u->price_usd_hour = sqlite3_column_double(st, 5);
+        u->state = sqlite3_column_int(st, 6);
+        u->self = sqlite3_column_int(st, 7) != 0;
+        u->unhealthy = sqlite3_column_int(st, 8) != 0;
+        u->probe_failures = sqlite3_column_int(st, 9);
+        u->ordered_ms = sqlite3_column_int64(st, 10);
+        u->ready_ms = sqlite3_column_int64(st, 11);
+        u->closed_ms = sqlite3_column_int64(st, 12);
+        uris_from_json(u, j->path, (const char *)sqlite3_column_text(st, 13));
+        u->close_reason = col_str(st, 14);
+        sw_units_add(&loaded, u);
+    }
+    int code = rc == SQLITE_DONE ? 0 : store_error(j, err, "units_load");
+    stmt_done(st);
+    if (code < 0) {
+        sw_units_clear(&loaded);
+        return code;
+    }
+    for (size_t i = 0; i < loaded.count; i++)
+        sw_units_add(units_out, loaded.items[i]);
+    free(loaded.items);
+    return 0;
+}
+
+int64_t sw_journal_unit_count(struct sw_journal *j, int state)
+{
+    sqlite3_stmt *st = stmt_get(j, state < 0 ? ST_UNIT_COUNT_OPEN : ST_UNIT_COUNT_STATE);
+    int bind_rc = bind_params(st, "i", state < 0 ? (int)SW_UNIT_CLOSED : state);
+    return count_query(j, st, bind_rc, "unit_count");
+}
+
+/* ---- evaluations --------------------------------------------------------------------- */
+
+int sw_journal_eval_record(struct sw_journal *j, const struct sw_evaluation *ev,
+                           struct sw_error *err)
+{
+    if (ev == NULL || ev->policy == NULL)
+        return invalid(j, err, "eval_record");
+    int code = txn_open(j, false, err);
+    if (code < 0)
+        return code;
+    sqlite3_stmt *st = stmt_get(j, ST_EVAL_INSERT);
+    int rc = bind_params(st, "sIsssssssd", ev->policy, ev->at_ms, ev->inputs_digest,
+                         ev->inputs_json, ev->desired_json, ev->actions_json, ev->refused_json,
+                         ev->explain_json, ev->error, ev->duration_ms);
+    if (bind_and_step(st, rc) != SQLITE_DONE)
+        code = store_error(j, err, "eval_record");
+    return buffered_end(j, code, err);
+}
+
+int sw_journal_flush(struct sw_journal *j, struct sw_error *err)
+{
+    return txn_commit(j, err);
+}
+
+/* Stored JSON comes back parsed; text that does not parse (a writer bypassing the runtime)
+ * is returned as a string rather than dropped. */
+static void add_json_column(cJSON *obj, const char *name, sqlite3_stmt *st, int col)
+{
+    const char *text = (const char *)sqlite3_column_text(st, col);
+    if (text == NULL) {
+        cJSON_AddNullToObject(obj, name);
+        return;
+    }
+    cJSON *parsed = cJSON_ParseWithLength(text, (size_t)sqlite3_column_bytes(st, col));
+    if (parsed != NULL)
+        cJSON_AddItemToObject(obj, name, parsed);
+    else
+        cJSON_AddStringToObject(obj, name, text);
+}
+
+static void add_text_column(cJSON *obj, const char *name, sqlite3_stmt *st, int col)
+{
+    const char *text = (const char *)sqlite3_column_text(st, col);
+    if (text != NULL)
+        cJSON_AddStringToObject(obj, name, text);
+    else
+        cJSON_AddNullToObject(obj, name);
+}
+
+char *sw_journal_evals_json(struct sw_journal *j, const char *policy, int64_t from_ms,
+                            int64_t to_ms, size_t limit, struct sw_error *err)
+{
+    sqlite3_stmt *st = stmt_get(j, policy != NULL ? ST_EVAL_SELECT_POLICY : ST_EVAL_SELECT_ALL);
+    int rc = policy != NULL ? bind_params(st, "sIII", policy, from_ms, to_ms, sql_limit(limit))
+                            : bind_params(st, "III", from_ms, to_ms, sql_limit(limit));
+    cJSON *arr = cJSON_CreateArray();
+    while (rc == SQLITE_OK || rc == SQLITE_ROW) {
+        rc = sqlite3_step(st);
+        if (rc != SQLITE_ROW)
+            break;
+        cJSON *obj = cJSON_CreateObject();
+        cJSON_AddNumberToObject(obj, "id", (double)sqlite3_column_int64(st, 0));
+        add_text_column(obj, "policy", st, 1);
+        cJSON_AddNumberToObject(obj, "at_ms", (double)sqlite3_column_int64(st, 2));
+        add_text_column(obj, "inputs_digest", st, 3);
+        add_json_column(obj, "inputs", st, 4);
+        add_json_column(obj, "desired", st, 5);
+        add_json_column(obj, "actions", st, 6);
+        add_json_column(obj, "refused", st, 7);
+        add_json_column(obj, "explain", st, 8);
+        add_text_column(obj, "error", st, 9);
+        cJSON_AddNumberToObject(obj, "duration_ms", sqlite3_column_double(st, 10));
+        cJSON_AddItemToArray(arr, obj);
+    }
+    int code = rc == SQLITE_DONE ? 0 : store_error(j, err, "evals_json");
+    stmt_done(st);
+    char *owned = NULL;
+    if (code == 0) {
+        char *text = cJSON_PrintUnformatted(arr);
+        owned = sw_xstrdup(text);
+        cJSON_free(text);
+    }
+    cJSON_Delete(arr);
+    return owned;
+}
+
+int64_t sw_journal_eval_count(struct sw_journal *j)
+{
+    return count_query(j, stmt_get(j, ST_EVAL_COUNT), SQLITE_OK, "eval_count");
+}
+
+/* ---- policy state -------------------------------------------------------------------- */
+
+/* One-text-column lookup: 0 with *value_out set, SW_ENOENT, or SW_ESTORE. */
+static int text_lookup(struct sw_journal *j, sqlite3_stmt *st, int bind_rc, char **value_out,
+                       struct sw_error *err, const char *what)
+{
+    int rc = bind_rc == SQLITE_OK ? sqlite3_step(st) : bind_rc;
+    int code = 0;
+    if (rc == SQLITE_ROW)
+        *value_out = col_str(st, 0);
+    else if (rc == SQLITE_DONE)
+        code = SW_ENOENT;
+    else
+        code = store_error(j, err, what);
+    stmt_done(st);
+    return code;
+}
+
+int sw_journal_state_get(struct sw_journal *j, const char *policy, char **value_out,
+                         struct sw_error *err)
+{
+    *value_out = NULL;
+    if (policy == NULL)
+        return invalid(j, err, "state_get");
+    sqlite3_stmt *st = stmt_get(j, ST_STATE_GET);
+    int code = text_lookup(j, st, bind_params(st, "s", policy), value_out, err, "state_get");
+    return code == SW_ENOENT ? 0 : code;
+}
+
+int sw_journal_state_set(struct sw_journal *j, const char *policy, const char *json,
+                         struct sw_error *err)
+{
+    if (policy == NULL || json == NULL)
+        return invalid(j, err, "state_set");
+    int code = txn_open(j, false, err);
+    if (code < 0)
+        return code;
+    sqlite3_stmt *st = stmt_get(j, ST_STATE_SET);
+    if (bind_and_step(st, bind_params(st, "ss", policy, json)) != SQLITE_DONE)
+        code = store_error(j, err, "state_set");
+    return buffered_end(j, code, err);
+}
+
+/* ---- kv ------------------------------------------------------------------------------ */
+
+/* The calls without a struct sw_error log their store failures (once) on the way out. */
+static int log_failure(struct sw_journal *j, int code)
+{
+    if (code == SW_ESTORE)
+        sw_log(SW_LOG_ERROR, "journal", "%s: %s", j->path, j->last_error);
+    return code;
+}
+
+int sw_journal_kv_get(struct sw_journal *j, const char *ns, const char *key, char **value_out)
+{
+    *value_out = NULL;
+    if (ns == NULL || key == NULL)
+        return invalid(j, NULL, "kv_get");
+    sqlite3_stmt *st = stmt_get(j, ST_KV_GET);
+    return log_failure(
+        j, text_lookup(j, st, bind_params(st, "ss", ns, key), value_out, NULL, "kv_get"));
+}
+
+int sw_journal_kv_set(struct sw_journal *j, const char *ns, const char *key, const char *value)
+{
+    if (ns == NULL || key == NULL || value == NULL)
+        return invalid(j, NULL, "kv_set");
+    int code = txn_open(j, true, NULL);
+    if (code < 0)
+        return log_failure(j, code);
+    sqlite3_stmt *st = stmt_get(j, ST_KV_SET);
+    if (bind_and_step(st, bind_params(st, "sss", ns, key, value)) != SQLITE_DONE)
+        code = store_error(j, NULL, "kv_set");
+    return log_failure(j, durable_end(j, code, NULL));
+}
+
+int sw_journal_kv_del(struct sw_journal *j, const char *ns, const char *key)
+{
+    if (ns == NULL || key == NULL)
+        return invalid(j, NULL, "kv_del");
+    int code = txn_open(j, true, NULL);
+    if (code < 0)
+        return log_failure(j, code);
+    sqlite3_stmt *st = stmt_get(j, ST_KV_DEL);
+    bool absent = false;
+    if (bind_and_step(st, bind_params(st, "ss", ns, key)) != SQLITE_DONE)
+        code = store_error(j, NULL, "kv_del");
+    else
+        absent = sqlite3_changes(j->db) == 0;
+    code = log_failure(j, durable_end(j, code, NULL));
+    return code == 0 && absent ? SW_ENOENT : code;
+}
+
+/* ---- events -------------------------------------------------------------------------- */
+
+int sw_journal_event(struct sw_journal *j, int64_t at_ms, const char *type, const char *data_json)
+{
+    if (type == NULL)
+        return invalid(j, NULL, "event");
+    int code = txn_open(j, false, NULL);
+    if (code < 0)
+        return log_failure(j, code);
+    sqlite3_stmt *st = stmt_get(j, ST_EVENT_INSERT);
+    if (bind_and_step(st, bind_params(st, "Iss", at_ms, type, data_json)) != SQLITE_DONE)
+        code = store_error(j, NULL, "event");
+    return log_failure(j, buffered_end(j, code, NULL));
+}
+
+void sw_journal_events_free(struct sw_event_record *events, size_t count)
+{
+    for (size_t i = 0; events != NULL && i < count; i++) {
+        free(events[i].type);
+        free(events[i].data_json);
+    }
+    free(events);
+}
+
+int sw_journal_events(struct sw_journal *j, int64_t after_id, size_t limit,
+                      struct sw_event_record **out, size_t *count)
+{
+    *out = NULL;
+    *count = 0;
+    struct sw_event_record *items = NULL;
+    size_t used = 0, cap = 0;
+    sqlite3_stmt *st = stmt_get(j, ST_EVENT_SELECT);
+    int rc = bind_params(st, "II", after_id, sql_limit(limit));
+    while (rc == SQLITE_OK || rc == SQLITE_ROW) {
+        rc = sqlite3_step(st);
+        if (rc != SQLITE_ROW)
+            break;
+        if (used == cap) {
+            cap = cap ? cap * 2 : 16;
+            items = sw_xrealloc(items, cap * sizeof(*items));
+        }
+        items[used++] = (struct sw_event_record){
+            .id = sqlite3_column_int64(st, 0),
+            .at_ms = sqlite3_column_int64(st, 1),
+            .type = col_str(st, 2),
+            .data_json = col_str(st, 3),
+        };
+    }
+    int code = rc == SQLITE_DONE ? 0 : store_error_log(j, "events");
+    stmt_done(st);
+    if (code < 0) {
+        sw_journal_events_free(items, used);
+        return code;
+    }
+    *out = items;
+    *count = used;
+    return 0;
+}
+
+/* ---- meta ---------------------------------------------------------------------------- */
+
+int sw_journal_meta_get(struct sw_journal *j, const char *key, char **value_out)
+{
+    *value_out = NULL;
+    if (key == NULL)
+        return invalid(j, NULL, "meta_get");
+    sqlite3_stmt *st = stmt_get(j, ST_META_GET);
+    return log_failure(j,
+                       text_lookup(j, st, bind_params(st, "s", key), value_out, NULL, "meta_get"));
+}
+
+int sw_journal_meta_set(struct sw_journal *j, const char *key, const char *value)
+{
+    if (key == NULL || value == NULL)
+        return invalid(j, NULL, "meta_set");
+    int code = txn_open(j, true, NULL);
+    if (code < 0)
+        return log_failure(j, code);
+    sqlite3_stmt *st = stmt_get(j, ST_META_SET);
+    if (bind_and_step(st, bind_params(st, "ss", key, value)) != SQLITE_DONE)
+        code = store_error(j, NULL, "meta_set");
+    return log_failure(j, durable_end(j, code, NULL));
+}
