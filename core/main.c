@@ -582,7 +582,7 @@ static int cmd_plugin(int argc, char **argv)
         rc = EXIT_USAGE;
     } else {
         struct sw_error err = {0};
-        char *text = sw_plugin_describe_path(path, &err);
+        char *text = sw_plugin_host_describe_path(path, &err);
         if (text == NULL) {
             fprintf(stderr, "steward: %s\n", err.msg);
             rc = EXIT_USAGE;
