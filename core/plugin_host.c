@@ -120,6 +120,7 @@ struct sw_plugin_host {
     struct sw_plugin_services services;
     char *instance_id;
     uint64_t seed;
+    char *base_dir;             /* relative SWP_CFG_PATH values resolve against it */
     struct sw_plugin **plugins; /* load order */
     size_t count;
     size_t cap;
@@ -192,6 +193,8 @@ static const char *type_name(int type)
         return "secret_env";
     case SWP_CFG_DURATION:
         return "duration";
+    case SWP_CFG_PATH:
+        return "path";
     default:
         return NULL;
     }
@@ -392,7 +395,7 @@ static int check_config_map(const char *path, const struct swp_plugin *desc, str
 /* Check one value against its declared type and fill out. where is the JSON path used in
  * messages ("<origin>.<key>"). */
 static int check_value(const char *where, const struct swp_config_entry *entry, const cJSON *item,
-                       struct cfg_value *out, struct sw_error *err)
+                       const char *base_dir, struct cfg_value *out, struct sw_error *err)
 {
     char got[96];
     describe_json(item, got, sizeof(got));
@@ -429,6 +432,14 @@ static int check_value(const char *where, const struct swp_config_entry *entry, 
     case SWP_CFG_ARRAY:
         if (!cJSON_IsArray(item))
             return sw_error_set(err, SW_ECONFIG, "%s: expected array, got %s", where, got);
+        break;
+    case SWP_CFG_PATH:
+        if (!cJSON_IsString(item) || item->valuestring[0] == '\0')
+            return sw_error_set(err, SW_ECONFIG, "%s: expected a file path, got %s", where, got);
+        if (item->valuestring[0] == '/' || base_dir == NULL)
+            out->str = sw_xstrdup(item->valuestring);
+        else
+            out->str = sw_xasprintf("%s/%s", base_dir, item->valuestring);
         break;
     case SWP_CFG_SECRET_ENV: {
         if (!cJSON_IsString(item))
@@ -551,7 +562,7 @@ static int validate_config(struct sw_plugin *plugin, const char *config_json, co
         where = sw_xasprintf("%s.%s", origin, entry->name);
         item = cJSON_GetObjectItemCaseSensitive(root, entry->name);
         if (item != NULL) {
-            rc = check_value(where, entry, item, value, err);
+            rc = check_value(where, entry, item, plugin->host->base_dir, value, err);
             if (rc < 0)
                 goto out;
             continue;
@@ -568,7 +579,7 @@ static int validate_config(struct sw_plugin *plugin, const char *config_json, co
         if (def == NULL) {
             rc = SW_EINVAL;
         } else {
-            rc = check_value(where, entry, def, value, err);
+            rc = check_value(where, entry, def, plugin->host->base_dir, value, err);
             cJSON_Delete(def);
         }
         /* A well-formed default naming an unset variable is the user's to fix; any other
@@ -967,6 +978,12 @@ struct sw_plugin_host *sw_plugin_host_new(const struct sw_plugin_services *servi
     return host;
 }
 
+void sw_plugin_host_set_base_dir(struct sw_plugin_host *host, const char *dir)
+{
+    free(host->base_dir);
+    host->base_dir = sw_xstrdup(dir);
+}
+
 /* Cancel requests (their callbacks run while the plugin is alive), stop timers, destroy
  * the state if init succeeded; the caller dlcloses. */
 static void quiesce(struct sw_plugin *plugin, bool initialised)
@@ -1106,6 +1123,7 @@ void sw_plugin_host_free(struct sw_plugin_host *host)
     }
     free(host->plugins);
     free(host->instance_id);
+    free(host->base_dir);
     free(host);
 }
 

@@ -75,6 +75,9 @@ struct sw_plugin_info {
 struct sw_plugin_host *sw_plugin_host_new(const struct sw_plugin_services *services,
                                           const char *instance_id, uint64_t seed);
 void sw_plugin_host_free(struct sw_plugin_host *host);
+/* Directory that relative SWP_CFG_PATH values resolve against (the config file's); copied.
+ * NULL leaves them relative to the working directory. */
+void sw_plugin_host_set_base_dir(struct sw_plugin_host *host, const char *dir);
 
 /* Look for swp_<name>.so in each dir in order (the first hit wins). Returns the owned path
  * or NULL. */

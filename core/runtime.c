@@ -1419,6 +1419,7 @@ struct sw_runtime *sw_runtime_new(const struct sw_runtime_opts *opts, struct sw_
         .emit_event = svc_emit_event,
     };
     rt->plugins = sw_plugin_host_new(&services, rt->config->instance_id, rt->config->seed);
+    sw_plugin_host_set_base_dir(rt->plugins, rt->config->dir);
     if (load_plugins(rt, err) < 0)
         goto fail;
     rt->guard = sw_guard_new(&rt->config->guard, rt->config->groups, rt->config->group_count);

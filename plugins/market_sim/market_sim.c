@@ -1444,7 +1444,7 @@ static void ms_destroy(void *state)
 }
 
 static const struct swp_config_entry ms_config[] = {
-    {"providers_file", SWP_CFG_STRING, NULL, false,
+    {"providers_file", SWP_CFG_PATH, NULL, false,
      "Path of the providers JSON file ({\"providers\": [...]}; format at the top of "
      "plugins/market_sim/market_sim.c). Set this or \"providers\"."},
     {"providers", SWP_CFG_ARRAY, NULL, false,

@@ -43,6 +43,8 @@ enum swp_cfg_type {
     SWP_CFG_SECRET_ENV = 7, /* the value names an environment variable holding a secret */
     SWP_CFG_DURATION = 8,   /* "500ms", "10s", "5m", "1h" or a number of seconds; cfg_int
                                returns milliseconds */
+    SWP_CFG_PATH = 9,       /* a file path; cfg_str returns it resolved against the directory
+                               of the configuration file that set it */
 };
 
 struct swp_config_entry {
