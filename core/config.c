@@ -249,8 +249,7 @@ static bool scan_fail(struct scan *sc, size_t pos, const char *fmt, ...)
 
 static void scan_blank(struct scan *sc)
 {
-    while (sc->pos < sc->len && strchr(" \t\r\n", sc->s[sc->pos]) != NULL &&
-           sc->s[sc->pos] != '\0')
+    while (sc->pos < sc->len && strchr(" \t\r\n", sc->s[sc->pos]) != NULL && sc->s[sc->pos] != '\0')
         sc->pos++;
 }
 
@@ -313,8 +312,8 @@ static bool scan_string(struct scan *sc)
             return true;
         }
         if (c < 0x20)
-            return scan_fail(sc, sc->pos, c == '\n' ? "unterminated string"
-                                                    : "control character in string");
+            return scan_fail(sc, sc->pos,
+                             c == '\n' ? "unterminated string" : "control character in string");
         if (c == '\\') {
             char e = sc->pos + 1 < sc->len ? sc->s[sc->pos + 1] : '\0';
             if (e == 'u') {
@@ -459,8 +458,7 @@ static bool scan_document(struct scan *sc)
     return true;
 }
 
-cJSON *sw_json_parse_relaxed(const char *text, size_t len, const char *path,
-                             struct sw_error *err)
+cJSON *sw_json_parse_relaxed(const char *text, size_t len, const char *path, struct sw_error *err)
 {
     if (path == NULL)
         path = "(json)";
@@ -523,17 +521,33 @@ static int fail_type(const struct loader *ld, const char *path, const char *expe
     return fail(ld, path, "expected %s, got %s", expected, got);
 }
 
+/* Appends text to the path in out (PATH_LEN bytes), cutting it short if it must: a long
+ * path only shortens the message, it never overflows. */
+static void path_append(char *out, const char *text)
+{
+    size_t used = strlen(out), add = strlen(text);
+    if (used + add >= PATH_LEN)
+        add = PATH_LEN - 1 - used;
+    memcpy(out + used, text, add);
+    out[used + add] = '\0';
+}
+
 static void path_key(char *out, const char *parent, const char *key)
 {
-    if (parent[0] == '\0')
-        snprintf(out, PATH_LEN, "%s", key);
-    else
-        snprintf(out, PATH_LEN, "%s.%s", parent, key);
+    out[0] = '\0';
+    path_append(out, parent);
+    if (parent[0] != '\0')
+        path_append(out, ".");
+    path_append(out, key);
 }
 
 static void path_index(char *out, const char *parent, size_t index)
 {
-    snprintf(out, PATH_LEN, "%s[%zu]", parent, index);
+    char suffix[32];
+    snprintf(suffix, sizeof(suffix), "[%zu]", index);
+    out[0] = '\0';
+    path_append(out, parent);
+    path_append(out, suffix);
 }
 
 static char *resolve_path(const char *dir, const char *path)
@@ -603,8 +617,7 @@ static int check_keys(const struct loader *ld, const cJSON *obj, const char *pat
     {
         for (const cJSON *prev = obj->child; prev != item; prev = prev->next)
             if (strcmp(prev->string, item->string) == 0)
-                return fail(ld, path, "duplicate key '%s'",
-                            item->string);
+                return fail(ld, path, "duplicate key '%s'", item->string);
         if (known == NULL)
             continue;
         bool found = false;
@@ -616,16 +629,14 @@ static int check_keys(const struct loader *ld, const cJSON *obj, const char *pat
         size_t used = 0;
         list[0] = '\0';
         for (size_t i = 0; known[i] != NULL && used < sizeof(list); i++)
-            used += (size_t)snprintf(list + used, sizeof(list) - used, "%s%s", i ? ", " : "",
-                                     known[i]);
-        return fail(ld, path, "unknown key '%s' (known: %s)",
-                    item->string, list);
+            used +=
+                (size_t)snprintf(list + used, sizeof(list) - used, "%s%s", i ? ", " : "", known[i]);
+        return fail(ld, path, "unknown key '%s' (known: %s)", item->string, list);
     }
     return 0;
 }
 
-static const char *const secret_keys[] = {"api_key", "token", "secret", "password",
-                                          "tsig_secret"};
+static const char *const secret_keys[] = {"api_key", "token", "secret", "password", "tsig_secret"};
 
 /* Secrets in the file end up in backups, repositories and process listings; refuse them
  * anywhere in the tree, plugin sections included. */
@@ -659,8 +670,8 @@ static int check_secrets(const struct loader *ld, const cJSON *node, const char 
 
 /* Each getter leaves *out untouched when the key is absent (the caller set the default). */
 
-static int get_object(const struct loader *ld, const cJSON *obj, const char *path,
-                      const char *key, const cJSON **out)
+static int get_object(const struct loader *ld, const cJSON *obj, const char *path, const char *key,
+                      const cJSON **out)
 {
     char child[PATH_LEN];
     const cJSON *item = cJSON_GetObjectItemCaseSensitive(obj, key);
@@ -673,8 +684,8 @@ static int get_object(const struct loader *ld, const cJSON *obj, const char *pat
     return 0;
 }
 
-static int get_string(const struct loader *ld, const cJSON *obj, const char *path,
-                      const char *key, bool required, const char **out)
+static int get_string(const struct loader *ld, const cJSON *obj, const char *path, const char *key,
+                      bool required, const char **out)
 {
     char child[PATH_LEN];
     const cJSON *item = cJSON_GetObjectItemCaseSensitive(obj, key);
@@ -687,8 +698,8 @@ static int get_string(const struct loader *ld, const cJSON *obj, const char *pat
     return 0;
 }
 
-static int get_path(const struct loader *ld, const cJSON *obj, const char *path,
-                    const char *key, char **out)
+static int get_path(const struct loader *ld, const cJSON *obj, const char *path, const char *key,
+                    char **out)
 {
     const char *value = NULL;
     int rc = get_string(ld, obj, path, key, false, &value);
@@ -699,9 +710,8 @@ static int get_path(const struct loader *ld, const cJSON *obj, const char *path,
     return 0;
 }
 
-static int get_int64(const struct loader *ld, const cJSON *obj, const char *path,
-                     const char *key, double min, double max, const char *expected,
-                     int64_t *out)
+static int get_int64(const struct loader *ld, const cJSON *obj, const char *path, const char *key,
+                     double min, double max, const char *expected, int64_t *out)
 {
     char child[PATH_LEN];
     const cJSON *item = cJSON_GetObjectItemCaseSensitive(obj, key);
@@ -715,8 +725,8 @@ static int get_int64(const struct loader *ld, const cJSON *obj, const char *path
     return 0;
 }
 
-static int get_int(const struct loader *ld, const cJSON *obj, const char *path,
-                   const char *key, int min, const char *expected, int *out)
+static int get_int(const struct loader *ld, const cJSON *obj, const char *path, const char *key,
+                   int min, const char *expected, int *out)
 {
     int64_t value = *out;
     int rc = get_int64(ld, obj, path, key, min, INT_MAX, expected, &value);
@@ -724,8 +734,8 @@ static int get_int(const struct loader *ld, const cJSON *obj, const char *path,
     return rc;
 }
 
-static int get_number(const struct loader *ld, const cJSON *obj, const char *path,
-                      const char *key, const char *expected, double *out)
+static int get_number(const struct loader *ld, const cJSON *obj, const char *path, const char *key,
+                      const char *expected, double *out)
 {
     char child[PATH_LEN];
     const cJSON *item = cJSON_GetObjectItemCaseSensitive(obj, key);
@@ -740,8 +750,7 @@ static int get_number(const struct loader *ld, const cJSON *obj, const char *pat
 
 /* A duration of at least min_ms; expected_min names the bound in messages. */
 static int get_duration(const struct loader *ld, const cJSON *obj, const char *path,
-                        const char *key, int64_t min_ms, const char *expected_min,
-                        int64_t *out)
+                        const char *key, int64_t min_ms, const char *expected_min, int64_t *out)
 {
     char child[PATH_LEN];
     const cJSON *item = cJSON_GetObjectItemCaseSensitive(obj, key);
@@ -759,8 +768,7 @@ static int get_duration(const struct loader *ld, const cJSON *obj, const char *p
 
 /* A non-empty array of non-empty strings copied into *out (count in *count). */
 static int get_string_list(const struct loader *ld, const cJSON *obj, const char *path,
-                           const char *key, bool resolve, bool unique, char ***out,
-                           size_t *count)
+                           const char *key, bool resolve, bool unique, char ***out, size_t *count)
 {
     char child[PATH_LEN];
     const cJSON *item = cJSON_GetObjectItemCaseSensitive(obj, key);
@@ -784,8 +792,8 @@ static int get_string_list(const struct loader *ld, const cJSON *obj, const char
         for (size_t j = 0; unique && j < i; j++)
             if (strcmp((*out)[j], elem->valuestring) == 0)
                 return fail(ld, elem_path, "duplicate \"%s\"", elem->valuestring);
-        (*out)[i++] = resolve ? resolve_path(ld->dir, elem->valuestring)
-                              : sw_xstrdup(elem->valuestring);
+        (*out)[i++] =
+            resolve ? resolve_path(ld->dir, elem->valuestring) : sw_xstrdup(elem->valuestring);
         *count = i;
     }
     return 0;
@@ -849,8 +857,7 @@ static int load_log(const struct loader *ld, const cJSON *root, struct sw_config
     if (level != NULL) {
         int parsed = cJSON_IsString(level) ? sw_log_level_parse(level->valuestring) : -1;
         if (parsed < 0)
-            return fail_type(ld, "log.level", "\"debug\", \"info\", \"warn\" or \"error\"",
-                             level);
+            return fail_type(ld, "log.level", "\"debug\", \"info\", \"warn\" or \"error\"", level);
         c->log_level = parsed;
     }
     return 0;
@@ -944,8 +951,9 @@ static int load_metrics(const struct loader *ld, const cJSON *root, struct sw_co
 
 static int load_guard(const struct loader *ld, const cJSON *root, struct sw_config *c)
 {
-    static const char *const keys[] = {"budget_usd_hour", "max_leases", "max_actions_per_window",
-                                       "action_window", "unhealthy_after", NULL};
+    static const char *const keys[] = {"budget_usd_hour",        "max_leases",
+                                       "max_actions_per_window", "action_window",
+                                       "unhealthy_after",        NULL};
     struct sw_guard_config *g = &c->guard;
     g->action_window_ms = 60000;
     g->unhealthy_after = 3;
@@ -956,8 +964,7 @@ static int load_guard(const struct loader *ld, const cJSON *root, struct sw_conf
     if ((rc = check_keys(ld, guard, "guard", keys)) < 0 ||
         (rc = get_number(ld, guard, "guard", "budget_usd_hour", "number >= 0",
                          &g->budget_usd_hour)) < 0 ||
-        (rc = get_int(ld, guard, "guard", "max_leases", 0, "integer >= 0", &g->max_leases)) <
-            0 ||
+        (rc = get_int(ld, guard, "guard", "max_leases", 0, "integer >= 0", &g->max_leases)) < 0 ||
         (rc = get_int(ld, guard, "guard", "max_actions_per_window", 0, "integer >= 0",
                       &g->max_actions)) < 0 ||
         (rc = get_duration(ld, guard, "guard", "action_window", 1, "duration > 0",
@@ -1022,8 +1029,8 @@ static int load_group(const struct loader *ld, const cJSON *item, struct sw_grou
     const cJSON *profile = NULL;
     if ((rc = get_string_list(ld, item, path, "regions", false, true, &g->regions,
                               &g->region_count)) < 0 ||
-        (rc = get_duration(ld, item, path, "scale_up_cooldown", 0, "",
-                           &g->scale_up_cooldown_ms)) < 0 ||
+        (rc = get_duration(ld, item, path, "scale_up_cooldown", 0, "", &g->scale_up_cooldown_ms)) <
+            0 ||
         (rc = get_duration(ld, item, path, "scale_down_cooldown", 0, "",
                            &g->scale_down_cooldown_ms)) < 0 ||
         (rc = get_number(ld, item, path, "max_price_usd_hour", "number >= 0",
@@ -1072,8 +1079,7 @@ static int load_limits(const struct loader *ld, const cJSON *item, const char *p
     if ((rc = check_keys(ld, limits, lpath, keys)) < 0 ||
         (rc = get_int64(ld, limits, lpath, "instructions", 1, JSON_INT_MAX, "integer > 0",
                         &p->max_instructions)) < 0 ||
-        (rc = get_duration(ld, limits, lpath, "time", 1, "duration > 0", &p->time_limit_ms)) <
-            0)
+        (rc = get_duration(ld, limits, lpath, "time", 1, "duration > 0", &p->time_limit_ms)) < 0)
         return rc;
     const cJSON *memory = cJSON_GetObjectItemCaseSensitive(limits, "memory");
     if (memory != NULL && parse_memory(memory, &p->memory_limit) < 0) {
@@ -1118,8 +1124,8 @@ static int load_policy(const struct loader *ld, const cJSON *item, const char *p
     if (!S_ISREG(st.st_mode))
         return fail(ld, child, "%s is not a regular file", p->file);
     const cJSON *params = NULL;
-    if ((rc = get_duration(ld, item, path, "interval", 100, "duration >= 100ms",
-                           &p->interval_ms)) < 0 ||
+    if ((rc = get_duration(ld, item, path, "interval", 100, "duration >= 100ms", &p->interval_ms)) <
+            0 ||
         (rc = get_object(ld, item, path, "params", &params)) < 0 ||
         (rc = load_limits(ld, item, path, p)) < 0)
         return rc;
@@ -1162,9 +1168,9 @@ static int load_policies(const struct loader *ld, const cJSON *root, struct sw_c
 
 static int load_root(const struct loader *ld, const cJSON *root, struct sw_config *c)
 {
-    static const char *const keys[] = {"id",      "state",   "seed",    "log",    "plugin_dirs",
-                                       "lua_path", "market", "self",    "plugins", "metrics",
-                                       "guard",   "groups",  "policies", NULL};
+    static const char *const keys[] = {"id",       "state",  "seed",     "log",     "plugin_dirs",
+                                       "lua_path", "market", "self",     "plugins", "metrics",
+                                       "guard",    "groups", "policies", NULL};
     if (!cJSON_IsObject(root))
         return fail_type(ld, "", "object at the top level", root);
     int rc = check_secrets(ld, root, "");
@@ -1307,8 +1313,7 @@ const struct sw_group_config *sw_config_group(const struct sw_config *config, co
     return NULL;
 }
 
-const struct sw_plugin_config *sw_config_plugin(const struct sw_config *config,
-                                                const char *name)
+const struct sw_plugin_config *sw_config_plugin(const struct sw_config *config, const char *name)
 {
     for (size_t i = 0; config != NULL && name != NULL && i < config->plugin_count; i++)
         if (strcmp(config->plugins[i].name, name) == 0)

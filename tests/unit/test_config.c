@@ -82,17 +82,17 @@ static struct sw_config *parse_in_scratch(const char *text, struct sw_error *err
 }
 
 /* Asserts the document fails with exactly "<scratch>/steward.json<suffix>". */
-#define EXPECT_ERROR(text, suffix)                                                         \
-    do {                                                                                   \
-        struct sw_error err_ = {0};                                                        \
-        struct sw_config *c_ = parse_in_scratch((text), &err_);                            \
-        char *want_ = sw_xasprintf("%s/steward.json%s", scratch, (suffix));                \
-        int ok_ = c_ == NULL && err_.code == SW_ECONFIG && strcmp(err_.msg, want_) == 0;   \
-        if (!ok_)                                                                          \
-            fprintf(stderr, "    got (%d): %s\n    want: %s\n", err_.code, err_.msg, want_); \
-        free(want_);                                                                       \
-        sw_config_free(c_);                                                                \
-        SW_ASSERT(ok_);                                                                    \
+#define EXPECT_ERROR(text, suffix)                                                                 \
+    do {                                                                                           \
+        struct sw_error err_ = {0};                                                                \
+        struct sw_config *c_ = parse_in_scratch((text), &err_);                                    \
+        char *want_ = sw_xasprintf("%s/steward.json%s", scratch, (suffix));                        \
+        int ok_ = c_ == NULL && err_.code == SW_ECONFIG && strcmp(err_.msg, want_) == 0;           \
+        if (!ok_)                                                                                  \
+            fprintf(stderr, "    got (%d): %s\n    want: %s\n", err_.code, err_.msg, want_);       \
+        free(want_);                                                                               \
+        sw_config_free(c_);                                                                        \
+        SW_ASSERT(ok_);                                                                            \
     } while (0)
 
 #define MIN_GROUPS "\"groups\": {\"web\": {\"max\": 2}}"
@@ -264,8 +264,9 @@ SW_TEST(defaults_for_minimal_config)
 
 SW_TEST(relative_paths_resolve_against_config_dir)
 {
-    const char *text = "{\"market\": \"sim\", \"state\": \"../var/s.db\", \"lua_path\": \"/abs/lua\","
-                       " \"plugin_dirs\": [\"p\"], " MIN_GROUPS "}";
+    const char *text =
+        "{\"market\": \"sim\", \"state\": \"../var/s.db\", \"lua_path\": \"/abs/lua\","
+        " \"plugin_dirs\": [\"p\"], " MIN_GROUPS "}";
     struct sw_error err = {0};
     struct sw_config *c = sw_config_parse(text, strlen(text), "etc/steward/main.json", &err);
     SW_ASSERT(c != NULL);
@@ -306,8 +307,8 @@ SW_TEST(comment_positions_stay_true)
     struct sw_error err = {0};
     SW_ASSERT(sw_config_parse(text, strlen(text), "c.json", &err) == NULL);
     SW_ASSERT_EQ(err.code, SW_ECONFIG);
-    SW_ASSERT_STREQ(err.msg,
-                    "c.json:4:11: invalid JSON: unexpected word 'tru' (strings need double quotes)");
+    SW_ASSERT_STREQ(
+        err.msg, "c.json:4:11: invalid JSON: unexpected word 'tru' (strings need double quotes)");
 }
 
 SW_TEST(syntax_errors_name_line_and_column)
@@ -315,12 +316,14 @@ SW_TEST(syntax_errors_name_line_and_column)
     EXPECT_ERROR("{\n  \"market\": \"sim\",\n}", ":3:1: invalid JSON: trailing comma before '}'");
     EXPECT_ERROR("{\n  \"market\": \"sim\"\n  \"seed\": 1\n}",
                  ":3:3: invalid JSON: expected ',' or '}', got '\"'");
-    EXPECT_ERROR("{\"market\" \"sim\"}", ":1:11: invalid JSON: expected ':' after the key, got '\"'");
+    EXPECT_ERROR("{\"market\" \"sim\"}",
+                 ":1:11: invalid JSON: expected ':' after the key, got '\"'");
     EXPECT_ERROR("{\"market\": \"sim\"\n\n", ":1:17: invalid JSON: unexpected end of input");
     EXPECT_ERROR("", ":1:1: invalid JSON: unexpected end of input");
     EXPECT_ERROR("{\"market\": \"si\n\"}", ":1:15: invalid JSON: unterminated string");
     EXPECT_ERROR("{\"a\": \"\\q\"}", ":1:8: invalid JSON: invalid escape in string");
-    EXPECT_ERROR("{\"a\": \"\\ud800x\"}", ":1:8: invalid JSON: unpaired UTF-16 surrogate in string");
+    EXPECT_ERROR("{\"a\": \"\\ud800x\"}",
+                 ":1:8: invalid JSON: unpaired UTF-16 surrogate in string");
     EXPECT_ERROR("{\"seed\": 01}", ":1:10: invalid JSON: invalid number (leading zero)");
     EXPECT_ERROR("{\"market\": 'sim'}",
                  ":1:12: invalid JSON: unexpected ''' (strings need double quotes)");
@@ -629,10 +632,10 @@ SW_TEST(policy_memory_limit_forms)
 
 SW_TEST(secrets_are_refused_anywhere)
 {
-    EXPECT_ERROR("{\"market\": \"akash\", \"plugins\": {\"akash\": {\"api_key\": \"abc\"}}, "
-                 MIN_GROUPS "}",
-                 ":plugins.akash.api_key: secrets do not belong in the config file; put the "
-                 "secret in an environment variable and name it with \"api_key_env\"");
+    EXPECT_ERROR(
+        "{\"market\": \"akash\", \"plugins\": {\"akash\": {\"api_key\": \"abc\"}}, " MIN_GROUPS "}",
+        ":plugins.akash.api_key: secrets do not belong in the config file; put the "
+        "secret in an environment variable and name it with \"api_key_env\"");
     EXPECT_ERROR("{\"market\": \"sim\", " MIN_GROUPS ", \"policies\": [{\"name\": \"p\", "
                  "\"file\": \"policies/scale.lua\", \"params\": {\"hooks\": [{\"token\": 1}]}}]}",
                  ":policies[0].params.hooks[0].token: secrets do not belong in the config file; "
@@ -640,17 +643,17 @@ SW_TEST(secrets_are_refused_anywhere)
     EXPECT_ERROR("{\"password\": \"x\", \"market\": \"sim\", " MIN_GROUPS "}",
                  ":password: secrets do not belong in the config file; put the secret in an "
                  "environment variable and name it with \"password_env\"");
-    EXPECT_ERROR("{\"market\": \"dns\", \"plugins\": {\"knot\": {\"tsig_secret\": \"k\"}}, "
-                 MIN_GROUPS "}",
-                 ":plugins.knot.tsig_secret: secrets do not belong in the config file; put the "
-                 "secret in an environment variable and name it with \"tsig_secret_env\"");
+    EXPECT_ERROR(
+        "{\"market\": \"dns\", \"plugins\": {\"knot\": {\"tsig_secret\": \"k\"}}, " MIN_GROUPS "}",
+        ":plugins.knot.tsig_secret: secrets do not belong in the config file; put the "
+        "secret in an environment variable and name it with \"tsig_secret_env\"");
     EXPECT_ERROR("{\"market\": \"sim\", \"groups\": {\"web\": {\"max\": 1, \"profile\": "
                  "{\"Secret\": 1}}}}",
                  ":groups.web.profile.Secret: secrets do not belong in the config file; put the "
                  "secret in an environment variable and name it with \"Secret_env\"");
     /* The _env form is the accepted one. */
-    const char *text = "{\"market\": \"sim\", \"plugins\": {\"a\": {\"token_env\": \"T\"}}, "
-                       MIN_GROUPS "}";
+    const char *text =
+        "{\"market\": \"sim\", \"plugins\": {\"a\": {\"token_env\": \"T\"}}, " MIN_GROUPS "}";
     struct sw_error err = {0};
     struct sw_config *c = sw_config_parse(text, strlen(text), "s.json", &err);
     SW_ASSERT(c != NULL);
@@ -709,11 +712,11 @@ SW_TEST(self_market_id_from_env)
 
 SW_TEST(metrics_rules)
 {
-    EXPECT_ERROR("{\"market\": \"sim\", \"metrics\": {\"rps\": {\"plugin\": \"p\"}}, "
-                 MIN_GROUPS "}",
+    EXPECT_ERROR("{\"market\": \"sim\", \"metrics\": {\"rps\": {\"plugin\": \"p\"}}, " MIN_GROUPS
+                 "}",
                  ":metrics.rps.query: required");
-    EXPECT_ERROR("{\"market\": \"sim\", \"metrics\": {\"rps\": {\"query\": \"q\"}}, "
-                 MIN_GROUPS "}",
+    EXPECT_ERROR("{\"market\": \"sim\", \"metrics\": {\"rps\": {\"query\": \"q\"}}, " MIN_GROUPS
+                 "}",
                  ":metrics.rps.plugin: required");
     EXPECT_ERROR("{\"market\": \"sim\", \"metrics\": {\"rps\": []}, " MIN_GROUPS "}",
                  ":metrics.rps: expected object, got array");
@@ -727,16 +730,16 @@ SW_TEST(duration_parse)
     static const struct {
         const char *text;
         int64_t ms;
-    } good[] = {{"250ms", 250},   {"10s", 10000},     {"5m", 300000}, {"2h", 7200000},
-                {"1d", 86400000}, {"1.5s", 1500},     {"0", 0},       {"10", 10000},
-                {"0.25", 250},    {"0.5ms", 1},       {"90m", 5400000}};
+    } good[] = {{"250ms", 250},   {"10s", 10000}, {"5m", 300000},  {"2h", 7200000},
+                {"1d", 86400000}, {"1.5s", 1500}, {"0", 0},        {"10", 10000},
+                {"0.25", 250},    {"0.5ms", 1},   {"90m", 5400000}};
     for (size_t i = 0; i < SW_ARRAY_LEN(good); i++) {
         int64_t ms = -1;
         SW_ASSERT_EQ(sw_duration_parse(good[i].text, &ms), 0);
         SW_ASSERT_EQ(ms, good[i].ms);
     }
-    static const char *const bad[] = {"", "s", "-1s", "10 s", "1.s", ".5s", "10x", "1e3s",
-                                      "10sec", " 10s", "ms10", "99999999999999999d"};
+    static const char *const bad[] = {"",    "s",    "-1s",   "10 s", "1.s",  ".5s",
+                                      "10x", "1e3s", "10sec", " 10s", "ms10", "99999999999999999d"};
     for (size_t i = 0; i < SW_ARRAY_LEN(bad); i++) {
         int64_t ms = 42;
         SW_ASSERT_EQ(sw_duration_parse(bad[i], &ms), SW_EINVAL);
@@ -767,8 +770,8 @@ SW_TEST(json_type_names)
     struct sw_error err = {0};
     cJSON *root = sw_json_parse_relaxed(text, strlen(text), "t.json", &err);
     SW_ASSERT(root != NULL);
-    static const char *const want[] = {"string", "integer", "number", "boolean",
-                                       "boolean", "null",   "object", "array"};
+    static const char *const want[] = {"string",  "integer", "number", "boolean",
+                                       "boolean", "null",    "object", "array"};
     size_t i = 0;
     const cJSON *item;
     cJSON_ArrayForEach(item, root)

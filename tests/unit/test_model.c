@@ -7,8 +7,8 @@
 #include "model.h"
 #include "sw_test.h"
 
-static struct sw_unit *make_unit(const char *key, const char *group, const char *region,
-                                 int state, double price)
+static struct sw_unit *make_unit(const char *key, const char *group, const char *region, int state,
+                                 double price)
 {
     struct sw_unit *u = sw_unit_new(key, group, region);
     u->state = state;
