@@ -67,7 +67,7 @@ struct sw_config {
     int log_level;
     char **plugin_dirs;
     size_t plugin_dir_count;
-    char *lua_path;             /* directory holding steward/<module>.lua, or NULL for the default */
+    char *lua_path;             /* directory holding steward/<module>.lua, or NULL: default */
     char *market_plugin;        /* "market": name of the market plugin */
     char *self_market_id;       /* the unit steward runs in (from "self"), or NULL */
     uint64_t seed;              /* "seed"; default 1 */
@@ -101,8 +101,9 @@ int sw_duration_parse(const char *text, int64_t *ms_out);
 int sw_duration_from_json(const cJSON *item, int64_t *ms_out);
 /* "string", "number", "integer", "boolean", "null", "object", "array". */
 const char *sw_json_type_name(const cJSON *item);
-/* Parse JSON text that may hold // and / * * / comments (cJSON_Minify strips them).
- * Size and nesting depth are capped. Owned by the caller; NULL with err filled. */
+/* Parse JSON text that may hold // and / * * / comments. Comments are blanked to spaces
+ * (newlines kept) so syntax errors read "path:line:col: invalid JSON: hint". Size (4 MiB)
+ * and nesting depth (64) are capped. Owned by the caller; NULL with err (SW_ECONFIG). */
 cJSON *sw_json_parse_relaxed(const char *text, size_t len, const char *path,
                              struct sw_error *err);
 

@@ -32,11 +32,23 @@ struct sw_guard *sw_guard_new(const struct sw_guard_config *config,
                               const struct sw_group_config *groups, size_t group_count);
 void sw_guard_free(struct sw_guard *guard);
 
+/* Clamps desired in place, in this order: entries of unconfigured groups are dropped; a
+ * configured group with no entry gets one per region holding its open pending or ready
+ * units (unhealthy ones included, so the planner replaces them rather than shrinking the
+ * group); counts < 0 become 0; counts in regions outside a non-empty allowed list become
+ * 0; a total above max loses units from the largest counts (ties: greatest region name
+ * first); a total below min is added to the largest count (ties: smallest name), else the
+ * first allowed region, else the region holding the most capacity. Each change appends a
+ * note ("web: desired 14 > max 12, clamped"); notes may be NULL. units is borrowed. */
 void sw_guard_clamp(const struct sw_guard *guard, const struct sw_units *units,
                     struct sw_desired *desired, struct sw_guard_notes *notes);
 
 /* Filters actions in place, in order. Acquires are priced with each action's
- * price_usd_hour (the planner fills it from offers). */
+ * price_usd_hour (the planner fills it from offers). Limits count the whole batch: each
+ * accepted acquire adds to open units and spend, each accepted action to the rate; an
+ * accepted release does not lower the spend (it may fail). Releases of unknown units and
+ * acquires for unconfigured groups are refused too. Refused actions are appended to
+ * refused with the reason ("max leases 20 reached"). */
 void sw_guard_filter(struct sw_guard *guard, int64_t now_ms, const struct sw_units *units,
                      struct sw_actions *actions, struct sw_actions *refused);
 

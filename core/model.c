@@ -1,9 +1,12 @@
 #include "model.h"
 
 #include <cjson/cJSON.h>
+#include <limits.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "error.h"
 #include "mem.h"
 
 /* ---- desired ------------------------------------------------------------------------- */
@@ -128,24 +131,36 @@ char *sw_desired_to_json(const struct sw_desired *d)
 
 int sw_desired_from_json(struct sw_desired *d, const char *json)
 {
-    cJSON *root = cJSON_Parse(json);
+    cJSON *root = json != NULL ? cJSON_Parse(json) : NULL;
     if (!cJSON_IsObject(root)) {
         cJSON_Delete(root);
-        return SWP_EINVAL;
+        return SW_EINVAL;
     }
-    sw_desired_clear(d);
+    /* Parse into a scratch copy so a refused document leaves d as it was. */
+    struct sw_desired parsed;
+    sw_desired_init(&parsed);
     const cJSON *group;
     cJSON_ArrayForEach(group, root)
     {
+        if (!cJSON_IsObject(group))
+            goto invalid;
         const cJSON *region;
         cJSON_ArrayForEach(region, group)
         {
-            if (cJSON_IsNumber(region))
-                sw_desired_set(d, group->string, region->string, region->valueint);
+            double count = cJSON_IsNumber(region) ? region->valuedouble : -1;
+            if (!(count >= 0 && count <= INT_MAX && floor(count) == count))
+                goto invalid;
+            sw_desired_set(&parsed, group->string, region->string, (int)count);
         }
     }
     cJSON_Delete(root);
+    sw_desired_clear(d);
+    *d = parsed;
     return 0;
+invalid:
+    cJSON_Delete(root);
+    sw_desired_clear(&parsed);
+    return SW_EINVAL;
 }
 
 /* ---- units --------------------------------------------------------------------------- */
@@ -349,8 +364,9 @@ void sw_offers_add(struct sw_offers *o, const char *provider, const char *region
 double sw_offers_best_price(const struct sw_offers *o, const char *region)
 {
     double best = -1;
-    for (size_t i = 0; i < o->count; i++) {
-        if (strcmp(o->items[i].region, region) != 0)
+    for (size_t i = 0; region != NULL && i < o->count; i++) {
+        /* Plugins may report offers without a region; they never match one. */
+        if (o->items[i].region == NULL || strcmp(o->items[i].region, region) != 0)
             continue;
         if (best < 0 || o->items[i].price_usd_hour < best)
             best = o->items[i].price_usd_hour;
@@ -505,8 +521,10 @@ void sw_actions_move(struct sw_actions *a, size_t i, struct sw_actions *dst,
     struct sw_action moved = a->items[i];
     memmove(&a->items[i], &a->items[i + 1], (a->count - i - 1) * sizeof(*a->items));
     a->count--;
+    /* Copy before freeing: callers may pass the action's own reason to keep it. */
+    char *new_reason = sw_xstrdup(reason);
     free(moved.reason);
-    moved.reason = sw_xstrdup(reason);
+    moved.reason = new_reason;
     if (dst == NULL) {
         action_free_contents(&moved);
         return;

@@ -16,7 +16,11 @@
 #include "model.h"
 
 /* Appends to out. groups/offers are borrowed. Each action's reason says what difference
- * caused it ("web/eu-west: desired 3, have 1 ready + 1 pending"). */
+ * caused it ("web/eu-west: desired 3, have 1 ready + 1 pending"; releases of unhealthy
+ * units: "unhealthy: N failed probes"). Only configured groups present in desired are
+ * planned, in config order, regions in name order; a region a group holds units in but
+ * that desired omits counts as 0. An acquire is priced at the region's best offer, or 0
+ * when nobody offers there. */
 void sw_planner_plan(const struct sw_desired *desired, const struct sw_units *units,
                      const struct sw_offers *offers, const struct sw_group_config *groups,
                      size_t group_count, struct sw_actions *out);
