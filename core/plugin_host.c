@@ -19,6 +19,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "config.h"
 #include "log.h"
 #include "mem.h"
 
@@ -222,40 +223,6 @@ static void describe_json(const cJSON *item, char *buf, size_t len)
     } else {
         snprintf(buf, len, "invalid JSON");
     }
-}
-
-/* Same grammar as config.c's sw_duration_parse: a non-negative integer and one unit of
- * ms, s, m, h or d. Kept static here so plugin_host.c does not depend on config.c. */
-static int parse_duration(const char *text, int64_t *ms_out)
-{
-    const char *p = text;
-    if (*p < '0' || *p > '9')
-        return SW_EINVAL;
-    int64_t value = 0;
-    while (*p >= '0' && *p <= '9') {
-        int digit = *p - '0';
-        if (value > (INT64_MAX - digit) / 10)
-            return SW_EINVAL;
-        value = value * 10 + digit;
-        p++;
-    }
-    int64_t mult;
-    if (strcmp(p, "ms") == 0)
-        mult = 1;
-    else if (strcmp(p, "s") == 0)
-        mult = 1000;
-    else if (strcmp(p, "m") == 0)
-        mult = 60 * 1000;
-    else if (strcmp(p, "h") == 0)
-        mult = 60 * 60 * 1000;
-    else if (strcmp(p, "d") == 0)
-        mult = 24 * 60 * 60 * 1000;
-    else
-        return SW_EINVAL;
-    if (value > INT64_MAX / mult)
-        return SW_EINVAL;
-    *ms_out = value * mult;
-    return 0;
 }
 
 /* ---- opening a .so and checking its descriptor --------------------------------------- */
@@ -477,7 +444,7 @@ static int check_value(const char *where, const struct swp_config_entry *entry, 
                                     "\"2h\", \"1d\") or a number of seconds >= 0, got %s",
                                     where, got);
             out->i = (int64_t)llround(ms);
-        } else if (!cJSON_IsString(item) || parse_duration(item->valuestring, &out->i) < 0) {
+        } else if (!cJSON_IsString(item) || sw_duration_parse(item->valuestring, &out->i) < 0) {
             return sw_error_set(err, SW_ECONFIG,
                                 "%s: expected a duration (\"250ms\", \"10s\", \"5m\", \"2h\", "
                                 "\"1d\") or a number of seconds >= 0, got %s",

@@ -1,0 +1,37 @@
+# Shared helpers for the shell-driven suites. Source it; it sets -u and a cleanup trap.
+set -u
+
+fail() {
+  echo "FAIL: $*" >&2
+  if [ -n "${log:-}" ] && [ -f "${log:-}" ]; then
+    echo "--- last lines of $log" >&2
+    tail -n 40 "$log" >&2
+  fi
+  exit 1
+}
+
+# A missing tool skips (exit 77) locally and fails under CI, where .ci/run installs it.
+require_tool() {
+  if ! command -v "$1" >/dev/null 2>&1; then
+    if [ "${CI:-}" = true ]; then
+      fail "$1 is not installed (CI must install it)"
+    fi
+    echo "SKIP: $1 is not installed" >&2
+    exit 77
+  fi
+}
+
+SW_TEST_PIDS=()
+SW_TEST_DIRS=()
+sw_test_cleanup() {
+  for pid in "${SW_TEST_PIDS[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
+  for dir in "${SW_TEST_DIRS[@]}"; do rm -rf "$dir"; done
+}
+trap sw_test_cleanup EXIT
+
+# Sets WORKDIR to a fresh directory removed at exit (not in a subshell: the trap must
+# see it).
+new_workdir() {
+  WORKDIR=$(mktemp -d "${TMPDIR:-/tmp}/steward-test.XXXXXX")
+  SW_TEST_DIRS+=("$WORKDIR")
+}
