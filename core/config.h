@@ -67,7 +67,7 @@ struct sw_config {
     int log_level;
     char **plugin_dirs;
     size_t plugin_dir_count;
-    char *lua_path;             /* directory holding steward/*.lua, or NULL for the default */
+    char *lua_path;             /* directory holding steward/x.lua, or NULL for the default */
     char *market_plugin;        /* "market": name of the market plugin */
     char *self_market_id;       /* the unit steward runs in (from "self"), or NULL */
     uint64_t seed;              /* "seed"; default 1 */

@@ -93,8 +93,8 @@ static int sw_test_failed_here;
 #define SW_TEST_MAIN()                                                                   \
     int main(int argc, char **argv)                                                      \
     {                                                                                    \
-        int failed = 0, ran = 0;                                                         \
-        for (int i = 0; i < sw_test_count; i++) {                                        \
+        volatile int failed = 0, ran = 0;                                                \
+        for (volatile int i = 0; i < sw_test_count; i++) {                               \
             if (argc > 1 && strstr(sw_test_cases[i].name, argv[1]) == NULL)              \
                 continue;                                                                \
             sw_test_failed_here = 0;                                                     \
