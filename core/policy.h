@@ -20,10 +20,13 @@
 
 struct sw_policy;
 
+/* Largest ctx.state, as JSON. */
+#define SW_POLICY_STATE_MAX_BYTES (256u * 1024u)
+
 struct sw_policy_opts {
     const char *name;           /* from config; the file's `name` field is informative */
     const char *file;           /* path of the .lua file */
-    const char *lua_path;       /* directory holding steward/<module>.lua (require "steward.x") */
+    const char *lua_path;       /* directory holding steward/x.lua (require "steward.x") */
     const char *params_json;    /* ctx.params, a JSON object text; NULL = {} */
     struct sw_clock *clock;     /* borrowed: os.time() and the time budget's notion of now */
     uint64_t seed;              /* math.random seed */
@@ -82,20 +85,34 @@ int sw_policy_eval(struct sw_policy *policy, const struct sw_policy_input *in,
 int sw_policy_on_event(struct sw_policy *policy, const struct sw_policy_input *in,
                        const char *ev_json, struct sw_error *err);
 
-/* Recompile from the file. On failure the old version stays loaded and err says why. */
+/* Recompile from the file. On failure the old version stays loaded and err says why.
+ * On success ctx.state carries over (through JSON; a state that cannot be serialised is
+ * dropped with a warning) and the new file's `interval` applies. A failed attempt also
+ * counts as "the last (re)load" for sw_policy_file_changed, so a broken file is retried
+ * only once it changes again. Reload failures do not count in sw_policy_error_count. */
 int sw_policy_reload(struct sw_policy *policy, struct sw_error *err);
 /* True when the file's mtime or size changed since the last (re)load. */
 bool sw_policy_file_changed(const struct sw_policy *policy);
 
-/* ctx.state as JSON (owned), to persist after a good tick; NULL if empty. */
+/* ctx.state as JSON (owned), to persist after a good tick; NULL if empty (or, logged
+ * through log_fn, if it cannot be serialised: see sw_policy_state_save). Keys are sorted,
+ * so an unchanged state gives the same text. */
 char *sw_policy_state_json(struct sw_policy *policy);
-/* Restore ctx.state from JSON saved earlier. SW_EINVAL on bad JSON. */
+/* Same with the reason: 0 with *json_out owned (NULL when empty), SW_EINVAL (functions,
+ * userdata, cycles, mixed keys, NaN...) or SW_ETOOBIG (over 256 KiB) with err filled.
+ * Every successful evaluate/on_event already checked this, failing the call otherwise. */
+int sw_policy_state_save(struct sw_policy *policy, char **json_out, struct sw_error *err);
+/* Restore ctx.state from JSON saved earlier (the table keeps its identity; its fields are
+ * replaced). SW_EINVAL on bad JSON, SW_ETOOBIG over the cap. */
 int sw_policy_state_load(struct sw_policy *policy, const char *json);
 
 const char *sw_policy_name(const struct sw_policy *policy);
 int64_t sw_policy_interval_ms(const struct sw_policy *policy); /* `interval` field, 0 if none */
 uint64_t sw_policy_error_count(const struct sw_policy *policy);
 const struct sw_desired *sw_policy_last_good(const struct sw_policy *policy);
+/* Full text (message and Lua traceback) of the last failed evaluate/on_event, which err
+ * holds only truncated to 256 bytes; "" after a success. Borrowed until the next call. */
+const char *sw_policy_last_error(const struct sw_policy *policy);
 
 /* `steward test-policy SPEC`: run a Lua spec file inside the real sandbox with the
  * test helpers (describe/it/expect, steward.testing.load_policy, fake ctx builders).

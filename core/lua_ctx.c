@@ -1,0 +1,628 @@
+#include "lua_ctx.h"
+
+#include <lauxlib.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "lua_convert.h"
+#include "lua_sandbox.h"
+#include "mem.h"
+
+#define HANDLE_META "steward.ctx"
+
+/* User values of the handle. */
+enum {
+    UV_DATA = 1,          /* the table behind the ctx proxy */
+    UV_BUDGET = 2,        /* the table behind ctx.budget */
+    UV_PROXY = 3,         /* what policies see */
+    UV_OWNER = 4,         /* anything the ctx must keep alive (fake input in specs) */
+    UV_CACHED_LEASES = 5, /* ctx.leases as last built */
+    UV_CACHED_OFFERS = 6,
+    UV_CACHED_GROUPS = 7,
+    UV_COUNT = 7,
+};
+
+struct sw_lua_ctx {
+    const struct sw_policy_input *in; /* borrowed during a call, NULL otherwise */
+    struct sw_explanation *explanations;
+    size_t explanation_count;
+    size_t explanation_cap;
+    bool explanations_dropped;
+    /* Copies of what the cached leases/offers/groups were built from. Inputs rarely change
+     * between ticks, so a call whose input equals the copy reuses the Lua tables and only
+     * refreshes age_s: converting 10 leases costs tens of microseconds, comparing them
+     * well under one. */
+    struct sw_units lease_snap;
+    bool leases_cached;
+    struct sw_offers offer_snap;
+    bool offers_cached;
+    struct sw_group_config *group_snap;
+    size_t group_snap_count;
+    bool groups_cached;
+};
+
+/* Built on first access during a call; the order is what pairs(ctx) materializes. */
+static const char *const lazy_fields[] = {"leases", "offers", "groups"};
+
+static struct sw_lua_ctx *upvalue_ctx(lua_State *L)
+{
+    return lua_touserdata(L, lua_upvalueindex(1));
+}
+
+static const struct sw_policy_input *need_input(lua_State *L, const char *what)
+{
+    const struct sw_lua_ctx *ctx = upvalue_ctx(L);
+    if (ctx->in == NULL)
+        luaL_error(L, "ctx.%s is only available while evaluate or on_event runs", what);
+    return ctx->in;
+}
+
+static void free_explanations(struct sw_lua_ctx *ctx)
+{
+    for (size_t i = 0; i < ctx->explanation_count; i++) {
+        free(ctx->explanations[i].group);
+        free(ctx->explanations[i].region);
+        free(ctx->explanations[i].text);
+    }
+    free(ctx->explanations);
+    ctx->explanations = NULL;
+    ctx->explanation_count = 0;
+    ctx->explanation_cap = 0;
+    ctx->explanations_dropped = false;
+}
+
+static void free_group_snap(struct sw_lua_ctx *ctx)
+{
+    for (size_t i = 0; i < ctx->group_snap_count; i++) {
+        struct sw_group_config *g = &ctx->group_snap[i];
+        free(g->name);
+        for (size_t r = 0; r < g->region_count; r++)
+            free(g->regions[r]);
+        free(g->regions);
+    }
+    free(ctx->group_snap);
+    ctx->group_snap = NULL;
+    ctx->group_snap_count = 0;
+    ctx->groups_cached = false;
+}
+
+static int handle_gc(lua_State *L)
+{
+    struct sw_lua_ctx *ctx = luaL_checkudata(L, 1, HANDLE_META);
+    free_explanations(ctx);
+    sw_units_clear(&ctx->lease_snap);
+    sw_offers_clear(&ctx->offer_snap);
+    free_group_snap(ctx);
+    ctx->leases_cached = ctx->offers_cached = false;
+    ctx->in = NULL;
+    return 0;
+}
+
+/* ---- conversion cache ------------------------------------------------------------------- */
+
+static bool str_same(const char *a, const char *b)
+{
+    return a == b || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+static bool unit_same(const struct sw_unit *a, const struct sw_unit *b)
+{
+    if (a->state != b->state || a->unhealthy != b->unhealthy ||
+        a->price_usd_hour != b->price_usd_hour || a->ordered_ms != b->ordered_ms ||
+        a->uri_count != b->uri_count || !str_same(a->key, b->key) ||
+        !str_same(a->market_id, b->market_id) || !str_same(a->group, b->group) ||
+        !str_same(a->region, b->region) || !str_same(a->provider, b->provider))
+        return false;
+    for (size_t i = 0; i < a->uri_count; i++)
+        if (!str_same(a->uris[i], b->uris[i]))
+            return false;
+    return true;
+}
+
+static bool leases_unchanged(const struct sw_lua_ctx *ctx, const struct sw_units *units)
+{
+    if (!ctx->leases_cached)
+        return false;
+    size_t n = 0;
+    for (size_t i = 0; units != NULL && i < units->count; i++) {
+        if (units->items[i]->state == SW_UNIT_CLOSED)
+            continue;
+        if (n >= ctx->lease_snap.count || !unit_same(units->items[i], ctx->lease_snap.items[n]))
+            return false;
+        n++;
+    }
+    return n == ctx->lease_snap.count;
+}
+
+static bool offers_unchanged(const struct sw_lua_ctx *ctx, const struct sw_offers *offers)
+{
+    size_t count = offers != NULL ? offers->count : 0;
+    if (!ctx->offers_cached || count != ctx->offer_snap.count)
+        return false;
+    for (size_t i = 0; i < count; i++) {
+        const struct sw_offer *a = &offers->items[i], *b = &ctx->offer_snap.items[i];
+        if (a->price_usd_hour != b->price_usd_hour || a->audited != b->audited ||
+            !str_same(a->provider, b->provider) || !str_same(a->region, b->region))
+            return false;
+    }
+    return true;
+}
+
+static bool group_same(const struct sw_group_config *a, const struct sw_group_config *b)
+{
+    if (a->min != b->min || a->max != b->max || a->max_price_usd_hour != b->max_price_usd_hour ||
+        a->scale_up_cooldown_ms != b->scale_up_cooldown_ms ||
+        a->scale_down_cooldown_ms != b->scale_down_cooldown_ms ||
+        a->region_count != b->region_count || !str_same(a->name, b->name))
+        return false;
+    for (size_t i = 0; i < a->region_count; i++)
+        if (!str_same(a->regions[i], b->regions[i]))
+            return false;
+    return true;
+}
+
+static bool groups_unchanged(const struct sw_lua_ctx *ctx, const struct sw_group_config *groups,
+                             size_t count)
+{
+    if (!ctx->groups_cached || count != ctx->group_snap_count)
+        return false;
+    for (size_t i = 0; i < count; i++)
+        if (!group_same(&groups[i], &ctx->group_snap[i]))
+            return false;
+    return true;
+}
+
+static void snapshot_leases(struct sw_lua_ctx *ctx, const struct sw_units *units)
+{
+    sw_units_clear(&ctx->lease_snap);
+    for (size_t i = 0; units != NULL && i < units->count; i++)
+        if (units->items[i]->state != SW_UNIT_CLOSED)
+            sw_units_add(&ctx->lease_snap, sw_unit_clone(units->items[i]));
+    ctx->leases_cached = true;
+}
+
+static void snapshot_offers(struct sw_lua_ctx *ctx, const struct sw_offers *offers)
+{
+    sw_offers_clear(&ctx->offer_snap);
+    for (size_t i = 0; offers != NULL && i < offers->count; i++) {
+        const struct sw_offer *o = &offers->items[i];
+        sw_offers_add(&ctx->offer_snap, o->provider, o->region, o->price_usd_hour, o->audited);
+    }
+    ctx->offers_cached = true;
+}
+
+static void snapshot_groups(struct sw_lua_ctx *ctx, const struct sw_group_config *groups,
+                            size_t count)
+{
+    free_group_snap(ctx);
+    ctx->group_snap = sw_xcalloc(count ? count : 1, sizeof(*ctx->group_snap));
+    ctx->group_snap_count = count;
+    for (size_t i = 0; i < count; i++) {
+        struct sw_group_config *g = &ctx->group_snap[i];
+        *g = (struct sw_group_config){
+            .name = sw_xstrdup(groups[i].name),
+            .min = groups[i].min,
+            .max = groups[i].max,
+            .max_price_usd_hour = groups[i].max_price_usd_hour,
+            .scale_up_cooldown_ms = groups[i].scale_up_cooldown_ms,
+            .scale_down_cooldown_ms = groups[i].scale_down_cooldown_ms,
+            .region_count = groups[i].region_count,
+        };
+        g->regions = sw_xcalloc(g->region_count ? g->region_count : 1, sizeof(char *));
+        for (size_t r = 0; r < g->region_count; r++)
+            g->regions[r] = sw_xstrdup(groups[i].regions[r]);
+    }
+    ctx->groups_cached = true;
+}
+
+/* Cached ctx.leases with age_s moved to now. Leaves the proxy on the stack. */
+static void push_cached_leases(lua_State *L, int handle, const struct sw_lua_ctx *ctx,
+                               int64_t now_ms)
+{
+    lua_getiuservalue(L, handle, UV_CACHED_LEASES);
+    sw_lua_readonly_data(L, -1);
+    int list = lua_gettop(L);
+    for (size_t i = 0; i < ctx->lease_snap.count; i++) {
+        lua_rawgeti(L, list, (lua_Integer)i + 1);
+        sw_lua_readonly_data(L, -1);
+        lua_pushnumber(L, sw_lua_lease_age_s(ctx->lease_snap.items[i], now_ms));
+        lua_setfield(L, -2, "age_s");
+        lua_pop(L, 2);
+    }
+    lua_pop(L, 1);
+}
+
+/* Push ctx.<key> for a lazily converted field, from the cache when the input is the same
+ * as last time. handle is the ctx handle's (pseudo-)index. */
+static bool push_lazy(lua_State *L, int handle, struct sw_lua_ctx *ctx, const char *key)
+{
+    const struct sw_policy_input *in = ctx->in;
+    int slot;
+    if (strcmp(key, "leases") == 0) {
+        if (leases_unchanged(ctx, in->units)) {
+            push_cached_leases(L, handle, ctx, in->now_ms);
+            return true;
+        }
+        ctx->leases_cached = false;
+        sw_lua_push_leases(L, in->units, in->now_ms);
+        snapshot_leases(ctx, in->units);
+        slot = UV_CACHED_LEASES;
+    } else if (strcmp(key, "offers") == 0) {
+        if (offers_unchanged(ctx, in->offers)) {
+            lua_getiuservalue(L, handle, UV_CACHED_OFFERS);
+            return true;
+        }
+        ctx->offers_cached = false;
+        sw_lua_push_offers(L, in->offers);
+        snapshot_offers(ctx, in->offers);
+        slot = UV_CACHED_OFFERS;
+    } else if (strcmp(key, "groups") == 0) {
+        if (groups_unchanged(ctx, in->groups, in->group_count)) {
+            lua_getiuservalue(L, handle, UV_CACHED_GROUPS);
+            return true;
+        }
+        ctx->groups_cached = false;
+        sw_lua_push_groups(L, in->groups, in->group_count);
+        snapshot_groups(ctx, in->groups, in->group_count);
+        slot = UV_CACHED_GROUPS;
+    } else {
+        return false;
+    }
+    lua_pushvalue(L, -1);
+    lua_setiuservalue(L, handle, slot);
+    return true;
+}
+
+/* ---- ctx functions ------------------------------------------------------------------------ */
+
+static int l_ctx_capacity(lua_State *L)
+{
+    const struct sw_policy_input *in = need_input(L, "capacity");
+    const char *group = luaL_checkstring(L, 1);
+    const char *region = luaL_optstring(L, 2, NULL);
+    lua_pushinteger(L, in->units ? sw_units_count_capacity(in->units, group, region) : 0);
+    return 1;
+}
+
+static int l_ctx_ready(lua_State *L)
+{
+    const struct sw_policy_input *in = need_input(L, "ready");
+    const char *group = luaL_checkstring(L, 1);
+    const char *region = luaL_optstring(L, 2, NULL);
+    lua_Integer n = 0;
+    for (size_t i = 0; in->units != NULL && i < in->units->count; i++) {
+        const struct sw_unit *u = in->units->items[i];
+        if (u->state != SW_UNIT_READY || u->unhealthy)
+            continue;
+        if (u->group == NULL || strcmp(u->group, group) != 0)
+            continue;
+        if (region != NULL && (u->region == NULL || strcmp(u->region, region) != 0))
+            continue;
+        n++;
+    }
+    lua_pushinteger(L, n);
+    return 1;
+}
+
+static int l_ctx_price(lua_State *L)
+{
+    const struct sw_policy_input *in = need_input(L, "price");
+    const char *region = luaL_checkstring(L, 1);
+    double best = in->offers != NULL ? sw_offers_best_price(in->offers, region) : -1;
+    if (best < 0)
+        lua_pushnil(L);
+    else
+        lua_pushnumber(L, best);
+    return 1;
+}
+
+static int l_ctx_regions(lua_State *L)
+{
+    const struct sw_policy_input *in = need_input(L, "regions");
+    sw_lua_push_offer_regions(L, in->offers);
+    return 1;
+}
+
+/* Never a silent zero: a missing or failed metric is nil plus the reason. */
+static const struct sw_metric *metric_or_error(lua_State *L, const char *what)
+{
+    const struct sw_policy_input *in = need_input(L, what);
+    const char *name = luaL_checkstring(L, 1);
+    const struct sw_metric *metric = in->metrics ? sw_metric_set_get(in->metrics, name) : NULL;
+    if (metric == NULL) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "metric '%s' is not available (not configured, or no data yet)", name);
+        return NULL;
+    }
+    if (metric->status < 0) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "metric '%s': %s", name, metric->error ? metric->error : "query failed");
+        return NULL;
+    }
+    return metric;
+}
+
+static int l_metrics_query(lua_State *L)
+{
+    const struct sw_metric *metric = metric_or_error(L, "metrics.query");
+    if (metric == NULL)
+        return 2;
+    sw_lua_push_samples(L, metric);
+    return 1;
+}
+
+static int l_metrics_sum_by(lua_State *L)
+{
+    const char *label = luaL_checkstring(L, 2);
+    const struct sw_metric *metric = metric_or_error(L, "metrics.sum_by");
+    if (metric == NULL)
+        return 2;
+    sw_lua_push_sum_by(L, metric, label);
+    return 1;
+}
+
+/* ctx.log(fmt, ...) formats like string.format when given more than one argument. */
+static int log_at(lua_State *L, int level)
+{
+    int nargs = lua_gettop(L);
+    const char *msg;
+    if (nargs > 1) {
+        lua_pushvalue(L, lua_upvalueindex(2));
+        lua_insert(L, 1);
+        lua_call(L, nargs, 1);
+        msg = lua_tostring(L, -1);
+    } else {
+        msg = luaL_tolstring(L, 1, NULL);
+    }
+    sw_lua_sandbox_log(sw_lua_sandbox_of(L), level, msg);
+    return 0;
+}
+
+static int l_ctx_log(lua_State *L)
+{
+    return log_at(L, SW_LOG_INFO);
+}
+
+static int l_ctx_warn(lua_State *L)
+{
+    return log_at(L, SW_LOG_WARN);
+}
+
+static char *bounded_copy(const char *s)
+{
+    size_t len = strlen(s);
+    return sw_xstrndup(s,
+                       len > SW_LUA_CTX_MAX_EXPLANATION_LEN ? SW_LUA_CTX_MAX_EXPLANATION_LEN : len);
+}
+
+static int l_ctx_explain(lua_State *L)
+{
+    struct sw_lua_ctx *ctx = upvalue_ctx(L);
+    need_input(L, "explain");
+    const char *group = luaL_checkstring(L, 1);
+    const char *region = lua_isnoneornil(L, 2) ? NULL : luaL_checkstring(L, 2);
+    const char *text = luaL_checkstring(L, 3);
+    /* C memory is outside the Lua cap: bound it. */
+    if (ctx->explanation_count >= SW_LUA_CTX_MAX_EXPLANATIONS) {
+        if (!ctx->explanations_dropped)
+            sw_lua_sandbox_log(sw_lua_sandbox_of(L), SW_LOG_WARN,
+                               "ctx.explain: more than 256 explanations in one call; "
+                               "dropping the rest");
+        ctx->explanations_dropped = true;
+        return 0;
+    }
+    if (ctx->explanation_count == ctx->explanation_cap) {
+        ctx->explanation_cap = ctx->explanation_cap ? ctx->explanation_cap * 2 : 8;
+        ctx->explanations =
+            sw_xrealloc(ctx->explanations, ctx->explanation_cap * sizeof(*ctx->explanations));
+    }
+    ctx->explanations[ctx->explanation_count++] = (struct sw_explanation){
+        sw_xstrdup(group), region ? sw_xstrdup(region) : NULL, bounded_copy(text)};
+    return 0;
+}
+
+/* ---- the ctx table -------------------------------------------------------------------- */
+
+/* __index of the data table: builds lazy fields, refuses unknown names (a typo such as
+ * ctx.lease should fail loudly, not read nil). */
+static int l_ctx_index(lua_State *L)
+{
+    if (lua_type(L, 2) != LUA_TSTRING)
+        return luaL_error(L, "ctx[%s]: ctx fields are named by strings", luaL_typename(L, 2));
+    const char *key = lua_tostring(L, 2);
+    struct sw_lua_ctx *ctx = upvalue_ctx(L);
+    bool lazy = false;
+    for (size_t i = 0; i < SW_ARRAY_LEN(lazy_fields); i++)
+        lazy = lazy || strcmp(key, lazy_fields[i]) == 0;
+    if (!lazy)
+        return luaL_error(L, "ctx.%s: no such field (see docs/policies.md)", key);
+    if (ctx->in == NULL)
+        return luaL_error(L, "ctx.%s is only available while evaluate or on_event runs", key);
+    push_lazy(L, lua_upvalueindex(1), ctx, key);
+    lua_pushvalue(L, 2);
+    lua_pushvalue(L, -2);
+    lua_rawset(L, 1);
+    return 1;
+}
+
+static int l_ctx_newindex(lua_State *L)
+{
+    const char *key = lua_type(L, 2) == LUA_TSTRING ? lua_tostring(L, 2) : "?";
+    if (strcmp(key, "state") == 0)
+        return luaL_error(L, "ctx.state is read-only (change its fields instead)");
+    return luaL_error(L, "ctx.%s is read-only", key);
+}
+
+static int l_ctx_pairs(lua_State *L)
+{
+    struct sw_lua_ctx *ctx = upvalue_ctx(L);
+    lua_getiuservalue(L, lua_upvalueindex(1), UV_DATA);
+    int data = lua_gettop(L);
+    for (size_t i = 0; ctx->in != NULL && i < SW_ARRAY_LEN(lazy_fields); i++) {
+        if (lua_getfield(L, data, lazy_fields[i]) == LUA_TNIL)
+            luaL_error(L, "ctx.%s could not be built", lazy_fields[i]);
+        lua_pop(L, 1);
+    }
+    sw_lua_push_pairs(L, data);
+    return 3;
+}
+
+struct sw_lua_ctx *sw_lua_ctx_new(lua_State *L, int params_idx, int state_idx)
+{
+    params_idx = lua_absindex(L, params_idx);
+    state_idx = lua_absindex(L, state_idx);
+    struct sw_lua_ctx *ctx = lua_newuserdatauv(L, sizeof(*ctx), UV_COUNT);
+    memset(ctx, 0, sizeof(*ctx));
+    if (luaL_newmetatable(L, HANDLE_META)) {
+        lua_pushcfunction(L, handle_gc);
+        lua_setfield(L, -2, "__gc");
+        lua_pushliteral(L, "steward ctx");
+        lua_setfield(L, -2, "__metatable");
+    }
+    lua_setmetatable(L, -2);
+    int handle = lua_gettop(L);
+
+    lua_createtable(L, 0, 16);
+    int data = lua_gettop(L);
+    lua_pushvalue(L, params_idx);
+    lua_setfield(L, data, "params");
+    lua_pushvalue(L, state_idx);
+    lua_setfield(L, data, "state");
+    lua_pushinteger(L, 0);
+    lua_setfield(L, data, "now_ms");
+    lua_pushnumber(L, 0);
+    lua_setfield(L, data, "now");
+
+    static const luaL_Reg functions[] = {
+        {"capacity", l_ctx_capacity}, {"ready", l_ctx_ready},     {"price", l_ctx_price},
+        {"regions", l_ctx_regions},   {"explain", l_ctx_explain},
+    };
+    for (size_t i = 0; i < SW_ARRAY_LEN(functions); i++) {
+        lua_pushvalue(L, handle);
+        lua_pushcclosure(L, functions[i].func, 1);
+        lua_setfield(L, data, functions[i].name);
+    }
+    /* log/warn keep the original string.format: a policy redefining it changes nothing. */
+    lua_getglobal(L, "string");
+    lua_getfield(L, -1, "format");
+    lua_remove(L, -2);
+    int format = lua_gettop(L);
+    lua_pushvalue(L, handle);
+    lua_pushvalue(L, format);
+    lua_pushcclosure(L, l_ctx_log, 2);
+    lua_setfield(L, data, "log");
+    lua_pushvalue(L, handle);
+    lua_pushvalue(L, format);
+    lua_pushcclosure(L, l_ctx_warn, 2);
+    lua_setfield(L, data, "warn");
+    lua_pop(L, 1);
+
+    lua_createtable(L, 0, 2);
+    lua_pushvalue(L, handle);
+    lua_pushcclosure(L, l_metrics_query, 1);
+    lua_setfield(L, -2, "query");
+    lua_pushvalue(L, handle);
+    lua_pushcclosure(L, l_metrics_sum_by, 1);
+    lua_setfield(L, -2, "sum_by");
+    sw_lua_push_readonly(L, -1, "ctx.metrics");
+    lua_setfield(L, data, "metrics");
+    lua_pop(L, 1);
+
+    lua_createtable(L, 0, 2);
+    lua_pushnumber(L, 0);
+    lua_setfield(L, -2, "usd_per_hour");
+    lua_pushnumber(L, 0);
+    lua_setfield(L, -2, "spend_usd_per_hour");
+    sw_lua_push_readonly(L, -1, "ctx.budget");
+    lua_setfield(L, data, "budget");
+    lua_setiuservalue(L, handle, UV_BUDGET);
+
+    lua_createtable(L, 0, 1);
+    lua_pushvalue(L, handle);
+    lua_pushcclosure(L, l_ctx_index, 1);
+    lua_setfield(L, -2, "__index");
+    lua_setmetatable(L, data);
+
+    sw_lua_push_readonly(L, data, "ctx");
+    lua_getmetatable(L, -1);
+    lua_pushvalue(L, handle);
+    lua_pushcclosure(L, l_ctx_pairs, 1);
+    lua_setfield(L, -2, "__pairs");
+    lua_pushcfunction(L, l_ctx_newindex);
+    lua_setfield(L, -2, "__newindex");
+    lua_pop(L, 1);
+    lua_setiuservalue(L, handle, UV_PROXY);
+    lua_setiuservalue(L, handle, UV_DATA);
+    return ctx;
+}
+
+struct sw_lua_ctx *sw_lua_ctx_check(lua_State *L, int idx)
+{
+    return luaL_testudata(L, idx, HANDLE_META);
+}
+
+void sw_lua_ctx_push(lua_State *L, int handle_idx)
+{
+    lua_getiuservalue(L, handle_idx, UV_PROXY);
+}
+
+void sw_lua_ctx_push_state(lua_State *L, int handle_idx)
+{
+    lua_getiuservalue(L, handle_idx, UV_DATA);
+    lua_getfield(L, -1, "state");
+    lua_remove(L, -2);
+}
+
+void sw_lua_ctx_set_owner(lua_State *L, int handle_idx, int owner_idx)
+{
+    handle_idx = lua_absindex(L, handle_idx);
+    lua_pushvalue(L, owner_idx);
+    lua_setiuservalue(L, handle_idx, UV_OWNER);
+}
+
+void sw_lua_ctx_refresh(lua_State *L, int handle_idx, const struct sw_policy_input *in)
+{
+    handle_idx = lua_absindex(L, handle_idx);
+    struct sw_lua_ctx *ctx = lua_touserdata(L, handle_idx);
+    free_explanations(ctx);
+    ctx->in = in;
+    lua_getiuservalue(L, handle_idx, UV_DATA);
+    lua_pushnumber(L, (lua_Number)in->now_ms / 1000.0);
+    lua_setfield(L, -2, "now");
+    lua_pushinteger(L, (lua_Integer)in->now_ms);
+    lua_setfield(L, -2, "now_ms");
+    for (size_t i = 0; i < SW_ARRAY_LEN(lazy_fields); i++) {
+        lua_pushnil(L);
+        lua_setfield(L, -2, lazy_fields[i]);
+    }
+    lua_pop(L, 1);
+    lua_getiuservalue(L, handle_idx, UV_BUDGET);
+    lua_pushnumber(L, in->budget_usd_hour);
+    lua_setfield(L, -2, "usd_per_hour");
+    lua_pushnumber(L, in->spend_usd_hour);
+    lua_setfield(L, -2, "spend_usd_per_hour");
+    lua_pop(L, 1);
+}
+
+void sw_lua_ctx_release(struct sw_lua_ctx *ctx)
+{
+    ctx->in = NULL;
+}
+
+void sw_lua_ctx_take_explanations(struct sw_lua_ctx *ctx, struct sw_explanation **out,
+                                  size_t *count)
+{
+    *out = ctx->explanations;
+    *count = ctx->explanation_count;
+    ctx->explanations = NULL;
+    ctx->explanation_count = 0;
+    ctx->explanation_cap = 0;
+    ctx->explanations_dropped = false;
+}
+
+const struct sw_explanation *sw_lua_ctx_explanations(const struct sw_lua_ctx *ctx, size_t *count)
+{
+    *count = ctx->explanation_count;
+    return ctx->explanations;
+}

@@ -1,0 +1,101 @@
+/* lua_sandbox.h — one lua_State that untrusted policy code can run in.
+ *
+ * A counting allocator with a memory cap, an allow-listed standard library (removed names
+ * raise "steward: <name> is not available in policies"), text-only load, require limited
+ * to package.preload (filled from <lua_path>/steward/x.lua), and a count hook enforcing an
+ * instruction budget and a wall-time deadline on every call made through
+ * sw_lua_sandbox_call. Context: loop thread only (one thread per sandbox in any case).
+ */
+#ifndef SW_LUA_SANDBOX_H
+#define SW_LUA_SANDBOX_H
+
+#include <lua.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "clock.h"
+#include "error.h"
+
+#define SW_LUA_DEFAULT_MAX_INSTRUCTIONS 10000000
+#define SW_LUA_DEFAULT_MEMORY_LIMIT (32u * 1024u * 1024u)
+#define SW_LUA_DEFAULT_TIME_LIMIT_MS 1000
+/* Largest Lua source file (policy, module or spec) the sandbox reads. */
+#define SW_LUA_MAX_SOURCE_BYTES (1024u * 1024u)
+
+struct sw_lua_sandbox;
+
+struct sw_lua_sandbox_opts {
+    const char *name;         /* for log lines; borrowed for the call */
+    const char *lua_path;     /* directory holding steward/x.lua; NULL = built-in default */
+    bool with_testing;        /* also preload steward.testing (the spec runner only) */
+    struct sw_clock *clock;   /* borrowed, may be NULL: os.time() then follows
+                               * sw_lua_sandbox_set_now */
+    uint64_t seed;            /* math.random seed */
+    int64_t max_instructions; /* per call; 0 = SW_LUA_DEFAULT_MAX_INSTRUCTIONS */
+    size_t memory_limit;      /* bytes; 0 = SW_LUA_DEFAULT_MEMORY_LIMIT */
+    int64_t time_limit_ms;    /* monotonic time per call; 0 = SW_LUA_DEFAULT_TIME_LIMIT_MS */
+    void (*log_fn)(void *ud, int level, const char *msg); /* NULL = sw_log */
+    void *log_ud;
+};
+
+/* Create the state, open and restrict the libraries, preload the steward modules.
+ * Returns an owned sandbox (sw_lua_sandbox_free) or NULL with err: SW_EIO when lua_path
+ * or a module cannot be read, SW_EPOLICY when a module does not compile, SW_ENOMEM when
+ * the state cannot be created. */
+struct sw_lua_sandbox *sw_lua_sandbox_new(const struct sw_lua_sandbox_opts *opts,
+                                          struct sw_error *err);
+/* Closes the state. NULL is a no-op. */
+void sw_lua_sandbox_free(struct sw_lua_sandbox *sb);
+
+/* The state, owned by sb. Only touch it from inside sw_lua_sandbox_call: outside a
+ * protected call a memory error would abort the process. */
+lua_State *sw_lua_sandbox_state(struct sw_lua_sandbox *sb);
+/* The sandbox a state belongs to (any thread of it). */
+struct sw_lua_sandbox *sw_lua_sandbox_of(lua_State *L);
+
+/* Run fn(L) under lua_pcall with a luaL_traceback message handler. fn finds ud as a light
+ * userdata at index 1 and must leave nothing it needs on the stack. With budget, the
+ * instruction counter and the deadline are reset first and enforced by the hook; a budget
+ * overrun fails the call even if the Lua code caught the error.
+ * Returns 0, or SW_EPOLICY with the message (and traceback, [C] frames dropped) in err,
+ * truncated to fit; sw_lua_sandbox_last_error has the full text. */
+int sw_lua_sandbox_call(struct sw_lua_sandbox *sb, lua_CFunction fn, void *ud, bool budget,
+                        struct sw_error *err);
+/* Full text of the last failure of sw_lua_sandbox_call; borrowed until the next call,
+ * "" when the last call succeeded. */
+const char *sw_lua_sandbox_last_error(const struct sw_lua_sandbox *sb);
+
+/* Compile Lua source (text only, never bytecode) with the sandbox's globals as its
+ * environment and push the function. chunkname follows lua_load ("@file" for files).
+ * On a syntax error pushes nothing and raises the message: call inside
+ * sw_lua_sandbox_call. */
+void sw_lua_sandbox_load(lua_State *L, const char *text, size_t len, const char *chunkname);
+
+/* Read a whole file of at most max_bytes into an owned NUL-terminated buffer (free()).
+ * Returns NULL with err: SW_EIO when unreadable, SW_ETOOBIG when larger than max_bytes. */
+char *sw_lua_sandbox_read_file(const char *path, size_t max_bytes, size_t *len_out,
+                               struct sw_error *err);
+
+/* Instructions counted by the hook during the last budgeted call, in units of 1000. */
+uint64_t sw_lua_sandbox_instructions(const struct sw_lua_sandbox *sb);
+/* Bytes the Lua heap holds now. */
+size_t sw_lua_sandbox_memory(const struct sw_lua_sandbox *sb);
+size_t sw_lua_sandbox_memory_limit(const struct sw_lua_sandbox *sb);
+
+/* Epoch ms as os.time() sees it: the clock's, or the value set here when there is no
+ * clock (the spec runner drives it from fake ctx times). */
+int64_t sw_lua_sandbox_now_ms(struct sw_lua_sandbox *sb);
+void sw_lua_sandbox_set_now(struct sw_lua_sandbox *sb, int64_t now_ms);
+
+/* Send one line to the sandbox's log_fn (or sw_log) at level (SW_LOG_*). */
+void sw_lua_sandbox_log(struct sw_lua_sandbox *sb, int level, const char *msg);
+
+/* Change where log lines go (the policy keeps its log_fn across reloads). */
+void sw_lua_sandbox_set_log(struct sw_lua_sandbox *sb,
+                            void (*log_fn)(void *ud, int level, const char *msg), void *ud);
+
+/* The lua_path in use (opts->lua_path or the default); "" when none was found. */
+const char *sw_lua_sandbox_lua_path(const struct sw_lua_sandbox *sb);
+
+#endif /* SW_LUA_SANDBOX_H */
