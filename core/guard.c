@@ -374,6 +374,12 @@ static bool refuse_acquire(const struct sw_guard *guard, const struct batch *b,
         snprintf(reason, size, "%s: not a configured group", act->group ? act->group : "?");
         return true;
     }
+    double max_price = guard->groups[gi].max_price_usd_hour;
+    if (max_price > 0 && act->price_usd_hour > max_price + BUDGET_EPSILON) {
+        snprintf(reason, size, "best offer in %s is %.3f USD/h, above the group's max %.3f USD/h",
+                 act->region ? act->region : "?", act->price_usd_hour, max_price);
+        return true;
+    }
     if (cfg->max_leases > 0 && b->open_units + b->acquires >= cfg->max_leases) {
         snprintf(reason, size, "max leases %d reached", cfg->max_leases);
         return true;

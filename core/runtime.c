@@ -500,6 +500,32 @@ static void fill_acquire_req(struct sw_runtime *rt, const struct sw_unit *u,
     req->deadline_ms = g != NULL ? (uint64_t)g->acquire_deadline_ms : 480000;
 }
 
+/* Hand a unit's acquire to the market plugin. Also used by recovery to resume an acquire
+ * interrupted by a restart: the idempotency key makes the plugin join what it created
+ * instead of buying again. already_spent_ms shortens the deadline accordingly. */
+static void send_acquire(struct sw_runtime *rt, struct sw_unit *u, const char *intent_key,
+                         int64_t already_spent_ms)
+{
+    struct market_op *op = op_new(rt, SW_ACTION_ACQUIRE, u->key, intent_key);
+    struct swp_acquire_req req;
+    fill_acquire_req(rt, u, &req);
+    if (already_spent_ms > 0)
+        req.deadline_ms = (uint64_t)already_spent_ms < req.deadline_ms
+                              ? req.deadline_ms - (uint64_t)already_spent_ms
+                              : 1;
+    uint64_t grace = rt->opts.op_grace_ms ? rt->opts.op_grace_ms : DEFAULT_OP_GRACE_MS;
+    op->deadline_timer = sw_clock_timer_start(rt->clock, req.deadline_ms + grace, op_deadline, op);
+    int rc = SW_ENOTSUP;
+    if (rt->market_ops->acquire != NULL)
+        rc = rt->market_ops->acquire(sw_plugin_state(rt->market), &req, acquire_progress,
+                                     acquire_done, op);
+    if (rc < 0) {
+        struct swp_error perr = {rc, ""};
+        snprintf(perr.msg, sizeof(perr.msg), "plugin refused acquire: %s", sw_strerror(rc));
+        acquire_done(op, rc, NULL, &perr);
+    }
+}
+
 static int start_acquire(struct sw_runtime *rt, const struct sw_action *action)
 {
     char *key = next_unit_key(rt);
@@ -530,21 +556,8 @@ static int start_acquire(struct sw_runtime *rt, const struct sw_action *action)
            action->group, action->region, key, action->price_usd_hour, action->reason);
     rt->stats.acquires_started++;
 
-    struct market_op *op = op_new(rt, SW_ACTION_ACQUIRE, key, key);
-    struct swp_acquire_req req;
-    fill_acquire_req(rt, u, &req);
-    uint64_t grace = rt->opts.op_grace_ms ? rt->opts.op_grace_ms : DEFAULT_OP_GRACE_MS;
-    op->deadline_timer = sw_clock_timer_start(rt->clock, req.deadline_ms + grace, op_deadline, op);
+    send_acquire(rt, u, key, 0);
     free(key);
-    rc = SW_ENOTSUP;
-    if (rt->market_ops->acquire != NULL)
-        rc = rt->market_ops->acquire(sw_plugin_state(rt->market), &req, acquire_progress,
-                                     acquire_done, op);
-    if (rc < 0) {
-        struct swp_error perr = {rc, ""};
-        snprintf(perr.msg, sizeof(perr.msg), "plugin refused acquire: %s", sw_strerror(rc));
-        acquire_done(op, rc, NULL, &perr);
-    }
     return 0;
 }
 
@@ -774,6 +787,25 @@ static void merge_desired(struct sw_desired *into, const struct sw_desired *from
     sw_desired_clear(&merged);
 }
 
+/* The policy's own words for a region, appended to the planner's reason so the log line
+ * of an action says both what changed and why the policy wanted it. */
+static void attach_explanations(struct sw_actions *actions, const struct sw_policy_result *res)
+{
+    for (size_t i = 0; i < actions->count; i++) {
+        struct sw_action *a = &actions->items[i];
+        for (size_t j = 0; j < res->explanation_count; j++) {
+            const struct sw_explanation *e = &res->explanations[j];
+            if (e->group == NULL || strcmp(e->group, a->group) != 0 || e->region == NULL ||
+                a->region == NULL || strcmp(e->region, a->region) != 0)
+                continue;
+            char *reason = sw_xasprintf("%s (policy: %s)", a->reason ? a->reason : "", e->text);
+            free(a->reason);
+            a->reason = reason;
+            break;
+        }
+    }
+}
+
 static void execute_actions(struct sw_runtime *rt, struct sw_actions *actions)
 {
     for (size_t i = 0; i < actions->count; i++) {
@@ -844,6 +876,7 @@ static void evaluate_policy(struct sw_runtime *rt, struct policy_slot *slot)
     sw_planner_plan(&rt->desired, &rt->units, &rt->offers, rt->config->groups,
                     rt->config->group_count, &actions);
     sw_guard_filter(rt->guard, now_ms(rt), &rt->units, &actions, &refused);
+    attach_explanations(&actions, &res);
     log_refused(rt, &refused);
 
     /* Journal the decision before acting on it: the intents that follow commit it. */
@@ -1138,10 +1171,13 @@ static void resolve_pending_intents(struct sw_runtime *rt, const struct swp_unit
                 if (in->market_id == NULL)
                     sw_journal_intent_set_market_id(rt->journal, in->key, mu->market_id,
                                                     now_ms(rt), &err);
-                finish_intent(rt, in->key, SW_INTENT_DONE, "recovered: adopted after restart");
                 rt->stats.recovered_adopted++;
                 sw_log(SW_LOG_INFO, LOG, "recovery: adopted %s/%s unit %s (%s, %s)", u->group,
                        u->region, u->key, u->market_id, sw_unit_state_name(u->state));
+                if (u->state == SW_UNIT_READY)
+                    finish_intent(rt, in->key, SW_INTENT_DONE, "recovered: ready after restart");
+                else
+                    send_acquire(rt, u, in->key, now_ms(rt) - in->created_ms);
             } else {
                 if (u != NULL && u->state != SW_UNIT_CLOSED) {
                     u->state = SW_UNIT_CLOSED;
@@ -1280,9 +1316,6 @@ static struct sw_plugin *load_plugin(struct sw_runtime *rt, const char *name,
     struct sw_plugin *plugin = sw_plugin_host_load(rt->plugins, path,
                                                    pc != NULL ? pc->config_json : NULL, origin,
                                                    err);
-    if (plugin != NULL)
-        sw_log(SW_LOG_INFO, LOG, "loaded plugin %s %s from %s", name,
-               sw_plugin_desc(plugin)->version ? sw_plugin_desc(plugin)->version : "", path);
     free(origin);
     free(path);
     return plugin;

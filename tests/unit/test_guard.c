@@ -601,6 +601,23 @@ SW_TEST(filter_budget_counts_pending_units_at_planned_price)
     fixture_free(&f);
 }
 
+SW_TEST(filter_refuses_acquire_priced_above_group_max)
+{
+    struct fixture f;
+    fixture_init(&f);
+    f.groups[0].max_price_usd_hour = 0.25;
+    fixture_start(&f);
+    acquire(&f, "web", 0.288); /* the best offer is too dear: the market would find no bid */
+    acquire(&f, "web", 0.25);  /* exactly the cap passes */
+    acquire(&f, "web", 0);     /* no offer known: the marketplace decides */
+    sw_guard_filter(f.guard, 0, &f.units, &f.actions, &f.refused);
+    SW_ASSERT_EQ(f.actions.count, 2);
+    SW_ASSERT_EQ(f.refused.count, 1);
+    SW_ASSERT_STREQ(f.refused.items[0].reason,
+                    "best offer in eu is 0.288 USD/h, above the group's max 0.250 USD/h");
+    fixture_free(&f);
+}
+
 SW_TEST(filter_no_limits_accepts_everything)
 {
     struct fixture f;

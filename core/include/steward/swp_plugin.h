@@ -187,6 +187,9 @@ struct swp_plugin {
 
 typedef const struct swp_plugin *(*swp_plugin_entry_fn)(void);
 
+/* The one symbol a plugin defines (declared here so plugins get the prototype). */
+SWP_PLUGIN_EXPORT const struct swp_plugin *swp_plugin_entry(void);
+
 #define SWP_PLUGIN_ENTRY_SYMBOL "swp_plugin_entry"
 
 /* The smallest descriptor a 1.x host accepts: everything up to and including notify. */
