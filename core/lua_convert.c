@@ -575,11 +575,18 @@ int sw_lua_check_desired(lua_State *L, int idx, const struct sw_group_config *gr
             lua_pop(L, 2);
             break;
         }
+        size_t before = out->count;
         rc = check_regions(L, lua_gettop(L), group, out, err);
         if (rc < 0) {
             lua_pop(L, 2);
             break;
         }
+        /* `web = {}` means "none anywhere": without an entry the group would look unnamed
+         * and keep its units, so spell the zeros out over its allowed regions. */
+        const struct sw_group_config *gc = find_group(groups, group_count, group);
+        if (out->count == before)
+            for (size_t r = 0; r < gc->region_count; r++)
+                sw_desired_set(out, group, gc->regions[r], 0);
         lua_pop(L, 1);
     }
     if (rc < 0)
