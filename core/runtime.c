@@ -751,6 +751,19 @@ static char *explanations_json(const struct sw_policy_result *res)
     return owned;
 }
 
+/* {"policy": what evaluate returned, "effective": after merging and the guard's clamp}:
+ * replay compares the first, operators read the second. */
+static char *desired_record_json(const struct sw_desired *policy,
+                                 const struct sw_desired *effective)
+{
+    char *p = sw_desired_to_json(policy);
+    char *e = sw_desired_to_json(effective);
+    char *text = sw_xasprintf("{\"policy\":%s,\"effective\":%s}", p, e);
+    free(p);
+    free(e);
+    return text;
+}
+
 static void log_desired_change(const char *policy, const struct sw_desired *before,
                                const struct sw_desired *after)
 {
@@ -880,19 +893,22 @@ static void evaluate_policy(struct sw_runtime *rt, struct policy_slot *slot)
     log_refused(rt, &refused);
 
     /* Journal the decision before acting on it: the intents that follow commit it. */
-    cJSON *inputs = inputs_to_json(&in);
-    char *inputs_text = cJSON_PrintUnformatted(inputs);
-    cJSON_Delete(inputs);
-    char digest[17];
-    fnv1a_hex(inputs_text, digest);
-    char *desired_text = sw_desired_to_json(&rt->desired);
+    char *inputs_text = NULL;
+    char digest[17] = "";
+    if (!rt->opts.skip_inputs) {
+        cJSON *inputs = inputs_to_json(&in);
+        inputs_text = cJSON_PrintUnformatted(inputs);
+        cJSON_Delete(inputs);
+        fnv1a_hex(inputs_text, digest);
+    }
+    char *desired_text = desired_record_json(&res.desired, &rt->desired);
     char *actions_text = sw_actions_to_json(&actions);
     char *refused_text = sw_actions_to_json(&refused);
     char *explain_text = explanations_json(&res);
     struct sw_evaluation ev = {
         .policy = slot->config->name,
         .at_ms = now_ms(rt),
-        .inputs_digest = digest,
+        .inputs_digest = inputs_text != NULL ? digest : NULL,
         .inputs_json = inputs_text,
         .desired_json = desired_text,
         .actions_json = actions_text,

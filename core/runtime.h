@@ -35,6 +35,8 @@ struct sw_runtime_opts {
                                            gives up on a plugin op; 0 = 30 s */
     int64_t offers_every_ms;            /* offers refresh; 0 = 30 s */
     int64_t watch_every_ms;             /* list owned units to sync state; 0 = 30 s */
+    bool skip_inputs;                   /* do not journal each evaluation's full inputs
+                                           (simulation: speed; replay needs them live) */
     /* Called when something worth stopping for happens (e.g. the market plugin failed
      * to list units during recovery). NULL: ignore. */
     void (*on_fatal)(void *ud, const struct sw_error *err);
