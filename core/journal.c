@@ -455,6 +455,10 @@ static int configure(struct sw_journal *j, struct sw_error *err)
     code = exec_sql(j, "PRAGMA synchronous=NORMAL", "synchronous=NORMAL", err);
     if (code == 0)
         code = exec_sql(j, "PRAGMA foreign_keys=ON", "foreign_keys=ON", err);
+    /* The journal is append-mostly: a 512 KiB page cache keeps steward small inside a
+     * lease (SQLite's default is 2 MiB) without slowing the batched writes measurably. */
+    if (code == 0)
+        code = exec_sql(j, "PRAGMA cache_size=-512", "cache_size", err);
     return code;
 }
 

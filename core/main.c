@@ -254,12 +254,11 @@ static int cmd_run_loop(struct sw_config *config, bool dry_run, int64_t for_ms, 
     rc.loop = &loop;
     rc.clock = sw_clock_live_new(&loop, speed);
     sw_log_set_time_source(clock_now_for_log, rc.clock);
-    struct sw_http_client *http = sw_http_client_new(&loop);
 
     struct sw_runtime_opts opts = {
         .config = config,
         .clock = rc.clock,
-        .http = http,
+        .loop = &loop,
         .dry_run = dry_run,
         .plugin_dirs = (const char *const *)plugin_dirs->items,
         .plugin_dir_count = plugin_dirs->count,
@@ -302,7 +301,6 @@ out:
     if (rc.for_timer != 0)
         sw_clock_timer_stop(rc.clock, rc.for_timer);
     sw_runtime_free(rc.runtime);
-    sw_http_client_close(http);
     sw_log_set_time_source(NULL, NULL);
     sw_clock_free(rc.clock);
     uv_walk(&loop, close_walk_cb, NULL);

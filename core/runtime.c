@@ -70,6 +70,7 @@ struct sw_runtime {
     struct sw_plugin *market;
     const struct swp_market_ops *market_ops;
     struct sw_guard *guard;
+    struct sw_http_client *http; /* created lazily: libcurl and TLS cost memory */
 
     struct policy_slot *policies;
     size_t policy_count;
@@ -144,12 +145,14 @@ static uint64_t svc_http_request(void *ud, struct sw_plugin *plugin,
                                  const struct swp_http_req *req, swp_http_cb cb, void *cb_ud)
 {
     struct sw_runtime *rt = ud;
-    if (rt->opts.http == NULL)
+    if (rt->opts.loop == NULL)
         return 0;
+    if (rt->http == NULL)
+        rt->http = sw_http_client_new(rt->opts.loop);
     struct http_trampoline *t = sw_xmalloc(sizeof(*t));
     t->cb = cb;
     t->ud = cb_ud;
-    uint64_t id = sw_http_client_request(rt->opts.http, req, http_done, t);
+    uint64_t id = sw_http_client_request(rt->http, req, http_done, t);
     if (id == 0)
         free(t);
     return id;
@@ -158,8 +161,8 @@ static uint64_t svc_http_request(void *ud, struct sw_plugin *plugin,
 static void svc_http_cancel(void *ud, struct sw_plugin *plugin, uint64_t request_id)
 {
     struct sw_runtime *rt = ud;
-    if (rt->opts.http != NULL)
-        sw_http_client_cancel(rt->opts.http, request_id);
+    if (rt->http != NULL)
+        sw_http_client_cancel(rt->http, request_id);
 }
 
 static int svc_kv_get(void *ud, struct sw_plugin *plugin, const char *key, char **value_out)
@@ -1552,6 +1555,7 @@ void sw_runtime_free(struct sw_runtime *rt)
     stop_timer(rt, &rt->events_timer);
     /* Destroying plugins completes their pending ops with SW_ECANCELED, which frees them. */
     sw_plugin_host_free(rt->plugins);
+    sw_http_client_close(rt->http);
     while (rt->ops != NULL)
         op_unlink_and_free(rt, rt->ops);
     while (rt->events_head != NULL) {

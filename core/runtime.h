@@ -26,7 +26,8 @@ struct sw_http_client;
 struct sw_runtime_opts {
     const struct sw_config *config;     /* borrowed; must outlive the runtime */
     struct sw_clock *clock;             /* borrowed */
-    struct sw_http_client *http;        /* borrowed; NULL: plugins get no HTTP (simulation) */
+    uv_loop_t *loop;                    /* borrowed; for HTTP, created on a plugin's first
+                                           request; NULL: plugins get no HTTP (simulation) */
     bool dry_run;                       /* plan and journal, call no marketplace write op */
     const char *const *plugin_dirs;     /* searched in order for swp_<name>.so */
     size_t plugin_dir_count;
