@@ -18,8 +18,7 @@ int64_t sw_clock_now(struct sw_clock *clock)
     return clock->ops->now_ms(clock);
 }
 
-uint64_t sw_clock_timer_start(struct sw_clock *clock, uint64_t delay_ms, sw_timer_cb cb,
-                              void *ud)
+uint64_t sw_clock_timer_start(struct sw_clock *clock, uint64_t delay_ms, sw_timer_cb cb, void *ud)
 {
     if (clock == NULL || cb == NULL)
         return 0;
@@ -147,6 +146,7 @@ struct live_timer {
     uv_timer_t handle; /* handle.data points back here */
     struct live_clock *clock;
     uint64_t id;
+    int64_t due_ms; /* on the clock's own time */
     sw_timer_cb cb;
     void *ud;
 };
@@ -155,8 +155,8 @@ struct live_clock {
     struct sw_clock base;
     uv_loop_t *loop;
     double speed;
-    int64_t epoch_ms_at_start;  /* wall clock, read once */
-    uint64_t hrtime_at_start;   /* monotonic ns at the same moment */
+    int64_t epoch_ms_at_start; /* wall clock, read once */
+    uint64_t hrtime_at_start;  /* monotonic ns at the same moment */
     uint64_t next_id;
     struct sw__clock_map timers; /* id → (uintptr_t)struct live_timer * */
 };
@@ -164,19 +164,6 @@ struct live_clock {
 static void live_timer_closed(uv_handle_t *handle)
 {
     free(handle->data);
-}
-
-static void live_timer_fired(uv_timer_t *handle)
-{
-    struct live_timer *timer = handle->data;
-    sw_timer_cb cb = timer->cb;
-    void *ud = timer->ud;
-
-    /* Forget the timer before the callback: stopping its own id from inside is then a
-     * no-op and pending already excludes it, as on the simulated clock. */
-    sw__clock_map_del(&timer->clock->timers, timer->id, NULL);
-    uv_close((uv_handle_t *)handle, live_timer_closed);
-    cb(ud);
 }
 
 static int64_t live_now_ms(struct sw_clock *clock)
@@ -189,17 +176,51 @@ static int64_t live_now_ms(struct sw_clock *clock)
     return live->epoch_ms_at_start + (int64_t)((double)elapsed_ns * live->speed / 1e6);
 }
 
+/* Real milliseconds for a span of clock time: divided by speed, rounded up so a sped-up
+ * timer never fires before its clock due time. */
+static uint64_t live_real_delay(const struct live_clock *live, uint64_t delay_ms)
+{
+    if (live->speed == 1.0)
+        return delay_ms;
+    double scaled = ceil((double)delay_ms / live->speed);
+    return scaled >= 18446744073709551615.0 ? UINT64_MAX : (uint64_t)scaled;
+}
+
+static void live_timer_fired(uv_timer_t *handle)
+{
+    struct live_timer *timer = handle->data;
+    struct live_clock *live = timer->clock;
+    sw_timer_cb cb = timer->cb;
+    void *ud = timer->ud;
+
+    /* Safety net behind the 1 ms pad in live_timer_start (libuv's loop time may come from
+     * a coarser clock than uv_hrtime): a callback never sees now < due. */
+    int64_t now = live_now_ms(&live->base);
+    if (now < timer->due_ms) {
+        uint64_t rest = live_real_delay(live, (uint64_t)(timer->due_ms - now));
+        uv_timer_start(handle, live_timer_fired, rest ? rest : 1, 0);
+        return;
+    }
+
+    /* Forget the timer before the callback: stopping its own id from inside is then a
+     * no-op and pending already excludes it, as on the simulated clock. */
+    sw__clock_map_del(&timer->clock->timers, timer->id, NULL);
+    uv_close((uv_handle_t *)handle, live_timer_closed);
+    cb(ud);
+}
+
 static uint64_t live_timer_start(struct sw_clock *clock, uint64_t delay_ms, sw_timer_cb cb,
                                  void *ud)
 {
     struct live_clock *live = (struct live_clock *)clock;
-    uint64_t real_delay = delay_ms;
+    uint64_t real_delay = live_real_delay(live, delay_ms);
+    int64_t now = live_now_ms(clock);
 
-    if (live->speed != 1.0) {
-        /* Round up so a sped-up timer never fires before its virtual due time. */
-        double scaled = ceil((double)delay_ms / live->speed);
-        real_delay = scaled >= 18446744073709551615.0 ? UINT64_MAX : (uint64_t)scaled;
-    }
+    /* libuv compares whole milliseconds of its loop time, so a d ms timer may expire up to
+     * 1 ms short of d on a finer clock; one extra millisecond makes "fires after, never
+     * before, its due time" hold without re-arming (which could reorder close timers). */
+    if (delay_ms > 0 && real_delay < UINT64_MAX)
+        real_delay++;
 
     struct live_timer *timer = sw_xcalloc(1, sizeof(*timer));
     int rc = uv_timer_init(live->loop, &timer->handle);
@@ -211,10 +232,14 @@ static uint64_t live_timer_start(struct sw_clock *clock, uint64_t delay_ms, sw_t
     timer->handle.data = timer;
     timer->clock = live;
     timer->id = live->next_id++;
+    timer->due_ms = delay_ms > (uint64_t)(INT64_MAX - now) ? INT64_MAX : now + (int64_t)delay_ms;
     timer->cb = cb;
     timer->ud = ud;
     /* uv timers never fire inside uv_timer_start, which gives the "0 fires on a later
-     * turn, never inside this call" guarantee. */
+     * turn, never inside this call" guarantee. The loop's cached time may be stale (it is
+     * refreshed once per iteration, and callbacks take time): refresh it so the delay
+     * counts from now, not from the start of this iteration. */
+    uv_update_time(live->loop);
     rc = uv_timer_start(&timer->handle, live_timer_fired, real_delay, 0);
     if (rc != 0) {
         sw_log(SW_LOG_ERROR, "clock", "uv_timer_start: %s", uv_strerror(rc));

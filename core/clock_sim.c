@@ -132,8 +132,7 @@ static int64_t sim_now_ms(struct sw_clock *clock)
     return ((struct sim_clock *)clock)->now_ms;
 }
 
-static uint64_t sim_timer_start(struct sw_clock *clock, uint64_t delay_ms, sw_timer_cb cb,
-                                void *ud)
+static uint64_t sim_timer_start(struct sw_clock *clock, uint64_t delay_ms, sw_timer_cb cb, void *ud)
 {
     struct sim_clock *sim = (struct sim_clock *)clock;
     uint32_t slot = slot_alloc(sim);

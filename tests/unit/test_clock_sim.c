@@ -400,8 +400,8 @@ SW_TEST(sim_million_events)
     struct sw_clock *clock = sw_clock_sim_new(T0);
 
     for (int i = 0; i < TICKERS; i++) {
-        tickers[i] = (struct ticker){.clock = clock, .fired = &fired,
-                                     .period = 1000 + (uint64_t)i % 17, .last_now = T0};
+        tickers[i] = (struct ticker){
+            .clock = clock, .fired = &fired, .period = 1000 + (uint64_t)i % 17, .last_now = T0};
         sw_clock_timer_start(clock, (uint64_t)i, ticker_fire, &tickers[i]);
     }
     struct timespec t0, t1;

@@ -1,0 +1,512 @@
+/* http_client.c — libcurl multi on libuv, after curl's docs/examples/multi-uv.c.
+ *
+ * curl tells us which sockets to watch (CURLMOPT_SOCKETFUNCTION: one uv_poll_t context
+ * per socket) and when to wake it (CURLMOPT_TIMERFUNCTION: one non-repeating uv timer;
+ * 0 becomes 1 ms as in multi-uv.c, so curl is never re-entered from its own callback).
+ * Every poll event and timer expiry goes through client_drive, which calls
+ * curl_multi_socket_action and then drains curl_multi_info_read.
+ *
+ * User callbacks run only from client_drive's drain, from cancel and from close — never
+ * from inside a curl callback — so they may start, cancel, or close freely. A close from
+ * inside a drain is finished when the drive unwinds (the multi handle must outlive the
+ * info_read loop).
+ */
+#include "http_client.h"
+
+#include <curl/curl.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "log.h"
+#include "mem.h"
+
+#define DEFAULT_TIMEOUT_MS 30000
+#define DEFAULT_MAX_RESPONSE_BYTES (8u * 1024 * 1024)
+
+struct poll_ctx {
+    uv_poll_t poll;
+    curl_socket_t fd;
+    struct sw_http_client *client;
+    struct poll_ctx *prev;
+    struct poll_ctx *next;
+};
+
+struct http_request {
+    struct sw_http_client *client;
+    struct http_request *prev;
+    struct http_request *next;
+    CURL *easy;
+    uint64_t id;
+    sw_http_cb cb;
+    void *ud;
+    struct curl_slist *headers;
+    char *body;
+    char *resp;
+    size_t resp_len;
+    size_t resp_cap;
+    size_t max_bytes;
+    bool too_big;
+    char errbuf[CURL_ERROR_SIZE];
+};
+
+struct sw_http_client {
+    uv_loop_t *loop;
+    CURLM *multi;
+    uv_timer_t timer;
+    char *ca_file;
+    uint64_t next_id;
+    struct http_request *requests;
+    size_t in_flight;
+    struct poll_ctx *polls;
+    int open_handles; /* the timer plus every poll handle, until their close callbacks */
+    int depth;        /* client_drive frames on the stack */
+    bool closing;
+    bool torn_down;
+};
+
+static bool curl_ready;
+
+/* ---- handle lifetime ------------------------------------------------------------------ */
+
+static void client_handle_closed(struct sw_http_client *client)
+{
+    if (--client->open_handles == 0 && client->torn_down) {
+        free(client->ca_file);
+        free(client);
+    }
+}
+
+static void on_timer_closed(uv_handle_t *handle)
+{
+    client_handle_closed(handle->data);
+}
+
+static void on_poll_closed(uv_handle_t *handle)
+{
+    struct poll_ctx *ctx = handle->data;
+    struct sw_http_client *client = ctx->client;
+    free(ctx);
+    client_handle_closed(client);
+}
+
+static void poll_ctx_close(struct poll_ctx *ctx)
+{
+    struct sw_http_client *client = ctx->client;
+    if (ctx->prev != NULL)
+        ctx->prev->next = ctx->next;
+    else
+        client->polls = ctx->next;
+    if (ctx->next != NULL)
+        ctx->next->prev = ctx->prev;
+    uv_poll_stop(&ctx->poll);
+    uv_close((uv_handle_t *)&ctx->poll, on_poll_closed);
+}
+
+/* ---- requests ------------------------------------------------------------------------- */
+
+static void request_unlink(struct http_request *req)
+{
+    struct sw_http_client *client = req->client;
+    if (req->prev != NULL)
+        req->prev->next = req->next;
+    else
+        client->requests = req->next;
+    if (req->next != NULL)
+        req->next->prev = req->prev;
+    client->in_flight--;
+    curl_multi_remove_handle(client->multi, req->easy);
+}
+
+static void request_free(struct http_request *req)
+{
+    curl_easy_cleanup(req->easy);
+    curl_slist_free_all(req->headers);
+    free(req->body);
+    free(req->resp);
+    free(req);
+}
+
+static void request_abort(struct http_request *req, int status, const char *text)
+{
+    struct swp_http_resp resp = {.status = 0, .body = "", .body_len = 0};
+    request_unlink(req);
+    req->cb(req->ud, status, &resp, text);
+    request_free(req);
+}
+
+static void request_finish(struct http_request *req, CURLcode result)
+{
+    struct swp_http_resp resp = {0};
+    int status = 0;
+    char text[CURL_ERROR_SIZE + 64];
+    const char *error_text = NULL;
+
+    curl_easy_getinfo(req->easy, CURLINFO_RESPONSE_CODE, &resp.status);
+    curl_easy_getinfo(req->easy, CURLINFO_CONNECT_TIME, &resp.connect_s);
+    curl_easy_getinfo(req->easy, CURLINFO_APPCONNECT_TIME, &resp.tls_s);
+    curl_easy_getinfo(req->easy, CURLINFO_STARTTRANSFER_TIME, &resp.first_byte_s);
+    curl_easy_getinfo(req->easy, CURLINFO_TOTAL_TIME, &resp.total_s);
+
+    /* curl's messages name the host and what failed, never the request headers (which
+     * may carry API keys), so they can be passed on as they are. */
+    const char *curl_text = req->errbuf[0] != '\0' ? req->errbuf : curl_easy_strerror(result);
+    if (req->too_big || result == CURLE_FILESIZE_EXCEEDED) {
+        status = SW_ETOOBIG;
+        snprintf(text, sizeof(text), "response body exceeds %zu bytes", req->max_bytes);
+        error_text = text;
+    } else if (result == CURLE_OPERATION_TIMEDOUT) {
+        status = SW_ETIMEDOUT;
+        snprintf(text, sizeof(text), "%s", curl_text);
+        error_text = text;
+    } else if (result != CURLE_OK) {
+        status = SW_EHTTP;
+        snprintf(text, sizeof(text), "%s", curl_text);
+        error_text = text;
+    }
+    if (status == 0) {
+        resp.body = req->resp != NULL ? req->resp : "";
+        resp.body_len = req->resp_len;
+    } else {
+        resp.body = "";
+        resp.body_len = 0;
+    }
+
+    request_unlink(req);
+    req->cb(req->ud, status, &resp, error_text);
+    request_free(req);
+}
+
+static size_t on_curl_write(char *data, size_t size, size_t nmemb, void *userdata)
+{
+    struct http_request *req = userdata;
+    size_t len = size * nmemb;
+
+    if (len > req->max_bytes - req->resp_len) {
+        /* Returning short makes curl abort the transfer with CURLE_WRITE_ERROR. */
+        req->too_big = true;
+        return 0;
+    }
+    if (req->resp_len + len + 1 > req->resp_cap) {
+        size_t cap = req->resp_cap ? req->resp_cap : 4096;
+        while (cap < req->resp_len + len + 1)
+            cap *= 2;
+        if (cap > req->max_bytes + 1)
+            cap = req->max_bytes + 1;
+        req->resp = sw_xrealloc(req->resp, cap);
+        req->resp_cap = cap;
+    }
+    memcpy(req->resp + req->resp_len, data, len);
+    req->resp_len += len;
+    req->resp[req->resp_len] = '\0';
+    return len;
+}
+
+/* ---- driving curl --------------------------------------------------------------------- */
+
+static void client_teardown(struct sw_http_client *client)
+{
+    client->torn_down = true;
+    /* Order matters: the multi handle first (its cleanup may still call the socket and
+     * timer callbacks, which need the uv handles open), then the handles. */
+    curl_multi_cleanup(client->multi);
+    client->multi = NULL;
+    uv_timer_stop(&client->timer);
+    uv_close((uv_handle_t *)&client->timer, on_timer_closed);
+    while (client->polls != NULL)
+        poll_ctx_close(client->polls);
+}
+
+static void client_drain(struct sw_http_client *client)
+{
+    CURLMsg *msg;
+    int left;
+    while (!client->closing && (msg = curl_multi_info_read(client->multi, &left)) != NULL) {
+        if (msg->msg != CURLMSG_DONE)
+            continue;
+        struct http_request *req = NULL;
+        CURLcode result = msg->data.result;
+        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&req);
+        request_finish(req, result);
+    }
+}
+
+static void client_drive(struct sw_http_client *client, curl_socket_t fd, int flags)
+{
+    int running;
+    client->depth++;
+    CURLMcode mc = curl_multi_socket_action(client->multi, fd, flags, &running);
+    if (mc != CURLM_OK)
+        sw_log(SW_LOG_ERROR, "http_client", "curl_multi_socket_action: %s",
+               curl_multi_strerror(mc));
+    client_drain(client);
+    client->depth--;
+    if (client->depth == 0 && client->closing && !client->torn_down)
+        client_teardown(client);
+}
+
+static void on_poll(uv_poll_t *handle, int status, int events)
+{
+    struct poll_ctx *ctx = handle->data;
+    int flags = 0;
+    if (status < 0) {
+        flags = CURL_CSELECT_ERR;
+    } else {
+        if (events & UV_READABLE)
+            flags |= CURL_CSELECT_IN;
+        if (events & UV_WRITABLE)
+            flags |= CURL_CSELECT_OUT;
+    }
+    client_drive(ctx->client, ctx->fd, flags);
+}
+
+static void on_uv_timeout(uv_timer_t *timer)
+{
+    client_drive(timer->data, CURL_SOCKET_TIMEOUT, 0);
+}
+
+static int on_curl_socket(CURL *easy, curl_socket_t fd, int action, void *userp, void *socketp)
+{
+    struct sw_http_client *client = userp;
+    struct poll_ctx *ctx = socketp;
+
+    if (action == CURL_POLL_REMOVE) {
+        /* curl drops its socket entry itself right after this call. */
+        if (ctx != NULL)
+            poll_ctx_close(ctx);
+        return 0;
+    }
+    if (ctx == NULL) {
+        ctx = sw_xcalloc(1, sizeof(*ctx));
+        int rc = uv_poll_init_socket(client->loop, &ctx->poll, fd);
+        if (rc != 0) {
+            sw_log(SW_LOG_ERROR, "http_client", "uv_poll_init_socket(%d): %s", (int)fd,
+                   uv_strerror(rc));
+            free(ctx);
+            return -1;
+        }
+        ctx->poll.data = ctx;
+        ctx->fd = fd;
+        ctx->client = client;
+        ctx->next = client->polls;
+        if (client->polls != NULL)
+            client->polls->prev = ctx;
+        client->polls = ctx;
+        client->open_handles++;
+        curl_multi_assign(client->multi, fd, ctx);
+    }
+    int events = 0;
+    if (action & CURL_POLL_IN)
+        events |= UV_READABLE;
+    if (action & CURL_POLL_OUT)
+        events |= UV_WRITABLE;
+    uv_poll_start(&ctx->poll, events, on_poll);
+    return 0;
+}
+
+static int on_curl_timer(CURLM *multi, long timeout_ms, void *userp)
+{
+    struct sw_http_client *client = userp;
+    if (timeout_ms < 0)
+        uv_timer_stop(&client->timer);
+    else
+        uv_timer_start(&client->timer, on_uv_timeout, timeout_ms == 0 ? 1 : (uint64_t)timeout_ms,
+                       0);
+    return 0;
+}
+
+/* ---- public --------------------------------------------------------------------------- */
+
+/* A peer closing mid-write must surface as EPIPE, not kill the process: OpenSSL (with
+ * CURLOPT_NOSIGNAL curl no longer masks SIGPIPE around it) and libuv stream writes use
+ * plain write(2). Only a default disposition is changed, never an installed handler. */
+static void ignore_sigpipe(void)
+{
+    struct sigaction current;
+    if (sigaction(SIGPIPE, NULL, &current) == 0 && current.sa_handler == SIG_DFL)
+        signal(SIGPIPE, SIG_IGN);
+}
+
+struct sw_http_client *sw_http_client_new(uv_loop_t *loop)
+{
+    if (loop == NULL)
+        return NULL;
+    if (!curl_ready) {
+        CURLcode rc = curl_global_init(CURL_GLOBAL_DEFAULT);
+        if (rc != CURLE_OK) {
+            sw_log(SW_LOG_ERROR, "http_client", "curl_global_init: %s", curl_easy_strerror(rc));
+            return NULL;
+        }
+        curl_ready = true;
+    }
+    ignore_sigpipe();
+
+    CURLM *multi = curl_multi_init();
+    if (multi == NULL) {
+        sw_log(SW_LOG_ERROR, "http_client", "curl_multi_init failed");
+        return NULL;
+    }
+    struct sw_http_client *client = sw_xcalloc(1, sizeof(*client));
+    client->loop = loop;
+    client->multi = multi;
+    client->next_id = 1;
+    uv_timer_init(loop, &client->timer);
+    client->timer.data = client;
+    client->open_handles = 1;
+    curl_multi_setopt(multi, CURLMOPT_SOCKETFUNCTION, on_curl_socket);
+    curl_multi_setopt(multi, CURLMOPT_SOCKETDATA, client);
+    curl_multi_setopt(multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
+    curl_multi_setopt(multi, CURLMOPT_TIMERDATA, client);
+    return client;
+}
+
+void sw_http_client_close(struct sw_http_client *client)
+{
+    if (client == NULL || client->closing)
+        return;
+    client->closing = true;
+    while (client->requests != NULL)
+        request_abort(client->requests, SW_ECANCELED, "client closed");
+    if (client->depth == 0)
+        client_teardown(client);
+}
+
+void sw_http_client_set_ca_file(struct sw_http_client *client, const char *path)
+{
+    if (client == NULL)
+        return;
+    free(client->ca_file);
+    client->ca_file = sw_xstrdup(path);
+}
+
+size_t sw_http_client_in_flight(const struct sw_http_client *client)
+{
+    return client != NULL ? client->in_flight : 0;
+}
+
+/* RFC 9110 token: what a method may be made of (no space, no CR/LF smuggling). */
+static bool is_token(const char *s)
+{
+    if (s == NULL || *s == '\0')
+        return false;
+    for (; *s != '\0'; s++) {
+        unsigned char c = (unsigned char)*s;
+        bool alnum = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+        if (!alnum && strchr("!#$%&'*+-.^_`|~", c) == NULL)
+            return false;
+    }
+    return true;
+}
+
+static bool headers_valid(const struct swp_http_req *req)
+{
+    if (req->header_count > 0 && req->headers == NULL)
+        return false;
+    for (size_t i = 0; i < req->header_count; i++) {
+        const char *h = req->headers[i];
+        if (h == NULL || strchr(h, ':') == NULL || strpbrk(h, "\r\n") != NULL)
+            return false;
+    }
+    return true;
+}
+
+static void set_method_and_body(CURL *easy, const char *method, struct http_request *r,
+                                const struct swp_http_req *req)
+{
+    bool wants_body = req->body != NULL || strcmp(method, "POST") == 0 ||
+                      strcmp(method, "PUT") == 0 || strcmp(method, "PATCH") == 0;
+
+    if (strcmp(method, "HEAD") == 0) {
+        curl_easy_setopt(easy, CURLOPT_NOBODY, 1L);
+        return;
+    }
+    if (strcmp(method, "GET") == 0 && req->body == NULL) {
+        curl_easy_setopt(easy, CURLOPT_HTTPGET, 1L);
+        return;
+    }
+    if (wants_body) {
+        r->body = sw_xmalloc(req->body_len + 1);
+        if (req->body_len > 0)
+            memcpy(r->body, req->body, req->body_len);
+        r->body[req->body_len] = '\0';
+        curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
+        curl_easy_setopt(easy, CURLOPT_POSTFIELDS, r->body);
+    }
+    if (strcmp(method, "POST") != 0)
+        curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST, method);
+}
+
+uint64_t sw_http_client_request(struct sw_http_client *client, const struct swp_http_req *req,
+                                sw_http_cb cb, void *ud)
+{
+    if (client == NULL || client->closing || req == NULL || req->url == NULL || cb == NULL)
+        return 0;
+    const char *method = req->method != NULL ? req->method : "GET";
+    if (!is_token(method) || !headers_valid(req) || (req->body == NULL && req->body_len > 0))
+        return 0;
+
+    CURL *easy = curl_easy_init();
+    if (easy == NULL)
+        return 0;
+    struct http_request *r = sw_xcalloc(1, sizeof(*r));
+    r->client = client;
+    r->easy = easy;
+    r->cb = cb;
+    r->ud = ud;
+    r->max_bytes = req->max_response_bytes ? req->max_response_bytes : DEFAULT_MAX_RESPONSE_BYTES;
+    long timeout_ms = req->timeout_ms ? (long)req->timeout_ms : DEFAULT_TIMEOUT_MS;
+
+    /* Expect: 100-continue would stall bodies over curl's threshold for a second on
+     * servers that do not answer it; send bodies straight away. */
+    r->headers = curl_slist_append(NULL, "Expect:");
+    for (size_t i = 0; i < req->header_count; i++)
+        r->headers = curl_slist_append(r->headers, req->headers[i]);
+
+    curl_easy_setopt(easy, CURLOPT_URL, req->url);
+    curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(easy, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, timeout_ms);
+    curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, 1L);
+    curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, 2L);
+    if (client->ca_file != NULL)
+        curl_easy_setopt(easy, CURLOPT_CAINFO, client->ca_file);
+    curl_easy_setopt(easy, CURLOPT_HTTPHEADER, r->headers);
+    curl_easy_setopt(easy, CURLOPT_USERAGENT, "steward/" SW_VERSION);
+    curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, on_curl_write);
+    curl_easy_setopt(easy, CURLOPT_WRITEDATA, r);
+    /* Refuse an announced oversized body before reading it; the write callback catches
+     * the rest (chunked or lying servers). */
+    curl_easy_setopt(easy, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)r->max_bytes);
+    curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, r->errbuf);
+    curl_easy_setopt(easy, CURLOPT_PRIVATE, (char *)r);
+    set_method_and_body(easy, method, r, req);
+
+    CURLMcode mc = curl_multi_add_handle(client->multi, easy);
+    if (mc != CURLM_OK) {
+        sw_log(SW_LOG_ERROR, "http_client", "curl_multi_add_handle: %s", curl_multi_strerror(mc));
+        request_free(r);
+        return 0;
+    }
+    r->id = client->next_id++;
+    r->next = client->requests;
+    if (client->requests != NULL)
+        client->requests->prev = r;
+    client->requests = r;
+    client->in_flight++;
+    return r->id;
+}
+
+void sw_http_client_cancel(struct sw_http_client *client, uint64_t id)
+{
+    if (client == NULL)
+        return;
+    for (struct http_request *r = client->requests; r != NULL; r = r->next) {
+        if (r->id == id) {
+            request_abort(r, SW_ECANCELED, "request canceled");
+            return;
+        }
+    }
+}
