@@ -291,12 +291,10 @@ static int l_print(lua_State *L)
     luaL_Buffer b;
     luaL_buffinit(L, &b);
     for (int i = 1; i <= n; i++) {
-        size_t len;
-        const char *s = luaL_tolstring(L, i, &len);
         if (i > 1)
             luaL_addchar(&b, '\t');
+        luaL_tolstring(L, i, NULL);
         luaL_addvalue(&b);
-        (void)s;
     }
     luaL_pushresult(&b);
     sw_lua_sandbox_log(sw_lua_sandbox_of(L), SW_LOG_INFO, lua_tostring(L, -1));
@@ -848,7 +846,6 @@ struct sw_lua_sandbox *sw_lua_sandbox_new(const struct sw_lua_sandbox_opts *opts
     free_modules(sb);
     lua_sethook(sb->L, budget_hook, LUA_MASKCOUNT, HOOK_EVERY);
     lua_gc(sb->L, LUA_GCCOLLECT, 0);
-    lua_gc(sb->L, LUA_GCGEN, 0, 0);
     sb->capped = true;
     return sb;
 fail:
@@ -945,11 +942,6 @@ size_t sw_lua_sandbox_memory(const struct sw_lua_sandbox *sb)
     return sb->used;
 }
 
-size_t sw_lua_sandbox_memory_limit(const struct sw_lua_sandbox *sb)
-{
-    return sb->limit;
-}
-
 int64_t sw_lua_sandbox_now_ms(struct sw_lua_sandbox *sb)
 {
     return sb->clock != NULL ? sw_clock_now(sb->clock) : sb->fixed_now_ms;
@@ -969,13 +961,6 @@ void sw_lua_sandbox_log(struct sw_lua_sandbox *sb, int level, const char *msg)
         sb->log_fn(sb->log_ud, level, line);
     else
         sw_log(level, "policy", "%s: %s", sb->name, line);
-}
-
-void sw_lua_sandbox_set_log(struct sw_lua_sandbox *sb,
-                            void (*log_fn)(void *ud, int level, const char *msg), void *ud)
-{
-    sb->log_fn = log_fn;
-    sb->log_ud = ud;
 }
 
 const char *sw_lua_sandbox_lua_path(const struct sw_lua_sandbox *sb)

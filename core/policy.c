@@ -1,9 +1,7 @@
 #include "policy.h"
 
 #include <cjson/cJSON.h>
-#include <errno.h>
 #include <lauxlib.h>
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
