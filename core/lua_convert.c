@@ -727,8 +727,8 @@ static int table_to_json(struct to_json *c, int idx, cJSON **out)
             const char *key = lua_tolstring(L, -1, &key_len);
             if (strlen(key) != key_len) {
                 lua_pop(L, 1);
-                return sw_error_set(c->err, SW_EINVAL,
-                                    "%s: a key with NUL bytes cannot be stored", path_of(c));
+                return sw_error_set(c->err, SW_EINVAL, "%s: a key with NUL bytes cannot be stored",
+                                    path_of(c));
             }
             string_keys++;
         } else if (lua_isinteger(L, -1) && lua_tointeger(L, -1) >= 1) {

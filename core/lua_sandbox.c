@@ -11,6 +11,7 @@
 #include <uv.h>
 
 #include "log.h"
+#include "lua_pattern.h"
 #include "mem.h"
 
 #define HOOK_EVERY 1000
@@ -48,6 +49,7 @@ struct sw_lua_sandbox {
     bool active;
     int trip;
     uint64_t count_k;
+    uint64_t charged; /* work reported by C functions, below one thousand */
     uint64_t deadline_ns;
     size_t string_cap;
     /* output */
@@ -99,37 +101,63 @@ static int panic_handler(lua_State *L)
 
 /* ---- budget hook ------------------------------------------------------------------------ */
 
-static void budget_hook(lua_State *L, lua_Debug *ar)
+static void budget_hook(lua_State *L, lua_Debug *ar);
+
+/* Count thousands of instructions' worth of work and check both limits. */
+static bool over_budget(struct sw_lua_sandbox *sb, uint64_t thousands)
 {
-    (void)ar;
-    struct sw_lua_sandbox *sb = sw_lua_sandbox_of(L);
-    if (!sb->active)
-        return;
-    if (sb->trip == TRIP_NONE) {
-        if (lua_gethookcount(L) != HOOK_EVERY) {
-            /* A coroutine left at every-instruction by an earlier overrun. */
-            lua_sethook(L, budget_hook, LUA_MASKCOUNT, HOOK_EVERY);
-            return;
-        }
-        sb->count_k++;
-        if ((int64_t)sb->count_k * HOOK_EVERY > sb->max_instructions)
-            sb->trip = TRIP_INSTRUCTIONS;
-        else if (uv_hrtime() > sb->deadline_ns)
-            sb->trip = TRIP_TIME;
-        else
-            return;
-    }
+    if (sb->trip != TRIP_NONE)
+        return true;
+    sb->count_k += thousands;
+    if ((int64_t)sb->count_k * HOOK_EVERY > sb->max_instructions)
+        sb->trip = TRIP_INSTRUCTIONS;
+    else if (uv_hrtime() > sb->deadline_ns)
+        sb->trip = TRIP_TIME;
+    return sb->trip != TRIP_NONE;
+}
+
+static int raise_overrun(lua_State *L, struct sw_lua_sandbox *sb, int level)
+{
     /* From now on every instruction raises, so a pcall in the policy cannot swallow the
      * overrun and keep going: the error reaches our pcall. */
     lua_sethook(L, budget_hook, LUA_MASKCOUNT, 1);
-    luaL_where(L, 0);
+    luaL_where(L, level);
     if (sb->trip == TRIP_INSTRUCTIONS)
         lua_pushfstring(L, "instruction budget exceeded (%I instructions)",
                         (lua_Integer)sb->max_instructions);
     else
         lua_pushfstring(L, "time budget exceeded (%I ms)", (lua_Integer)sb->time_limit_ms);
     lua_concat(L, 2);
-    lua_error(L);
+    return lua_error(L);
+}
+
+static void budget_hook(lua_State *L, lua_Debug *ar)
+{
+    (void)ar;
+    struct sw_lua_sandbox *sb = sw_lua_sandbox_of(L);
+    if (!sb->active)
+        return;
+    if (sb->trip == TRIP_NONE && lua_gethookcount(L) != HOOK_EVERY) {
+        /* A coroutine left at every-instruction by an earlier overrun. */
+        lua_sethook(L, budget_hook, LUA_MASKCOUNT, HOOK_EVERY);
+        return;
+    }
+    if (over_budget(sb, 1))
+        raise_overrun(L, sb, 0); /* level 0: in a hook, the running Lua function */
+}
+
+void sw_lua_sandbox_charge(lua_State *L, uint64_t work)
+{
+    struct sw_lua_sandbox *sb = sw_lua_sandbox_of(L);
+    if (!sb->active)
+        return;
+    sb->charged += work;
+    if (sb->charged < HOOK_EVERY && sb->trip == TRIP_NONE)
+        return;
+    uint64_t thousands = sb->charged / HOOK_EVERY;
+    sb->charged %= HOOK_EVERY;
+    if (over_budget(sb, thousands))
+        raise_overrun(L, sb, 1);
 }
 
 /* ---- message handler -------------------------------------------------------------------- */
@@ -613,6 +641,7 @@ static int init_libs(lua_State *L)
     lua_setfield(L, g, "collectgarbage");
     lua_getfield(L, g, "string");
     wrap_field(L, lua_gettop(L), "rep", l_string_rep);
+    sw_lua_pattern_install(L, -1, true);
     apply_allow_list(L, -1, "string", keep_string);
     lua_pop(L, 1);
     lua_getfield(L, g, "math");
@@ -889,6 +918,7 @@ int sw_lua_sandbox_call(struct sw_lua_sandbox *sb, lua_CFunction fn, void *ud, b
     lua_pushlightuserdata(L, ud);
     if (budget) {
         sb->count_k = 0;
+        sb->charged = 0;
         sb->trip = TRIP_NONE;
         sb->deadline_ns = uv_hrtime() + (uint64_t)sb->time_limit_ms * 1000000u;
         lua_sethook(L, budget_hook, LUA_MASKCOUNT, HOOK_EVERY);

@@ -77,6 +77,12 @@ void sw_lua_sandbox_load(lua_State *L, const char *text, size_t len, const char 
 char *sw_lua_sandbox_read_file(const char *path, size_t max_bytes, size_t *len_out,
                                struct sw_error *err);
 
+/* For C functions whose work the count hook cannot see (pattern matching): count work
+ * as that many VM instructions against the running call's budget and raise
+ * "instruction budget exceeded" / "time budget exceeded" (with the caller's position)
+ * when over. A no-op outside a budgeted call. L must belong to a sandbox. */
+void sw_lua_sandbox_charge(lua_State *L, uint64_t work);
+
 /* Instructions counted by the hook during the last budgeted call, in units of 1000. */
 uint64_t sw_lua_sandbox_instructions(const struct sw_lua_sandbox *sb);
 /* Bytes the Lua heap holds now. */
