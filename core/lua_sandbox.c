@@ -109,7 +109,7 @@ static bool over_budget(struct sw_lua_sandbox *sb, uint64_t thousands)
     if (sb->trip != TRIP_NONE)
         return true;
     sb->count_k += thousands;
-    if ((int64_t)sb->count_k * HOOK_EVERY > sb->max_instructions)
+    if (sb->count_k > (uint64_t)sb->max_instructions / HOOK_EVERY)
         sb->trip = TRIP_INSTRUCTIONS;
     else if (uv_hrtime() > sb->deadline_ns)
         sb->trip = TRIP_TIME;
@@ -151,6 +151,8 @@ void sw_lua_sandbox_charge(lua_State *L, uint64_t work)
     struct sw_lua_sandbox *sb = sw_lua_sandbox_of(L);
     if (!sb->active)
         return;
+    if (work > UINT64_MAX / 4)
+        work = UINT64_MAX / 4; /* still far over any budget; keeps the sums from wrapping */
     sb->charged += work;
     if (sb->charged < HOOK_EVERY && sb->trip == TRIP_NONE)
         return;
@@ -428,6 +430,20 @@ static int l_string_rep(lua_State *L)
     return 1;
 }
 
+/* table.move copies element by element inside one C call, and moving nils allocates
+ * nothing: table.move({}, 1, 1e15, 2) would spin for days. Charge the count first. */
+static int l_table_move(lua_State *L)
+{
+    lua_Integer first = luaL_checkinteger(L, 2);
+    lua_Integer last = luaL_checkinteger(L, 3);
+    if (last >= first)
+        sw_lua_sandbox_charge(L, (uint64_t)last - (uint64_t)first + 1);
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, 1);
+    return 1;
+}
+
 /* Without arguments math.randomseed would seed from the time: reseed from the recorded
  * seed instead, so a simulation replays exactly. */
 static int l_math_randomseed(lua_State *L)
@@ -444,10 +460,12 @@ static int l_math_randomseed(lua_State *L)
 static int l_setmetatable(lua_State *L)
 {
     if (lua_type(L, 2) == LUA_TTABLE) {
-        lua_getfield(L, 2, "__gc");
-        bool has_gc = !lua_isnil(L, -1);
+        /* Raw, as the collector looks: any non-nil __gc (even false, replaced later) marks
+         * the object, and a finalizer could run Lua code at any allocation, outside the
+         * budgeted call. */
+        lua_pushliteral(L, "__gc");
+        bool has_gc = lua_rawget(L, 2) != LUA_TNIL;
         lua_pop(L, 1);
-        /* A finalizer could run Lua code at any allocation, outside the budgeted call. */
         if (has_gc)
             return luaL_error(L, "steward: __gc metamethods are not available in policies");
     }
@@ -649,6 +667,9 @@ static int init_libs(lua_State *L)
     lua_pushinteger(L, (lua_Integer)sb->seed);
     lua_call(L, 1, 0);
     wrap_field(L, lua_gettop(L), "randomseed", l_math_randomseed);
+    lua_pop(L, 1);
+    lua_getfield(L, g, "table");
+    wrap_field(L, lua_gettop(L), "move", l_table_move);
     lua_pop(L, 1);
     lua_getfield(L, g, "coroutine");
     lua_pushcfunction(L, l_coroutine_create);

@@ -875,6 +875,19 @@ SW_TEST(on_event_sees_the_event)
     sw_policy_result_clear(&out);
     sw_policy_free(p);
 
+    /* Without input: an empty ctx whose time is the clock's. */
+    struct fake_clock clock = {{&fake_ops, true}, 1700000123000};
+    p = load("nullin.lua",
+             "return {evaluate = function() return {} end, on_event = function(ctx, ev)\n"
+             "  ctx.state.seen = {#ctx.leases, ctx.now_ms, ctx.capacity('web')}\n"
+             "end}\n",
+             NULL, &clock.base, 1);
+    SW_ASSERT_EQ(sw_policy_on_event(p, NULL, "{\"type\":\"x\"}", &err), 0);
+    char *json = sw_policy_state_json(p);
+    SW_ASSERT_STREQ(json, "{\"seen\":[0,1700000123000,0]}");
+    free(json);
+    sw_policy_free(p);
+
     /* No on_event: a no-op. */
     p = load("noevents.lua", "return {evaluate = function() return {} end}\n", NULL, NULL, 1);
     SW_ASSERT_EQ(sw_policy_on_event(p, &w.in, "{\"type\":\"x\"}", &err), 0);

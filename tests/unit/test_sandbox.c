@@ -245,6 +245,9 @@ SW_TEST(gc_metamethod_refused)
 {
     check_escape("setmetatable({}, {__gc = function() while true do end end})",
                  "steward: __gc metamethods are not available in policies");
+    check_escape("local mt = setmetatable({}, {__index = function() return nil end})\n"
+                 "rawset(mt, '__gc', false) setmetatable({}, mt)",
+                 "steward: __gc metamethods are not available in policies");
 }
 
 SW_TEST(endless_loop_hits_instruction_budget)
@@ -338,6 +341,12 @@ SW_TEST(backtracking_pattern_hits_the_time_budget)
     SW_ASSERT_EQ(sw_policy_eval(p, &in, &out, &err), 0);
     sw_policy_result_clear(&out);
     sw_policy_free(p);
+}
+
+SW_TEST(table_move_is_charged)
+{
+    check_escape("table.move({}, 1, 1e15, 2)", "instruction budget exceeded");
+    check_escape("local t = table.move({1, 2, 3}, 1, 3, 2) error(table.concat(t, ','))", "1,1,2,3");
 }
 
 SW_TEST(patterns_work_in_the_sandbox)
