@@ -236,6 +236,8 @@ void sw_lua_push_groups(lua_State *L, const struct sw_group_config *groups, size
     char path[PATH_MAX_LEN];
     for (size_t i = 0; i < count; i++) {
         const struct sw_group_config *g = &groups[i];
+        if (g->name == NULL)
+            continue;
         snprintf(path, sizeof(path), "ctx.groups");
         sw_lua_path_append_key(path, sizeof(path), g->name);
         lua_createtable(L, 0, 7);
@@ -271,8 +273,11 @@ void sw_lua_push_offer_regions(lua_State *L, const struct sw_offers *offers)
     size_t count = offers != NULL ? offers->count : 0;
     /* Scratch space owned by Lua, so a memory error while pushing cannot leak it. */
     const char **regions = lua_newuserdatauv(L, (count ? count : 1) * sizeof(char *), 0);
+    size_t n_regions = 0;
     for (size_t i = 0; i < count; i++)
-        regions[i] = offers->items[i].region;
+        if (offers->items[i].region != NULL)
+            regions[n_regions++] = offers->items[i].region;
+    count = n_regions;
     if (count > 1)
         qsort(regions, count, sizeof(char *), cmp_str);
     lua_createtable(L, (int)count, 0);
@@ -294,6 +299,8 @@ void sw_lua_push_samples(lua_State *L, const struct sw_metric *metric)
         lua_createtable(L, 0, 2);
         lua_createtable(L, 0, (int)s->label_count);
         for (size_t j = 0; j < s->label_count; j++) {
+            if (s->label_names[j] == NULL)
+                continue;
             lua_pushstring(L, s->label_values[j]);
             lua_setfield(L, -2, s->label_names[j]);
         }
@@ -310,7 +317,8 @@ void sw_lua_push_sum_by(lua_State *L, const struct sw_metric *metric, const char
         const struct sw_sample *s = &metric->samples[i];
         const char *value = "";
         for (size_t j = 0; j < s->label_count; j++)
-            if (strcmp(s->label_names[j], label) == 0)
+            if (s->label_names[j] != NULL && s->label_values[j] != NULL &&
+                strcmp(s->label_names[j], label) == 0)
                 value = s->label_values[j];
         lua_getfield(L, -1, value);
         double sum = lua_tonumber(L, -1) + s->value;
@@ -722,6 +730,13 @@ static int table_to_json(struct to_json *c, int idx, cJSON **out)
     while (lua_next(L, idx) != 0) {
         lua_pop(L, 1);
         if (lua_type(L, -1) == LUA_TSTRING) {
+            size_t key_len = 0;
+            const char *key = lua_tolstring(L, -1, &key_len);
+            if (strlen(key) != key_len) {
+                lua_pop(L, 1);
+                return sw_error_set(c->err, SW_EINVAL, "%s: a key with NUL bytes cannot be stored",
+                                    path_of(c));
+            }
             string_keys++;
         } else if (lua_isinteger(L, -1) && lua_tointeger(L, -1) >= 1) {
             int_keys++;

@@ -1,6 +1,7 @@
 #include "lua_ctx.h"
 
 #include <lauxlib.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -372,8 +373,10 @@ static int log_at(lua_State *L, int level)
         lua_insert(L, 1);
         lua_call(L, nargs, 1);
         msg = lua_tostring(L, -1);
-    } else {
+    } else if (nargs == 1) {
         msg = luaL_tolstring(L, 1, NULL);
+    } else {
+        msg = "";
     }
     sw_lua_sandbox_log(sw_lua_sandbox_of(L), level, msg);
     return 0;
@@ -405,10 +408,13 @@ static int l_ctx_explain(lua_State *L)
     const char *text = luaL_checkstring(L, 3);
     /* C memory is outside the Lua cap: bound it. */
     if (ctx->explanation_count >= SW_LUA_CTX_MAX_EXPLANATIONS) {
-        if (!ctx->explanations_dropped)
-            sw_lua_sandbox_log(sw_lua_sandbox_of(L), SW_LOG_WARN,
-                               "ctx.explain: more than 256 explanations in one call; "
-                               "dropping the rest");
+        if (!ctx->explanations_dropped) {
+            char msg[128];
+            snprintf(msg, sizeof(msg),
+                     "ctx.explain: more than %d explanations in one call; dropping the rest",
+                     SW_LUA_CTX_MAX_EXPLANATIONS);
+            sw_lua_sandbox_log(sw_lua_sandbox_of(L), SW_LOG_WARN, msg);
+        }
         ctx->explanations_dropped = true;
         return 0;
     }
@@ -572,6 +578,11 @@ void sw_lua_ctx_push_state(lua_State *L, int handle_idx)
     lua_getiuservalue(L, handle_idx, UV_DATA);
     lua_getfield(L, -1, "state");
     lua_remove(L, -2);
+}
+
+void sw_lua_ctx_push_owner(lua_State *L, int handle_idx)
+{
+    lua_getiuservalue(L, handle_idx, UV_OWNER);
 }
 
 void sw_lua_ctx_set_owner(lua_State *L, int handle_idx, int owner_idx)

@@ -38,6 +38,8 @@ void sw_lua_ctx_push_state(lua_State *L, int handle_idx);
 /* Keep the value at owner_idx alive as long as the handle (the spec runner anchors the
  * fake input the ctx points to). */
 void sw_lua_ctx_set_owner(lua_State *L, int handle_idx, int owner_idx);
+/* Push what sw_lua_ctx_set_owner stored (nil if nothing). */
+void sw_lua_ctx_push_owner(lua_State *L, int handle_idx);
 
 /* Point the ctx at in (borrowed until sw_lua_ctx_release): updates now, now_ms and
  * budget, drops leases/offers/groups converted for an earlier call, and forgets

@@ -11,6 +11,7 @@
 #include <uv.h>
 
 #include "log.h"
+#include "lua_pattern.h"
 #include "mem.h"
 
 #define HOOK_EVERY 1000
@@ -48,6 +49,7 @@ struct sw_lua_sandbox {
     bool active;
     int trip;
     uint64_t count_k;
+    uint64_t charged; /* work reported by C functions, below one thousand */
     uint64_t deadline_ns;
     size_t string_cap;
     /* output */
@@ -99,37 +101,65 @@ static int panic_handler(lua_State *L)
 
 /* ---- budget hook ------------------------------------------------------------------------ */
 
-static void budget_hook(lua_State *L, lua_Debug *ar)
+static void budget_hook(lua_State *L, lua_Debug *ar);
+
+/* Count thousands of instructions' worth of work and check both limits. */
+static bool over_budget(struct sw_lua_sandbox *sb, uint64_t thousands)
 {
-    (void)ar;
-    struct sw_lua_sandbox *sb = sw_lua_sandbox_of(L);
-    if (!sb->active)
-        return;
-    if (sb->trip == TRIP_NONE) {
-        if (lua_gethookcount(L) != HOOK_EVERY) {
-            /* A coroutine left at every-instruction by an earlier overrun. */
-            lua_sethook(L, budget_hook, LUA_MASKCOUNT, HOOK_EVERY);
-            return;
-        }
-        sb->count_k++;
-        if ((int64_t)sb->count_k * HOOK_EVERY > sb->max_instructions)
-            sb->trip = TRIP_INSTRUCTIONS;
-        else if (uv_hrtime() > sb->deadline_ns)
-            sb->trip = TRIP_TIME;
-        else
-            return;
-    }
+    if (sb->trip != TRIP_NONE)
+        return true;
+    sb->count_k += thousands;
+    if (sb->count_k > (uint64_t)sb->max_instructions / HOOK_EVERY)
+        sb->trip = TRIP_INSTRUCTIONS;
+    else if (uv_hrtime() > sb->deadline_ns)
+        sb->trip = TRIP_TIME;
+    return sb->trip != TRIP_NONE;
+}
+
+static int raise_overrun(lua_State *L, struct sw_lua_sandbox *sb, int level)
+{
     /* From now on every instruction raises, so a pcall in the policy cannot swallow the
      * overrun and keep going: the error reaches our pcall. */
     lua_sethook(L, budget_hook, LUA_MASKCOUNT, 1);
-    luaL_where(L, 0);
+    luaL_where(L, level);
     if (sb->trip == TRIP_INSTRUCTIONS)
         lua_pushfstring(L, "instruction budget exceeded (%I instructions)",
                         (lua_Integer)sb->max_instructions);
     else
         lua_pushfstring(L, "time budget exceeded (%I ms)", (lua_Integer)sb->time_limit_ms);
     lua_concat(L, 2);
-    lua_error(L);
+    return lua_error(L);
+}
+
+static void budget_hook(lua_State *L, lua_Debug *ar)
+{
+    (void)ar;
+    struct sw_lua_sandbox *sb = sw_lua_sandbox_of(L);
+    if (!sb->active)
+        return;
+    if (sb->trip == TRIP_NONE && lua_gethookcount(L) != HOOK_EVERY) {
+        /* A coroutine left at every-instruction by an earlier overrun. */
+        lua_sethook(L, budget_hook, LUA_MASKCOUNT, HOOK_EVERY);
+        return;
+    }
+    if (over_budget(sb, 1))
+        raise_overrun(L, sb, 0); /* level 0: in a hook, the running Lua function */
+}
+
+void sw_lua_sandbox_charge(lua_State *L, uint64_t work)
+{
+    struct sw_lua_sandbox *sb = sw_lua_sandbox_of(L);
+    if (!sb->active)
+        return;
+    if (work > UINT64_MAX / 4)
+        work = UINT64_MAX / 4; /* still far over any budget; keeps the sums from wrapping */
+    sb->charged += work;
+    if (sb->charged < HOOK_EVERY && sb->trip == TRIP_NONE)
+        return;
+    uint64_t thousands = sb->charged / HOOK_EVERY;
+    sb->charged %= HOOK_EVERY;
+    if (over_budget(sb, thousands))
+        raise_overrun(L, sb, 1);
 }
 
 /* ---- message handler -------------------------------------------------------------------- */
@@ -291,12 +321,10 @@ static int l_print(lua_State *L)
     luaL_Buffer b;
     luaL_buffinit(L, &b);
     for (int i = 1; i <= n; i++) {
-        size_t len;
-        const char *s = luaL_tolstring(L, i, &len);
         if (i > 1)
             luaL_addchar(&b, '\t');
+        luaL_tolstring(L, i, NULL);
         luaL_addvalue(&b);
-        (void)s;
     }
     luaL_pushresult(&b);
     sw_lua_sandbox_log(sw_lua_sandbox_of(L), SW_LOG_INFO, lua_tostring(L, -1));
@@ -402,6 +430,20 @@ static int l_string_rep(lua_State *L)
     return 1;
 }
 
+/* table.move copies element by element inside one C call, and moving nils allocates
+ * nothing: table.move({}, 1, 1e15, 2) would spin for days. Charge the count first. */
+static int l_table_move(lua_State *L)
+{
+    lua_Integer first = luaL_checkinteger(L, 2);
+    lua_Integer last = luaL_checkinteger(L, 3);
+    if (last >= first)
+        sw_lua_sandbox_charge(L, (uint64_t)last - (uint64_t)first + 1);
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, 1);
+    return 1;
+}
+
 /* Without arguments math.randomseed would seed from the time: reseed from the recorded
  * seed instead, so a simulation replays exactly. */
 static int l_math_randomseed(lua_State *L)
@@ -418,10 +460,12 @@ static int l_math_randomseed(lua_State *L)
 static int l_setmetatable(lua_State *L)
 {
     if (lua_type(L, 2) == LUA_TTABLE) {
-        lua_getfield(L, 2, "__gc");
-        bool has_gc = !lua_isnil(L, -1);
+        /* Raw, as the collector looks: any non-nil __gc (even false, replaced later) marks
+         * the object, and a finalizer could run Lua code at any allocation, outside the
+         * budgeted call. */
+        lua_pushliteral(L, "__gc");
+        bool has_gc = lua_rawget(L, 2) != LUA_TNIL;
         lua_pop(L, 1);
-        /* A finalizer could run Lua code at any allocation, outside the budgeted call. */
         if (has_gc)
             return luaL_error(L, "steward: __gc metamethods are not available in policies");
     }
@@ -615,6 +659,7 @@ static int init_libs(lua_State *L)
     lua_setfield(L, g, "collectgarbage");
     lua_getfield(L, g, "string");
     wrap_field(L, lua_gettop(L), "rep", l_string_rep);
+    sw_lua_pattern_install(L, -1, true);
     apply_allow_list(L, -1, "string", keep_string);
     lua_pop(L, 1);
     lua_getfield(L, g, "math");
@@ -622,6 +667,9 @@ static int init_libs(lua_State *L)
     lua_pushinteger(L, (lua_Integer)sb->seed);
     lua_call(L, 1, 0);
     wrap_field(L, lua_gettop(L), "randomseed", l_math_randomseed);
+    lua_pop(L, 1);
+    lua_getfield(L, g, "table");
+    wrap_field(L, lua_gettop(L), "move", l_table_move);
     lua_pop(L, 1);
     lua_getfield(L, g, "coroutine");
     lua_pushcfunction(L, l_coroutine_create);
@@ -848,7 +896,6 @@ struct sw_lua_sandbox *sw_lua_sandbox_new(const struct sw_lua_sandbox_opts *opts
     free_modules(sb);
     lua_sethook(sb->L, budget_hook, LUA_MASKCOUNT, HOOK_EVERY);
     lua_gc(sb->L, LUA_GCCOLLECT, 0);
-    lua_gc(sb->L, LUA_GCGEN, 0, 0);
     sb->capped = true;
     return sb;
 fail:
@@ -892,6 +939,7 @@ int sw_lua_sandbox_call(struct sw_lua_sandbox *sb, lua_CFunction fn, void *ud, b
     lua_pushlightuserdata(L, ud);
     if (budget) {
         sb->count_k = 0;
+        sb->charged = 0;
         sb->trip = TRIP_NONE;
         sb->deadline_ns = uv_hrtime() + (uint64_t)sb->time_limit_ms * 1000000u;
         lua_sethook(L, budget_hook, LUA_MASKCOUNT, HOOK_EVERY);
@@ -945,11 +993,6 @@ size_t sw_lua_sandbox_memory(const struct sw_lua_sandbox *sb)
     return sb->used;
 }
 
-size_t sw_lua_sandbox_memory_limit(const struct sw_lua_sandbox *sb)
-{
-    return sb->limit;
-}
-
 int64_t sw_lua_sandbox_now_ms(struct sw_lua_sandbox *sb)
 {
     return sb->clock != NULL ? sw_clock_now(sb->clock) : sb->fixed_now_ms;
@@ -969,13 +1012,6 @@ void sw_lua_sandbox_log(struct sw_lua_sandbox *sb, int level, const char *msg)
         sb->log_fn(sb->log_ud, level, line);
     else
         sw_log(level, "policy", "%s: %s", sb->name, line);
-}
-
-void sw_lua_sandbox_set_log(struct sw_lua_sandbox *sb,
-                            void (*log_fn)(void *ud, int level, const char *msg), void *ud)
-{
-    sb->log_fn = log_fn;
-    sb->log_ud = ud;
 }
 
 const char *sw_lua_sandbox_lua_path(const struct sw_lua_sandbox *sb)

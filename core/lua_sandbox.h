@@ -77,11 +77,16 @@ void sw_lua_sandbox_load(lua_State *L, const char *text, size_t len, const char 
 char *sw_lua_sandbox_read_file(const char *path, size_t max_bytes, size_t *len_out,
                                struct sw_error *err);
 
+/* For C functions whose work the count hook cannot see (pattern matching): count work
+ * as that many VM instructions against the running call's budget and raise
+ * "instruction budget exceeded" / "time budget exceeded" (with the caller's position)
+ * when over. A no-op outside a budgeted call. L must belong to a sandbox. */
+void sw_lua_sandbox_charge(lua_State *L, uint64_t work);
+
 /* Instructions counted by the hook during the last budgeted call, in units of 1000. */
 uint64_t sw_lua_sandbox_instructions(const struct sw_lua_sandbox *sb);
 /* Bytes the Lua heap holds now. */
 size_t sw_lua_sandbox_memory(const struct sw_lua_sandbox *sb);
-size_t sw_lua_sandbox_memory_limit(const struct sw_lua_sandbox *sb);
 
 /* Epoch ms as os.time() sees it: the clock's, or the value set here when there is no
  * clock (the spec runner drives it from fake ctx times). */
@@ -90,10 +95,6 @@ void sw_lua_sandbox_set_now(struct sw_lua_sandbox *sb, int64_t now_ms);
 
 /* Send one line to the sandbox's log_fn (or sw_log) at level (SW_LOG_*). */
 void sw_lua_sandbox_log(struct sw_lua_sandbox *sb, int level, const char *msg);
-
-/* Change where log lines go (the policy keeps its log_fn across reloads). */
-void sw_lua_sandbox_set_log(struct sw_lua_sandbox *sb,
-                            void (*log_fn)(void *ud, int level, const char *msg), void *ud);
 
 /* The lua_path in use (opts->lua_path or the default); "" when none was found. */
 const char *sw_lua_sandbox_lua_path(const struct sw_lua_sandbox *sb);

@@ -1,9 +1,7 @@
 #include "policy.h"
 
 #include <cjson/cJSON.h>
-#include <errno.h>
 #include <lauxlib.h>
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -378,6 +376,10 @@ static int run_call(struct sw_policy *p, lua_CFunction fn, struct eval_call *cal
                     struct sw_error *err)
 {
     struct version *v = &p->cur;
+    /* No input (an event outside a tick): ctx sees no units, offers, metrics or groups. */
+    struct sw_policy_input empty = {.now_ms = p->clock != NULL ? sw_clock_now(p->clock) : 0};
+    if (call->in == NULL)
+        call->in = &empty;
     call->policy = p;
     int rc = sw_lua_sandbox_call(v->sb, fn, call, true, err);
     sw_lua_ctx_release(v->ctx);

@@ -81,7 +81,10 @@ int sw_policy_eval(struct sw_policy *policy, const struct sw_policy_input *in,
                    struct sw_policy_result *out, struct sw_error *err);
 
 /* Call on_event(ctx, ev) if the policy defines it. ev_json is an object text whose fields
- * become the Lua table (type, market_id, reason, ...). Errors are SW_EPOLICY as above. */
+ * become the Lua table (type, market_id, reason, ...). Errors are SW_EPOLICY as above;
+ * SW_EINVAL for ev_json that is not a JSON object (over 64 KiB included). in may be NULL
+ * (here and in sw_policy_eval): ctx then has no units, offers, metrics or groups and its
+ * now is the clock's. Explanations recorded by on_event are dropped. */
 int sw_policy_on_event(struct sw_policy *policy, const struct sw_policy_input *in,
                        const char *ev_json, struct sw_error *err);
 

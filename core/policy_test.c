@@ -497,7 +497,7 @@ static struct sw_lua_ctx *check_handle(lua_State *L, int idx)
 static const struct sw_policy_input *handle_input(lua_State *L, int idx)
 {
     check_handle(L, idx);
-    lua_getiuservalue(L, idx, 4);
+    sw_lua_ctx_push_owner(L, idx);
     struct fake_input *f = luaL_testudata(L, -1, FAKE_INPUT_META);
     lua_pop(L, 1);
     if (f == NULL)

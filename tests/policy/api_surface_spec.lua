@@ -111,6 +111,9 @@ describe("ctx", function()
     expect(function() ctx.params.target = 1 end).to_fail("ctx.params is read-only")
     expect(function() ctx.budget.usd_per_hour = 1 end).to_fail("ctx.budget is read-only")
     expect(function() ctx.state = {} end).to_fail("ctx.state is read-only")
+    -- iterating does not hand out the table behind the proxy
+    local _, hidden = pairs(ctx.params)
+    expect(hidden).to_be_nil()
     ctx.state.ok = true -- the state's contents are the policy's
     expect(ctx.state.ok).to_be(true)
   end)

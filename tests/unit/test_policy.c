@@ -463,6 +463,11 @@ SW_TEST(state_holds_plain_data_only)
         {"ctx.state.c = coroutine.create(print)", "ctx.state.c: a thread value cannot be stored"},
         {"ctx.state.big = string.rep('x', 300 * 1024)", "larger than the 262144-byte limit"},
         {"ctx.state.h = {[1] = 1, [1e9] = 2}", "larger than the 262144-byte limit"},
+        {"ctx.state['a\\0b'] = 1", "ctx.state: a key with NUL bytes cannot be stored"},
+        {"ctx.state.s = 'a\\0b'", "ctx.state.s: a string with NUL bytes cannot be stored"},
+        {"ctx.state.i = math.maxinteger", "is too large to store exactly"},
+        {"ctx.state.deep = {} local t = ctx.state.deep for i = 1, 40 do t.x = {} t = t.x end",
+         "nested deeper than 32 levels"},
     };
     for (size_t i = 0; i < SW_ARRAY_LEN(cases); i++) {
         char text[512];
@@ -551,6 +556,54 @@ SW_TEST(explain_recorded)
              NULL, NULL, 1);
     SW_ASSERT_EQ(sw_policy_eval(p, &w.in, &out, &err), SW_EPOLICY);
     SW_ASSERT_EQ(out.explanation_count, 0);
+    sw_policy_result_clear(&out);
+    sw_policy_free(p);
+    world_free(&w);
+}
+
+SW_TEST(explanations_are_bounded)
+{
+    struct world w;
+    world_init(&w);
+    log_buf[0] = '\0';
+    struct sw_policy *p = load("chatty.lua",
+                               "return {evaluate = function(ctx)\n"
+                               "  for i = 1, 300 do ctx.explain('web', nil, string.rep('x', 2000)) "
+                               "end\n"
+                               "  return {}\n"
+                               "end}\n",
+                               NULL, NULL, 1);
+    struct sw_policy_result out;
+    sw_policy_result_init(&out);
+    struct sw_error err = {0};
+    SW_ASSERT_EQ(sw_policy_eval(p, &w.in, &out, &err), 0);
+    SW_ASSERT_EQ(out.explanation_count, 256);
+    SW_ASSERT_EQ(strlen(out.explanations[0].text), 1024);
+    SW_ASSERT_CONTAINS(log_buf, "more than 256 explanations");
+    sw_policy_result_clear(&out);
+    sw_policy_free(p);
+    world_free(&w);
+}
+
+SW_TEST(result_reports_instructions_and_memory)
+{
+    struct world w;
+    world_init(&w);
+    struct sw_policy *p = load("busy.lua",
+                               "return {evaluate = function(ctx)\n"
+                               "  local n = 0 for i = 1, ctx.params.loops do n = n + i end\n"
+                               "  return {}\n"
+                               "end}\n",
+                               "{\"loops\":200000}", NULL, 1);
+    struct sw_policy_result out;
+    sw_policy_result_init(&out);
+    struct sw_error err = {0};
+    SW_ASSERT_EQ(sw_policy_eval(p, &w.in, &out, &err), 0);
+    /* The loop body is 2 VM instructions per iteration: about 400 thousands. */
+    SW_ASSERT(out.instructions >= 300);
+    SW_ASSERT(out.instructions <= 1000);
+    SW_ASSERT(out.memory_bytes > 10000);
+    SW_ASSERT(out.memory_bytes < 1000000);
     sw_policy_result_clear(&out);
     sw_policy_free(p);
     world_free(&w);
@@ -820,6 +873,19 @@ SW_TEST(on_event_sees_the_event)
     /* The last good desired state is untouched by events. */
     SW_ASSERT_EQ(sw_desired_get(sw_policy_last_good(p), "web", "lost"), 1);
     sw_policy_result_clear(&out);
+    sw_policy_free(p);
+
+    /* Without input: an empty ctx whose time is the clock's. */
+    struct fake_clock clock = {{&fake_ops, true}, 1700000123000};
+    p = load("nullin.lua",
+             "return {evaluate = function() return {} end, on_event = function(ctx, ev)\n"
+             "  ctx.state.seen = {#ctx.leases, ctx.now_ms, ctx.capacity('web')}\n"
+             "end}\n",
+             NULL, &clock.base, 1);
+    SW_ASSERT_EQ(sw_policy_on_event(p, NULL, "{\"type\":\"x\"}", &err), 0);
+    char *json = sw_policy_state_json(p);
+    SW_ASSERT_STREQ(json, "{\"seen\":[0,1700000123000,0]}");
+    free(json);
     sw_policy_free(p);
 
     /* No on_event: a no-op. */

@@ -245,6 +245,9 @@ SW_TEST(gc_metamethod_refused)
 {
     check_escape("setmetatable({}, {__gc = function() while true do end end})",
                  "steward: __gc metamethods are not available in policies");
+    check_escape("local mt = setmetatable({}, {__index = function() return nil end})\n"
+                 "rawset(mt, '__gc', false) setmetatable({}, mt)",
+                 "steward: __gc metamethods are not available in policies");
 }
 
 SW_TEST(endless_loop_hits_instruction_budget)
@@ -298,6 +301,61 @@ SW_TEST(wall_time_budget)
     SW_ASSERT_EQ(sw_desired_get(&out.desired, "web", "eu"), 3);
     sw_policy_result_clear(&out);
     sw_policy_free(p);
+}
+
+SW_TEST(backtracking_pattern_hits_the_budget)
+{
+    /* Exponential backtracking inside one C call: the matcher charges its steps. */
+    check_escape("string.find(string.rep('a', 3000), string.rep('a-', 30) .. 'b')",
+                 "instruction budget exceeded");
+    check_escape("pcall(string.match, string.rep('a', 3000), string.rep('a*', 20) .. 'b')\n"
+                 "return {web = {eu = 99}}",
+                 "instruction budget exceeded");
+    check_escape("for w in string.gmatch(string.rep('a', 3000), string.rep('a-', 25) .. 'b') "
+                 "do end",
+                 "instruction budget exceeded");
+    check_escape("string.gsub(string.rep('a', 3000), string.rep('a?', 25) .. 'b', 'x')",
+                 "instruction budget exceeded");
+}
+
+SW_TEST(backtracking_pattern_hits_the_time_budget)
+{
+    char text[1024];
+    snprintf(text, sizeof(text), TEMPLATE,
+             "string.find(string.rep('a', 3000), string.rep('a-', 30) .. 'b')");
+    struct sw_policy_opts opts = {
+        .file = write_policy(text),
+        .lua_path = SW_SOURCE_DIR "/lua",
+        .max_instructions = INT64_MAX / 2,
+        .time_limit_ms = 50,
+    };
+    struct sw_error err = {0};
+    struct sw_policy *p = sw_policy_new(&opts, &err);
+    SW_ASSERT(p != NULL);
+    struct sw_policy_input in = input();
+    struct sw_policy_result out;
+    sw_policy_result_init(&out);
+    SW_ASSERT_EQ(sw_policy_eval(p, &in, &out, &err), 0);
+    SW_ASSERT_EQ(sw_policy_eval(p, &in, &out, &err), SW_EPOLICY);
+    SW_ASSERT_CONTAINS(err.msg, "escape.lua:5: time budget exceeded (50 ms)");
+    SW_ASSERT_EQ(sw_policy_eval(p, &in, &out, &err), 0);
+    sw_policy_result_clear(&out);
+    sw_policy_free(p);
+}
+
+SW_TEST(table_move_is_charged)
+{
+    check_escape("table.move({}, 1, 1e15, 2)", "instruction budget exceeded");
+    check_escape("local t = table.move({1, 2, 3}, 1, 3, 2) error(table.concat(t, ','))", "1,1,2,3");
+}
+
+SW_TEST(patterns_work_in_the_sandbox)
+{
+    check_escape("local a, b = ('eu-west-1'):match('^(%w+)-(%w+)')\n"
+                 "local n = select(2, ('a,b,c'):gsub(',', ';'))\n"
+                 "local words = {} for w in ('x y z'):gmatch('%a') do words[#words + 1] = w end\n"
+                 "error(a .. b .. n .. #words .. ('hello'):find('l+'))",
+                 "euwest233");
 }
 
 SW_TEST(string_rep_capped)
