@@ -19,13 +19,18 @@ static bool in_group_region(const struct sw_unit *u, const char *group, const ch
            strcmp(u->region, region) == 0;
 }
 
-/* Release order: unhealthy first, then the most expensive, then the newest, then key. */
+/* Release order: unhealthy first; then units still being bought (they serve nobody yet,
+ * and cancelling them keeps the ready ones serving); then the most expensive, then the
+ * newest, then key. */
 static int release_order(const void *pa, const void *pb)
 {
     const struct sw_unit *a = *(const struct sw_unit *const *)pa;
     const struct sw_unit *b = *(const struct sw_unit *const *)pb;
     if (a->unhealthy != b->unhealthy)
         return a->unhealthy ? -1 : 1;
+    bool a_pending = sw_unit_is_pending(a), b_pending = sw_unit_is_pending(b);
+    if (a_pending != b_pending)
+        return a_pending ? -1 : 1;
     if (a->price_usd_hour != b->price_usd_hour)
         return a->price_usd_hour > b->price_usd_hour ? -1 : 1;
     if (a->ready_ms != b->ready_ms)
@@ -83,8 +88,10 @@ static void plan_region(const struct sw_desired *desired, const struct sw_units 
             ready++;
         else if (sw_unit_is_pending(u))
             pending++;
-        /* Pending units finish or time out first; releasing ones are already going. */
-        if (u->state == SW_UNIT_READY && !u->self)
+        /* A pending unit can be cancelled once the marketplace knows it (market_id);
+         * before that there is nothing to close yet. Releasing ones are already going. */
+        bool cancellable = sw_unit_is_pending(u) && u->market_id != NULL;
+        if ((u->state == SW_UNIT_READY || cancellable) && !u->self)
             candidates[candidate_count++] = u;
     }
     qsort(candidates, candidate_count, sizeof(*candidates), release_order);

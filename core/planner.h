@@ -3,10 +3,11 @@
  * For each (group, region): capacity = units that count (pending + ready, healthy, not
  * releasing). Shortfall → ACQUIRE actions priced at the region's best offer; excess →
  * RELEASE actions choosing, in order: unhealthy first (they do not count, so they are
- * always released once their replacement is planned), then the most expensive ready unit,
- * then the newest. Units still being acquired are never released by the planner (their
- * acquire finishes or times out first); `self` units are never chosen. Unhealthy units
- * are released regardless of desired counts.
+ * always released once their replacement is planned), then units still being acquired
+ * that the marketplace already knows (market_id set: cancelling them keeps ready units
+ * serving), then the most expensive ready unit, then the newest. A unit ordered but not
+ * yet created cannot be released (nothing to close); `self` units are never chosen.
+ * Unhealthy units are released regardless of desired counts.
  * Output order: releases of unhealthy units, acquires, then other releases; deterministic.
  */
 #ifndef SW_PLANNER_H

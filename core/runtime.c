@@ -449,7 +449,8 @@ static void acquire_done(void *ud, int status, const struct swp_unit *report,
     struct market_op *op = ud;
     struct sw_runtime *rt = op->rt;
     op->finished = true;
-    if (op->abandoned || status == SW_ECANCELED) {
+    if (op->abandoned || (status == SW_ECANCELED && rt->stopping)) {
+        /* Shutdown: the intent stays pending and recovery resumes it. */
         op_unlink_and_free(rt, op);
         return;
     }
@@ -458,10 +459,19 @@ static void acquire_done(void *ud, int status, const struct swp_unit *report,
         op_unlink_and_free(rt, op);
         return;
     }
+    if (status == SW_ECANCELED) {
+        /* Cancelled by our own release of the still-pending unit: the release path owns
+         * the unit's state from here. */
+        rt->stats.acquires_failed++;
+        finish_intent(rt, op->intent_key, SW_INTENT_FAILED, "cancelled by a release");
+        op_unlink_and_free(rt, op);
+        return;
+    }
     apply_unit_report(u, report);
     if (status == 0) {
         rt->stats.acquires_ready++;
-        u->state = SW_UNIT_READY;
+        if (u->state != SW_UNIT_RELEASING) /* a release already on its way wins */
+            u->state = SW_UNIT_READY;
         u->ready_ms = now_ms(rt);
         save_unit(rt, u);
         sw_log(SW_LOG_INFO, LOG, "unit %s %s/%s: ready after %.1fs on %s at %.3f USD/h%s%s",

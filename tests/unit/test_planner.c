@@ -142,7 +142,28 @@ SW_TEST(excess_releases_most_expensive_then_newest_then_key)
     world_free(&w);
 }
 
-SW_TEST(pending_units_are_never_released)
+SW_TEST(pending_units_with_a_market_id_are_cancelled_before_ready_ones)
+{
+    struct world w;
+    world_init(&w);
+    sw_desired_set(&w.desired, "web", "eu", 1);
+    unit(&w, "r1", "web", "eu", SW_UNIT_READY, 0.9, 10);
+    unit(&w, "r2", "web", "eu", SW_UNIT_READY, 0.1, 20);
+    struct sw_unit *p1 = unit(&w, "p1", "web", "eu", SW_UNIT_CREATED, 0.5, 0);
+    p1->market_id = sw_xstrdup("1700000000001");
+    unit(&w, "p2", "web", "eu", SW_UNIT_ORDERED, 0.5, 0); /* no market id: nothing to close */
+    plan(&w);
+    /* have 4, want 1: cancel p1 first, then the ready units dearest first; p2 cannot be
+     * cancelled and is the one that stays. */
+    SW_ASSERT_EQ(w.out.count, 3);
+    const char *reason = "web/eu: desired 1, have 2 ready + 2 pending";
+    assert_action(&w.out.items[0], SW_ACTION_RELEASE, "web", "eu", "p1", reason);
+    assert_action(&w.out.items[1], SW_ACTION_RELEASE, "web", "eu", "r1", reason);
+    assert_action(&w.out.items[2], SW_ACTION_RELEASE, "web", "eu", "r2", reason);
+    world_free(&w);
+}
+
+SW_TEST(pending_units_without_market_id_are_never_released)
 {
     struct world w;
     world_init(&w);
