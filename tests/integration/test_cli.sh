@@ -54,6 +54,16 @@ assert {"market_sim", "metrics_synthetic"} <= names, names
 PY
 "$STEWARD_BIN" plugin describe market_sim | grep -q "providers_file" || fail "describe market_sim"
 
+# The example plugin of docs/plugins.md loads, validates and feeds a policy.
+mkdir -p "$work/examples/plugins"
+cp "$SW_SOURCE_DIR/examples/plugins/steward.jsonc" "$work/examples/plugins/"
+"$STEWARD_BIN" check -c "$work/examples/plugins/steward.jsonc" >"$log" 2>&1 ||
+  fail "check of examples/plugins: $(cat "$log")"
+"$STEWARD_BIN" run -c "$work/examples/plugins/steward.jsonc" --for 1s 2>"$log" ||
+  fail "run of examples/plugins failed"
+grep -q "acquire web/eu-west as unit example-plugin-u3" "$log" ||
+  fail "250 rps at 100 per unit should order 3 units in eu-west: $(grep acquire "$log")"
+
 # A dry run plans and journals but buys nothing.
 "$STEWARD_BIN" run -c "$cfg" --dry-run --for 2s 2>"$log" || fail "dry run failed"
 grep -q "dry-run: would acquire web/" "$log" || fail "dry run did not plan an acquire"
