@@ -137,8 +137,14 @@ local function read_job_list(ctx, s)
   local rows, err = ctx.metrics.query(s.jobs_metric)
   if rows == nil then
     if st.list_error ~= err then
-      ctx.warn("no job list (%s): jobs keep their last known state; workers of jobs not seen "
-               .. "running for %ds are released", tostring(err), s.idle_timeout_s)
+      -- Only a warning while workers depend on it (at start the first poll is pending).
+      local holding = false
+      for _, job in pairs(st.jobs) do
+        holding = holding or job.phase == "gang" or job.phase == "up"
+      end
+      local say = holding and ctx.warn or ctx.log
+      say("no job list (%s): jobs keep their last known state; workers of jobs not seen "
+          .. "running for %ds are released", tostring(err), s.idle_timeout_s)
     end
     st.list_error = err
     return
