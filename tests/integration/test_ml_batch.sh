@@ -133,7 +133,7 @@ released=$(q "SELECT count(*) FROM events WHERE type='unit_released'")
 [ "$released" = 4 ] || fail "$released units released, expected 4"
 last_release=$(q "SELECT max(at_ms) FROM events WHERE type='unit_released'")
 lag=$((last_release - done_at))
-[ "$lag" -le $((INTERVAL_MS + SLACK_MS / 3)) ] ||
+[ "$lag" -le $((INTERVAL_MS + SLACK_MS / 2)) ] ||
   fail "last worker released ${lag} ms after job_done (interval ${INTERVAL_MS} ms)"
 echo "ok 2: 4 workers released ${lag} ms after job_done"
 
