@@ -994,6 +994,33 @@ static int load_sdl(const struct loader *ld, const cJSON *item, const char *path
     return rc;
 }
 
+/* Placement pinning: the "providers" list plus the value of "provider_env". A variable
+ * that is named but unset is an error, not "any provider": workers silently placed away
+ * from their master would train over the internet. */
+static int load_providers(const struct loader *ld, const cJSON *item, const char *path,
+                          struct sw_group_config *g)
+{
+    const char *env = NULL;
+    int rc = get_string_list(ld, item, path, "providers", false, true, &g->providers,
+                             &g->provider_count);
+    if (rc < 0 || (rc = get_string(ld, item, path, "provider_env", false, &env)) < 0)
+        return rc;
+    if (env == NULL)
+        return 0;
+    char child[PATH_LEN];
+    path_key(child, path, "provider_env");
+    const char *value = getenv(env);
+    if (value == NULL || value[0] == '\0')
+        return fail(ld, child, "environment variable %s is not set (Akash sets AKASH_PROVIDER "
+                    "inside a deployment; export it to run elsewhere)", env);
+    for (size_t i = 0; i < g->provider_count; i++)
+        if (strcmp(g->providers[i], value) == 0)
+            return 0;
+    g->providers = sw_xrealloc(g->providers, (g->provider_count + 1) * sizeof(char *));
+    g->providers[g->provider_count++] = sw_xstrdup(value);
+    return 0;
+}
+
 static int load_group(const struct loader *ld, const cJSON *item, struct sw_group_config *g)
 {
     static const char *const keys[] = {"min",
@@ -1005,6 +1032,8 @@ static int load_group(const struct loader *ld, const cJSON *item, struct sw_grou
                                        "profile",
                                        "sdl",
                                        "acquire_deadline",
+                                       "providers",
+                                       "provider_env",
                                        NULL};
     char path[PATH_LEN];
     path_key(path, "groups", item->string);
@@ -1038,7 +1067,8 @@ static int load_group(const struct loader *ld, const cJSON *item, struct sw_grou
         (rc = get_object(ld, item, path, "profile", &profile)) < 0 ||
         (rc = load_sdl(ld, item, path, g)) < 0 ||
         (rc = get_duration(ld, item, path, "acquire_deadline", 1, "duration > 0",
-                           &g->acquire_deadline_ms)) < 0)
+                           &g->acquire_deadline_ms)) < 0 ||
+        (rc = load_providers(ld, item, path, g)) < 0)
         return rc;
     if (profile != NULL)
         g->profile_json = json_text(profile);
@@ -1275,6 +1305,7 @@ void sw_config_free(struct sw_config *c)
         free_strings(g->regions, g->region_count);
         free(g->profile_json);
         free(g->sdl_template);
+        free_strings(g->providers, g->provider_count);
     }
     free(c->groups);
     for (size_t i = 0; i < c->policy_count; i++) {

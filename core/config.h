@@ -26,6 +26,11 @@ struct sw_group_config {
     char *profile_json;          /* "profile" object as JSON text, or NULL */
     char *sdl_template;          /* text of the "sdl" file (path relative to the config) */
     int64_t acquire_deadline_ms; /* default 8 min: below the marketplace's 10 min cleanup */
+    /* ML batch: placement pinning. "providers" plus the value of the environment variable
+     * named by "provider_env" (Akash injects AKASH_PROVIDER into a deployment); only these
+     * providers may be chosen. None means any. */
+    char **providers;
+    size_t provider_count;
 };
 
 struct sw_guard_config {

@@ -511,6 +511,9 @@ static void fill_acquire_req(struct sw_runtime *rt, const struct sw_unit *u,
     req->sdl_template = g != NULL ? g->sdl_template : NULL;
     req->max_price_usd_hour = g != NULL ? g->max_price_usd_hour : 0;
     req->deadline_ms = g != NULL ? (uint64_t)g->acquire_deadline_ms : 480000;
+    /* ML batch: the group's placement pinning (e.g. the job master's provider). */
+    req->only_providers = g != NULL ? (const char *const *)g->providers : NULL;
+    req->only_count = g != NULL ? g->provider_count : 0;
 }
 
 /* Hand a unit's acquire to the market plugin. Also used by recovery to resume an acquire

@@ -109,6 +109,8 @@ struct acquire {
     size_t avoid_count;
     char **prefer;
     size_t prefer_count;
+    char **only; /* placement pinning: when set, no other provider is eligible */
+    size_t only_count;
     uint64_t deadline_ms;
     swp_unit_cb progress;
     swp_unit_cb done;
@@ -688,6 +690,7 @@ static void acq_free(struct acquire *a)
     free(a->region);
     free_list(a->avoid, a->avoid_count);
     free_list(a->prefer, a->prefer_count);
+    free_list(a->only, a->only_count);
     free(a->bids);
     free(a);
 }
@@ -938,13 +941,17 @@ static void on_create(void *ud)
     a->dep = d;
     dep_append(m, d);
 
-    size_t in_region = 0, avoided = 0, too_dear = 0, full = 0;
+    size_t in_region = 0, avoided = 0, too_dear = 0, full = 0, unpinned = 0;
     a->bids = xcalloc(m->provider_count, sizeof(*a->bids));
     for (size_t i = 0; i < m->provider_count; i++) {
         struct provider *p = &m->providers[i];
         if (strcmp(p->region, a->region) != 0)
             continue;
         in_region++;
+        if (a->only_count > 0 && !in_list(a->only, a->only_count, p->owner)) {
+            unpinned++;
+            continue;
+        }
         if (in_list(a->avoid, a->avoid_count, p->owner)) {
             avoided++;
             continue;
@@ -961,11 +968,14 @@ static void on_create(void *ud)
         b->a = a;
         b->prov = p;
     }
+    char pinned[48] = "";
+    if (a->only_count > 0)
+        snprintf(pinned, sizeof(pinned), "%zu not pinned, ", unpinned);
     m->host->log(m->host, SWP_LOG_INFO,
                  "deployment %s created for %s in %s (key %s): %zu of %zu providers in the "
-                 "region eligible (%zu avoided, %zu over max price, %zu full)",
+                 "region eligible (%s%zu avoided, %zu over max price, %zu full)",
                  d->dseq, d->group ? d->group : "-", d->region, d->key ? d->key : "-", a->bid_count,
-                 in_region, avoided, too_dear, full);
+                 in_region, pinned, avoided, too_dear, full);
     for (size_t i = 0; i < a->bid_count; i++) {
         a->bids[i].timer = timer_arm(m, a->bids[i].prov->bid_delay_ms, on_bid, &a->bids[i]);
         if (a->bids[i].timer == 0) {
@@ -1083,8 +1093,12 @@ static int ms_acquire(void *state, const struct swp_acquire_req *req, swp_unit_c
                       swp_unit_cb done, void *ud)
 {
     struct market *m = state;
-    if (req == NULL || req->size < sizeof(*req) || progress == NULL || done == NULL)
+    /* Hosts built before only_providers pass a smaller request: accept it, unpinned. */
+    size_t min_size = offsetof(struct swp_acquire_req, deadline_ms) + sizeof(req->deadline_ms);
+    if (req == NULL || req->size < min_size || progress == NULL || done == NULL)
         return SWP_EINVAL;
+    bool has_only = req->size >= offsetof(struct swp_acquire_req, only_count) +
+                                     sizeof(req->only_count);
     if (req->region == NULL || req->region[0] == '\0') {
         m->host->log(m->host, SWP_LOG_WARN, "acquire %s refused: no region",
                      req->key ? req->key : "(no key)");
@@ -1114,6 +1128,10 @@ static int ms_acquire(void *state, const struct swp_acquire_req *req, swp_unit_c
     a->avoid_count = a->avoid ? req->avoid_count : 0;
     a->prefer = copy_list(req->prefer_providers, req->prefer_count);
     a->prefer_count = a->prefer ? req->prefer_count : 0;
+    if (has_only) {
+        a->only = copy_list(req->only_providers, req->only_count);
+        a->only_count = a->only ? req->only_count : 0;
+    }
     a->deadline_ms = req->deadline_ms;
     a->progress = progress;
     a->done = done;

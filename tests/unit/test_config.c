@@ -434,7 +434,8 @@ SW_TEST(unknown_keys_rejected_at_every_level)
                  "market, self, plugins, metrics, guard, groups, policies)");
     EXPECT_ERROR("{\"market\": \"sim\", \"groups\": {\"web\": {\"max\": 2, \"maxx\": 3}}}",
                  ":groups.web: unknown key 'maxx' (known: min, max, regions, scale_up_cooldown, "
-                 "scale_down_cooldown, max_price_usd_hour, profile, sdl, acquire_deadline)");
+                 "scale_down_cooldown, max_price_usd_hour, profile, sdl, acquire_deadline, "
+                 "providers, provider_env)");
     EXPECT_ERROR("{\"market\": \"sim\", \"guard\": {\"budget\": 3}, " MIN_GROUPS "}",
                  ":guard: unknown key 'budget' (known: budget_usd_hour, max_leases, "
                  "max_actions_per_window, action_window, unhealthy_after)");
@@ -708,6 +709,79 @@ SW_TEST(self_market_id_from_env)
     EXPECT_ERROR("{\"market\": \"sim\", \"self\": {\"market_id\": \"1\", \"market_id_env\": "
                  "\"X\"}, " MIN_GROUPS "}",
                  ":self: expected either market_id or market_id_env, not both");
+}
+
+SW_TEST(group_providers_pin_placement)
+{
+    const char *base = "{\"market\": \"sim\", \"groups\": {\"web\": {\"max\": 2}, "
+                       "\"workers\": {\"max\": 8%s}}}";
+    struct sw_error err = {0};
+
+    char *text = sw_xasprintf(base, "");
+    struct sw_config *c = sw_config_parse(text, strlen(text), "s.json", &err);
+    free(text);
+    SW_ASSERT(c != NULL);
+    SW_ASSERT_EQ(c->groups[1].provider_count, 0);
+    SW_ASSERT(c->groups[1].providers == NULL);
+    sw_config_free(c);
+
+    text = sw_xasprintf(base, ", \"providers\": [\"akash1a\", \"akash1b\"]");
+    c = sw_config_parse(text, strlen(text), "s.json", &err);
+    free(text);
+    SW_ASSERT(c != NULL);
+    SW_ASSERT_EQ(c->groups[1].provider_count, 2);
+    SW_ASSERT_STREQ(c->groups[1].providers[0], "akash1a");
+    SW_ASSERT_STREQ(c->groups[1].providers[1], "akash1b");
+    SW_ASSERT_EQ(c->groups[0].provider_count, 0);
+    sw_config_free(c);
+
+    /* The master's provider, as Akash injects it, joins the list once. */
+    setenv("SW_TEST_PROVIDER", "akash1master", 1);
+    text = sw_xasprintf(base, ", \"provider_env\": \"SW_TEST_PROVIDER\"");
+    c = sw_config_parse(text, strlen(text), "s.json", &err);
+    free(text);
+    SW_ASSERT(c != NULL);
+    SW_ASSERT_EQ(c->groups[1].provider_count, 1);
+    SW_ASSERT_STREQ(c->groups[1].providers[0], "akash1master");
+    sw_config_free(c);
+
+    text = sw_xasprintf(base, ", \"providers\": [\"akash1a\"], \"provider_env\": "
+                              "\"SW_TEST_PROVIDER\"");
+    c = sw_config_parse(text, strlen(text), "s.json", &err);
+    free(text);
+    SW_ASSERT(c != NULL);
+    SW_ASSERT_EQ(c->groups[1].provider_count, 2);
+    SW_ASSERT_STREQ(c->groups[1].providers[1], "akash1master");
+    sw_config_free(c);
+
+    text = sw_xasprintf(base, ", \"providers\": [\"akash1master\"], \"provider_env\": "
+                              "\"SW_TEST_PROVIDER\"");
+    c = sw_config_parse(text, strlen(text), "s.json", &err);
+    free(text);
+    SW_ASSERT(c != NULL);
+    SW_ASSERT_EQ(c->groups[1].provider_count, 1);
+    sw_config_free(c);
+
+    /* Named but unset (or empty) is refused: pinning must not silently become "anywhere". */
+    setenv("SW_TEST_PROVIDER", "", 1);
+    EXPECT_ERROR("{\"market\": \"sim\", \"groups\": {\"workers\": {\"max\": 8, "
+                 "\"provider_env\": \"SW_TEST_PROVIDER\"}}}",
+                 ":groups.workers.provider_env: environment variable SW_TEST_PROVIDER is not set "
+                 "(Akash sets AKASH_PROVIDER inside a deployment; export it to run elsewhere)");
+    unsetenv("SW_TEST_PROVIDER");
+    EXPECT_ERROR("{\"market\": \"sim\", \"groups\": {\"workers\": {\"max\": 8, "
+                 "\"provider_env\": \"SW_TEST_PROVIDER\"}}}",
+                 ":groups.workers.provider_env: environment variable SW_TEST_PROVIDER is not set "
+                 "(Akash sets AKASH_PROVIDER inside a deployment; export it to run elsewhere)");
+    EXPECT_ERROR("{\"market\": \"sim\", \"groups\": {\"workers\": {\"max\": 8, "
+                 "\"providers\": [\"a\", \"a\"]}}}",
+                 ":groups.workers.providers[1]: duplicate \"a\"");
+    EXPECT_ERROR("{\"market\": \"sim\", \"groups\": {\"workers\": {\"max\": 8, "
+                 "\"providers\": \"a\"}}}",
+                 ":groups.workers.providers: expected array of strings, got string \"a\"");
+    EXPECT_ERROR("{\"market\": \"sim\", \"groups\": {\"workers\": {\"max\": 8, "
+                 "\"provider_env\": \"\"}}}",
+                 ":groups.workers.provider_env: expected non-empty string, got string \"\"");
 }
 
 SW_TEST(metrics_rules)

@@ -133,6 +133,9 @@ struct req_opts {
     const char *const *prefer;
     size_t prefer_count;
     uint64_t deadline_ms;
+    const char *const *only;
+    size_t only_count;
+    uint32_t size; /* 0: sizeof(struct swp_acquire_req) */
 };
 
 static int acquire(struct fake_host *h, struct rec *r, struct req_opts o)
@@ -153,7 +156,11 @@ static int acquire(struct fake_host *h, struct rec *r, struct req_opts o)
         .prefer_providers = o.prefer,
         .prefer_count = o.prefer_count,
         .deadline_ms = o.deadline_ms,
+        .only_providers = o.only,
+        .only_count = o.only_count,
     };
+    if (o.size != 0)
+        req.size = o.size;
     return h->plugin->market->acquire(h->state, &req, on_progress, on_done, r);
 }
 
@@ -408,6 +415,92 @@ SW_TEST(avoid_list_is_respected)
     SW_ASSERT_EQ(r.progress_count, 2);
     SW_ASSERT_STREQ(r.provider, "akash1mid");
     SW_ASSERT_EQ(fake_count(h, "2 of 3 providers in the region eligible (1 avoided"), 1);
+    SW_ASSERT(finish(h));
+}
+
+SW_TEST(only_providers_pin_placement)
+{
+    struct fake_host *h = start(CONFIG, 1);
+    SW_ASSERT(h != NULL);
+    /* Pinned to the dearest provider (the master's data center): the cheaper bids are not
+     * even solicited, so dear alone bids (at 2.2 s) and wins. */
+    const char *only[] = {"akash1dear", "akash1elsewhere"};
+    struct rec r;
+    SW_ASSERT_EQ(acquire(h, &r,
+                         (struct req_opts){
+                             .key = "p1", .region = "eu-west", .only = only, .only_count = 2}),
+                 0);
+    fake_advance_to(h, 2200);
+    SW_ASSERT_EQ(r.progress_count, 2);
+    SW_ASSERT_STREQ(r.provider, "akash1dear");
+    SW_ASSERT_EQ(fake_count(h, "1 of 3 providers in the region eligible (2 not pinned, 0 avoided, "
+                               "0 over max price, 0 full)"),
+                 1);
+    fake_advance_to(h, 7200);
+    SW_ASSERT_EQ(r.done_status, 0);
+    SW_ASSERT_STREQ(r.provider, "akash1dear");
+
+    /* Pinned to a provider of another region: nobody is eligible, the acquire fails after
+     * the bid window rather than placing the unit elsewhere. */
+    const char *other_region[] = {"akash1tiea"};
+    struct rec r2;
+    SW_ASSERT_EQ(acquire(h, &r2,
+                         (struct req_opts){.key = "p2",
+                                           .region = "eu-west",
+                                           .only = other_region,
+                                           .only_count = 1}),
+                 0);
+    fake_advance(h, 5300);
+    SW_ASSERT_EQ(r2.done_count, 1);
+    SW_ASSERT_EQ(r2.done_status, SWP_EMARKET);
+    SW_ASSERT_STREQ(r2.msg, "no acceptable bid for eu-west within 5s (0 providers match)");
+    SW_ASSERT_EQ(fake_count(h, "(3 not pinned, "), 1);
+
+    /* Pinned and full: the pinned provider's single slot is taken, the second unit fails. */
+    const char *solo[] = {"akash1solo"};
+    struct rec a, b;
+    SW_ASSERT_EQ(acquire(h, &a,
+                         (struct req_opts){
+                             .key = "p3", .region = "sa-brazil", .only = solo, .only_count = 1}),
+                 0);
+    SW_ASSERT_EQ(acquire(h, &b,
+                         (struct req_opts){
+                             .key = "p4", .region = "sa-brazil", .only = solo, .only_count = 1}),
+                 0);
+    fake_advance(h, 6000);
+    SW_ASSERT_EQ(a.done_status, 0);
+    SW_ASSERT_STREQ(a.provider, "akash1solo");
+    SW_ASSERT_EQ(b.done_status, SWP_EMARKET);
+    SW_ASSERT(finish(h));
+}
+
+SW_TEST(only_providers_ignored_from_older_hosts)
+{
+    struct fake_host *h = start(CONFIG, 1);
+    SW_ASSERT(h != NULL);
+    /* A host built before only_providers passes a request that ends at deadline_ms: what
+     * lies beyond is not the request's and must not be read. */
+    const char *only[] = {"akash1dear"};
+    uint32_t old_size = (uint32_t)offsetof(struct swp_acquire_req, only_providers);
+    struct rec r;
+    SW_ASSERT_EQ(acquire(h, &r,
+                         (struct req_opts){.key = "o1",
+                                           .region = "eu-west",
+                                           .only = only,
+                                           .only_count = 1,
+                                           .size = old_size}),
+                 0);
+    fake_advance_to(h, 3200);
+    SW_ASSERT_STREQ(r.provider, "akash1cheap");
+    SW_ASSERT_EQ(fake_count(h, "not pinned"), 0);
+
+    struct rec r2;
+    SW_ASSERT_EQ(acquire(h, &r2,
+                         (struct req_opts){.key = "o2",
+                                           .region = "eu-west",
+                                           .size = (uint32_t)offsetof(struct swp_acquire_req,
+                                                                      deadline_ms)}),
+                 SWP_EINVAL);
     SW_ASSERT(finish(h));
 }
 

@@ -70,6 +70,12 @@ struct swp_acquire_req {
     const char *const *prefer_providers; /* tie-breaker hints from the policy */
     size_t prefer_count;
     uint64_t deadline_ms;        /* give up (and close what was created) after this long */
+    /* since 1.0 — placement pinning: only these providers may be chosen (e.g. the data
+     * center of an ML job's master). None listed (only_count 0) means any. A hard
+     * constraint, unlike prefer_providers: with no eligible provider the acquire fails.
+     * Read only when size covers the field (hosts built before it pass a smaller size). */
+    const char *const *only_providers;
+    size_t only_count;
 };
 
 /* progress may fire several times (CREATED, LEASED) before done; both borrow unit. */
