@@ -51,6 +51,7 @@ struct sw_policy {
     struct sw_desired last_good;
     uint64_t error_count;
     char *last_error; /* NULL after a success */
+    bool event_wants_eval;
 };
 
 /* ---- results ------------------------------------------------------------------------- */
@@ -313,6 +314,7 @@ struct eval_call {
     struct sw_desired *desired; /* evaluate only */
     const cJSON *event;         /* on_event only */
     bool skipped;               /* no on_event defined */
+    bool wants_eval;            /* on_event returned true */
     struct sw_error check_err;
     int check_rc;
 };
@@ -358,7 +360,9 @@ static int event_trampoline(lua_State *L)
     }
     sw_lua_ctx_push(L, 2);
     sw_lua_push_json(L, c->event);
-    lua_call(L, 2, 0);
+    lua_call(L, 2, 1);
+    c->wants_eval = lua_toboolean(L, -1);
+    lua_pop(L, 1);
     check_state(L, c);
     return 0;
 }
@@ -432,6 +436,7 @@ int sw_policy_on_event(struct sw_policy *policy, const struct sw_policy_input *i
     }
     struct eval_call call = {.in = in, .event = event};
     int rc = run_call(policy, event_trampoline, &call, err);
+    policy->event_wants_eval = rc == 0 && call.wants_eval;
     cJSON_Delete(event);
     /* Explanations only mean something next to a desired state. */
     struct sw_explanation *explanations = NULL;
@@ -513,4 +518,9 @@ const struct sw_desired *sw_policy_last_good(const struct sw_policy *policy)
 const char *sw_policy_last_error(const struct sw_policy *policy)
 {
     return policy->last_error != NULL ? policy->last_error : "";
+}
+
+bool sw_policy_event_wants_eval(const struct sw_policy *policy)
+{
+    return policy->event_wants_eval;
 }

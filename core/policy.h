@@ -88,6 +88,10 @@ int sw_policy_eval(struct sw_policy *policy, const struct sw_policy_input *in,
 int sw_policy_on_event(struct sw_policy *policy, const struct sw_policy_input *in,
                        const char *ev_json, struct sw_error *err);
 
+/* True when the last successful on_event returned true: the policy asks to be evaluated
+ * now rather than at its next interval (e.g. a job just started). */
+bool sw_policy_event_wants_eval(const struct sw_policy *policy);
+
 /* Recompile from the file. On failure the old version stays loaded and err says why.
  * On success ctx.state carries over (through JSON; a state that cannot be serialised is
  * dropped with a warning) and the new file's `interval` applies. A failed attempt also

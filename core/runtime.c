@@ -956,6 +956,18 @@ static void evaluate_policy(struct sw_runtime *rt, struct policy_slot *slot)
     sw_policy_result_clear(&res);
 }
 
+static void policy_tick(void *ud);
+
+/* Move the policy's next tick to now; several requests in one turn make one evaluation. */
+static void evaluate_soon(struct sw_runtime *rt, struct policy_slot *slot)
+{
+    if (!rt->running)
+        return;
+    if (slot->timer != 0)
+        sw_clock_timer_stop(rt->clock, slot->timer);
+    slot->timer = sw_clock_timer_start(rt->clock, 0, policy_tick, slot);
+}
+
 static void run_policy_event(struct sw_runtime *rt, const char *ev_json)
 {
     struct sw_policy_input in;
@@ -968,6 +980,8 @@ static void run_policy_event(struct sw_runtime *rt, const char *ev_json)
             rt->stats.policy_errors++;
             sw_log(SW_LOG_ERROR, LOG, "policy %s: on_event failed: %s",
                    rt->policies[i].config->name, err.msg);
+        } else if (sw_policy_event_wants_eval(rt->policies[i].policy)) {
+            evaluate_soon(rt, &rt->policies[i]);
         }
     }
 }

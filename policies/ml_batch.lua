@@ -414,6 +414,8 @@ return {
     end
     local s = settings(ctx)
     observe(ctx, s, tostring(ev.id), state, ev.workers, ev.gpus_per_worker, ev.priority)
+    -- Ask to be evaluated now: a started job should not wait for the next interval.
+    return true
   end,
 
   evaluate = function(ctx)

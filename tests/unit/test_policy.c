@@ -836,6 +836,24 @@ SW_TEST(math_random_is_deterministic_per_seed)
     SW_ASSERT_EQ(a[5], a[0]);
 }
 
+SW_TEST(on_event_returning_true_asks_for_an_evaluation)
+{
+    struct world w;
+    world_init(&w);
+    struct sw_policy *p = load("wants.lua",
+                               "return {evaluate = function(ctx) return {} end,\n"
+                               "on_event = function(ctx, ev) return ev.type == 'job_started' end}\n",
+                               NULL, NULL, 1);
+    SW_ASSERT(p != NULL);
+    struct sw_error err = {0};
+    SW_ASSERT_EQ(sw_policy_on_event(p, &w.in, "{\"type\":\"job_started\"}", &err), 0);
+    SW_ASSERT(sw_policy_event_wants_eval(p));
+    SW_ASSERT_EQ(sw_policy_on_event(p, &w.in, "{\"type\":\"alert\"}", &err), 0);
+    SW_ASSERT(!sw_policy_event_wants_eval(p));
+    sw_policy_free(p);
+    world_free(&w);
+}
+
 SW_TEST(on_event_sees_the_event)
 {
     struct world w;
