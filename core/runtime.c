@@ -209,6 +209,8 @@ static void save_unit(struct sw_runtime *rt, const struct sw_unit *u)
     struct sw_error err = {0};
     if (sw_journal_unit_save(rt->journal, u, &err) < 0)
         sw_log(SW_LOG_ERROR, LOG, "journal: cannot save unit %s: %s", u->key, err.msg);
+    if (rt->opts.on_unit != NULL)
+        rt->opts.on_unit(rt->opts.observe_ud, u);
 }
 
 static void finish_intent(struct sw_runtime *rt, const char *key, int state, const char *outcome)
@@ -934,6 +936,8 @@ static void evaluate_policy(struct sw_runtime *rt, struct policy_slot *slot)
 
     execute_actions(rt, &actions);
     sw_journal_flush(rt->journal, &jerr);
+    if (rt->opts.on_evaluation != NULL)
+        rt->opts.on_evaluation(rt->opts.observe_ud, slot->config->name);
     sw_actions_clear(&actions);
     sw_actions_clear(&refused);
     sw_guard_notes_clear(&notes);
