@@ -49,6 +49,9 @@ struct sw_runtime_opts {
     void (*on_unit)(void *ud, const struct sw_unit *u);
     void (*on_evaluation)(void *ud, const char *policy);
     void *observe_ud;
+    /* Journal neither evaluation records nor the policy state after each tick (simulation
+     * without --keep-journal: no restart to survive, no replay, and memory stays flat). */
+    bool skip_records;
 };
 
 /* Counters for status output and tests. */
