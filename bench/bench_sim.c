@@ -6,7 +6,8 @@
  * regions (3, 12, 48 over 3 days) and against days (1, 30, and 365 when
  * SW_BENCH_LONG=1; 90 otherwise, so `make bench` stays short). Each case runs in its own
  * child process so its peak RSS is its own. Prints wall seconds, evaluations/s,
- * simulated days per wall second and peak RSS.
+ * simulated days per wall second and peak RSS. `bench_sim --headline` runs the first case
+ * only; `bench_sim REGIONS DAYS` one case of that size.
  */
 #include <math.h>
 #include <stdio.h>
@@ -39,7 +40,8 @@ static void write_inputs(int regions, int days)
     fprintf(f, "{\"providers\": [\n");
     for (int r = 0; r < regions; r++)
         for (int k = 0; k < 2; k++)
-            fprintf(f, "%s{\"owner\": \"akash1bench%02d%d\", \"region\": \"r%02d\", "
+            fprintf(f,
+                    "%s{\"owner\": \"akash1bench%02d%d\", \"region\": \"r%02d\", "
                     "\"price_uact_per_block\": %d, \"bid_delay\": \"%ds\", \"ready_delay\": "
                     "\"12s\", \"capacity\": 200, \"closures_per_hour\": 0.01}\n",
                     r || k ? "," : "", r, k, r, 90 + 40 * k + r, 1 + k);
@@ -151,6 +153,10 @@ int main(int argc, char **argv)
     }
     atexit(cleanup);
     bool only_headline = argc > 1 && strcmp(argv[1], "--headline") == 0;
+    if (argc == 3) { /* bench_sim REGIONS DAYS: one case, e.g. under perf */
+        run_case("custom", atoi(argv[1]), atoi(argv[2]));
+        return 0;
+    }
     printf("bench_sim: follow_demand every 10 s, 5-minute demand rows (targets for the "
            "headline: <= 2 s wall, <= 64 MB RSS)\n");
     run_case("headline", 12, 30);

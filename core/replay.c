@@ -30,7 +30,7 @@ struct replay {
     struct sw_clock *clock;
     struct sw_policy **policies; /* parallel to config->policies */
     struct sw_replay_result *res;
-    cJSON *diffs;                /* JSON mode */
+    cJSON *diffs; /* JSON mode */
     int64_t first_ms;
     /* plugin events not yet handed to the policies */
     struct sw_event_record *events;
@@ -59,8 +59,8 @@ static void inputs_from_json(const cJSON *in, struct sw_units *units, struct sw_
     const cJSON *item;
     cJSON_ArrayForEach(item, cJSON_GetObjectItemCaseSensitive(in, "units"))
     {
-        struct sw_unit *u = sw_unit_new(json_str(item, "key"), json_str(item, "group"),
-                                        json_str(item, "region"));
+        struct sw_unit *u =
+            sw_unit_new(json_str(item, "key"), json_str(item, "group"), json_str(item, "region"));
         u->market_id = sw_xstrdup(json_str(item, "market_id"));
         u->provider = sw_xstrdup(json_str(item, "provider"));
         u->price_usd_hour = json_num(item, "price_usd_hour");
@@ -167,9 +167,8 @@ static void deliver_events(struct replay *r, int64_t at_ms, const struct sw_poli
     }
 }
 
-static void report_difference(struct replay *r, const cJSON *rec, const char *policy,
-                              int64_t at_ms, const char *recorded, const char *replayed,
-                              const char *note)
+static void report_difference(struct replay *r, const cJSON *rec, const char *policy, int64_t at_ms,
+                              const char *recorded, const char *replayed, const char *note)
 {
     r->res->differences++;
     FILE *out = r->opts->out;
@@ -252,8 +251,7 @@ static void replay_one(struct replay *r, const cJSON *rec)
     const cJSON *recorded_policy = cJSON_GetObjectItemCaseSensitive(desired, "policy");
     if (recorded_policy == NULL)
         recorded_policy = desired;
-    char *recorded_text = recorded_policy != NULL ? cJSON_PrintUnformatted(recorded_policy)
-                                                  : NULL;
+    char *recorded_text = recorded_policy != NULL ? cJSON_PrintUnformatted(recorded_policy) : NULL;
     struct sw_desired recorded;
     sw_desired_init(&recorded);
     bool parsed = recorded_text != NULL && sw_desired_from_json(&recorded, recorded_text) == 0;
@@ -391,17 +389,16 @@ out:
 
 static void usage_replay(FILE *out)
 {
-    fprintf(out,
-            "usage: steward replay --state FILE [-c CONFIG] [--from T] [--to T] [--json]\n"
-            "\n"
-            "Re-run the configuration's policies (their current files) over the evaluation\n"
-            "inputs recorded in a journal and print every evaluation whose desired state\n"
-            "differs from the recorded one. Exit 0: none differs; 1: some do.\n"
-            "  --state FILE   the journal (the config's \"state\", e.g. steward.db)\n"
-            "  -c CONFIG      policies, params and seed (default: steward.jsonc beside the\n"
-            "                 journal)\n"
-            "  --from T, --to T  window: epoch seconds or YYYY-MM-DDTHH:MM:SSZ\n"
-            "  --json         differences and counts as JSON on stdout\n");
+    fprintf(out, "usage: steward replay --state FILE [-c CONFIG] [--from T] [--to T] [--json]\n"
+                 "\n"
+                 "Re-run the configuration's policies (their current files) over the evaluation\n"
+                 "inputs recorded in a journal and print every evaluation whose desired state\n"
+                 "differs from the recorded one. Exit 0: none differs; 1: some do.\n"
+                 "  --state FILE   the journal (the config's \"state\", e.g. steward.db)\n"
+                 "  -c CONFIG      policies, params and seed (default: steward.jsonc beside the\n"
+                 "                 journal)\n"
+                 "  --from T, --to T  window: epoch seconds or YYYY-MM-DDTHH:MM:SSZ\n"
+                 "  --json         differences and counts as JSON on stdout\n");
 }
 
 static int parse_when(const char *text, int64_t *ms_out)
@@ -423,9 +420,12 @@ static int parse_when(const char *text, int64_t *ms_out)
 int sw_replay_main(int argc, char **argv)
 {
     static const struct option long_opts[] = {
-        {"state", required_argument, NULL, 'S'}, {"config", required_argument, NULL, 'c'},
-        {"from", required_argument, NULL, 'F'},  {"to", required_argument, NULL, 'T'},
-        {"json", no_argument, NULL, 'j'},        {"help", no_argument, NULL, 'h'},
+        {"state", required_argument, NULL, 'S'},
+        {"config", required_argument, NULL, 'c'},
+        {"from", required_argument, NULL, 'F'},
+        {"to", required_argument, NULL, 'T'},
+        {"json", no_argument, NULL, 'j'},
+        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     struct sw_replay_opts opts = {.out = stdout};
@@ -435,15 +435,20 @@ int sw_replay_main(int argc, char **argv)
     int ch;
     while ((ch = getopt_long(argc, argv, "c:h", long_opts, NULL)) != -1) {
         switch (ch) {
-        case 'S': opts.state_path = optarg; break;
-        case 'c': config = optarg; break;
+        case 'S':
+            opts.state_path = optarg;
+            break;
+        case 'c':
+            config = optarg;
+            break;
         case 'F':
         case 'T': {
             int64_t *slot = ch == 'F' ? &opts.from_ms : &opts.to_ms;
             if (parse_when(optarg, slot) < 0) {
-                fprintf(stderr, "steward replay: %s: expected epoch seconds or "
-                        "YYYY-MM-DDTHH:MM:SSZ, got \"%s\"\n", ch == 'F' ? "--from" : "--to",
-                        optarg);
+                fprintf(stderr,
+                        "steward replay: %s: expected epoch seconds or "
+                        "YYYY-MM-DDTHH:MM:SSZ, got \"%s\"\n",
+                        ch == 'F' ? "--from" : "--to", optarg);
                 return 2;
             }
             if (ch == 'F')
@@ -452,8 +457,12 @@ int sw_replay_main(int argc, char **argv)
                 opts.has_to = true;
             break;
         }
-        case 'j': opts.json = true; break;
-        case 'h': usage_replay(stdout); return 0;
+        case 'j':
+            opts.json = true;
+            break;
+        case 'h':
+            usage_replay(stdout);
+            return 0;
         default:
             fprintf(stderr, "steward replay: unknown or incomplete option '%s'\n",
                     argv[optind - 1]);

@@ -16,22 +16,22 @@
 #include "error.h"
 
 struct sw_replay_opts {
-    const char *state_path;   /* the journal (steward.db) */
-    const char *config_path;  /* names the policy files, params and seed */
+    const char *state_path;  /* the journal (steward.db) */
+    const char *config_path; /* names the policy files, params and seed */
     const char *lua_path;
     bool has_from, has_to;
-    int64_t from_ms, to_ms;   /* epoch ms, inclusive */
-    FILE *out;                /* one line per difference; NULL: silent */
-    bool json;                /* differences as a JSON array on out instead */
+    int64_t from_ms, to_ms; /* epoch ms, inclusive */
+    FILE *out;              /* one line per difference; NULL: silent */
+    bool json;              /* differences as a JSON array on out instead */
 };
 
 struct sw_replay_result {
-    uint64_t evaluations;     /* records in the window */
-    uint64_t replayed;        /* with inputs and a policy of that name in the config */
+    uint64_t evaluations; /* records in the window */
+    uint64_t replayed;    /* with inputs and a policy of that name in the config */
     uint64_t differences;
-    uint64_t without_inputs;  /* recorded with skip_inputs: cannot be replayed */
-    uint64_t unknown_policy;  /* the config has no policy of the record's name */
-    uint64_t events;          /* plugin events handed to on_event */
+    uint64_t without_inputs; /* recorded with skip_inputs: cannot be replayed */
+    uint64_t unknown_policy; /* the config has no policy of the record's name */
+    uint64_t events;         /* plugin events handed to on_event */
 };
 
 /* 0 with *result filled (differences may be > 0), or < 0 with err: SW_ECONFIG/SW_EPOLICY

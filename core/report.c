@@ -155,8 +155,7 @@ char *sw_report_run_json(const struct sw_sim_result *const *runs, size_t count)
         add_count(o, "evaluations", r->evaluations);
         add_num(o, "evaluations_per_s", r->wall_s > 0 ? (double)r->evaluations / r->wall_s : NAN,
                 1);
-        add_num(o, "sim_days_per_wall_s", r->wall_s > 0 ? r->sim_s / 86400.0 / r->wall_s : NAN,
-                3);
+        add_num(o, "sim_days_per_wall_s", r->wall_s > 0 ? r->sim_s / 86400.0 / r->wall_s : NAN, 3);
         cJSON_AddItemToArray(arr, o);
     }
     return print_owned(root);
@@ -227,9 +226,8 @@ void sw_report_print_table(FILE *out, const struct sw_sim_result *const *runs, s
         ROW("latency p99 ms", r->latency_p99, 2);
         ROW("slo_violation_minutes", r->slo_violation_minutes, 1);
         ROW("dropped_requests", r->dropped_requests, 0);
-        ROW("dropped %", r->demand_requests > 0 ? 100 * r->dropped_requests / r->demand_requests
-                                                : NAN,
-            3);
+        ROW("dropped %",
+            r->demand_requests > 0 ? 100 * r->dropped_requests / r->demand_requests : NAN, 3);
     }
     if (jobs) {
         ROW("jobs_completed", r->jobs.completed, 0);
@@ -271,11 +269,20 @@ static void put_escaped(struct buf *b, const char *text)
 {
     for (const char *p = text; *p; p++) {
         switch (*p) {
-        case '<': put(b, "&lt;"); break;
-        case '>': put(b, "&gt;"); break;
-        case '&': put(b, "&amp;"); break;
-        case '"': put(b, "&quot;"); break;
-        default: put(b, "%c", *p);
+        case '<':
+            put(b, "&lt;");
+            break;
+        case '>':
+            put(b, "&gt;");
+            break;
+        case '&':
+            put(b, "&amp;");
+            break;
+        case '"':
+            put(b, "&quot;");
+            break;
+        default:
+            put(b, "%c", *p);
         }
     }
 }
@@ -321,14 +328,17 @@ static void chart_open(struct buf *b, struct chart *c, const char *title, const 
     c->ymax = nice_max(c->ymax);
     put(b, "<figure><figcaption>");
     put_escaped(b, title);
-    put(b, "</figcaption>\n<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" "
-           "viewBox=\"0 0 %d %d\" role=\"img\">\n", CHART_W, c->height, CHART_W, c->height);
+    put(b,
+        "</figcaption>\n<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" "
+        "viewBox=\"0 0 %d %d\" role=\"img\">\n",
+        CHART_W, c->height, CHART_W, c->height);
     /* Axes: three y labels, day ticks on x. */
     for (int i = 0; i <= 2; i++) {
         double y = c->ymax * i / 2.0;
         double py = chart_y(c, y);
-        put(b, "<line x1=\"%d\" y1=\"%.1f\" x2=\"%d\" y2=\"%.1f\" class=\"grid\"/>"
-               "<text x=\"%d\" y=\"%.1f\" class=\"yl\">%g%s</text>\n",
+        put(b,
+            "<line x1=\"%d\" y1=\"%.1f\" x2=\"%d\" y2=\"%.1f\" class=\"grid\"/>"
+            "<text x=\"%d\" y=\"%.1f\" class=\"yl\">%g%s</text>\n",
             PAD_L, py, CHART_W - PAD_R, py, PAD_L - 4, py + 4, y, unit);
     }
     double span = c->x1 - c->x0;
@@ -448,9 +458,10 @@ char *sw_report_html(const struct sw_sim_result *const *runs, size_t count)
 
     /* Capacity against demand, per region. */
     if (first->has_demand) {
-        put(&b, "<h2>Capacity against demand, per region</h2>\n<p>Grey: demand from users "
-                "in the region (requests/s). Colour: ready web capacity in the region "
-                "(units &times; %g requests/s), one per configuration.</p>\n",
+        put(&b,
+            "<h2>Capacity against demand, per region</h2>\n<p>Grey: demand from users "
+            "in the region (requests/s). Colour: ready web capacity in the region "
+            "(units &times; %g requests/s), one per configuration.</p>\n",
             first->rps_per_unit);
         for (size_t g = 0; g < first->region_count; g++) {
             const char *region = first->regions[g].name;
@@ -463,9 +474,9 @@ char *sw_report_html(const struct sw_sim_result *const *runs, size_t count)
                     if (strcmp(runs[i]->regions[j].name, region) == 0)
                         k = (int)j;
                 if (k >= 0) {
-                    double m = series_max(&runs[i]->series.capacity_rps[(size_t)k *
-                                                                        runs[i]->series.buckets],
-                                          runs[i]->series.buckets);
+                    double m = series_max(
+                        &runs[i]->series.capacity_rps[(size_t)k * runs[i]->series.buckets],
+                        runs[i]->series.buckets);
                     c.ymax = m > c.ymax ? m : c.ymax;
                 }
             }
@@ -501,8 +512,8 @@ char *sw_report_html(const struct sw_sim_result *const *runs, size_t count)
                 "(dotted) per minute, averaged per point; red: the p95 SLO.</p>\n");
         chart_open(&b, &c, "latency (ms)", "");
         double slo_y = chart_y(&c, first->slo_p95_ms);
-        put(&b, "<line class=\"slo\" x1=\"%d\" y1=\"%.1f\" x2=\"%d\" y2=\"%.1f\"/>\n", PAD_L,
-            slo_y, CHART_W - PAD_R, slo_y);
+        put(&b, "<line class=\"slo\" x1=\"%d\" y1=\"%.1f\" x2=\"%d\" y2=\"%.1f\"/>\n", PAD_L, slo_y,
+            CHART_W - PAD_R, slo_y);
         for (size_t i = 0; i < count; i++) {
             const struct sw_sim_result *r = runs[i];
             char attrs[128];
@@ -549,14 +560,16 @@ char *sw_report_html(const struct sw_sim_result *const *runs, size_t count)
     double top = nice_max(ev.ymax);
     double mid = ev.height / 2.0;
     double unit = (mid - PAD_T) / top;
-    put(&b, "<figure><figcaption>lease events</figcaption>\n<svg xmlns=\"http://www.w3.org/2000/"
-            "svg\" width=\"%d\" height=\"%d\" viewBox=\"0 0 %d %d\" role=\"img\">\n",
+    put(&b,
+        "<figure><figcaption>lease events</figcaption>\n<svg xmlns=\"http://www.w3.org/2000/"
+        "svg\" width=\"%d\" height=\"%d\" viewBox=\"0 0 %d %d\" role=\"img\">\n",
         CHART_W, ev.height, CHART_W, ev.height);
-    put(&b, "<line x1=\"%d\" y1=\"%.1f\" x2=\"%d\" y2=\"%.1f\" stroke=\"#888\"/>"
-            "<text x=\"%d\" y=\"%d\" class=\"yl\">+%g</text>"
-            "<text x=\"%d\" y=\"%d\" class=\"yl\">&#8722;%g</text>\n",
-        PAD_L, mid, CHART_W - PAD_R, mid, PAD_L - 4, PAD_T + 8, top, PAD_L - 4,
-        ev.height - PAD_T, top);
+    put(&b,
+        "<line x1=\"%d\" y1=\"%.1f\" x2=\"%d\" y2=\"%.1f\" stroke=\"#888\"/>"
+        "<text x=\"%d\" y=\"%d\" class=\"yl\">+%g</text>"
+        "<text x=\"%d\" y=\"%d\" class=\"yl\">&#8722;%g</text>\n",
+        PAD_L, mid, CHART_W - PAD_R, mid, PAD_L - 4, PAD_T + 8, top, PAD_L - 4, ev.height - PAD_T,
+        top);
     for (size_t i = 0; i < count; i++) {
         const struct sw_sim_result *r = runs[i];
         const struct sw_sim_series *se = &r->series;
@@ -570,8 +583,10 @@ char *sw_report_html(const struct sw_sim_result *const *runs, size_t count)
                     mid - se->acquired[k] * unit, w > 1 ? w : 1, se->acquired[k] * unit);
             double down = se->released[k] + se->lost[k];
             if (down > 0)
-                put(&b, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" "
-                        "fill-opacity=\"0.5\"/>", px, mid, w > 1 ? w : 1, down * unit);
+                put(&b,
+                    "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" "
+                    "fill-opacity=\"0.5\"/>",
+                    px, mid, w > 1 ? w : 1, down * unit);
         }
         put(&b, "\n</g>\n");
     }

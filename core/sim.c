@@ -151,8 +151,8 @@ static int cmp_pair(const void *a, const void *b)
     return x < y ? -1 : x > y ? 1 : 0; /* row-major index: lower user, then lower server */
 }
 
-void sw_web_model_init(struct sw_web_model *m, size_t users, size_t servers,
-                       const double *rtt_ms, size_t *order, double service_ms)
+void sw_web_model_init(struct sw_web_model *m, size_t users, size_t servers, const double *rtt_ms,
+                       size_t *order, double service_ms)
 {
     m->users = users;
     m->servers = servers;
@@ -166,9 +166,8 @@ void sw_web_model_init(struct sw_web_model *m, size_t users, size_t servers,
     order_rtt = NULL;
 }
 
-void sw_web_model_assign(const struct sw_web_model *m, const double *demand,
-                         const double *capacity, double *served, double *dropped,
-                         double *latency, double *load)
+void sw_web_model_assign(const struct sw_web_model *m, const double *demand, const double *capacity,
+                         double *served, double *dropped, double *latency, double *load)
 {
     size_t n = m->users * m->servers;
     for (size_t u = 0; u < m->users; u++)
@@ -212,8 +211,8 @@ struct sw_jobsim {
     const struct sw_job *jobs;
     size_t count;
     int64_t origin_ms;
-    size_t next_submit;    /* index of the next job to submit */
-    size_t *queue;         /* waiting jobs, head first */
+    size_t next_submit; /* index of the next job to submit */
+    size_t *queue;      /* waiting jobs, head first */
     size_t queue_len;
     struct running_job *running; /* in start order */
     size_t running_len;
@@ -222,7 +221,7 @@ struct sw_jobsim {
     int busy_gpus;
     int64_t last_ms;
     double worker_ms, busy_ms, gpu_ms;
-    double *waits_s;       /* per started job (first start) */
+    double *waits_s; /* per started job (first start) */
     size_t waits_len;
     bool *started_once;
     uint64_t submitted, started, completed, restarted;
@@ -512,21 +511,21 @@ struct sim {
     /* parameters */
     double rps_per_unit, slo_p95_ms, service_ms, origin_s;
     int64_t sample_every_ms, offers_every_ms, watch_every_ms;
-    char *providers_path;      /* resolved, or NULL when the providers are inline */
-    char *providers_inline;    /* JSON array text when inline */
+    char *providers_path;   /* resolved, or NULL when the providers are inline */
+    char *providers_inline; /* JSON array text when inline */
     char *rtt_path;
     char **demand_metrics;
     size_t demand_metric_count;
-    int web_group;             /* config group index, -1 none */
+    int web_group; /* config group index, -1 none */
     int job_group;
 
     /* regions of the report (sorted): demand ∪ provider regions */
     char **regions;
     size_t region_count;
-    size_t *users;             /* demand region i → report region */
-    size_t *servers;           /* serving region j → report region */
+    size_t *users;   /* demand region i → report region */
+    size_t *servers; /* serving region j → report region */
     size_t server_count;
-    double *rtt_us;            /* users × servers */
+    double *rtt_us; /* users × servers */
     size_t *order;
     struct sw_web_model web;
     double *demand_now, *capacity_now, *served, *dropped, *latency, *load;
@@ -536,13 +535,13 @@ struct sim {
     struct sw_hist *hist_user; /* per report region */
 
     /* units */
-    struct tracked **tracked;  /* open-addressing table keyed by unit key */
+    struct tracked **tracked; /* open-addressing table keyed by unit key */
     size_t tracked_cap;
     size_t tracked_count;
-    int *ready;                /* group_count × region_count */
-    int *scratch_counts;       /* same shape, for the timeline */
-    double spend_rate;         /* USD/h of leases open now */
-    double cost_accum;         /* integral of spend_rate up to cost_last_ms */
+    int *ready;          /* group_count × region_count */
+    int *scratch_counts; /* same shape, for the timeline */
+    double spend_rate;   /* USD/h of leases open now */
+    double cost_accum;   /* integral of spend_rate up to cost_last_ms */
     int64_t cost_last_ms;
 
     /* time */
@@ -717,8 +716,8 @@ static void on_unit(void *ud, const struct sw_unit *u)
     if (t->closed)
         return;
     struct sw_sim_result *res = s->res;
-    bool leased_now = u->state == SW_UNIT_LEASED || u->state == SW_UNIT_READY ||
-                      u->state == SW_UNIT_RELEASING;
+    bool leased_now =
+        u->state == SW_UNIT_LEASED || u->state == SW_UNIT_READY || u->state == SW_UNIT_RELEASING;
     if (leased_now && t->leased_ms == 0) {
         cost_advance(s, now);
         t->leased_ms = now;
@@ -826,7 +825,6 @@ static void on_evaluation(void *ud, const char *policy)
     /* Fields hold no commas: region and group names are [A-Za-z0-9._-]. */
     append(&buf, &len, &cap, "%d,%.3f,%s,%d,", s->opts->run_index,
            (double)(now - s->origin_ms) / 1000.0, policy, desired_total);
-    size_t mark = len;
     int ready_total = 0, pending_total = 0;
     char *text = sw_xmalloc(64);
     size_t tlen = 0, tcap = 64;
@@ -836,7 +834,6 @@ static void on_evaluation(void *ud, const char *policy)
     tlen = 0;
     text[0] = '\0';
     counts_text(s, s->scratch_counts, &text, &tlen, &tcap, &pending_total);
-    (void)mark;
     append(&buf, &len, &cap, "%d,%d,%.4f,", ready_total, pending_total,
            sw_units_spend_usd_hour(units));
     for (size_t i = 0; i < d->count; i++)
@@ -865,8 +862,8 @@ static void web_sample(struct sim *s, int64_t now, double dur_s)
                         : 0;
         s->capacity_now[j] = units * s->rps_per_unit;
     }
-    sw_web_model_assign(&s->web, s->demand_now, s->capacity_now, s->served, s->dropped,
-                        s->latency, s->load);
+    sw_web_model_assign(&s->web, s->demand_now, s->capacity_now, s->served, s->dropped, s->latency,
+                        s->load);
     size_t b = bucket_of(s, now);
     size_t nserved = 0;
     double served_total = 0, dropped_total = 0;
@@ -956,8 +953,8 @@ static void arm_job_timer(struct sim *s)
     if (next > s->end_ms || next == INT64_MAX)
         return;
     int64_t now = sim_now(s);
-    s->job_timer = sw_clock_timer_start(s->clock, (uint64_t)(next > now ? next - now : 0),
-                                        on_job_timer, s);
+    s->job_timer =
+        sw_clock_timer_start(s->clock, (uint64_t)(next > now ? next - now : 0), on_job_timer, s);
     s->job_timer_due = next;
 }
 
@@ -974,9 +971,9 @@ static void on_fatal(void *ud, const struct sw_error *err)
 static int simulation_params(struct sim *s, struct sw_error *err)
 {
     static const char *const keys[] = {
-        "rps_per_unit", "slo_p95_ms", "service_ms",  "group",        "job_group",
-        "demand_metric", "origin",    "providers",   "rtt",          "sample_every",
-        "offers_every", "watch_every", NULL};
+        "rps_per_unit",  "slo_p95_ms",  "service_ms", "group", "job_group",
+        "demand_metric", "origin",      "providers",  "rtt",   "sample_every",
+        "offers_every",  "watch_every", NULL};
     const struct sw_config *c = s->config;
     s->rps_per_unit = 100;
     s->slo_p95_ms = 80;
@@ -993,10 +990,12 @@ static int simulation_params(struct sim *s, struct sw_error *err)
         while (keys[k] != NULL && strcmp(keys[k], item->string) != 0)
             k++;
         if (keys[k] == NULL) {
-            rc = sw_error_set(err, SW_ECONFIG, "%s:simulation: unknown key '%s' (known: "
+            rc = sw_error_set(err, SW_ECONFIG,
+                              "%s:simulation: unknown key '%s' (known: "
                               "rps_per_unit, slo_p95_ms, service_ms, group, job_group, "
                               "demand_metric, origin, providers, rtt, sample_every, "
-                              "offers_every, watch_every)", c->path, item->string);
+                              "offers_every, watch_every)",
+                              c->path, item->string);
             goto out;
         }
         const char *name = item->string;
@@ -1005,7 +1004,7 @@ static int simulation_params(struct sim *s, struct sw_error *err)
                          : strcmp(name, "service_ms") == 0 ? &s->service_ms
                          : strcmp(name, "origin") == 0     ? &s->origin_s
                                                            : NULL;
-        int64_t *duration = strcmp(name, "sample_every") == 0  ? &s->sample_every_ms
+        int64_t *duration = strcmp(name, "sample_every") == 0   ? &s->sample_every_ms
                             : strcmp(name, "offers_every") == 0 ? &s->offers_every_ms
                             : strcmp(name, "watch_every") == 0  ? &s->watch_every_ms
                                                                 : NULL;
@@ -1022,8 +1021,10 @@ static int simulation_params(struct sim *s, struct sw_error *err)
             *number = item->valuedouble;
         } else if (duration != NULL) {
             if (sw_duration_from_json(item, duration) < 0 || *duration < 1000) {
-                rc = sw_error_set(err, SW_ECONFIG, "%s:simulation.%s: expected a duration of "
-                                  "at least 1s", c->path, name);
+                rc = sw_error_set(err, SW_ECONFIG,
+                                  "%s:simulation.%s: expected a duration of "
+                                  "at least 1s",
+                                  c->path, name);
                 goto out;
             }
         } else if (strcmp(name, "demand_metric") == 0) {
@@ -1033,23 +1034,27 @@ static int simulation_params(struct sim *s, struct sw_error *err)
                 cJSON_ArrayForEach(m, item) ok = ok && cJSON_IsString(m);
             }
             if (!ok) {
-                rc = sw_error_set(err, SW_ECONFIG, "%s:simulation.demand_metric: expected a "
-                                  "metric name or an array of them", c->path);
+                rc = sw_error_set(err, SW_ECONFIG,
+                                  "%s:simulation.demand_metric: expected a "
+                                  "metric name or an array of them",
+                                  c->path);
                 goto out;
             }
             if (cJSON_IsString(item)) {
                 s->demand_metrics = sw_xcalloc(1, sizeof(char *));
                 s->demand_metrics[s->demand_metric_count++] = sw_xstrdup(item->valuestring);
             } else {
-                s->demand_metrics = sw_xcalloc((size_t)cJSON_GetArraySize(item) + 1,
-                                               sizeof(char *));
-                cJSON_ArrayForEach(m, item)
-                    s->demand_metrics[s->demand_metric_count++] = sw_xstrdup(m->valuestring);
+                s->demand_metrics =
+                    sw_xcalloc((size_t)cJSON_GetArraySize(item) + 1, sizeof(char *));
+                cJSON_ArrayForEach(m, item) s->demand_metrics[s->demand_metric_count++] =
+                    sw_xstrdup(m->valuestring);
             }
         } else {
             if (!cJSON_IsString(item) || item->valuestring[0] == '\0') {
-                rc = sw_error_set(err, SW_ECONFIG, "%s:simulation.%s: expected a non-empty "
-                                  "string", c->path, name);
+                rc = sw_error_set(err, SW_ECONFIG,
+                                  "%s:simulation.%s: expected a non-empty "
+                                  "string",
+                                  c->path, name);
                 goto out;
             }
             const char *v = item->valuestring;
@@ -1072,8 +1077,8 @@ static int simulation_params(struct sim *s, struct sw_error *err)
     if (group != NULL) {
         s->web_group = group_index(s, group);
         if (s->web_group < 0) {
-            rc = sw_error_set(err, SW_ECONFIG, "%s:simulation.group: no group '%s'", c->path,
-                              group);
+            rc =
+                sw_error_set(err, SW_ECONFIG, "%s:simulation.group: no group '%s'", c->path, group);
             goto out;
         }
     } else {
@@ -1183,9 +1188,8 @@ static int swap_plugins(struct sim *s, const char *demand_path, struct sw_error 
 {
     struct sw_config *c = s->config;
     /* The market: providers from --providers, simulation.providers, or market_sim's own. */
-    struct sw_plugin_config *own = strcmp(c->market_plugin, "market_sim") == 0
-                                       ? config_plugin(c, "market_sim")
-                                       : NULL;
+    struct sw_plugin_config *own =
+        strcmp(c->market_plugin, "market_sim") == 0 ? config_plugin(c, "market_sim") : NULL;
     cJSON *market = own != NULL ? cJSON_Parse(own->config_json) : cJSON_CreateObject();
     if (s->providers_path == NULL && own != NULL) {
         const cJSON *file = cJSON_GetObjectItemCaseSensitive(market, "providers_file");
@@ -1199,8 +1203,10 @@ static int swap_plugins(struct sim *s, const char *demand_path, struct sw_error 
     }
     if (s->providers_path == NULL && s->providers_inline == NULL) {
         cJSON_Delete(market);
-        return sw_error_set(err, SW_ECONFIG, "%s: no providers for the simulated marketplace: "
-                            "pass --providers FILE or set simulation.providers", c->path);
+        return sw_error_set(err, SW_ECONFIG,
+                            "%s: no providers for the simulated marketplace: "
+                            "pass --providers FILE or set simulation.providers",
+                            c->path);
     }
     if (s->providers_path != NULL) {
         char *abs = absolute(s->providers_path);
@@ -1230,9 +1236,11 @@ static int swap_plugins(struct sim *s, const char *demand_path, struct sw_error 
     }
     if (demand_path != NULL && !fed) {
         cJSON_Delete(market);
-        return sw_error_set(err, SW_ECONFIG, "%s: no metric named '%s' to feed the demand "
+        return sw_error_set(err, SW_ECONFIG,
+                            "%s: no metric named '%s' to feed the demand "
                             "trace into (name the policy's demand metric in "
-                            "simulation.demand_metric)", c->path, s->demand_metrics[0]);
+                            "simulation.demand_metric)",
+                            c->path, s->demand_metrics[0]);
     }
 
     struct sw_plugin_config *plugins = sw_xcalloc(c->plugin_count + 2, sizeof(*plugins));
@@ -1286,8 +1294,10 @@ static int load_traces(struct sim *s, struct sw_error *err)
             return kind;
         if (kind == SW_TRACE_DEMAND) {
             if (s->demand != NULL)
-                return sw_error_set(err, SW_EINVAL, "%s: a second demand trace (the first is "
-                                    "%s): merge them into one file", path, s->demand->path);
+                return sw_error_set(err, SW_EINVAL,
+                                    "%s: a second demand trace (the first is "
+                                    "%s): merge them into one file",
+                                    path, s->demand->path);
             if ((s->demand = sw_demand_load(path, err)) == NULL)
                 return err->code;
         } else if (kind == SW_TRACE_JOBS) {
@@ -1297,13 +1307,17 @@ static int load_traces(struct sim *s, struct sw_error *err)
             if ((s->jobs = sw_jobs_load(path, err)) == NULL)
                 return err->code;
         } else {
-            return sw_error_set(err, SW_EINVAL, "%s: this is a round-trip-time table: pass it "
-                                "with --rtt", path);
+            return sw_error_set(err, SW_EINVAL,
+                                "%s: this is a round-trip-time table: pass it "
+                                "with --rtt",
+                                path);
         }
     }
     if (s->jobs != NULL && s->job_group < 0)
-        return sw_error_set(err, SW_ECONFIG, "%s: a jobs trace needs simulation.job_group "
-                            "naming the group whose units run the jobs", s->config->path);
+        return sw_error_set(err, SW_ECONFIG,
+                            "%s: a jobs trace needs simulation.job_group "
+                            "naming the group whose units run the jobs",
+                            s->config->path);
     return 0;
 }
 
@@ -1337,8 +1351,10 @@ static int prepare_model(struct sim *s, struct sw_error *err)
 
     if (s->demand != NULL) {
         if (s->rtt_path == NULL) {
-            rc = sw_error_set(err, SW_ECONFIG, "%s: a demand trace needs round-trip times: "
-                              "pass --rtt FILE or set simulation.rtt", c->path);
+            rc = sw_error_set(err, SW_ECONFIG,
+                              "%s: a demand trace needs round-trip times: "
+                              "pass --rtt FILE or set simulation.rtt",
+                              c->path);
             goto out_serving;
         }
         if ((s->rtt = sw_rtt_load(s->rtt_path, err)) == NULL) {
@@ -1390,8 +1406,10 @@ static int prepare_model(struct sim *s, struct sw_error *err)
     if (s->opts->has_to)
         to = s->opts->to_s;
     if (!(to > from)) {
-        rc = sw_error_set(err, SW_EINVAL, "the simulated window is empty (from %gs to %gs): "
-                          "check --from/--to and the traces", from, to);
+        rc = sw_error_set(err, SW_EINVAL,
+                          "the simulated window is empty (from %gs to %gs): "
+                          "check --from/--to and the traces",
+                          from, to);
         goto out_serving;
     }
     s->origin_ms = (int64_t)llround(s->origin_s * 1000.0);
@@ -1430,8 +1448,8 @@ static void result_init(struct sim *s)
     res->regions = sw_xcalloc(s->region_count + 1, sizeof(*res->regions));
     for (size_t r = 0; r < s->region_count; r++) {
         res->regions[r].name = sw_xstrdup(s->regions[r]);
-        res->regions[r].latency_p50 = res->regions[r].latency_p95 =
-            res->regions[r].latency_p99 = NAN;
+        res->regions[r].latency_p50 = res->regions[r].latency_p95 = res->regions[r].latency_p99 =
+            NAN;
     }
     res->group_count = c->group_count;
     res->groups = sw_xcalloc(c->group_count + 1, sizeof(*res->groups));
@@ -1449,9 +1467,9 @@ static void result_init(struct sim *s)
     size_t nb = se->buckets, nr = s->region_count ? s->region_count : 1;
     se->demand_rps = sw_xcalloc(nr * nb, sizeof(double));
     se->capacity_rps = sw_xcalloc(nr * nb, sizeof(double));
-    double **per_bucket_arrays[] = {&se->p50,  &se->p95,      &se->p99,  &se->cost_usd,
-                                    &se->acquired, &se->released, &se->lost, &se->samples,
-                                    &se->lat_samples};
+    double **per_bucket_arrays[] = {&se->p50,      &se->p95,      &se->p99,
+                                    &se->cost_usd, &se->acquired, &se->released,
+                                    &se->lost,     &se->samples,  &se->lat_samples};
     for (size_t i = 0; i < SW_ARRAY_LEN(per_bucket_arrays); i++)
         *per_bucket_arrays[i] = sw_xcalloc(nb, sizeof(double));
 }
@@ -1464,8 +1482,8 @@ static void series_finish(struct sim *s)
     for (size_t b = 0; b < se->buckets; b++) {
         double n = se->samples[b];
         for (size_t r = 0; r < s->region_count; r++) {
-            se->demand_rps[r * se->buckets + b] = n > 0 ? se->demand_rps[r * se->buckets + b] / n
-                                                        : 0;
+            se->demand_rps[r * se->buckets + b] =
+                n > 0 ? se->demand_rps[r * se->buckets + b] / n : 0;
             se->capacity_rps[r * se->buckets + b] =
                 n > 0 ? se->capacity_rps[r * se->buckets + b] / n : 0;
         }
@@ -1532,8 +1550,8 @@ void sw_sim_result_free(struct sw_sim_result *r)
         free(r->groups[i].name);
     free(r->groups);
     struct sw_sim_series *se = &r->series;
-    double *arrays[] = {se->demand_rps, se->capacity_rps, se->p50,      se->p95,
-                        se->p99,        se->cost_usd,     se->acquired, se->released,
+    double *arrays[] = {se->demand_rps, se->capacity_rps, se->p50,        se->p95,
+                        se->p99,        se->cost_usd,     se->acquired,   se->released,
                         se->lost,       se->samples,      se->lat_samples};
     for (size_t i = 0; i < SW_ARRAY_LEN(arrays); i++)
         free(arrays[i]);
@@ -1582,11 +1600,11 @@ static void finish_accounting(struct sim *s)
 static void write_timeline_header(FILE *f)
 {
     fputs("run,time_s,policy,desired_total,ready_total,pending_total,spend_usd_hour,desired,"
-          "ready,pending\n", f);
+          "ready,pending\n",
+          f);
 }
 
-int sw_sim_run(const struct sw_sim_opts *opts, struct sw_sim_result **out,
-               struct sw_error *err)
+int sw_sim_run(const struct sw_sim_opts *opts, struct sw_sim_result **out, struct sw_error *err)
 {
     struct sim sim = {0};
     struct sim *s = &sim;
@@ -1756,8 +1774,10 @@ static int parse_time_arg(const char *name, const char *text, double *out)
 {
     int64_t ms = 0;
     if (sw_duration_parse(text, &ms) < 0) {
-        fprintf(stderr, "steward simulate: %s: expected a trace time like 36h, 2d or seconds, "
-                "got \"%s\"\n", name, text);
+        fprintf(stderr,
+                "steward simulate: %s: expected a trace time like 36h, 2d or seconds, "
+                "got \"%s\"\n",
+                name, text);
         return -1;
     }
     *out = (double)ms / 1000.0;
@@ -1810,10 +1830,18 @@ int sw_sim_main(int argc, char **argv)
     int ch;
     while ((ch = getopt_long(argc, argv, "c:h", long_opts, NULL)) != -1) {
         switch (ch) {
-        case 'c': configs[0] = optarg; break;
-        case 't': traces[trace_count++] = optarg; break;
-        case 'p': opts.providers_path = optarg; break;
-        case 'r': opts.rtt_path = optarg; break;
+        case 'c':
+            configs[0] = optarg;
+            break;
+        case 't':
+            traces[trace_count++] = optarg;
+            break;
+        case 'p':
+            opts.providers_path = optarg;
+            break;
+        case 'r':
+            opts.rtt_path = optarg;
+            break;
         case 'F':
             if (parse_time_arg("--from", optarg, &opts.from_s) < 0)
                 exit_code = EXIT_USAGE;
@@ -1829,20 +1857,34 @@ int sw_sim_main(int argc, char **argv)
             errno = 0;
             unsigned long long v = strtoull(optarg, &end, 10);
             if (end == optarg || *end != '\0' || errno != 0 || optarg[0] == '-') {
-                fprintf(stderr, "steward simulate: --seed: expected an integer >= 0, got "
-                        "\"%s\"\n", optarg);
+                fprintf(stderr,
+                        "steward simulate: --seed: expected an integer >= 0, got "
+                        "\"%s\"\n",
+                        optarg);
                 exit_code = EXIT_USAGE;
             }
             opts.seed = v;
             opts.has_seed = true;
             break;
         }
-        case 'o': out_dir = optarg; break;
-        case 'C': configs[config_count++] = optarg; break;
-        case 'k': keep = true; break;
-        case 'q': quiet = true; break;
-        case 'j': json = true; break;
-        case 'v': verbose = true; break;
+        case 'o':
+            out_dir = optarg;
+            break;
+        case 'C':
+            configs[config_count++] = optarg;
+            break;
+        case 'k':
+            keep = true;
+            break;
+        case 'q':
+            quiet = true;
+            break;
+        case 'j':
+            json = true;
+            break;
+        case 'v':
+            verbose = true;
+            break;
         case 'h':
             usage_simulate(stdout);
             goto done;
@@ -1867,7 +1909,7 @@ int sw_sim_main(int argc, char **argv)
         goto done;
     if (configs[0] == NULL || trace_count == 0) {
         fprintf(stderr, "steward simulate: -c CONFIG and at least one --trace FILE are "
-                "required\n");
+                        "required\n");
         usage_simulate(stderr);
         exit_code = EXIT_USAGE;
         goto done;
@@ -1941,8 +1983,8 @@ int sw_sim_main(int argc, char **argv)
             if (progress.shown)
                 fputs("\r\033[K", stderr);
             fprintf(stderr, "steward simulate: %s\n", err.msg);
-            exit_code = rc == SW_ECONFIG || rc == SW_EINVAL || rc == SW_EPOLICY ||
-                                rc == SW_EABI || rc == SW_EIO || rc == SW_ETOOBIG
+            exit_code = rc == SW_ECONFIG || rc == SW_EINVAL || rc == SW_EPOLICY || rc == SW_EABI ||
+                                rc == SW_EIO || rc == SW_ETOOBIG
                             ? EXIT_USAGE
                             : EXIT_RUNTIME;
             break;
@@ -1983,7 +2025,8 @@ int sw_sim_main(int argc, char **argv)
             sw_report_print_table(stdout, all, done_runs);
             for (size_t i = 0; i < done_runs; i++)
                 printf("%s: %.3f s wall, %.0f evaluations/s, %.1f simulated days per wall "
-                       "second\n", runs[i]->config_path, runs[i]->wall_s,
+                       "second\n",
+                       runs[i]->config_path, runs[i]->wall_s,
                        runs[i]->wall_s > 0 ? (double)runs[i]->evaluations / runs[i]->wall_s : 0,
                        runs[i]->wall_s > 0 ? runs[i]->sim_s / 86400.0 / runs[i]->wall_s : 0);
             if (out_dir != NULL)

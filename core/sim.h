@@ -56,19 +56,18 @@ double sw_weighted_percentile(struct sw_weighted *items, size_t count, double p)
 struct sw_web_model {
     size_t users;
     size_t servers;
-    const double *rtt_ms;   /* users × servers */
-    size_t *order;          /* users × servers pair indices by RTT; sw_web_model_init fills */
+    const double *rtt_ms; /* users × servers */
+    size_t *order;        /* users × servers pair indices by RTT; sw_web_model_init fills */
     double service_ms;
 };
 
 /* order must hold users × servers entries; it is filled here (owned by the caller). */
-void sw_web_model_init(struct sw_web_model *m, size_t users, size_t servers,
-                       const double *rtt_ms, size_t *order, double service_ms);
+void sw_web_model_init(struct sw_web_model *m, size_t users, size_t servers, const double *rtt_ms,
+                       size_t *order, double service_ms);
 /* served (users × servers), dropped (users) and latency (users × servers; NaN where nothing
  * is served) are outputs; load (servers) is scratch. */
-void sw_web_model_assign(const struct sw_web_model *m, const double *demand,
-                         const double *capacity, double *served, double *dropped,
-                         double *latency, double *load);
+void sw_web_model_assign(const struct sw_web_model *m, const double *demand, const double *capacity,
+                         double *served, double *dropped, double *latency, double *load);
 
 /* ---- batch-job model ------------------------------------------------------------------ */
 
@@ -83,12 +82,12 @@ struct sw_jobsim_stats {
     uint64_t started;
     uint64_t completed;
     uint64_t restarted;
-    uint64_t waiting;          /* submitted, never started by the end */
-    double wait_p50_s;         /* over jobs that started; NaN when none */
+    uint64_t waiting;  /* submitted, never started by the end */
+    double wait_p50_s; /* over jobs that started; NaN when none */
     double wait_p95_s;
-    double worker_hours;       /* ready units of the job group × time */
-    double idle_worker_hours;  /* of which no job held them */
-    double gpu_hours;          /* busy workers × gpus_per_worker × time */
+    double worker_hours;      /* ready units of the job group × time */
+    double idle_worker_hours; /* of which no job held them */
+    double gpu_hours;         /* busy workers × gpus_per_worker × time */
 };
 
 /* jobs borrowed; submit times are origin_ms + submit_s × 1000. Owned; sw_jobsim_free. */
@@ -108,22 +107,22 @@ void sw_jobsim_finish(struct sw_jobsim *js, int64_t end_ms, struct sw_jobsim_sta
 
 struct sw_sim_opts {
     const char *config_path;
-    const char *const *traces;      /* demand and/or jobs CSV files (one of each at most) */
+    const char *const *traces; /* demand and/or jobs CSV files (one of each at most) */
     size_t trace_count;
-    const char *providers_path;     /* NULL: simulation.providers, else market_sim's own */
-    const char *rtt_path;           /* NULL: simulation.rtt */
+    const char *providers_path; /* NULL: simulation.providers, else market_sim's own */
+    const char *rtt_path;       /* NULL: simulation.rtt */
     bool has_from, has_to;
-    double from_s, to_s;            /* trace seconds; default: the demand trace's span */
+    double from_s, to_s; /* trace seconds; default: the demand trace's span */
     bool has_seed;
-    uint64_t seed;                  /* default: the config's seed */
-    const char *journal_path;       /* NULL: ":memory:" */
-    bool verbose;                   /* runtime logs at info instead of warn */
+    uint64_t seed;            /* default: the config's seed */
+    const char *journal_path; /* NULL: ":memory:" */
+    bool verbose;             /* runtime logs at info instead of warn */
     const char *const *plugin_dirs;
     size_t plugin_dir_count;
     const char *lua_path;
-    FILE *timeline;                 /* NULL: no timeline rows */
-    int run_index;                  /* the timeline's "run" column (1-based) */
-    bool timeline_header;           /* write the header row first */
+    FILE *timeline;       /* NULL: no timeline rows */
+    int run_index;        /* the timeline's "run" column (1-based) */
+    bool timeline_header; /* write the header row first */
     /* Called about every simulated hour with the fraction done (0..1). */
     void (*progress)(void *ud, double fraction);
     void *progress_ud;
@@ -131,15 +130,15 @@ struct sw_sim_opts {
 
 struct sw_sim_region {
     char *name;
-    double demand_requests;      /* from users in the region */
+    double demand_requests; /* from users in the region */
     double served_requests;
     double dropped_requests;
-    double served_here_requests; /* by capacity in the region */
+    double served_here_requests;                  /* by capacity in the region */
     double latency_p50, latency_p95, latency_p99; /* users in the region; NaN: none */
     double cost_usd;
     double lease_hours;
     uint64_t leases_acquired;
-    int peak_ready;              /* units of any group */
+    int peak_ready; /* units of any group */
 };
 
 struct sw_sim_group {
@@ -157,21 +156,21 @@ struct sw_sim_group {
 struct sw_sim_series {
     size_t buckets;
     double bucket_s;
-    double *demand_rps;   /* region_count × buckets: mean over the bucket */
-    double *capacity_rps; /* region_count × buckets: mean ready web units × rps_per_unit */
+    double *demand_rps;      /* region_count × buckets: mean over the bucket */
+    double *capacity_rps;    /* region_count × buckets: mean ready web units × rps_per_unit */
     double *p50, *p95, *p99; /* buckets: mean of the per-minute values, NaN without traffic */
-    double *cost_usd;     /* buckets: cumulative at the bucket's end */
+    double *cost_usd;        /* buckets: cumulative at the bucket's end */
     double *acquired, *released, *lost; /* buckets: lease events */
-    double *samples;      /* buckets: minutes sampled (scratch for the means) */
+    double *samples;                    /* buckets: minutes sampled (scratch for the means) */
     double *lat_samples;
 };
 
 struct sw_sim_result {
     char *config_path;
-    char *policy_names;          /* "a, b" */
+    char *policy_names; /* "a, b" */
     uint64_t seed;
     double start_s, end_s, sim_s;
-    double wall_s;               /* not in report.json (not deterministic) */
+    double wall_s; /* not in report.json (not deterministic) */
     /* summary */
     double cost_usd;
     double lease_hours;
@@ -196,7 +195,7 @@ struct sw_sim_result {
     char *job_group;
     struct sw_sim_region *regions; /* sorted by name */
     size_t region_count;
-    struct sw_sim_group *groups;   /* config order */
+    struct sw_sim_group *groups; /* config order */
     size_t group_count;
     struct sw_sim_series series;
 };
@@ -206,8 +205,7 @@ void sw_sim_result_free(struct sw_sim_result *r);
 /* Run one configuration over the traces. 0 with *out owned (sw_sim_result_free); < 0 with
  * err: SW_ECONFIG/SW_EPOLICY/SW_EABI for configuration problems, SW_EINVAL for trace
  * errors (FILE:LINE:COLUMN), SW_EIO for unreadable files, or a runtime failure. */
-int sw_sim_run(const struct sw_sim_opts *opts, struct sw_sim_result **out,
-               struct sw_error *err);
+int sw_sim_run(const struct sw_sim_opts *opts, struct sw_sim_result **out, struct sw_error *err);
 
 /* ---- the CLI ------------------------------------------------------------------------ */
 

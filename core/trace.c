@@ -21,13 +21,13 @@ struct csv {
     char *text;
     size_t len;
     size_t pos;
-    int line;                          /* of the current row, 1-based */
-    char *fields[CSV_MAX_FIELDS];      /* point into text (NUL-terminated in place) */
-    int cols[CSV_MAX_FIELDS];          /* 1-based column of each field's first character */
+    int line;                     /* of the current row, 1-based */
+    char *fields[CSV_MAX_FIELDS]; /* point into text (NUL-terminated in place) */
+    int cols[CSV_MAX_FIELDS];     /* 1-based column of each field's first character */
     int field_count;
-    int end_col;                       /* column just past the row's last character */
+    int end_col; /* column just past the row's last character */
     int header_count;
-    int map[CSV_MAX_FIELDS];           /* wanted column i → field index */
+    int map[CSV_MAX_FIELDS]; /* wanted column i → field index */
 };
 
 static int csv_open(struct csv *c, const char *path, struct sw_error *err)
@@ -113,8 +113,8 @@ static int csv_next(struct csv *c, struct sw_error *err)
             char *comma = memchr(field, ',', (size_t)(end - field));
             char *stop = comma != NULL ? comma : end;
             if (c->field_count == CSV_MAX_FIELDS)
-                return csv_fail(c, (int)(field - line) + 1, err,
-                                "more than %d fields", CSV_MAX_FIELDS);
+                return csv_fail(c, (int)(field - line) + 1, err, "more than %d fields",
+                                CSV_MAX_FIELDS);
             char *start;
             trim(field, stop, &start);
             c->cols[c->field_count] = (int)(start - line) + 1;
@@ -129,8 +129,7 @@ static int csv_next(struct csv *c, struct sw_error *err)
 }
 
 /* Reads the header and maps the wanted columns. */
-static int csv_header(struct csv *c, const char *const *want, int want_count,
-                      struct sw_error *err)
+static int csv_header(struct csv *c, const char *const *want, int want_count, struct sw_error *err)
 {
     int rc = csv_next(c, err);
     if (rc < 0)
@@ -151,8 +150,8 @@ static int csv_header(struct csv *c, const char *const *want, int want_count,
             if (strcmp(c->fields[f], want[i]) == 0)
                 found = i;
         if (found < 0)
-            return csv_fail(c, c->cols[f], err, "unknown column '%s' (expected %s)",
-                            c->fields[f], expected);
+            return csv_fail(c, c->cols[f], err, "unknown column '%s' (expected %s)", c->fields[f],
+                            expected);
         if (c->map[found] >= 0)
             return csv_fail(c, c->cols[f], err, "column '%s' appears twice", c->fields[f]);
         c->map[found] = f;
@@ -171,8 +170,7 @@ static int csv_row(struct csv *c, struct sw_error *err)
     if (rc <= 0)
         return rc;
     if (c->field_count != c->header_count)
-        return csv_fail(c, c->field_count < c->header_count ? c->end_col
-                                                            : c->cols[c->header_count],
+        return csv_fail(c, c->field_count < c->header_count ? c->end_col : c->cols[c->header_count],
                         err, "expected %d fields like the header, got %d", c->header_count,
                         c->field_count);
     return 1;
@@ -199,8 +197,7 @@ static int number(const struct csv *c, int i, double min, const char *what, doub
     if (text[0] == '\0' || end == text || *end != '\0' || !isfinite(v) || errno == ERANGE)
         return csv_fail(c, col(c, i), err, "%s: expected a number, got '%s'", what, text);
     if (v < min)
-        return csv_fail(c, col(c, i), err, "%s: expected a number >= %g, got %s", what, min,
-                        text);
+        return csv_fail(c, col(c, i), err, "%s: expected a number >= %g, got %s", what, min, text);
     *out = v;
     return 0;
 }
@@ -268,7 +265,8 @@ int sw_trace_kind(const char *path, struct sw_error *err)
         else if (header_is(&c, rtt_cols, 3))
             rc = SW_TRACE_RTT;
         else
-            rc = csv_fail(&c, 1, err, "header is neither time_s,region,rps (demand) nor "
+            rc = csv_fail(&c, 1, err,
+                          "header is neither time_s,region,rps (demand) nor "
                           "submit_s,duration_s,workers,gpus_per_worker (jobs)");
     }
     csv_close(&c);
@@ -345,8 +343,10 @@ struct sw_demand *sw_demand_load(const char *path, struct sw_error *err)
             (rc = number(&c, 2, 0, "rps", &rps, err)) < 0)
             break;
         if (t < prev_t) {
-            rc = csv_fail(&c, col(&c, 0), err, "time_s %s is before the previous row's %g "
-                          "(rows must be sorted by time)", field(&c, 0), prev_t);
+            rc = csv_fail(&c, col(&c, 0), err,
+                          "time_s %s is before the previous row's %g "
+                          "(rows must be sorted by time)",
+                          field(&c, 0), prev_t);
             break;
         }
         prev_t = t;
@@ -373,8 +373,8 @@ struct sw_demand *sw_demand_load(const char *path, struct sw_error *err)
         last = r;
         struct sw_demand_series *s = &d->series[r];
         if (s->count > 0 && s->time_s[s->count - 1] == t) {
-            rc = csv_fail(&c, col(&c, 0), err, "region '%s' already has a row at time_s %s",
-                          name, field(&c, 0));
+            rc = csv_fail(&c, col(&c, 0), err, "region '%s' already has a row at time_s %s", name,
+                          field(&c, 0));
             break;
         }
         series_push(s, &caps[r], t, rps);
@@ -560,14 +560,15 @@ struct sw_rtt *sw_rtt_load(const char *path, struct sw_error *err)
 }
 
 int sw_trace_check_regions(const struct sw_demand *d, const struct sw_rtt *rtt,
-                           const char *const *serving, size_t serving_count,
-                           struct sw_error *err)
+                           const char *const *serving, size_t serving_count, struct sw_error *err)
 {
     for (size_t s = 0; s < serving_count; s++)
         if (sw_rtt_region(rtt, serving[s]) < 0)
-            return sw_error_set(err, SW_EINVAL, "%s: no round-trip times for region '%s', "
+            return sw_error_set(err, SW_EINVAL,
+                                "%s: no round-trip times for region '%s', "
                                 "where capacity may run (add rows from each user region to "
-                                "'%s')", rtt->path, serving[s], serving[s]);
+                                "'%s')",
+                                rtt->path, serving[s], serving[s]);
     for (size_t r = 0; r < d->region_count; r++) {
         const struct sw_demand_series *s = &d->series[r];
         int from = sw_rtt_region(rtt, d->regions[r]);
@@ -577,9 +578,11 @@ int sw_trace_check_regions(const struct sw_demand *d, const struct sw_rtt *rtt,
         for (size_t k = 0; k < serving_count; k++) {
             int to = sw_rtt_region(rtt, serving[k]);
             if (isnan(sw_rtt_ms(rtt, from, to)))
-                return sw_error_set(err, SW_EINVAL, "%s:%d:%d: no round-trip time from '%s' "
-                                    "to '%s' in %s", d->path, s->first_line, s->first_col,
-                                    d->regions[r], serving[k], rtt->path);
+                return sw_error_set(err, SW_EINVAL,
+                                    "%s:%d:%d: no round-trip time from '%s' "
+                                    "to '%s' in %s",
+                                    d->path, s->first_line, s->first_col, d->regions[r], serving[k],
+                                    rtt->path);
         }
     }
     return 0;
@@ -615,8 +618,10 @@ struct sw_jobs *sw_jobs_load(const char *path, struct sw_error *err)
             (rc = integer(&c, 3, 0, "gpus_per_worker", &job.gpus_per_worker, err)) < 0)
             break;
         if (job.submit_s < prev) {
-            rc = csv_fail(&c, col(&c, 0), err, "submit_s %s is before the previous row's %g "
-                          "(rows must be sorted by submit time)", field(&c, 0), prev);
+            rc = csv_fail(&c, col(&c, 0), err,
+                          "submit_s %s is before the previous row's %g "
+                          "(rows must be sorted by submit time)",
+                          field(&c, 0), prev);
             break;
         }
         prev = job.submit_s;

@@ -39,8 +39,8 @@ struct sw_demand_series {
 
 struct sw_demand {
     char *path;
-    char **regions;                   /* sorted by name */
-    struct sw_demand_series *series;  /* parallel to regions */
+    char **regions;                  /* sorted by name */
+    struct sw_demand_series *series; /* parallel to regions */
     size_t region_count;
     size_t row_count;
     double start_s; /* first row's time */
@@ -64,7 +64,7 @@ struct sw_rtt {
     char *path;
     char **regions; /* every region named in either column, sorted */
     size_t region_count;
-    double *ms;     /* region_count², row = from, column = to; NaN when absent */
+    double *ms; /* region_count², row = from, column = to; NaN when absent */
 };
 
 /* Load and validate (rtt_ms >= 0, no duplicate pair). Owned; sw_rtt_free. NULL with err. */
@@ -80,8 +80,7 @@ double sw_rtt_ms(const struct sw_rtt *rtt, int from, int to);
  * "demand.csv:3:5: no round-trip time from 'eu-west' to 'oc-aus' in rtt.csv". A serving
  * region missing from the table is an error naming the RTT file and both regions. */
 int sw_trace_check_regions(const struct sw_demand *d, const struct sw_rtt *rtt,
-                           const char *const *serving, size_t serving_count,
-                           struct sw_error *err);
+                           const char *const *serving, size_t serving_count, struct sw_error *err);
 
 /* ---- batch / ML jobs ------------------------------------------------------------------ */
 

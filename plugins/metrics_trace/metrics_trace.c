@@ -12,6 +12,8 @@
  *
  *   t = now_ms / 1000 - origin,   value = scale × rps(region, last row with time_s <= t)
  *
+ * origin is epoch seconds (the simulator sets its start there); "relative": true starts
+ * the trace when the plugin starts instead.
  * The simulator validates the file first with file:line:column messages (core/trace.c);
  * this reader checks the same rules so a live configuration fails as clearly. A plugin
  * cannot link the core, hence the second, small parser.
@@ -114,8 +116,7 @@ static int parse_number(const char *text, double *out)
     char *end = NULL;
     errno = 0;
     double v = strtod(text, &end);
-    if (text[0] == '\0' || end == text || *end != '\0' || !isfinite(v) || errno == ERANGE ||
-        v < 0)
+    if (text[0] == '\0' || end == text || *end != '\0' || !isfinite(v) || errno == ERANGE || v < 0)
         return -1;
     *out = v;
     return 0;
@@ -182,8 +183,8 @@ static int load(struct trace *t, const char *path, struct swp_error *err)
                     if (strcmp(f[k], names[i]) == 0)
                         map[i] = k;
             if (map[0] < 0 || map[1] < 0 || map[2] < 0) {
-                set_error(err, SWP_ECONFIG, "%s:%d: expected the header time_s,region,rps",
-                          path, line_no);
+                set_error(err, SWP_ECONFIG, "%s:%d: expected the header time_s,region,rps", path,
+                          line_no);
                 rc = SWP_ECONFIG;
                 break;
             }
@@ -194,8 +195,8 @@ static int load(struct trace *t, const char *path, struct swp_error *err)
         const char *region = f[map[1]];
         if (parse_number(f[map[0]], &time_s) < 0 || parse_number(f[map[2]], &rps) < 0 ||
             region[0] == '\0') {
-            set_error(err, SWP_ECONFIG, "%s:%d: expected time_s >= 0, a region and rps >= 0",
-                      path, line_no);
+            set_error(err, SWP_ECONFIG, "%s:%d: expected time_s >= 0, a region and rps >= 0", path,
+                      line_no);
             rc = SWP_ECONFIG;
             break;
         }
@@ -208,8 +209,8 @@ static int load(struct trace *t, const char *path, struct swp_error *err)
         prev = time_s;
         struct series *s = series_for(t, region);
         if (s->count > 0 && s->time_s[s->count - 1] == time_s) {
-            set_error(err, SWP_ECONFIG, "%s:%d: region '%s' already has a row at this time",
-                      path, line_no, region);
+            set_error(err, SWP_ECONFIG, "%s:%d: region '%s' already has a row at this time", path,
+                      line_no, region);
             rc = SWP_ECONFIG;
             break;
         }
@@ -247,6 +248,9 @@ static int mt_init(const struct swp_host *host, void **state, struct swp_error *
         return SWP_ENOMEM;
     t->host = host;
     t->origin_s = host->cfg_double(host, "origin");
+    /* A live rehearsal plays the trace from now on. */
+    if (host->cfg_bool(host, "relative"))
+        t->origin_s = (double)host->now_ms(host) / 1000.0;
     t->scale = host->cfg_double(host, "scale");
     if (!isfinite(t->origin_s)) {
         set_error(err, SWP_ECONFIG, "origin: expected epoch seconds");
@@ -337,6 +341,9 @@ static const struct swp_config_entry mt_config[] = {
     {"origin", SWP_CFG_DOUBLE, "0", false,
      "Epoch seconds at which time_s = 0 (the simulator sets its start here)."},
     {"scale", SWP_CFG_DOUBLE, "1.0", false, "Multiplies every rate (what-if: 1.5 = 50% more)."},
+    {"relative", SWP_CFG_BOOL, "false", false,
+     "Start the trace when the plugin starts (time_s = 0 is now; overrides origin): replay "
+     "recorded traffic live, e.g. `steward run --speed 50`."},
 };
 
 static const struct swp_metrics_ops mt_metrics_ops = {

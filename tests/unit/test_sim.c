@@ -97,9 +97,9 @@ SW_TEST(job_model_fifo_waits_and_idle_time)
     };
     struct sw_jobsim *js = sw_jobsim_new(jobs, 3, 0, 0);
     SW_ASSERT_EQ(sw_jobsim_next_ms(js), 10000);
-    sw_jobsim_set_workers(js, 0, 2);      /* 2 workers from t=0 */
-    sw_jobsim_advance(js, 20000);         /* job 0 runs 10..110 s; job 1 waits */
-    sw_jobsim_set_workers(js, 40000, 3);  /* a third worker: job 1 starts at 40 s */
+    sw_jobsim_set_workers(js, 0, 2);            /* 2 workers from t=0 */
+    sw_jobsim_advance(js, 20000);               /* job 0 runs 10..110 s; job 1 waits */
+    sw_jobsim_set_workers(js, 40000, 3);        /* a third worker: job 1 starts at 40 s */
     SW_ASSERT_EQ(sw_jobsim_next_ms(js), 90000); /* job 1 ends 40 + 50 */
     struct sw_jobsim_stats st;
     sw_jobsim_finish(js, 200000, &st);
@@ -129,7 +129,7 @@ SW_TEST(job_model_lost_worker_restarts_the_last_started_job)
     struct sw_jobsim_stats st;
     sw_jobsim_finish(js, 1000000, &st);
     SW_ASSERT_EQ(st.restarted, 1);
-    SW_ASSERT_EQ(st.completed, 2);  /* job 1 reruns 100..200 s */
+    SW_ASSERT_EQ(st.completed, 2);       /* job 1 reruns 100..200 s */
     SW_ASSERT_NEAR(st.wait_p95_s, 0, 0); /* its wait counts its first start */
     sw_jobsim_free(js);
 }
@@ -154,9 +154,8 @@ static void put_file(const char *name, const char *text)
 
 static void cleanup(void)
 {
-    static const char *const names[] = {"sim.jsonc", "hold.lua",  "providers.json",
-                                        "rtt.csv",   "demand.csv", "jobs.csv",
-                                        "flaky.json"};
+    static const char *const names[] = {"sim.jsonc",  "hold.lua", "providers.json", "rtt.csv",
+                                        "demand.csv", "jobs.csv", "flaky.json"};
     for (size_t i = 0; i < SW_ARRAY_LEN(names); i++) {
         char *p = path_in(names[i]);
         unlink(p);
@@ -359,8 +358,8 @@ SW_TEST(html_has_one_series_per_region_and_run)
     SW_ASSERT_CONTAINS(html, "data-region=\"eu-west\"");
     SW_ASSERT_CONTAINS(html, "class=\"slo\"");
     SW_ASSERT(count_of(html, "data-run=\"2\"") >= 4);
-    SW_ASSERT(strstr(html, "http://") == NULL || count_of(html, "http://") ==
-                                                     count_of(html, "http://www.w3.org/2000/svg"));
+    SW_ASSERT(strstr(html, "http://") == NULL ||
+              count_of(html, "http://") == count_of(html, "http://www.w3.org/2000/svg"));
     SW_ASSERT(strstr(html, "<script") == NULL);
     char *json = sw_report_json((const struct sw_sim_result *const *)runs, 2);
     SW_ASSERT_CONTAINS(json, "\"compare\":");

@@ -166,8 +166,8 @@ SW_TEST(rtt_table_and_region_checks)
     SW_ASSERT(d != NULL);
     const char *serving[] = {"eu-west", "as-east"};
     SW_ASSERT_EQ(sw_trace_check_regions(d, rtt, serving, 2, &err), SW_EINVAL);
-    char *want = sw_xasprintf("%s:3:3: no round-trip time from 'oc-aus' to 'eu-west' in %s", path,
-                              rtt_path);
+    char *want =
+        sw_xasprintf("%s:3:3: no round-trip time from 'oc-aus' to 'eu-west' in %s", path, rtt_path);
     SW_ASSERT_STREQ(err.msg, want);
     free(want);
     const char *only_asia[] = {"as-east"};
@@ -175,7 +175,8 @@ SW_TEST(rtt_table_and_region_checks)
     const char *mars[] = {"mars"};
     SW_ASSERT_EQ(sw_trace_check_regions(d, rtt, mars, 1, &err), SW_EINVAL);
     want = sw_xasprintf("%s: no round-trip times for region 'mars', where capacity may run (add "
-                        "rows from each user region to 'mars')", rtt_path);
+                        "rows from each user region to 'mars')",
+                        rtt_path);
     SW_ASSERT_STREQ(err.msg, want);
     free(want);
     sw_demand_free(d);
