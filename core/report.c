@@ -292,7 +292,7 @@ static const char *const COLOURS[] = {"#0072B2", "#D55E00", "#009E73", "#CC79A7"
                                       "#E69F00", "#56B4E9", "#000000", "#F0E442"};
 #define COLOUR(i) COLOURS[(i) % SW_ARRAY_LEN(COLOURS)]
 
-enum { CHART_W = 900, CHART_H = 160, PAD_L = 60, PAD_R = 10, PAD_T = 10, PAD_B = 22 };
+enum { CHART_W = 900, CHART_H = 160, PAD_L = 60, PAD_R = 30, PAD_T = 10, PAD_B = 22 };
 
 struct chart {
     double x0, x1; /* days */
@@ -411,7 +411,7 @@ static void summary_table(struct buf *b, const struct sw_sim_result *const *runs
     } while (0)
     HROW("cost (USD)", r->cost_usd, 2);
     HROW("lease hours", r->lease_hours, 1);
-    HROW("leases acquired / released", r->leases_acquired, 0);
+    HROW("leases acquired", r->leases_acquired, 0);
     HROW("leases released", r->leases_released, 0);
     HROW("provider closures", r->provider_closures, 0);
     HROW("actions", r->actions, 0);
@@ -421,8 +421,15 @@ static void summary_table(struct buf *b, const struct sw_sim_result *const *runs
     HROW("latency p99 (ms)", r->latency_p99, 2);
     HROW("minutes over the p95 SLO", r->slo_violation_minutes, 1);
     HROW("dropped requests", r->dropped_requests, 0);
-    HROW("jobs completed", r->jobs.completed, 0);
-    HROW("idle worker hours", r->jobs.idle_worker_hours, 1);
+    bool jobs = false;
+    for (size_t i = 0; i < count; i++)
+        jobs = jobs || runs[i]->has_jobs;
+    if (jobs) {
+        HROW("jobs completed", r->jobs.completed, 0);
+        HROW("job wait p95 (s)", r->jobs.wait_p95_s, 1);
+        HROW("worker hours", r->jobs.worker_hours, 1);
+        HROW("idle worker hours", r->jobs.idle_worker_hours, 1);
+    }
 #undef HROW
     put(b, "</table>\n");
 }
@@ -441,8 +448,8 @@ char *sw_report_html(const struct sw_sim_result *const *runs, size_t count)
             "figure{margin:14px 0}figcaption{font-weight:600;margin-bottom:2px}\n"
             ".grid{stroke:#e4e4e4}.yl{font-size:10px;text-anchor:end;fill:#666}"
             ".xl{font-size:10px;text-anchor:middle;fill:#666}\n"
-            "polyline{fill:none;stroke-width:1.5}.demand{stroke:#999;stroke-width:2.5}"
-            ".slo{stroke:#c00;stroke-dasharray:6 4}\n"
+            "polyline{fill:none}polyline:not([stroke-width]){stroke-width:1.5}.demand{stroke:#999;stroke-width:2.5}"
+            ".slo{stroke:#c00;stroke-width:2;stroke-dasharray:8 4}\n"
             ".sw{display:inline-block;width:10px;height:10px;margin-right:5px}\n"
             "</style></head><body>\n<h1>Simulation report</h1>\n<p>");
     put(&b, "%.2f simulated days from trace second %.0f; policies: ", first->sim_s / 86400.0,
@@ -463,6 +470,8 @@ char *sw_report_html(const struct sw_sim_result *const *runs, size_t count)
             "in the region (requests/s). Colour: ready web capacity in the region "
             "(units &times; %g requests/s), one per configuration.</p>\n",
             first->rps_per_unit);
+        char empty[1024] = "";
+        size_t empty_len = 0;
         for (size_t g = 0; g < first->region_count; g++) {
             const char *region = first->regions[g].name;
             struct chart c = {x0, x1, 0, CHART_H};
@@ -479,6 +488,13 @@ char *sw_report_html(const struct sw_sim_result *const *runs, size_t count)
                         runs[i]->series.buckets);
                     c.ymax = m > c.ymax ? m : c.ymax;
                 }
+            }
+            if (!(c.ymax > 0)) {
+                /* No users there and no capacity in any run: listed, not drawn. */
+                empty_len += (size_t)snprintf(
+                    empty + empty_len, empty_len < sizeof(empty) ? sizeof(empty) - empty_len : 0,
+                    "%s%s", empty_len ? ", " : "", region);
+                continue;
             }
             char title[160];
             snprintf(title, sizeof(title), "%s", region);
@@ -501,6 +517,11 @@ char *sw_report_html(const struct sw_sim_result *const *runs, size_t count)
             put(&b, "</g>\n");
             chart_close(&b);
         }
+        if (empty_len > 0) {
+            put(&b, "<p>No demand and no capacity in: ");
+            put_escaped(&b, empty_len < sizeof(empty) ? empty : "many regions");
+            put(&b, ".</p>\n");
+        }
 
         /* Latency percentiles with the SLO. */
         struct chart c = {x0, x1, first->slo_p95_ms * 1.2, 220};
@@ -511,22 +532,25 @@ char *sw_report_html(const struct sw_sim_result *const *runs, size_t count)
         put(&b, "<h2>Latency</h2>\n<p>Request-weighted p50 (thin), p95 (thick) and p99 "
                 "(dotted) per minute, averaged per point; red: the p95 SLO.</p>\n");
         chart_open(&b, &c, "latency (ms)", "");
-        double slo_y = chart_y(&c, first->slo_p95_ms);
-        put(&b, "<line class=\"slo\" x1=\"%d\" y1=\"%.1f\" x2=\"%d\" y2=\"%.1f\"/>\n", PAD_L, slo_y,
-            CHART_W - PAD_R, slo_y);
         for (size_t i = 0; i < count; i++) {
             const struct sw_sim_result *r = runs[i];
             char attrs[128];
-            snprintf(attrs, sizeof(attrs), "stroke=\"%s\" stroke-width=\"1\" data-run=\"%zu\"",
+            snprintf(attrs, sizeof(attrs),
+                     "stroke=\"%s\" stroke-width=\"1\" stroke-opacity=\"0.7\" data-run=\"%zu\"",
                      COLOUR(i), i + 1);
             polyline(&b, &c, r, r->series.p50, attrs);
             snprintf(attrs, sizeof(attrs), "stroke=\"%s\" stroke-width=\"2.5\" data-run=\"%zu\"",
                      COLOUR(i), i + 1);
             polyline(&b, &c, r, r->series.p95, attrs);
-            snprintf(attrs, sizeof(attrs),
-                     "stroke=\"%s\" stroke-dasharray=\"2 3\" data-run=\"%zu\"", COLOUR(i), i + 1);
+            snprintf(
+                attrs, sizeof(attrs),
+                "stroke=\"%s\" stroke-dasharray=\"2 3\" stroke-opacity=\"0.6\" data-run=\"%zu\"",
+                COLOUR(i), i + 1);
             polyline(&b, &c, r, r->series.p99, attrs);
         }
+        double slo_y = chart_y(&c, first->slo_p95_ms);
+        put(&b, "<line class=\"slo\" x1=\"%d\" y1=\"%.1f\" x2=\"%d\" y2=\"%.1f\"/>\n", PAD_L, slo_y,
+            CHART_W - PAD_R, slo_y);
         chart_close(&b);
     }
 
