@@ -1653,7 +1653,6 @@ int sw_sim_run(const struct sw_sim_opts *opts, struct sw_sim_result **out, struc
     struct sw_runtime_opts ropts = {
         .config = s->config,
         .clock = s->clock,
-        .http = NULL,
         .plugin_dirs = opts->plugin_dirs,
         .plugin_dir_count = opts->plugin_dir_count,
         .lua_path = opts->lua_path,
