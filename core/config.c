@@ -1200,7 +1200,7 @@ static int load_root(const struct loader *ld, const cJSON *root, struct sw_confi
 {
     static const char *const keys[] = {"id",       "state",  "seed",     "log",     "plugin_dirs",
                                        "lua_path", "market", "self",     "plugins", "metrics",
-                                       "guard",    "groups", "policies", NULL};
+                                       "guard",    "groups", "policies", "simulation", NULL};
     if (!cJSON_IsObject(root))
         return fail_type(ld, "", "object at the top level", root);
     int rc = check_secrets(ld, root, "");
@@ -1232,6 +1232,12 @@ static int load_root(const struct loader *ld, const cJSON *root, struct sw_confi
         (rc = load_metrics(ld, root, c)) < 0 || (rc = load_guard(ld, root, c)) < 0 ||
         (rc = load_groups(ld, root, c)) < 0 || (rc = load_policies(ld, root, c)) < 0)
         return rc;
+    /* Validated by the simulator, which alone reads it: a live run ignores it. */
+    const cJSON *simulation = NULL;
+    if ((rc = get_object(ld, root, "", "simulation", &simulation)) < 0)
+        return rc;
+    if (simulation != NULL)
+        c->simulation_json = json_text(simulation);
     return 0;
 }
 
@@ -1333,6 +1339,7 @@ void sw_config_free(struct sw_config *c)
     free(c->lua_path);
     free(c->market_plugin);
     free(c->self_market_id);
+    free(c->simulation_json);
     free(c);
 }
 

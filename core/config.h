@@ -85,6 +85,8 @@ struct sw_config {
     size_t plugin_count;
     struct sw_metric_config *metrics;
     size_t metric_count;
+    char *simulation_json;      /* "simulation" object as JSON text (read by `steward
+                                   simulate`, see docs/simulation.md), or NULL */
 };
 
 /* Read and validate a config file. Returns an owned config (free with sw_config_free) or

@@ -21,7 +21,9 @@
 #include "mem.h"
 #include "plugin_host.h"
 #include "policy.h"
+#include "replay.h"
 #include "runtime.h"
+#include "sim.h"
 
 #define EXIT_RUNTIME 1
 #define EXIT_USAGE 2
@@ -626,6 +628,8 @@ static void usage(FILE *out)
             "  plugins [--json]       list installed plugins\n"
             "  plugin describe NAME   show a plugin's configuration keys\n"
             "  test-policy SPEC       run a Lua policy spec in the sandbox\n"
+            "  simulate -c FILE --trace CSV  replay traces through the policies offline\n"
+            "  replay --state DB [-c FILE]   re-run policies over a journal's recorded inputs\n"
             "  version                print the version and plugin ABI\n"
             "\n"
             "`steward <command> --help` describes each command.\n",
@@ -649,6 +653,10 @@ int main(int argc, char **argv)
         return cmd_plugin(argc - 1, argv + 1);
     if (strcmp(cmd, "test-policy") == 0)
         return cmd_test_policy(argc - 1, argv + 1);
+    if (strcmp(cmd, "simulate") == 0)
+        return sw_sim_main(argc - 1, argv + 1);
+    if (strcmp(cmd, "replay") == 0)
+        return sw_replay_main(argc - 1, argv + 1);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         printf("steward %s (plugin ABI %d.%d)\n", SW_VERSION, SWP_ABI_MAJOR, SWP_ABI_MINOR);
         return 0;

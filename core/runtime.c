@@ -212,6 +212,8 @@ static void save_unit(struct sw_runtime *rt, const struct sw_unit *u)
     struct sw_error err = {0};
     if (sw_journal_unit_save(rt->journal, u, &err) < 0)
         sw_log(SW_LOG_ERROR, LOG, "journal: cannot save unit %s: %s", u->key, err.msg);
+    if (rt->opts.on_unit != NULL)
+        rt->opts.on_unit(rt->opts.observe_ud, u);
 }
 
 static void finish_intent(struct sw_runtime *rt, const char *key, int state, const char *outcome)
@@ -911,16 +913,17 @@ static void evaluate_policy(struct sw_runtime *rt, struct policy_slot *slot)
     /* Journal the decision before acting on it: the intents that follow commit it. */
     char *inputs_text = NULL;
     char digest[17] = "";
-    if (!rt->opts.skip_inputs) {
+    bool record = !rt->opts.skip_records;
+    if (record && !rt->opts.skip_inputs) {
         cJSON *inputs = inputs_to_json(&in);
         inputs_text = cJSON_PrintUnformatted(inputs);
         cJSON_Delete(inputs);
         fnv1a_hex(inputs_text, digest);
     }
-    char *desired_text = desired_record_json(&res.desired, &rt->desired);
-    char *actions_text = sw_actions_to_json(&actions);
-    char *refused_text = sw_actions_to_json(&refused);
-    char *explain_text = explanations_json(&res);
+    char *desired_text = record ? desired_record_json(&res.desired, &rt->desired) : NULL;
+    char *actions_text = record ? sw_actions_to_json(&actions) : NULL;
+    char *refused_text = record ? sw_actions_to_json(&refused) : NULL;
+    char *explain_text = record ? explanations_json(&res) : NULL;
     struct sw_evaluation ev = {
         .policy = slot->config->name,
         .at_ms = now_ms(rt),
@@ -934,9 +937,9 @@ static void evaluate_policy(struct sw_runtime *rt, struct policy_slot *slot)
         .duration_ms = (double)(uv_hrtime() - started) / 1e6,
     };
     struct sw_error jerr = {0};
-    if (sw_journal_eval_record(rt->journal, &ev, &jerr) < 0)
+    if (record && sw_journal_eval_record(rt->journal, &ev, &jerr) < 0)
         sw_log(SW_LOG_ERROR, LOG, "journal: cannot record evaluation: %s", jerr.msg);
-    if (rc == 0) {
+    if (rc == 0 && record) {
         char *state = sw_policy_state_json(slot->policy);
         if (state != NULL)
             sw_journal_state_set(rt->journal, slot->config->name, state, &jerr);
@@ -950,6 +953,8 @@ static void evaluate_policy(struct sw_runtime *rt, struct policy_slot *slot)
 
     execute_actions(rt, &actions);
     sw_journal_flush(rt->journal, &jerr);
+    if (rt->opts.on_evaluation != NULL)
+        rt->opts.on_evaluation(rt->opts.observe_ud, slot->config->name);
     sw_actions_clear(&actions);
     sw_actions_clear(&refused);
     sw_guard_notes_clear(&notes);

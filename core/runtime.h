@@ -42,6 +42,17 @@ struct sw_runtime_opts {
      * to list units during recovery). NULL: ignore. */
     void (*on_fatal)(void *ud, const struct sw_error *err);
     void *fatal_ud;
+    /* Observation hooks (the simulator's accounting; NULL: none), called on the loop
+     * thread with borrowed arguments and must not call back into the runtime.
+     * on_unit: after every journaled change of a unit (state, market id, provider,
+     * price), with the unit as it now is. on_evaluation: after a policy's evaluation was
+     * journaled and its actions started; sw_runtime_desired/units show the result. */
+    void (*on_unit)(void *ud, const struct sw_unit *u);
+    void (*on_evaluation)(void *ud, const char *policy);
+    void *observe_ud;
+    /* Journal neither evaluation records nor the policy state after each tick (simulation
+     * without --keep-journal: no restart to survive, no replay, and memory stays flat). */
+    bool skip_records;
 };
 
 /* Counters for status output and tests. */

@@ -431,7 +431,7 @@ SW_TEST(unknown_keys_rejected_at_every_level)
 {
     EXPECT_ERROR("{\"market\": \"sim\", \"maket\": 1, " MIN_GROUPS "}",
                  ": unknown key 'maket' (known: id, state, seed, log, plugin_dirs, lua_path, "
-                 "market, self, plugins, metrics, guard, groups, policies)");
+                 "market, self, plugins, metrics, guard, groups, policies, simulation)");
     EXPECT_ERROR("{\"market\": \"sim\", \"groups\": {\"web\": {\"max\": 2, \"maxx\": 3}}}",
                  ":groups.web: unknown key 'maxx' (known: min, max, regions, scale_up_cooldown, "
                  "scale_down_cooldown, max_price_usd_hour, profile, sdl, acquire_deadline, "
@@ -468,6 +468,23 @@ SW_TEST(free_form_sections_accept_any_key)
     SW_ASSERT(c != NULL);
     SW_ASSERT_STREQ(c->policies[0].params_json, "{\"free\":{\"form\":true}}");
     sw_config_free(c);
+}
+
+SW_TEST(simulation_object_kept_as_json)
+{
+    struct sw_error err = {0};
+    struct sw_config *c = parse_in_scratch("{\"market\": \"sim\", " MIN_GROUPS ","
+                                           " \"simulation\": {\"rps_per_unit\": 50,"
+                                           " \"slo_p95_ms\": 80}}", &err);
+    SW_ASSERT(c != NULL);
+    SW_ASSERT_STREQ(c->simulation_json, "{\"rps_per_unit\":50,\"slo_p95_ms\":80}");
+    sw_config_free(c);
+    c = parse_in_scratch("{\"market\": \"sim\", " MIN_GROUPS "}", &err);
+    SW_ASSERT(c != NULL);
+    SW_ASSERT(c->simulation_json == NULL);
+    sw_config_free(c);
+    EXPECT_ERROR("{\"market\": \"sim\", " MIN_GROUPS ", \"simulation\": 3}",
+                 ":simulation: expected object, got 3");
 }
 
 SW_TEST(group_rules)
