@@ -14,6 +14,8 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "admin_api.h"
+#include "admin_cli.h"
 #include "clock.h"
 #include "config.h"
 #include "http_client.h"
@@ -176,6 +178,7 @@ struct run_ctx {
     uv_loop_t *loop;
     struct sw_clock *clock;
     struct sw_runtime *runtime;
+    struct sw_admin_api *admin;
     uv_signal_t sigint;
     uv_signal_t sigterm;
     uv_signal_t sighup;
@@ -276,6 +279,12 @@ static int cmd_run_loop(struct sw_config *config, bool dry_run, int64_t for_ms, 
                            : EXIT_RUNTIME;
         goto out;
     }
+    rc.admin = sw_admin_api_start_from_config(&loop, rc.runtime, rc.clock, config, &err);
+    if (rc.admin == NULL && err.code != 0) {
+        fprintf(stderr, "steward: %s\n", err.msg);
+        rc.exit_code = err.code == SW_ECONFIG ? EXIT_USAGE : EXIT_RUNTIME;
+        goto out;
+    }
     sw_log(SW_LOG_INFO, "steward", "steward %s started (id %s, %zu policies, market %s%s%s)",
            SW_VERSION, config->instance_id, config->policy_count, config->market_plugin,
            dry_run ? ", DRY RUN: no marketplace writes" : "",
@@ -300,6 +309,7 @@ static int cmd_run_loop(struct sw_config *config, bool dry_run, int64_t for_ms, 
 out:
     if (rc.for_timer != 0)
         sw_clock_timer_stop(rc.clock, rc.for_timer);
+    sw_admin_api_close(rc.admin);
     sw_runtime_free(rc.runtime);
     sw_log_set_time_source(NULL, NULL);
     sw_clock_free(rc.clock);
@@ -626,6 +636,8 @@ static void usage(FILE *out)
             "  plugins [--json]       list installed plugins\n"
             "  plugin describe NAME   show a plugin's configuration keys\n"
             "  test-policy SPEC       run a Lua policy spec in the sandbox\n"
+            "  status | leases | decisions | pause POLICY | resume POLICY\n"
+            "                         ask a running steward through its admin API\n"
             "  version                print the version and plugin ABI\n"
             "\n"
             "`steward <command> --help` describes each command.\n",
@@ -649,6 +661,8 @@ int main(int argc, char **argv)
         return cmd_plugin(argc - 1, argv + 1);
     if (strcmp(cmd, "test-policy") == 0)
         return cmd_test_policy(argc - 1, argv + 1);
+    if (sw_admin_cli_is_verb(cmd))
+        return sw_admin_cli_main(argc - 1, argv + 1);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         printf("steward %s (plugin ABI %d.%d)\n", SW_VERSION, SWP_ABI_MAJOR, SWP_ABI_MINOR);
         return 0;
