@@ -111,6 +111,7 @@ struct sw_runtime {
     uint64_t override_timer;
     struct sw_runtime_http_stats *http_stats;
     size_t http_stat_count;
+    bool quiesced; /* sw_runtime_quiesce: finishing, no longer deciding */
 };
 
 static const char *LOG = "runtime";
@@ -1331,7 +1332,7 @@ static void watch_tick(void *ud)
 
 static void start_schedules(struct sw_runtime *rt)
 {
-    if (!rt->running)
+    if (!rt->running || rt->quiesced)
         return;
     /* Inputs first so the first evaluation (scheduled on the next turn) sees them when the
      * plugins answer at once, as embedded ones do. */
@@ -1862,7 +1863,7 @@ static void apply_overrides(struct sw_runtime *rt, const struct sw_desired *name
 /* One planning pass without a policy: overrides changed. Journaled as policy "admin". */
 static void admin_replan(struct sw_runtime *rt, const char *group, const char *why)
 {
-    if (!rt->running || !rt->recovered)
+    if (!rt->running || !rt->recovered || rt->quiesced)
         return;
     uint64_t started = uv_hrtime();
     struct sw_desired none;
@@ -2118,6 +2119,22 @@ const struct sw_runtime_http_stats *sw_runtime_http_stats_at(const struct sw_run
 const struct sw_config *sw_runtime_config(const struct sw_runtime *rt)
 {
     return rt->config;
+}
+
+void sw_runtime_quiesce(struct sw_runtime *rt)
+{
+    if (rt == NULL || !rt->running)
+        return;
+    for (size_t i = 0; i < rt->policy_count; i++)
+        stop_timer(rt, &rt->policies[i].timer);
+    for (size_t i = 0; i < rt->metric_count; i++)
+        stop_timer(rt, &rt->metrics_slots[i].timer);
+    stop_timer(rt, &rt->offers_timer);
+    stop_timer(rt, &rt->watch_timer);
+    stop_timer(rt, &rt->override_timer);
+    rt->quiesced = true; /* a recovery still listing must not start the schedules */
+    struct sw_error err = {0};
+    sw_journal_flush(rt->journal, &err);
 }
 
 static void admin_free(struct sw_runtime *rt)

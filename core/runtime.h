@@ -172,4 +172,10 @@ const struct sw_runtime_http_stats *sw_runtime_http_stats_at(const struct sw_run
 /* The configuration the runtime was created with (borrowed). */
 const struct sw_config *sw_runtime_config(const struct sw_runtime *rt);
 
+/* Stop deciding, keep finishing (SIGTERM's drain): no more policy evaluations, metric,
+ * offer or watch refreshes, or override passes; marketplace operations already started
+ * go on and complete normally (watch sw_runtime_ops_in_flight). Call sw_runtime_stop
+ * afterwards; what is still in flight then stays pending for the next start's recovery. */
+void sw_runtime_quiesce(struct sw_runtime *rt);
+
 #endif /* SW_RUNTIME_H */
