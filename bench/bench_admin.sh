@@ -39,14 +39,22 @@ for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null 2>
 sleep 2 # a few units bought, so /v1/status has regions and leases to report
 
 started_ms=$(curl -sf "http://127.0.0.1:$port/v1/status" | python3 -c 'import json,sys; print(json.load(sys.stdin)["now_ms"])')
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
+ticks_before=$(cpu_ticks)
 cmd="wrk -t$threads -c$connections -d$duration --latency http://127.0.0.1:$port/v1/status"
 echo "== $cmd   (steward --speed $speed, $(nproc) cores, load average $(cut -d' ' -f1 /proc/loadavg))"
 $cmd | tee "$work/wrk.txt"
+ticks_after=$(cpu_ticks)
 ended_ms=$(curl -sf "http://127.0.0.1:$port/v1/status" | python3 -c 'import json,sys; print(json.load(sys.stdin)["now_ms"])')
 bytes=$(curl -sf "http://127.0.0.1:$port/v1/status" | wc -c)
 kill -TERM "$pid"; wait "$pid" || true; pid=
 
 rps=$(awk '/Requests\/sec/ {print $2}' "$work/wrk.txt")
+requests=$(awk '/requests in/ {print $1}' "$work/wrk.txt")
+# CPU steward spent per request (user + system, policies included): what the figure would
+# be on an idle core, whatever else the machine runs.
+us_per_req=$(awk -v t=$((ticks_after - ticks_before)) -v hz="$(getconf CLK_TCK)" -v n="$requests" \
+  'BEGIN { printf "%.1f", t / hz * 1e6 / n }')
 p99=$(awk '$1 == "99%" {print $2}' "$work/wrk.txt")
 read -r evals max_gap < <(sqlite3 -separator ' ' "$work/demo.db" "
   WITH e AS (SELECT at_ms, at_ms - lag(at_ms) OVER (ORDER BY at_ms) AS gap FROM evaluations
@@ -54,4 +62,5 @@ read -r evals max_gap < <(sqlite3 -separator ' ' "$work/demo.db" "
   SELECT count(*), coalesce(max(gap), 0) FROM e")
 due=$(( (ended_ms - started_ms) / 5000 ))
 echo "== /v1/status ($bytes bytes): $rps requests/s, p99 $p99 (target >= 5000/s, p99 <= 5ms)"
+echo "== steward CPU: $us_per_req us per request (one core could serve ~$(awk -v u="$us_per_req" 'BEGIN { printf "%d", 1e6 / u }')/s)"
 echo "== policy schedule under load: $evals evaluations of $due due, largest gap ${max_gap} ms of clock (interval 5000 ms)"

@@ -74,7 +74,9 @@ static void fx_start(struct fx *fx, const char *token, uint64_t idle_timeout_ms)
     write_file(pin, "return { name = 'pin', evaluate = function(ctx)\n"
                     "  return { web = { ['eu-west'] = 1 } } end }\n");
     char *other = sw_xasprintf("%s/other.lua", fx->dir);
-    write_file(other, "return { name = 'other', evaluate = function(ctx) return {} end }\n");
+    /* Fails every time, with characters JSON must escape in its message. */
+    write_file(other, "return { name = 'other', evaluate = function(ctx)\n"
+                      "  error('bad \"quote\"\\n\\tand \\\\ slash') end }\n");
     char *cfg = sw_xasprintf("%s/steward.json", fx->dir);
     write_file(cfg, CONFIG_TEXT);
     struct sw_error err = {0};
@@ -326,6 +328,13 @@ SW_TEST(read_endpoints_shapes)
     SW_ASSERT(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(
         cJSON_GetObjectItemCaseSensitive(st, "escrow"), "runway_hours")));
     SW_ASSERT(jnum(st, "counters.acquires_ready") >= 1);
+    const cJSON *other = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(st, "policies"), 1);
+    SW_ASSERT_STREQ(cJSON_GetObjectItemCaseSensitive(other, "name")->valuestring, "other");
+    SW_ASSERT(jnum(other, "errors") >= 1);
+    SW_ASSERT_CONTAINS(cJSON_GetObjectItemCaseSensitive(other, "last_error")->valuestring,
+                       "bad \"quote\"\n\tand \\ slash");
+    const cJSON *pin = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(st, "policies"), 0);
+    SW_ASSERT(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(pin, "last_error")));
     const cJSON *g = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(st, "groups"), 0);
     SW_ASSERT_STREQ(cJSON_GetObjectItemCaseSensitive(g, "name")->valuestring, "web");
     SW_ASSERT_EQ(jnum(g, "max"), 6);
