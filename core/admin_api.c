@@ -1017,7 +1017,8 @@ static bool authorized(struct sw_admin_api *api, struct sw_http_exchange *ex,
         return true;
     api->refused_auth++;
     int64_t now = sw_clock_now(api->clock);
-    if (api->refused_auth_logged_ms == 0 || now - api->refused_auth_logged_ms >= AUTH_LOG_EVERY_MS) {
+    if (api->refused_auth_logged_ms == 0 ||
+        now - api->refused_auth_logged_ms >= AUTH_LOG_EVERY_MS) {
         /* Method and path only: the header may hold a near-miss of the real token. */
         sw_log(SW_LOG_WARN, LOG, "refused %s %s: %s bearer token (%" PRIu64 " refused so far)",
                req->method, req->path, given == NULL ? "missing" : "wrong", api->refused_auth);

@@ -560,7 +560,8 @@ static const char *check_exposition(const char *text, int *samples_out)
             "(,[a-zA-Z_][a-zA-Z0-9_]*=\"([^\"\\\\]|\\\\.)*\")*)\\})? "
             "(-?[0-9.eE+-]+|\\+Inf|-Inf|NaN)$",
             REG_EXTENDED);
-    regcomp(&type_re, "^# TYPE ([a-zA-Z_:][a-zA-Z0-9_:]*) (counter|gauge|histogram|summary|untyped)$",
+    regcomp(&type_re,
+            "^# TYPE ([a-zA-Z_:][a-zA-Z0-9_:]*) (counter|gauge|histogram|summary|untyped)$",
             REG_EXTENDED);
     char *copy = sw_xstrdup(text);
     char types[64][80];
