@@ -7,6 +7,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <arpa/inet.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
@@ -20,6 +21,7 @@
 /* Integers survive a JSON double exactly only up to 2^53. */
 #define JSON_INT_MAX 9007199254740992.0
 #define DEFAULT_SELF_ENV "AKASH_DEPLOYMENT_SEQUENCE"
+#define DEFAULT_ADMIN_PORT 9464
 
 /* ---- durations and JSON helpers ------------------------------------------------------ */
 
@@ -1196,11 +1198,86 @@ static int load_policies(const struct loader *ld, const cJSON *root, struct sw_c
     return 0;
 }
 
+/* ---- admin API (admin_api.c) ---------------------------------------------------------- */
+
+/* "127.0.0.1:9464", "[::1]:9464", "localhost:9464" or ":9464" (loopback). The host must be
+ * an IP literal or "localhost": the server binds without resolving names. */
+static bool parse_listen(const char *text, char **host_out, int *port_out)
+{
+    const char *colon = strrchr(text, ':');
+    if (colon == NULL || colon[1] == '\0')
+        return false;
+    char *end = NULL;
+    long port = strtol(colon + 1, &end, 10);
+    if (*end != '\0' || port < 0 || port > 65535 || !isdigit((unsigned char)colon[1]))
+        return false;
+    size_t host_len = (size_t)(colon - text);
+    char *host;
+    if (host_len == 0) {
+        host = sw_xstrdup("127.0.0.1");
+    } else if (text[0] == '[') {
+        if (host_len < 3 || text[host_len - 1] != ']')
+            return false;
+        host = sw_xstrndup(text + 1, host_len - 2);
+    } else {
+        host = sw_xstrndup(text, host_len);
+    }
+    unsigned char addr[16];
+    if (strcmp(host, "localhost") != 0 && inet_pton(AF_INET, host, addr) != 1 &&
+        inet_pton(AF_INET6, host, addr) != 1) {
+        free(host);
+        return false;
+    }
+    *host_out = host;
+    *port_out = (int)port;
+    return true;
+}
+
+static bool is_loopback(const char *host)
+{
+    unsigned char addr[16];
+    if (strcmp(host, "localhost") == 0)
+        return true;
+    if (inet_pton(AF_INET, host, addr) == 1)
+        return addr[0] == 127;
+    static const unsigned char v6_loopback[16] = {[15] = 1};
+    return inet_pton(AF_INET6, host, addr) == 1 && memcmp(addr, v6_loopback, 16) == 0;
+}
+
+static int load_admin(const struct loader *ld, const cJSON *root, struct sw_config *c)
+{
+    static const char *const keys[] = {"listen", "token_env", NULL};
+    struct sw_admin_config *a = &c->admin;
+    const cJSON *admin = NULL;
+    int rc = get_object(ld, root, "", "admin", &admin);
+    if (rc < 0 || admin == NULL)
+        return rc;
+    a->enabled = true;
+    a->port = DEFAULT_ADMIN_PORT;
+    const char *listen = NULL, *token_env = NULL;
+    if ((rc = check_keys(ld, admin, "admin", keys)) < 0 ||
+        (rc = get_string(ld, admin, "admin", "listen", false, &listen)) < 0 ||
+        (rc = get_string(ld, admin, "admin", "token_env", false, &token_env)) < 0)
+        return rc;
+    if (listen == NULL)
+        a->host = sw_xstrdup("127.0.0.1");
+    else if (!parse_listen(listen, &a->host, &a->port))
+        return fail_type(ld, "admin.listen", "\"IP:port\" like \"127.0.0.1:9464\"",
+                         cJSON_GetObjectItemCaseSensitive(admin, "listen"));
+    a->token_env = sw_xstrdup(token_env);
+    /* Whoever reaches the API can pause policies and pin counts: off the loopback
+     * interface that takes a token. */
+    if (token_env == NULL && !is_loopback(a->host))
+        return fail(ld, "admin.token_env", "required when admin.listen (%s) is not a loopback "
+                    "address", a->host);
+    return 0;
+}
+
 static int load_root(const struct loader *ld, const cJSON *root, struct sw_config *c)
 {
     static const char *const keys[] = {"id",       "state",  "seed",     "log",     "plugin_dirs",
                                        "lua_path", "market", "self",     "plugins", "metrics",
-                                       "guard",    "groups", "policies", "simulation", NULL};
+                                       "guard",    "groups", "policies", "simulation", "admin", NULL};
     if (!cJSON_IsObject(root))
         return fail_type(ld, "", "object at the top level", root);
     int rc = check_secrets(ld, root, "");
@@ -1230,7 +1307,8 @@ static int load_root(const struct loader *ld, const cJSON *root, struct sw_confi
     c->market_plugin = sw_xstrdup(market);
     if ((rc = load_self(ld, root, c)) < 0 || (rc = load_plugins(ld, root, c)) < 0 ||
         (rc = load_metrics(ld, root, c)) < 0 || (rc = load_guard(ld, root, c)) < 0 ||
-        (rc = load_groups(ld, root, c)) < 0 || (rc = load_policies(ld, root, c)) < 0)
+        (rc = load_groups(ld, root, c)) < 0 || (rc = load_policies(ld, root, c)) < 0 ||
+        (rc = load_admin(ld, root, c)) < 0)
         return rc;
     /* Validated by the simulator, which alone reads it: a live run ignores it. */
     const cJSON *simulation = NULL;
@@ -1340,6 +1418,8 @@ void sw_config_free(struct sw_config *c)
     free(c->market_plugin);
     free(c->self_market_id);
     free(c->simulation_json);
+    free(c->admin.host);
+    free(c->admin.token_env);
     free(c);
 }
 

@@ -63,6 +63,14 @@ struct sw_metric_config {
     int64_t every_ms;           /* refresh period; default: the shortest policy interval */
 };
 
+/* "admin": the admin HTTP API and /metrics (admin_api.h). */
+struct sw_admin_config {
+    bool enabled;               /* the "admin" object is present */
+    char *host;                 /* from "listen"; default "127.0.0.1" */
+    int port;                   /* from "listen"; default 9464; 0 picks a free port */
+    char *token_env;            /* names the variable holding the bearer token, or NULL */
+};
+
 struct sw_config {
     char *path;                 /* as given */
     char *dir;                  /* its directory: relative paths resolve against it */
@@ -87,6 +95,8 @@ struct sw_config {
     size_t metric_count;
     char *simulation_json;      /* "simulation" object as JSON text (read by `steward
                                    simulate`, see docs/simulation.md), or NULL */
+    /* ---- admin API (admin_api.c) ---- */
+    struct sw_admin_config admin;
 };
 
 /* Read and validate a config file. Returns an owned config (free with sw_config_free) or

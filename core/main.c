@@ -14,6 +14,8 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "admin_api.h"
+#include "admin_cli.h"
 #include "clock.h"
 #include "config.h"
 #include "http_client.h"
@@ -27,6 +29,9 @@
 
 #define EXIT_RUNTIME 1
 #define EXIT_USAGE 2
+/* SIGTERM waits this long (clock time) for marketplace operations in flight; below the
+ * usual 30 s container stop grace period. What is left stays pending for recovery. */
+#define DRAIN_MAX_MS 10000
 
 struct search_paths {
     char **items;
@@ -178,12 +183,17 @@ struct run_ctx {
     uv_loop_t *loop;
     struct sw_clock *clock;
     struct sw_runtime *runtime;
+    struct sw_admin_api *admin;
     uv_signal_t sigint;
     uv_signal_t sigterm;
     uv_signal_t sighup;
     uint64_t for_timer;
     int exit_code;
     bool stopping;
+    bool draining;
+    uint64_t drain_timer;
+    int64_t drain_deadline_ms;
+    const char *drain_why;
 };
 
 static void run_shutdown(struct run_ctx *rc, int exit_code, const char *why)
@@ -193,11 +203,56 @@ static void run_shutdown(struct run_ctx *rc, int exit_code, const char *why)
     rc->stopping = true;
     rc->exit_code = exit_code;
     sw_log(SW_LOG_INFO, "steward", "stopping: %s", why);
+    if (rc->drain_timer != 0)
+        sw_clock_timer_stop(rc->clock, rc->drain_timer);
+    rc->drain_timer = 0;
     sw_runtime_stop(rc->runtime);
     uv_signal_stop(&rc->sigint);
     uv_signal_stop(&rc->sigterm);
     uv_signal_stop(&rc->sighup);
     uv_stop(rc->loop);
+}
+
+static void drain_check(void *ud)
+{
+    struct run_ctx *rc = ud;
+    rc->drain_timer = 0;
+    size_t left = sw_runtime_ops_in_flight(rc->runtime);
+    if (left == 0) {
+        run_shutdown(rc, 0, rc->drain_why);
+    } else if (sw_clock_now(rc->clock) >= rc->drain_deadline_ms) {
+        sw_log(SW_LOG_WARN, "steward", "drain deadline: %zu marketplace operation%s still in "
+               "flight stay journaled as pending; the next start resumes them", left,
+               left == 1 ? "" : "s");
+        run_shutdown(rc, 0, rc->drain_why);
+    } else {
+        rc->drain_timer = sw_clock_timer_start(rc->clock, 100, drain_check, rc);
+    }
+}
+
+/* Stop deciding at once; let operations already sent to the marketplace finish (bounded)
+ * so their outcome is journaled now rather than reconciled at the next start. */
+static void start_drain(struct run_ctx *rc, const char *why)
+{
+    if (rc->stopping)
+        return;
+    if (rc->draining) {
+        run_shutdown(rc, 0, "second signal: not waiting for operations in flight");
+        return;
+    }
+    size_t in_flight = sw_runtime_ops_in_flight(rc->runtime);
+    if (in_flight == 0) {
+        run_shutdown(rc, 0, why);
+        return;
+    }
+    rc->draining = true;
+    rc->drain_why = why;
+    sw_runtime_quiesce(rc->runtime);
+    sw_log(SW_LOG_INFO, "steward", "%s: no new decisions; waiting up to %ds for %zu marketplace "
+           "operation%s in flight (a second signal stops at once)", why, DRAIN_MAX_MS / 1000,
+           in_flight, in_flight == 1 ? "" : "s");
+    rc->drain_deadline_ms = sw_clock_now(rc->clock) + DRAIN_MAX_MS;
+    rc->drain_timer = sw_clock_timer_start(rc->clock, 100, drain_check, rc);
 }
 
 static void on_signal(uv_signal_t *handle, int signum)
@@ -208,7 +263,7 @@ static void on_signal(uv_signal_t *handle, int signum)
         sw_runtime_reload(rc->runtime);
         return;
     }
-    run_shutdown(rc, 0, signum == SIGINT ? "interrupted (SIGINT)" : "terminated (SIGTERM)");
+    start_drain(rc, signum == SIGINT ? "interrupted (SIGINT)" : "terminated (SIGTERM)");
 }
 
 static void on_run_for_elapsed(void *ud)
@@ -278,6 +333,12 @@ static int cmd_run_loop(struct sw_config *config, bool dry_run, int64_t for_ms, 
                            : EXIT_RUNTIME;
         goto out;
     }
+    rc.admin = sw_admin_api_start_from_config(&loop, rc.runtime, rc.clock, config, &err);
+    if (rc.admin == NULL && err.code != 0) {
+        fprintf(stderr, "steward: %s\n", err.msg);
+        rc.exit_code = err.code == SW_ECONFIG ? EXIT_USAGE : EXIT_RUNTIME;
+        goto out;
+    }
     sw_log(SW_LOG_INFO, "steward", "steward %s started (id %s, %zu policies, market %s%s%s)",
            SW_VERSION, config->instance_id, config->policy_count, config->market_plugin,
            dry_run ? ", DRY RUN: no marketplace writes" : "",
@@ -302,6 +363,9 @@ static int cmd_run_loop(struct sw_config *config, bool dry_run, int64_t for_ms, 
 out:
     if (rc.for_timer != 0)
         sw_clock_timer_stop(rc.clock, rc.for_timer);
+    if (rc.drain_timer != 0)
+        sw_clock_timer_stop(rc.clock, rc.drain_timer);
+    sw_admin_api_close(rc.admin);
     sw_runtime_free(rc.runtime);
     sw_log_set_time_source(NULL, NULL);
     sw_clock_free(rc.clock);
@@ -630,6 +694,8 @@ static void usage(FILE *out)
             "  test-policy SPEC       run a Lua policy spec in the sandbox\n"
             "  simulate -c FILE --trace CSV  replay traces through the policies offline\n"
             "  replay --state DB [-c FILE]   re-run policies over a journal's recorded inputs\n"
+            "  status | leases | decisions | pause POLICY | resume POLICY\n"
+            "                         ask a running steward through its admin API\n"
             "  version                print the version and plugin ABI\n"
             "\n"
             "`steward <command> --help` describes each command.\n",
@@ -657,6 +723,8 @@ int main(int argc, char **argv)
         return sw_sim_main(argc - 1, argv + 1);
     if (strcmp(cmd, "replay") == 0)
         return sw_replay_main(argc - 1, argv + 1);
+    if (sw_admin_cli_is_verb(cmd))
+        return sw_admin_cli_main(argc - 1, argv + 1);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         printf("steward %s (plugin ABI %d.%d)\n", SW_VERSION, SWP_ABI_MAJOR, SWP_ABI_MINOR);
         return 0;

@@ -41,6 +41,13 @@ struct policy_slot {
     uint64_t timer;
     int64_t interval_ms;
     bool paused;
+    /* admin API counters (see the end of this file) */
+    uint64_t evaluations;
+    uint64_t errors;
+    int64_t last_eval_ms;
+    double last_duration_ms;
+    char *last_error;
+    struct sw_runtime_hist duration;
 };
 
 struct metric_slot {
@@ -97,9 +104,27 @@ struct sw_runtime {
     bool offers_in_flight;
     bool watch_in_flight;
     struct sw_runtime_stats stats;
+    /* admin API state (see the end of this file) */
+    uint64_t refused_by_kind[2];
+    struct admin_override *overrides;
+    size_t override_count;
+    uint64_t override_timer;
+    struct sw_runtime_http_stats *http_stats;
+    size_t http_stat_count;
+    bool quiesced; /* sw_runtime_quiesce: finishing, no longer deciding */
 };
 
 static const char *LOG = "runtime";
+
+/* admin API hooks, defined at the end of this file */
+static void apply_overrides(struct sw_runtime *rt, const struct sw_desired *named);
+static void note_evaluation(struct policy_slot *slot, int rc, double duration_ms,
+                            const char *error);
+static void note_policy_error(struct policy_slot *slot, const char *error);
+static bool saved_pause(struct sw_runtime *rt, const char *policy);
+static size_t http_stats_index(struct sw_runtime *rt, const char *plugin);
+static void http_stats_note(struct sw_runtime *rt, size_t index, int status, uint64_t started_ns);
+static void admin_free(struct sw_runtime *rt);
 
 static int64_t now_ms(struct sw_runtime *rt)
 {
@@ -129,6 +154,9 @@ static void svc_timer_stop(void *ud, struct sw_plugin *plugin, uint64_t timer_id
 struct http_trampoline {
     swp_http_cb cb;
     void *ud;
+    struct sw_runtime *rt;   /* admin API: latency per plugin */
+    size_t stat_index;
+    uint64_t started_ns;
 };
 
 static void http_done(void *ud, int status, const struct swp_http_resp *resp,
@@ -137,6 +165,7 @@ static void http_done(void *ud, int status, const struct swp_http_resp *resp,
     struct http_trampoline *t = ud;
     swp_http_cb cb = t->cb;
     void *cb_ud = t->ud;
+    http_stats_note(t->rt, t->stat_index, status, t->started_ns);
     free(t);
     cb(cb_ud, status, resp);
 }
@@ -152,6 +181,9 @@ static uint64_t svc_http_request(void *ud, struct sw_plugin *plugin,
     struct http_trampoline *t = sw_xmalloc(sizeof(*t));
     t->cb = cb;
     t->ud = cb_ud;
+    t->rt = rt;
+    t->stat_index = http_stats_index(rt, sw_plugin_name(plugin));
+    t->started_ns = uv_hrtime();
     uint64_t id = sw_http_client_request(rt->http, req, http_done, t);
     if (id == 0)
         free(t);
@@ -857,6 +889,7 @@ static void log_refused(struct sw_runtime *rt, const struct sw_actions *refused)
     for (size_t i = 0; i < refused->count; i++) {
         const struct sw_action *a = &refused->items[i];
         rt->stats.refused++;
+        rt->refused_by_kind[a->kind == SW_ACTION_ACQUIRE ? 0 : 1]++;
         sw_log(SW_LOG_INFO, LOG, "guard refused %s %s/%s: %s", sw_action_kind_name(a->kind),
                a->group, a->region, a->reason);
     }
@@ -894,6 +927,7 @@ static void evaluate_policy(struct sw_runtime *rt, struct policy_slot *slot)
     sw_desired_init(&before);
     sw_desired_copy(&before, &rt->desired);
     merge_desired(&rt->desired, &res.desired);
+    apply_overrides(rt, &res.desired);
     struct sw_guard_notes notes = {0};
     sw_guard_clamp(rt->guard, &rt->units, &rt->desired, &notes);
     for (size_t i = 0; i < notes.count; i++)
@@ -939,6 +973,7 @@ static void evaluate_policy(struct sw_runtime *rt, struct policy_slot *slot)
     struct sw_error jerr = {0};
     if (record && sw_journal_eval_record(rt->journal, &ev, &jerr) < 0)
         sw_log(SW_LOG_ERROR, LOG, "journal: cannot record evaluation: %s", jerr.msg);
+    note_evaluation(slot, rc, ev.duration_ms, rc < 0 ? err.msg : NULL);
     if (rc == 0 && record) {
         char *state = sw_policy_state_json(slot->policy);
         if (state != NULL)
@@ -983,6 +1018,7 @@ static void run_policy_event(struct sw_runtime *rt, const char *ev_json)
             continue;
         if (sw_policy_on_event(rt->policies[i].policy, &in, ev_json, &err) < 0) {
             rt->stats.policy_errors++;
+            note_policy_error(&rt->policies[i], err.msg);
             sw_log(SW_LOG_ERROR, LOG, "policy %s: on_event failed: %s",
                    rt->policies[i].config->name, err.msg);
         } else if (sw_policy_event_wants_eval(rt->policies[i].policy)) {
@@ -1328,7 +1364,7 @@ static void watch_tick(void *ud)
 
 static void start_schedules(struct sw_runtime *rt)
 {
-    if (!rt->running)
+    if (!rt->running || rt->quiesced)
         return;
     /* Inputs first so the first evaluation (scheduled on the next turn) sees them when the
      * plugins answer at once, as embedded ones do. */
@@ -1418,6 +1454,7 @@ static int load_policies(struct sw_runtime *rt, struct sw_error *err)
         slot->rt = rt;
         slot->config = pc;
         slot->interval_ms = pc->interval_ms;
+        slot->paused = saved_pause(rt, pc->name);
         struct sw_policy_opts popts = {
             .name = pc->name,
             .file = pc->file,
@@ -1554,6 +1591,7 @@ void sw_runtime_stop(struct sw_runtime *rt)
         stop_timer(rt, &rt->metrics_slots[i].timer);
     stop_timer(rt, &rt->offers_timer);
     stop_timer(rt, &rt->watch_timer);
+    stop_timer(rt, &rt->override_timer);
     /* Operations still in flight stay pending in the journal: recovery resolves them. */
     for (struct market_op *op = rt->ops; op != NULL; op = op->next) {
         if (!op->abandoned) {
@@ -1599,6 +1637,7 @@ void sw_runtime_free(struct sw_runtime *rt)
         free(ev->data_json);
         free(ev);
     }
+    admin_free(rt);
     for (size_t i = 0; i < rt->policy_count; i++)
         sw_policy_free(rt->policies[i].policy);
     free(rt->policies);
@@ -1640,4 +1679,512 @@ bool sw_runtime_ready(const struct sw_runtime *rt)
 size_t sw_runtime_ops_in_flight(const struct sw_runtime *rt)
 {
     return rt->ops_in_flight;
+}
+
+/* ---- admin API hooks (admin_api.c) ------------------------------------------------------ */
+
+const double sw_runtime_hist_bounds[SW_RUNTIME_HIST_BUCKETS] = {
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+};
+
+struct admin_override {
+    struct sw_runtime_override pub; /* pub.group and pub.region are owned here */
+    /* The group's entries as the policies want them, restored when the override ends.
+     * Refreshed whenever a policy names the group, so a policy that changed its mind
+     * during the override is not forgotten. */
+    struct sw_desired base;
+};
+
+static void hist_observe(struct sw_runtime_hist *h, double seconds)
+{
+    size_t i = 0;
+    while (i < SW_RUNTIME_HIST_BUCKETS && seconds > sw_runtime_hist_bounds[i])
+        i++;
+    h->buckets[i]++;
+    h->count++;
+    h->sum_s += seconds;
+}
+
+static void note_evaluation(struct policy_slot *slot, int rc, double duration_ms,
+                            const char *error)
+{
+    slot->evaluations++;
+    slot->last_eval_ms = now_ms(slot->rt);
+    slot->last_duration_ms = duration_ms;
+    hist_observe(&slot->duration, duration_ms / 1000.0);
+    if (rc < 0) {
+        note_policy_error(slot, error);
+    } else {
+        free(slot->last_error);
+        slot->last_error = NULL;
+    }
+}
+
+static void note_policy_error(struct policy_slot *slot, const char *error)
+{
+    slot->errors++;
+    free(slot->last_error);
+    slot->last_error = sw_xstrdup(error != NULL ? error : "");
+}
+
+size_t sw_runtime_policy_count(const struct sw_runtime *rt)
+{
+    return rt->policy_count;
+}
+
+void sw_runtime_policy_info(const struct sw_runtime *rt, size_t i,
+                            struct sw_runtime_policy_info *out)
+{
+    const struct policy_slot *slot = &rt->policies[i];
+    memset(out, 0, sizeof(*out));
+    out->name = slot->config->name;
+    out->file = slot->config->file;
+    out->interval_ms = slot->interval_ms;
+    out->paused = slot->paused;
+    out->evaluations = slot->evaluations;
+    out->errors = slot->errors;
+    out->last_eval_ms = slot->last_eval_ms;
+    out->last_duration_ms = slot->last_duration_ms;
+    out->last_error = slot->last_error;
+    out->duration = slot->duration;
+}
+
+static char *pause_key(const char *policy)
+{
+    return sw_xasprintf("paused/%s", policy);
+}
+
+static bool saved_pause(struct sw_runtime *rt, const char *policy)
+{
+    char *key = pause_key(policy);
+    char *value = NULL;
+    bool paused = sw_journal_meta_get(rt->journal, key, &value) == 0 && value != NULL &&
+                  strcmp(value, "1") == 0;
+    free(value);
+    free(key);
+    if (paused)
+        sw_log(SW_LOG_WARN, LOG, "policy %s is paused (since an earlier run); `steward resume "
+               "%s` resumes it", policy, policy);
+    return paused;
+}
+
+int sw_runtime_policy_set_paused(struct sw_runtime *rt, const char *name, bool paused)
+{
+    struct policy_slot *slot = NULL;
+    for (size_t i = 0; name != NULL && i < rt->policy_count && slot == NULL; i++)
+        if (strcmp(rt->policies[i].config->name, name) == 0)
+            slot = &rt->policies[i];
+    if (slot == NULL)
+        return SW_ENOENT;
+    bool was = slot->paused;
+    slot->paused = paused;
+    char *key = pause_key(name);
+    if (sw_journal_meta_set(rt->journal, key, paused ? "1" : "0") < 0)
+        sw_log(SW_LOG_ERROR, LOG, "journal: cannot record that policy %s is %s: %s", name,
+               paused ? "paused" : "resumed", sw_journal_last_error(rt->journal));
+    free(key);
+    if (was == paused)
+        return 0;
+    sw_log(SW_LOG_INFO, LOG, "policy %s %s", name,
+           paused ? "paused: its groups keep their last desired counts" : "resumed");
+    cJSON *data = cJSON_CreateObject();
+    cJSON_AddStringToObject(data, "policy", name);
+    record_event(rt, paused ? "policy_paused" : "policy_resumed", data);
+    struct sw_error err = {0};
+    sw_journal_flush(rt->journal, &err);
+    /* Resume means now, not at the end of an interval that started while paused. */
+    if (!paused && rt->running && slot->timer != 0) {
+        sw_clock_timer_stop(rt->clock, slot->timer);
+        slot->timer = sw_clock_timer_start(rt->clock, 0, policy_tick, slot);
+    }
+    return 0;
+}
+
+uint64_t sw_runtime_refused_count(const struct sw_runtime *rt, int action_kind)
+{
+    return rt->refused_by_kind[action_kind == SW_ACTION_ACQUIRE ? 0 : 1];
+}
+
+/* ---- overrides ---- */
+
+static void group_entries(const struct sw_desired *d, const char *group, struct sw_desired *out)
+{
+    sw_desired_clear(out);
+    for (size_t i = 0; i < d->count; i++)
+        if (strcmp(d->entries[i].group, group) == 0)
+            sw_desired_set(out, group, d->entries[i].region, d->entries[i].count);
+}
+
+/* d with group's entries replaced by those of entries. */
+static void replace_group(struct sw_desired *d, const char *group,
+                          const struct sw_desired *entries)
+{
+    struct sw_desired out;
+    sw_desired_init(&out);
+    for (size_t i = 0; i < d->count; i++)
+        if (strcmp(d->entries[i].group, group) != 0)
+            sw_desired_set(&out, d->entries[i].group, d->entries[i].region, d->entries[i].count);
+    for (size_t i = 0; i < entries->count; i++)
+        sw_desired_set(&out, group, entries->entries[i].region, entries->entries[i].count);
+    sw_desired_copy(d, &out);
+    sw_desired_clear(&out);
+}
+
+/* The group's total pinned to count, spread in proportion to what is desired now (largest
+ * remainder, ties to the first region in order), or evenly when nothing is. */
+static void pin_group_total(struct sw_runtime *rt, const struct sw_group_config *g, int count)
+{
+    struct sw_desired current;
+    sw_desired_init(&current);
+    group_entries(&rt->desired, g->name, &current);
+    if (current.count == 0)
+        for (size_t i = 0; i < g->region_count; i++)
+            sw_desired_set(&current, g->name, g->regions[i], 0);
+    size_t n = current.count;
+    if (n == 0) {
+        sw_desired_clear(&current);
+        return;
+    }
+    long total = 0;
+    for (size_t i = 0; i < n; i++)
+        total += current.entries[i].count > 0 ? current.entries[i].count : 0;
+    int *share = sw_xcalloc(n, sizeof(int));
+    double *frac = sw_xcalloc(n, sizeof(double));
+    int given = 0;
+    for (size_t i = 0; i < n; i++) {
+        int w = current.entries[i].count > 0 ? current.entries[i].count : 0;
+        double exact = total > 0 ? (double)count * w / (double)total : (double)count / (double)n;
+        share[i] = (int)exact;
+        frac[i] = exact - share[i];
+        given += share[i];
+    }
+    while (given < count) {
+        size_t best = 0;
+        for (size_t i = 1; i < n; i++)
+            if (frac[i] > frac[best])
+                best = i;
+        share[best]++;
+        frac[best] = -1;
+        given++;
+    }
+    for (size_t i = 0; i < n; i++)
+        sw_desired_set(&rt->desired, g->name, current.entries[i].region, share[i]);
+    free(share);
+    free(frac);
+    sw_desired_clear(&current);
+}
+
+static void apply_overrides(struct sw_runtime *rt, const struct sw_desired *named)
+{
+    /* Bases first: with two overrides on one group the second must not see the first's
+     * pin as what the policy wants. */
+    for (size_t i = 0; i < rt->override_count; i++) {
+        struct admin_override *ov = &rt->overrides[i];
+        if (desired_names_group(named, ov->pub.group))
+            group_entries(&rt->desired, ov->pub.group, &ov->base);
+    }
+    for (size_t i = 0; i < rt->override_count; i++) {
+        const struct sw_runtime_override *ov = &rt->overrides[i].pub;
+        if (ov->region != NULL)
+            sw_desired_set(&rt->desired, ov->group, ov->region, ov->count);
+        else
+            pin_group_total(rt, sw_config_group(rt->config, ov->group), ov->count);
+    }
+}
+
+/* One planning pass without a policy: overrides changed. Journaled as policy "admin". */
+static void admin_replan(struct sw_runtime *rt, const char *group, const char *why)
+{
+    if (!rt->running || !rt->recovered || rt->quiesced)
+        return;
+    uint64_t started = uv_hrtime();
+    struct sw_desired none;
+    sw_desired_init(&none);
+    apply_overrides(rt, &none);
+    drop_closed_units(rt);
+    struct sw_guard_notes notes = {0};
+    sw_guard_clamp(rt->guard, &rt->units, &rt->desired, &notes);
+    for (size_t i = 0; i < notes.count; i++)
+        sw_log(SW_LOG_INFO, LOG, "guard: %s", notes.items[i]);
+    struct sw_actions actions, refused;
+    sw_actions_init(&actions);
+    sw_actions_init(&refused);
+    sw_planner_plan(&rt->desired, &rt->units, &rt->offers, rt->config->groups,
+                    rt->config->group_count, &actions);
+    sw_guard_filter(rt->guard, now_ms(rt), &rt->units, &actions, &refused);
+    log_refused(rt, &refused);
+
+    char *desired_text = desired_record_json(&none, &rt->desired);
+    char *actions_text = sw_actions_to_json(&actions);
+    char *refused_text = sw_actions_to_json(&refused);
+    cJSON *explain = cJSON_CreateArray();
+    cJSON *note = cJSON_CreateObject();
+    cJSON_AddStringToObject(note, "group", group);
+    cJSON_AddStringToObject(note, "text", why);
+    cJSON_AddItemToArray(explain, note);
+    char *explain_text = cJSON_PrintUnformatted(explain);
+    cJSON_Delete(explain);
+    struct sw_evaluation ev = {
+        .policy = "admin",
+        .at_ms = now_ms(rt),
+        .desired_json = desired_text,
+        .actions_json = actions_text,
+        .refused_json = refused_text,
+        .explain_json = explain_text,
+        .duration_ms = (double)(uv_hrtime() - started) / 1e6,
+    };
+    struct sw_error jerr = {0};
+    if (sw_journal_eval_record(rt->journal, &ev, &jerr) < 0)
+        sw_log(SW_LOG_ERROR, LOG, "journal: cannot record the override pass: %s", jerr.msg);
+    free(desired_text);
+    free(actions_text);
+    free(refused_text);
+    cJSON_free(explain_text);
+    execute_actions(rt, &actions);
+    sw_journal_flush(rt->journal, &jerr);
+    sw_actions_clear(&actions);
+    sw_actions_clear(&refused);
+    sw_guard_notes_clear(&notes);
+    sw_desired_clear(&none);
+}
+
+static void override_remove_at(struct sw_runtime *rt, size_t i)
+{
+    struct admin_override *ov = &rt->overrides[i];
+    free((char *)ov->pub.group);
+    free((char *)ov->pub.region);
+    sw_desired_clear(&ov->base);
+    memmove(&rt->overrides[i], &rt->overrides[i + 1],
+            (rt->override_count - i - 1) * sizeof(*ov));
+    rt->override_count--;
+}
+
+static cJSON *override_event_data(const struct sw_runtime_override *ov)
+{
+    cJSON *data = cJSON_CreateObject();
+    cJSON_AddStringToObject(data, "group", ov->group);
+    if (ov->region != NULL)
+        cJSON_AddStringToObject(data, "region", ov->region);
+    cJSON_AddNumberToObject(data, "count", ov->count);
+    cJSON_AddNumberToObject(data, "until_ms", (double)ov->until_ms);
+    return data;
+}
+
+static void override_timer_fired(void *ud);
+
+static void override_schedule(struct sw_runtime *rt)
+{
+    if (rt->override_timer != 0)
+        sw_clock_timer_stop(rt->clock, rt->override_timer);
+    rt->override_timer = 0;
+    if (rt->override_count == 0 || rt->stopping)
+        return;
+    int64_t next = INT64_MAX;
+    for (size_t i = 0; i < rt->override_count; i++)
+        if (rt->overrides[i].pub.until_ms < next)
+            next = rt->overrides[i].pub.until_ms;
+    int64_t delay = next - now_ms(rt);
+    rt->override_timer = sw_clock_timer_start(rt->clock, delay > 0 ? (uint64_t)delay : 0,
+                                              override_timer_fired, rt);
+}
+
+/* Ends the overrides of group for which ends(ov) holds; the group's wanted entries come
+ * back. Returns how many ended. */
+static size_t override_end(struct sw_runtime *rt, const char *group, int64_t expired_by,
+                           const char *event_type)
+{
+    size_t ended = 0;
+    for (size_t i = 0; i < rt->override_count;) {
+        struct admin_override *ov = &rt->overrides[i];
+        bool match = group != NULL ? strcmp(ov->pub.group, group) == 0
+                                   : ov->pub.until_ms <= expired_by;
+        if (!match) {
+            i++;
+            continue;
+        }
+        replace_group(&rt->desired, ov->pub.group, &ov->base);
+        sw_log(SW_LOG_INFO, LOG, "override of %s%s%s (%d) %s", ov->pub.group,
+               ov->pub.region ? "/" : "", ov->pub.region ? ov->pub.region : "", ov->pub.count,
+               group != NULL ? "cleared" : "expired");
+        record_event(rt, event_type, override_event_data(&ov->pub));
+        override_remove_at(rt, i);
+        ended++;
+    }
+    return ended;
+}
+
+static void override_timer_fired(void *ud)
+{
+    struct sw_runtime *rt = ud;
+    rt->override_timer = 0;
+    if (override_end(rt, NULL, now_ms(rt), "override_expired") > 0)
+        admin_replan(rt, "*", "override expired: back to the policies' desired state");
+    override_schedule(rt);
+}
+
+int sw_runtime_override_set(struct sw_runtime *rt, const char *group, const char *region,
+                            int count, int64_t duration_ms, struct sw_error *err)
+{
+    const struct sw_group_config *g = sw_config_group(rt->config, group);
+    if (g == NULL)
+        return sw_error_set(err, SW_ENOENT, "no group named '%s'", group ? group : "");
+    if (count < 0 || count > g->max)
+        return sw_error_set(err, SW_EINVAL, "count %d is outside group %s's limits [0, %d]",
+                            count, group, g->max);
+    if (duration_ms <= 0)
+        return sw_error_set(err, SW_EINVAL, "the override needs a duration > 0");
+    if (region != NULL && g->region_count > 0) {
+        bool allowed = false;
+        for (size_t i = 0; i < g->region_count && !allowed; i++)
+            allowed = strcmp(g->regions[i], region) == 0;
+        if (!allowed)
+            return sw_error_set(err, SW_EINVAL, "group %s may not use region '%s'", group,
+                                region);
+    }
+    struct sw_desired base;
+    sw_desired_init(&base);
+    bool inherited = false;
+    for (size_t i = 0; i < rt->override_count && !inherited; i++) {
+        if (strcmp(rt->overrides[i].pub.group, group) == 0) {
+            sw_desired_copy(&base, &rt->overrides[i].base);
+            inherited = true;
+        }
+    }
+    if (!inherited)
+        group_entries(&rt->desired, group, &base);
+    if (region == NULL && base.count == 0 && g->region_count == 0) {
+        sw_desired_clear(&base);
+        return sw_error_set(err, SW_EINVAL, "group %s has no region to spread a total over "
+                            "(no desired state yet and no regions listed): name a region",
+                            group);
+    }
+    /* Replace: group-wide replaces all; regional replaces group-wide and the same region. */
+    for (size_t i = 0; i < rt->override_count;) {
+        const struct sw_runtime_override *ov = &rt->overrides[i].pub;
+        if (strcmp(ov->group, group) == 0 &&
+            (region == NULL || ov->region == NULL || strcmp(ov->region, region) == 0))
+            override_remove_at(rt, i);
+        else
+            i++;
+    }
+    rt->overrides = sw_xrealloc(rt->overrides, (rt->override_count + 1) * sizeof(*rt->overrides));
+    struct admin_override *ov = &rt->overrides[rt->override_count++];
+    memset(ov, 0, sizeof(*ov));
+    ov->pub.group = sw_xstrdup(group);
+    ov->pub.region = sw_xstrdup(region);
+    ov->pub.count = count;
+    ov->pub.set_ms = now_ms(rt);
+    ov->pub.until_ms = ov->pub.set_ms + duration_ms;
+    ov->base = base; /* moved */
+    /* A regional override on top of group-wide ones changed the group: start from what
+     * the policies want. */
+    replace_group(&rt->desired, group, &ov->base);
+    sw_log(SW_LOG_INFO, LOG, "override: %s%s%s pinned to %d for %.0fs", group,
+           region ? "/" : "", region ? region : "", count, (double)duration_ms / 1000.0);
+    record_event(rt, "override_set", override_event_data(&ov->pub));
+    char *why = sw_xasprintf("override: %s%s%s pinned to %d", group, region ? "/" : "",
+                             region ? region : "", count);
+    admin_replan(rt, group, why);
+    free(why);
+    override_schedule(rt);
+    return 0;
+}
+
+int sw_runtime_override_clear(struct sw_runtime *rt, const char *group)
+{
+    if (group == NULL || override_end(rt, group, 0, "override_cleared") == 0)
+        return SW_ENOENT;
+    admin_replan(rt, group, "override cleared: back to the policies' desired state");
+    override_schedule(rt);
+    return 0;
+}
+
+size_t sw_runtime_override_count(const struct sw_runtime *rt)
+{
+    return rt->override_count;
+}
+
+const struct sw_runtime_override *sw_runtime_override_at(const struct sw_runtime *rt, size_t i)
+{
+    return i < rt->override_count ? &rt->overrides[i].pub : NULL;
+}
+
+/* ---- plugin HTTP ---- */
+
+static size_t http_stats_index(struct sw_runtime *rt, const char *plugin)
+{
+    for (size_t i = 0; i < rt->http_stat_count; i++)
+        if (strcmp(rt->http_stats[i].plugin, plugin) == 0)
+            return i;
+    rt->http_stats =
+        sw_xrealloc(rt->http_stats, (rt->http_stat_count + 1) * sizeof(*rt->http_stats));
+    struct sw_runtime_http_stats *st = &rt->http_stats[rt->http_stat_count];
+    memset(st, 0, sizeof(*st));
+    st->plugin = sw_xstrdup(plugin);
+    return rt->http_stat_count++;
+}
+
+static void http_stats_note(struct sw_runtime *rt, size_t index, int status, uint64_t started_ns)
+{
+    if (status == SW_ECANCELED || index >= rt->http_stat_count)
+        return;
+    struct sw_runtime_http_stats *st = &rt->http_stats[index];
+    if (status < 0) {
+        st->errors++;
+        return;
+    }
+    st->ok++;
+    hist_observe(&st->duration, (double)(uv_hrtime() - started_ns) / 1e9);
+}
+
+size_t sw_runtime_http_stats_count(const struct sw_runtime *rt)
+{
+    return rt->http_stat_count;
+}
+
+const struct sw_runtime_http_stats *sw_runtime_http_stats_at(const struct sw_runtime *rt,
+                                                             size_t i)
+{
+    return i < rt->http_stat_count ? &rt->http_stats[i] : NULL;
+}
+
+const struct sw_config *sw_runtime_config(const struct sw_runtime *rt)
+{
+    return rt->config;
+}
+
+void sw_runtime_quiesce(struct sw_runtime *rt)
+{
+    if (rt == NULL || !rt->running)
+        return;
+    for (size_t i = 0; i < rt->policy_count; i++)
+        stop_timer(rt, &rt->policies[i].timer);
+    for (size_t i = 0; i < rt->metric_count; i++)
+        stop_timer(rt, &rt->metrics_slots[i].timer);
+    stop_timer(rt, &rt->offers_timer);
+    stop_timer(rt, &rt->watch_timer);
+    stop_timer(rt, &rt->override_timer);
+    rt->quiesced = true; /* a recovery still listing must not start the schedules */
+    struct sw_error err = {0};
+    sw_journal_flush(rt->journal, &err);
+}
+
+static void admin_free(struct sw_runtime *rt)
+{
+    if (rt->override_timer != 0)
+        sw_clock_timer_stop(rt->clock, rt->override_timer);
+    rt->override_timer = 0;
+    while (rt->override_count > 0)
+        override_remove_at(rt, rt->override_count - 1);
+    free(rt->overrides);
+    rt->overrides = NULL;
+    for (size_t i = 0; i < rt->http_stat_count; i++)
+        free((char *)rt->http_stats[i].plugin);
+    free(rt->http_stats);
+    rt->http_stats = NULL;
+    rt->http_stat_count = 0;
+    for (size_t i = 0; i < rt->policy_count; i++) {
+        free(rt->policies[i].last_error);
+        rt->policies[i].last_error = NULL;
+    }
 }

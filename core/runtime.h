@@ -103,4 +103,90 @@ bool sw_runtime_ready(const struct sw_runtime *rt);
 /* Marketplace operations started and not yet completed. */
 size_t sw_runtime_ops_in_flight(const struct sw_runtime *rt);
 
+/* ---- admin API hooks (admin_api.c) ------------------------------------------------------
+ * What the admin API reads and changes: per-policy counters, pause/resume, overrides, and
+ * the plugins' HTTP latency. Context: loop thread only, like everything above. */
+
+/* Upper bounds (seconds) of the duration histograms below; one more bucket counts the rest. */
+#define SW_RUNTIME_HIST_BUCKETS 12
+extern const double sw_runtime_hist_bounds[SW_RUNTIME_HIST_BUCKETS];
+
+struct sw_runtime_hist {
+    uint64_t buckets[SW_RUNTIME_HIST_BUCKETS + 1]; /* per bucket, not cumulative */
+    uint64_t count;
+    double sum_s;
+};
+
+struct sw_runtime_policy_info {
+    const char *name;           /* borrowed from the config */
+    const char *file;
+    int64_t interval_ms;
+    bool paused;
+    uint64_t evaluations;
+    uint64_t errors;            /* failed evaluate and on_event calls */
+    int64_t last_eval_ms;       /* clock time; 0 before the first */
+    double last_duration_ms;
+    const char *last_error;     /* the last failure's message, NULL after a good evaluation;
+                                   borrowed until the policy runs again */
+    struct sw_runtime_hist duration; /* evaluate() wall time, policy and planning included */
+};
+
+size_t sw_runtime_policy_count(const struct sw_runtime *rt);
+/* Policy i (< sw_runtime_policy_count) in config order; strings borrowed as noted. */
+void sw_runtime_policy_info(const struct sw_runtime *rt, size_t i,
+                            struct sw_runtime_policy_info *out);
+/* Pause (no evaluate, no on_event; its groups keep their last desired counts) or resume
+ * (evaluates on the next turn). Recorded in the journal, so a pause survives a restart.
+ * 0, or SW_ENOENT for an unknown policy name. */
+int sw_runtime_policy_set_paused(struct sw_runtime *rt, const char *name, bool paused);
+
+/* Guard refusals by action kind (the total is stats.refused). */
+uint64_t sw_runtime_refused_count(const struct sw_runtime *rt, int action_kind);
+
+/* A count pinned by an operator: applied after the policies' desired states are merged
+ * and before the guard, which still clamps it (min/max, budget, cooldowns). */
+struct sw_runtime_override {
+    const char *group;          /* borrowed until the override is replaced or expires */
+    const char *region;         /* NULL: the group's total, spread like the current desired
+                                   state (evenly over its regions when that is empty) */
+    int count;
+    int64_t set_ms;
+    int64_t until_ms;           /* clock time it expires */
+};
+
+/* Pin group (or group/region) to count for duration_ms (clock time, so --speed compresses
+ * it). A group-wide override replaces every override of the group; a regional one replaces
+ * the group-wide one and the same region's. Takes effect at once (a planning pass runs if
+ * recovery finished) and, when it expires, the policies' own desired state comes back.
+ * Returns 0; SW_ENOENT for an unknown group; SW_EINVAL (with err) for a region the group
+ * may not use, count outside [0, max], duration_ms <= 0, or a group-wide override on a
+ * group with no region to spread over. Strings are copied. */
+int sw_runtime_override_set(struct sw_runtime *rt, const char *group, const char *region,
+                            int count, int64_t duration_ms, struct sw_error *err);
+/* Remove every override of group now (same effect as expiry). 0 or SW_ENOENT if none. */
+int sw_runtime_override_clear(struct sw_runtime *rt, const char *group);
+size_t sw_runtime_override_count(const struct sw_runtime *rt);
+/* Override i (< count); borrowed until overrides change. */
+const struct sw_runtime_override *sw_runtime_override_at(const struct sw_runtime *rt, size_t i);
+
+/* HTTP requests plugins made through the host (a market plugin's marketplace calls). */
+struct sw_runtime_http_stats {
+    const char *plugin;         /* borrowed, lives as long as the runtime */
+    uint64_t ok;                /* a response arrived (any HTTP status) */
+    uint64_t errors;            /* timeout, transport error, too big */
+    struct sw_runtime_hist duration; /* responses only */
+};
+
+size_t sw_runtime_http_stats_count(const struct sw_runtime *rt);
+const struct sw_runtime_http_stats *sw_runtime_http_stats_at(const struct sw_runtime *rt,
+                                                             size_t i);
+/* The configuration the runtime was created with (borrowed). */
+const struct sw_config *sw_runtime_config(const struct sw_runtime *rt);
+
+/* Stop deciding, keep finishing (SIGTERM's drain): no more policy evaluations, metric,
+ * offer or watch refreshes, or override passes; marketplace operations already started
+ * go on and complete normally (watch sw_runtime_ops_in_flight). Call sw_runtime_stop
+ * afterwards; what is still in flight then stays pending for the next start's recovery. */
+void sw_runtime_quiesce(struct sw_runtime *rt);
+
 #endif /* SW_RUNTIME_H */

@@ -431,7 +431,7 @@ SW_TEST(unknown_keys_rejected_at_every_level)
 {
     EXPECT_ERROR("{\"market\": \"sim\", \"maket\": 1, " MIN_GROUPS "}",
                  ": unknown key 'maket' (known: id, state, seed, log, plugin_dirs, lua_path, "
-                 "market, self, plugins, metrics, guard, groups, policies, simulation)");
+                 "market, self, plugins, metrics, guard, groups, policies, simulation, admin)");
     EXPECT_ERROR("{\"market\": \"sim\", \"groups\": {\"web\": {\"max\": 2, \"maxx\": 3}}}",
                  ":groups.web: unknown key 'maxx' (known: min, max, regions, scale_up_cooldown, "
                  "scale_down_cooldown, max_price_usd_hour, profile, sdl, acquire_deadline, "
@@ -879,6 +879,82 @@ SW_TEST(lookups_tolerate_null)
     SW_ASSERT(sw_config_group(NULL, "web") == NULL);
     SW_ASSERT(sw_config_plugin(NULL, "x") == NULL);
     sw_config_free(NULL);
+}
+
+SW_TEST(admin_section)
+{
+    struct sw_error err = {0};
+    /* Absent: disabled. */
+    struct sw_config *c = parse_in_scratch("{\"market\": \"sim\", " MIN_GROUPS "}", &err);
+    SW_ASSERT(c != NULL);
+    SW_ASSERT(!c->admin.enabled);
+    SW_ASSERT(c->admin.host == NULL);
+    sw_config_free(c);
+
+    /* Present but empty: loopback on the default port, no token (mutations refused). */
+    c = parse_in_scratch("{\"market\": \"sim\", \"admin\": {}, " MIN_GROUPS "}", &err);
+    SW_ASSERT(c != NULL);
+    SW_ASSERT(c->admin.enabled);
+    SW_ASSERT_STREQ(c->admin.host, "127.0.0.1");
+    SW_ASSERT_EQ(c->admin.port, 9464);
+    SW_ASSERT(c->admin.token_env == NULL);
+    sw_config_free(c);
+
+    c = parse_in_scratch("{\"market\": \"sim\", \"admin\": {\"listen\": \"127.0.0.1:19464\", "
+                         "\"token_env\": \"STEWARD_ADMIN_TOKEN\"}, " MIN_GROUPS "}", &err);
+    SW_ASSERT(c != NULL);
+    SW_ASSERT_STREQ(c->admin.host, "127.0.0.1");
+    SW_ASSERT_EQ(c->admin.port, 19464);
+    SW_ASSERT_STREQ(c->admin.token_env, "STEWARD_ADMIN_TOKEN");
+    sw_config_free(c);
+
+    c = parse_in_scratch("{\"market\": \"sim\", \"admin\": {\"listen\": \"[::1]:0\"}, "
+                         MIN_GROUPS "}", &err);
+    SW_ASSERT(c != NULL);
+    SW_ASSERT_STREQ(c->admin.host, "::1");
+    SW_ASSERT_EQ(c->admin.port, 0);
+    sw_config_free(c);
+
+    c = parse_in_scratch("{\"market\": \"sim\", \"admin\": {\"listen\": \":9000\"}, "
+                         MIN_GROUPS "}", &err);
+    SW_ASSERT(c != NULL);
+    SW_ASSERT_STREQ(c->admin.host, "127.0.0.1");
+    SW_ASSERT_EQ(c->admin.port, 9000);
+    sw_config_free(c);
+
+    /* Any other interface with a token is fine. */
+    c = parse_in_scratch("{\"market\": \"sim\", \"admin\": {\"listen\": \"0.0.0.0:9464\", "
+                         "\"token_env\": \"T\"}, " MIN_GROUPS "}", &err);
+    SW_ASSERT(c != NULL);
+    SW_ASSERT_STREQ(c->admin.host, "0.0.0.0");
+    sw_config_free(c);
+
+    EXPECT_ERROR("{\"market\": \"sim\", \"admin\": {\"listen\": \"0.0.0.0:9464\"}, " MIN_GROUPS "}",
+                 ":admin.token_env: required when admin.listen (0.0.0.0) is not a loopback "
+                 "address");
+    EXPECT_ERROR("{\"market\": \"sim\", \"admin\": {\"listen\": \"[2001:db8::1]:80\"}, "
+                 MIN_GROUPS "}",
+                 ":admin.token_env: required when admin.listen (2001:db8::1) is not a loopback "
+                 "address");
+    EXPECT_ERROR("{\"market\": \"sim\", \"admin\": {\"listen\": \"example.com:80\"}, "
+                 MIN_GROUPS "}",
+                 ":admin.listen: expected \"IP:port\" like \"127.0.0.1:9464\", got string "
+                 "\"example.com:80\"");
+    EXPECT_ERROR("{\"market\": \"sim\", \"admin\": {\"listen\": \"127.0.0.1:70000\"}, "
+                 MIN_GROUPS "}",
+                 ":admin.listen: expected \"IP:port\" like \"127.0.0.1:9464\", got string "
+                 "\"127.0.0.1:70000\"");
+    EXPECT_ERROR("{\"market\": \"sim\", \"admin\": {\"listen\": \"127.0.0.1\"}, " MIN_GROUPS "}",
+                 ":admin.listen: expected \"IP:port\" like \"127.0.0.1:9464\", got string "
+                 "\"127.0.0.1\"");
+    EXPECT_ERROR("{\"market\": \"sim\", \"admin\": {\"listen\": 9464}, " MIN_GROUPS "}",
+                 ":admin.listen: expected non-empty string, got 9464");
+    EXPECT_ERROR("{\"market\": \"sim\", \"admin\": {\"port\": 1}, " MIN_GROUPS "}",
+                 ":admin: unknown key 'port' (known: listen, token_env)");
+    /* The token itself never goes in the file. */
+    EXPECT_ERROR("{\"market\": \"sim\", \"admin\": {\"token\": \"abc\"}, " MIN_GROUPS "}",
+                 ":admin.token: secrets do not belong in the config file; put the secret in an "
+                 "environment variable and name it with \"token_env\"");
 }
 
 SW_TEST_MAIN()
