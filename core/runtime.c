@@ -8,9 +8,11 @@
 
 #include "guard.h"
 #include "http_client.h"
+#include "dns_sync.h"
 #include "journal.h"
 #include "log.h"
 #include "mem.h"
+#include "net.h"
 #include "planner.h"
 #include "plugin_host.h"
 #include "policy.h"
@@ -97,6 +99,11 @@ struct sw_runtime {
     bool offers_in_flight;
     bool watch_in_flight;
     struct sw_runtime_stats stats;
+    /* dns: the net service (created lazily, like http), the DNS sync and the releases it
+     * holds back until their unit is withdrawn from DNS and drained. */
+    struct sw_net *net;
+    struct sw_dns_sync *dns;
+    struct deferred_release *deferred;
 };
 
 static const char *LOG = "runtime";
@@ -163,6 +170,24 @@ static void svc_http_cancel(void *ud, struct sw_plugin *plugin, uint64_t request
     struct sw_runtime *rt = ud;
     if (rt->http != NULL)
         sw_http_client_cancel(rt->http, request_id);
+}
+
+static uint64_t svc_net_exchange(void *ud, struct sw_plugin *plugin,
+                                 const struct swp_net_req *req, swp_net_cb cb, void *cb_ud,
+                                 void *complete_ud)
+{
+    struct sw_runtime *rt = ud;
+    if (rt->opts.loop == NULL)
+        return 0;
+    if (rt->net == NULL)
+        rt->net = sw_net_new(rt->opts.loop);
+    return sw_net_exchange(rt->net, req, complete_ud, cb, cb_ud);
+}
+
+static void svc_net_cancel(void *ud, struct sw_plugin *plugin, uint64_t exchange_id)
+{
+    struct sw_runtime *rt = ud;
+    sw_net_cancel(rt->net, exchange_id);
 }
 
 static int svc_kv_get(void *ud, struct sw_plugin *plugin, const char *key, char **value_out)
@@ -1469,6 +1494,8 @@ struct sw_runtime *sw_runtime_new(const struct sw_runtime_opts *opts, struct sw_
         .kv_set = svc_kv_set,
         .kv_del = svc_kv_del,
         .emit_event = svc_emit_event,
+        .net_exchange = svc_net_exchange,
+        .net_cancel = svc_net_cancel,
     };
     rt->plugins = sw_plugin_host_new(&services, rt->config->instance_id, rt->config->seed);
     sw_plugin_host_set_base_dir(rt->plugins, rt->config->dir);
@@ -1556,6 +1583,7 @@ void sw_runtime_free(struct sw_runtime *rt)
     /* Destroying plugins completes their pending ops with SW_ECANCELED, which frees them. */
     sw_plugin_host_free(rt->plugins);
     sw_http_client_close(rt->http);
+    sw_net_close(rt->net);
     while (rt->ops != NULL)
         op_unlink_and_free(rt, rt->ops);
     while (rt->events_head != NULL) {
