@@ -63,6 +63,13 @@ struct pending_event {
     char *data_json;
 };
 
+/* dns: a release held back until its unit left DNS and drained (intent already begun). */
+struct deferred_release {
+    struct deferred_release *next;
+    char *unit_key;
+    char *intent_key;
+};
+
 struct sw_runtime {
     struct sw_runtime_opts opts;
     const struct sw_config *config;
@@ -237,6 +244,7 @@ static void save_unit(struct sw_runtime *rt, const struct sw_unit *u)
     struct sw_error err = {0};
     if (sw_journal_unit_save(rt->journal, u, &err) < 0)
         sw_log(SW_LOG_ERROR, LOG, "journal: cannot save unit %s: %s", u->key, err.msg);
+    sw_dns_sync_kick(rt->dns); /* dns: every unit change may change the records */
 }
 
 static void finish_intent(struct sw_runtime *rt, const char *key, int state, const char *outcome)
@@ -378,6 +386,9 @@ static void op_deadline(void *ud)
     }
 }
 
+static void send_release(struct sw_runtime *rt, struct sw_unit *u, const char *intent_key);
+static void dns_release_resume(void *ud, const char *unit_key);
+
 static int start_release(struct sw_runtime *rt, struct sw_unit *u, const char *reason)
 {
     if (u->self || u->market_id == NULL)
@@ -407,8 +418,26 @@ static int start_release(struct sw_runtime *rt, struct sw_unit *u, const char *r
     u->state = SW_UNIT_RELEASING;
     save_unit(rt, u);
     rt->stats.releases_started++;
-    struct market_op *op = op_new(rt, SW_ACTION_RELEASE, u->key, intent_key);
+    /* dns: make-before-break. The unit leaves DNS first; the release goes to the
+     * marketplace once the withdrawal reached the server and the drain time passed. */
+    if (sw_dns_sync_before_release(rt->dns, u, dns_release_resume, rt) > 0) {
+        struct deferred_release *d = sw_xcalloc(1, sizeof(*d));
+        d->unit_key = sw_xstrdup(u->key);
+        d->intent_key = intent_key;
+        d->next = rt->deferred;
+        rt->deferred = d;
+        return 0;
+    }
+    send_release(rt, u, intent_key);
     free(intent_key);
+    return 0;
+}
+
+/* Hand a release to the market plugin (start_release's second half). */
+static void send_release(struct sw_runtime *rt, struct sw_unit *u, const char *intent_key)
+{
+    int rc;
+    struct market_op *op = op_new(rt, SW_ACTION_RELEASE, u->key, intent_key);
     op->deadline_timer = sw_clock_timer_start(rt->clock, RELEASE_DEADLINE_MS, op_deadline, op);
     rc = SW_ENOTSUP;
     if (rt->market_ops->release != NULL)
@@ -419,7 +448,30 @@ static int start_release(struct sw_runtime *rt, struct sw_unit *u, const char *r
         snprintf(perr.msg, sizeof(perr.msg), "plugin refused release: %s", sw_strerror(rc));
         release_done(op, rc, &perr);
     }
-    return 0;
+}
+
+/* dns: the unit is out of DNS and drained; send its held-back release. */
+static void dns_release_resume(void *ud, const char *unit_key)
+{
+    struct sw_runtime *rt = ud;
+    struct deferred_release *d = NULL;
+    for (struct deferred_release **pp = &rt->deferred; *pp != NULL; pp = &(*pp)->next)
+        if (strcmp((*pp)->unit_key, unit_key) == 0) {
+            d = *pp;
+            *pp = d->next;
+            break;
+        }
+    if (d == NULL)
+        return;
+    struct sw_unit *u = sw_units_find_key(&rt->units, unit_key);
+    if (rt->running && u != NULL && u->state == SW_UNIT_RELEASING)
+        send_release(rt, u, d->intent_key);
+    else
+        finish_intent(rt, d->intent_key, SW_INTENT_ABANDONED,
+                      "the unit closed while it drained from DNS");
+    free(d->unit_key);
+    free(d->intent_key);
+    free(d);
 }
 
 /* ---- acquire -------------------------------------------------------------------------- */
@@ -1450,6 +1502,37 @@ static void mark_self(struct sw_runtime *rt)
            rt->config->self_market_id);
 }
 
+/* dns: journal what the DNS sync reports (changes, conflicts, withdrawals, alerts). */
+static void dns_event(void *ud, const char *type, const char *data_json)
+{
+    struct sw_runtime *rt = ud;
+    sw_journal_event(rt->journal, now_ms(rt), type, data_json);
+}
+
+static int setup_dns(struct sw_runtime *rt, struct sw_error *err)
+{
+    const struct sw_dns_config *dc = rt->config->dns;
+    struct sw_plugin *plugin = load_plugin(rt, dc->plugin, err);
+    if (plugin == NULL)
+        return err->code ? err->code : SW_ECONFIG;
+    const struct swp_dns_ops *ops = sw_plugin_dns(plugin);
+    if (ops == NULL)
+        return sw_error_set(err, SW_ECONFIG, "%s:dns.plugin: '%s' is not a dns plugin",
+                            rt->config->path, dc->plugin);
+    struct sw_dns_sync_opts dopts = {
+        .config = dc,
+        .clock = rt->clock,
+        .ops = ops,
+        .plugin_state = sw_plugin_state(plugin),
+        .plugin_name = dc->plugin,
+        .units = &rt->units,
+        .on_event = dns_event,
+        .event_ud = rt,
+    };
+    rt->dns = sw_dns_sync_new(&dopts);
+    return 0;
+}
+
 struct sw_runtime *sw_runtime_new(const struct sw_runtime_opts *opts, struct sw_error *err)
 {
     struct sw_runtime *rt = sw_xcalloc(1, sizeof(*rt));
@@ -1504,6 +1587,8 @@ struct sw_runtime *sw_runtime_new(const struct sw_runtime_opts *opts, struct sw_
     rt->guard = sw_guard_new(&rt->config->guard, rt->config->groups, rt->config->group_count);
     if (load_policies(rt, err) < 0)
         goto fail;
+    if (rt->config->dns != NULL && setup_dns(rt, err) < 0)
+        goto fail;
     return rt;
 fail:
     sw_runtime_free(rt);
@@ -1514,6 +1599,8 @@ int sw_runtime_start(struct sw_runtime *rt, struct sw_error *err)
 {
     rt->running = true;
     rt->stats.started_ms = now_ms(rt);
+    if (rt->dns != NULL)
+        sw_dns_sync_start(rt->dns); /* before recovery: its releases are held back too */
     if (rt->market_ops->list == NULL) {
         rt->recovered = true;
         start_schedules(rt);
@@ -1549,6 +1636,15 @@ void sw_runtime_stop(struct sw_runtime *rt)
         stop_timer(rt, &rt->metrics_slots[i].timer);
     stop_timer(rt, &rt->offers_timer);
     stop_timer(rt, &rt->watch_timer);
+    /* dns: held-back releases stay pending in the journal; recovery re-plans them. */
+    sw_dns_sync_stop(rt->dns);
+    while (rt->deferred != NULL) {
+        struct deferred_release *d = rt->deferred;
+        rt->deferred = d->next;
+        free(d->unit_key);
+        free(d->intent_key);
+        free(d);
+    }
     /* Operations still in flight stay pending in the journal: recovery resolves them. */
     for (struct market_op *op = rt->ops; op != NULL; op = op->next) {
         if (!op->abandoned) {
@@ -1584,6 +1680,7 @@ void sw_runtime_free(struct sw_runtime *rt)
     sw_plugin_host_free(rt->plugins);
     sw_http_client_close(rt->http);
     sw_net_close(rt->net);
+    sw_dns_sync_free(rt->dns); /* after the plugins: their cancelled ops called back into it */
     while (rt->ops != NULL)
         op_unlink_and_free(rt, rt->ops);
     while (rt->events_head != NULL) {
@@ -1636,4 +1733,11 @@ bool sw_runtime_ready(const struct sw_runtime *rt)
 size_t sw_runtime_ops_in_flight(const struct sw_runtime *rt)
 {
     return rt->ops_in_flight;
+}
+
+/* ---- dns -------------------------------------------------------------------------------- */
+
+struct sw_dns_sync *sw_runtime_dns(struct sw_runtime *rt)
+{
+    return rt->dns;
 }

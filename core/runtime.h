@@ -92,4 +92,9 @@ bool sw_runtime_ready(const struct sw_runtime *rt);
 /* Marketplace operations started and not yet completed. */
 size_t sw_runtime_ops_in_flight(const struct sw_runtime *rt);
 
+/* dns: the DNS sync of the "dns" config section, or NULL when there is none. Borrowed;
+ * for status output and tests. */
+struct sw_dns_sync;
+struct sw_dns_sync *sw_runtime_dns(struct sw_runtime *rt);
+
 #endif /* SW_RUNTIME_H */
