@@ -332,9 +332,13 @@ static void write_reply(struct op *op, const uint8_t *msg, size_t len)
                  "update zone %s?", op->what, p->server, op->zone);
         return;
     case DNS_RCODE_NOTAUTH:
+        op_failf(op, SWP_EIO, "%s: %s refused it (NOTAUTH): not authorized%s, or not "
+                 "authoritative for %s", op->what, p->server,
+                 p->signed_updates ? "" : " without a TSIG key", op->zone);
+        return;
     case DNS_RCODE_NOTZONE:
-        op_failf(op, SWP_EIO, "%s: %s is not authoritative for %s (%s)", op->what, p->server,
-                 op->zone, dns_rcode_name(rcode, buf));
+        op_failf(op, SWP_EIO, "%s: %s says the name is outside zone %s (NOTZONE)", op->what,
+                 p->server, op->zone);
         return;
     default:
         op_failf(op, SWP_EIO, "%s: %s answered %s", op->what, p->server,
