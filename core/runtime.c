@@ -1512,6 +1512,13 @@ static void dns_event(void *ud, const char *type, const char *data_json)
 static int setup_dns(struct sw_runtime *rt, struct sw_error *err)
 {
     const struct sw_dns_config *dc = rt->config->dns;
+    /* A dry run writes nothing anywhere, and a run without a loop (simulation) has no
+     * network: a sync that can never list would hold every release back forever. */
+    if (rt->opts.dry_run || rt->opts.loop == NULL) {
+        sw_log(SW_LOG_INFO, LOG, "dns: sync of %s disabled (%s)", dc->zone,
+               rt->opts.dry_run ? "dry run" : "no network in this run");
+        return 0;
+    }
     struct sw_plugin *plugin = load_plugin(rt, dc->plugin, err);
     if (plugin == NULL)
         return err->code ? err->code : SW_ECONFIG;
