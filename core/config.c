@@ -1273,11 +1273,176 @@ static int load_admin(const struct loader *ld, const cJSON *root, struct sw_conf
     return 0;
 }
 
+/* ---- dns (the "dns" section; read by dns_sync.c) -------------------------------------- */
+
+/* A DNS name of labels [A-Za-z0-9_-]{1,63} separated by dots, no empty label, with or
+ * without a trailing dot; lowercased into out (size 256) without the trailing dot.
+ * first_label_max bounds the first label (the ownership record prefixes it). */
+static bool dns_name_ok(const char *text, size_t first_label_max, char *out)
+{
+    size_t len = strlen(text);
+    if (len > 0 && text[len - 1] == '.')
+        len--;
+    if (len == 0 || len > 253)
+        return false;
+    size_t label = 0;
+    bool first = true;
+    for (size_t i = 0; i < len; i++) {
+        char ch = text[i];
+        if (ch == '.') {
+            if (label == 0)
+                return false;
+            label = 0;
+            first = false;
+        } else if (isalnum((unsigned char)ch) || ch == '-' || ch == '_') {
+            label++;
+            if (label > 63 || (first && label > first_label_max))
+                return false;
+        } else {
+            return false;
+        }
+        out[i] = (char)tolower((unsigned char)ch);
+    }
+    out[len] = '\0';
+    return label > 0;
+}
+
+static int load_dns_records(const struct loader *ld, const cJSON *records,
+                            struct sw_config *c, struct sw_dns_config *d)
+{
+    static const char *const keys[] = {"name", "per_region", NULL};
+    int rc = check_keys(ld, records, "dns.records", NULL);
+    if (rc < 0)
+        return rc;
+    size_t n = (size_t)cJSON_GetArraySize(records);
+    d->records = sw_xcalloc(n ? n : 1, sizeof(*d->records));
+    const cJSON *item;
+    cJSON_ArrayForEach(item, records)
+    {
+        char path[PATH_LEN], child[PATH_LEN];
+        path_key(path, "dns.records", item->string);
+        if (!cJSON_IsObject(item))
+            return fail_type(ld, path, "object", item);
+        if ((rc = check_keys(ld, item, path, keys)) < 0)
+            return rc;
+        if (sw_config_group(c, item->string) == NULL)
+            return fail(ld, path, "no group named '%s' in \"groups\"", item->string);
+        struct sw_dns_record_config *r = &d->records[d->record_count++];
+        r->group = sw_xstrdup(item->string);
+        r->per_region = true;
+        const char *name = NULL;
+        if ((rc = get_string(ld, item, path, "name", true, &name)) < 0)
+            return rc;
+        path_key(child, path, "name");
+        char lowered[256];
+        /* 54: the ownership record's name prefixes the first label with "sw-cname-". */
+        if (!dns_name_ok(name, 54, lowered))
+            return fail_type(ld, child, "DNS name (labels of [A-Za-z0-9_-], the first at "
+                             "most 54 characters)", cJSON_GetObjectItemCaseSensitive(item, "name"));
+        size_t name_len = strlen(name);
+        if (name[name_len - 1] == '.') {
+            size_t zone_len = strlen(d->zone); /* with its trailing dot */
+            size_t low_len = strlen(lowered);
+            if (low_len + 1 <= zone_len || strncmp(lowered + low_len + 1 - zone_len, d->zone,
+                                                   zone_len - 1) != 0 ||
+                lowered[low_len - zone_len] != '.')
+                return fail(ld, child, "\"%s\" is not inside the zone \"%s\"", name, d->zone);
+            r->name = sw_xasprintf("%s.", lowered);
+        } else {
+            r->name = sw_xasprintf("%s.%s", lowered, d->zone);
+        }
+        if (strlen(r->name) > 200)
+            return fail(ld, child, "\"%s\" is too long once inside the zone", name);
+        for (size_t j = 0; j + 1 < d->record_count; j++)
+            if (strcmp(d->records[j].name, r->name) == 0)
+                return fail(ld, child, "\"%s\" is already the name of group '%s'", r->name,
+                            d->records[j].group);
+        const cJSON *per_region = cJSON_GetObjectItemCaseSensitive(item, "per_region");
+        if (per_region != NULL) {
+            path_key(child, path, "per_region");
+            if (!cJSON_IsBool(per_region))
+                return fail_type(ld, child, "boolean", per_region);
+            r->per_region = cJSON_IsTrue(per_region);
+        }
+    }
+    return 0;
+}
+
+static int load_dns(const struct loader *ld, const cJSON *root, struct sw_config *c)
+{
+    static const char *const keys[] = {"plugin", "zone",  "ttl",    "owner_id", "mode",
+                                       "drain",  "resync", "records", NULL};
+    const cJSON *dns = NULL;
+    int rc = get_object(ld, root, "", "dns", &dns);
+    if (rc < 0 || dns == NULL)
+        return rc;
+    if ((rc = check_keys(ld, dns, "dns", keys)) < 0)
+        return rc;
+    struct sw_dns_config *d = sw_xcalloc(1, sizeof(*d));
+    c->dns = d;
+    const char *plugin = NULL, *zone = NULL, *owner = c->instance_id, *mode = "sync";
+    int64_t ttl = 60;
+    if ((rc = get_string(ld, dns, "dns", "plugin", true, &plugin)) < 0 ||
+        (rc = get_string(ld, dns, "dns", "zone", true, &zone)) < 0 ||
+        (rc = get_int64(ld, dns, "dns", "ttl", 1, 2147483647.0, "integer from 1 to 2^31-1",
+                        &ttl)) < 0 ||
+        (rc = get_string(ld, dns, "dns", "owner_id", false, &owner)) < 0 ||
+        (rc = get_string(ld, dns, "dns", "mode", false, &mode)) < 0)
+        return rc;
+    d->plugin = sw_xstrdup(plugin);
+    char lowered[256];
+    if (!dns_name_ok(zone, 63, lowered))
+        return fail_type(ld, "dns.zone", "DNS zone name like \"example.com.\"",
+                         cJSON_GetObjectItemCaseSensitive(dns, "zone"));
+    d->zone = sw_xasprintf("%s.", lowered);
+    d->ttl = (uint32_t)ttl;
+    /* The owner id goes inside a TXT value as "steward/owner=<id>,": keep it plain. */
+    if (!matches_name(owner, 64))
+        return fail_type(ld, "dns.owner_id", "string matching [A-Za-z0-9_-]{1,64}",
+                         cJSON_GetObjectItemCaseSensitive(dns, "owner_id"));
+    d->owner_id = sw_xstrdup(owner);
+    if (strcmp(mode, "sync") == 0)
+        d->mode = SW_DNS_MODE_SYNC;
+    else if (strcmp(mode, "upsert-only") == 0)
+        d->mode = SW_DNS_MODE_UPSERT_ONLY;
+    else
+        return fail_type(ld, "dns.mode", "\"sync\" or \"upsert-only\"",
+                         cJSON_GetObjectItemCaseSensitive(dns, "mode"));
+    d->drain_ms = 2 * ttl * 1000;
+    d->resync_ms = 60000;
+    if ((rc = get_duration(ld, dns, "dns", "drain", 0, "", &d->drain_ms)) < 0 ||
+        (rc = get_duration(ld, dns, "dns", "resync", 100, "duration >= 100ms",
+                           &d->resync_ms)) < 0)
+        return rc;
+    const cJSON *records = NULL;
+    if ((rc = get_object(ld, dns, "dns", "records", &records)) < 0)
+        return rc;
+    if (records == NULL)
+        return fail(ld, "dns.records", "required (an object: group -> {\"name\": ...})");
+    return load_dns_records(ld, records, c, d);
+}
+
+static void dns_config_free(struct sw_dns_config *d)
+{
+    if (d == NULL)
+        return;
+    for (size_t i = 0; i < d->record_count; i++) {
+        free(d->records[i].group);
+        free(d->records[i].name);
+    }
+    free(d->records);
+    free(d->plugin);
+    free(d->zone);
+    free(d->owner_id);
+    free(d);
+}
+
 static int load_root(const struct loader *ld, const cJSON *root, struct sw_config *c)
 {
     static const char *const keys[] = {"id",       "state",  "seed",     "log",     "plugin_dirs",
                                        "lua_path", "market", "self",     "plugins", "metrics",
-                                       "guard",    "groups", "policies", "simulation", "admin", NULL};
+                                       "guard",    "groups", "policies", "simulation", "admin",
+                                       "dns",      NULL};
     if (!cJSON_IsObject(root))
         return fail_type(ld, "", "object at the top level", root);
     int rc = check_secrets(ld, root, "");
@@ -1308,7 +1473,7 @@ static int load_root(const struct loader *ld, const cJSON *root, struct sw_confi
     if ((rc = load_self(ld, root, c)) < 0 || (rc = load_plugins(ld, root, c)) < 0 ||
         (rc = load_metrics(ld, root, c)) < 0 || (rc = load_guard(ld, root, c)) < 0 ||
         (rc = load_groups(ld, root, c)) < 0 || (rc = load_policies(ld, root, c)) < 0 ||
-        (rc = load_admin(ld, root, c)) < 0)
+        (rc = load_admin(ld, root, c)) < 0 || (rc = load_dns(ld, root, c)) < 0)
         return rc;
     /* Validated by the simulator, which alone reads it: a live run ignores it. */
     const cJSON *simulation = NULL;
@@ -1420,6 +1585,7 @@ void sw_config_free(struct sw_config *c)
     free(c->simulation_json);
     free(c->admin.host);
     free(c->admin.token_env);
+    dns_config_free(c->dns);
     free(c);
 }
 

@@ -71,6 +71,30 @@ struct sw_admin_config {
     char *token_env;            /* names the variable holding the bearer token, or NULL */
 };
 
+/* dns: the "dns" section, read by core/dns_sync.c (docs/configuration.md#dns). */
+enum sw_dns_mode {
+    SW_DNS_MODE_SYNC = 0,        /* create, update and delete what steward owns */
+    SW_DNS_MODE_UPSERT_ONLY = 1, /* create and update; never delete */
+};
+
+struct sw_dns_record_config {
+    char *group;     /* a configured group */
+    char *name;      /* fully qualified, lowercase, with the trailing dot */
+    bool per_region; /* also publish <region>.<name> per region (default true) */
+};
+
+struct sw_dns_config {
+    char *plugin;       /* a dns plugin */
+    char *zone;         /* fully qualified, lowercase, with the trailing dot */
+    uint32_t ttl;       /* seconds; default 60 */
+    char *owner_id;     /* written into ownership records; default: the steward id */
+    int mode;           /* enum sw_dns_mode */
+    int64_t drain_ms;   /* wait after a withdrawal before the release; default 2 x ttl */
+    int64_t resync_ms;  /* full reconcile period; default 60 s */
+    struct sw_dns_record_config *records;
+    size_t record_count;
+};
+
 struct sw_config {
     char *path;                 /* as given */
     char *dir;                  /* its directory: relative paths resolve against it */
@@ -97,6 +121,7 @@ struct sw_config {
                                    simulate`, see docs/simulation.md), or NULL */
     /* ---- admin API (admin_api.c) ---- */
     struct sw_admin_config admin;
+    struct sw_dns_config *dns;  /* dns: the "dns" section, or NULL when absent */
 };
 
 /* Read and validate a config file. Returns an owned config (free with sw_config_free) or

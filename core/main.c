@@ -19,6 +19,7 @@
 #include "clock.h"
 #include "config.h"
 #include "http_client.h"
+#include "dns_cli.h"
 #include "log.h"
 #include "mem.h"
 #include "plugin_host.h"
@@ -677,6 +678,15 @@ static int cmd_test_policy(int argc, char **argv)
     return rc;
 }
 
+/* dns: `steward dns ...` lives in core/dns_cli.c; it needs the plugin search path. */
+static void dns_plugin_dirs(const struct sw_config *config, char ***dirs, size_t *count)
+{
+    struct search_paths p = {0};
+    plugin_search_paths(config, &p);
+    *dirs = p.items;
+    *count = p.count;
+}
+
 /* ---- main ------------------------------------------------------------------------------- */
 
 static void usage(FILE *out)
@@ -696,6 +706,7 @@ static void usage(FILE *out)
             "  replay --state DB [-c FILE]   re-run policies over a journal's recorded inputs\n"
             "  status | leases | decisions | pause POLICY | resume POLICY\n"
             "                         ask a running steward through its admin API\n"
+            "  dns list|upsert|remove run one operation of the configured dns plugin\n"
             "  version                print the version and plugin ABI\n"
             "\n"
             "`steward <command> --help` describes each command.\n",
@@ -725,6 +736,8 @@ int main(int argc, char **argv)
         return sw_replay_main(argc - 1, argv + 1);
     if (sw_admin_cli_is_verb(cmd))
         return sw_admin_cli_main(argc - 1, argv + 1);
+    if (strcmp(cmd, "dns") == 0)
+        return sw_dns_cli_main(argc - 1, argv + 1, dns_plugin_dirs);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         printf("steward %s (plugin ABI %d.%d)\n", SW_VERSION, SWP_ABI_MAJOR, SWP_ABI_MINOR);
         return 0;

@@ -45,6 +45,7 @@ struct tracker {
     bool fired;    /* the callback ran while starting */
     swp_timer_cb timer_cb;
     swp_http_cb http_cb;
+    swp_net_cb net_cb; /* net exchanges (tracked in sw_plugin.exchanges) */
     void *ud;
 };
 
@@ -109,6 +110,7 @@ struct sw_plugin {
     size_t cfg_count;
     struct tracker_list timers;
     struct tracker_list requests;
+    struct tracker_list exchanges; /* net_exchange ids in flight */
     bool has_market, has_dns, has_metrics, has_probe, has_notify;
     struct swp_market_ops market;
     struct swp_dns_ops dns;
@@ -802,6 +804,85 @@ static void host_emit_event(const struct swp_host *h, const struct swp_event *ev
     svc->emit_event(svc->ud, plugin, &full);
 }
 
+/* ---- net exchanges (the same tracking as HTTP requests) ------------------------------- */
+
+static void net_done(void *ud, int status, const uint8_t *reply, size_t len)
+{
+    struct tracker *t = ud;
+    swp_net_cb cb = t->net_cb;
+    void *cb_ud = t->ud;
+    if (t->plugin == NULL) {
+        tracker_unlink(&t->host->orphans, t);
+        free(t);
+        return;
+    }
+    if (t->starting) {
+        t->fired = true;
+    } else {
+        tracker_unlink(&t->plugin->exchanges, t);
+        free(t);
+    }
+    cb(cb_ud, status, reply, len);
+}
+
+static uint64_t host_net_exchange(const struct swp_host *h, const struct swp_net_req *req,
+                                  swp_net_cb cb, void *ud)
+{
+    struct sw_plugin *plugin = self(h);
+    const struct sw_plugin_services *svc = &plugin->host->services;
+    if (req == NULL || cb == NULL || plugin->closing || svc->net_exchange == NULL)
+        return 0;
+    struct swp_net_req full = {0};
+    if (req->size < offsetof(struct swp_net_req, max_reply_bytes) + sizeof(req->max_reply_bytes))
+        return 0;
+    memcpy(&full, req, req->size < sizeof(full) ? req->size : sizeof(full));
+    full.size = sizeof(full);
+    struct tracker *t = sw_xcalloc(1, sizeof(*t));
+    t->plugin = plugin;
+    t->net_cb = cb;
+    t->ud = ud;
+    t->starting = true;
+    tracker_link(&plugin->exchanges, t);
+    uint64_t id = svc->net_exchange(svc->ud, plugin, &full, net_done, t, ud);
+    t->starting = false;
+    if (id == 0 || t->fired) {
+        tracker_unlink(&plugin->exchanges, t);
+        free(t);
+        return id;
+    }
+    t->id = id;
+    return id;
+}
+
+/* As orphan_http, for a service that did not honour "cancel fires the callback". */
+static void orphan_net(struct sw_plugin *plugin, struct tracker *t)
+{
+    struct sw_plugin_host *host = plugin->host;
+    swp_net_cb cb = t->net_cb;
+    void *cb_ud = t->ud;
+    tracker_unlink(&plugin->exchanges, t);
+    t->plugin = NULL;
+    t->host = host;
+    tracker_link(&host->orphans, t);
+    sw_log(SW_LOG_ERROR, "plugin_host",
+           "net exchange %llu of plugin '%s' did not complete on cancel; reported as cancelled",
+           (unsigned long long)t->id, plugin->name);
+    cb(cb_ud, SWP_ECANCELED, NULL, 0);
+}
+
+static void host_net_cancel(const struct swp_host *h, uint64_t exchange_id)
+{
+    struct sw_plugin *plugin = self(h);
+    const struct sw_plugin_services *svc = &plugin->host->services;
+    struct tracker *t = tracker_find(&plugin->exchanges, exchange_id);
+    if (t == NULL)
+        return;
+    if (svc->net_cancel != NULL)
+        svc->net_cancel(svc->ud, plugin, exchange_id);
+    if (tracker_find(&plugin->exchanges, exchange_id) == t)
+        orphan_net(plugin, t);
+}
+
 static void *host_alloc(size_t size)
 {
     return malloc(size);
@@ -886,6 +967,8 @@ static void fill_table(struct sw_plugin *plugin)
     t->cfg_json = host_cfg_json;
     t->instance_id = host_instance_id;
     t->random_u64 = host_random_u64;
+    t->net_exchange = host_net_exchange;
+    t->net_cancel = host_net_cancel;
 }
 
 /* ---- vtables -------------------------------------------------------------------------- */
@@ -914,6 +997,7 @@ static void copy_vtables(struct sw_plugin *plugin)
         COPY_OP(struct swp_dns_ops, &plugin->dns, desc->dns, list);
         COPY_OP(struct swp_dns_ops, &plugin->dns, desc->dns, upsert);
         COPY_OP(struct swp_dns_ops, &plugin->dns, desc->dns, remove);
+        COPY_OP(struct swp_dns_ops, &plugin->dns, desc->dns, update_if);
     }
     if (desc->metrics != NULL) {
         plugin->has_metrics = true;
@@ -963,6 +1047,13 @@ static void quiesce(struct sw_plugin *plugin, bool initialised)
             svc->http_cancel(svc->ud, plugin, t->id);
         if (plugin->requests.head == t)
             orphan_http(plugin, t);
+    }
+    while (plugin->exchanges.head != NULL) {
+        struct tracker *t = plugin->exchanges.head;
+        if (svc->net_cancel != NULL)
+            svc->net_cancel(svc->ud, plugin, t->id);
+        if (plugin->exchanges.head == t)
+            orphan_net(plugin, t);
     }
     while (plugin->timers.head != NULL) {
         struct tracker *t = plugin->timers.head;

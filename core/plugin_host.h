@@ -37,6 +37,11 @@ struct sw_plugin_services {
     int (*kv_set)(void *ud, struct sw_plugin *plugin, const char *key, const char *value);
     int (*kv_del)(void *ud, struct sw_plugin *plugin, const char *key);
     void (*emit_event)(void *ud, struct sw_plugin *plugin, const struct swp_event *ev);
+    /* dns: swp_host.net_exchange. Same contract as http_request/http_cancel; the service
+     * calls req->complete (FRAME_CUSTOM) with complete_ud, the plugin's own ud. */
+    uint64_t (*net_exchange)(void *ud, struct sw_plugin *plugin, const struct swp_net_req *req,
+                             swp_net_cb cb, void *cb_ud, void *complete_ud);
+    void (*net_cancel)(void *ud, struct sw_plugin *plugin, uint64_t exchange_id);
 };
 
 /* Metadata of a plugin found on disk (for `steward plugins`). */

@@ -8,9 +8,11 @@
 
 #include "guard.h"
 #include "http_client.h"
+#include "dns_sync.h"
 #include "journal.h"
 #include "log.h"
 #include "mem.h"
+#include "net.h"
 #include "planner.h"
 #include "plugin_host.h"
 #include "policy.h"
@@ -68,6 +70,13 @@ struct pending_event {
     char *data_json;
 };
 
+/* dns: a release held back until its unit left DNS and drained (intent already begun). */
+struct deferred_release {
+    struct deferred_release *next;
+    char *unit_key;
+    char *intent_key;
+};
+
 struct sw_runtime {
     struct sw_runtime_opts opts;
     const struct sw_config *config;
@@ -112,6 +121,11 @@ struct sw_runtime {
     struct sw_runtime_http_stats *http_stats;
     size_t http_stat_count;
     bool quiesced; /* sw_runtime_quiesce: finishing, no longer deciding */
+    /* dns: the net service (created lazily, like http), the DNS sync and the releases it
+     * holds back until their unit is withdrawn from DNS and drained. */
+    struct sw_net *net;
+    struct sw_dns_sync *dns;
+    struct deferred_release *deferred;
 };
 
 static const char *LOG = "runtime";
@@ -197,6 +211,24 @@ static void svc_http_cancel(void *ud, struct sw_plugin *plugin, uint64_t request
         sw_http_client_cancel(rt->http, request_id);
 }
 
+static uint64_t svc_net_exchange(void *ud, struct sw_plugin *plugin,
+                                 const struct swp_net_req *req, swp_net_cb cb, void *cb_ud,
+                                 void *complete_ud)
+{
+    struct sw_runtime *rt = ud;
+    if (rt->opts.loop == NULL)
+        return 0;
+    if (rt->net == NULL)
+        rt->net = sw_net_new(rt->opts.loop);
+    return sw_net_exchange(rt->net, req, complete_ud, cb, cb_ud);
+}
+
+static void svc_net_cancel(void *ud, struct sw_plugin *plugin, uint64_t exchange_id)
+{
+    struct sw_runtime *rt = ud;
+    sw_net_cancel(rt->net, exchange_id);
+}
+
 static int svc_kv_get(void *ud, struct sw_plugin *plugin, const char *key, char **value_out)
 {
     struct sw_runtime *rt = ud;
@@ -246,6 +278,7 @@ static void save_unit(struct sw_runtime *rt, const struct sw_unit *u)
         sw_log(SW_LOG_ERROR, LOG, "journal: cannot save unit %s: %s", u->key, err.msg);
     if (rt->opts.on_unit != NULL)
         rt->opts.on_unit(rt->opts.observe_ud, u);
+    sw_dns_sync_kick(rt->dns); /* dns: every unit change may change the records */
 }
 
 static void finish_intent(struct sw_runtime *rt, const char *key, int state, const char *outcome)
@@ -387,6 +420,9 @@ static void op_deadline(void *ud)
     }
 }
 
+static void send_release(struct sw_runtime *rt, struct sw_unit *u, const char *intent_key);
+static void dns_release_resume(void *ud, const char *unit_key);
+
 static int start_release(struct sw_runtime *rt, struct sw_unit *u, const char *reason)
 {
     if (u->self || u->market_id == NULL)
@@ -416,8 +452,26 @@ static int start_release(struct sw_runtime *rt, struct sw_unit *u, const char *r
     u->state = SW_UNIT_RELEASING;
     save_unit(rt, u);
     rt->stats.releases_started++;
-    struct market_op *op = op_new(rt, SW_ACTION_RELEASE, u->key, intent_key);
+    /* dns: make-before-break. The unit leaves DNS first; the release goes to the
+     * marketplace once the withdrawal reached the server and the drain time passed. */
+    if (sw_dns_sync_before_release(rt->dns, u, dns_release_resume, rt) > 0) {
+        struct deferred_release *d = sw_xcalloc(1, sizeof(*d));
+        d->unit_key = sw_xstrdup(u->key);
+        d->intent_key = intent_key;
+        d->next = rt->deferred;
+        rt->deferred = d;
+        return 0;
+    }
+    send_release(rt, u, intent_key);
     free(intent_key);
+    return 0;
+}
+
+/* Hand a release to the market plugin (start_release's second half). */
+static void send_release(struct sw_runtime *rt, struct sw_unit *u, const char *intent_key)
+{
+    int rc;
+    struct market_op *op = op_new(rt, SW_ACTION_RELEASE, u->key, intent_key);
     op->deadline_timer = sw_clock_timer_start(rt->clock, RELEASE_DEADLINE_MS, op_deadline, op);
     rc = SW_ENOTSUP;
     if (rt->market_ops->release != NULL)
@@ -428,7 +482,30 @@ static int start_release(struct sw_runtime *rt, struct sw_unit *u, const char *r
         snprintf(perr.msg, sizeof(perr.msg), "plugin refused release: %s", sw_strerror(rc));
         release_done(op, rc, &perr);
     }
-    return 0;
+}
+
+/* dns: the unit is out of DNS and drained; send its held-back release. */
+static void dns_release_resume(void *ud, const char *unit_key)
+{
+    struct sw_runtime *rt = ud;
+    struct deferred_release *d = NULL;
+    for (struct deferred_release **pp = &rt->deferred; *pp != NULL; pp = &(*pp)->next)
+        if (strcmp((*pp)->unit_key, unit_key) == 0) {
+            d = *pp;
+            *pp = d->next;
+            break;
+        }
+    if (d == NULL)
+        return;
+    struct sw_unit *u = sw_units_find_key(&rt->units, unit_key);
+    if (rt->running && u != NULL && u->state == SW_UNIT_RELEASING)
+        send_release(rt, u, d->intent_key);
+    else
+        finish_intent(rt, d->intent_key, SW_INTENT_ABANDONED,
+                      "the unit closed while it drained from DNS");
+    free(d->unit_key);
+    free(d->intent_key);
+    free(d);
 }
 
 /* ---- acquire -------------------------------------------------------------------------- */
@@ -1494,6 +1571,44 @@ static void mark_self(struct sw_runtime *rt)
            rt->config->self_market_id);
 }
 
+/* dns: journal what the DNS sync reports (changes, conflicts, withdrawals, alerts). */
+static void dns_event(void *ud, const char *type, const char *data_json)
+{
+    struct sw_runtime *rt = ud;
+    sw_journal_event(rt->journal, now_ms(rt), type, data_json);
+}
+
+static int setup_dns(struct sw_runtime *rt, struct sw_error *err)
+{
+    const struct sw_dns_config *dc = rt->config->dns;
+    /* A dry run writes nothing anywhere, and a run without a loop (simulation) has no
+     * network: a sync that can never list would hold every release back forever. */
+    if (rt->opts.dry_run || rt->opts.loop == NULL) {
+        sw_log(SW_LOG_INFO, LOG, "dns: sync of %s disabled (%s)", dc->zone,
+               rt->opts.dry_run ? "dry run" : "no network in this run");
+        return 0;
+    }
+    struct sw_plugin *plugin = load_plugin(rt, dc->plugin, err);
+    if (plugin == NULL)
+        return err->code ? err->code : SW_ECONFIG;
+    const struct swp_dns_ops *ops = sw_plugin_dns(plugin);
+    if (ops == NULL)
+        return sw_error_set(err, SW_ECONFIG, "%s:dns.plugin: '%s' is not a dns plugin",
+                            rt->config->path, dc->plugin);
+    struct sw_dns_sync_opts dopts = {
+        .config = dc,
+        .clock = rt->clock,
+        .ops = ops,
+        .plugin_state = sw_plugin_state(plugin),
+        .plugin_name = dc->plugin,
+        .units = &rt->units,
+        .on_event = dns_event,
+        .event_ud = rt,
+    };
+    rt->dns = sw_dns_sync_new(&dopts);
+    return 0;
+}
+
 struct sw_runtime *sw_runtime_new(const struct sw_runtime_opts *opts, struct sw_error *err)
 {
     struct sw_runtime *rt = sw_xcalloc(1, sizeof(*rt));
@@ -1538,6 +1653,8 @@ struct sw_runtime *sw_runtime_new(const struct sw_runtime_opts *opts, struct sw_
         .kv_set = svc_kv_set,
         .kv_del = svc_kv_del,
         .emit_event = svc_emit_event,
+        .net_exchange = svc_net_exchange,
+        .net_cancel = svc_net_cancel,
     };
     rt->plugins = sw_plugin_host_new(&services, rt->config->instance_id, rt->config->seed);
     sw_plugin_host_set_base_dir(rt->plugins, rt->config->dir);
@@ -1545,6 +1662,8 @@ struct sw_runtime *sw_runtime_new(const struct sw_runtime_opts *opts, struct sw_
         goto fail;
     rt->guard = sw_guard_new(&rt->config->guard, rt->config->groups, rt->config->group_count);
     if (load_policies(rt, err) < 0)
+        goto fail;
+    if (rt->config->dns != NULL && setup_dns(rt, err) < 0)
         goto fail;
     return rt;
 fail:
@@ -1556,6 +1675,8 @@ int sw_runtime_start(struct sw_runtime *rt, struct sw_error *err)
 {
     rt->running = true;
     rt->stats.started_ms = now_ms(rt);
+    if (rt->dns != NULL)
+        sw_dns_sync_start(rt->dns); /* before recovery: its releases are held back too */
     if (rt->market_ops->list == NULL) {
         rt->recovered = true;
         start_schedules(rt);
@@ -1592,6 +1713,15 @@ void sw_runtime_stop(struct sw_runtime *rt)
     stop_timer(rt, &rt->offers_timer);
     stop_timer(rt, &rt->watch_timer);
     stop_timer(rt, &rt->override_timer);
+    /* dns: held-back releases stay pending in the journal; recovery re-plans them. */
+    sw_dns_sync_stop(rt->dns);
+    while (rt->deferred != NULL) {
+        struct deferred_release *d = rt->deferred;
+        rt->deferred = d->next;
+        free(d->unit_key);
+        free(d->intent_key);
+        free(d);
+    }
     /* Operations still in flight stay pending in the journal: recovery resolves them. */
     for (struct market_op *op = rt->ops; op != NULL; op = op->next) {
         if (!op->abandoned) {
@@ -1626,6 +1756,8 @@ void sw_runtime_free(struct sw_runtime *rt)
     /* Destroying plugins completes their pending ops with SW_ECANCELED, which frees them. */
     sw_plugin_host_free(rt->plugins);
     sw_http_client_close(rt->http);
+    sw_net_close(rt->net);
+    sw_dns_sync_free(rt->dns); /* after the plugins: their cancelled ops called back into it */
     while (rt->ops != NULL)
         op_unlink_and_free(rt, rt->ops);
     while (rt->events_head != NULL) {
@@ -2187,4 +2319,11 @@ static void admin_free(struct sw_runtime *rt)
         free(rt->policies[i].last_error);
         rt->policies[i].last_error = NULL;
     }
+}
+
+/* ---- dns -------------------------------------------------------------------------------- */
+
+struct sw_dns_sync *sw_runtime_dns(struct sw_runtime *rt)
+{
+    return rt->dns;
 }

@@ -188,5 +188,9 @@ const struct sw_config *sw_runtime_config(const struct sw_runtime *rt);
  * go on and complete normally (watch sw_runtime_ops_in_flight). Call sw_runtime_stop
  * afterwards; what is still in flight then stays pending for the next start's recovery. */
 void sw_runtime_quiesce(struct sw_runtime *rt);
+/* dns: the DNS sync of the "dns" config section, or NULL when there is none. Borrowed;
+ * for status output and tests. */
+struct sw_dns_sync;
+struct sw_dns_sync *sw_runtime_dns(struct sw_runtime *rt);
 
 #endif /* SW_RUNTIME_H */

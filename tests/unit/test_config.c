@@ -431,7 +431,8 @@ SW_TEST(unknown_keys_rejected_at_every_level)
 {
     EXPECT_ERROR("{\"market\": \"sim\", \"maket\": 1, " MIN_GROUPS "}",
                  ": unknown key 'maket' (known: id, state, seed, log, plugin_dirs, lua_path, "
-                 "market, self, plugins, metrics, guard, groups, policies, simulation, admin)");
+                 "market, self, plugins, metrics, guard, groups, policies, simulation, admin, "
+                 "dns)");
     EXPECT_ERROR("{\"market\": \"sim\", \"groups\": {\"web\": {\"max\": 2, \"maxx\": 3}}}",
                  ":groups.web: unknown key 'maxx' (known: min, max, regions, scale_up_cooldown, "
                  "scale_down_cooldown, max_price_usd_hour, profile, sdl, acquire_deadline, "
@@ -955,6 +956,113 @@ SW_TEST(admin_section)
     EXPECT_ERROR("{\"market\": \"sim\", \"admin\": {\"token\": \"abc\"}, " MIN_GROUPS "}",
                  ":admin.token: secrets do not belong in the config file; put the secret in an "
                  "environment variable and name it with \"token_env\"");
+}
+
+/* ---- dns ---- */
+
+#define DNS_BASE "{\"id\": \"edge-1\", \"market\": \"sim\", \"groups\": {\"web\": {\"max\": 2}, " \
+                 "\"api\": {\"max\": 1}}, "
+
+SW_TEST(dns_section_defaults_and_names)
+{
+    struct sw_error err = {0};
+    struct sw_config *c = parse_in_scratch(
+        DNS_BASE "\"dns\": {\"plugin\": \"dns_pdns\", \"zone\": \"Example.TEST\", "
+        "\"records\": {\"web\": {\"name\": \"WWW\"}, \"api\": {\"name\": \"api.v1.example.test.\", "
+        "\"per_region\": false}}}}",
+        &err);
+    if (c == NULL)
+        fprintf(stderr, "    %s\n", err.msg);
+    SW_ASSERT(c != NULL);
+    SW_ASSERT(c->dns != NULL);
+    SW_ASSERT_STREQ(c->dns->plugin, "dns_pdns");
+    SW_ASSERT_STREQ(c->dns->zone, "example.test.");
+    SW_ASSERT_EQ(c->dns->ttl, 60);
+    SW_ASSERT_STREQ(c->dns->owner_id, "edge-1");
+    SW_ASSERT_EQ(c->dns->mode, SW_DNS_MODE_SYNC);
+    SW_ASSERT_EQ(c->dns->drain_ms, 120000);
+    SW_ASSERT_EQ(c->dns->resync_ms, 60000);
+    SW_ASSERT_EQ(c->dns->record_count, 2);
+    SW_ASSERT_STREQ(c->dns->records[0].group, "web");
+    SW_ASSERT_STREQ(c->dns->records[0].name, "www.example.test.");
+    SW_ASSERT(c->dns->records[0].per_region);
+    SW_ASSERT_STREQ(c->dns->records[1].name, "api.v1.example.test.");
+    SW_ASSERT(!c->dns->records[1].per_region);
+    sw_config_free(c);
+
+    c = parse_in_scratch(DNS_BASE "\"dns\": {\"plugin\": \"dns_rfc2136\", \"zone\": \"ex.test.\", "
+                         "\"ttl\": 30, \"owner_id\": \"blue\", \"mode\": \"upsert-only\", "
+                         "\"drain\": \"5s\", \"resync\": \"2s\", "
+                         "\"records\": {\"web\": {\"name\": \"www\"}}}}",
+                         &err);
+    SW_ASSERT(c != NULL);
+    SW_ASSERT_EQ(c->dns->ttl, 30);
+    SW_ASSERT_STREQ(c->dns->owner_id, "blue");
+    SW_ASSERT_EQ(c->dns->mode, SW_DNS_MODE_UPSERT_ONLY);
+    SW_ASSERT_EQ(c->dns->drain_ms, 5000);
+    SW_ASSERT_EQ(c->dns->resync_ms, 2000);
+    sw_config_free(c);
+
+    c = parse_in_scratch(DNS_BASE "\"dns\": {\"plugin\": \"p\", \"zone\": \"ex.test.\", "
+                         "\"ttl\": 45, \"records\": {}}}", &err);
+    SW_ASSERT(c != NULL);
+    SW_ASSERT_EQ(c->dns->drain_ms, 90000); /* 2 x ttl */
+    SW_ASSERT_EQ(c->dns->record_count, 0);
+    sw_config_free(c);
+
+    c = parse_in_scratch(DNS_BASE "\"seed\": 1}", &err);
+    SW_ASSERT(c != NULL);
+    SW_ASSERT(c->dns == NULL);
+    sw_config_free(c);
+}
+
+SW_TEST(dns_section_errors)
+{
+    EXPECT_ERROR(DNS_BASE "\"dns\": {\"zone\": \"ex.test.\", \"records\": {}}}",
+                 ":dns.plugin: required");
+    EXPECT_ERROR(DNS_BASE "\"dns\": {\"plugin\": \"p\", \"records\": {}}}", ":dns.zone: required");
+    EXPECT_ERROR(DNS_BASE "\"dns\": {\"plugin\": \"p\", \"zone\": \"ex..test\", \"records\": {}}}",
+                 ":dns.zone: expected DNS zone name like \"example.com.\", got string "
+                 "\"ex..test\"");
+    EXPECT_ERROR(DNS_BASE "\"dns\": {\"plugin\": \"p\", \"zone\": \"ex.test.\"}}",
+                 ":dns.records: required (an object: group -> {\"name\": ...})");
+    EXPECT_ERROR(DNS_BASE "\"dns\": {\"plugin\": \"p\", \"zone\": \"ex.test.\", \"ttl\": 0, "
+                 "\"records\": {}}}",
+                 ":dns.ttl: expected integer from 1 to 2^31-1, got 0");
+    EXPECT_ERROR(DNS_BASE "\"dns\": {\"plugin\": \"p\", \"zone\": \"ex.test.\", \"mode\": \"all\", "
+                 "\"records\": {}}}",
+                 ":dns.mode: expected \"sync\" or \"upsert-only\", got string \"all\"");
+    EXPECT_ERROR(DNS_BASE "\"dns\": {\"plugin\": \"p\", \"zone\": \"ex.test.\", "
+                 "\"owner_id\": \"a,b\", \"records\": {}}}",
+                 ":dns.owner_id: expected string matching [A-Za-z0-9_-]{1,64}, got string "
+                 "\"a,b\"");
+    EXPECT_ERROR(DNS_BASE "\"dns\": {\"plugin\": \"p\", \"zone\": \"ex.test.\", \"drain\": \"x\", "
+                 "\"records\": {}}}",
+                 ":dns.drain: expected duration like \"10s\", got string \"x\"");
+    EXPECT_ERROR(DNS_BASE "\"dns\": {\"plugin\": \"p\", \"zone\": \"ex.test.\", "
+                 "\"records\": {\"db\": {\"name\": \"db\"}}}}",
+                 ":dns.records.db: no group named 'db' in \"groups\"");
+    EXPECT_ERROR(DNS_BASE "\"dns\": {\"plugin\": \"p\", \"zone\": \"ex.test.\", "
+                 "\"records\": {\"web\": {}}}}",
+                 ":dns.records.web.name: required");
+    EXPECT_ERROR(DNS_BASE "\"dns\": {\"plugin\": \"p\", \"zone\": \"ex.test.\", "
+                 "\"records\": {\"web\": {\"name\": \"w w\"}}}}",
+                 ":dns.records.web.name: expected DNS name (labels of [A-Za-z0-9_-], the first "
+                 "at most 54 characters), got string \"w w\"");
+    EXPECT_ERROR(DNS_BASE "\"dns\": {\"plugin\": \"p\", \"zone\": \"ex.test.\", "
+                 "\"records\": {\"web\": {\"name\": \"www.other.test.\"}}}}",
+                 ":dns.records.web.name: \"www.other.test.\" is not inside the zone "
+                 "\"ex.test.\"");
+    EXPECT_ERROR(DNS_BASE "\"dns\": {\"plugin\": \"p\", \"zone\": \"ex.test.\", "
+                 "\"records\": {\"web\": {\"name\": \"www\"}, \"api\": {\"name\": \"WWW\"}}}}",
+                 ":dns.records.api.name: \"www.ex.test.\" is already the name of group 'web'");
+    EXPECT_ERROR(DNS_BASE "\"dns\": {\"plugin\": \"p\", \"zone\": \"ex.test.\", "
+                 "\"records\": {\"web\": {\"name\": \"www\", \"per_region\": 1}}}}",
+                 ":dns.records.web.per_region: expected boolean, got 1");
+    EXPECT_ERROR(DNS_BASE "\"dns\": {\"plugin\": \"p\", \"zone\": \"ex.test.\", \"ttl\": 5, "
+                 "\"weights\": 1, \"records\": {}}}",
+                 ":dns: unknown key 'weights' (known: plugin, zone, ttl, owner_id, mode, drain, "
+                 "resync, records)");
 }
 
 SW_TEST_MAIN()

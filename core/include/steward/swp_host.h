@@ -19,6 +19,10 @@ typedef void (*swp_timer_cb)(void *ud);
 /* status is 0 when a response arrived (any HTTP status), < 0 on a transport error
  * (SWP_ETIMEDOUT, SWP_ETOOBIG, SWP_EHTTP, SWP_ECANCELED). resp is borrowed for the call. */
 typedef void (*swp_http_cb)(void *ud, int status, const struct swp_http_resp *resp);
+/* since 1.0 — status is 0 when a complete reply arrived (reply/len borrowed for the call),
+ * < 0 otherwise: SWP_ETIMEDOUT, SWP_EIO (refused, reset, unreachable, closed early),
+ * SWP_ETOOBIG, SWP_EINVAL (bad address), SWP_ECANCELED. */
+typedef void (*swp_net_cb)(void *ud, int status, const uint8_t *reply, size_t len);
 
 struct swp_host {
     uint32_t abi_major;
@@ -83,6 +87,16 @@ struct swp_host {
      * recorded seed, so a simulation replays exactly. Never use rand() or /dev/urandom
      * for anything that changes behaviour. */
     uint64_t (*random_u64)(const struct swp_host *h);
+
+    /* since 1.0 — one request/reply exchange with a server over UDP or TCP on the loop
+     * (what DNS updates, and any other binary protocol a plugin speaks, need without
+     * touching libuv). Returns an id > 0 and then calls cb exactly once, or 0 (bad
+     * request, or no network in this run: simulation) and cb never fires. Exchanges still
+     * in flight when the plugin is destroyed are cancelled by the host. */
+    uint64_t (*net_exchange)(const struct swp_host *h, const struct swp_net_req *req,
+                             swp_net_cb cb, void *ud);
+    /* since 1.0 — cb fires with SWP_ECANCELED before this returns; unknown ids are ignored. */
+    void (*net_cancel)(const struct swp_host *h, uint64_t exchange_id);
 };
 
 #endif /* SWP_HOST_H */

@@ -122,6 +122,15 @@ struct swp_dns_ops {
                   swp_done_cb done, void *ud);
     int (*remove)(void *state, const char *zone, const char *name, const char *type,
                   swp_done_cb done, void *ud);
+    /* since 1.0 — compare-and-set of one RRset: make (desired->name, desired->type) hold
+     * desired's records (none: delete the RRset) only if the server's copy holds exactly
+     * expected's records (none: only if the RRset does not exist). Record order and TTL
+     * do not matter. done gets SWP_EAGAIN when the server's copy differs (a concurrent
+     * change: list again before retrying). RFC 2136 maps this to prerequisites, so the
+     * check and the change are one atomic update on the server. NULL: the core uses
+     * upsert/remove and cannot detect a concurrent change. */
+    int (*update_if)(void *state, const char *zone, const struct swp_rrset *expected,
+                     const struct swp_rrset *desired, swp_done_cb done, void *ud);
 };
 
 /* ---- metrics ------------------------------------------------------------------------ */

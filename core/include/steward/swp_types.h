@@ -125,4 +125,38 @@ struct swp_http_resp {
     double total_s;
 };
 
+/* ---- since 1.0: one request/reply exchange over UDP or TCP (swp_host.net_exchange) ----- */
+
+enum swp_net_transport {
+    SWP_NET_UDP = 1, /* one datagram out, the first datagram back from that address */
+    SWP_NET_TCP = 2, /* connect, write the request, read until the reply is complete */
+};
+
+/* How a TCP reply ends. The host never adds or strips bytes: the plugin sends exactly
+ * `data` and receives the raw bytes of the reply. */
+enum swp_net_framing {
+    SWP_NET_FRAME_CLOSE = 0,  /* the server closes the connection */
+    SWP_NET_FRAME_LEN16 = 1,  /* a 2-byte big-endian length, then that many bytes (DNS over
+                                 TCP, RFC 1035 section 4.2.2) */
+    SWP_NET_FRAME_CUSTOM = 2, /* req->complete says when the bytes so far hold a reply */
+};
+
+/* For SWP_NET_FRAME_CUSTOM: called on the loop thread with the bytes received so far.
+ * Return the length of a complete reply at the start of data, 0 when more bytes are
+ * needed, or < 0 to reject the stream (the exchange then fails with SWP_EIO). */
+typedef long (*swp_net_complete_fn)(void *ud, const uint8_t *data, size_t len);
+
+struct swp_net_req {
+    uint32_t size;                /* sizeof(struct swp_net_req) */
+    int transport;                /* enum swp_net_transport */
+    const char *address;          /* numeric IPv4 or IPv6 address: no name resolution */
+    uint16_t port;
+    const uint8_t *data;          /* the request, copied by the host */
+    size_t len;
+    int framing;                  /* enum swp_net_framing; TCP only */
+    swp_net_complete_fn complete; /* FRAME_CUSTOM only; gets the same ud as the callback */
+    uint32_t timeout_ms;          /* the whole exchange, connect included; 0: 10 s */
+    size_t max_reply_bytes;       /* 0: 65535 for UDP, 4 MiB for TCP; more: SWP_ETOOBIG */
+};
+
 #endif /* SWP_TYPES_H */
