@@ -18,6 +18,7 @@
 #include "config.h"
 #include "http_client.h"
 #include "log.h"
+#include "market_server.h"
 #include "mem.h"
 #include "plugin_host.h"
 #include "policy.h"
@@ -626,6 +627,7 @@ static void usage(FILE *out)
             "  plugins [--json]       list installed plugins\n"
             "  plugin describe NAME   show a plugin's configuration keys\n"
             "  test-policy SPEC       run a Lua policy spec in the sandbox\n"
+            "  market serve ...       run the local marketplace (Akash Console API)\n"
             "  version                print the version and plugin ABI\n"
             "\n"
             "`steward <command> --help` describes each command.\n",
@@ -649,6 +651,8 @@ int main(int argc, char **argv)
         return cmd_plugin(argc - 1, argv + 1);
     if (strcmp(cmd, "test-policy") == 0)
         return cmd_test_policy(argc - 1, argv + 1);
+    if (strcmp(cmd, "market") == 0)
+        return sw_market_server_main(argc - 1, argv + 1);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         printf("steward %s (plugin ABI %d.%d)\n", SW_VERSION, SWP_ABI_MAJOR, SWP_ABI_MINOR);
         return 0;
