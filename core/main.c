@@ -21,6 +21,7 @@
 #include "http_client.h"
 #include "dns_cli.h"
 #include "log.h"
+#include "market_server.h"
 #include "mem.h"
 #include "plugin_host.h"
 #include "policy.h"
@@ -707,6 +708,7 @@ static void usage(FILE *out)
             "  status | leases | decisions | pause POLICY | resume POLICY\n"
             "                         ask a running steward through its admin API\n"
             "  dns list|upsert|remove run one operation of the configured dns plugin\n"
+            "  market serve ...       run the local marketplace (Akash Console API)\n"
             "  version                print the version and plugin ABI\n"
             "\n"
             "`steward <command> --help` describes each command.\n",
@@ -738,6 +740,8 @@ int main(int argc, char **argv)
         return sw_admin_cli_main(argc - 1, argv + 1);
     if (strcmp(cmd, "dns") == 0)
         return sw_dns_cli_main(argc - 1, argv + 1, dns_plugin_dirs);
+    if (strcmp(cmd, "market") == 0)
+        return sw_market_server_main(argc - 1, argv + 1);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         printf("steward %s (plugin ABI %d.%d)\n", SW_VERSION, SWP_ABI_MAJOR, SWP_ABI_MINOR);
         return 0;
