@@ -363,10 +363,27 @@ void sw_offers_add(struct sw_offers *o, const char *provider, const char *region
 
 double sw_offers_best_price(const struct sw_offers *o, const char *region)
 {
+    return sw_offers_best_price_among(o, region, NULL, 0);
+}
+
+static bool provider_listed(const char *provider, const char *const *providers, size_t count)
+{
+    for (size_t i = 0; provider != NULL && i < count; i++)
+        if (strcmp(providers[i], provider) == 0)
+            return true;
+    return false;
+}
+
+double sw_offers_best_price_among(const struct sw_offers *o, const char *region,
+                                  const char *const *providers, size_t provider_count)
+{
     double best = -1;
     for (size_t i = 0; region != NULL && i < o->count; i++) {
         /* Plugins may report offers without a region; they never match one. */
         if (o->items[i].region == NULL || strcmp(o->items[i].region, region) != 0)
+            continue;
+        if (provider_count > 0 &&
+            !provider_listed(o->items[i].provider, providers, provider_count))
             continue;
         if (best < 0 || o->items[i].price_usd_hour < best)
             best = o->items[i].price_usd_hour;

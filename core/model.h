@@ -127,6 +127,9 @@ void sw_offers_add(struct sw_offers *o, const char *provider, const char *region
                    double price_usd_hour, bool audited);
 /* Lowest asking price in region, or -1 when nobody offers there. */
 double sw_offers_best_price(const struct sw_offers *o, const char *region);
+/* The same among the listed providers only (a group pinned to providers); count 0 = all. */
+double sw_offers_best_price_among(const struct sw_offers *o, const char *region,
+                                  const char *const *providers, size_t provider_count);
 
 /* ---- metric samples ------------------------------------------------------------------- */
 

@@ -69,9 +69,10 @@ static const char **group_regions(const struct sw_desired *desired, const struct
 }
 
 static void plan_region(const struct sw_desired *desired, const struct sw_units *units,
-                        const struct sw_offers *offers, const char *group, const char *region,
-                        struct plan *plan)
+                        const struct sw_offers *offers, const struct sw_group_config *gc,
+                        const char *region, struct plan *plan)
 {
+    const char *group = gc->name;
     int want = sw_desired_get(desired, group, region);
     if (want < 0)
         want = 0;
@@ -115,7 +116,10 @@ static void plan_region(const struct sw_desired *desired, const struct sw_units 
 
     int have = ready + pending;
     if (want > have) {
-        double price = sw_offers_best_price(offers, region);
+        /* A group pinned to providers pays their price, not the region's cheapest. */
+        double price = sw_offers_best_price_among(offers, region,
+                                                  (const char *const *)gc->providers,
+                                                  gc->provider_count);
         if (price < 0)
             price = 0;
         for (int i = have; i < want; i++)
@@ -161,7 +165,7 @@ void sw_planner_plan(const struct sw_desired *desired, const struct sw_units *un
         size_t region_count = 0;
         const char **regions = group_regions(desired, units, group, &region_count);
         for (size_t r = 0; r < region_count; r++)
-            plan_region(desired, units, offers, group, regions[r], &plan);
+            plan_region(desired, units, offers, &groups[gi], regions[r], &plan);
         free(regions);
     }
     append_all(&plan.repairs, out);

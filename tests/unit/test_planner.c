@@ -163,6 +163,22 @@ SW_TEST(pending_units_with_a_market_id_are_cancelled_before_ready_ones)
     world_free(&w);
 }
 
+SW_TEST(pinned_group_is_priced_at_its_providers_offer)
+{
+    struct world w;
+    world_init(&w);
+    static char *pinned[] = {"akash1master"};
+    w.groups[0].providers = pinned;
+    w.groups[0].provider_count = 1;
+    sw_offers_add(&w.offers, "akash1cheap", "eu", 0.5, false);
+    sw_offers_add(&w.offers, "akash1master", "eu", 1.44, true);
+    sw_desired_set(&w.desired, "web", "eu", 1);
+    plan(&w);
+    SW_ASSERT_EQ(w.out.count, 1);
+    SW_ASSERT_NEAR(w.out.items[0].price_usd_hour, 1.44, 1e-12);
+    world_free(&w);
+}
+
 SW_TEST(pending_units_without_market_id_are_never_released)
 {
     struct world w;
