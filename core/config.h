@@ -58,6 +58,18 @@ struct sw_metric_config {
     int64_t every_ms;           /* refresh period; default: the shortest policy interval */
 };
 
+/* "probes": active health checks of ready units (runtime.c's probe scheduler). */
+struct sw_probes_config {
+    char *plugin;               /* a probe-kind plugin; NULL when "probes" is absent */
+    int64_t every_ms;           /* default 15 s */
+    char **targets;             /* extra URLs probed every round (results in ctx.probes only) */
+    size_t target_count;
+    char *path;                 /* appended to a unit uri without a scheme; default "/" */
+    char *target_template;      /* "http://host/health/{market_id}": one target per unit
+                                   instead of its uris ({market_id} {key} {group} {region}
+                                   {provider} {uri}); NULL: the uris */
+};
+
 struct sw_config {
     char *path;                 /* as given */
     char *dir;                  /* its directory: relative paths resolve against it */
@@ -80,6 +92,7 @@ struct sw_config {
     size_t plugin_count;
     struct sw_metric_config *metrics;
     size_t metric_count;
+    struct sw_probes_config probes; /* "probes" (geo): last so other fields keep offsets */
 };
 
 /* Read and validate a config file. Returns an owned config (free with sw_config_free) or
