@@ -32,7 +32,6 @@
 local geo = require "steward.geo"
 local smooth = require "steward.smooth"
 local hysteresis = require "steward.hysteresis"
-local percentile = require "steward.percentile"
 
 local floor, ceil, huge = math.floor, math.ceil, math.huge
 local sort, concat = table.sort, table.concat
@@ -107,23 +106,28 @@ local function prepare(p, ctx)
       c.max_regions), 3)
   end
 
-  -- latency[user][serving] for every known pair, and cover[serving] = the user regions a
-  -- serving region answers within the SLO.
+  -- latency[user][serving] for every known pair (by name, for routing and messages), and
+  -- the same as arrays indexed by position in c.users / c.candidates for the placement:
+  -- cover[j] = users candidate j answers within the SLO, reach[i] = candidates answering
+  -- user i within the SLO, lat[i][j] = latency or false.
   local users = c.rtt:regions()
-  c.latency, c.cover = {}, {}
-  for _, s in ipairs(candidates) do
-    c.cover[s] = {}
+  c.users = users
+  c.latency, c.lat, c.cover, c.reach = {}, {}, {}, {}
+  for j = 1, #candidates do
+    c.cover[j] = {}
   end
-  for _, u in ipairs(users) do
-    local row = {}
-    c.latency[u] = row
-    for _, s in ipairs(candidates) do
+  for i, u in ipairs(users) do
+    local row, lat, reach = {}, {}, {}
+    c.latency[u], c.lat[i], c.reach[i] = row, lat, reach
+    for j, s in ipairs(candidates) do
       local r = c.rtt:rtt(u, s)
+      lat[j] = r ~= nil and r + c.server_ms or false
       if r ~= nil then
         row[s] = r + c.server_ms
         if r + c.server_ms <= c.slo_ms then
-          local list = c.cover[s]
-          list[#list + 1] = u
+          local list = c.cover[j]
+          list[#list + 1] = i
+          reach[#reach + 1] = j
         end
       end
     end
@@ -131,35 +135,51 @@ local function prepare(p, ctx)
   return c
 end
 
--- Smoothed demand per user region; regions missing from this tick's metric decay to 0.
+-- Smoothed demand per user region (steward.smooth's time-aware EWMA, inlined: it runs for
+-- every region every tick); regions missing from this tick's metric decay to 0.
 local function demand(ctx, c, st)
   local raw, err = ctx.metrics.sum_by(c.metric, c.label)
   if not raw then
     -- Keeps the last good desired state: no signal, no change.
     error("no demand signal: " .. tostring(err), 0)
   end
-  st.avg = st.avg or {}
+  local avg = st.avg or {}
+  st.avg = avg
   local now = ctx.now
   -- A region that shows up after the first tick had no demand before: its average starts
   -- from 0 then, so a burst from a new region is smoothed like any other.
   local previous = st.last_t
   st.last_t = now
+  local hl = c.half_life_s
   local out, total = {}, 0
+  local function update(region, value)
+    local a = avg[region]
+    local v
+    if a == nil then
+      v = previous and value * smooth.alpha(now - previous, hl) or value
+      avg[region] = { v = v, t = now }
+    elseif now > a.t then
+      v = a.v + smooth.alpha(now - a.t, hl) * (value - a.v)
+      a.v, a.t = v, now
+    else
+      v = a.v
+    end
+    return v
+  end
   for region, value in pairs(raw) do
     if region ~= "" then
-      st.avg[region] = st.avg[region] or (previous and { v = 0, t = previous } or {})
-      local v = smooth.new(c.half_life_s, st.avg[region]):update(value, now)
+      local v = update(region, value)
       if v >= c.min_rps then
         out[region] = v
         total = total + v
       end
     end
   end
-  for region, store in pairs(st.avg) do
+  for region in pairs(avg) do
     if raw[region] == nil then
-      local v = smooth.new(c.half_life_s, store):update(0, now)
+      local v = update(region, 0)
       if v < 0.01 then
-        st.avg[region] = nil
+        avg[region] = nil
       elseif v >= c.min_rps then
         out[region] = v
         total = total + v
@@ -187,57 +207,55 @@ local function region_price(ctx, c, region)
   return nil
 end
 
--- The greedy placement. Users are served by their nearest chosen region, so adding a
--- region also pulls in covered users that are nearer to it; its marginal cost is then its
--- units minus (pro rata) what those users cost where they were. Returns the chosen list (in
--- the order chosen) and a why-table region → {rps = demand it brought within the SLO,
--- users = {...}}.
+-- The greedy placement: while less than slo_share of the demand is within the SLO, add
+-- the candidate whose newly covered demand per dollar (its price times the units that
+-- demand needs) is highest; ties go to the one closer to that demand, then the cheaper,
+-- then the first by name. Gains are kept up to date as users get covered, so an iteration
+-- costs O(candidates). Afterwards a region that is nobody's nearest serves nothing and is
+-- dropped, and min_regions is filled with the candidates reaching the most demand.
+-- Returns the chosen names (in the order chosen) and a why-table name → {rps = demand it
+-- brought within the SLO, users = {...}}.
 local function place(c, dem, total, prices)
-  local chosen, why, in_set = {}, {}, {}
-  local covered_by = {}      -- user region → true once within the SLO of a chosen region
-  local cur_ms, cur_s = {}, {} -- user region → latency to, and its nearest chosen region
-  local covered = 0
-  local target = c.slo_share * total
-  local rpu = c.rps_per_unit
-  local function choose(s, w)
-    chosen[#chosen + 1] = s
-    in_set[s] = true
-    why[s] = w
-    for u in pairs(dem) do
-      local row = c.latency[u]
-      local ms = row and row[s]
-      if ms ~= nil and (cur_ms[u] == nil or ms < cur_ms[u]) then
-        cur_ms[u], cur_s[u] = ms, s
+  local users, cands, cover, reach, lat = c.users, c.candidates, c.cover, c.reach, c.lat
+  local nu, nc, rpu = #users, #cands, c.rps_per_unit
+  local dv, pr, gain, covered, chosen_j = {}, {}, {}, {}, {}
+  for i = 1, nu do
+    dv[i] = dem[users[i]] or 0
+    covered[i] = false
+  end
+  for j = 1, nc do
+    pr[j] = prices[cands[j]] or false
+    local g, list = 0, cover[j]
+    for k = 1, #list do
+      g = g + dv[list[k]]
+    end
+    gain[j] = g
+  end
+  local function mean_ms(j)
+    local sum, weight, list = 0, 0, cover[j]
+    for k = 1, #list do
+      local i = list[k]
+      if not covered[i] and dv[i] > 0 then
+        sum, weight = sum + dv[i] * lat[i][j], weight + dv[i]
       end
     end
+    return sum / weight
   end
-  while #chosen < c.max_regions and total > 0 and covered < target - 1e-9 do
-    local best, best_score, best_gain, best_ms, best_price
-    for _, s in ipairs(c.candidates) do
-      local price = prices[s]
-      if price ~= nil and not in_set[s] then
-        local gain, load, freed, gain_ms = 0, 0, 0, 0
-        for _, u in ipairs(c.cover[s]) do
-          local d = dem[u]
-          if d ~= nil then
-            local ms = c.latency[u][s]
-            if not covered_by[u] then
-              gain, load, gain_ms = gain + d, load + d, gain_ms + d * ms
-            elseif ms < cur_ms[u] then
-              load = load + d
-              freed = freed + (prices[cur_s[u]] or 0) * d / rpu
-            end
-          end
-        end
-        if gain > 0 then
-          local cost = price * math.max(1, ceil(load / rpu)) - freed
-          local score = cost > 1e-9 and gain / cost or huge
-          gain_ms = gain_ms / gain
-          -- Ties: lower latency for the demand gained, then lower price, then the name.
-          if best == nil or score > best_score * (1 + 1e-9)
-              or (score >= best_score * (1 - 1e-9)
-                and (gain_ms < best_ms or (gain_ms == best_ms and price < best_price))) then
-            best, best_score, best_gain, best_ms, best_price = s, score, gain, gain_ms, price
+  local in_set, why, chosen = {}, {}, {}
+  local covered_rps, target = 0, c.slo_share * total
+  while #chosen_j < c.max_regions and total > 0 and covered_rps < target - 1e-9 do
+    local best, best_score, best_ms
+    for j = 1, nc do
+      local price, g = pr[j], gain[j]
+      if price and g > 1e-9 and not in_set[j] then
+        local score = g / (math.max(price, 1e-9) * ceil(g / rpu - 1e-9))
+        if best == nil or score > best_score * (1 + 1e-9) then
+          best, best_score, best_ms = j, score, nil
+        elseif score >= best_score * (1 - 1e-9) then
+          best_ms = best_ms or mean_ms(best)
+          local ms = mean_ms(j)
+          if ms < best_ms - 1e-9 or (ms <= best_ms + 1e-9 and price < pr[best]) then
+            best, best_score, best_ms = j, score, ms
           end
         end
       end
@@ -245,48 +263,76 @@ local function place(c, dem, total, prices)
     if best == nil then
       break -- nothing left within reach of the SLO
     end
-    local users = {}
-    for _, u in ipairs(c.cover[best]) do
-      if dem[u] ~= nil and not covered_by[u] then
-        covered_by[u] = true
-        users[#users + 1] = u
+    local newly, list = {}, cover[best]
+    for k = 1, #list do
+      local i = list[k]
+      if not covered[i] and dv[i] > 0 then
+        covered[i] = true
+        newly[#newly + 1] = users[i]
+        local r = reach[i]
+        for m = 1, #r do
+          gain[r[m]] = gain[r[m]] - dv[i]
+        end
       end
     end
-    choose(best, { rps = best_gain, users = users })
-    covered = covered + best_gain
+    in_set[best] = true
+    chosen_j[#chosen_j + 1] = best
+    why[cands[best]] = { users = newly }
+    local brought = 0
+    for _, u in ipairs(newly) do
+      brought = brought + dem[u]
+    end
+    why[cands[best]].rps = brought
+    covered_rps = covered_rps + brought
   end
-  -- A region every user of which went to a region chosen later serves nobody: drop it.
-  local serves = {}
-  for _, s in pairs(cur_s) do
-    serves[s] = true
-  end
-  for i = #chosen, 1, -1 do
-    local s = chosen[i]
-    if not serves[s] and #chosen > c.min_regions then
-      table.remove(chosen, i)
-      in_set[s], why[s] = nil, nil
+  -- Drop regions that are nobody's nearest (a later pick is nearer to all their users).
+  if #chosen_j > c.min_regions then
+    local serves = {}
+    for i = 1, nu do
+      if dv[i] > 0 then
+        local row, best, best_ms = lat[i], nil, nil
+        for k = 1, #chosen_j do
+          local ms = row[chosen_j[k]]
+          if ms and (best == nil or ms < best_ms) then
+            best, best_ms = chosen_j[k], ms
+          end
+        end
+        if best ~= nil then
+          serves[best] = true
+        end
+      end
+    end
+    for k = #chosen_j, 1, -1 do
+      local j = chosen_j[k]
+      if not serves[j] and #chosen_j > c.min_regions then
+        table.remove(chosen_j, k)
+        in_set[j], why[cands[j]] = nil, nil
+      end
     end
   end
   -- min_regions: the remaining candidate that reaches the most demand, cheapest first.
-  while #chosen < c.min_regions do
-    local best, best_reach, best_price
-    for _, s in ipairs(c.candidates) do
-      local price = prices[s]
-      if price ~= nil and not in_set[s] then
-        local reach = 0
-        for _, u in ipairs(c.cover[s]) do
-          reach = reach + (dem[u] or 0)
+  while #chosen_j < c.min_regions do
+    local best, best_reach
+    for j = 1, nc do
+      if pr[j] and not in_set[j] then
+        local r, list = 0, cover[j]
+        for k = 1, #list do
+          r = r + dv[list[k]]
         end
-        if best == nil or reach > best_reach + 1e-9
-            or (reach > best_reach - 1e-9 and price < best_price) then
-          best, best_reach, best_price = s, reach, price
+        if best == nil or r > best_reach + 1e-9 or (r > best_reach - 1e-9 and pr[j] < pr[best]) then
+          best, best_reach = j, r
         end
       end
     end
     if best == nil then
       break
     end
-    choose(best, { rps = 0, users = {}, minimum = true })
+    in_set[best] = true
+    chosen_j[#chosen_j + 1] = best
+    why[cands[best]] = { rps = 0, users = {}, minimum = true }
+  end
+  for k = 1, #chosen_j do
+    chosen[k] = cands[chosen_j[k]]
   end
   return chosen, why
 end
@@ -307,23 +353,47 @@ local function nearest(c, user, serving, prices)
   return best, best_ms
 end
 
+-- "eu-west 250 rps at 15 ms, ..." for the `limit` largest users (a partial selection: a
+-- full sort with a Lua comparator costs more than the rest of the explanation).
 local function user_list(users, dem, c, region, limit)
-  sort(users, function(a, b)
-    if dem[a] ~= dem[b] then
-      return dem[a] > dem[b]
+  local parts, taken = {}, {}
+  for n = 1, math.min(#users, limit) do
+    local best
+    for k = 1, #users do
+      local u = users[k]
+      if not taken[u] and (best == nil or dem[u] > dem[best] or (dem[u] == dem[best] and u < best)) then
+        best = u
+      end
     end
-    return a < b
-  end)
-  local parts = {}
-  for i = 1, math.min(#users, limit) do
-    local u = users[i]
-    local ms = c.latency[u] and c.latency[u][region]
-    parts[i] = fmt("%s %.0f rps at %s", u, dem[u], ms and fmt("%.0f ms", ms) or "? ms")
+    taken[best] = true
+    local ms = c.latency[best] and c.latency[best][region]
+    parts[n] = fmt("%s %.0f rps at %s", best, dem[best], ms and fmt("%.0f ms", ms) or "? ms")
   end
   if #users > limit then
     parts[#parts + 1] = fmt("%d more", #users - limit)
   end
   return concat(parts, ", ")
+end
+
+-- Weighted 95th percentile (nearest rank, as steward.percentile) of latency → weight,
+-- sorting the distinct latencies natively instead of with a Lua comparator.
+local function p95(weights, total_weight)
+  local keys = {}
+  for ms in pairs(weights) do
+    keys[#keys + 1] = ms
+  end
+  if #keys == 0 then
+    return nil
+  end
+  sort(keys)
+  local target, acc = 0.95 * total_weight, 0
+  for _, ms in ipairs(keys) do
+    acc = acc + weights[ms]
+    if acc >= target - 1e-9 then
+      return ms
+    end
+  end
+  return keys[#keys]
 end
 
 return {
@@ -354,12 +424,15 @@ return {
       ideal_set[s] = rank
     end
 
-    -- Hysteresis per region; a region holding units counts as serving when first seen.
+    -- Hysteresis per region. On the first tick (a fresh state: a new deployment, or one
+    -- adopted from another tool), regions already holding units count as serving.
+    local first_tick = st.sw_started == nil
+    st.sw_started = true
     local serving, switches, is_serving = {}, {}, {}
     for _, s in ipairs(c.candidates) do
       local store = st.sw[s]
-      if store == nil and (ideal_set[s] or cap[s] > 0) then
-        store = { on = cap[s] > 0 }
+      if store == nil and (ideal_set[s] or (first_tick and cap[s] > 0)) then
+        store = { on = first_tick and cap[s] > 0 }
         st.sw[s] = store
       end
       if store ~= nil then
@@ -395,7 +468,7 @@ return {
       load[s], routed[s] = 0, {}
     end
     local within, unreachable = 0, 0
-    local latencies = {}
+    local latencies, measured = {}, 0
     local cheapest
     for _, s in ipairs(serving) do
       if cheapest == nil or (prices[s] or huge) < (prices[cheapest] or huge) then
@@ -409,7 +482,8 @@ return {
         s = cheapest
         unreachable = unreachable + d
       else
-        latencies[#latencies + 1] = { ms, d }
+        latencies[ms] = (latencies[ms] or 0) + d
+        measured = measured + d
         if ms <= c.slo_ms then
           within = within + d
         end
@@ -487,7 +561,7 @@ return {
       end
     end
 
-    local p95 = percentile.weighted(latencies, 95)
+    local p95_ms = p95(latencies, measured)
     local user_regions = 0
     for _ in pairs(dem) do
       user_regions = user_regions + 1
@@ -495,7 +569,7 @@ return {
     ctx.explain(group, nil, fmt("%.0f rps from %d user regions; %.1f%% within %g ms "
       .. "(target %.0f%%), p95 %s; placement %s; serving %s%s", total, user_regions,
       total > 0 and 100 * within / total or 100, c.slo_ms,
-      100 * c.slo_share, p95 and fmt("%.0f ms", p95) or "n/a",
+      100 * c.slo_share, p95_ms and fmt("%.0f ms", p95_ms) or "n/a",
       #ideal > 0 and concat(ideal, "+") or "none",
       #serving > 0 and concat(serving, "+") or "none",
       unreachable > 0 and fmt("; %.0f rps from regions without RTT data", unreachable) or ""))
