@@ -319,7 +319,8 @@ local function place(c, dem, total, prices)
         for k = 1, #list do
           r = r + dv[list[k]]
         end
-        if best == nil or r > best_reach + 1e-9 or (r > best_reach - 1e-9 and pr[j] < pr[best]) then
+        if best == nil or r > best_reach + 1e-9
+            or (r > best_reach - 1e-9 and pr[j] < pr[best]) then
           best, best_reach = j, r
         end
       end
@@ -361,7 +362,8 @@ local function user_list(users, dem, c, region, limit)
     local best
     for k = 1, #users do
       local u = users[k]
-      if not taken[u] and (best == nil or dem[u] > dem[best] or (dem[u] == dem[best] and u < best)) then
+      if not taken[u]
+          and (best == nil or dem[u] > dem[best] or (dem[u] == dem[best] and u < best)) then
         best = u
       end
     end
