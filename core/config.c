@@ -1437,12 +1437,56 @@ static void dns_config_free(struct sw_dns_config *d)
     free(d);
 }
 
+/* "probes" (geo): {"plugin", "every", "targets", "path", "target_template"}. */
+static int load_probes(const struct loader *ld, const cJSON *root, struct sw_config *c)
+{
+    static const char *const keys[] = {"plugin", "every", "targets", "path", "target_template",
+                                       NULL};
+    const cJSON *probes = NULL;
+    int rc = get_object(ld, root, "", "probes", &probes);
+    if (rc < 0 || probes == NULL)
+        return rc;
+    struct sw_probes_config *p = &c->probes;
+    p->every_ms = 15000;
+    const char *plugin = NULL, *path = "/", *template = NULL;
+    if ((rc = check_keys(ld, probes, "probes", keys)) < 0 ||
+        (rc = get_string(ld, probes, "probes", "plugin", true, &plugin)) < 0 ||
+        (rc = get_duration(ld, probes, "probes", "every", 100, "duration >= 100ms",
+                           &p->every_ms)) < 0 ||
+        (rc = get_string_list(ld, probes, "probes", "targets", false, true, &p->targets,
+                              &p->target_count)) < 0 ||
+        (rc = get_string(ld, probes, "probes", "path", false, &path)) < 0 ||
+        (rc = get_string(ld, probes, "probes", "target_template", false, &template)) < 0)
+        return rc;
+    for (size_t i = 0; i < p->target_count; i++) {
+        const char *url = p->targets[i];
+        if (strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0) {
+            char child[PATH_LEN];
+            path_index(child, "probes.targets", i);
+            return fail_type(ld, child, "http:// or https:// URL",
+                             cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(probes, "targets"),
+                                                (int)i));
+        }
+    }
+    if (path[0] != '/')
+        return fail_type(ld, "probes.path", "path starting with '/'",
+                         cJSON_GetObjectItemCaseSensitive(probes, "path"));
+    if (template != NULL && strstr(template, "://") == NULL)
+        return fail_type(ld, "probes.target_template", "URL template like "
+                         "\"https://{uri}/health\"",
+                         cJSON_GetObjectItemCaseSensitive(probes, "target_template"));
+    p->plugin = sw_xstrdup(plugin);
+    p->path = sw_xstrdup(path);
+    p->target_template = sw_xstrdup(template);
+    return 0;
+}
+
 static int load_root(const struct loader *ld, const cJSON *root, struct sw_config *c)
 {
     static const char *const keys[] = {"id",       "state",  "seed",     "log",     "plugin_dirs",
                                        "lua_path", "market", "self",     "plugins", "metrics",
                                        "guard",    "groups", "policies", "simulation", "admin",
-                                       "dns",      NULL};
+                                       "dns",      "probes", NULL};
     if (!cJSON_IsObject(root))
         return fail_type(ld, "", "object at the top level", root);
     int rc = check_secrets(ld, root, "");
@@ -1473,7 +1517,8 @@ static int load_root(const struct loader *ld, const cJSON *root, struct sw_confi
     if ((rc = load_self(ld, root, c)) < 0 || (rc = load_plugins(ld, root, c)) < 0 ||
         (rc = load_metrics(ld, root, c)) < 0 || (rc = load_guard(ld, root, c)) < 0 ||
         (rc = load_groups(ld, root, c)) < 0 || (rc = load_policies(ld, root, c)) < 0 ||
-        (rc = load_admin(ld, root, c)) < 0 || (rc = load_dns(ld, root, c)) < 0)
+        (rc = load_admin(ld, root, c)) < 0 || (rc = load_dns(ld, root, c)) < 0 ||
+        (rc = load_probes(ld, root, c)) < 0)
         return rc;
     /* Validated by the simulator, which alone reads it: a live run ignores it. */
     const cJSON *simulation = NULL;
@@ -1574,6 +1619,10 @@ void sw_config_free(struct sw_config *c)
         free(c->metrics[i].query);
     }
     free(c->metrics);
+    free(c->probes.plugin);
+    free_strings(c->probes.targets, c->probes.target_count);
+    free(c->probes.path);
+    free(c->probes.target_template);
     free_strings(c->plugin_dirs, c->plugin_dir_count);
     free(c->path);
     free(c->dir);

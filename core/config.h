@@ -95,6 +95,18 @@ struct sw_dns_config {
     size_t record_count;
 };
 
+/* "probes": active health checks of ready units (runtime.c's probe scheduler). */
+struct sw_probes_config {
+    char *plugin;               /* a probe-kind plugin; NULL when "probes" is absent */
+    int64_t every_ms;           /* default 15 s */
+    char **targets;             /* extra URLs probed every round (results in ctx.probes only) */
+    size_t target_count;
+    char *path;                 /* appended to a unit uri without a scheme; default "/" */
+    char *target_template;      /* "http://host/health/{market_id}": one target per unit
+                                   instead of its uris ({market_id} {key} {group} {region}
+                                   {provider} {uri}); NULL: the uris */
+};
+
 struct sw_config {
     char *path;                 /* as given */
     char *dir;                  /* its directory: relative paths resolve against it */
@@ -122,6 +134,7 @@ struct sw_config {
     /* ---- admin API (admin_api.c) ---- */
     struct sw_admin_config admin;
     struct sw_dns_config *dns;  /* dns: the "dns" section, or NULL when absent */
+    struct sw_probes_config probes; /* "probes" (geo): last so other fields keep offsets */
 };
 
 /* Read and validate a config file. Returns an owned config (free with sw_config_free) or

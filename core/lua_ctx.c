@@ -44,7 +44,7 @@ struct sw_lua_ctx {
 };
 
 /* Built on first access during a call; the order is what pairs(ctx) materializes. */
-static const char *const lazy_fields[] = {"leases", "offers", "groups"};
+static const char *const lazy_fields[] = {"leases", "offers", "groups", "probes"};
 
 static struct sw_lua_ctx *upvalue_ctx(lua_State *L)
 {
@@ -234,6 +234,50 @@ static void push_cached_leases(lua_State *L, int handle, const struct sw_lua_ctx
     lua_pop(L, 1);
 }
 
+/* ctx.probes: read-only array of the last probe round's results. Rebuilt for each call
+ * that reads it (a round changes every result; there is nothing to cache). */
+static void push_probes(lua_State *L, const struct sw_policy_input *in)
+{
+    lua_createtable(L, (int)in->probe_count, 0);
+    char path[48];
+    for (size_t i = 0; in->probes != NULL && i < in->probe_count; i++) {
+        const struct sw_probe_status *p = &in->probes[i];
+        lua_createtable(L, 0, 11);
+        const struct {
+            const char *key;
+            const char *value;
+        } strings[] = {{"target", p->target}, {"unit", p->unit},   {"group", p->group},
+                       {"region", p->region}, {"error", p->error}};
+        for (size_t s = 0; s < SW_ARRAY_LEN(strings); s++) {
+            if (strings[s].value == NULL)
+                continue;
+            lua_pushstring(L, strings[s].value);
+            lua_setfield(L, -2, strings[s].key);
+        }
+        lua_pushboolean(L, p->ok);
+        lua_setfield(L, -2, "ok");
+        lua_pushinteger(L, (lua_Integer)p->http_status);
+        lua_setfield(L, -2, "status");
+        const struct {
+            const char *key;
+            double value;
+        } numbers[] = {{"connect_ms", p->connect_ms},
+                       {"tls_ms", p->tls_ms},
+                       {"first_byte_ms", p->first_byte_ms},
+                       {"total_ms", p->total_ms}};
+        for (size_t n = 0; n < SW_ARRAY_LEN(numbers); n++) {
+            lua_pushnumber(L, numbers[n].value);
+            lua_setfield(L, -2, numbers[n].key);
+        }
+        snprintf(path, sizeof(path), "ctx.probes[%zu]", i + 1);
+        sw_lua_push_readonly(L, -1, path);
+        lua_remove(L, -2);
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    sw_lua_push_readonly(L, -1, "ctx.probes");
+    lua_remove(L, -2);
+}
+
 /* Push ctx.<key> for a lazily converted field, from the cache when the input is the same
  * as last time. handle is the ctx handle's (pseudo-)index. */
 static bool push_lazy(lua_State *L, int handle, struct sw_lua_ctx *ctx, const char *key)
@@ -267,6 +311,9 @@ static bool push_lazy(lua_State *L, int handle, struct sw_lua_ctx *ctx, const ch
         sw_lua_push_groups(L, in->groups, in->group_count);
         snapshot_groups(ctx, in->groups, in->group_count);
         slot = UV_CACHED_GROUPS;
+    } else if (strcmp(key, "probes") == 0) {
+        push_probes(L, in);
+        return true;
     } else {
         return false;
     }

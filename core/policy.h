@@ -38,6 +38,21 @@ struct sw_policy_opts {
     void *log_ud;
 };
 
+/* One probe result as ctx.probes shows it (the runtime's probe scheduler fills these). */
+struct sw_probe_status {
+    char *target;        /* the URL probed */
+    char *unit;          /* the unit's key; NULL for a target configured under probes.targets */
+    char *group;         /* the unit's group and region, or NULL */
+    char *region;
+    bool ok;
+    long http_status;    /* 0 when no response arrived */
+    double connect_ms;   /* curl's timings, from the start of the request */
+    double tls_ms;
+    double first_byte_ms;
+    double total_ms;
+    char *error;         /* why it is not ok, or NULL */
+};
+
 /* What evaluate sees as ctx, borrowed for the call. */
 struct sw_policy_input {
     int64_t now_ms;
@@ -48,6 +63,8 @@ struct sw_policy_input {
     size_t group_count;
     double budget_usd_hour;                /* ctx.budget.usd_per_hour (0 = none) */
     double spend_usd_hour;                 /* ctx.budget.spend_usd_per_hour */
+    const struct sw_probe_status *probes;  /* ctx.probes: the last round's results (geo) */
+    size_t probe_count;
 };
 
 /* A reason the policy attached with ctx.explain(group, region, text). */

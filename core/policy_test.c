@@ -30,6 +30,8 @@ struct fake_input {
     struct sw_metric_set metrics;
     struct sw_group_config *groups;
     size_t group_count;
+    struct sw_probe_status *probes;
+    size_t probe_count;
 };
 
 static void free_groups(struct fake_input *f)
@@ -52,6 +54,14 @@ static int fake_input_gc(lua_State *L)
     sw_offers_clear(&f->offers);
     sw_metric_set_clear(&f->metrics);
     free_groups(f);
+    for (size_t i = 0; i < f->probe_count; i++) {
+        free(f->probes[i].target);
+        free(f->probes[i].unit);
+        free(f->probes[i].group);
+        free(f->probes[i].region);
+        free(f->probes[i].error);
+    }
+    free(f->probes);
     return 0;
 }
 
@@ -210,6 +220,58 @@ static void read_offers(lua_State *L, int desc, struct fake_input *f)
         double price = opt_number(L, t, "price_usd_hour", 0, where);
         bool audited = opt_bool(L, t, "audited", false, where);
         sw_offers_add(&f->offers, provider, region, price, audited);
+        lua_settop(L, list);
+    }
+    lua_settop(L, list - 1);
+}
+
+/* probes = {{target, unit, group, region, ok, status, connect_ms, tls_ms, first_byte_ms,
+ * total_ms, error}, ...}: ctx.probes as the runtime's probe scheduler fills it. */
+static void read_probes(lua_State *L, int desc, struct fake_input *f)
+{
+    static const char *const known[] = {"target",        "unit",     "group",  "region",
+                                        "ok",            "status",   "connect_ms", "tls_ms",
+                                        "first_byte_ms", "total_ms", "error",  NULL};
+    if (!get_field(L, desc, "probes", LUA_TTABLE, "desc"))
+        return;
+    int list = lua_gettop(L);
+    size_t count = lua_rawlen(L, list);
+    /* Owned by the userdata from here on, so a raise below frees what was copied. */
+    f->probes = sw_xcalloc(count ? count : 1, sizeof(*f->probes));
+    for (size_t i = 0; i < count; i++) {
+        lua_rawgeti(L, list, (lua_Integer)i + 1);
+        int t = lua_gettop(L);
+        char where[48];
+        snprintf(where, sizeof(where), "probes[%zu]", i + 1);
+        if (!lua_istable(L, t))
+            luaL_error(L, "testing.ctx: %s: expected a table", where);
+        check_keys(L, t, where, known);
+        const char *target = opt_string(L, t, "target", NULL, where);
+        if (target == NULL)
+            luaL_error(L, "testing.ctx: %s: target is required", where);
+        bool ok = opt_bool(L, t, "ok", true, where);
+        double status = opt_number(L, t, "status", ok ? 200 : 0, where);
+        double connect = opt_number(L, t, "connect_ms", 0, where);
+        double tls = opt_number(L, t, "tls_ms", 0, where);
+        double first_byte = opt_number(L, t, "first_byte_ms", 0, where);
+        double total = opt_number(L, t, "total_ms", 0, where);
+        const char *unit = opt_string(L, t, "unit", NULL, where);
+        const char *group = opt_string(L, t, "group", NULL, where);
+        const char *region = opt_string(L, t, "region", NULL, where);
+        const char *error = opt_string(L, t, "error", NULL, where);
+        f->probes[f->probe_count++] = (struct sw_probe_status){
+            .target = sw_xstrdup(target),
+            .unit = sw_xstrdup(unit),
+            .group = sw_xstrdup(group),
+            .region = sw_xstrdup(region),
+            .ok = ok,
+            .http_status = (long)status,
+            .connect_ms = connect,
+            .tls_ms = tls,
+            .first_byte_ms = first_byte,
+            .total_ms = total,
+            .error = sw_xstrdup(error),
+        };
         lua_settop(L, list);
     }
     lua_settop(L, list - 1);
@@ -386,7 +448,8 @@ static void read_metrics(lua_State *L, int desc, struct fake_input *f)
 static int l_native_ctx(lua_State *L)
 {
     static const char *const known[] = {"now",    "now_ms", "params",  "state",  "groups",
-                                        "leases", "offers", "metrics", "budget", NULL};
+                                        "leases", "offers", "metrics", "budget", "probes",
+                                        NULL};
     if (lua_isnoneornil(L, 1)) {
         lua_settop(L, 0);
         lua_newtable(L);
@@ -411,6 +474,9 @@ static int l_native_ctx(lua_State *L)
     read_offers(L, 1, f);
     read_groups(L, 1, f);
     read_metrics(L, 1, f);
+    read_probes(L, 1, f);
+    f->in.probes = f->probes;
+    f->in.probe_count = f->probe_count;
     f->in.units = &f->units;
     f->in.offers = &f->offers;
     f->in.metrics = &f->metrics;

@@ -126,7 +126,19 @@ struct sw_runtime {
     struct sw_net *net;
     struct sw_dns_sync *dns;
     struct deferred_release *deferred;
+
+    /* probes (geo): the scheduler at the end of this file */
+    struct sw_plugin *probe_plugin;       /* NULL without "probes" in the config */
+    uint64_t probe_timer;
+    struct probe_round *probe_round;      /* in flight, or NULL */
+    struct sw_probe_status *probe_results; /* the last finished round: ctx.probes */
+    size_t probe_result_count;
 };
+
+/* probes (geo): defined at the end of this file. */
+static int probes_load(struct sw_runtime *rt, struct sw_error *err);
+static void probes_schedule(struct sw_runtime *rt);
+static void probes_free(struct sw_runtime *rt);
 
 static const char *LOG = "runtime";
 
@@ -778,6 +790,8 @@ static void fill_policy_input(struct sw_runtime *rt, struct sw_policy_input *in)
     in->group_count = rt->config->group_count;
     in->budget_usd_hour = rt->config->guard.budget_usd_hour;
     in->spend_usd_hour = sw_units_spend_usd_hour(&rt->units);
+    in->probes = rt->probe_results;
+    in->probe_count = rt->probe_result_count;
 }
 
 /* Everything a policy can see, so `steward replay` can feed it back later. */
@@ -1458,6 +1472,7 @@ static void start_schedules(struct sw_runtime *rt)
     rt->watch_timer = sw_clock_timer_start(rt->clock, (uint64_t)watch_every, watch_tick, rt);
     for (size_t i = 0; i < rt->policy_count; i++)
         rt->policies[i].timer = sw_clock_timer_start(rt->clock, 0, policy_tick, &rt->policies[i]);
+    probes_schedule(rt);
 }
 
 /* ---- lifecycle ------------------------------------------------------------------------- */
@@ -1518,7 +1533,7 @@ static int load_plugins(struct sw_runtime *rt, struct sw_error *err)
                                 "plugin", rt->config->path, mc->name, mc->plugin);
         slot->every_ms = mc->every_ms > 0 ? mc->every_ms : (shortest > 0 ? shortest : 10000);
     }
-    return 0;
+    return probes_load(rt, err);
 }
 
 static int load_policies(struct sw_runtime *rt, struct sw_error *err)
@@ -1722,6 +1737,7 @@ void sw_runtime_stop(struct sw_runtime *rt)
         free(d->intent_key);
         free(d);
     }
+    stop_timer(rt, &rt->probe_timer);
     /* Operations still in flight stay pending in the journal: recovery resolves them. */
     for (struct market_op *op = rt->ops; op != NULL; op = op->next) {
         if (!op->abandoned) {
@@ -1755,6 +1771,7 @@ void sw_runtime_free(struct sw_runtime *rt)
     stop_timer(rt, &rt->events_timer);
     /* Destroying plugins completes their pending ops with SW_ECANCELED, which frees them. */
     sw_plugin_host_free(rt->plugins);
+    probes_free(rt);
     sw_http_client_close(rt->http);
     sw_net_close(rt->net);
     sw_dns_sync_free(rt->dns); /* after the plugins: their cancelled ops called back into it */
@@ -2326,4 +2343,316 @@ static void admin_free(struct sw_runtime *rt)
 struct sw_dns_sync *sw_runtime_dns(struct sw_runtime *rt)
 {
     return rt->dns;
+}
+
+/* ---- probes (geo) -----------------------------------------------------------------------
+ *
+ * Every probes.every, one round: each READY unit's endpoints (its uris, https://<uri><path>
+ * unless a uri has a scheme; or probes.target_template expanded for the unit) and the
+ * configured probes.targets go to the probe plugin at once. When the whole round has
+ * answered, its results become ctx.probes and each probed unit's health is updated: a unit
+ * with a failed endpoint in a round counts one failure, guard.unhealthy_after failures in a
+ * row make it unhealthy (the planner replaces unhealthy units), and a round where all its
+ * endpoints answered resets the count and makes it healthy again. A round still running
+ * when the next is due delays the next (a slow target never stacks rounds). A probe the
+ * plugin refuses to start (no HTTP in a simulation) leaves the unit's health as it was. */
+
+struct probe_entry {
+    struct probe_round *round;
+    char *target;
+    char *unit_key;  /* NULL for configured targets */
+    char *group;
+    char *region;
+    bool started;    /* the plugin accepted it */
+    bool answered;   /* a result arrived (not canceled) */
+    bool ok;
+    long http_status;
+    double connect_ms, tls_ms, first_byte_ms, total_ms;
+    char *error;
+};
+
+struct probe_round {
+    struct sw_runtime *rt;
+    struct probe_entry *entries;
+    size_t count;
+    size_t cap;
+    size_t pending;  /* entries not completed, plus one while the round is being started */
+};
+
+static void probe_round_add(struct probe_round *round, char *target, const struct sw_unit *u)
+{
+    if (round->count == round->cap) {
+        round->cap = round->cap ? round->cap * 2 : 16;
+        round->entries = sw_xrealloc(round->entries, round->cap * sizeof(*round->entries));
+    }
+    round->entries[round->count++] = (struct probe_entry){
+        .round = round,
+        .target = target,
+        .unit_key = u != NULL ? sw_xstrdup(u->key) : NULL,
+        .group = u != NULL ? sw_xstrdup(u->group) : NULL,
+        .region = u != NULL ? sw_xstrdup(u->region) : NULL,
+    };
+}
+
+static void probe_round_free(struct probe_round *round)
+{
+    for (size_t i = 0; i < round->count; i++) {
+        free(round->entries[i].target);
+        free(round->entries[i].unit_key);
+        free(round->entries[i].group);
+        free(round->entries[i].region);
+        free(round->entries[i].error);
+    }
+    free(round->entries);
+    free(round);
+}
+
+static void probe_results_clear(struct sw_runtime *rt)
+{
+    for (size_t i = 0; i < rt->probe_result_count; i++) {
+        struct sw_probe_status *p = &rt->probe_results[i];
+        free(p->target);
+        free(p->unit);
+        free(p->group);
+        free(p->region);
+        free(p->error);
+    }
+    free(rt->probe_results);
+    rt->probe_results = NULL;
+    rt->probe_result_count = 0;
+}
+
+/* probes.target_template for one unit: {market_id} {key} {group} {region} {provider} {uri}
+ * (its first uri) are replaced; other text is kept as is. */
+static char *expand_template(const char *template, const struct sw_unit *u)
+{
+    const struct {
+        const char *name;
+        const char *value;
+    } vars[] = {
+        {"{market_id}", u->market_id}, {"{key}", u->key},           {"{group}", u->group},
+        {"{region}", u->region},       {"{provider}", u->provider},
+        {"{uri}", u->uri_count > 0 ? u->uris[0] : NULL},
+    };
+    size_t cap = strlen(template) + 1, len = 0;
+    for (size_t v = 0; v < SW_ARRAY_LEN(vars); v++)
+        for (const char *p = strstr(template, vars[v].name); p != NULL;
+             p = strstr(p + 1, vars[v].name))
+            cap += vars[v].value != NULL ? strlen(vars[v].value) : 0;
+    char *out = sw_xmalloc(cap);
+    for (const char *p = template; *p != '\0';) {
+        bool replaced = false;
+        for (size_t v = 0; v < SW_ARRAY_LEN(vars) && *p == '{'; v++) {
+            size_t name_len = strlen(vars[v].name);
+            if (strncmp(p, vars[v].name, name_len) != 0)
+                continue;
+            const char *value = vars[v].value != NULL ? vars[v].value : "";
+            memcpy(out + len, value, strlen(value));
+            len += strlen(value);
+            p += name_len;
+            replaced = true;
+            break;
+        }
+        if (!replaced)
+            out[len++] = *p++;
+    }
+    out[len] = '\0';
+    return out;
+}
+
+/* A unit's endpoints, added to the round. */
+static void probe_round_add_unit(struct probe_round *round, const struct sw_probes_config *pc,
+                                 const struct sw_unit *u)
+{
+    if (pc->target_template != NULL) {
+        probe_round_add(round, expand_template(pc->target_template, u), u);
+        return;
+    }
+    for (size_t i = 0; i < u->uri_count; i++) {
+        const char *uri = u->uris[i];
+        if (uri == NULL || uri[0] == '\0')
+            continue;
+        if (strstr(uri, "://") != NULL)
+            probe_round_add(round, sw_xstrdup(uri), u);
+        else
+            probe_round_add(round, sw_xasprintf("https://%s%s", uri, pc->path ? pc->path : "/"),
+                            u);
+    }
+}
+
+/* The whole round answered: publish ctx.probes and update each unit's health. */
+static void probe_round_apply(struct sw_runtime *rt, struct probe_round *round)
+{
+    probe_results_clear(rt);
+    rt->probe_results = sw_xcalloc(round->count ? round->count : 1, sizeof(*rt->probe_results));
+    for (size_t i = 0; i < round->count; i++) {
+        struct probe_entry *e = &round->entries[i];
+        if (!e->answered)
+            continue;
+        rt->probe_results[rt->probe_result_count++] = (struct sw_probe_status){
+            .target = sw_xstrdup(e->target),
+            .unit = sw_xstrdup(e->unit_key),
+            .group = sw_xstrdup(e->group),
+            .region = sw_xstrdup(e->region),
+            .ok = e->ok,
+            .http_status = e->http_status,
+            .connect_ms = e->connect_ms,
+            .tls_ms = e->tls_ms,
+            .first_byte_ms = e->first_byte_ms,
+            .total_ms = e->total_ms,
+            .error = sw_xstrdup(e->error),
+        };
+    }
+    int threshold = rt->config->guard.unhealthy_after > 0 ? rt->config->guard.unhealthy_after : 3;
+    for (size_t i = 0; i < round->count; i++) {
+        struct probe_entry *e = &round->entries[i];
+        if (e->unit_key == NULL || !e->answered)
+            continue;
+        /* The first answered entry of each unit decides for all of its endpoints. */
+        bool first = true;
+        for (size_t j = 0; j < i && first; j++)
+            first = !(round->entries[j].answered && round->entries[j].unit_key != NULL &&
+                      strcmp(round->entries[j].unit_key, e->unit_key) == 0);
+        if (!first)
+            continue;
+        const struct probe_entry *failed = NULL;
+        for (size_t j = i; j < round->count && failed == NULL; j++)
+            if (round->entries[j].answered && !round->entries[j].ok &&
+                round->entries[j].unit_key != NULL &&
+                strcmp(round->entries[j].unit_key, e->unit_key) == 0)
+                failed = &round->entries[j];
+        struct sw_unit *u = sw_units_find_key(&rt->units, e->unit_key);
+        if (u == NULL || u->state != SW_UNIT_READY)
+            continue; /* released or lost while the round ran */
+        if (failed == NULL) {
+            if (u->probe_failures > 0 || u->unhealthy) {
+                sw_log(SW_LOG_INFO, LOG, "unit %s %s/%s answers probes again%s", u->key,
+                       u->group, u->region, u->unhealthy ? ": healthy" : "");
+                u->probe_failures = 0;
+                u->unhealthy = false;
+                save_unit(rt, u);
+            }
+            continue;
+        }
+        u->probe_failures++;
+        sw_log(SW_LOG_WARN, LOG, "unit %s %s/%s: probe of %s failed (%s), %d in a row", u->key,
+               u->group, u->region, failed->target, failed->error ? failed->error : "?",
+               u->probe_failures);
+        if (!u->unhealthy && u->probe_failures >= threshold) {
+            u->unhealthy = true;
+            sw_log(SW_LOG_WARN, LOG, "unit %s %s/%s is unhealthy after %d failed probes; it "
+                   "will be replaced", u->key, u->group, u->region, u->probe_failures);
+            cJSON *data = unit_event_data(u);
+            cJSON_AddNumberToObject(data, "probe_failures", u->probe_failures);
+            cJSON_AddStringToObject(data, "target", failed->target);
+            cJSON_AddStringToObject(data, "error", failed->error ? failed->error : "");
+            record_event(rt, "unit_unhealthy", data);
+        }
+        save_unit(rt, u);
+    }
+}
+
+static void probe_round_release(struct probe_round *round)
+{
+    struct sw_runtime *rt = round->rt;
+    if (--round->pending > 0)
+        return;
+    if (rt->probe_round == round)
+        rt->probe_round = NULL;
+    if (rt->running && !rt->stopping)
+        probe_round_apply(rt, round);
+    probe_round_free(round);
+}
+
+static void probe_done(void *ud, int status, const struct swp_probe_result *result)
+{
+    struct probe_entry *e = ud;
+    if (status == 0 && result != NULL) {
+        e->answered = true;
+        e->ok = result->ok;
+        e->http_status = result->http_status;
+        e->connect_ms = result->connect_ms;
+        e->tls_ms = result->tls_ms;
+        e->first_byte_ms = result->first_byte_ms;
+        e->total_ms = result->total_ms;
+        e->error = result->ok ? NULL : sw_xstrdup(result->error ? result->error : "failed");
+    }
+    probe_round_release(e->round);
+}
+
+static void probe_tick(void *ud)
+{
+    struct sw_runtime *rt = ud;
+    rt->probe_timer = 0;
+    if (!rt->running)
+        return;
+    const struct sw_probes_config *pc = &rt->config->probes;
+    const struct swp_probe_ops *ops = sw_plugin_probe(rt->probe_plugin);
+    if (rt->probe_round != NULL) {
+        sw_log(SW_LOG_DEBUG, LOG, "probes: the previous round is still running");
+    } else if (ops != NULL && ops->probe != NULL) {
+        struct probe_round *round = sw_xcalloc(1, sizeof(*round));
+        round->rt = rt;
+        for (size_t i = 0; i < rt->units.count; i++)
+            if (rt->units.items[i]->state == SW_UNIT_READY)
+                probe_round_add_unit(round, pc, rt->units.items[i]);
+        for (size_t i = 0; i < pc->target_count; i++)
+            probe_round_add(round, sw_xstrdup(pc->targets[i]), NULL);
+        /* The extra count keeps the round alive while it starts: the plugin may answer
+         * inside the call. */
+        round->pending = round->count + 1;
+        rt->probe_round = round;
+        size_t refused = 0;
+        for (size_t i = 0; i < round->count; i++) {
+            struct probe_entry *e = &round->entries[i];
+            int rc = ops->probe(sw_plugin_state(rt->probe_plugin), e->target, probe_done, e);
+            if (rc < 0) {
+                refused++;
+                round->pending--;
+            } else {
+                e->started = true;
+            }
+        }
+        if (refused > 0)
+            sw_log(SW_LOG_WARN, LOG, "probes: plugin '%s' refused %zu of %zu targets (%s)",
+                   rt->config->probes.plugin, refused, round->count,
+                   round->count ? round->entries[0].target : "");
+        probe_round_release(round);
+    }
+    rt->probe_timer = sw_clock_timer_start(rt->clock, (uint64_t)pc->every_ms, probe_tick, rt);
+}
+
+static int probes_load(struct sw_runtime *rt, struct sw_error *err)
+{
+    const struct sw_probes_config *pc = &rt->config->probes;
+    if (pc->plugin == NULL)
+        return 0;
+    rt->probe_plugin = load_plugin(rt, pc->plugin, err);
+    if (rt->probe_plugin == NULL)
+        return err->code ? err->code : SW_ECONFIG;
+    if (sw_plugin_probe(rt->probe_plugin) == NULL)
+        return sw_error_set(err, SW_ECONFIG, "%s:probes.plugin: '%s' is not a probe plugin",
+                            rt->config->path, pc->plugin);
+    return 0;
+}
+
+static void probes_schedule(struct sw_runtime *rt)
+{
+    if (rt->probe_plugin == NULL || rt->probe_timer != 0)
+        return;
+    /* The first round waits one period: units just recovered get a moment to settle. */
+    rt->probe_timer = sw_clock_timer_start(rt->clock, (uint64_t)rt->config->probes.every_ms,
+                                           probe_tick, rt);
+}
+
+/* After the plugins were destroyed (a round in flight was canceled and freed then). */
+static void probes_free(struct sw_runtime *rt)
+{
+    if (rt->probe_round != NULL) {
+        /* Only when the plugin broke the exactly-once contract; it is gone now, so nothing
+         * can complete these entries any more. */
+        probe_round_free(rt->probe_round);
+        rt->probe_round = NULL;
+    }
+    probe_results_clear(rt);
 }

@@ -34,6 +34,7 @@
 ---@field regions fun(): string[]         regions with offers, sorted
 ---@field metrics steward.Metrics
 ---@field budget steward.Budget
+---@field probes steward.Probe[]         the last probe round ({} without "probes" in the config)
 ---@field log fun(fmt: any, ...: any)     info line (string.format when given arguments)
 ---@field warn fun(fmt: any, ...: any)    warning line
 ---@field explain fun(group: string, region: string|nil, text: string) why (shown with the plan)
@@ -78,6 +79,20 @@
 ---@class steward.Metrics
 ---@field query fun(name: string): steward.Sample[]|nil, string|nil
 ---@field sum_by fun(name: string, label: string): table<string, number>|nil, string|nil
+
+---One probe of the last round: a ready unit's endpoint or a configured URL.
+---@class steward.Probe
+---@field target string                  the URL probed
+---@field unit? string                   the unit's key (ctx.leases[i].key); nil for configured URLs
+---@field group? string
+---@field region? string
+---@field ok boolean                     answered in time with an expected status
+---@field status integer                 HTTP status; 0 when no answer arrived
+---@field connect_ms number              times from the start of the request
+---@field tls_ms number                  0 for plain HTTP
+---@field first_byte_ms number
+---@field total_ms number
+---@field error? string                  why it is not ok
 
 ---@class steward.Budget
 ---@field usd_per_hour number            the guard's budget; 0 means none

@@ -5,13 +5,13 @@ local t = require "steward.testing"
 
 local CTX_FIELDS = {
   "budget", "capacity", "explain", "groups", "leases", "log", "metrics", "now", "now_ms",
-  "offers", "params", "price", "ready", "regions", "state", "warn",
+  "offers", "params", "price", "probes", "ready", "regions", "state", "warn",
 }
 local FIELD_TYPES = {
   now = "number", now_ms = "number", params = "table", state = "table", groups = "table",
   leases = "table", offers = "table", metrics = "table", budget = "table",
   capacity = "function", ready = "function", price = "function", regions = "function",
-  log = "function", warn = "function", explain = "function",
+  log = "function", warn = "function", explain = "function", probes = "table",
 }
 local LEASE_FIELDS = {
   "age_s", "group", "healthy", "key", "market_id", "pending", "price_usd_hour", "provider",
@@ -24,6 +24,10 @@ local GROUP_FIELDS = {
 }
 local METRICS_FIELDS = { "query", "sum_by" }
 local BUDGET_FIELDS = { "spend_usd_per_hour", "usd_per_hour" }
+local PROBE_FIELDS = {
+  "connect_ms", "error", "first_byte_ms", "group", "ok", "region", "status", "target", "tls_ms",
+  "total_ms", "unit",
+}
 
 local function keys(tbl)
   local list = {}
@@ -46,6 +50,11 @@ local function full_ctx()
     offers = { { provider = "p1", region = "eu-west", price_usd_hour = 0.4, audited = true } },
     metrics = { rps = { { labels = { region = "eu-west" }, value = 10 } } },
     budget = { usd_per_hour = 3 },
+    probes = {
+      { target = "https://a/", unit = "k1", group = "web", region = "eu-west", ok = false,
+        status = 503, connect_ms = 1, tls_ms = 2, first_byte_ms = 3, total_ms = 4,
+        error = "HTTP 503" },
+    },
   }
 end
 
@@ -95,6 +104,20 @@ describe("ctx", function()
     expect(keys(ctx.metrics)).to_equal(METRICS_FIELDS)
     expect(keys(ctx.budget)).to_equal(BUDGET_FIELDS)
     expect(keys(ctx.metrics.query("rps")[1])).to_equal({ "labels", "value" })
+    expect(keys(ctx.probes[1])).to_equal(PROBE_FIELDS)
+  end)
+
+  it("probes carry the round's results, read-only", function()
+    local ctx = full_ctx()
+    local p = ctx.probes[1]
+    expect(#ctx.probes).to_be(1)
+    expect(p.ok).to_be(false)
+    expect(math.type(p.status)).to_be("integer")
+    expect(p.status).to_be(503)
+    expect(p.total_ms).to_be(4)
+    expect(function() p.ok = true end).to_fail("ctx.probes[1] is read-only")
+    expect(function() ctx.probes[2] = {} end).to_fail("ctx.probes is read-only")
+    expect(#t.ctx {}.probes).to_be(0)
   end)
 
   it("unknown fields raise instead of reading nil", function()
@@ -128,6 +151,7 @@ describe("meta.lua", function()
     ["steward.Group"] = GROUP_FIELDS,
     ["steward.Metrics"] = METRICS_FIELDS,
     ["steward.Budget"] = BUDGET_FIELDS,
+    ["steward.Probe"] = PROBE_FIELDS,
   }
   local names = keys(classes)
   for _, class in ipairs(names) do

@@ -1,0 +1,275 @@
+-- The shipped geo_latency policy, fed by hand-made demand, prices and RTTs.
+local t = require "steward.testing"
+
+-- Five regions; RTTs in ms (self pairs are 0).
+local RTT = {
+  { "eu-west", "eu-central", 15 }, { "eu-west", "us-east", 75 }, { "eu-central", "us-east", 90 },
+  { "us-east", "us-west", 65 }, { "us-west", "as-east", 110 }, { "eu-west", "as-east", 220 },
+  { "eu-central", "as-east", 230 }, { "us-east", "as-east", 160 }, { "eu-west", "us-west", 140 },
+  { "eu-central", "us-west", 150 },
+}
+local PRICES = { ["eu-west"] = 0.20, ["eu-central"] = 0.10, ["us-east"] = 0.15,
+                 ["us-west"] = 0.08, ["as-east"] = 0.30 }
+local REGIONS = { "as-east", "eu-central", "eu-west", "us-east", "us-west" }
+
+local function params(extra)
+  local p = { group = "web", rps_per_unit = 100, slo_ms = 80, half_life_s = 1,
+              scale_up_delay_s = 30, scale_down_delay_s = 300, rtt = RTT }
+  for k, v in pairs(extra or {}) do
+    p[k] = v
+  end
+  return p
+end
+
+-- A ctx description: demand {region = rps}, units {region = ready count}.
+local function input(now, demand, units, prices)
+  local samples = {}
+  for region, rps in pairs(demand) do
+    samples[#samples + 1] = { labels = { region = region }, value = rps }
+  end
+  local offers = {}
+  for region, price in pairs(prices or PRICES) do
+    offers[#offers + 1] = { region = region, provider = "p-" .. region, price_usd_hour = price }
+  end
+  local leases = {}
+  for region, n in pairs(units or {}) do
+    for i = 1, n do
+      leases[#leases + 1] = { group = "web", region = region, key = region .. "-" .. i,
+                              state = "ready", price_usd_hour = PRICES[region] }
+    end
+  end
+  return {
+    now = now,
+    groups = { web = { min = 0, max = 40, regions = REGIONS } },
+    metrics = { rps = samples },
+    offers = offers,
+    leases = leases,
+  }
+end
+
+local function explained(p, region)
+  for _, e in ipairs(p.explanations) do
+    if e.region == region then
+      return e.text
+    end
+  end
+  return nil
+end
+
+local function group_explanation(p)
+  return explained(p, nil)
+end
+
+local function nonzero(desired)
+  local out = {}
+  for region, n in pairs(desired.web) do
+    if n > 0 then
+      out[region] = n
+    end
+  end
+  return out
+end
+
+describe("geo_latency placement", function()
+  it("serves demand from the cheapest region within the SLO, sized by rps_per_unit", function()
+    local p = t.load_policy("policies/geo_latency.lua", params())
+    local desired = p:evaluate(input(1000, { ["eu-west"] = 250 }))
+    -- eu-west users: eu-west (0 ms, 0.20), eu-central (15 ms, 0.10), us-east (75 ms, 0.15)
+    -- all meet 80 ms; eu-central is the cheapest.
+    expect(nonzero(desired)).to_equal({ ["eu-central"] = 3 })
+    local why = explained(p, "eu-central")
+    expect(why).to_contain("3 x 100 rps for 250 rps from eu-west 250 rps at 15 ms")
+    expect(why).to_contain("chosen for 250 rps within the 80 ms SLO")
+    expect(why).to_contain("0.100 USD/h")
+  end)
+
+  it("chooses the SLO-meeting placement over a cheaper one that breaks it", function()
+    local p = t.load_policy("policies/geo_latency.lua", params())
+    local desired = p:evaluate(input(1000, { ["as-east"] = 200 }))
+    -- us-west costs 0.08 but is 110 ms from as-east users: as-east (0.30) it is.
+    expect(nonzero(desired)).to_equal({ ["as-east"] = 2 })
+    expect(desired.web["us-west"]).to_be_nil()
+    expect(explained(p, "as-east")).to_contain("as-east 200 rps at 0 ms")
+    -- With a looser SLO the cheaper region is enough.
+    local loose = t.load_policy("policies/geo_latency.lua", params { slo_ms = 120 })
+    expect(nonzero(loose:evaluate(input(1000, { ["as-east"] = 200 }))))
+      .to_equal({ ["us-west"] = 2 })
+  end)
+
+  it("covers slo_share of the requests, not every last one", function()
+    -- 4% of the demand is in as-east, far from everything else.
+    local demand = { ["eu-west"] = 480, ["as-east"] = 20 }
+    local p = t.load_policy("policies/geo_latency.lua", params { slo_share = 0.95 })
+    expect(nonzero(p:evaluate(input(1000, demand)))).to_equal({ ["eu-central"] = 5 })
+    expect(group_explanation(p)).to_contain("96.0% within 80 ms (target 95%)")
+    local strict = t.load_policy("policies/geo_latency.lua",
+                                 params { slo_share = 0.99, scale_up_delay_s = 0 })
+    expect(nonzero(strict:evaluate(input(1000, demand))))
+      .to_equal({ ["eu-central"] = 5, ["as-east"] = 1 })
+  end)
+
+  it("routes each user region to its nearest serving region", function()
+    local p = t.load_policy("policies/geo_latency.lua",
+                            params { scale_up_delay_s = 0, slo_share = 1 })
+    local desired = p:evaluate(input(1000, { ["eu-west"] = 150, ["us-west"] = 120,
+                                             ["us-east"] = 90 }))
+    -- us-west (0.08) covers us-west and us-east (65 ms); eu-central covers eu-west.
+    expect(nonzero(desired)).to_equal({ ["us-west"] = 3, ["eu-central"] = 2 })
+    expect(explained(p, "us-west")).to_contain("us-west 120 rps at 0 ms, us-east 90 rps at 65 ms")
+  end)
+
+  it("holds min_regions, with demand and without", function()
+    local p = t.load_policy("policies/geo_latency.lua", params { min_regions = 2 })
+    local desired = p:evaluate(input(1000, {}))
+    -- No demand: the two cheapest regions, one unit each, at once.
+    expect(nonzero(desired)).to_equal({ ["us-west"] = 1, ["eu-central"] = 1 })
+    expect(explained(p, "us-west")).to_contain("kept for min_regions = 2 at 0.080 USD/h")
+    -- With demand, the second region is the cheapest one that also reaches it within the
+    -- SLO (us-east, 75 ms from eu-west users), not merely the cheapest.
+    local q = t.load_policy("policies/geo_latency.lua", params { min_regions = 2 })
+    desired = q:evaluate(input(1000, { ["eu-west"] = 250 }))
+    expect(nonzero(desired)).to_equal({ ["eu-central"] = 3, ["us-east"] = 1 })
+    expect(explained(q, "us-east")).to_contain("kept for min_regions = 2 at 0.150 USD/h")
+    -- and min_regions = 0 buys nothing until demand has been there for scale_up_delay_s
+    local z = t.load_policy("policies/geo_latency.lua", params { min_regions = 0 })
+    expect(nonzero(z:evaluate(input(1000, { ["eu-west"] = 250 })))).to_equal({})
+    expect(explained(z, "eu-central")).to_contain("adding in 30s")
+    expect(nonzero(z:evaluate(input(1030, { ["eu-west"] = 250 }))))
+      .to_equal({ ["eu-central"] = 3 })
+  end)
+
+  it("never exceeds max_regions", function()
+    local p = t.load_policy("policies/geo_latency.lua",
+                            params { max_regions = 1, scale_up_delay_s = 0, slo_share = 1 })
+    local desired = p:evaluate(input(1000, { ["eu-west"] = 300, ["as-east"] = 100 }))
+    expect(nonzero(desired)).to_equal({ ["eu-central"] = 4 })
+  end)
+end)
+
+describe("geo_latency over time", function()
+  it("moves capacity after the scale-up and scale-down delays", function()
+    local p = t.load_policy("policies/geo_latency.lua", params())
+    local d = p:evaluate(input(1000, { ["eu-west"] = 300 }))
+    expect(nonzero(d)).to_equal({ ["eu-central"] = 3 })
+    local units = { ["eu-central"] = 3 }
+
+    -- Demand moves to as-east. The placement wants as-east at once, but it joins only
+    -- after scale_up_delay_s; eu-central keeps serving (and its units) meanwhile.
+    d = p:evaluate(input(1010, { ["as-east"] = 300 }, units))
+    expect(nonzero(d)).to_equal({ ["eu-central"] = 3 })
+    expect(explained(p, "as-east")).to_contain("wanted for 300 rps within the 80 ms SLO")
+    expect(explained(p, "as-east"))
+      .to_contain("now served from eu-central at 230 ms; adding in 30s")
+    d = p:evaluate(input(1039, { ["as-east"] = 300 }, units))
+    expect(d.web["as-east"]).to_be(0)
+
+    d = p:evaluate(input(1040, { ["as-east"] = 300 }, units))
+    expect(d.web["as-east"]).to_be(3)
+    expect(d.web["eu-central"]).to_be(3)
+    units["as-east"] = 3
+
+    -- eu-central stays until the placement has not wanted it for scale_down_delay_s.
+    p:restart() -- the hysteresis lives in ctx.state
+    d = p:evaluate(input(1200, { ["as-east"] = 300 }, units))
+    expect(d.web["eu-central"]).to_be(3)
+    expect(explained(p, "eu-central")).to_contain("leaving in 110s")
+    d = p:evaluate(input(1309, { ["as-east"] = 300 }, units))
+    expect(d.web["eu-central"]).to_be(3)
+    d = p:evaluate(input(1310, { ["as-east"] = 300 }, units))
+    expect(nonzero(d)).to_equal({ ["as-east"] = 3 })
+    expect(d.web["eu-central"]).to_be(0)
+    expect(explained(p, "eu-central")).to_contain("giving back 3 units")
+  end)
+
+  it("scales a region up at once and down only after scale_down_delay_s", function()
+    local p = t.load_policy("policies/geo_latency.lua", params())
+    expect(p:evaluate(input(1000, { ["eu-west"] = 100 })).web["eu-central"]).to_be(1)
+    local d = p:evaluate(input(1010, { ["eu-west"] = 500 }, { ["eu-central"] = 1 }))
+    expect(d.web["eu-central"]).to_be(5)
+    d = p:evaluate(input(1020, { ["eu-west"] = 80 }, { ["eu-central"] = 5 }))
+    expect(d.web["eu-central"]).to_be(5)
+    expect(explained(p, "eu-central")).to_contain("needs 1, keeping 5 for 300s more")
+    d = p:evaluate(input(1319, { ["eu-west"] = 80 }, { ["eu-central"] = 5 }))
+    expect(d.web["eu-central"]).to_be(5)
+    d = p:evaluate(input(1320, { ["eu-west"] = 80 }, { ["eu-central"] = 5 }))
+    expect(d.web["eu-central"]).to_be(1)
+    expect(explained(p, "eu-central")).to_contain("for 300s: 1 units are enough")
+  end)
+
+  it("smooths a spike instead of buying a data center for it", function()
+    local p = t.load_policy("policies/geo_latency.lua", params { half_life_s = 60 })
+    p:evaluate(input(1000, { ["eu-west"] = 100 }))
+    local d = p:evaluate(input(1005, { ["eu-west"] = 100, ["as-east"] = 2000 },
+                           { ["eu-central"] = 1 }))
+    -- 5 s of a 60 s half-life lets ~6% of the burst through (112 rps, not 2000): as-east
+    -- must last scale_up_delay_s before it is bought, and meanwhile eu-central serves it:
+    -- 3 units, not 21.
+    expect(d.web["as-east"]).to_be(0)
+    expect(d.web["eu-central"]).to_be(3)
+    expect(explained(p, "as-east")).to_contain("wanted for 112 rps")
+  end)
+end)
+
+describe("geo_latency explanations and errors", function()
+  it("explains every region it asks for, and the whole placement", function()
+    local p = t.load_policy("policies/geo_latency.lua",
+                            params { scale_up_delay_s = 0, slo_share = 1, min_regions = 1 })
+    local d = p:evaluate(input(1000, { ["eu-west"] = 150, ["as-east"] = 90, ["us-west"] = 50 }))
+    for region in pairs(d.web) do
+      expect(explained(p, region)).to_be_truthy()
+    end
+    local all = group_explanation(p)
+    expect(all).to_contain("290 rps from 3 user regions; 100.0% within 80 ms (target 100%)")
+    expect(all).to_contain("p95 15 ms") -- eu-west's 150 rps are served 15 ms away
+    expect(all).to_contain("serving as-east+eu-central+us-west")
+  end)
+
+  it("serves demand from regions missing from the RTT table, and says so", function()
+    local p = t.load_policy("policies/geo_latency.lua", params())
+    local d = p:evaluate(input(1000, { ["eu-west"] = 100, ["mars"] = 150 }))
+    expect(nonzero(d)).to_equal({ ["eu-central"] = 3 })
+    expect(group_explanation(p)).to_contain("150 rps from regions without RTT data")
+  end)
+
+  it("fails loudly without a demand signal (the runtime keeps the last good state)", function()
+    local p = t.load_policy("policies/geo_latency.lua", params())
+    local desc = input(1000, {})
+    desc.metrics = { rps = { error = "prometheus: query returned no samples" } }
+    expect(function() p:evaluate(desc) end)
+      .to_fail("no demand signal: metric 'rps': prometheus: query returned no samples")
+  end)
+
+  it("names bad parameters", function()
+    local p = t.load_policy("policies/geo_latency.lua", { rtt = RTT })
+    expect(function() p:evaluate(input(1000, {})) end).to_fail("params.rps_per_unit is required")
+    p = t.load_policy("policies/geo_latency.lua", params { slo_share = 95 })
+    expect(function() p:evaluate(input(1000, {})) end)
+      .to_fail("params.slo_share: expected a share between 0 and 1")
+    p = t.load_policy("policies/geo_latency.lua", params { min_regions = 3, max_regions = 2 })
+    expect(function() p:evaluate(input(1000, {})) end)
+      .to_fail("params.min_regions (3) is above max_regions (2)")
+  end)
+
+  it("reads the shipped measured RTT table", function()
+    local text = assert(t.read_file("examples/geo/rtt_10_regions.csv"))
+    local rows = {}
+    for from, to, ms in text:gmatch("([%w%-]+),([%w%-]+),([%d%.]+)\n") do
+      rows[#rows + 1] = { from = from, to = to, rtt_ms = tonumber(ms) }
+    end
+    expect(#rows).to_be(100)
+    local p = t.load_policy("policies/geo_latency.lua",
+                            { rps_per_unit = 100, rtt = rows, scale_up_delay_s = 0 })
+    local prices = {}
+    for _, r in ipairs(rows) do
+      prices[r.from] = 0.2
+    end
+    prices["eu-central"] = 0.1
+    local desc = input(1000, { ["eu-west"] = 300, ["na-us-east"] = 200 }, nil, prices)
+    desc.groups = { web = { max = 40 } }
+    local d = p:evaluate(desc)
+    -- London users are 13 ms from Frankfurt (cheaper); Washington is 86 ms from
+    -- Frankfurt, over the SLO: it needs a region of its own.
+    expect(d.web["eu-central"]).to_be(3)
+    expect(d.web["na-us-east"]).to_be(2)
+  end)
+end)
