@@ -198,7 +198,8 @@ struct acq {
     uint64_t ready_timer;
     int64_t window_end_ms;
     struct pending *pend;
-    bool unsure; /* a create attempt may have made a deployment not yet accounted for */
+    bool unsure;        /* a create attempt may have made a deployment not yet accounted for */
+    bool had_uncertain; /* some attempt ended without a definite answer */
     int create_attempts;
     struct swp_error create_err;
     bool create_final;   /* the last create answered 2xx garbage: no retry */
@@ -1283,11 +1284,13 @@ static void pending_settle(struct acq *a)
     struct market *m = a->m;
     if (a->pend == NULL)
         return;
-    if (a->unsure) {
+    if (a->unsure || a->had_uncertain) {
+        /* The check right after the failure may have come before a slow marketplace made
+         * the deployment: the watch looks once more, within the record's window. */
         a->pend->live = false;
-        LOG(m, SWP_LOG_WARN,
-            "unit %s: a create may have made a deployment steward has not "
-            "seen; the watch will look for it",
+        LOG(m, a->unsure ? SWP_LOG_WARN : SWP_LOG_DEBUG,
+            "unit %s: a create may have made a deployment steward has not seen; the watch "
+            "will look for it",
             a->key ? a->key : "-");
     } else {
         pending_remove(m, a->pend);
@@ -1669,6 +1672,7 @@ static void on_create(void *ud, const struct akash_reply *r)
             a->create_err = err;
             a->create_err.code = SWP_EMARKET;
             a->create_final = true;
+            a->had_uncertain = true;
             start_probe(a);
             return;
         }
@@ -1693,9 +1697,7 @@ static void on_create(void *ud, const struct akash_reply *r)
         persist_dep(d);
         persist_index(m);
         a->unsure = false;
-        pending_remove(m, a->pend);
-        a->pend = NULL;
-        persist_pending(m);
+        pending_settle(a);
         slot_release(a);
         LOG(m, SWP_LOG_INFO, "unit %s: deployment %s created in %s (deposit %.2f USD)",
             a->key ? a->key : "-", dseq, a->region, m->deposit_usd);
@@ -1723,6 +1725,7 @@ static void on_create(void *ud, const struct akash_reply *r)
         return;
     }
     if (r->uncertain) {
+        a->had_uncertain = true;
         start_probe(a);
         return;
     }
