@@ -149,6 +149,10 @@ static void request_finish(struct http_request *req, CURLcode result)
     curl_easy_getinfo(req->easy, CURLINFO_APPCONNECT_TIME, &resp.tls_s);
     curl_easy_getinfo(req->easy, CURLINFO_STARTTRANSFER_TIME, &resp.first_byte_s);
     curl_easy_getinfo(req->easy, CURLINFO_TOTAL_TIME, &resp.total_s);
+    curl_off_t retry_after_s = 0;
+    if (curl_easy_getinfo(req->easy, CURLINFO_RETRY_AFTER, &retry_after_s) == CURLE_OK &&
+        retry_after_s > 0)
+        resp.retry_after_ms = (int64_t)retry_after_s * 1000;
 
     /* curl's messages name the host and what failed, never the request headers (which
      * may carry API keys), so they can be passed on as they are. */
@@ -483,6 +487,11 @@ uint64_t sw_http_client_request(struct sw_http_client *client, const struct swp_
     curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, r->errbuf);
     curl_easy_setopt(easy, CURLOPT_PRIVATE, (char *)r);
     set_method_and_body(easy, method, r, req);
+    /* curl silently sends a request again when the reused connection it went out on dies
+     * before any reply byte; for a non-idempotent method that can apply it twice (two
+     * deployments bought for one POST). A fresh connection is never retried that way. */
+    if (strcmp(method, "POST") == 0 || strcmp(method, "PATCH") == 0)
+        curl_easy_setopt(easy, CURLOPT_FRESH_CONNECT, 1L);
 
     CURLMcode mc = curl_multi_add_handle(client->multi, easy);
     if (mc != CURLM_OK) {

@@ -123,6 +123,9 @@ struct swp_http_resp {
     double tls_s;
     double first_byte_s;
     double total_s;
+    /* since 1.0 — the reply's Retry-After (delta-seconds or HTTP date) in milliseconds;
+     * 0 when absent. Lets a plugin honour a 429/503's requested pause. */
+    int64_t retry_after_ms;
 };
 
 /* ---- since 1.0: one request/reply exchange over UDP or TCP (swp_host.net_exchange) ----- */
