@@ -26,6 +26,21 @@ struct sw_group_config {
     char *profile_json;          /* "profile" object as JSON text, or NULL */
     char *sdl_template;          /* text of the "sdl" file (path relative to the config) */
     int64_t acquire_deadline_ms; /* default 8 min: below the marketplace's 10 min cleanup */
+    /* "spread" (spread.c): the guard keeps the group across providers. */
+    double spread_max_share;     /* most of the group's units one provider may hold, in
+                                    (0, 1]; 0: no share limit */
+    int spread_min_providers;    /* distinct providers once the group has this many units;
+                                    0: none */
+};
+
+/* guard.provider_backoff (track_record.c): a provider whose involuntary closures per
+ * lease-hour cross the threshold is avoided for backoff_ms, doubling on repeat. */
+struct sw_provider_backoff_config {
+    double closures_per_lease_hour; /* threshold; 0 disables back-off (the record is kept) */
+    double min_lease_hours;         /* floor of the rate's denominator: a young record is
+                                       judged as if it had this many lease-hours */
+    int64_t backoff_ms;             /* first back-off */
+    int64_t max_backoff_ms;         /* cap of the doubling */
 };
 
 struct sw_guard_config {
@@ -34,6 +49,7 @@ struct sw_guard_config {
     int max_actions;            /* per action_window_ms; 0: no limit */
     int64_t action_window_ms;
     int unhealthy_after;        /* consecutive probe failures that make a unit unhealthy */
+    struct sw_provider_backoff_config provider_backoff; /* default 0.2/h, 1 h, 10m, 4h */
 };
 
 struct sw_policy_config {

@@ -4,8 +4,8 @@
  * place, leases/offers/groups are converted lazily on first access in a call. The ctx and
  * its data tables are read-only proxies; ctx.state is the policy's own plain table.
  * Fields: now, now_ms, params, state, groups, leases, capacity, ready, offers, price,
- * regions, metrics {query, sum_by}, budget {usd_per_hour, spend_usd_per_hour}, log, warn,
- * explain. docs/policies.md and lua/steward/meta.lua describe them.
+ * regions, metrics {query, sum_by}, budget {usd_per_hour, spend_usd_per_hour}, providers,
+ * log, warn, explain. docs/policies.md and lua/steward/meta.lua describe them.
  * Context: call everything inside sw_lua_sandbox_call (these push and may raise).
  */
 #ifndef SW_LUA_CTX_H

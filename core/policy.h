@@ -19,6 +19,7 @@
 #include "model.h"
 
 struct sw_policy;
+struct sw_provider_record;
 
 /* Largest ctx.state, as JSON. */
 #define SW_POLICY_STATE_MAX_BYTES (256u * 1024u)
@@ -48,6 +49,9 @@ struct sw_policy_input {
     size_t group_count;
     double budget_usd_hour;                /* ctx.budget.usd_per_hour (0 = none) */
     double spend_usd_hour;                 /* ctx.budget.spend_usd_per_hour */
+    /* ---- resilience (track_record.h) ---- */
+    const struct sw_provider_record *providers; /* ctx.providers; NULL: none known */
+    size_t provider_count;
 };
 
 /* A reason the policy attached with ctx.explain(group, region, text). */

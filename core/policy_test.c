@@ -16,6 +16,7 @@
 #include "lua_ctx.h"
 #include "lua_sandbox.h"
 #include "mem.h"
+#include "track_record.h"
 
 #define FAKE_INPUT_META "steward.fake_input"
 #define NATIVE_MODULE "steward._native"
@@ -30,6 +31,8 @@ struct fake_input {
     struct sw_metric_set metrics;
     struct sw_group_config *groups;
     size_t group_count;
+    struct sw_provider_record *providers; /* provider strings owned here */
+    size_t provider_count;
 };
 
 static void free_groups(struct fake_input *f)
@@ -52,6 +55,9 @@ static int fake_input_gc(lua_State *L)
     sw_offers_clear(&f->offers);
     sw_metric_set_clear(&f->metrics);
     free_groups(f);
+    for (size_t i = 0; i < f->provider_count; i++)
+        free((char *)f->providers[i].provider);
+    free(f->providers);
     return 0;
 }
 
@@ -210,6 +216,39 @@ static void read_offers(lua_State *L, int desc, struct fake_input *f)
         double price = opt_number(L, t, "price_usd_hour", 0, where);
         bool audited = opt_bool(L, t, "audited", false, where);
         sw_offers_add(&f->offers, provider, region, price, audited);
+        lua_settop(L, list);
+    }
+    lua_settop(L, list - 1);
+}
+
+/* providers = {{provider, closures, lease_hours, mean_ready_s, backed_off_until}} */
+static void read_providers(lua_State *L, int desc, struct fake_input *f)
+{
+    static const char *const known[] = {"provider",     "closures",         "lease_hours",
+                                        "mean_ready_s", "backed_off_until", NULL};
+    if (!get_field(L, desc, "providers", LUA_TTABLE, "desc"))
+        return;
+    int list = lua_gettop(L);
+    size_t count = lua_rawlen(L, list);
+    f->providers = sw_xcalloc(count ? count : 1, sizeof(*f->providers));
+    for (size_t i = 0; i < count; i++) {
+        lua_rawgeti(L, list, (lua_Integer)i + 1);
+        int t = lua_gettop(L);
+        char where[48];
+        snprintf(where, sizeof(where), "providers[%zu]", i + 1);
+        if (!lua_istable(L, t))
+            luaL_error(L, "testing.ctx: %s: expected a table", where);
+        check_keys(L, t, where, known);
+        const char *provider = opt_string(L, t, "provider", NULL, where);
+        if (provider == NULL)
+            luaL_error(L, "testing.ctx: %s: provider is required", where);
+        struct sw_provider_record *p = &f->providers[f->provider_count];
+        p->provider = sw_xstrdup(provider);
+        f->provider_count++;
+        p->closures = (int64_t)opt_number(L, t, "closures", 0, where);
+        p->lease_hours = opt_number(L, t, "lease_hours", 0, where);
+        p->mean_ready_s = opt_number(L, t, "mean_ready_s", -1, where);
+        p->backed_off_until_ms = (int64_t)(opt_number(L, t, "backed_off_until", 0, where) * 1000);
         lua_settop(L, list);
     }
     lua_settop(L, list - 1);
@@ -385,8 +424,9 @@ static void read_metrics(lua_State *L, int desc, struct fake_input *f)
 /* native.ctx(desc) → ctx, handle */
 static int l_native_ctx(lua_State *L)
 {
-    static const char *const known[] = {"now",    "now_ms", "params",  "state",  "groups",
-                                        "leases", "offers", "metrics", "budget", NULL};
+    static const char *const known[] = {"now",     "now_ms", "params",    "state",
+                                        "groups",  "leases", "offers",    "metrics",
+                                        "budget",  "providers", NULL};
     if (lua_isnoneornil(L, 1)) {
         lua_settop(L, 0);
         lua_newtable(L);
@@ -411,6 +451,9 @@ static int l_native_ctx(lua_State *L)
     read_offers(L, 1, f);
     read_groups(L, 1, f);
     read_metrics(L, 1, f);
+    read_providers(L, 1, f);
+    f->in.providers = f->providers;
+    f->in.provider_count = f->provider_count;
     f->in.units = &f->units;
     f->in.offers = &f->offers;
     f->in.metrics = &f->metrics;

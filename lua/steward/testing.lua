@@ -204,7 +204,8 @@ local handles = setmetatable({}, { __mode = "k" })
 ---  provider, price_usd_hour, state = "ready", healthy = true, age_s, uris}}), offers
 ---  ({{region, provider, price_usd_hour, audited}}), metrics ({name = {{labels = {...},
 ---  value = n}}} or {name = {error = "why"}}), budget ({usd_per_hour,
----  spend_usd_per_hour}; spend defaults to the sum of lease prices).
+---  spend_usd_per_hour}; spend defaults to the sum of lease prices), providers
+---  ({{provider, closures, lease_hours, mean_ready_s, backed_off_until}}).
 ---Unknown fields are errors, so a typo cannot silently test nothing.
 ---@param desc? table
 ---@return steward.Ctx
