@@ -951,14 +951,46 @@ static int load_metrics(const struct loader *ld, const cJSON *root, struct sw_co
     return 0;
 }
 
+/* guard.provider_backoff: see struct sw_provider_backoff_config. */
+static int load_provider_backoff(const struct loader *ld, const cJSON *guard,
+                                 struct sw_provider_backoff_config *b)
+{
+    static const char *const keys[] = {"closures_per_lease_hour", "min_lease_hours", "backoff",
+                                       "max_backoff", NULL};
+    const char *path = "guard.provider_backoff";
+    const cJSON *obj = NULL;
+    int rc = get_object(ld, guard, "guard", "provider_backoff", &obj);
+    if (rc < 0 || obj == NULL)
+        return rc;
+    if ((rc = check_keys(ld, obj, path, keys)) < 0 ||
+        (rc = get_number(ld, obj, path, "closures_per_lease_hour", "number >= 0",
+                         &b->closures_per_lease_hour)) < 0 ||
+        (rc = get_number(ld, obj, path, "min_lease_hours", "number >= 0", &b->min_lease_hours)) <
+            0 ||
+        (rc = get_duration(ld, obj, path, "backoff", 1, "duration > 0", &b->backoff_ms)) < 0)
+        return rc;
+    /* A first back-off longer than the default cap lifts the cap with it. */
+    if (b->max_backoff_ms < b->backoff_ms)
+        b->max_backoff_ms = b->backoff_ms;
+    return get_duration(ld, obj, path, "max_backoff", b->backoff_ms, "duration >= backoff",
+                        &b->max_backoff_ms);
+}
+
 static int load_guard(const struct loader *ld, const cJSON *root, struct sw_config *c)
 {
     static const char *const keys[] = {"budget_usd_hour",        "max_leases",
                                        "max_actions_per_window", "action_window",
-                                       "unhealthy_after",        NULL};
+                                       "unhealthy_after",        "provider_backoff",
+                                       NULL};
     struct sw_guard_config *g = &c->guard;
     g->action_window_ms = 60000;
     g->unhealthy_after = 3;
+    g->provider_backoff = (struct sw_provider_backoff_config){
+        .closures_per_lease_hour = 0.2,
+        .min_lease_hours = 1,
+        .backoff_ms = 10 * 60000,
+        .max_backoff_ms = 4 * 3600000,
+    };
     const cJSON *guard = NULL;
     int rc = get_object(ld, root, "", "guard", &guard);
     if (rc < 0 || guard == NULL)
@@ -972,7 +1004,8 @@ static int load_guard(const struct loader *ld, const cJSON *root, struct sw_conf
         (rc = get_duration(ld, guard, "guard", "action_window", 1, "duration > 0",
                            &g->action_window_ms)) < 0 ||
         (rc = get_int(ld, guard, "guard", "unhealthy_after", 1, "integer >= 1",
-                      &g->unhealthy_after)) < 0)
+                      &g->unhealthy_after)) < 0 ||
+        (rc = load_provider_backoff(ld, guard, &g->provider_backoff)) < 0)
         return rc;
     return 0;
 }
@@ -1023,6 +1056,32 @@ static int load_providers(const struct loader *ld, const cJSON *item, const char
     return 0;
 }
 
+/* groups.<g>.spread: see struct sw_group_config. */
+static int load_spread(const struct loader *ld, const cJSON *item, const char *path,
+                       struct sw_group_config *g)
+{
+    static const char *const keys[] = {"max_share_per_provider", "min_providers", NULL};
+    const cJSON *spread = NULL;
+    int rc = get_object(ld, item, path, "spread", &spread);
+    if (rc < 0 || spread == NULL)
+        return rc;
+    char child[PATH_LEN];
+    path_key(child, path, "spread");
+    if ((rc = check_keys(ld, spread, child, keys)) < 0 ||
+        (rc = get_int(ld, spread, child, "min_providers", 1, "integer >= 1",
+                      &g->spread_min_providers)) < 0)
+        return rc;
+    const cJSON *share = cJSON_GetObjectItemCaseSensitive(spread, "max_share_per_provider");
+    if (share == NULL)
+        return 0;
+    char share_path[PATH_LEN];
+    path_key(share_path, child, "max_share_per_provider");
+    if (!cJSON_IsNumber(share) || !(share->valuedouble > 0) || share->valuedouble > 1)
+        return fail_type(ld, share_path, "number in (0, 1]", share);
+    g->spread_max_share = share->valuedouble;
+    return 0;
+}
+
 static int load_group(const struct loader *ld, const cJSON *item, struct sw_group_config *g)
 {
     static const char *const keys[] = {"min",
@@ -1036,6 +1095,7 @@ static int load_group(const struct loader *ld, const cJSON *item, struct sw_grou
                                        "acquire_deadline",
                                        "providers",
                                        "provider_env",
+                                       "spread",
                                        NULL};
     char path[PATH_LEN];
     path_key(path, "groups", item->string);
@@ -1070,7 +1130,8 @@ static int load_group(const struct loader *ld, const cJSON *item, struct sw_grou
         (rc = load_sdl(ld, item, path, g)) < 0 ||
         (rc = get_duration(ld, item, path, "acquire_deadline", 1, "duration > 0",
                            &g->acquire_deadline_ms)) < 0 ||
-        (rc = load_providers(ld, item, path, g)) < 0)
+        (rc = load_providers(ld, item, path, g)) < 0 ||
+        (rc = load_spread(ld, item, path, g)) < 0)
         return rc;
     if (profile != NULL)
         g->profile_json = json_text(profile);

@@ -31,6 +31,21 @@ struct sw_group_config {
      * providers may be chosen. None means any. */
     char **providers;
     size_t provider_count;
+    /* "spread" (spread.c): the guard keeps the group across providers. */
+    double spread_max_share;     /* most of the group's units one provider may hold, in
+                                    (0, 1]; 0: no share limit */
+    int spread_min_providers;    /* distinct providers once the group has this many units;
+                                    0: none */
+};
+
+/* guard.provider_backoff (track_record.c): a provider whose involuntary closures per
+ * lease-hour cross the threshold is avoided for backoff_ms, doubling on repeat. */
+struct sw_provider_backoff_config {
+    double closures_per_lease_hour; /* threshold; 0 disables back-off (the record is kept) */
+    double min_lease_hours;         /* floor of the rate's denominator: a young record is
+                                       judged as if it had this many lease-hours */
+    int64_t backoff_ms;             /* first back-off */
+    int64_t max_backoff_ms;         /* cap of the doubling */
 };
 
 struct sw_guard_config {
@@ -39,6 +54,7 @@ struct sw_guard_config {
     int max_actions;            /* per action_window_ms; 0: no limit */
     int64_t action_window_ms;
     int unhealthy_after;        /* consecutive probe failures that make a unit unhealthy */
+    struct sw_provider_backoff_config provider_backoff; /* default 0.2/h, 1 h, 10m, 4h */
 };
 
 struct sw_policy_config {

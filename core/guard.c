@@ -18,6 +18,7 @@ struct sw_guard {
     size_t group_count;
     int64_t *last_acquire_ms; /* per configured group; NEVER when none was recorded */
     int64_t *last_release_ms;
+    int *lost; /* per configured group: units lost since a replacement was last ordered */
     int64_t *recent_ms; /* times of recorded actions still inside the action window */
     size_t recent_count;
     size_t recent_cap;
@@ -33,6 +34,7 @@ struct sw_guard *sw_guard_new(const struct sw_guard_config *config,
     size_t slots = group_count ? group_count : 1;
     guard->last_acquire_ms = sw_xcalloc(slots, sizeof(int64_t));
     guard->last_release_ms = sw_xcalloc(slots, sizeof(int64_t));
+    guard->lost = sw_xcalloc(slots, sizeof(int));
     for (size_t i = 0; i < group_count; i++)
         guard->last_acquire_ms[i] = guard->last_release_ms[i] = NEVER;
     return guard;
@@ -44,6 +46,7 @@ void sw_guard_free(struct sw_guard *guard)
         return;
     free(guard->last_acquire_ms);
     free(guard->last_release_ms);
+    free(guard->lost);
     free(guard->recent_ms);
     free(guard);
 }
@@ -365,8 +368,10 @@ static bool refuse_release(const struct sw_guard *guard, const struct batch *b,
     return false;
 }
 
+/* repair: the acquire replaces a lost or unhealthy unit, so the scale-up cooldown (there
+ * to damp a policy's swings) does not apply to it. */
 static bool refuse_acquire(const struct sw_guard *guard, const struct batch *b,
-                           const struct sw_action *act, char *reason, size_t size)
+                           const struct sw_action *act, bool repair, char *reason, size_t size)
 {
     const struct sw_guard_config *cfg = guard->config;
     long gi = group_index(guard, act->group);
@@ -393,13 +398,74 @@ static bool refuse_acquire(const struct sw_guard *guard, const struct batch *b,
     }
     int64_t left = cooldown_left(guard->last_acquire_ms[gi], guard->groups[gi].scale_up_cooldown_ms,
                                  b->now_ms);
-    if (left > 0) {
+    if (left > 0 && !repair) {
         char shown[32];
         format_seconds(left, shown, sizeof(shown));
         snprintf(reason, size, "scale-up cooldown for %s: %s left", act->group, shown);
         return true;
     }
     return false;
+}
+
+/* ---- repairs ------------------------------------------------------------------------- */
+
+void sw_guard_note_lost(struct sw_guard *guard, const char *group, int count)
+{
+    long gi = group_index(guard, group);
+    if (gi >= 0 && count > 0)
+        guard->lost[gi] += count;
+}
+
+/* Replacements each group may order as repairs in this batch: its lost units plus its
+ * unhealthy ones (still open, about to be released). Owned array, one slot per group. */
+static int *repair_credits(const struct sw_guard *guard, const struct sw_units *units)
+{
+    int *credits = sw_xcalloc(guard->group_count ? guard->group_count : 1, sizeof(int));
+    for (size_t gi = 0; gi < guard->group_count; gi++)
+        credits[gi] = guard->lost[gi];
+    for (size_t i = 0; i < units->count; i++) {
+        const struct sw_unit *u = units->items[i];
+        long gi = group_index(guard, u->group);
+        if (gi >= 0 && u->unhealthy && (u->state == SW_UNIT_READY || sw_unit_is_pending(u)))
+            credits[gi]++;
+    }
+    return credits;
+}
+
+/* Stable reorder: releases of unhealthy units, then acquires that are repairs (up to each
+ * group's credits), then everything else as it came. The budget, the lease cap and the
+ * action rate then go to repairs before any scale-up of another group. */
+static void repairs_first(const struct sw_guard *guard, const struct sw_units *units,
+                          const int *credits, struct sw_actions *actions)
+{
+    if (actions->count < 2)
+        return;
+    int *left = sw_xcalloc(guard->group_count ? guard->group_count : 1, sizeof(int));
+    memcpy(left, credits, guard->group_count * sizeof(int));
+    int *rank = sw_xcalloc(actions->count, sizeof(int));
+    for (size_t i = 0; i < actions->count; i++) {
+        const struct sw_action *a = &actions->items[i];
+        long gi = group_index(guard, a->group);
+        const struct sw_unit *u =
+            a->kind == SW_ACTION_RELEASE ? sw_units_find_key(units, a->unit_key) : NULL;
+        rank[i] = 2;
+        if (u != NULL && u->unhealthy) {
+            rank[i] = 0;
+        } else if (a->kind == SW_ACTION_ACQUIRE && gi >= 0 && left[gi] > 0) {
+            rank[i] = 1;
+            left[gi]--;
+        }
+    }
+    struct sw_action *sorted = sw_xcalloc(actions->count, sizeof(*sorted));
+    size_t n = 0;
+    for (int r = 0; r <= 2; r++)
+        for (size_t i = 0; i < actions->count; i++)
+            if (rank[i] == r)
+                sorted[n++] = actions->items[i];
+    memcpy(actions->items, sorted, n * sizeof(*sorted));
+    free(sorted);
+    free(rank);
+    free(left);
 }
 
 void sw_guard_filter(struct sw_guard *guard, int64_t now_ms, const struct sw_units *units,
@@ -412,15 +478,22 @@ void sw_guard_filter(struct sw_guard *guard, int64_t now_ms, const struct sw_uni
         .spend = sw_units_spend_usd_hour(units),
         .executed = executed_in_window(guard, now_ms),
     };
+    int *credits = repair_credits(guard, units);
+    repairs_first(guard, units, credits, actions);
+    bool *planned = sw_xcalloc(guard->group_count ? guard->group_count : 1, sizeof(bool));
     size_t i = 0;
     while (i < actions->count) {
-        const struct sw_action *act = &actions->items[i];
+        struct sw_action *act = &actions->items[i];
+        long gi = group_index(guard, act->group);
+        bool repair = act->kind == SW_ACTION_ACQUIRE && gi >= 0 && credits[gi] > 0;
+        if (act->kind == SW_ACTION_ACQUIRE && gi >= 0)
+            planned[gi] = true;
         char reason[256];
         bool refuse = true;
         if (act->kind == SW_ACTION_RELEASE)
             refuse = refuse_release(guard, &b, units, act, reason, sizeof(reason));
         else if (act->kind == SW_ACTION_ACQUIRE)
-            refuse = refuse_acquire(guard, &b, act, reason, sizeof(reason));
+            refuse = refuse_acquire(guard, &b, act, repair, reason, sizeof(reason));
         else
             snprintf(reason, sizeof(reason), "unknown action kind %d", act->kind);
         if (!refuse && cfg->max_actions > 0 && b.executed + b.accepted >= cfg->max_actions) {
@@ -439,14 +512,33 @@ void sw_guard_filter(struct sw_guard *guard, int64_t now_ms, const struct sw_uni
             b.acquires++;
             b.acquire_spend += act->price_usd_hour > 0 ? act->price_usd_hour : 0;
         }
+        if (repair) {
+            credits[gi]--;
+            if (cooldown_left(guard->last_acquire_ms[gi], guard->groups[gi].scale_up_cooldown_ms,
+                              now_ms) > 0) {
+                char *text = sw_xasprintf("%s (replaces a lost or unhealthy unit: no scale-up "
+                                          "cooldown)", act->reason ? act->reason : "");
+                free(act->reason);
+                act->reason = text;
+            }
+        }
         i++;
     }
+    /* A loss the plan no longer replaces (the policy shrank the group meanwhile) must not
+     * let a later, unrelated scale-up skip its cooldown. */
+    for (size_t gi = 0; gi < guard->group_count; gi++)
+        if (!planned[gi])
+            guard->lost[gi] = 0;
+    free(planned);
+    free(credits);
 }
 
 void sw_guard_record(struct sw_guard *guard, const struct sw_action *action, int64_t now_ms)
 {
     long gi = group_index(guard, action->group);
     if (gi >= 0) {
+        if (action->kind == SW_ACTION_ACQUIRE && guard->lost[gi] > 0)
+            guard->lost[gi]--;
         if (action->kind == SW_ACTION_ACQUIRE)
             guard->last_acquire_ms[gi] = now_ms;
         else if (action->kind == SW_ACTION_RELEASE)

@@ -101,6 +101,17 @@ static const char *const migrations[] = {
     "CREATE TABLE meta ("
     "  key TEXT PRIMARY KEY NOT NULL,"
     "  value TEXT NOT NULL) WITHOUT ROWID;",
+    /* 2: provider track record (track_record.c) */
+    "CREATE TABLE provider_stats ("
+    "  provider TEXT PRIMARY KEY NOT NULL,"
+    "  bids INTEGER NOT NULL DEFAULT 0,"
+    "  acquires INTEGER NOT NULL DEFAULT 0,"
+    "  ready_ms_sum REAL NOT NULL DEFAULT 0,"
+    "  closures INTEGER NOT NULL DEFAULT 0,"
+    "  lease_hours REAL NOT NULL DEFAULT 0,"
+    "  probe_failures INTEGER NOT NULL DEFAULT 0,"
+    "  backoff_until_ms INTEGER NOT NULL DEFAULT 0,"
+    "  backoff_strikes INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;",
 };
 
 #define SCHEMA_VERSION ((int)SW_ARRAY_LEN(migrations))
@@ -111,6 +122,9 @@ static const char *const migrations[] = {
 #define UNIT_COLS                                                                                  \
     "key, market_id, group_name, region, provider, price_usd_hour, state, self, "                  \
     "unhealthy, probe_failures, ordered_ms, ready_ms, closed_ms, uris, close_reason"
+#define PROVIDER_COLS                                                                              \
+    "provider, bids, acquires, ready_ms_sum, closures, lease_hours, probe_failures, "              \
+    "backoff_until_ms, backoff_strikes"
 #define EVAL_COLS                                                                                  \
     "id, policy, at_ms, inputs_digest, inputs_json, desired_json, actions_json, "                  \
     "refused_json, explain_json, error, duration_ms"
@@ -143,6 +157,8 @@ enum stmt_id {
     ST_EVENT_SELECT,
     ST_META_GET,
     ST_META_SET,
+    ST_PROVIDER_SAVE,
+    ST_PROVIDER_LOAD,
     ST_COUNT
 };
 
@@ -192,6 +208,9 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_META_GET] = "SELECT value FROM meta WHERE key = ?",
     [ST_META_SET] = "INSERT INTO meta (key, value) VALUES (?, ?)"
                     " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+    [ST_PROVIDER_SAVE] = "INSERT OR REPLACE INTO provider_stats (" PROVIDER_COLS ")"
+                         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    [ST_PROVIDER_LOAD] = "SELECT " PROVIDER_COLS " FROM provider_stats ORDER BY provider",
 };
 
 struct sw_journal {
@@ -1090,4 +1109,67 @@ int sw_journal_meta_set(struct sw_journal *j, const char *key, const char *value
     if (bind_and_step(st, bind_params(st, "ss", key, value)) != SQLITE_DONE)
         code = store_error(j, NULL, "meta_set");
     return log_failure(j, durable_end(j, code, NULL));
+}
+
+/* ---- provider track record ------------------------------------------------------------ */
+
+void sw_provider_rows_free(struct sw_provider_row *rows, size_t count)
+{
+    for (size_t i = 0; rows != NULL && i < count; i++)
+        free(rows[i].provider);
+    free(rows);
+}
+
+int sw_journal_provider_save(struct sw_journal *j, const struct sw_provider_row *row,
+                             struct sw_error *err)
+{
+    if (row == NULL || row->provider == NULL)
+        return invalid(j, err, "provider_save");
+    int code = txn_open(j, false, err);
+    if (code < 0)
+        return code;
+    sqlite3_stmt *st = stmt_get(j, ST_PROVIDER_SAVE);
+    int rc = bind_params(st, "sIIdIdIIi", row->provider, row->bids, row->acquires,
+                         row->ready_ms_sum, row->closures, row->lease_hours, row->probe_failures,
+                         row->backoff_until_ms, row->backoff_strikes);
+    if (bind_and_step(st, rc) != SQLITE_DONE)
+        code = store_error(j, err, "provider_save");
+    return buffered_end(j, code, err);
+}
+
+int sw_journal_providers_load(struct sw_journal *j, struct sw_provider_row **out, size_t *count,
+                              struct sw_error *err)
+{
+    *out = NULL;
+    *count = 0;
+    struct sw_provider_row *rows = NULL;
+    size_t used = 0, cap = 0;
+    sqlite3_stmt *st = stmt_get(j, ST_PROVIDER_LOAD);
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (used == cap) {
+            cap = cap ? cap * 2 : 16;
+            rows = sw_xrealloc(rows, cap * sizeof(*rows));
+        }
+        rows[used++] = (struct sw_provider_row){
+            .provider = col_str(st, 0),
+            .bids = sqlite3_column_int64(st, 1),
+            .acquires = sqlite3_column_int64(st, 2),
+            .ready_ms_sum = sqlite3_column_double(st, 3),
+            .closures = sqlite3_column_int64(st, 4),
+            .lease_hours = sqlite3_column_double(st, 5),
+            .probe_failures = sqlite3_column_int64(st, 6),
+            .backoff_until_ms = sqlite3_column_int64(st, 7),
+            .backoff_strikes = sqlite3_column_int(st, 8),
+        };
+    }
+    int code = rc == SQLITE_DONE ? 0 : store_error(j, err, "providers_load");
+    stmt_done(st);
+    if (code < 0) {
+        sw_provider_rows_free(rows, used);
+        return code;
+    }
+    *out = rows;
+    *count = used;
+    return 0;
 }

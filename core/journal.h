@@ -178,4 +178,27 @@ int sw_journal_meta_get(struct sw_journal *j, const char *key, char **value_out)
 /* Insert or overwrite (commits). 0, SW_EINVAL, SW_ESTORE. */
 int sw_journal_meta_set(struct sw_journal *j, const char *key, const char *value);
 
+/* ---- provider track record (track_record.c owns the meaning of the fields) ---- */
+struct sw_provider_row {
+    char *provider;           /* owned */
+    int64_t bids;             /* leases won: the marketplace chose this provider */
+    int64_t acquires;         /* of those, units that reached READY */
+    double ready_ms_sum;      /* bid-to-ready (ordered → ready) summed over acquires */
+    int64_t closures;         /* involuntary: closed by the provider, or failed once leased */
+    double lease_hours;       /* READY time of leases that ended */
+    int64_t probe_failures;
+    int64_t backoff_until_ms; /* clock time the back-off ends; 0: never backed off */
+    int backoff_strikes;      /* back-offs so far: the doubling's exponent */
+};
+/* Frees rows as returned by sw_journal_providers_load (NULL ok). */
+void sw_provider_rows_free(struct sw_provider_row *rows, size_t count);
+/* Insert or replace the row of row->provider. Buffered, like evaluations. row is borrowed.
+ * SW_EINVAL without a provider, SW_ESTORE. */
+int sw_journal_provider_save(struct sw_journal *j, const struct sw_provider_row *row,
+                             struct sw_error *err);
+/* Every row, by provider name (buffered saves included). *out is owned (free with
+ * sw_provider_rows_free), NULL when *count is 0. 0 or SW_ESTORE. */
+int sw_journal_providers_load(struct sw_journal *j, struct sw_provider_row **out, size_t *count,
+                              struct sw_error *err);
+
 #endif /* SW_JOURNAL_H */

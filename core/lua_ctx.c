@@ -9,6 +9,7 @@
 #include "lua_convert.h"
 #include "lua_sandbox.h"
 #include "mem.h"
+#include "track_record.h"
 
 #define HANDLE_META "steward.ctx"
 
@@ -44,7 +45,8 @@ struct sw_lua_ctx {
 };
 
 /* Built on first access during a call; the order is what pairs(ctx) materializes. */
-static const char *const lazy_fields[] = {"leases", "offers", "groups", "probes"};
+static const char *const lazy_fields[] = {"leases", "offers", "groups", "probes",
+                                          "providers"};
 
 static struct sw_lua_ctx *upvalue_ctx(lua_State *L)
 {
@@ -278,6 +280,39 @@ static void push_probes(lua_State *L, const struct sw_policy_input *in)
     lua_remove(L, -2);
 }
 
+/* ctx.providers: the provider track record (track_record.h), one read-only table per
+ * provider. A handful of rows, built afresh on each call's first access. */
+static void push_providers(lua_State *L, const struct sw_policy_input *in)
+{
+    size_t count = in->providers != NULL ? in->provider_count : 0;
+    lua_createtable(L, (int)count, 0);
+    for (size_t i = 0; i < count; i++) {
+        const struct sw_provider_record *p = &in->providers[i];
+        lua_createtable(L, 0, 5);
+        lua_pushstring(L, p->provider);
+        lua_setfield(L, -2, "provider");
+        lua_pushinteger(L, (lua_Integer)p->closures);
+        lua_setfield(L, -2, "closures");
+        lua_pushnumber(L, p->lease_hours);
+        lua_setfield(L, -2, "lease_hours");
+        if (p->mean_ready_s >= 0) {
+            lua_pushnumber(L, p->mean_ready_s);
+            lua_setfield(L, -2, "mean_ready_s");
+        }
+        if (p->backed_off_until_ms > 0) {
+            lua_pushnumber(L, (lua_Number)p->backed_off_until_ms / 1000.0);
+            lua_setfield(L, -2, "backed_off_until");
+        }
+        char path[48];
+        snprintf(path, sizeof(path), "ctx.providers[%zu]", i + 1);
+        sw_lua_push_readonly(L, -1, path);
+        lua_remove(L, -2);
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    sw_lua_push_readonly(L, -1, "ctx.providers");
+    lua_remove(L, -2);
+}
+
 /* Push ctx.<key> for a lazily converted field, from the cache when the input is the same
  * as last time. handle is the ctx handle's (pseudo-)index. */
 static bool push_lazy(lua_State *L, int handle, struct sw_lua_ctx *ctx, const char *key)
@@ -313,6 +348,9 @@ static bool push_lazy(lua_State *L, int handle, struct sw_lua_ctx *ctx, const ch
         slot = UV_CACHED_GROUPS;
     } else if (strcmp(key, "probes") == 0) {
         push_probes(L, in);
+        return true;
+    } else if (strcmp(key, "providers") == 0) {
+        push_providers(L, in);
         return true;
     } else {
         return false;

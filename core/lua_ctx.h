@@ -6,6 +6,8 @@
  * Fields: now, now_ms, params, state, groups, leases, capacity, ready, offers, price,
  * regions, metrics {query, sum_by}, budget {usd_per_hour, spend_usd_per_hour}, probes, log,
  * warn, explain. docs/policies.md and lua/steward/meta.lua describe them.
+ * regions, metrics {query, sum_by}, budget {usd_per_hour, spend_usd_per_hour}, providers,
+ * log, warn, explain. docs/policies.md and lua/steward/meta.lua describe them.
  * Context: call everything inside sw_lua_sandbox_call (these push and may raise).
  */
 #ifndef SW_LUA_CTX_H

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "mem.h"
+#include "spread.h"
 
 /* The three runs of the output, appended to `out` in this order at the end. */
 struct plan {
@@ -68,11 +69,38 @@ static const char **group_regions(const struct sw_desired *desired, const struct
     return regions;
 }
 
-static void plan_region(const struct sw_desired *desired, const struct sw_units *units,
-                        const struct sw_offers *offers, const struct sw_group_config *gc,
-                        const char *region, struct plan *plan)
+/* Picks the next unit to give up for a spread group among candidates[from..count) (sorted
+ * by release_order, unhealthy ones already taken): units still being bought first, as
+ * usual; then a ready unit on the provider holding most of the group now, so a scale-down
+ * never breaks the spread that a release elsewhere would keep. Moves it to from. */
+static void pick_spread_release(const struct sw_unit **candidates, size_t from, size_t count,
+                                struct sw_provider_counts *held)
 {
-    const char *group = gc->name;
+    size_t best = from;
+    for (size_t i = from + 1; i < count; i++) {
+        const struct sw_unit *a = candidates[i], *b = candidates[best];
+        bool a_pending = sw_unit_is_pending(a), b_pending = sw_unit_is_pending(b);
+        if (a_pending || b_pending) {
+            if (a_pending && !b_pending)
+                best = i;
+            continue; /* among pending units release_order already decided */
+        }
+        int a_held = sw_provider_counts_get(held, a->provider);
+        int b_held = sw_provider_counts_get(held, b->provider);
+        if (a_held > b_held)
+            best = i;
+    }
+    const struct sw_unit *chosen = candidates[best];
+    memmove(&candidates[from + 1], &candidates[from], (best - from) * sizeof(*candidates));
+    candidates[from] = chosen;
+    sw_provider_counts_add(held, chosen->provider, -1);
+}
+
+static void plan_region(const struct sw_desired *desired, const struct sw_units *units,
+                        const struct sw_offers *offers, const struct sw_group_config *g,
+                        const char *region, const char *heavy, struct plan *plan)
+{
+    const char *group = g->name;
     int want = sw_desired_get(desired, group, region);
     if (want < 0)
         want = 0;
@@ -90,8 +118,11 @@ static void plan_region(const struct sw_desired *desired, const struct sw_units 
         else if (sw_unit_is_pending(u))
             pending++;
         /* A pending unit can be cancelled once the marketplace knows it (market_id);
-         * before that there is nothing to close yet. Releasing ones are already going. */
-        bool cancellable = sw_unit_is_pending(u) && u->market_id != NULL;
+         * before that there is nothing to close yet. Releasing ones are already going.
+         * While the group is over its spread, healthy pending units are the replacements
+         * that fix it: they stay. */
+        bool cancellable = sw_unit_is_pending(u) && u->market_id != NULL &&
+                           (heavy == NULL || u->unhealthy);
         if ((u->state == SW_UNIT_READY || cancellable) && !u->self)
             candidates[candidate_count++] = u;
     }
@@ -118,16 +149,26 @@ static void plan_region(const struct sw_desired *desired, const struct sw_units 
     if (want > have) {
         /* A group pinned to providers pays their price, not the region's cheapest. */
         double price = sw_offers_best_price_among(offers, region,
-                                                  (const char *const *)gc->providers,
-                                                  gc->provider_count);
+                                                  (const char *const *)g->providers,
+                                                  g->provider_count);
         if (price < 0)
             price = 0;
         for (int i = have; i < want; i++)
             sw_actions_add(&plan->acquires, SW_ACTION_ACQUIRE, group, region, NULL, price, reason);
     }
-    for (int excess = have - want; excess > 0 && next < candidate_count; excess--, next++)
+    /* Over its spread, only ready units beyond desired go (the pending ones stay, above),
+     * which is how a rebalance ends: the replacement is ready before the heavy unit goes. */
+    int excess = heavy != NULL ? ready - want : have - want;
+    struct sw_provider_counts held = {0};
+    if (sw_spread_enabled(g))
+        sw_spread_count(group, units, NULL, &held);
+    for (; excess > 0 && next < candidate_count; excess--, next++) {
+        if (sw_spread_enabled(g))
+            pick_spread_release(candidates, next, candidate_count, &held);
         sw_actions_add(&plan->releases, SW_ACTION_RELEASE, group, region, candidates[next]->key,
                        candidates[next]->price_usd_hour, reason);
+    }
+    sw_provider_counts_clear(&held);
     free(candidates);
 }
 
@@ -162,10 +203,12 @@ void sw_planner_plan(const struct sw_desired *desired, const struct sw_units *un
         const char *group = groups[gi].name;
         if (!group_in_desired(desired, group))
             continue;
+        const char *heavy =
+            sw_spread_heavy(&groups[gi], units, sw_desired_group_total(desired, group));
         size_t region_count = 0;
         const char **regions = group_regions(desired, units, group, &region_count);
         for (size_t r = 0; r < region_count; r++)
-            plan_region(desired, units, offers, &groups[gi], regions[r], &plan);
+            plan_region(desired, units, offers, &groups[gi], regions[r], heavy, &plan);
         free(regions);
     }
     append_all(&plan.repairs, out);

@@ -8,6 +8,11 @@
  * serving), then the most expensive ready unit, then the newest. A unit ordered but not
  * yet created cannot be released (nothing to close); `self` units are never chosen.
  * Unhealthy units are released regardless of desired counts.
+ * Groups with a "spread" (spread.h): among ready units, the one on the provider holding
+ * most of the group goes first (then the order above). While a group holds too much on one
+ * provider (sw_spread_heavy), its healthy pending units are never cancelled and only ready
+ * units beyond desired are released: a rebalance's replacement is ready before the unit
+ * on the heavy provider goes.
  * Output order: releases of unhealthy units, acquires, then other releases; deterministic.
  */
 #ifndef SW_PLANNER_H

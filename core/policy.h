@@ -19,6 +19,7 @@
 #include "model.h"
 
 struct sw_policy;
+struct sw_provider_record;
 
 /* Largest ctx.state, as JSON. */
 #define SW_POLICY_STATE_MAX_BYTES (256u * 1024u)
@@ -65,6 +66,9 @@ struct sw_policy_input {
     double spend_usd_hour;                 /* ctx.budget.spend_usd_per_hour */
     const struct sw_probe_status *probes;  /* ctx.probes: the last round's results (geo) */
     size_t probe_count;
+    /* ---- resilience (track_record.h) ---- */
+    const struct sw_provider_record *providers; /* ctx.providers; NULL: none known */
+    size_t provider_count;
 };
 
 /* A reason the policy attached with ctx.explain(group, region, text). */

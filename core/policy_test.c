@@ -16,6 +16,7 @@
 #include "lua_ctx.h"
 #include "lua_sandbox.h"
 #include "mem.h"
+#include "track_record.h"
 
 #define FAKE_INPUT_META "steward.fake_input"
 #define NATIVE_MODULE "steward._native"
@@ -32,6 +33,8 @@ struct fake_input {
     size_t group_count;
     struct sw_probe_status *probes;
     size_t probe_count;
+    struct sw_provider_record *providers; /* provider strings owned here */
+    size_t provider_count;
 };
 
 static void free_groups(struct fake_input *f)
@@ -62,6 +65,9 @@ static int fake_input_gc(lua_State *L)
         free(f->probes[i].error);
     }
     free(f->probes);
+    for (size_t i = 0; i < f->provider_count; i++)
+        free((char *)f->providers[i].provider);
+    free(f->providers);
     return 0;
 }
 
@@ -277,6 +283,39 @@ static void read_probes(lua_State *L, int desc, struct fake_input *f)
     lua_settop(L, list - 1);
 }
 
+/* providers = {{provider, closures, lease_hours, mean_ready_s, backed_off_until}} */
+static void read_providers(lua_State *L, int desc, struct fake_input *f)
+{
+    static const char *const known[] = {"provider",     "closures",         "lease_hours",
+                                        "mean_ready_s", "backed_off_until", NULL};
+    if (!get_field(L, desc, "providers", LUA_TTABLE, "desc"))
+        return;
+    int list = lua_gettop(L);
+    size_t count = lua_rawlen(L, list);
+    f->providers = sw_xcalloc(count ? count : 1, sizeof(*f->providers));
+    for (size_t i = 0; i < count; i++) {
+        lua_rawgeti(L, list, (lua_Integer)i + 1);
+        int t = lua_gettop(L);
+        char where[48];
+        snprintf(where, sizeof(where), "providers[%zu]", i + 1);
+        if (!lua_istable(L, t))
+            luaL_error(L, "testing.ctx: %s: expected a table", where);
+        check_keys(L, t, where, known);
+        const char *provider = opt_string(L, t, "provider", NULL, where);
+        if (provider == NULL)
+            luaL_error(L, "testing.ctx: %s: provider is required", where);
+        struct sw_provider_record *p = &f->providers[f->provider_count];
+        p->provider = sw_xstrdup(provider);
+        f->provider_count++;
+        p->closures = (int64_t)opt_number(L, t, "closures", 0, where);
+        p->lease_hours = opt_number(L, t, "lease_hours", 0, where);
+        p->mean_ready_s = opt_number(L, t, "mean_ready_s", -1, where);
+        p->backed_off_until_ms = (int64_t)(opt_number(L, t, "backed_off_until", 0, where) * 1000);
+        lua_settop(L, list);
+    }
+    lua_settop(L, list - 1);
+}
+
 static int cmp_cstr(const void *a, const void *b)
 {
     return strcmp(*(const char *const *)a, *(const char *const *)b);
@@ -449,7 +488,7 @@ static int l_native_ctx(lua_State *L)
 {
     static const char *const known[] = {"now",    "now_ms", "params",  "state",  "groups",
                                         "leases", "offers", "metrics", "budget", "probes",
-                                        NULL};
+                                        "providers", NULL};
     if (lua_isnoneornil(L, 1)) {
         lua_settop(L, 0);
         lua_newtable(L);
@@ -477,6 +516,9 @@ static int l_native_ctx(lua_State *L)
     read_probes(L, 1, f);
     f->in.probes = f->probes;
     f->in.probe_count = f->probe_count;
+    read_providers(L, 1, f);
+    f->in.providers = f->providers;
+    f->in.provider_count = f->provider_count;
     f->in.units = &f->units;
     f->in.offers = &f->offers;
     f->in.metrics = &f->metrics;

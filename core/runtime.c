@@ -16,6 +16,8 @@
 #include "planner.h"
 #include "plugin_host.h"
 #include "policy.h"
+#include "spread.h"
+#include "track_record.h"
 
 #define DEFAULT_OP_GRACE_MS 30000
 #define DEFAULT_OFFERS_EVERY_MS 30000
@@ -133,6 +135,13 @@ struct sw_runtime {
     struct probe_round *probe_round;      /* in flight, or NULL */
     struct sw_probe_status *probe_results; /* the last finished round: ctx.probes */
     size_t probe_result_count;
+
+    /* ---- resilience (spread.c, track_record.c; code at the end of this file) ---- */
+    struct sw_track_record *track;
+    struct sw_names avoid;       /* behind the last acquire request's avoid_providers */
+    struct sw_names lost_groups; /* groups that lost units since the last repair evaluation */
+    int lost_count;
+    uint64_t repair_timer;
 };
 
 /* probes (geo): defined at the end of this file. */
@@ -151,6 +160,16 @@ static bool saved_pause(struct sw_runtime *rt, const char *policy);
 static size_t http_stats_index(struct sw_runtime *rt, const char *plugin);
 static void http_stats_note(struct sw_runtime *rt, size_t index, int status, uint64_t started_ns);
 static void admin_free(struct sw_runtime *rt);
+/* Resilience hooks, defined at the end of this file. */
+static int resil_init(struct sw_runtime *rt, struct sw_error *err);
+static void resil_stop(struct sw_runtime *rt);
+static void resil_free(struct sw_runtime *rt);
+static void resil_unit_ready(struct sw_runtime *rt, const struct sw_unit *u);
+static void resil_unit_closed(struct sw_runtime *rt, const struct sw_unit *u, int how);
+static void resil_fill_avoid(struct sw_runtime *rt, const struct sw_unit *u,
+                             struct swp_acquire_req *req);
+static void resil_plan(struct sw_runtime *rt, struct sw_actions *actions);
+static void resil_fill_input(struct sw_runtime *rt, struct sw_policy_input *in);
 
 static int64_t now_ms(struct sw_runtime *rt)
 {
@@ -384,6 +403,7 @@ static void release_done(void *ud, int status, const struct swp_error *perr)
             sw_log(SW_LOG_INFO, LOG, "released %s/%s unit %s (%s), saving %.3f USD/h", u->group,
                    u->region, u->key, u->market_id ? u->market_id : "-", u->price_usd_hour);
             record_event(rt, "unit_released", unit_event_data(u));
+            resil_unit_closed(rt, u, SW_TRACK_RELEASED);
         }
         finish_intent(rt, op->intent_key, SW_INTENT_DONE, "released");
     } else {
@@ -603,6 +623,7 @@ static void acquire_done(void *ud, int status, const struct swp_unit *report,
                u->uri_count ? ", serving " : "", u->uri_count ? u->uris[0] : "");
         finish_intent(rt, op->intent_key, SW_INTENT_DONE, "ready");
         record_event(rt, "unit_ready", unit_event_data(u));
+        resil_unit_ready(rt, u);
     } else {
         rt->stats.acquires_failed++;
         const char *msg = perr != NULL && perr->msg[0] ? perr->msg : sw_strerror(status);
@@ -617,6 +638,7 @@ static void acquire_done(void *ud, int status, const struct swp_unit *report,
         cJSON *data = unit_event_data(u);
         cJSON_AddStringToObject(data, "error", msg);
         record_event(rt, "acquire_failed", data);
+        resil_unit_closed(rt, u, SW_TRACK_FAILED);
     }
     op_unlink_and_free(rt, op);
 }
@@ -637,6 +659,7 @@ static void fill_acquire_req(struct sw_runtime *rt, const struct sw_unit *u,
     /* ML batch: the group's placement pinning (e.g. the job master's provider). */
     req->only_providers = g != NULL ? (const char *const *)g->providers : NULL;
     req->only_count = g != NULL ? g->provider_count : 0;
+    resil_fill_avoid(rt, u, req);
 }
 
 /* Hand a unit's acquire to the market plugin. Also used by recovery to resume an acquire
@@ -719,6 +742,7 @@ static void handle_unit_lost(struct sw_runtime *rt, const struct pending_event *
     sw_log(SW_LOG_WARN, LOG, "unit %s %s/%s on %s was closed by the marketplace (%s); it will "
            "be replaced on the next evaluation", u->key, u->group, u->region,
            u->provider ? u->provider : "?", u->close_reason);
+    resil_unit_closed(rt, u, SW_TRACK_LOST);
 }
 
 static void drain_events(void *ud)
@@ -792,6 +816,7 @@ static void fill_policy_input(struct sw_runtime *rt, struct sw_policy_input *in)
     in->spend_usd_hour = sw_units_spend_usd_hour(&rt->units);
     in->probes = rt->probe_results;
     in->probe_count = rt->probe_result_count;
+    resil_fill_input(rt, in);
 }
 
 /* Everything a policy can see, so `steward replay` can feed it back later. */
@@ -1031,6 +1056,7 @@ static void evaluate_policy(struct sw_runtime *rt, struct policy_slot *slot)
     sw_actions_init(&refused);
     sw_planner_plan(&rt->desired, &rt->units, &rt->offers, rt->config->groups,
                     rt->config->group_count, &actions);
+    resil_plan(rt, &actions);
     sw_guard_filter(rt->guard, now_ms(rt), &rt->units, &actions, &refused);
     attach_explanations(&actions, &res);
     log_refused(rt, &refused);
@@ -1268,6 +1294,7 @@ static void sync_units(struct sw_runtime *rt, const struct swp_unit *listed, siz
             save_unit(rt, u);
             sw_log(SW_LOG_WARN, LOG, "unit %s %s/%s (%s) is gone from the marketplace", u->key,
                    u->group, u->region, u->market_id ? u->market_id : "-");
+            resil_unit_closed(rt, u, SW_TRACK_LOST);
             continue;
         }
         int before = u->state;
@@ -1676,6 +1703,8 @@ struct sw_runtime *sw_runtime_new(const struct sw_runtime_opts *opts, struct sw_
     if (load_plugins(rt, err) < 0)
         goto fail;
     rt->guard = sw_guard_new(&rt->config->guard, rt->config->groups, rt->config->group_count);
+    if (resil_init(rt, err) < 0)
+        goto fail;
     if (load_policies(rt, err) < 0)
         goto fail;
     if (rt->config->dns != NULL && setup_dns(rt, err) < 0)
@@ -1738,6 +1767,7 @@ void sw_runtime_stop(struct sw_runtime *rt)
         free(d);
     }
     stop_timer(rt, &rt->probe_timer);
+    resil_stop(rt);
     /* Operations still in flight stay pending in the journal: recovery resolves them. */
     for (struct market_op *op = rt->ops; op != NULL; op = op->next) {
         if (!op->abandoned) {
@@ -1792,6 +1822,7 @@ void sw_runtime_free(struct sw_runtime *rt)
     free(rt->policies);
     free(rt->metrics_slots);
     sw_guard_free(rt->guard);
+    resil_free(rt);
     sw_journal_close(rt->journal);
     sw_units_clear(&rt->units);
     sw_offers_clear(&rt->offers);
@@ -2655,4 +2686,147 @@ static void probes_free(struct sw_runtime *rt)
         rt->probe_round = NULL;
     }
     probe_results_clear(rt);
+}
+
+/* ---- resilience: spread, provider track record, mass loss --------------------------------
+ * spread.c says where a group's units may go and track_record.c what each provider has
+ * done; this block feeds them from the unit lifecycle and hands their answers to the market
+ * plugin (avoid_providers), the plan (rebalancing) and policies (ctx.providers). A loss
+ * orders its replacement at once: the policies owning the group are evaluated on the next
+ * turn instead of at their next interval, and the guard treats the replacements as repairs
+ * (no scale-up cooldown, ahead of other actions; the budget and other limits still hold). */
+
+static int resil_init(struct sw_runtime *rt, struct sw_error *err)
+{
+    rt->track = sw_track_record_new(rt->journal, &rt->config->guard.provider_backoff, err);
+    return rt->track != NULL ? 0 : (err->code ? err->code : SW_ESTORE);
+}
+
+static void resil_stop(struct sw_runtime *rt)
+{
+    stop_timer(rt, &rt->repair_timer);
+}
+
+static void resil_free(struct sw_runtime *rt)
+{
+    stop_timer(rt, &rt->repair_timer);
+    sw_track_record_free(rt->track);
+    sw_names_clear(&rt->avoid);
+    sw_names_clear(&rt->lost_groups);
+}
+
+static void resil_unit_ready(struct sw_runtime *rt, const struct sw_unit *u)
+{
+    if (rt->track != NULL)
+        sw_track_record_ready(rt->track, u, now_ms(rt));
+}
+
+static bool slot_owns_lost_group(const struct sw_runtime *rt, const struct policy_slot *slot)
+{
+    const struct sw_desired *last = sw_policy_last_good(slot->policy);
+    for (size_t i = 0; last != NULL && i < last->count; i++)
+        if (sw_names_has(&rt->lost_groups, last->entries[i].group))
+            return true;
+    return false;
+}
+
+/* Every evaluation plans all groups, so one is enough for groups no policy names. */
+static void repair_tick(void *ud)
+{
+    struct sw_runtime *rt = ud;
+    rt->repair_timer = 0;
+    if (!rt->running)
+        return;
+    bool *chosen = sw_xcalloc(rt->policy_count ? rt->policy_count : 1, sizeof(bool));
+    size_t chosen_count = 0;
+    for (size_t i = 0; i < rt->policy_count; i++) {
+        chosen[i] = !rt->policies[i].paused && slot_owns_lost_group(rt, &rt->policies[i]);
+        chosen_count += chosen[i];
+    }
+    for (size_t i = 0; chosen_count == 0 && i < rt->policy_count; i++) {
+        if (!rt->policies[i].paused) {
+            chosen[i] = true;
+            chosen_count = 1;
+        }
+    }
+    sw_log(SW_LOG_WARN, LOG, "%d unit%s lost at once; evaluating %zu polic%s now to replace "
+           "them", rt->lost_count, rt->lost_count == 1 ? "" : "s", chosen_count,
+           chosen_count == 1 ? "y" : "ies");
+    sw_names_clear(&rt->lost_groups);
+    rt->lost_count = 0;
+    for (size_t i = 0; i < rt->policy_count && rt->running; i++) {
+        if (!chosen[i])
+            continue;
+        stop_timer(rt, &rt->policies[i].timer);
+        policy_tick(&rt->policies[i]); /* evaluates, then schedules the next regular tick */
+    }
+    free(chosen);
+}
+
+static void resil_unit_closed(struct sw_runtime *rt, const struct sw_unit *u, int how)
+{
+    if (rt->track != NULL)
+        sw_track_record_closed(rt->track, u, how, &rt->units, now_ms(rt));
+    /* A failed acquire is a loss only once a provider had won it: before that, nothing the
+     * group counted on went away. */
+    if (how == SW_TRACK_RELEASED || (how == SW_TRACK_FAILED && u->provider == NULL))
+        return;
+    sw_guard_note_lost(rt->guard, u->group, 1);
+    sw_names_add(&rt->lost_groups, u->group);
+    rt->lost_count++;
+    /* One timer per burst: every loss of this drain (or list) is planned in one batch. */
+    if (rt->running && rt->recovered && rt->repair_timer == 0)
+        rt->repair_timer = sw_clock_timer_start(rt->clock, 0, repair_tick, rt);
+}
+
+static void resil_fill_avoid(struct sw_runtime *rt, const struct sw_unit *u,
+                             struct swp_acquire_req *req)
+{
+    const struct sw_group_config *g = sw_config_group(rt->config, u->group);
+    struct sw_names backed_off = {0};
+    if (rt->track != NULL)
+        sw_track_record_backed_off_list(rt->track, now_ms(rt), &backed_off);
+    sw_names_clear(&rt->avoid);
+    if (g != NULL) {
+        /* The group's size once this batch is done; a group nobody sized keeps its own. */
+        int total = sw_desired_group_total(&rt->desired, g->name);
+        if (total <= 0)
+            total = sw_units_count_capacity(&rt->units, g->name, NULL);
+        struct sw_spread_input in = {
+            .group = g,
+            .units = &rt->units,
+            .offers = &rt->offers,
+            .target_total = total,
+            .backed_off = &backed_off,
+        };
+        int relaxed = sw_spread_avoid(&in, u, &rt->avoid);
+        if (relaxed != SW_SPREAD_KEPT)
+            sw_log(SW_LOG_WARN, LOG, "unit %s %s/%s: every provider offering there is %s; "
+                   "placing it anyway", u->key, u->group, u->region,
+                   relaxed == SW_SPREAD_SPREAD_DROPPED
+                       ? "at its spread limit (spread relaxed for this unit)"
+                       : "at its spread limit or backed off (nothing avoided)");
+    }
+    sw_names_clear(&backed_off);
+    if (rt->avoid.count > 0) {
+        req->avoid_providers = (const char *const *)rt->avoid.items;
+        req->avoid_count = rt->avoid.count;
+    }
+}
+
+static void resil_plan(struct sw_runtime *rt, struct sw_actions *actions)
+{
+    struct sw_names backed_off = {0};
+    if (rt->track != NULL)
+        sw_track_record_backed_off_list(rt->track, now_ms(rt), &backed_off);
+    sw_spread_rebalance(&rt->desired, &rt->units, &rt->offers, rt->config->groups,
+                        rt->config->group_count, &backed_off, actions);
+    sw_names_clear(&backed_off);
+}
+
+static void resil_fill_input(struct sw_runtime *rt, struct sw_policy_input *in)
+{
+    if (rt->track != NULL)
+        in->providers = sw_track_record_view(rt->track, &rt->units, in->now_ms,
+                                             &in->provider_count);
 }

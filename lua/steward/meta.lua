@@ -35,6 +35,7 @@
 ---@field metrics steward.Metrics
 ---@field budget steward.Budget
 ---@field probes steward.Probe[]         the last probe round ({} without "probes" in the config)
+---@field providers steward.Provider[]    every provider's track record, by name
 ---@field log fun(fmt: any, ...: any)     info line (string.format when given arguments)
 ---@field warn fun(fmt: any, ...: any)    warning line
 ---@field explain fun(group: string, region: string|nil, text: string) why (shown with the plan)
@@ -63,6 +64,15 @@
 ---@field healthy boolean                false after repeated probe failures
 ---@field age_s number                   seconds since ordered
 ---@field uris string[]
+
+---A provider's track record (kept in the journal). A provider in back-off is left out of
+---every acquire until backed_off_until.
+---@class steward.Provider
+---@field provider string
+---@field closures integer               involuntary closures (lost leases, failed once leased)
+---@field lease_hours number             ready time of its leases, ended and open
+---@field mean_ready_s number|nil        mean bid-to-ready seconds; nil before the first ready
+---@field backed_off_until number|nil    seconds since the epoch; nil when not backed off
 
 ---@class steward.Offer
 ---@field provider string

@@ -206,6 +206,8 @@ local handles = setmetatable({}, { __mode = "k" })
 ---  value = n}}} or {name = {error = "why"}}), budget ({usd_per_hour,
 ---  spend_usd_per_hour}; spend defaults to the sum of lease prices), probes ({{target, unit,
 ---  group, region, ok = true, status, connect_ms, tls_ms, first_byte_ms, total_ms, error}}).
+---  spend_usd_per_hour}; spend defaults to the sum of lease prices), providers
+---  ({{provider, closures, lease_hours, mean_ready_s, backed_off_until}}).
 ---Unknown fields are errors, so a typo cannot silently test nothing.
 ---@param desc? table
 ---@return steward.Ctx

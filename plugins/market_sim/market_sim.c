@@ -30,6 +30,15 @@
  *
  * Persistence (persist=true): each open deployment is the JSON value of KV key "dep/<dseq>",
  * and KV key "index" holds the JSON array of open dseqs (the KV has no listing).
+ *
+ * Test hook "close_provider_at": {"provider": owner, "after": duration, "every": duration}
+ * makes that provider close all its leases at once, `after` from the plugin's start and
+ * again every `every` (optional): a provider outage, as when an Akash provider loses a node
+ * or its RPC and closes dozens of leases in one go. {"busiest": true} instead of "provider"
+ * picks, each time, the provider holding the most leases then (ties: the first listed).
+ * Each closed lease emits unit_lost (and fails its acquire if it was not ready yet), exactly
+ * as a random closure does. The provider keeps bidding afterwards: avoiding it is the
+ * client's job.
  */
 #include <math.h>
 #include <stdarg.h>
@@ -143,6 +152,10 @@ struct market {
     bool reloading;           /* the index is written once at the end of a reload */
     struct acquire *acquires; /* in flight */
     uint64_t bid_seq;
+    char *outage_provider;    /* close_provider_at: NULL when not configured or busiest */
+    bool outage_busiest;
+    uint64_t outage_every_ms; /* 0: once */
+    uint64_t outage_timer;
 };
 
 /* ---- small helpers ----------------------------------------------------------------- */
@@ -1014,11 +1027,11 @@ static void on_ready(void *ud)
         acq_finish(d->acq, 0, NULL);
 }
 
-static void on_closure(void *ud)
+/* The provider closes an open lease: unit_lost for the client, and the acquire still
+ * waiting on it (not ready yet) fails. */
+static void provider_closes(struct deployment *d)
 {
-    struct deployment *d = ud;
     struct market *m = d->m;
-    d->closure_timer = 0;
     struct acquire *a = d->acq;
     m->host->log(m->host, SWP_LOG_INFO,
                  "deployment %s (%s, %s): provider %s closed the lease "
@@ -1050,6 +1063,99 @@ static void on_closure(void *ud)
                    "provider %s closed the lease before it was ready "
                    "(lease_closed_reason_unstable)",
                    d->provider);
+}
+
+static void on_closure(void *ud)
+{
+    struct deployment *d = ud;
+    d->closure_timer = 0;
+    provider_closes(d);
+}
+
+static bool holds_lease(const struct deployment *d, const char *owner)
+{
+    return (d->state == SWP_UNIT_LEASED || d->state == SWP_UNIT_READY) && d->provider &&
+           strcmp(d->provider, owner) == 0;
+}
+
+/* The provider holding the most leases now (ties: the first listed); NULL when none does. */
+static const char *busiest_provider(const struct market *m)
+{
+    const char *best = NULL;
+    size_t best_count = 0;
+    for (size_t p = 0; p < m->provider_count; p++) {
+        size_t n = 0;
+        for (size_t i = 0; i < m->dep_count; i++)
+            n += holds_lease(m->deps[i], m->providers[p].owner);
+        if (n > best_count) {
+            best = m->providers[p].owner;
+            best_count = n;
+        }
+    }
+    return best;
+}
+
+static void on_outage(void *ud)
+{
+    struct market *m = ud;
+    m->outage_timer = 0;
+    const char *owner = m->outage_busiest ? busiest_provider(m) : m->outage_provider;
+    /* dseqs first: closing runs client callbacks, which may acquire or release and so
+     * reshape the deployment list under the loop. */
+    size_t count = 0;
+    char (*dseqs)[24] = xcalloc(m->dep_count, sizeof(*dseqs));
+    for (size_t i = 0; i < m->dep_count; i++) {
+        const struct deployment *d = m->deps[i];
+        if (owner && holds_lease(d, owner))
+            memcpy(dseqs[count++], d->dseq, sizeof(dseqs[0]));
+    }
+    m->host->log(m->host, SWP_LOG_INFO, "close_provider_at: provider %s closes all its %zu lease%s",
+                 owner ? owner : "(none holds a lease)", count, count == 1 ? "" : "s");
+    for (size_t i = 0; i < count; i++) {
+        struct deployment *d = dep_find(m, dseqs[i]);
+        if (d && d->state != SWP_UNIT_CLOSED)
+            provider_closes(d);
+    }
+    free(dseqs);
+    if (m->outage_every_ms > 0)
+        m->outage_timer = timer_arm(m, m->outage_every_ms, on_outage, m);
+}
+
+/* close_provider_at: {"provider": owner | "busiest": true, "after": duration,
+ * "every": duration?}. */
+static int outage_parse(struct market *m, const char *json, struct swp_error *err)
+{
+    cJSON *o = cJSON_Parse(json);
+    const cJSON *provider = cJSON_GetObjectItemCaseSensitive(o, "provider");
+    m->outage_busiest = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "busiest"));
+    const cJSON *after = cJSON_GetObjectItemCaseSensitive(o, "after");
+    const cJSON *every = cJSON_GetObjectItemCaseSensitive(o, "every");
+    uint64_t after_ms = 0;
+    int rc = SWP_ECONFIG;
+    if (m->outage_busiest == (provider != NULL))
+        set_error(err, SWP_ECONFIG, "close_provider_at: set either \"provider\" or "
+                                    "\"busiest\": true");
+    else if (provider && (!cJSON_IsString(provider) ||
+                          provider_find(m, provider->valuestring) == NULL))
+        set_error(err, SWP_ECONFIG, "close_provider_at.provider: expected the owner of a "
+                                    "configured provider");
+    else if (after == NULL || parse_duration(after, &after_ms) < 0)
+        set_error(err, SWP_ECONFIG, "close_provider_at.after: expected duration (\"5s\")");
+    else if (every != NULL && (parse_duration(every, &m->outage_every_ms) < 0 ||
+                               m->outage_every_ms == 0))
+        set_error(err, SWP_ECONFIG, "close_provider_at.every: expected duration > 0");
+    else
+        rc = 0;
+    if (rc == 0) {
+        m->outage_provider = provider ? xstrdup(provider->valuestring) : NULL;
+        m->outage_timer = timer_arm(m, after_ms, on_outage, m);
+        if (m->outage_timer == 0) {
+            set_error(err, SWP_EIO, "close_provider_at: the host could not start a timer");
+            rc = SWP_ECONFIG;
+        }
+    }
+    cJSON_Delete(o);
+    return rc;
 }
 
 static void on_deadline(void *ud)
@@ -1377,6 +1483,8 @@ static void reload(struct market *m)
 
 static void market_free(struct market *m)
 {
+    timer_disarm(m, &m->outage_timer);
+    free(m->outage_provider);
     for (size_t i = 0; i < m->dep_count; i++) {
         timer_disarm(m, &m->deps[i]->ready_timer);
         timer_disarm(m, &m->deps[i]->closure_timer);
@@ -1425,6 +1533,9 @@ static int ms_init(const struct swp_host *host, void **state, struct swp_error *
         cJSON_Delete(array);
     }
     if (rc < 0)
+        goto fail;
+    const char *outage = host->cfg_json(host, "close_provider_at");
+    if (outage != NULL && (rc = outage_parse(m, outage, err)) < 0)
         goto fail;
     if (m->persist)
         reload(m);
@@ -1477,6 +1588,11 @@ static const struct swp_config_entry ms_config[] = {
      "Multiplies every provider's closures_per_hour (0 disables provider-closed leases)."},
     {"persist", SWP_CFG_BOOL, "true", false,
      "Keep deployments in the plugin's KV space so a restarted steward finds them."},
+    {"close_provider_at", SWP_CFG_OBJECT, NULL, false,
+     "Test hook: {\"provider\": owner, \"after\": \"5s\", \"every\": \"1d\"} makes that "
+     "provider close all its leases at once (a provider outage), after the given time from "
+     "start and then every `every` (optional); {\"busiest\": true} instead of \"provider\" "
+     "picks the provider holding the most leases each time."},
 };
 
 static const struct swp_market_ops ms_market_ops = {

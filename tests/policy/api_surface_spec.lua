@@ -5,11 +5,11 @@ local t = require "steward.testing"
 
 local CTX_FIELDS = {
   "budget", "capacity", "explain", "groups", "leases", "log", "metrics", "now", "now_ms",
-  "offers", "params", "price", "probes", "ready", "regions", "state", "warn",
+  "offers", "params", "price", "probes", "providers", "ready", "regions", "state", "warn",
 }
 local FIELD_TYPES = {
   now = "number", now_ms = "number", params = "table", state = "table", groups = "table",
-  leases = "table", offers = "table", metrics = "table", budget = "table",
+  leases = "table", offers = "table", metrics = "table", budget = "table", providers = "table",
   capacity = "function", ready = "function", price = "function", regions = "function",
   log = "function", warn = "function", explain = "function", probes = "table",
 }
@@ -22,6 +22,7 @@ local GROUP_FIELDS = {
   "max", "max_price_usd_hour", "min", "name", "regions", "scale_down_cooldown_s",
   "scale_up_cooldown_s",
 }
+local PROVIDER_FIELDS = { "backed_off_until", "closures", "lease_hours", "mean_ready_s", "provider" }
 local METRICS_FIELDS = { "query", "sum_by" }
 local BUDGET_FIELDS = { "spend_usd_per_hour", "usd_per_hour" }
 local PROBE_FIELDS = {
@@ -54,6 +55,10 @@ local function full_ctx()
       { target = "https://a/", unit = "k1", group = "web", region = "eu-west", ok = false,
         status = 503, connect_ms = 1, tls_ms = 2, first_byte_ms = 3, total_ms = 4,
         error = "HTTP 503" },
+    },
+    providers = {
+      { provider = "p1", closures = 2, lease_hours = 10.5, mean_ready_s = 42,
+        backed_off_until = 1700000600 },
     },
   }
 end
@@ -103,6 +108,7 @@ describe("ctx", function()
     expect(keys(ctx.groups.web)).to_equal(GROUP_FIELDS)
     expect(keys(ctx.metrics)).to_equal(METRICS_FIELDS)
     expect(keys(ctx.budget)).to_equal(BUDGET_FIELDS)
+    expect(keys(ctx.providers[1])).to_equal(PROVIDER_FIELDS)
     expect(keys(ctx.metrics.query("rps")[1])).to_equal({ "labels", "value" })
     expect(keys(ctx.probes[1])).to_equal(PROBE_FIELDS)
   end)
@@ -133,6 +139,7 @@ describe("ctx", function()
     expect(function() ctx.groups.web.max = 9 end).to_fail("ctx.groups.web is read-only")
     expect(function() ctx.params.target = 1 end).to_fail("ctx.params is read-only")
     expect(function() ctx.budget.usd_per_hour = 1 end).to_fail("ctx.budget is read-only")
+    expect(function() ctx.providers[1].closures = 0 end).to_fail("ctx.providers[1] is read-only")
     expect(function() ctx.state = {} end).to_fail("ctx.state is read-only")
     -- iterating does not hand out the table behind the proxy
     local _, hidden = pairs(ctx.params)
@@ -152,6 +159,7 @@ describe("meta.lua", function()
     ["steward.Metrics"] = METRICS_FIELDS,
     ["steward.Budget"] = BUDGET_FIELDS,
     ["steward.Probe"] = PROBE_FIELDS,
+    ["steward.Provider"] = PROVIDER_FIELDS,
   }
   local names = keys(classes)
   for _, class in ipairs(names) do
@@ -159,4 +167,25 @@ describe("meta.lua", function()
       expect(meta_fields(text, class)).to_equal(classes[class])
     end)
   end
+end)
+
+describe("ctx.providers", function()
+  it("is empty without a track record and keeps nil for unknown values", function()
+    expect(#t.ctx {}.providers).to_be(0)
+    local ctx = t.ctx { providers = { { provider = "p2", closures = 0, lease_hours = 1 } } }
+    expect(ctx.providers[1].provider).to_be("p2")
+    expect(ctx.providers[1].mean_ready_s).to_be_nil()
+    expect(ctx.providers[1].backed_off_until).to_be_nil()
+  end)
+
+  it("carries the back-off end in seconds, like ctx.now", function()
+    local ctx = t.ctx { providers = { { provider = "p1", closures = 3, lease_hours = 0.5,
+                                         mean_ready_s = 12.5, backed_off_until = 1700000600.5 } } }
+    local p = ctx.providers[1]
+    expect(p.closures).to_be(3)
+    expect(math.type(p.closures)).to_be("integer")
+    expect(p.lease_hours).to_be(0.5)
+    expect(p.mean_ready_s).to_be(12.5)
+    expect(p.backed_off_until).to_be(1700000600.5)
+  end)
 end)

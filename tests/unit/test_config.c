@@ -118,12 +118,15 @@ SW_TEST(full_config_every_field)
         "              \"lat\": {\"plugin\": \"prom\", \"query\": \"up\"}},\n"
         "  \"guard\": {\"budget_usd_hour\": 5.5, \"max_leases\": 20,\n"
         "            \"max_actions_per_window\": 6, \"action_window\": \"5m\",\n"
-        "            \"unhealthy_after\": 4},\n"
+        "            \"unhealthy_after\": 4,\n"
+        "            \"provider_backoff\": {\"closures_per_lease_hour\": 0.5,\n"
+        "              \"min_lease_hours\": 2, \"backoff\": \"5m\", \"max_backoff\": \"1h\"}},\n"
         "  \"groups\": {\n"
         "    \"web\": {\"min\": 1, \"max\": 12, \"regions\": [\"eu-west\", \"us-east\"],\n"
         "            \"scale_up_cooldown\": \"30s\", \"scale_down_cooldown\": \"5m\",\n"
         "            \"max_price_usd_hour\": 0.75, \"profile\": {\"cpu\": 2, \"gpu\": null},\n"
-        "            \"sdl\": \"web.sdl\", \"acquire_deadline\": \"6m\"},\n"
+        "            \"sdl\": \"web.sdl\", \"acquire_deadline\": \"6m\",\n"
+        "            \"spread\": {\"max_share_per_provider\": 0.5, \"min_providers\": 2}},\n"
         "    \"batch\": {\"max\": 4}\n"
         "  },\n"
         "  /* policies run in order */\n"
@@ -182,6 +185,10 @@ SW_TEST(full_config_every_field)
     SW_ASSERT_EQ(c->guard.max_actions, 6);
     SW_ASSERT_EQ(c->guard.action_window_ms, 300000);
     SW_ASSERT_EQ(c->guard.unhealthy_after, 4);
+    SW_ASSERT_NEAR(c->guard.provider_backoff.closures_per_lease_hour, 0.5, 1e-12);
+    SW_ASSERT_NEAR(c->guard.provider_backoff.min_lease_hours, 2, 1e-12);
+    SW_ASSERT_EQ(c->guard.provider_backoff.backoff_ms, 300000);
+    SW_ASSERT_EQ(c->guard.provider_backoff.max_backoff_ms, 3600000);
 
     SW_ASSERT_EQ(c->group_count, 2);
     const struct sw_group_config *web = sw_config_group(c, "web");
@@ -197,6 +204,8 @@ SW_TEST(full_config_every_field)
     SW_ASSERT_STREQ(web->profile_json, "{\"cpu\":2,\"gpu\":null}");
     SW_ASSERT_STREQ(web->sdl_template, "version: \"2.0\"\n");
     SW_ASSERT_EQ(web->acquire_deadline_ms, 360000);
+    SW_ASSERT_NEAR(web->spread_max_share, 0.5, 1e-12);
+    SW_ASSERT_EQ(web->spread_min_providers, 2);
     const struct sw_group_config *batch = sw_config_group(c, "batch");
     SW_ASSERT(batch == &c->groups[1]);
     SW_ASSERT_EQ(batch->min, 0);
@@ -209,6 +218,8 @@ SW_TEST(full_config_every_field)
     SW_ASSERT(batch->profile_json == NULL);
     SW_ASSERT(batch->sdl_template == NULL);
     SW_ASSERT_EQ(batch->acquire_deadline_ms, 480000);
+    SW_ASSERT_NEAR(batch->spread_max_share, 0, 0);
+    SW_ASSERT_EQ(batch->spread_min_providers, 0);
     SW_ASSERT(sw_config_group(c, "cache") == NULL);
 
     SW_ASSERT_EQ(c->policy_count, 2);
@@ -256,6 +267,10 @@ SW_TEST(defaults_for_minimal_config)
     SW_ASSERT_EQ(c->guard.max_actions, 0);
     SW_ASSERT_EQ(c->guard.action_window_ms, 60000);
     SW_ASSERT_EQ(c->guard.unhealthy_after, 3);
+    SW_ASSERT_NEAR(c->guard.provider_backoff.closures_per_lease_hour, 0.2, 1e-12);
+    SW_ASSERT_NEAR(c->guard.provider_backoff.min_lease_hours, 1, 1e-12);
+    SW_ASSERT_EQ(c->guard.provider_backoff.backoff_ms, 600000);
+    SW_ASSERT_EQ(c->guard.provider_backoff.max_backoff_ms, 4 * 3600000);
     SW_ASSERT_EQ(c->group_count, 1);
     SW_ASSERT_EQ(c->groups[0].max, 3);
     SW_ASSERT_EQ(c->policy_count, 0);
@@ -436,10 +451,10 @@ SW_TEST(unknown_keys_rejected_at_every_level)
     EXPECT_ERROR("{\"market\": \"sim\", \"groups\": {\"web\": {\"max\": 2, \"maxx\": 3}}}",
                  ":groups.web: unknown key 'maxx' (known: min, max, regions, scale_up_cooldown, "
                  "scale_down_cooldown, max_price_usd_hour, profile, sdl, acquire_deadline, "
-                 "providers, provider_env)");
+                 "providers, provider_env, spread)");
     EXPECT_ERROR("{\"market\": \"sim\", \"guard\": {\"budget\": 3}, " MIN_GROUPS "}",
                  ":guard: unknown key 'budget' (known: budget_usd_hour, max_leases, "
-                 "max_actions_per_window, action_window, unhealthy_after)");
+                 "max_actions_per_window, action_window, unhealthy_after, provider_backoff)");
     EXPECT_ERROR("{\"market\": \"sim\", " MIN_GROUPS ", \"policies\": [{\"name\": \"p\", "
                  "\"file\": \"policies/scale.lua\", \"every\": \"1s\"}]}",
                  ":policies[0]: unknown key 'every' (known: name, file, interval, params, "
@@ -537,6 +552,62 @@ SW_TEST(guard_rules)
                  ":guard.action_window: expected duration like \"10s\", got string \"soon\"");
     EXPECT_ERROR("{\"market\": \"sim\", \"guard\": {\"action_window\": 0}, " MIN_GROUPS "}",
                  ":guard.action_window: expected duration > 0, got 0");
+}
+
+SW_TEST(spread_rules)
+{
+    EXPECT_ERROR("{\"market\": \"sim\", \"groups\": {\"web\": {\"max\": 4, \"spread\": "
+                 "{\"max_share_per_provider\": 0}}}}",
+                 ":groups.web.spread.max_share_per_provider: expected number in (0, 1], got 0");
+    EXPECT_ERROR("{\"market\": \"sim\", \"groups\": {\"web\": {\"max\": 4, \"spread\": "
+                 "{\"max_share_per_provider\": 1.5}}}}",
+                 ":groups.web.spread.max_share_per_provider: expected number in (0, 1], got 1.5");
+    EXPECT_ERROR("{\"market\": \"sim\", \"groups\": {\"web\": {\"max\": 4, \"spread\": "
+                 "{\"min_providers\": 0}}}}",
+                 ":groups.web.spread.min_providers: expected integer >= 1, got 0");
+    EXPECT_ERROR("{\"market\": \"sim\", \"groups\": {\"web\": {\"max\": 4, \"spread\": "
+                 "{\"share\": 0.5}}}}",
+                 ":groups.web.spread: unknown key 'share' (known: max_share_per_provider, "
+                 "min_providers)");
+    EXPECT_ERROR("{\"market\": \"sim\", \"groups\": {\"web\": {\"max\": 4, \"spread\": 2}}}",
+                 ":groups.web.spread: expected object, got 2");
+    /* Only the share: no distinct-provider floor. */
+    const char *text = "{\"market\": \"sim\", \"groups\": {\"web\": {\"max\": 4, \"spread\": "
+                       "{\"max_share_per_provider\": 1}}}}";
+    struct sw_error err = {0};
+    struct sw_config *c = parse_in_scratch(text, &err);
+    SW_ASSERT(c != NULL);
+    SW_ASSERT_NEAR(c->groups[0].spread_max_share, 1, 0);
+    SW_ASSERT_EQ(c->groups[0].spread_min_providers, 0);
+    sw_config_free(c);
+}
+
+SW_TEST(provider_backoff_rules)
+{
+    EXPECT_ERROR("{\"market\": \"sim\", \"guard\": {\"provider_backoff\": "
+                 "{\"closures_per_lease_hour\": -1}}, " MIN_GROUPS "}",
+                 ":guard.provider_backoff.closures_per_lease_hour: expected number >= 0, got -1");
+    EXPECT_ERROR("{\"market\": \"sim\", \"guard\": {\"provider_backoff\": "
+                 "{\"backoff\": \"10m\", \"max_backoff\": \"5m\"}}, " MIN_GROUPS "}",
+                 ":guard.provider_backoff.max_backoff: expected duration >= backoff, got string "
+                 "\"5m\"");
+    EXPECT_ERROR("{\"market\": \"sim\", \"guard\": {\"provider_backoff\": "
+                 "{\"backoff\": 0}}, " MIN_GROUPS "}",
+                 ":guard.provider_backoff.backoff: expected duration > 0, got 0");
+    EXPECT_ERROR("{\"market\": \"sim\", \"guard\": {\"provider_backoff\": {\"after\": 1}}, "
+                 MIN_GROUPS "}",
+                 ":guard.provider_backoff: unknown key 'after' (known: closures_per_lease_hour, "
+                 "min_lease_hours, backoff, max_backoff)");
+    /* A first back-off above the default cap lifts the cap; 0 disables the threshold. */
+    const char *text = "{\"market\": \"sim\", \"guard\": {\"provider_backoff\": "
+                       "{\"closures_per_lease_hour\": 0, \"backoff\": \"6h\"}}, " MIN_GROUPS "}";
+    struct sw_error err = {0};
+    struct sw_config *c = parse_in_scratch(text, &err);
+    SW_ASSERT(c != NULL);
+    SW_ASSERT_NEAR(c->guard.provider_backoff.closures_per_lease_hour, 0, 0);
+    SW_ASSERT_EQ(c->guard.provider_backoff.backoff_ms, 6 * 3600000);
+    SW_ASSERT_EQ(c->guard.provider_backoff.max_backoff_ms, 6 * 3600000);
+    sw_config_free(c);
 }
 
 SW_TEST(bad_durations)

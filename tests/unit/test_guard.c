@@ -782,4 +782,123 @@ SW_TEST(pipeline_absent_group_replaces_unhealthy_unit)
     sw_guard_free(guard);
 }
 
+
+/* ---- repairs: replacements of lost units ---------------------------------------------- */
+
+/* Choice documented in guard.h: the runtime tells the guard how many units a group lost
+ * (sw_guard_note_lost); that many acquires of the group are repairs, exempt from the
+ * scale-up cooldown, until recorded. */
+SW_TEST(repairs_skip_the_scale_up_cooldown_up_to_the_units_lost)
+{
+    struct fixture f;
+    fixture_init(&f);
+    f.groups[0].scale_up_cooldown_ms = 60000;
+    fixture_start(&f);
+    record(&f, SW_ACTION_ACQUIRE, "web", 0); /* a scale-up just happened */
+    sw_guard_note_lost(f.guard, "web", 2);
+    sw_guard_note_lost(f.guard, "nope", 5); /* unknown groups are ignored */
+    acquire(&f, "web", 1);
+    acquire(&f, "web", 1);
+    acquire(&f, "web", 1); /* a third one is a scale-up again */
+    sw_guard_filter(f.guard, 10000, &f.units, &f.actions, &f.refused);
+    SW_ASSERT_EQ(f.actions.count, 2);
+    SW_ASSERT_STREQ(f.actions.items[0].reason,
+                    "planned (replaces a lost or unhealthy unit: no scale-up cooldown)");
+    SW_ASSERT_EQ(f.refused.count, 1);
+    SW_ASSERT_STREQ(f.refused.items[0].reason, "scale-up cooldown for web: 50s left");
+    for (size_t i = 0; i < f.actions.count; i++)
+        record(&f, SW_ACTION_ACQUIRE, "web", 10000);
+    sw_actions_clear(&f.actions);
+    sw_actions_clear(&f.refused);
+    /* Recorded replacements used the losses up: the cooldown is back. */
+    acquire(&f, "web", 1);
+    sw_guard_filter(f.guard, 20000, &f.units, &f.actions, &f.refused);
+    SW_ASSERT_EQ(f.actions.count, 0);
+    SW_ASSERT_STREQ(f.refused.items[0].reason, "scale-up cooldown for web: 50s left");
+    fixture_free(&f);
+}
+
+SW_TEST(repairs_go_first_and_still_within_the_budget)
+{
+    struct fixture f;
+    fixture_init(&f);
+    f.cfg.budget_usd_hour = 2.0;
+    fixture_start(&f);
+    add_unit(&f.units, "w1", "web", "eu", SW_UNIT_READY, 0.5);
+    sw_guard_note_lost(f.guard, "batch", 2);
+    acquire(&f, "web", 1.0);   /* a scale-up of the first group */
+    acquire(&f, "batch", 0.5); /* two replacements of the second */
+    acquire(&f, "batch", 0.5);
+    sw_guard_filter(f.guard, 0, &f.units, &f.actions, &f.refused);
+    /* The replacements take the budget first; the scale-up would exceed it. */
+    SW_ASSERT_EQ(f.actions.count, 2);
+    SW_ASSERT_STREQ(f.actions.items[0].group, "batch");
+    SW_ASSERT_STREQ(f.actions.items[1].group, "batch");
+    SW_ASSERT_EQ(f.refused.count, 1);
+    SW_ASSERT_STREQ(f.refused.items[0].group, "web");
+    SW_ASSERT_STREQ(f.refused.items[0].reason, "budget: 2.50 USD/h would exceed 2.00 USD/h");
+    sw_actions_clear(&f.actions);
+    sw_actions_clear(&f.refused);
+
+    /* Over budget, a repair is refused like anything else. */
+    sw_guard_note_lost(f.guard, "batch", 1);
+    acquire(&f, "batch", 2.0);
+    sw_guard_filter(f.guard, 0, &f.units, &f.actions, &f.refused);
+    SW_ASSERT_EQ(f.actions.count, 0);
+    SW_ASSERT_STREQ(f.refused.items[0].reason, "budget: 2.50 USD/h would exceed 2.00 USD/h");
+    fixture_free(&f);
+}
+
+SW_TEST(repairs_order_keeps_unhealthy_releases_first)
+{
+    struct fixture f;
+    fixture_init(&f);
+    fixture_start(&f);
+    add_unit(&f.units, "ok", "batch", "eu", SW_UNIT_READY, 1);
+    add_unit(&f.units, "sick", "web", "eu", SW_UNIT_READY, 1)->unhealthy = true;
+    sw_guard_note_lost(f.guard, "batch", 1);
+    acquire(&f, "web", 1);   /* the sick unit's replacement: a repair too */
+    acquire(&f, "web", 1);   /* a scale-up */
+    acquire(&f, "batch", 1); /* the lost unit's replacement */
+    release(&f, "ok");
+    release(&f, "sick");
+    sw_guard_filter(f.guard, 0, &f.units, &f.actions, &f.refused);
+    SW_ASSERT_EQ(f.actions.count, 5);
+    SW_ASSERT_STREQ(f.actions.items[0].unit_key, "sick");
+    SW_ASSERT_STREQ(f.actions.items[1].group, "web");
+    SW_ASSERT_STREQ(f.actions.items[2].group, "batch");
+    SW_ASSERT_EQ(f.actions.items[2].kind, SW_ACTION_ACQUIRE);
+    SW_ASSERT_STREQ(f.actions.items[3].group, "web"); /* the scale-up, after the repairs */
+    SW_ASSERT_STREQ(f.actions.items[4].unit_key, "ok");
+    fixture_free(&f);
+}
+
+SW_TEST(repairs_unhealthy_units_count_and_unreplaced_losses_are_forgotten)
+{
+    struct fixture f;
+    fixture_init(&f);
+    f.groups[0].scale_up_cooldown_ms = 60000;
+    fixture_start(&f);
+    record(&f, SW_ACTION_ACQUIRE, "web", 0);
+    add_unit(&f.units, "sick", "web", "eu", SW_UNIT_READY, 1)->unhealthy = true;
+    acquire(&f, "web", 1);
+    sw_guard_filter(f.guard, 1000, &f.units, &f.actions, &f.refused);
+    SW_ASSERT_EQ(f.actions.count, 1); /* replaces the unhealthy unit */
+    sw_actions_clear(&f.actions);
+
+    /* A loss the policy chose not to replace (no acquire planned) is dropped, so a later
+     * scale-up keeps its cooldown. */
+    sw_units_clear(&f.units);
+    sw_guard_note_lost(f.guard, "web", 1);
+    release(&f, "none");
+    sw_guard_filter(f.guard, 2000, &f.units, &f.actions, &f.refused);
+    sw_actions_clear(&f.actions);
+    sw_actions_clear(&f.refused);
+    acquire(&f, "web", 1);
+    sw_guard_filter(f.guard, 3000, &f.units, &f.actions, &f.refused);
+    SW_ASSERT_EQ(f.actions.count, 0);
+    SW_ASSERT_STREQ(f.refused.items[0].reason, "scale-up cooldown for web: 57s left");
+    fixture_free(&f);
+}
+
 SW_TEST_MAIN()

@@ -293,6 +293,8 @@ static bool finish(struct fake_host *h)
     return clean;
 }
 
+static int init_error(const char *config, char *msg, size_t len);
+
 /* ---- tests ---- */
 
 SW_TEST(descriptor)
@@ -305,10 +307,10 @@ SW_TEST(descriptor)
     SW_ASSERT_EQ(p->kinds, SWP_KIND_MARKET);
     SW_ASSERT(p->market && p->market->acquire && p->market->release && p->market->list &&
               p->market->offers);
-    const char *names[] = {"providers_file", "providers",     "create_delay",
-                           "bid_window",     "closure_scale", "persist"};
-    SW_ASSERT_EQ(p->config_count, 6);
-    for (size_t i = 0; i < 6; i++) {
+    const char *names[] = {"providers_file", "providers", "create_delay",     "bid_window",
+                           "closure_scale",  "persist",   "close_provider_at"};
+    SW_ASSERT_EQ(p->config_count, 7);
+    for (size_t i = 0; i < 7; i++) {
         SW_ASSERT_STREQ(p->config[i].name, names[i]);
         SW_ASSERT(p->config[i].description && strlen(p->config[i].description) > 10);
     }
@@ -317,6 +319,7 @@ SW_TEST(descriptor)
     SW_ASSERT_STREQ(p->config[3].default_value, "\"5s\"");
     SW_ASSERT_EQ(p->config[4].type, SWP_CFG_DOUBLE);
     SW_ASSERT_EQ(p->config[5].type, SWP_CFG_BOOL);
+    SW_ASSERT_EQ(p->config[6].type, SWP_CFG_OBJECT);
 }
 
 SW_TEST(lowest_price_wins)
@@ -835,6 +838,123 @@ SW_TEST(closure_before_ready_fails_the_acquire)
     SW_ASSERT_CONTAINS(r.msg, "closed the lease before it was ready");
     SW_ASSERT_EQ(h->event_count, 1);
     SW_ASSERT_EQ(list(h).count, 0);
+    SW_ASSERT(finish(h));
+}
+
+#define OUTAGE_PROVIDERS                                                                           \
+    "[{\"owner\": \"akash1cheap\", \"region\": \"eu-west\", \"price_uact_per_block\": 100,"         \
+    "  \"bid_delay\": \"1s\", \"ready_delay\": \"5s\", \"capacity\": 10},"                         \
+    " {\"owner\": \"akash1mid\", \"region\": \"eu-west\", \"price_uact_per_block\": 150,"          \
+    "  \"bid_delay\": \"1s\", \"ready_delay\": \"5s\", \"capacity\": 10}]"
+
+SW_TEST(close_provider_at_closes_all_its_leases_at_once)
+{
+    struct fake_host *h = start("{\"bid_window\": \"2s\", \"close_provider_at\": {\"provider\": "
+                                "\"akash1cheap\", \"after\": \"20s\", \"every\": \"30s\"}, "
+                                "\"providers\": " OUTAGE_PROVIDERS "}",
+                                1);
+    SW_ASSERT(h != NULL);
+    const char *avoid[] = {"akash1cheap"};
+    struct rec r1, r2, r3, r4;
+    SW_ASSERT_EQ(acquire(h, &r1, (struct req_opts){.key = "k1", .region = "eu-west"}), 0);
+    SW_ASSERT_EQ(acquire(h, &r2, (struct req_opts){.key = "k2", .region = "eu-west"}), 0);
+    SW_ASSERT_EQ(acquire(h, &r3,
+                         (struct req_opts){
+                             .key = "k3", .region = "eu-west", .avoid = avoid, .avoid_count = 1}),
+                 0);
+    fake_advance_to(h, 15000);
+    SW_ASSERT_EQ(r1.done_status, 0);
+    SW_ASSERT_STREQ(r1.provider, "akash1cheap");
+    SW_ASSERT_STREQ(r2.provider, "akash1cheap");
+    SW_ASSERT_STREQ(r3.provider, "akash1mid");
+    /* Leased at 16.2 s, ready only at 21.2 s: the outage at 20 s catches it pending. */
+    SW_ASSERT_EQ(acquire(h, &r4, (struct req_opts){.key = "k4", .region = "eu-west"}), 0);
+    fake_advance_to(h, 19999);
+    SW_ASSERT_EQ(h->event_count, 0);
+    fake_advance_to(h, 20000);
+    SW_ASSERT_EQ(h->event_count, 3);
+    SW_ASSERT_EQ(fake_count(h, "close_provider_at: provider akash1cheap closes all its 3 leases"),
+                 1);
+    SW_ASSERT_EQ(fake_count(h, "event unit_lost"), 3);
+    SW_ASSERT_EQ(fake_count(h, "\"key\":\"k1\"}"), 1);
+    SW_ASSERT_EQ(fake_count(h, "\"key\":\"k2\"}"), 1);
+    SW_ASSERT_EQ(fake_count(h, "\"key\":\"k4\"}"), 1);
+    SW_ASSERT_EQ(r4.done_count, 1);
+    SW_ASSERT_EQ(r4.done_status, SWP_EMARKET);
+    SW_ASSERT_CONTAINS(r4.msg, "closed the lease before it was ready");
+    struct listed l = list(h);
+    SW_ASSERT_EQ(l.count, 1); /* the other provider's lease is untouched */
+    SW_ASSERT_STREQ(l.provider[0], "akash1mid");
+
+    /* It keeps bidding (and, cheapest, winning) after the outage; `every` repeats it. */
+    struct rec r5;
+    SW_ASSERT_EQ(acquire(h, &r5, (struct req_opts){.key = "k5", .region = "eu-west"}), 0);
+    fake_advance_to(h, 49999);
+    SW_ASSERT_EQ(r5.done_status, 0);
+    SW_ASSERT_STREQ(r5.provider, "akash1cheap");
+    SW_ASSERT_EQ(h->event_count, 3);
+    fake_advance_to(h, 50000);
+    SW_ASSERT_EQ(h->event_count, 4);
+    SW_ASSERT_EQ(fake_count(h, "\"key\":\"k5\"}"), 1);
+    SW_ASSERT(finish(h));
+}
+
+SW_TEST(close_provider_at_config_errors)
+{
+    SW_ASSERT(plugin() != NULL);
+    char msg[256];
+    SW_ASSERT_EQ(init_error("{\"close_provider_at\": {\"provider\": \"akash1nobody\", \"after\": "
+                            "\"5s\"}, \"providers\": " OUTAGE_PROVIDERS "}",
+                            msg, sizeof(msg)),
+                 SWP_ECONFIG);
+    SW_ASSERT_STREQ(msg, "close_provider_at.provider: expected the owner of a configured provider");
+    SW_ASSERT_EQ(init_error("{\"close_provider_at\": {\"provider\": \"akash1mid\"}, \"providers\": "
+                            OUTAGE_PROVIDERS "}",
+                            msg, sizeof(msg)),
+                 SWP_ECONFIG);
+    SW_ASSERT_STREQ(msg, "close_provider_at.after: expected duration (\"5s\")");
+    SW_ASSERT_EQ(init_error("{\"close_provider_at\": {\"provider\": \"akash1mid\", \"after\": 1, "
+                            "\"every\": 0}, \"providers\": " OUTAGE_PROVIDERS "}",
+                            msg, sizeof(msg)),
+                 SWP_ECONFIG);
+    SW_ASSERT_STREQ(msg, "close_provider_at.every: expected duration > 0");
+    SW_ASSERT_EQ(init_error("{\"close_provider_at\": {\"provider\": \"akash1mid\", \"busiest\": "
+                            "true, \"after\": 1}, \"providers\": " OUTAGE_PROVIDERS "}",
+                            msg, sizeof(msg)),
+                 SWP_ECONFIG);
+    SW_ASSERT_STREQ(msg, "close_provider_at: set either \"provider\" or \"busiest\": true");
+    SW_ASSERT_EQ(init_error("{\"close_provider_at\": {\"after\": 1}, \"providers\": "
+                            OUTAGE_PROVIDERS "}",
+                            msg, sizeof(msg)),
+                 SWP_ECONFIG);
+}
+
+SW_TEST(close_provider_at_busiest_picks_the_largest_holder_each_time)
+{
+    struct fake_host *h = start("{\"bid_window\": \"2s\", \"close_provider_at\": {\"busiest\": "
+                                "true, \"after\": \"20s\", \"every\": \"20s\"}, "
+                                "\"providers\": " OUTAGE_PROVIDERS "}",
+                                1);
+    SW_ASSERT(h != NULL);
+    const char *avoid[] = {"akash1cheap"};
+    struct rec r1, r2, r3;
+    SW_ASSERT_EQ(acquire(h, &r1, (struct req_opts){.key = "k1", .region = "eu-west"}), 0);
+    SW_ASSERT_EQ(acquire(h, &r2, (struct req_opts){.key = "k2", .region = "eu-west", .avoid = avoid,
+                                                   .avoid_count = 1}),
+                 0);
+    SW_ASSERT_EQ(acquire(h, &r3, (struct req_opts){.key = "k3", .region = "eu-west", .avoid = avoid,
+                                                   .avoid_count = 1}),
+                 0);
+    fake_advance_to(h, 20000);
+    SW_ASSERT_EQ(fake_count(h, "close_provider_at: provider akash1mid closes all its 2 leases"), 1);
+    SW_ASSERT_EQ(list(h).count, 1);
+    fake_advance_to(h, 40000);
+    SW_ASSERT_EQ(fake_count(h, "close_provider_at: provider akash1cheap closes all its 1 lease"), 1);
+    fake_advance_to(h, 60000);
+    SW_ASSERT_EQ(fake_count(h, "close_provider_at: provider (none holds a lease) closes all its 0 "
+                               "leases"),
+                 1);
+    SW_ASSERT_EQ(h->event_count, 3);
     SW_ASSERT(finish(h));
 }
 

@@ -390,4 +390,84 @@ SW_TEST(negative_desired_treated_as_zero)
     world_free(&w);
 }
 
+
+/* ---- spread groups -------------------------------------------------------------------- */
+
+static struct sw_unit *on(struct sw_unit *u, const char *provider)
+{
+    u->provider = sw_xstrdup(provider);
+    return u;
+}
+
+/* A scale-down keeps the spread: the unit goes from the provider holding most, even when
+ * another is dearer. Without the spread the dearest would go. */
+SW_TEST(spread_scale_down_releases_from_the_largest_holder)
+{
+    struct world w;
+    world_init(&w);
+    w.groups[0].spread_min_providers = 3;
+    sw_desired_set(&w.desired, "web", "eu", 3);
+    on(unit(&w, "a1", "web", "eu", SW_UNIT_READY, 0.1, 1), "A");
+    on(unit(&w, "a2", "web", "eu", SW_UNIT_READY, 0.1, 2), "A");
+    on(unit(&w, "b1", "web", "eu", SW_UNIT_READY, 0.2, 3), "B");
+    on(unit(&w, "c1", "web", "eu", SW_UNIT_READY, 0.5, 4), "C");
+    plan(&w);
+    SW_ASSERT_EQ(w.out.count, 1);
+    assert_action(&w.out.items[0], SW_ACTION_RELEASE, "web", "eu", "a2",
+                  "web/eu: desired 3, have 4 ready + 0 pending");
+    sw_actions_clear(&w.out);
+    w.groups[0].spread_min_providers = 0;
+    plan(&w);
+    SW_ASSERT_EQ(w.out.count, 1);
+    SW_ASSERT_STREQ(w.out.items[0].unit_key, "c1");
+    world_free(&w);
+}
+
+/* Several releases at once follow the counts as they drop: A and B tie at 3, so the usual
+ * order picks (the dearer B, its newest unit); then A holds most. */
+SW_TEST(spread_releases_recount_after_each_pick)
+{
+    struct world w;
+    world_init(&w);
+    w.groups[0].spread_max_share = 0.5;
+    sw_desired_set(&w.desired, "web", "eu", 4);
+    on(unit(&w, "a1", "web", "eu", SW_UNIT_READY, 0.1, 1), "A");
+    on(unit(&w, "a2", "web", "eu", SW_UNIT_READY, 0.1, 2), "A");
+    on(unit(&w, "a3", "web", "eu", SW_UNIT_READY, 0.1, 3), "A");
+    on(unit(&w, "b1", "web", "eu", SW_UNIT_READY, 0.3, 4), "B");
+    on(unit(&w, "b2", "web", "eu", SW_UNIT_READY, 0.3, 5), "B");
+    on(unit(&w, "b3", "web", "eu", SW_UNIT_READY, 0.3, 6), "B");
+    plan(&w);
+    SW_ASSERT_EQ(w.out.count, 2);
+    SW_ASSERT_STREQ(w.out.items[0].unit_key, "b3");
+    SW_ASSERT_STREQ(w.out.items[1].unit_key, "a3");
+    world_free(&w);
+}
+
+/* A rebalance: the group holds 3 of 4 on A (at most 2). The extra unit on its way is kept
+ * (never cancelled as excess); once ready, a unit on A goes, not the newcomer. */
+SW_TEST(spread_rebalance_keeps_the_replacement_then_releases_on_the_heavy_provider)
+{
+    struct world w;
+    world_init(&w);
+    w.groups[0].spread_max_share = 0.5;
+    sw_desired_set(&w.desired, "web", "eu", 4);
+    on(unit(&w, "a1", "web", "eu", SW_UNIT_READY, 0.1, 1), "A");
+    on(unit(&w, "a2", "web", "eu", SW_UNIT_READY, 0.1, 2), "A");
+    on(unit(&w, "a3", "web", "eu", SW_UNIT_READY, 0.1, 3), "A");
+    on(unit(&w, "b1", "web", "eu", SW_UNIT_READY, 0.2, 4), "B");
+    struct sw_unit *extra = unit(&w, "x1", "web", "eu", SW_UNIT_LEASED, 0.3, 0);
+    extra->market_id = sw_xstrdup("777");
+    on(extra, "C");
+    plan(&w);
+    SW_ASSERT_EQ(w.out.count, 0);
+    extra->state = SW_UNIT_READY;
+    extra->ready_ms = 9;
+    plan(&w);
+    SW_ASSERT_EQ(w.out.count, 1);
+    assert_action(&w.out.items[0], SW_ACTION_RELEASE, "web", "eu", "a3",
+                  "web/eu: desired 4, have 5 ready + 0 pending");
+    world_free(&w);
+}
+
 SW_TEST_MAIN()
