@@ -23,6 +23,7 @@
 #include "log.h"
 #include "market_server.h"
 #include "mem.h"
+#include "paths.h"
 #include "plugin_host.h"
 #include "policy.h"
 #include "replay.h"
@@ -35,104 +36,22 @@
  * usual 30 s container stop grace period. What is left stays pending for recovery. */
 #define DRAIN_MAX_MS 10000
 
+/* The plugin directories of a command, as one value to pass around. */
 struct search_paths {
     char **items;
     size_t count;
 };
 
-static void paths_add(struct search_paths *p, const char *dir)
+static void plugin_search_paths(const struct sw_config *config, struct search_paths *out)
 {
-    if (dir == NULL || dir[0] == '\0')
-        return;
-    for (size_t i = 0; i < p->count; i++)
-        if (strcmp(p->items[i], dir) == 0)
-            return;
-    p->items = sw_xrealloc(p->items, (p->count + 1) * sizeof(char *));
-    p->items[p->count++] = sw_xstrdup(dir);
-}
-
-static void paths_add_list(struct search_paths *p, const char *colon_list)
-{
-    if (colon_list == NULL)
-        return;
-    char *copy = sw_xstrdup(colon_list);
-    char *save = NULL;
-    for (char *part = strtok_r(copy, ":", &save); part; part = strtok_r(NULL, ":", &save))
-        paths_add(p, part);
-    free(copy);
+    out->items = sw_paths_plugin_dirs(config, &out->count);
 }
 
 static void paths_free(struct search_paths *p)
 {
-    for (size_t i = 0; i < p->count; i++)
-        free(p->items[i]);
-    free(p->items);
+    sw_paths_free(p->items, p->count);
     p->items = NULL;
     p->count = 0;
-}
-
-static bool is_dir(const char *path)
-{
-    struct stat st;
-    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
-}
-
-static char *exe_dir(void)
-{
-    char buf[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", buf, sizeof(buf) - 1);
-    if (n <= 0)
-        return sw_xstrdup(".");
-    buf[n] = '\0';
-    char *slash = strrchr(buf, '/');
-    if (slash != NULL)
-        *slash = '\0';
-    return sw_xstrdup(buf);
-}
-
-/* Config dirs first, then the environment, then where this binary lives (build tree or
- * installed layout), then the install prefix compiled in. */
-static void plugin_search_paths(const struct sw_config *config, struct search_paths *out)
-{
-    for (size_t i = 0; config != NULL && i < config->plugin_dir_count; i++)
-        paths_add(out, config->plugin_dirs[i]);
-    paths_add_list(out, getenv("STEWARD_PLUGIN_PATH"));
-    char *dir = exe_dir();
-    char *beside = sw_xasprintf("%s/plugins", dir);
-    char *installed = sw_xasprintf("%s/../lib/steward/plugins", dir);
-    if (is_dir(beside))
-        paths_add(out, beside);
-    if (is_dir(installed))
-        paths_add(out, installed);
-    paths_add(out, SW_INSTALL_PLUGIN_DIR);
-    free(beside);
-    free(installed);
-    free(dir);
-}
-
-static char *lua_search_path(const struct sw_config *config)
-{
-    if (config != NULL && config->lua_path != NULL)
-        return sw_xstrdup(config->lua_path);
-    const char *env = getenv("STEWARD_LUA_PATH");
-    if (env != NULL && env[0] != '\0')
-        return sw_xstrdup(env);
-    char *dir = exe_dir();
-    char *candidates[] = {
-        sw_xasprintf("%s/../share/steward/lua", dir),
-        sw_xasprintf("%s/lua", SW_SOURCE_DIR),
-        sw_xstrdup(SW_INSTALL_LUA_DIR),
-    };
-    char *chosen = NULL;
-    for (size_t i = 0; i < SW_ARRAY_LEN(candidates); i++) {
-        char *probe = sw_xasprintf("%s/steward", candidates[i]);
-        if (chosen == NULL && is_dir(probe))
-            chosen = sw_xstrdup(candidates[i]);
-        free(probe);
-        free(candidates[i]);
-    }
-    free(dir);
-    return chosen != NULL ? chosen : sw_xstrdup(SW_INSTALL_LUA_DIR);
 }
 
 /* ---- shared option handling ------------------------------------------------------------- */
@@ -481,7 +400,7 @@ static int cmd_run(int argc, char **argv)
     }
     struct search_paths dirs = {0};
     plugin_search_paths(config, &dirs);
-    char *lua_path = lua_search_path(config);
+    char *lua_path = sw_paths_lua(config);
     int rc = cmd_run_loop(config, pa.dry_run, for_ms, speed, &dirs, lua_path);
     free(lua_path);
     paths_free(&dirs);
@@ -523,7 +442,7 @@ static int cmd_check(int argc, char **argv)
     config->state_path = sw_xstrdup(":memory:");
     struct search_paths dirs = {0};
     plugin_search_paths(config, &dirs);
-    char *lua_path = lua_search_path(config);
+    char *lua_path = sw_paths_lua(config);
     uv_loop_t loop;
     uv_loop_init(&loop);
     struct sw_clock *clock = sw_clock_live_new(&loop, 1.0);
@@ -673,7 +592,7 @@ static int cmd_test_policy(int argc, char **argv)
         return argc < 2 ? EXIT_USAGE : 0;
     }
     sw_log_configure(stderr, SW_LOG_FORMAT_TEXT, SW_LOG_WARN);
-    char *lua_path = lua_search_path(NULL);
+    char *lua_path = sw_paths_lua(NULL);
     int rc = sw_policy_test_main(argv[1], lua_path);
     free(lua_path);
     return rc;

@@ -17,6 +17,7 @@
 #include "journal.h"
 #include "log.h"
 #include "mem.h"
+#include "paths.h"
 #include "model.h"
 #include "policy.h"
 #include "sim.h"
@@ -488,7 +489,7 @@ int sw_replay_main(int argc, char **argv)
     opts.config_path = config;
     sw_log_configure(stderr, SW_LOG_FORMAT_TEXT, SW_LOG_WARN);
     struct sw_config *probe = sw_config_load(config, &(struct sw_error){0});
-    char *lua = sw_sim_lua_path(probe);
+    char *lua = sw_paths_lua(probe);
     sw_config_free(probe);
     opts.lua_path = lua;
     struct sw_replay_result res;

@@ -17,6 +17,7 @@
 #include "config.h"
 #include "log.h"
 #include "mem.h"
+#include "paths.h"
 #include "model.h"
 #include "report.h"
 #include "runtime.h"
@@ -391,97 +392,10 @@ void sw_jobsim_finish(struct sw_jobsim *js, int64_t end_ms, struct sw_jobsim_sta
     out->gpu_hours = js->gpu_ms / 3.6e6;
 }
 
-/* ---- paths (the same search `steward run` uses) ---------------------------------------- */
-
 static bool is_dir(const char *path)
 {
     struct stat st;
     return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
-}
-
-static char *exe_dir(void)
-{
-    char buf[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", buf, sizeof(buf) - 1);
-    if (n <= 0)
-        return sw_xstrdup(".");
-    buf[n] = '\0';
-    char *slash = strrchr(buf, '/');
-    if (slash != NULL)
-        *slash = '\0';
-    return sw_xstrdup(buf);
-}
-
-static void dirs_add(char ***dirs, size_t *count, const char *dir)
-{
-    if (dir == NULL || dir[0] == '\0')
-        return;
-    for (size_t i = 0; i < *count; i++)
-        if (strcmp((*dirs)[i], dir) == 0)
-            return;
-    *dirs = sw_xrealloc(*dirs, (*count + 1) * sizeof(char *));
-    (*dirs)[(*count)++] = sw_xstrdup(dir);
-}
-
-char **sw_sim_plugin_dirs(const struct sw_config *config, size_t *count)
-{
-    char **dirs = NULL;
-    *count = 0;
-    for (size_t i = 0; config != NULL && i < config->plugin_dir_count; i++)
-        dirs_add(&dirs, count, config->plugin_dirs[i]);
-    const char *env = getenv("STEWARD_PLUGIN_PATH");
-    if (env != NULL) {
-        char *copy = sw_xstrdup(env);
-        char *save = NULL;
-        for (char *part = strtok_r(copy, ":", &save); part; part = strtok_r(NULL, ":", &save))
-            dirs_add(&dirs, count, part);
-        free(copy);
-    }
-    char *dir = exe_dir();
-    char *beside = sw_xasprintf("%s/plugins", dir);
-    char *installed = sw_xasprintf("%s/../lib/steward/plugins", dir);
-    if (is_dir(beside))
-        dirs_add(&dirs, count, beside);
-    if (is_dir(installed))
-        dirs_add(&dirs, count, installed);
-    dirs_add(&dirs, count, SW_BUILD_PLUGIN_DIR);
-    dirs_add(&dirs, count, SW_INSTALL_PLUGIN_DIR);
-    free(beside);
-    free(installed);
-    free(dir);
-    return dirs;
-}
-
-void sw_sim_paths_free(char **dirs, size_t count)
-{
-    for (size_t i = 0; i < count; i++)
-        free(dirs[i]);
-    free(dirs);
-}
-
-char *sw_sim_lua_path(const struct sw_config *config)
-{
-    if (config != NULL && config->lua_path != NULL)
-        return sw_xstrdup(config->lua_path);
-    const char *env = getenv("STEWARD_LUA_PATH");
-    if (env != NULL && env[0] != '\0')
-        return sw_xstrdup(env);
-    char *dir = exe_dir();
-    char *candidates[] = {
-        sw_xasprintf("%s/../share/steward/lua", dir),
-        sw_xasprintf("%s/lua", SW_SOURCE_DIR),
-        sw_xstrdup(SW_INSTALL_LUA_DIR),
-    };
-    char *chosen = NULL;
-    for (size_t i = 0; i < SW_ARRAY_LEN(candidates); i++) {
-        char *probe = sw_xasprintf("%s/steward", candidates[i]);
-        if (chosen == NULL && is_dir(probe))
-            chosen = sw_xstrdup(candidates[i]);
-        free(probe);
-        free(candidates[i]);
-    }
-    free(dir);
-    return chosen != NULL ? chosen : sw_xstrdup(SW_INSTALL_LUA_DIR);
 }
 
 /* ---- one run --------------------------------------------------------------------------- */
@@ -1416,9 +1330,9 @@ static int prepare_model(struct sim *s, struct sw_error *err)
     s->start_ms = s->origin_ms + (int64_t)llround(from * 1000.0);
     s->end_ms = s->origin_ms + (int64_t)llround(to * 1000.0);
 out_serving:
-    sw_sim_paths_free(serving, serving_count);
+    sw_paths_free(serving, serving_count);
 out:
-    sw_sim_paths_free(provider, provider_count);
+    sw_paths_free(provider, provider_count);
     return rc;
 }
 
@@ -1513,8 +1427,8 @@ static void sim_free(struct sim *s)
     for (size_t r = 0; s->hist_user != NULL && r < s->region_count; r++)
         sw_hist_clear(&s->hist_user[r]);
     free(s->hist_user);
-    sw_sim_paths_free(s->regions, s->region_count);
-    sw_sim_paths_free(s->demand_metrics, s->demand_metric_count);
+    sw_paths_free(s->regions, s->region_count);
+    sw_paths_free(s->demand_metrics, s->demand_metric_count);
     free(s->users);
     free(s->servers);
     free(s->rtt_us);
@@ -1948,8 +1862,8 @@ int sw_sim_main(int argc, char **argv)
     for (size_t i = 0; i < config_count; i++) {
         struct sw_config *probe = sw_config_load(configs[i], &(struct sw_error){0});
         size_t dir_count = 0;
-        char **dirs = sw_sim_plugin_dirs(probe, &dir_count);
-        char *lua = sw_sim_lua_path(probe);
+        char **dirs = sw_paths_plugin_dirs(probe, &dir_count);
+        char *lua = sw_paths_lua(probe);
         sw_config_free(probe);
         char *journal = NULL;
         if (keep) {
@@ -1977,7 +1891,7 @@ int sw_sim_main(int argc, char **argv)
         int rc = sw_sim_run(&opts, &runs[i], &err);
         free(journal);
         free(lua);
-        sw_sim_paths_free(dirs, dir_count);
+        sw_paths_free(dirs, dir_count);
         if (rc < 0) {
             if (progress.shown)
                 fputs("\r\033[K", stderr);

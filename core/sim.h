@@ -209,14 +209,6 @@ int sw_sim_run(const struct sw_sim_opts *opts, struct sw_sim_result **out, struc
 
 /* ---- the CLI ------------------------------------------------------------------------ */
 
-/* Plugin directories (config's, $STEWARD_PLUGIN_PATH, beside the binary, the install
- * prefix) and the Lua library directory, as `steward run` finds them. Owned arrays and
- * strings; sw_sim_paths_free. config may be NULL. */
-struct sw_config;
-char **sw_sim_plugin_dirs(const struct sw_config *config, size_t *count);
-void sw_sim_paths_free(char **dirs, size_t count);
-char *sw_sim_lua_path(const struct sw_config *config);
-
 /* `steward simulate ...` (argv[0] is "simulate"). Returns the process exit code: 0, 1 on a
  * runtime failure, 2 on bad usage, configuration or traces. */
 int sw_sim_main(int argc, char **argv);
