@@ -72,6 +72,7 @@ static cJSON *run_json(const struct sw_sim_result *r)
     add_count(s, "leases_acquired", r->leases_acquired);
     add_count(s, "leases_released", r->leases_released);
     add_count(s, "provider_closures", r->provider_closures);
+    add_num(s, "availability", r->availability, 6);
     add_count(s, "actions", r->actions);
     add_count(s, "evaluations", r->evaluations);
     add_count(s, "policy_errors", r->policy_errors);
@@ -118,6 +119,8 @@ static cJSON *run_json(const struct sw_sim_result *r)
         add_count(o, "leases_released", g->leases_released);
         add_count(o, "provider_closures", g->provider_closures);
         cJSON_AddNumberToObject(o, "peak_ready_units", g->peak_ready);
+        cJSON_AddNumberToObject(o, "min", g->min);
+        add_num(o, "availability", g->availability, 6);
     }
     return root;
 }
@@ -212,6 +215,7 @@ void sw_report_print_table(FILE *out, const struct sw_sim_result *const *runs, s
     ROW("leases_acquired", r->leases_acquired, 0);
     ROW("leases_released", r->leases_released, 0);
     ROW("provider_closures", r->provider_closures, 0);
+    ROW("availability %", 100 * r->availability, 3);
     ROW("actions", r->actions, 0);
     ROW("evaluations", r->evaluations, 0);
     ROW("policy_errors", r->policy_errors, 0);
@@ -414,6 +418,7 @@ static void summary_table(struct buf *b, const struct sw_sim_result *const *runs
     HROW("leases acquired", r->leases_acquired, 0);
     HROW("leases released", r->leases_released, 0);
     HROW("provider closures", r->provider_closures, 0);
+    HROW("availability (%)", 100 * r->availability, 3);
     HROW("actions", r->actions, 0);
     HROW("evaluations", r->evaluations, 0);
     HROW("latency p50 (ms)", r->latency_p50, 2);

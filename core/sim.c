@@ -823,6 +823,24 @@ static void web_sample(struct sim *s, int64_t now, double dur_s)
     }
 }
 
+/* A group is available while its ready units reach its min; the run is while all are. */
+static void availability_sample(struct sim *s, double dur_s)
+{
+    struct sw_sim_result *res = s->res;
+    bool all = true;
+    for (size_t g = 0; g < res->group_count; g++) {
+        struct sw_sim_group *sg = &res->groups[g];
+        sg->sampled_s += dur_s;
+        if (ready_in_group(s, (int)g) >= sg->min)
+            sg->available_s += dur_s;
+        else
+            all = false;
+    }
+    res->sampled_s += dur_s;
+    if (all)
+        res->available_s += dur_s;
+}
+
 static void on_sample(void *ud)
 {
     struct sim *s = ud;
@@ -833,6 +851,7 @@ static void on_sample(void *ud)
     struct sw_sim_series *se = &s->res->series;
     size_t b = bucket_of(s, now);
     se->samples[b] += dur_s;
+    availability_sample(s, dur_s);
     if (s->demand != NULL)
         web_sample(s, now, dur_s);
     se->cost_usd[b] = cost_at(s, now + (int64_t)(dur_s * 1000));
@@ -1367,8 +1386,10 @@ static void result_init(struct sim *s)
     }
     res->group_count = c->group_count;
     res->groups = sw_xcalloc(c->group_count + 1, sizeof(*res->groups));
-    for (size_t g = 0; g < c->group_count; g++)
+    for (size_t g = 0; g < c->group_count; g++) {
         res->groups[g].name = sw_xstrdup(c->groups[g].name);
+        res->groups[g].min = c->groups[g].min;
+    }
     res->latency_p50 = res->latency_p95 = res->latency_p99 = NAN;
 
     struct sw_sim_series *se = &res->series;
@@ -1386,6 +1407,15 @@ static void result_init(struct sim *s)
                                     &se->lost,     &se->samples,  &se->lat_samples};
     for (size_t i = 0; i < SW_ARRAY_LEN(per_bucket_arrays); i++)
         *per_bucket_arrays[i] = sw_xcalloc(nb, sizeof(double));
+}
+
+static void res_availability(struct sw_sim_result *res)
+{
+    res->availability = res->sampled_s > 0 ? res->available_s / res->sampled_s : NAN;
+    for (size_t g = 0; g < res->group_count; g++) {
+        struct sw_sim_group *sg = &res->groups[g];
+        sg->availability = sg->sampled_s > 0 ? sg->available_s / sg->sampled_s : NAN;
+    }
 }
 
 /* Means out of the sums the samples accumulated. */
@@ -1509,6 +1539,7 @@ static void finish_accounting(struct sim *s)
     else
         res->jobs.wait_p50_s = res->jobs.wait_p95_s = NAN;
     series_finish(s);
+    res_availability(s->res);
 }
 
 static void write_timeline_header(FILE *f)

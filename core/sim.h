@@ -149,6 +149,13 @@ struct sw_sim_group {
     uint64_t leases_released;
     uint64_t provider_closures;
     int peak_ready;
+    /* Availability: every sample_every the driver checks whether the group's ready units
+     * (all regions) reach its configured min; a sample stands for its period (the last one
+     * may be shorter). availability = available_s / sampled_s, NaN before any sample. */
+    int min;
+    double available_s;
+    double sampled_s;
+    double availability;
 };
 
 /* Downsampled time series for the HTML report: bucket b covers
@@ -186,6 +193,10 @@ struct sw_sim_result {
     double demand_requests;
     double served_requests;
     double dropped_requests;
+    /* Share of the sampled time during which every group had at least its min ready (the
+     * groups' own shares are in groups[]); NaN before any sample. */
+    double availability;
+    double available_s, sampled_s;
     bool has_demand;
     bool has_jobs;
     struct sw_jobsim_stats jobs;

@@ -205,7 +205,7 @@ static void scenario(void)
              " \"plugins\": {\"market_sim\": {\"providers_file\": \"providers.json\","
              " \"bid_window\": \"5s\"}},\n"
              " \"metrics\": {\"rps\": {\"plugin\": \"metrics_trace\", \"query\": \"rps\"}},\n"
-             " \"groups\": {\"web\": {\"min\": 0, \"max\": 4,"
+             " \"groups\": {\"web\": {\"min\": 2, \"max\": 4,"
              " \"regions\": [\"eu-west\", \"eu-central\"]}},\n"
              " \"policies\": [{\"name\": \"hold\", \"file\": \"hold.lua\", \"interval\": \"10s\","
              " \"params\": {\"units\": 2}}],\n"
@@ -298,6 +298,13 @@ SW_TEST(hand_computable_scenario)
     SW_ASSERT_NEAR(r->regions[1].cost_usd, r->cost_usd, 1e-12);
     SW_ASSERT_EQ(r->regions[1].peak_ready, 2);
     SW_ASSERT_EQ(r->groups[0].leases_acquired, 2);
+    /* Availability (min 2): 180 one-minute samples at 0, 60, ..., 10740 s; only the one at
+     * 0 s precedes the units' readiness (11.2 s). */
+    SW_ASSERT_EQ(r->groups[0].min, 2);
+    SW_ASSERT_NEAR(r->groups[0].sampled_s, 10800, 1e-9);
+    SW_ASSERT_NEAR(r->groups[0].available_s, 10800 - 60, 1e-9);
+    SW_ASSERT_NEAR(r->groups[0].availability, 179.0 / 180.0, 1e-12);
+    SW_ASSERT_NEAR(r->availability, 179.0 / 180.0, 1e-12);
     /* Jobs: ready workers from 11.2 s; job 0 (2 workers) runs 600..2400 s, job 1 waits for
      * a free worker until 2400 s and runs 600 s. */
     SW_ASSERT_EQ(r->jobs.completed, 2);
@@ -308,6 +315,8 @@ SW_TEST(hand_computable_scenario)
 
     char *json = sw_report_json((const struct sw_sim_result *const *)&r, 1);
     SW_ASSERT_CONTAINS(json, "\"cost_usd\":\t3.5996");
+    SW_ASSERT_CONTAINS(json, "\"availability\":\t0.994444,"); /* summary and group */
+    SW_ASSERT_CONTAINS(json, "\"min\":\t2,\n\t\t\t\"availability\":\t0.994444\n");
     SW_ASSERT_CONTAINS(json, "\"latency_ms\":\t{\n\t\t\t\"p50\":\t15,");
     SW_ASSERT(strstr(json, "wall_s") == NULL); /* not deterministic: run.json only */
     free(json);
