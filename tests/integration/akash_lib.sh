@@ -10,7 +10,7 @@ export STEWARD_PLUGIN_PATH=$SW_PLUGIN_DIR
 ak_server_start() {
   rm -f "$WORKDIR/market.port"
   "$STEWARD_BIN" market serve --listen 127.0.0.1:0 --state "$WORKDIR/market.db" \
-    --providers "$AK_FIX/providers.json" --port-file "$WORKDIR/market.port" --seed 5 "$@" \
+    --providers "$AK_FIX/providers.json" --port-file "$WORKDIR/market.port" --seed "${AK_SEED:-5}" "$@" \
     >>"$WORKDIR/market.out" 2>>"$WORKDIR/market.log" &
   SRV_PID=$!
   SW_TEST_PIDS+=("$SRV_PID")
