@@ -85,4 +85,5 @@ kill -TERM "$STEWARD_PID"
 wait "$STEWARD_PID" || fail "steward did not stop cleanly"
 if grep -aq "$STEWARD_MARKET_API_KEY" "$log" "$db"*; then fail "the API key leaked"; fi
 created=$(jq '[.data.deployments[] | select(.env.STEWARD_TAG == "e2etag")] | length' "$WORKDIR/state.json")
+ak_server_stop
 echo "ok: converged to $MAX in ${took}s under $(jq -c '{total,injected_5xx,injected_429,injected_malformed,delayed}' <<<"$requests"); $created deployments created"

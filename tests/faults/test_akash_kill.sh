@@ -94,4 +94,5 @@ fstate=$(jq -r ".data.deployments[] | select(.dseq == \"$foreign\") | .state" "$
 [ "$(jq -r ".data.deployments[] | select(.dseq == \"$foreign\") | .env.STEWARD_TAG" "$WORKDIR/state.json")" = other-tool ] ||
   fail "the foreign deployment lost its tag"
 if grep -aq "$STEWARD_MARKET_API_KEY" "$log" "$db"*; then fail "the API key leaked"; fi
+ak_server_stop
 echo "ok: $kills kills, $created deployments created, $dups keys with an unleased orphan re-created, 0 bought twice"

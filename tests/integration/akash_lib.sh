@@ -56,3 +56,11 @@ ak_wait() {
     sleep 0.2
   done
 }
+
+# ak_server_stop: SIGTERM must end the server cleanly (exit 0; under ASan, no leak report).
+ak_server_stop() {
+  kill -TERM "$SRV_PID"
+  local rc=0
+  wait "$SRV_PID" || rc=$?
+  [ "$rc" = 0 ] || fail "market server exited with $rc after SIGTERM"
+}

@@ -76,4 +76,5 @@ wait "$STEWARD_PID" || fail "steward did not stop cleanly"
 if grep -aq "$STEWARD_MARKET_API_KEY" "$log" "$WORKDIR"/steward.db*; then
   fail "the API key appears in steward's log or journal"
 fi
+ak_server_stop
 echo "ok: 4 ready on the cheapest providers, 2 released, lost $lost_dseq replaced on $new_provider"
