@@ -10,7 +10,8 @@
 #   - at the end, after a settling run asking for 0: the server's open deployments of ours
 #     equal the journal's open units, and both are empty; no intent left pending;
 #   - a foreign deployment (another tag, created with curl at the start) is still open.
-# Kills: STEWARD_KILLS (default 12), STEWARD_SOAK=1 for 50.
+# Kills: STEWARD_KILLS (default 12), STEWARD_SOAK=1 for 50. AKASH_KILL_FAULTS=1 also turns
+# the server's faults on (10% 5xx, 5% 429, 3% malformed, 3% dropped after applying).
 set -euo pipefail
 . "$(dirname "$0")/../lib.sh"
 require_tool curl
@@ -38,6 +39,10 @@ foreign=$(curl -sS --max-time 10 -H "x-api-key: $STEWARD_MARKET_API_KEY" \
 # docs/market_akash.md: a deployment created on the same account within 10 s of a create
 # whose answer was lost is taken for steward's; keep the foreign one out of that window.
 sleep 10.5
+if [ "${AKASH_KILL_FAULTS:-0}" = 1 ]; then
+  ak_admin POST /_steward/faults \
+    '{"rate_5xx": 0.1, "rate_429": 0.05, "rate_malformed": 0.03, "rate_drop": 0.03}' >/dev/null
+fi
 
 check_intent_before_action() {
   ak_state
