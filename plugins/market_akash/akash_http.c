@@ -1,12 +1,13 @@
 /* akash_http.c — one Console call through the host's HTTP client, with bounded retries.
  *
  * 429 is always retried (a rate-limited request was not processed). 5xx, timeouts and
- * transport errors are retried only for idempotent requests: a POST that created a
- * deployment and then failed on the way back must not be sent again blindly (the caller
- * reconciles first). Waits grow exponentially from backoff_base to backoff_max with equal
- * jitter from host->random_u64 (so a simulation replays), and never undercut the server's
- * Retry-After. The API key travels only in the request header: nothing here logs headers,
- * and server texts are sanitized before they reach a message.
+ * transport errors (and 2xx bodies that are not JSON) are retried only for idempotent
+ * requests: a POST that created a deployment and then failed on the way back must not be
+ * sent again blindly (the caller reconciles first). Waits grow exponentially from
+ * backoff_base to backoff_max with equal jitter from host->random_u64 (so a simulation
+ * replays), and never undercut the server's Retry-After. The API key travels only in the
+ * request header: nothing here logs headers, and server texts are sanitized before they
+ * reach a message.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -185,6 +186,15 @@ static void on_http(void *ud, int status, const struct swp_http_resp *resp)
     reply.retry_after_ms = retry_after;
     if (reply.body_len > 0)
         reply.root = cJSON_ParseWithLength(reply.body, reply.body_len);
+    /* A 2xx body cut short or replaced by a proxy's page is a transport accident: asking an
+     * idempotent call again is safe, and failing instead would fail the whole action (at
+     * start, the recovery listing, which stops steward). */
+    if (reply.root == NULL && reply.body_len > 0 && http >= 200 && http <= 299 &&
+        call->retry == AKASH_RETRY_SAFE) {
+        snprintf(why, sizeof(why), "malformed JSON reply (HTTP %ld)", http);
+        if (call_retry(call, why, 0))
+            return;
+    }
     call_deliver(call, &reply);
 }
 

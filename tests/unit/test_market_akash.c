@@ -1455,32 +1455,34 @@ struct malformed_case {
     const char *body;
     const char *expect;
     bool created; /* the deployment exists on the Console and must be closed */
+    int times;    /* how many replies are bad (0: one); unparsable GETs are asked again */
 };
 
 SW_TEST(malformed_replies_are_clear_errors_with_cleanup)
 {
     static const struct malformed_case cases[] = {
-        {"POST", "/v1/deployments", "{\"data\": {\"dseq\": \"17", "malformed JSON", true},
+        {"POST", "/v1/deployments", "{\"data\": {\"dseq\": \"17", "malformed JSON", true, 0},
         {"POST", "/v1/deployments", "{\"data\": {\"dseq\": 1723456789012, \"manifest\": \"m\"}}",
-         "data.dseq: expected a string of digits", true},
+         "data.dseq: expected a string of digits", true, 0},
         {"POST", "/v1/deployments", "{\"data\": {\"dseq\": \"1723456789012\"}}",
-         "data.manifest: missing", true},
-        {"GET", "/v1/bids", "{\"data\": [ {\"bid\": ", "malformed JSON", true},
+         "data.manifest: missing", true, 0},
+        {"GET", "/v1/bids", "{\"data\": [ {\"bid\": ", "malformed JSON", true, 100},
         {"GET", "/v1/bids",
          "{\"data\": [{\"bid\": {\"id\": {\"provider\": \"akash1x\", \"dseq\": \"DSEQ\","
          " \"gseq\": 1, \"oseq\": 1, \"bseq\": 1}, \"state\": \"open\", \"price\": {\"denom\":"
          " \"uact\", \"amount\": 12.5}, \"created_at\": \"10\"}}]}",
-         "data[0].bid.price.amount: expected a decimal string, got number", true},
+         "data[0].bid.price.amount: expected a decimal string, got number", true, 0},
         {"GET", "/v1/bids",
          "{\"data\": [{\"bid\": {\"id\": {\"provider\": \"akash1x\", \"dseq\": \"DSEQ\","
          " \"gseq\": 1, \"oseq\": 1, \"bseq\": 1}, \"state\": \"open\", \"price\": {\"denom\":"
          " \"uact\", \"amount\": \"12.5\"}, \"created_at\": 10}}]}",
-         "data[0].bid.created_at: expected an integer string", true},
-        {"GET", "/v1/bids", "{\"data\": {\"bids\": []}}", "data: expected array, got object", true},
-        {"POST", "/v1/leases", "[1, 2", "POST /v1/leases: malformed JSON", true},
+         "data[0].bid.created_at: expected an integer string", true, 0},
+        {"GET", "/v1/bids", "{\"data\": {\"bids\": []}}", "data: expected array, got object", true,
+         0},
+        {"POST", "/v1/leases", "[1, 2", "POST /v1/leases: malformed JSON", true, 100},
         {"GET", "/v1/deployments/", "{\"data\": {\"deployment\": {\"id\": {}}}}",
-         "data.deployment.id.dseq: missing", true},
-        {"GET", "/v1/deployments/", "", "empty reply", true},
+         "data.deployment.id.dseq: missing", true, 0},
+        {"GET", "/v1/deployments/", "", "empty reply", true, 0},
     };
     fixture_start();
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -1505,7 +1507,7 @@ SW_TEST(malformed_replies_are_clear_errors_with_cleanup)
         F.con.rule_count = 0;
         con_rule((struct rule){.method = c->method,
                                .prefix = c->prefix,
-                               .times = 1,
+                               .times = c->times > 0 ? c->times : 1,
                                .status = 200,
                                .body = body ? body : c->body,
                                .after_action = true});
@@ -1869,6 +1871,41 @@ SW_TEST(list_errors_are_reported)
     SW_ASSERT(run_until(list_finished, &l, 5000));
     SW_ASSERT_EQ(l.status, SWP_EMARKET);
     SW_ASSERT_CONTAINS(l.msg, "does not advance");
+    fixture_finish();
+}
+
+/* steward market serve's rate_malformed: a GET (or the idempotent lease call) whose 2xx body
+ * is cut short is asked again instead of failing the acquire or the recovery listing. */
+SW_TEST(malformed_reply_to_an_idempotent_call_is_retried)
+{
+    fixture_start();
+    load_ok(NULL);
+    set_bids(STANDARD_BIDS, 5);
+    con_rule((struct rule){
+        .method = "GET", .prefix = "/v1/bids", .times = 1, .status = 200, .body = "{\"data\": ["});
+    con_rule((struct rule){.method = "POST",
+                           .prefix = "/v1/leases",
+                           .times = 1,
+                           .status = 200,
+                           .body = "<html>502</html>",
+                           .after_action = true});
+    struct rec r;
+    acquire_wait(&r, (struct acq_opts){.key = "cut"});
+    SW_ASSERT_EQ(r.done_status, 0);
+    SW_ASSERT_EQ(F.con.dep_count, 1);
+    SW_ASSERT_EQ(con_active(), 1);
+    SW_ASSERT_EQ(con_requests("POST", "/v1/leases"), 2);
+    con_rule((struct rule){.method = "GET",
+                           .prefix = "/v1/deployments?",
+                           .times = 1,
+                           .status = 200,
+                           .body = "{\"data\": {\"deploy"});
+    struct list_rec l = {0};
+    SW_ASSERT_EQ(F.ops->list(F.state, on_list, &l), 0);
+    SW_ASSERT(run_until(list_finished, &l, 5000));
+    SW_ASSERT_EQ(l.status, 0);
+    SW_ASSERT_EQ(l.count, 1);
+    SW_ASSERT_EQ(con_requests("GET", "/v1/deployments?"), 2);
     fixture_finish();
 }
 
