@@ -3,6 +3,7 @@
  * deterministic randomness, on_event, load errors. */
 #include <cjson/cJSON.h>
 #include <dirent.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,8 +57,11 @@ __attribute__((destructor)) static void remove_tmp_dir(void)
 static const char *write_file(const char *name, const char *text)
 {
     static char path[512];
-    if (tmp_dir[sizeof(tmp_dir) - 7] == 'X' && mkdtemp(tmp_dir) == NULL)
+    /* A flag, not a look at the template: mkdtemp may put an 'X' back where one was. */
+    static bool tmp_made;
+    if (!tmp_made && mkdtemp(tmp_dir) == NULL)
         abort();
+    tmp_made = true;
     snprintf(path, sizeof(path), "%s/%s", tmp_dir, name);
     FILE *f = fopen(path, "w");
     fputs(text, f);
