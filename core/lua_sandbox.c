@@ -258,11 +258,11 @@ static void push_guarded_lib(lua_State *L, const char *lib)
     lua_setmetatable(L, -2);
 }
 
-/* Replace every field of the table at idx not in keep with a stub named "<lib>.<key>". */
+/* Replace every field of the table at idx not in keep with a refusing function named "<lib>.<key>". */
 static void apply_allow_list(lua_State *L, int idx, const char *lib, const char *const *keep)
 {
     idx = lua_absindex(L, idx);
-    lua_newtable(L); /* names to stub, collected first: no writes during lua_next */
+    lua_newtable(L); /* names to refuse, collected first: no writes during lua_next */
     int names = lua_gettop(L);
     int count = 0;
     lua_pushnil(L);
