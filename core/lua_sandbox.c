@@ -258,7 +258,8 @@ static void push_guarded_lib(lua_State *L, const char *lib)
     lua_setmetatable(L, -2);
 }
 
-/* Replace every field of the table at idx not in keep with a refusing function named "<lib>.<key>". */
+/* Replace every field of the table at idx not in keep with a function that refuses,
+ * named "<lib>.<key>" in its message. */
 static void apply_allow_list(lua_State *L, int idx, const char *lib, const char *const *keep)
 {
     idx = lua_absindex(L, idx);
