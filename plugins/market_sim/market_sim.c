@@ -1568,7 +1568,7 @@ static void ms_destroy(void *state)
         return;
     /* Deployments stay in the KV as they are: a restart finds them (that is the point). */
     while (m->acquires)
-        acq_finish(m->acquires, SWP_ECANCELED, "market_sim is shutting down");
+        acq_finish(m->acquires, SWP_ECANCELED, "interrupted by shutdown; the deployment is kept and a restart resumes it");
     market_free(m);
 }
 
