@@ -169,6 +169,8 @@ while [ "$(now_ms)" -lt "$deadline" ]; do
   sleep 0.5
 done
 t_acq=$(($(now_ms) - t0))
+# passes that start after the last unit became ready (time of day in ms, as the log's UTC)
+t_all=$(sqlite3 "$d2/steward.db" "SELECT max(ready_ms) % 86400000 FROM units WHERE state = 3")
 # let at least three full watch passes run once everything is ready
 w_ms=$(ms_of "$watch_interval")
 sleep $(awk -v w="$w_ms" 'BEGIN { print 3.5 * w / 1000 }')
@@ -182,7 +184,7 @@ passes=$(grep -E 'GET /v1/deployments/[0-9]+ -> ' "$d2/market.log" |
       if (n && t - last > gap) { print first, last, cnt; cnt = 0; first = t }
       if (!n) first = t; n = 1; last = t; cnt++ }
     END { print first, last, cnt }' |
-  awk -v want="$n_track" '$3 >= want { printf "%d ", $2 - $1 }')
+  awk -v want="$n_track" -v after="$t_all" '$3 >= want && $1 > after { printf "%d ", $2 - $1 }')
 echo "market.track_1000: units_ready=$n on_server=$on_server acquire_all_ms=$t_acq rss_kb=$rss" \
   "target_rss_kb=20480 ($([ "$rss" -le 20480 ] && echo met || echo MISSED))" \
   "watch_pass_ms=[${passes% }] target_ms=1000"
