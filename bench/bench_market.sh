@@ -1,0 +1,190 @@
+#!/usr/bin/env bash
+# market_akash against a local `steward market serve` (issue 3, "Performance"):
+#
+#   market.acquire_50   50 units asked at once, 5 in each of 10 regions; providers bid after
+#                       BID_DELAY (500ms) and are ready READY_DELAY (2s) after the lease.
+#                       Target: all 50 ready (as steward sees them) within
+#                       2 x (bid delay + ready delay) of steward's start; steward's CPU time
+#                       (utime + stime from /proc/<pid>/stat) <= 1 ms per marketplace action
+#                       (reported per acquire and per HTTP request steward made).
+#   market.track_1000   one steward owning 1,000 ready deployments (bought by steward itself
+#                       from fast providers: recovery closes units carrying our id that the
+#                       journal does not know, so deployments created behind its back with
+#                       curl cannot be adopted). Targets: VmRSS <= 20 MB, one full watch pass
+#                       <= 1 s wall. A watch pass is measured on the server side: the server
+#                       logs every request at debug level with a ms timestamp; a pass is a
+#                       burst of GET /v1/deployments/<dseq> (8 in flight) and its duration is
+#                       first-to-last request of the burst (plus the last answer's latency,
+#                       which is sub-millisecond on loopback).
+#
+#   make build && bash bench/bench_market.sh [build-dir]
+#   env: BID_DELAY=500ms READY_DELAY=2s N_TRACK=1000 WATCH_INTERVAL=3s KEEP=1 (keep workdir)
+set -euo pipefail
+src=$(cd "$(dirname "$0")/.." && pwd)
+build=${1:-$src/build}
+bin=$build/steward
+bid_delay=${BID_DELAY:-500ms}
+ready_delay=${READY_DELAY:-2s}
+n_track=${N_TRACK:-1000}
+watch_interval=${WATCH_INTERVAL:-3s}
+for t in curl jq sqlite3; do
+  command -v $t >/dev/null || { echo "$t is not installed" >&2; exit 77; }
+done
+[ -x "$bin" ] || { echo "no $bin: run make build first" >&2; exit 1; }
+plugin_dir=$(dirname "$(find "$build" -name 'swp_market_akash.so' -print -quit)")
+export STEWARD_PLUGIN_PATH=$plugin_dir
+export STEWARD_MARKET_API_KEY="bench-key-$$-$RANDOM-zz9"
+export BENCH_AKASH_KEY=$STEWARD_MARKET_API_KEY
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/steward-bench-market.XXXXXX")
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  [ -n "${KEEP:-}" ] && echo "workdir kept: $work" >&2 || rm -rf "$work"
+}
+trap cleanup EXIT
+hz=$(getconf CLK_TCK)
+now_ms() { date +%s%3N; }
+ms_of() { # duration like 500ms / 2s -> ms
+  case $1 in *ms) echo "${1%ms}" ;; *s) echo $((${1%s} * 1000)) ;; *) echo "$1" ;; esac
+}
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+
+# providers DIR BID READY CAPACITY: two providers in each of r0..r9.
+providers() {
+  jq -n --arg bid "$2" --arg ready "$3" --argjson cap "$4" '{providers: [range(0; 10) as $r |
+    range(0; 2) as $i | {owner: ("akash1bench" + ($r|tostring) + "p" + ($i|tostring) + "0000000000000000000000000000000"),
+    host_uri: ("https://p\($i).r\($r).test:8443"), region: "r\($r)", price_uact_per_block: (50 + 10 * $i),
+    bid_delay: $bid, ready_delay: $ready, capacity: $cap, audited: true, closures_per_hour: 0}]}' >"$1/providers.json"
+}
+
+# server DIR: starts `steward market serve` on a free port; sets port.
+server() {
+  "$bin" market serve --listen 127.0.0.1:0 --state "$1/market.db" --providers "$1/providers.json" \
+    --port-file "$1/market.port" --seed 5 --speed 1 --log-level debug \
+    >"$1/market.out" 2>"$1/market.log" &
+  pids+=($!)
+  for _ in $(seq 1 200); do [ -s "$1/market.port" ] && break; sleep 0.05; done
+  port=$(cat "$1/market.port")
+}
+
+# steward_config DIR PER_REGION BID_WINDOW POLL WATCH MAX
+steward_config() {
+  local regions
+  regions=$(jq -nc '[range(0; 10) | "r\(.)"]')
+  cp "$src/tests/integration/fixtures/akash/web.sdl.yaml" "$1/"
+  cat >"$1/fixed.lua" <<EOF
+-- $2 units in each of the 10 regions, asked at once.
+local t = {}
+for i = 0, 9 do t["r" .. i] = $2 end
+return { name = "fixed", evaluate = function(ctx) return { web = t } end }
+EOF
+  cat >"$1/steward.jsonc" <<EOF
+{
+  "id": "benchtag",
+  "state": "steward.db",
+  "seed": 3,
+  "log": { "format": "text", "level": "info" },
+  "market": "market_akash",
+  "plugins": {
+    "market_akash": {
+      "base_url": "http://127.0.0.1:$port",
+      "api_key_env": "BENCH_AKASH_KEY",
+      "deposit_usd": 1,
+      "sdl_template": "web.sdl.yaml",
+      "bid_window": "$3",
+      "min_bids": 1,
+      "poll_interval": "$4",
+      "ready_timeout": "60s",
+      "request_timeout": "5s",
+      "watch_interval": "$5"
+    }
+  },
+  "guard": { "max_leases": $6 },
+  "groups": {
+    "web": { "min": 0, "max": $6, "regions": $regions, "acquire_deadline": "5m",
+             "scale_up_cooldown": "0s", "scale_down_cooldown": "0s" }
+  },
+  "policies": [ { "name": "fixed", "file": "fixed.lua", "interval": "200ms" } ]
+}
+EOF
+}
+
+# ready_count: our active deployments whose lease is ready, from the server's state.
+ready_count() {
+  curl -sS --max-time 20 -H "x-api-key: $STEWARD_MARKET_API_KEY" "http://127.0.0.1:$port/_steward/state" |
+    jq '[.data.deployments[] | select(.env.STEWARD_TAG == "benchtag" and .state == "active"
+         and .leases[0].ready_ms != null)] | length'
+}
+
+# ---------------------------------------------------------------- acquire_50
+d1=$work/acquire
+mkdir -p "$d1"
+providers "$d1" "$bid_delay" "$ready_delay" 100
+server "$d1"
+steward_config "$d1" 5 600ms 100ms 30s 50
+bid_ms=$(ms_of "$bid_delay")
+ready_ms=$(ms_of "$ready_delay")
+t0=$(now_ms)
+(cd "$d1" && exec "$bin" run -c steward.jsonc 2>steward.log) &
+spid=$!
+pids+=("$spid")
+# steward's own view: the journal's units in state ready (polled every 20 ms).
+ready_journal() { sqlite3 "$d1/steward.db" "SELECT count(*) FROM units WHERE state = 3" 2>/dev/null || echo 0; }
+deadline=$((t0 + 60000))
+n=0
+while [ "$(now_ms)" -lt "$deadline" ]; do
+  n=$(ready_journal)
+  [ "${n:-0}" -ge 50 ] && break
+  sleep 0.02
+done
+ticks=$(cpu_ticks "$spid")
+# the journal's ready_ms is steward's clock (epoch ms live) when it saw the unit ready
+t1=$(sqlite3 "$d1/steward.db" "SELECT max(ready_ms) FROM units WHERE state = 3")
+kill -TERM "$spid"; wait "$spid" || true
+reqs=$(grep -c -- ' -> ' "$d1/market.log" || true)
+wall=$((t1 - t0))
+target=$((2 * (bid_ms + ready_ms)))
+cpu_ms=$(awk -v t="$ticks" -v hz="$hz" 'BEGIN { printf "%.0f", t * 1000 / hz }')
+echo "market.acquire_50: ready=$n/50 wall_ms=$wall target_ms=$target ($([ "$n" -ge 50 ] && [ "$wall" -le "$target" ] && echo met || echo MISSED))" \
+  "cpu_ms=$cpu_ms cpu_ms_per_acquire=$(awk -v c="$cpu_ms" 'BEGIN { printf "%.2f", c / 50 }')" \
+  "http_requests=$reqs cpu_ms_per_request=$(awk -v c="$cpu_ms" -v r="$reqs" 'BEGIN { printf "%.3f", r ? c / r : 0 }')"
+
+# ---------------------------------------------------------------- track_1000
+d2=$work/track
+mkdir -p "$d2"
+providers "$d2" 10ms 10ms $((n_track / 10 + 10))
+server "$d2"
+steward_config "$d2" $((n_track / 10)) 300ms 200ms "$watch_interval" "$n_track"
+t0=$(now_ms)
+(cd "$d2" && exec "$bin" run -c steward.jsonc 2>steward.log) &
+spid=$!
+pids+=("$spid")
+deadline=$((t0 + 600000))
+while [ "$(now_ms)" -lt "$deadline" ]; do
+  n=$(sqlite3 "$d2/steward.db" "SELECT count(*) FROM units WHERE state = 3" 2>/dev/null || echo 0)
+  [ "${n:-0}" -ge "$n_track" ] && break
+  sleep 0.5
+done
+t_acq=$(($(now_ms) - t0))
+# passes that start after the last unit became ready (time of day in ms, as the log's UTC)
+t_all=$(sqlite3 "$d2/steward.db" "SELECT max(ready_ms) % 86400000 FROM units WHERE state = 3")
+# let at least three full watch passes run once everything is ready
+w_ms=$(ms_of "$watch_interval")
+sleep $(awk -v w="$w_ms" 'BEGIN { print 3.5 * w / 1000 }')
+rss=$(rss_kb "$spid")
+kill -TERM "$spid"; wait "$spid" || true
+on_server=$(ready_count)
+# Watch passes: bursts of GET /v1/deployments/<dseq> separated by > half a watch interval.
+passes=$(grep -E 'GET /v1/deployments/[0-9]+ -> ' "$d2/market.log" |
+  awk -v gap=$((w_ms / 2)) '{
+      split($1, a, "T"); split(a[2], b, ":"); t = ((b[1] * 60 + b[2]) * 60 + b[3]) * 1000;
+      if (n && t - last > gap) { print first, last, cnt; cnt = 0; first = t }
+      if (!n) first = t; n = 1; last = t; cnt++ }
+    END { print first, last, cnt }' |
+  awk -v want="$n_track" -v after="$t_all" '$3 >= want && $1 > after { printf "%d ", $2 - $1 }')
+echo "market.track_1000: units_ready=$n on_server=$on_server acquire_all_ms=$t_acq rss_kb=$rss" \
+  "target_rss_kb=20480 ($([ "$rss" -le 20480 ] && echo met || echo MISSED))" \
+  "watch_pass_ms=[${passes% }] target_ms=1000"
