@@ -682,6 +682,36 @@ static void http_done(void *ud, int status, const struct swp_http_resp *resp)
     cb(cb_ud, status, resp);
 }
 
+
+/* The service answered a start: an id of 0 or a completion inside the call leaves nothing
+ * to track; otherwise the tracker stays on list under the id. */
+static uint64_t tracker_started(struct tracker_list *list, struct tracker *t, uint64_t id)
+{
+    t->starting = false;
+    if (id == 0 || t->fired) {
+        tracker_unlink(list, t);
+        free(t);
+        return id;
+    }
+    t->id = id;
+    return id;
+}
+
+/* Move a tracker whose service broke "cancel fires the callback before returning" to the
+ * host's orphans, so a late completion lands on live memory and is dropped. */
+static void park_orphan(struct sw_plugin *plugin, struct tracker_list *list, struct tracker *t,
+                        const char *what)
+{
+    struct sw_plugin_host *host = plugin->host;
+    tracker_unlink(list, t);
+    t->plugin = NULL;
+    t->host = host;
+    tracker_link(&host->orphans, t);
+    sw_log(SW_LOG_ERROR, "plugin_host",
+           "%s %llu of plugin '%s' did not complete on cancel; reported as cancelled", what,
+           (unsigned long long)t->id, plugin->name);
+}
+
 static uint64_t host_http_request(const struct swp_host *h, const struct swp_http_req *req,
                                   swp_http_cb cb, void *ud)
 {
@@ -705,14 +735,7 @@ static uint64_t host_http_request(const struct swp_host *h, const struct swp_htt
     t->starting = true;
     tracker_link(&plugin->requests, t);
     uint64_t id = svc->http_request(svc->ud, plugin, &full, http_done, t);
-    t->starting = false;
-    if (id == 0 || t->fired) {
-        tracker_unlink(&plugin->requests, t);
-        free(t);
-        return id;
-    }
-    t->id = id;
-    return id;
+    return tracker_started(&plugin->requests, t, id);
 }
 
 /* The service broke "cancel fires the callback before returning": report the cancellation
@@ -720,17 +743,9 @@ static uint64_t host_http_request(const struct swp_host *h, const struct swp_htt
  * completion from the service is dropped instead of touching freed memory. */
 static void orphan_http(struct sw_plugin *plugin, struct tracker *t)
 {
-    struct sw_plugin_host *host = plugin->host;
     swp_http_cb cb = t->http_cb;
     void *cb_ud = t->ud;
-    tracker_unlink(&plugin->requests, t);
-    t->plugin = NULL;
-    t->host = host;
-    tracker_link(&host->orphans, t);
-    sw_log(SW_LOG_ERROR, "plugin_host",
-           "HTTP request %llu of plugin '%s' did not complete on cancel; reported as "
-           "cancelled",
-           (unsigned long long)t->id, plugin->name);
+    park_orphan(plugin, &plugin->requests, t, "HTTP request");
     struct swp_http_resp none = {0};
     none.body = "";
     cb(cb_ud, SWP_ECANCELED, &none);
@@ -844,29 +859,15 @@ static uint64_t host_net_exchange(const struct swp_host *h, const struct swp_net
     t->starting = true;
     tracker_link(&plugin->exchanges, t);
     uint64_t id = svc->net_exchange(svc->ud, plugin, &full, net_done, t, ud);
-    t->starting = false;
-    if (id == 0 || t->fired) {
-        tracker_unlink(&plugin->exchanges, t);
-        free(t);
-        return id;
-    }
-    t->id = id;
-    return id;
+    return tracker_started(&plugin->exchanges, t, id);
 }
 
 /* As orphan_http, for a service that did not honour "cancel fires the callback". */
 static void orphan_net(struct sw_plugin *plugin, struct tracker *t)
 {
-    struct sw_plugin_host *host = plugin->host;
     swp_net_cb cb = t->net_cb;
     void *cb_ud = t->ud;
-    tracker_unlink(&plugin->exchanges, t);
-    t->plugin = NULL;
-    t->host = host;
-    tracker_link(&host->orphans, t);
-    sw_log(SW_LOG_ERROR, "plugin_host",
-           "net exchange %llu of plugin '%s' did not complete on cancel; reported as cancelled",
-           (unsigned long long)t->id, plugin->name);
+    park_orphan(plugin, &plugin->exchanges, t, "net exchange");
     cb(cb_ud, SWP_ECANCELED, NULL, 0);
 }
 
