@@ -479,7 +479,7 @@ char *sw_admin_status_json(struct sw_runtime *rt, int64_t now_ms)
     jw_open(&w, NULL, '{');
     jw_string(&w, "id", config->instance_id);
     jw_string(&w, "version", SW_VERSION);
-    jw_string(&w, "leader", "self"); /* one replica until HA exists */
+    jw_key(&w, "leader"), sbuf_printf(&w.b, "%s", sw_runtime_leader_json(rt)); /* ha */
     jw_bool(&w, "ready", sw_runtime_ready(rt));
     jw_number(&w, "now_ms", (double)now_ms);
     jw_number(&w, "started_ms", (double)st->started_ms);
@@ -745,8 +745,7 @@ char *sw_admin_metrics_text(struct sw_runtime *rt, int64_t now_ms)
     put_header(&b, "steward_ready", "gauge",
                "1 once recovery finished and the first evaluation ran.");
     put_sample(&b, "steward_ready", NULL, sw_runtime_ready(rt) ? 1 : 0);
-    put_header(&b, "steward_leader", "gauge", "1 when this replica acts (always, until HA).");
-    put_sample(&b, "steward_leader", NULL, 1);
+    sbuf_printf(&b, "%s", sw_runtime_leader_metrics(rt)); /* ha: steward_leader and _ha_ */
     put_header(&b, "steward_uptime_seconds", "gauge", "Time since the runtime started (clock).");
     put_sample(&b, "steward_uptime_seconds", NULL,
                st->started_ms > 0 ? (double)(now_ms - st->started_ms) / 1000.0 : 0);

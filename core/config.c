@@ -1542,12 +1542,64 @@ static int load_probes(const struct loader *ld, const cJSON *root, struct sw_con
     return 0;
 }
 
+/* ---- ha (the "ha" section; read by ha.c) --------------------------------------------- */
+
+static int load_ha(const struct loader *ld, const cJSON *root, struct sw_config *c)
+{
+    static const char *const keys[] = {"etcd", "ttl", "prefix", "replica", NULL};
+    const cJSON *ha = NULL;
+    int rc = get_object(ld, root, "", "ha", &ha);
+    if (rc < 0 || ha == NULL)
+        return rc;
+    struct sw_ha_config *h = sw_xcalloc(1, sizeof(*h));
+    c->ha = h;
+    h->ttl_ms = 5000;
+    const char *prefix = NULL, *replica = NULL;
+    if ((rc = check_keys(ld, ha, "ha", keys)) < 0 ||
+        (rc = get_string_list(ld, ha, "ha", "etcd", false, true, &h->endpoints,
+                              &h->endpoint_count)) < 0 ||
+        (rc = get_duration(ld, ha, "ha", "ttl", 2000, "duration of at least \"2s\"",
+                           &h->ttl_ms)) < 0 ||
+        (rc = get_string(ld, ha, "ha", "prefix", false, &prefix)) < 0 ||
+        (rc = get_string(ld, ha, "ha", "replica", false, &replica)) < 0)
+        return rc;
+    if (h->endpoint_count == 0)
+        return fail_type(ld, "ha.etcd", "non-empty array of etcd URLs",
+                         cJSON_GetObjectItemCaseSensitive(ha, "etcd"));
+    for (size_t i = 0; i < h->endpoint_count; i++) {
+        if (strncmp(h->endpoints[i], "http://", 7) != 0 &&
+            strncmp(h->endpoints[i], "https://", 8) != 0) {
+            char path[PATH_LEN];
+            snprintf(path, sizeof(path), "ha.etcd[%zu]", i);
+            return fail_type(ld, path, "URL like \"http://127.0.0.1:2379\"",
+                             cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(ha, "etcd"),
+                                                (int)i));
+        }
+        size_t len = strlen(h->endpoints[i]);
+        if (h->endpoints[i][len - 1] == '/')
+            h->endpoints[i][len - 1] = '\0';
+    }
+    /* etcd leases have whole-second TTLs: a fraction would silently round. */
+    if (h->ttl_ms % 1000 != 0)
+        return fail_type(ld, "ha.ttl", "whole number of seconds like \"5s\"",
+                         cJSON_GetObjectItemCaseSensitive(ha, "ttl"));
+    if (prefix != NULL && (prefix[0] != '/' || prefix[strlen(prefix) - 1] == '/'))
+        return fail_type(ld, "ha.prefix", "key prefix starting with '/' and not ending with it",
+                         cJSON_GetObjectItemCaseSensitive(ha, "prefix"));
+    if (replica != NULL && !matches_name(replica, 64))
+        return fail_type(ld, "ha.replica", "string matching [A-Za-z0-9_-]{1,64}",
+                         cJSON_GetObjectItemCaseSensitive(ha, "replica"));
+    h->prefix = prefix != NULL ? sw_xstrdup(prefix) : sw_xasprintf("/steward/%s", c->instance_id);
+    h->replica = sw_xstrdup(replica);
+    return 0;
+}
+
 static int load_root(const struct loader *ld, const cJSON *root, struct sw_config *c)
 {
     static const char *const keys[] = {"id",       "state",  "seed",     "log",     "plugin_dirs",
                                        "lua_path", "market", "self",     "plugins", "metrics",
                                        "guard",    "groups", "policies", "simulation", "admin",
-                                       "dns",      "probes", NULL};
+                                       "dns",      "probes", "ha", NULL};
     if (!cJSON_IsObject(root))
         return fail_type(ld, "", "object at the top level", root);
     int rc = check_secrets(ld, root, "");
@@ -1579,7 +1631,7 @@ static int load_root(const struct loader *ld, const cJSON *root, struct sw_confi
         (rc = load_metrics(ld, root, c)) < 0 || (rc = load_guard(ld, root, c)) < 0 ||
         (rc = load_groups(ld, root, c)) < 0 || (rc = load_policies(ld, root, c)) < 0 ||
         (rc = load_admin(ld, root, c)) < 0 || (rc = load_dns(ld, root, c)) < 0 ||
-        (rc = load_probes(ld, root, c)) < 0)
+        (rc = load_probes(ld, root, c)) < 0 || (rc = load_ha(ld, root, c)) < 0)
         return rc;
     /* Validated by the simulator, which alone reads it: a live run ignores it. */
     const cJSON *simulation = NULL;
@@ -1684,6 +1736,12 @@ void sw_config_free(struct sw_config *c)
     free_strings(c->probes.targets, c->probes.target_count);
     free(c->probes.path);
     free(c->probes.target_template);
+    if (c->ha != NULL) { /* ha */
+        free_strings(c->ha->endpoints, c->ha->endpoint_count);
+        free(c->ha->prefix);
+        free(c->ha->replica);
+        free(c->ha);
+    }
     free_strings(c->plugin_dirs, c->plugin_dir_count);
     free(c->path);
     free(c->dir);

@@ -123,6 +123,15 @@ struct sw_probes_config {
                                    {provider} {uri}); NULL: the uris */
 };
 
+/* ha: "ha": leader election and the replicated owned-units set through etcd (core/ha.h). */
+struct sw_ha_config {
+    char **endpoints;           /* "etcd": base URLs like "http://127.0.0.1:2379" (>= 1) */
+    size_t endpoint_count;
+    int64_t ttl_ms;             /* "ttl": the leader lease; default 5 s, whole seconds >= 2 s */
+    char *prefix;               /* "prefix": default "/steward/<id>", no trailing '/' */
+    char *replica;              /* "replica": this replica's name, or NULL: hostname-pid */
+};
+
 struct sw_config {
     char *path;                 /* as given */
     char *dir;                  /* its directory: relative paths resolve against it */
@@ -151,6 +160,8 @@ struct sw_config {
     struct sw_admin_config admin;
     struct sw_dns_config *dns;  /* dns: the "dns" section, or NULL when absent */
     struct sw_probes_config probes; /* "probes" (geo): last so other fields keep offsets */
+    /* ha: the "ha" section (core/ha.c), or NULL when absent: one replica, nothing changes */
+    struct sw_ha_config *ha;
 };
 
 /* Read and validate a config file. Returns an owned config (free with sw_config_free) or

@@ -7,6 +7,7 @@
 #include <uv.h>
 
 #include "guard.h"
+#include "ha.h"
 #include "http_client.h"
 #include "dns_sync.h"
 #include "journal.h"
@@ -142,6 +143,13 @@ struct sw_runtime {
     struct sw_names lost_groups; /* groups that lost units since the last repair evaluation */
     int lost_count;
     uint64_t repair_timer;
+
+    /* ---- ha (ha.c; code at the end of this file) ---- */
+    struct sw_ha *ha;         /* NULL without "ha" in the config (or without a loop) */
+    bool ha_merging;          /* takeover: the records being merged are already in etcd */
+    uint64_t ha_refused;      /* marketplace actions the fence refused */
+    char ha_leader_buf[512];  /* sw_runtime_leader_json's last answer */
+    char *ha_metrics_text;    /* sw_runtime_leader_metrics's last answer */
 };
 
 /* probes (geo): defined at the end of this file. */
@@ -170,6 +178,14 @@ static void resil_fill_avoid(struct sw_runtime *rt, const struct sw_unit *u,
                              struct swp_acquire_req *req);
 static void resil_plan(struct sw_runtime *rt, struct sw_actions *actions);
 static void resil_fill_input(struct sw_runtime *rt, struct sw_policy_input *in);
+
+/* ha: defined at the end of this file. */
+static int ha_setup(struct sw_runtime *rt, struct sw_error *err);
+static void ha_record_unit(struct sw_runtime *rt, const struct sw_unit *u);
+static void fenced_send_acquire(struct sw_runtime *rt, struct sw_unit *u, const char *intent_key,
+                                int64_t already_spent_ms);
+static void fenced_send_release(struct sw_runtime *rt, struct sw_unit *u, const char *intent_key);
+static void ha_free(struct sw_runtime *rt);
 
 static int64_t now_ms(struct sw_runtime *rt)
 {
@@ -310,6 +326,7 @@ static void save_unit(struct sw_runtime *rt, const struct sw_unit *u)
     if (rt->opts.on_unit != NULL)
         rt->opts.on_unit(rt->opts.observe_ud, u);
     sw_dns_sync_kick(rt->dns); /* dns: every unit change may change the records */
+    ha_record_unit(rt, u);     /* ha: the replicated owned-units set follows */
 }
 
 static void finish_intent(struct sw_runtime *rt, const char *key, int state, const char *outcome)
@@ -494,7 +511,7 @@ static int start_release(struct sw_runtime *rt, struct sw_unit *u, const char *r
         rt->deferred = d;
         return 0;
     }
-    send_release(rt, u, intent_key);
+    fenced_send_release(rt, u, intent_key); /* ha: fenced when replicated */
     free(intent_key);
     return 0;
 }
@@ -531,7 +548,7 @@ static void dns_release_resume(void *ud, const char *unit_key)
         return;
     struct sw_unit *u = sw_units_find_key(&rt->units, unit_key);
     if (rt->running && u != NULL && u->state == SW_UNIT_RELEASING)
-        send_release(rt, u, d->intent_key);
+        fenced_send_release(rt, u, d->intent_key);
     else
         finish_intent(rt, d->intent_key, SW_INTENT_ABANDONED,
                       "the unit closed while it drained from DNS");
@@ -718,7 +735,7 @@ static int start_acquire(struct sw_runtime *rt, const struct sw_action *action)
            action->group, action->region, key, action->price_usd_hour, action->reason);
     rt->stats.acquires_started++;
 
-    send_acquire(rt, u, key, 0);
+    fenced_send_acquire(rt, u, key, 0); /* ha: fenced when replicated */
     free(key);
     return 0;
 }
@@ -1382,7 +1399,7 @@ static void resolve_pending_intents(struct sw_runtime *rt, const struct swp_unit
                 if (u->state == SW_UNIT_READY)
                     finish_intent(rt, in->key, SW_INTENT_DONE, "recovered: ready after restart");
                 else
-                    send_acquire(rt, u, in->key, now_ms(rt) - in->created_ms);
+                    fenced_send_acquire(rt, u, in->key, now_ms(rt) - in->created_ms);
             } else {
                 if (u != NULL && u->state != SW_UNIT_CLOSED) {
                     u->state = SW_UNIT_CLOSED;
@@ -1709,16 +1726,17 @@ struct sw_runtime *sw_runtime_new(const struct sw_runtime_opts *opts, struct sw_
         goto fail;
     if (rt->config->dns != NULL && setup_dns(rt, err) < 0)
         goto fail;
+    if (rt->config->ha != NULL && ha_setup(rt, err) < 0)
+        goto fail;
     return rt;
 fail:
     sw_runtime_free(rt);
     return NULL;
 }
 
-int sw_runtime_start(struct sw_runtime *rt, struct sw_error *err)
+/* Recovery, then the schedules: what a replica does once it may act. */
+static int start_acting(struct sw_runtime *rt, struct sw_error *err)
 {
-    rt->running = true;
-    rt->stats.started_ms = now_ms(rt);
     if (rt->dns != NULL)
         sw_dns_sync_start(rt->dns); /* before recovery: its releases are held back too */
     if (rt->market_ops->list == NULL) {
@@ -1735,6 +1753,17 @@ int sw_runtime_start(struct sw_runtime *rt, struct sw_error *err)
                             sw_strerror(rc));
     }
     return 0;
+}
+
+int sw_runtime_start(struct sw_runtime *rt, struct sw_error *err)
+{
+    rt->running = true;
+    rt->stats.started_ms = now_ms(rt);
+    if (rt->ha != NULL) { /* ha: nothing acts before this replica is elected (ha_elected) */
+        sw_ha_start(rt->ha);
+        return 0;
+    }
+    return start_acting(rt, err);
 }
 
 static void stop_timer(struct sw_runtime *rt, uint64_t *timer)
@@ -1798,6 +1827,7 @@ void sw_runtime_free(struct sw_runtime *rt)
         return;
     sw_runtime_stop(rt);
     rt->stopping = true;
+    ha_free(rt); /* ha: waiting fences complete with SW_ECANCELED (intents stay pending) */
     stop_timer(rt, &rt->events_timer);
     /* Destroying plugins completes their pending ops with SW_ECANCELED, which frees them. */
     sw_plugin_host_free(rt->plugins);
@@ -2829,4 +2859,311 @@ static void resil_fill_input(struct sw_runtime *rt, struct sw_policy_input *in)
     if (rt->track != NULL)
         in->providers = sw_track_record_view(rt->track, &rt->units, in->now_ms,
                                              &in->provider_count);
+}
+
+/* ---- ha: leader election, fencing and the replicated owned-units set (ha.c) ---------------
+ * With an "ha" section the runtime starts as a follower: no recovery, no schedules, no
+ * marketplace or DNS writes. Once elected it loads the units every leader recorded in etcd,
+ * merges them into its journal (unknown units become owned units; unfinished acquires and
+ * releases become pending intents under the same idempotency keys) and only then runs the
+ * usual recovery, which resumes or abandons them against the marketplace's list. Every
+ * acquire and release waits for a fenced txn recording the unit before it reaches the
+ * market plugin; a refused fence means another replica leads: nothing is sent, and the
+ * runtime stops (on_fatal) so a supervisor restarts it as a follower. */
+
+struct ha_fence {
+    struct sw_runtime *rt;
+    int kind;             /* SW_ACTION_ACQUIRE / SW_ACTION_RELEASE */
+    char *unit_key;
+    char *intent_key;
+    int64_t already_spent_ms;
+};
+
+static void ha_fence_done(void *ud, int status)
+{
+    struct ha_fence *f = ud;
+    struct sw_runtime *rt = f->rt;
+    struct sw_unit *u = sw_units_find_key(&rt->units, f->unit_key);
+    if (status == SW_ECANCELED) {
+        /* Shutting down: the intent stays pending; the next leader's recovery resolves it. */
+    } else if (status == 0 && rt->running && u != NULL && u->state != SW_UNIT_CLOSED) {
+        if (f->kind == SW_ACTION_ACQUIRE)
+            send_acquire(rt, u, f->intent_key, f->already_spent_ms);
+        else
+            send_release(rt, u, f->intent_key);
+    } else {
+        rt->ha_refused++;
+        const char *why = status == SW_EAGAIN ? "this replica is not the leader any more"
+                          : status == 0       ? "the runtime stopped or the unit closed"
+                                              : sw_strerror(status);
+        sw_log(SW_LOG_WARN, LOG, "ha: fence refused %s of unit %s: %s; nothing sent to the "
+               "marketplace", sw_action_kind_name(f->kind), f->unit_key, why);
+        finish_intent(rt, f->intent_key, SW_INTENT_FAILED, "ha: refused by the fence");
+        if (u != NULL && f->kind == SW_ACTION_ACQUIRE && u->state != SW_UNIT_CLOSED) {
+            rt->stats.acquires_failed++;
+            u->state = SW_UNIT_CLOSED;
+            u->closed_ms = now_ms(rt);
+            free(u->close_reason);
+            u->close_reason = sw_xstrdup("ha: refused by the fence");
+            save_unit(rt, u);
+        } else if (u != NULL && u->state == SW_UNIT_RELEASING) {
+            rt->stats.releases_failed++;
+            u->state = u->ready_ms > 0 ? SW_UNIT_READY : SW_UNIT_LEASED;
+            save_unit(rt, u);
+        }
+    }
+    free(f->unit_key);
+    free(f->intent_key);
+    free(f);
+}
+
+static void fenced_send(struct sw_runtime *rt, int kind, struct sw_unit *u,
+                        const char *intent_key, int64_t already_spent_ms)
+{
+    struct ha_fence *f = sw_xcalloc(1, sizeof(*f));
+    f->rt = rt;
+    f->kind = kind;
+    f->unit_key = sw_xstrdup(u->key);
+    f->intent_key = sw_xstrdup(intent_key);
+    f->already_spent_ms = already_spent_ms;
+    /* The unit's record (state ORDERED or RELEASING: the intent) is what the fence writes. */
+    int rc = sw_ha_unit_put(rt->ha, u, rt->unit_seq, ha_fence_done, f);
+    if (rc < 0)
+        ha_fence_done(f, rc);
+}
+
+static void fenced_send_acquire(struct sw_runtime *rt, struct sw_unit *u, const char *intent_key,
+                                int64_t already_spent_ms)
+{
+    if (rt->ha == NULL)
+        send_acquire(rt, u, intent_key, already_spent_ms);
+    else
+        fenced_send(rt, SW_ACTION_ACQUIRE, u, intent_key, already_spent_ms);
+}
+
+static void fenced_send_release(struct sw_runtime *rt, struct sw_unit *u, const char *intent_key)
+{
+    if (rt->ha == NULL)
+        send_release(rt, u, intent_key);
+    else
+        fenced_send(rt, SW_ACTION_RELEASE, u, intent_key, 0);
+}
+
+static void ha_record_unit(struct sw_runtime *rt, const struct sw_unit *u)
+{
+    if (rt->ha == NULL || rt->ha_merging || u->self || !sw_ha_is_leader(rt->ha))
+        return;
+    if (u->state == SW_UNIT_CLOSED)
+        sw_ha_unit_delete(rt->ha, u->key, NULL, NULL);
+    else
+        sw_ha_unit_put(rt->ha, u, rt->unit_seq, NULL, NULL);
+}
+
+/* The sequence in a key "<id>-u<N>" (0 for any other key): a record's key bounds the
+ * sequence even if the unit_seq write was lost. */
+static uint64_t unit_key_seq(const struct sw_runtime *rt, const char *key)
+{
+    size_t id_len = strlen(rt->config->instance_id);
+    if (strncmp(key, rt->config->instance_id, id_len) != 0 || strncmp(key + id_len, "-u", 2) != 0)
+        return 0;
+    char *end = NULL;
+    unsigned long long seq = strtoull(key + id_len + 2, &end, 10);
+    return end != NULL && *end == '\0' ? (uint64_t)seq : 0;
+}
+
+/* Make the journal agree with what the previous leaders recorded (see the block comment). */
+static void ha_merge(struct sw_runtime *rt, const struct sw_units *records, uint64_t seq)
+{
+    size_t added = 0, resumed = 0;
+    struct sw_error err = {0};
+    rt->ha_merging = true;
+    for (size_t i = 0; i < records->count; i++) {
+        const struct sw_unit *r = records->items[i];
+        struct sw_unit *u = sw_units_find_key(&rt->units, r->key);
+        if (u != NULL && u->self)
+            continue;
+        if (u == NULL) {
+            u = sw_unit_clone(r);
+            sw_units_add(&rt->units, u);
+            added++;
+        } else {
+            u->state = r->state;
+            if (r->market_id != NULL && u->market_id == NULL)
+                u->market_id = sw_xstrdup(r->market_id);
+            if (r->provider != NULL) {
+                free(u->provider);
+                u->provider = sw_xstrdup(r->provider);
+            }
+            u->price_usd_hour = r->price_usd_hour;
+            u->ready_ms = r->ready_ms;
+            if (r->uri_count > 0)
+                sw_unit_set_uris(u, (const char *const *)r->uris, r->uri_count);
+        }
+        if (sw_journal_unit_save(rt->journal, u, &err) < 0)
+            sw_log(SW_LOG_ERROR, LOG, "ha: journal: cannot save unit %s: %s", u->key, err.msg);
+        uint64_t key_seq = unit_key_seq(rt, r->key);
+        if (key_seq > seq)
+            seq = key_seq;
+        int64_t id = 0;
+        if (r->state == SW_UNIT_RELEASING) {
+            char *key = sw_xasprintf("%s-release-takeover-%" PRId64, r->key, now_ms(rt));
+            if (sw_journal_intent_begin(rt->journal, SW_ACTION_RELEASE, key, r->group, r->region,
+                                        r->key, "ha: release taken over from the previous "
+                                        "leader", now_ms(rt), &id, &err) == 0 &&
+                r->market_id != NULL)
+                sw_journal_intent_set_market_id(rt->journal, key, r->market_id, now_ms(rt), &err);
+            free(key);
+            resumed++;
+        } else if (r->state != SW_UNIT_READY && r->ready_ms == 0) {
+            /* An acquire in flight when the previous leader stopped: same key, so recovery
+             * adopts what the marketplace created under it instead of buying again. */
+            struct sw_intent existing = {0};
+            if (sw_journal_intent_get(rt->journal, r->key, &existing, &err) == SW_ENOENT &&
+                sw_journal_intent_begin(rt->journal, SW_ACTION_ACQUIRE, r->key, r->group,
+                                        r->region, NULL, "ha: acquire taken over from the "
+                                        "previous leader", r->ordered_ms > 0 ? r->ordered_ms
+                                        : now_ms(rt), &id, &err) == 0 && r->market_id != NULL)
+                sw_journal_intent_set_market_id(rt->journal, r->key, r->market_id, now_ms(rt),
+                                                &err);
+            sw_intent_clear(&existing);
+            resumed++;
+        }
+    }
+    rt->ha_merging = false;
+    if (seq > rt->unit_seq) {
+        rt->unit_seq = seq;
+        char text[32];
+        snprintf(text, sizeof(text), "%" PRIu64, seq);
+        sw_journal_meta_set(rt->journal, "unit_seq", text);
+    }
+    sw_journal_flush(rt->journal, &err);
+    sw_log(SW_LOG_INFO, LOG, "ha: took over %zu recorded units (%zu new to this journal, %zu "
+           "unfinished actions to resume); unit sequence at %" PRIu64, records->count, added,
+           resumed, rt->unit_seq);
+}
+
+static void ha_units_loaded(void *ud, int status, const struct sw_units *units, uint64_t seq)
+{
+    struct sw_runtime *rt = ud;
+    if (status < 0 || !rt->running)
+        return; /* lost again (on_lost already told) or shutting down */
+    ha_merge(rt, units, seq);
+    struct sw_error err = {0};
+    if (start_acting(rt, &err) < 0) {
+        sw_log(SW_LOG_ERROR, LOG, "ha: %s", err.msg);
+        if (rt->opts.on_fatal != NULL)
+            rt->opts.on_fatal(rt->opts.fatal_ud, &err);
+    }
+}
+
+static void ha_elected(void *ud)
+{
+    struct sw_runtime *rt = ud;
+    if (rt->running)
+        sw_ha_units_load(rt->ha, ha_units_loaded, rt);
+}
+
+static void ha_lost(void *ud, const char *why)
+{
+    struct sw_runtime *rt = ud;
+    /* Stop deciding now; the process exits so it comes back clean as a follower (what
+     * Kubernetes' controllers do on a lost lease) rather than half-restarting in place. */
+    sw_runtime_quiesce(rt);
+    struct sw_error err;
+    sw_error_set(&err, SW_EAGAIN, "ha: lost the leadership: %s", why);
+    if (rt->opts.on_fatal != NULL)
+        rt->opts.on_fatal(rt->opts.fatal_ud, &err);
+    else
+        sw_runtime_stop(rt);
+}
+
+static int ha_setup(struct sw_runtime *rt, struct sw_error *err)
+{
+    if (rt->opts.loop == NULL) {
+        sw_log(SW_LOG_INFO, LOG, "ha: election disabled (no network in this run)");
+        return 0;
+    }
+    struct sw_ha_opts hopts = {
+        .config = rt->config->ha,
+        .clock = rt->clock,
+        .loop = rt->opts.loop,
+        .on_elected = ha_elected,
+        .on_lost = ha_lost,
+        .ud = rt,
+    };
+    rt->ha = sw_ha_new(&hopts, err);
+    return rt->ha != NULL ? 0 : err->code;
+}
+
+static void ha_free(struct sw_runtime *rt)
+{
+    sw_ha_free(rt->ha);
+    rt->ha = NULL;
+    free(rt->ha_metrics_text);
+    rt->ha_metrics_text = NULL;
+}
+
+/* Label values from etcd are shown as they are, minus what would break the exposition. */
+static void label_safe(char *out, size_t size, const char *text)
+{
+    size_t i = 0;
+    for (; text != NULL && text[i] != '\0' && i + 1 < size; i++)
+        out[i] = text[i] == '"' || text[i] == '\\' || (unsigned char)text[i] < 0x20 ? '_'
+                                                                                 : text[i];
+    out[i] = '\0';
+}
+
+/* Written with snprintf, not cJSON: /v1/status is the admin API's hot document. */
+const char *sw_runtime_leader_json(struct sw_runtime *rt)
+{
+    size_t size = sizeof(rt->ha_leader_buf);
+    if (rt->ha == NULL) {
+        snprintf(rt->ha_leader_buf, size, "{\"ha\":false,\"who\":\"self\",\"self\":true,"
+                 "\"since_ms\":%" PRId64 "}", rt->stats.started_ms);
+        return rt->ha_leader_buf;
+    }
+    struct sw_ha_leader_info info;
+    sw_ha_leader(rt->ha, &info);
+    char who[160] = "null", since[32] = "null", name[128];
+    if (info.leader != NULL) {
+        label_safe(name, sizeof(name), info.leader);
+        snprintf(who, sizeof(who), "\"%s\"", name);
+        snprintf(since, sizeof(since), "%" PRId64, info.since_ms);
+    }
+    label_safe(name, sizeof(name), info.replica);
+    snprintf(rt->ha_leader_buf, size, "{\"ha\":true,\"replica\":\"%s\",\"who\":%s,\"self\":%s,"
+             "\"since_ms\":%s,\"lease_left_ms\":%" PRId64 ",\"elections_won\":%" PRIu64
+             ",\"fence_refused\":%" PRIu64 "}", name, who, info.is_leader ? "true" : "false",
+             since, info.lease_left_ms, info.elections_won, rt->ha_refused);
+    return rt->ha_leader_buf;
+}
+
+const char *sw_runtime_leader_metrics(struct sw_runtime *rt)
+{
+    bool acting = rt->ha == NULL || sw_ha_is_leader(rt->ha);
+    char *text = sw_xasprintf("# HELP steward_leader 1 when this replica acts (the elected "
+                              "leader with HA, always without).\n# TYPE steward_leader gauge\n"
+                              "steward_leader %d\n", acting ? 1 : 0);
+    if (rt->ha != NULL) {
+        struct sw_ha_leader_info info;
+        sw_ha_leader(rt->ha, &info);
+        char replica[128], leader[128];
+        label_safe(replica, sizeof(replica), info.replica);
+        label_safe(leader, sizeof(leader), info.leader);
+        char *more = sw_xasprintf(
+            "%s# HELP steward_ha_leader 1 when this replica holds the etcd leadership, 0 "
+            "when it follows (label leader: who leads as last seen).\n"
+            "# TYPE steward_ha_leader gauge\nsteward_ha_leader{replica=\"%s\",leader=\"%s\"} %d\n"
+            "# HELP steward_ha_elections_won_total Elections this replica won.\n"
+            "# TYPE steward_ha_elections_won_total counter\nsteward_ha_elections_won_total %" PRIu64
+            "\n# HELP steward_ha_fence_refused_total Marketplace actions the fence refused.\n"
+            "# TYPE steward_ha_fence_refused_total counter\nsteward_ha_fence_refused_total %"
+            PRIu64 "\n",
+            text, replica, leader, info.is_leader ? 1 : 0, info.elections_won, rt->ha_refused);
+        free(text);
+        text = more;
+    }
+    free(rt->ha_metrics_text);
+    rt->ha_metrics_text = text;
+    return text;
 }

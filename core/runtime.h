@@ -193,4 +193,11 @@ void sw_runtime_quiesce(struct sw_runtime *rt);
 struct sw_dns_sync;
 struct sw_dns_sync *sw_runtime_dns(struct sw_runtime *rt);
 
+/* ha: who leads (docs/operations.md#high-availability), for the admin API. The JSON object
+ * of /v1/status's "leader" ({"ha":false,"who":"self",...} without an "ha" section) and the
+ * /metrics lines steward_leader and, with HA, steward_ha_leader. Both are owned by the
+ * runtime and valid until the next call of the same function. */
+const char *sw_runtime_leader_json(struct sw_runtime *rt);
+const char *sw_runtime_leader_metrics(struct sw_runtime *rt);
+
 #endif /* SW_RUNTIME_H */
