@@ -28,7 +28,7 @@ enum write_kind { W_PUT, W_DELETE, W_LOAD };
 struct write_entry {
     struct write_entry *next;
     int kind;
-    char *unit_key;  /* put/delete */
+    char *unit_key;  /* put/delete: the etcd key below the prefix ("units/<key>", "kv/...") */
     char *record;    /* put */
     uint64_t unit_seq;
     sw_ha_done_cb done;
@@ -44,6 +44,7 @@ struct sw_ha {
     char *replica;
     char *leader_key;
     char *units_prefix;  /* "<prefix>/units/" */
+    char *kv_prefix;     /* "<prefix>/kv/": the plugins' key-value spaces */
     char *seq_key;
     size_t endpoint;     /* index into config->endpoints; moves on after a transport error */
     int state;
@@ -779,7 +780,7 @@ static void complete(struct write_entry *e, int status, const struct sw_units *u
                      uint64_t seq)
 {
     if (e->kind == W_LOAD)
-        e->load_cb(e->ud, status, status == 0 ? units : NULL, seq);
+        e->load_cb(e->ud, status, units, NULL, seq);
     else if (e->done != NULL)
         e->done(e->ud, status);
     entry_free(e);
@@ -865,25 +866,34 @@ static char *fence_compare(struct sw_ha *ha)
     return text;
 }
 
+/* A range over every key starting with prefix (which ends in '/'): range_end is the prefix
+ * with that last byte incremented ('0'). */
+static char *range_op(const char *prefix)
+{
+    char *end_text = sw_xstrdup(prefix);
+    end_text[strlen(end_text) - 1]++;
+    char *from = b64(prefix), *end = b64(end_text);
+    char *op = sw_xasprintf("{\"request_range\":{\"key\":\"%s\",\"range_end\":\"%s\"}}",
+                            from, end);
+    free(end_text);
+    free(from);
+    free(end);
+    return op;
+}
+
 static char *write_body(struct sw_ha *ha, const struct write_entry *e)
 {
     char *compare = fence_compare(ha);
     char *ops = NULL;
     if (e->kind == W_LOAD) {
-        char *from = b64(ha->units_prefix);
-        /* range_end: the prefix with its last byte ('/') incremented ('0'). */
-        char *end_text = sw_xstrdup(ha->units_prefix);
-        end_text[strlen(end_text) - 1]++;
-        char *end = b64(end_text), *seq = b64(ha->seq_key);
-        ops = sw_xasprintf("{\"request_range\":{\"key\":\"%s\",\"range_end\":\"%s\"}},"
-                           "{\"request_range\":{\"key\":\"%s\"}}",
-                           from, end, seq);
-        free(from);
-        free(end_text);
-        free(end);
+        char *units = range_op(ha->units_prefix), *kv = range_op(ha->kv_prefix);
+        char *seq = b64(ha->seq_key);
+        ops = sw_xasprintf("%s,%s,{\"request_range\":{\"key\":\"%s\"}}", units, kv, seq);
+        free(units);
+        free(kv);
         free(seq);
     } else {
-        char *full = sw_xasprintf("%s%s", ha->units_prefix, e->unit_key);
+        char *full = sw_xasprintf("%s/%s", ha->config->prefix, e->unit_key);
         char *key = b64(full);
         if (e->kind == W_DELETE) {
             ops = sw_xasprintf("{\"request_delete_range\":{\"key\":\"%s\"}}", key);
@@ -917,12 +927,22 @@ static void load_finish(struct sw_ha *ha, struct write_entry *e, const struct sw
 {
     struct sw_units units;
     sw_units_init(&units);
+    struct sw_ha_kvs plugin_kv = {0};
     uint64_t seq = 0;
-    size_t prefix_len = strlen(ha->units_prefix);
+    size_t prefix_len = strlen(ha->units_prefix), kv_len = strlen(ha->kv_prefix);
     for (size_t i = 0; i < kvs->count; i++) {
         const struct sw_ha_kv *kv = &kvs->items[i];
         if (strcmp(kv->key, ha->seq_key) == 0) {
             seq = strtoull(kv->value, NULL, 10);
+            continue;
+        }
+        if (strncmp(kv->key, ha->kv_prefix, kv_len) == 0) {
+            plugin_kv.items = sw_xrealloc(plugin_kv.items,
+                                          (plugin_kv.count + 1) * sizeof(*plugin_kv.items));
+            struct sw_ha_kv *copy = &plugin_kv.items[plugin_kv.count++];
+            *copy = *kv;
+            copy->key = sw_xstrdup(kv->key + kv_len);
+            copy->value = sw_xstrdup(kv->value);
             continue;
         }
         if (strncmp(kv->key, ha->units_prefix, prefix_len) != 0)
@@ -936,8 +956,10 @@ static void load_finish(struct sw_ha *ha, struct write_entry *e, const struct sw
     }
     if (seq > ha->seq_written)
         ha->seq_written = seq;
-    complete(e, 0, &units, seq);
+    e->load_cb(e->ud, 0, &units, &plugin_kv, seq);
+    entry_free(e);
     sw_units_clear(&units);
+    sw_ha_kvs_clear(&plugin_kv);
 }
 
 static void write_done(void *ud, int status, const struct swp_http_resp *resp,
@@ -1027,7 +1049,7 @@ int sw_ha_unit_put(struct sw_ha *ha, const struct sw_unit *u, uint64_t unit_seq,
         return SW_EAGAIN;
     struct write_entry *e = sw_xcalloc(1, sizeof(*e));
     e->kind = W_PUT;
-    e->unit_key = sw_xstrdup(u->key);
+    e->unit_key = sw_xasprintf("units/%s", u->key);
     e->record = sw_ha_unit_record(u);
     e->unit_seq = unit_seq;
     e->done = done;
@@ -1041,9 +1063,20 @@ int sw_ha_unit_delete(struct sw_ha *ha, const char *unit_key, sw_ha_done_cb done
         return SW_EAGAIN;
     struct write_entry *e = sw_xcalloc(1, sizeof(*e));
     e->kind = W_DELETE;
-    e->unit_key = sw_xstrdup(unit_key);
+    e->unit_key = sw_xasprintf("units/%s", unit_key);
     e->done = done;
     e->ud = ud;
+    return enqueue(ha, e);
+}
+
+int sw_ha_kv_put(struct sw_ha *ha, const char *ns, const char *key, const char *value)
+{
+    if (ha == NULL || ha->state != HA_LEADING)
+        return SW_EAGAIN;
+    struct write_entry *e = sw_xcalloc(1, sizeof(*e));
+    e->kind = value != NULL ? W_PUT : W_DELETE;
+    e->unit_key = sw_xasprintf("kv/%s/%s", ns, key);
+    e->record = value != NULL ? sw_xstrdup(value) : NULL;
     return enqueue(ha, e);
 }
 
@@ -1089,6 +1122,7 @@ struct sw_ha *sw_ha_new(const struct sw_ha_opts *opts, struct sw_error *err)
     ha->replica = c->replica != NULL ? sw_xstrdup(c->replica) : default_replica();
     ha->leader_key = sw_xasprintf("%s/leader", c->prefix);
     ha->units_prefix = sw_xasprintf("%s/units/", c->prefix);
+    ha->kv_prefix = sw_xasprintf("%s/kv/", c->prefix);
     ha->seq_key = sw_xasprintf("%s/unit_seq", c->prefix);
     ha->ttl_ms = c->ttl_ms;
     /* Followers read the leader key every TTL/10 (100 ms..1 s): the gateway's watch is an
@@ -1128,9 +1162,20 @@ void sw_ha_free(struct sw_ha *ha)
     free(ha->replica);
     free(ha->leader_key);
     free(ha->units_prefix);
+    free(ha->kv_prefix);
     free(ha->seq_key);
     free(ha->leader_seen);
     free(ha);
+}
+
+bool sw_ha_fenced_out(struct sw_ha *ha)
+{
+    if (ha == NULL || ha->state == HA_LOST)
+        return ha != NULL;
+    if (ha->state != HA_LEADING || now_ms(ha) < ha->lease_deadline_ms - ha->margin_ms)
+        return false;
+    arm_stepdown(ha); /* already due: fires on the next turn, outside the caller's stack */
+    return true;
 }
 
 bool sw_ha_is_leader(const struct sw_ha *ha)

@@ -65,12 +65,21 @@ int sw_ha_unit_put(struct sw_ha *ha, const struct sw_unit *u, uint64_t unit_seq,
 /* Delete a unit's record (closed or released) the same fenced way. Same returns. */
 int sw_ha_unit_delete(struct sw_ha *ha, const char *unit_key, sw_ha_done_cb done, void *ud);
 
-/* Takeover: the recorded units (borrowed for the call: clone what you keep) and the highest
- * unit sequence any leader recorded. status as for sw_ha_done_cb; units is NULL unless 0. */
+/* Takeover: the recorded units and the plugins' key-value entries (keys "<plugin>/<key>"),
+ * both borrowed for the call (clone what you keep; NULL unless status is 0), and the highest
+ * unit sequence any leader recorded. status as for sw_ha_done_cb. */
+struct sw_ha_kvs;
 typedef void (*sw_ha_units_cb)(void *ud, int status, const struct sw_units *units,
-                               uint64_t unit_seq);
-/* Read the replicated owned-units set in one fenced txn (so what is read is what the last
- * leader wrote before this one won). Returns 0 (cb fires once) or SW_EAGAIN. */
+                               const struct sw_ha_kvs *plugin_kv, uint64_t unit_seq);
+/* Replicate a plugin's key-value entry (value NULL: delete it) under <prefix>/kv/<ns>/<key>,
+ * fenced and queued like the unit records: a plugin's own bookkeeping (the market plugin's
+ * deployment index) must follow the leadership, or the next leader's plugin would not know
+ * what it owns. Returns 0 or SW_EAGAIN (not the leader). */
+int sw_ha_kv_put(struct sw_ha *ha, const char *ns, const char *key, const char *value);
+
+/* Read the replicated owned-units set and plugin entries in one fenced txn (so what is read
+ * is what the last leader wrote before this one won). Returns 0 (cb fires once) or
+ * SW_EAGAIN. */
 int sw_ha_units_load(struct sw_ha *ha, sw_ha_units_cb cb, void *ud);
 
 struct sw_ha_leader_info {
@@ -83,6 +92,11 @@ struct sw_ha_leader_info {
 };
 void sw_ha_leader(const struct sw_ha *ha, struct sw_ha_leader_info *out);
 bool sw_ha_is_leader(const struct sw_ha *ha);
+/* The synchronous half of fencing, for every plugin request: true once this replica led and
+ * may not act any more (stepped down, or its lease is past the step-down point, in which
+ * case the step-down runs on the next turn). False for NULL and for a replica that never
+ * led. */
+bool sw_ha_fenced_out(struct sw_ha *ha);
 
 /* ---- etcd JSON gateway replies (exposed for tests/unit/test_ha.c) ----------------------
  * etcd 3.4's gateway omits false, zero and empty fields and writes every int64 as a JSON

@@ -237,6 +237,12 @@ static uint64_t svc_http_request(void *ud, struct sw_plugin *plugin,
     struct sw_runtime *rt = ud;
     if (rt->opts.loop == NULL)
         return 0;
+    if (sw_ha_fenced_out(rt->ha)) { /* ha: an ex-leader's plugins send nothing more */
+        rt->ha_refused++;
+        sw_log(SW_LOG_WARN, LOG, "ha: fence refused an HTTP request of plugin '%s': this "
+               "replica's leadership lapsed", sw_plugin_name(plugin));
+        return 0;
+    }
     if (rt->http == NULL)
         rt->http = sw_http_client_new(rt->opts.loop);
     struct http_trampoline *t = sw_xmalloc(sizeof(*t));
@@ -285,13 +291,19 @@ static int svc_kv_get(void *ud, struct sw_plugin *plugin, const char *key, char 
 static int svc_kv_set(void *ud, struct sw_plugin *plugin, const char *key, const char *value)
 {
     struct sw_runtime *rt = ud;
-    return sw_journal_kv_set(rt->journal, sw_plugin_name(plugin), key, value);
+    int rc = sw_journal_kv_set(rt->journal, sw_plugin_name(plugin), key, value);
+    if (rc == 0 && sw_ha_is_leader(rt->ha)) /* ha: the next leader's plugin needs it too */
+        sw_ha_kv_put(rt->ha, sw_plugin_name(plugin), key, value);
+    return rc;
 }
 
 static int svc_kv_del(void *ud, struct sw_plugin *plugin, const char *key)
 {
     struct sw_runtime *rt = ud;
-    return sw_journal_kv_del(rt->journal, sw_plugin_name(plugin), key);
+    int rc = sw_journal_kv_del(rt->journal, sw_plugin_name(plugin), key);
+    if (rc == 0 && sw_ha_is_leader(rt->ha)) /* ha */
+        sw_ha_kv_put(rt->ha, sw_plugin_name(plugin), key, NULL);
+    return rc;
 }
 
 static void drain_events(void *ud);
@@ -1668,6 +1680,29 @@ static int setup_dns(struct sw_runtime *rt, struct sw_error *err)
     return 0;
 }
 
+/* The plugins reach the runtime only through these services. */
+static struct sw_plugin_host *new_plugin_host(struct sw_runtime *rt)
+{
+    struct sw_plugin_services services = {
+        .ud = rt,
+        .now_ms = svc_now,
+        .timer_start = svc_timer_start,
+        .timer_stop = svc_timer_stop,
+        .http_request = svc_http_request,
+        .http_cancel = svc_http_cancel,
+        .kv_get = svc_kv_get,
+        .kv_set = svc_kv_set,
+        .kv_del = svc_kv_del,
+        .emit_event = svc_emit_event,
+        .net_exchange = svc_net_exchange,
+        .net_cancel = svc_net_cancel,
+    };
+    struct sw_plugin_host *host =
+        sw_plugin_host_new(&services, rt->config->instance_id, rt->config->seed);
+    sw_plugin_host_set_base_dir(host, rt->config->dir);
+    return host;
+}
+
 struct sw_runtime *sw_runtime_new(const struct sw_runtime_opts *opts, struct sw_error *err)
 {
     struct sw_runtime *rt = sw_xcalloc(1, sizeof(*rt));
@@ -1701,22 +1736,7 @@ struct sw_runtime *sw_runtime_new(const struct sw_runtime_opts *opts, struct sw_
         goto fail;
     mark_self(rt);
 
-    struct sw_plugin_services services = {
-        .ud = rt,
-        .now_ms = svc_now,
-        .timer_start = svc_timer_start,
-        .timer_stop = svc_timer_stop,
-        .http_request = svc_http_request,
-        .http_cancel = svc_http_cancel,
-        .kv_get = svc_kv_get,
-        .kv_set = svc_kv_set,
-        .kv_del = svc_kv_del,
-        .emit_event = svc_emit_event,
-        .net_exchange = svc_net_exchange,
-        .net_cancel = svc_net_cancel,
-    };
-    rt->plugins = sw_plugin_host_new(&services, rt->config->instance_id, rt->config->seed);
-    sw_plugin_host_set_base_dir(rt->plugins, rt->config->dir);
+    rt->plugins = new_plugin_host(rt);
     if (load_plugins(rt, err) < 0)
         goto fail;
     rt->guard = sw_guard_new(&rt->config->guard, rt->config->groups, rt->config->group_count);
@@ -2887,6 +2907,8 @@ static void ha_fence_done(void *ud, int status)
     if (status == SW_ECANCELED) {
         /* Shutting down: the intent stays pending; the next leader's recovery resolves it. */
     } else if (status == 0 && rt->running && u != NULL && u->state != SW_UNIT_CLOSED) {
+        sw_log(SW_LOG_DEBUG, LOG, "ha: fence passed: sending %s of unit %s",
+               sw_action_kind_name(f->kind), f->unit_key);
         if (f->kind == SW_ACTION_ACQUIRE)
             send_acquire(rt, u, f->intent_key, f->already_spent_ms);
         else
@@ -3042,14 +3064,47 @@ static void ha_merge(struct sw_runtime *rt, const struct sw_units *records, uint
            resumed, rt->unit_seq);
 }
 
-static void ha_units_loaded(void *ud, int status, const struct sw_units *units, uint64_t seq)
+/* The plugins were initialised from this replica's journal when it started; the market
+ * plugin's view of what it owns (its key-value space) is the last leader's now, so they
+ * start again from the merged journal. Nothing of theirs ran yet: a follower acts on nothing. */
+static int ha_reload_plugins(struct sw_runtime *rt, const struct sw_ha_kvs *plugin_kv,
+                             struct sw_error *err)
+{
+    for (size_t i = 0; i < plugin_kv->count; i++) {
+        const struct sw_ha_kv *kv = &plugin_kv->items[i];
+        const char *slash = strchr(kv->key, '/');
+        if (slash == NULL || slash == kv->key || slash[1] == '\0')
+            continue;
+        char *ns = sw_xstrndup(kv->key, (size_t)(slash - kv->key));
+        if (sw_journal_kv_set(rt->journal, ns, slash + 1, kv->value) < 0)
+            sw_log(SW_LOG_ERROR, LOG, "ha: journal: cannot store %s's entry %s", ns, slash + 1);
+        free(ns);
+    }
+    sw_plugin_host_free(rt->plugins);
+    sw_dns_sync_free(rt->dns); /* after the plugins, as in sw_runtime_free */
+    rt->dns = NULL;
+    free(rt->metrics_slots);
+    rt->metrics_slots = NULL;
+    rt->metric_count = 0;
+    rt->market = NULL;
+    rt->market_ops = NULL;
+    rt->probe_plugin = NULL;
+    rt->plugins = new_plugin_host(rt);
+    int rc = load_plugins(rt, err);
+    if (rc == 0 && rt->config->dns != NULL)
+        rc = setup_dns(rt, err);
+    return rc;
+}
+
+static void ha_units_loaded(void *ud, int status, const struct sw_units *units,
+                            const struct sw_ha_kvs *plugin_kv, uint64_t seq)
 {
     struct sw_runtime *rt = ud;
     if (status < 0 || !rt->running)
         return; /* lost again (on_lost already told) or shutting down */
     ha_merge(rt, units, seq);
     struct sw_error err = {0};
-    if (start_acting(rt, &err) < 0) {
+    if (ha_reload_plugins(rt, plugin_kv, &err) < 0 || start_acting(rt, &err) < 0) {
         sw_log(SW_LOG_ERROR, LOG, "ha: %s", err.msg);
         if (rt->opts.on_fatal != NULL)
             rt->opts.on_fatal(rt->opts.fatal_ud, &err);
