@@ -10,7 +10,7 @@ CTEST_ARGS ?=
 BUILD_PACKAGES := build-essential cmake pkg-config liblua5.4-dev libuv1-dev libcjson-dev \
                   libcurl4-openssl-dev libsqlite3-dev libhttp-parser-dev
 TEST_PACKAGES  := openssl sqlite3 procps clang libclang-rt-14-dev curl jq python3 prometheus \
-                  pdns-server pdns-backend-sqlite3 knot dnsutils
+                  pdns-server pdns-backend-sqlite3 knot dnsutils etcd-server
 
 .PHONY: all deps deps-test build asan run test bench check-config clean
 

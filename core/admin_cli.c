@@ -136,10 +136,13 @@ static void print_status(const cJSON *root)
 {
     char up[32];
     format_duration(num(root, "uptime_s"), up, sizeof(up));
+    /* ha: "leader" is an object; a follower names who leads, the leader says "self". */
+    const cJSON *leader = cJSON_GetObjectItemCaseSensitive(root, "leader");
+    bool is_self = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(leader, "self"));
     printf("steward %s (%s): %s, leader %s, up %s, market %s\n", str(root, "id", "?"),
            str(root, "version", "?"),
            cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(root, "ready")) ? "ready" : "NOT READY",
-           str(root, "leader", "?"), up, str(root, "market", "?"));
+           is_self ? "self" : str(leader, "who", "none known"), up, str(root, "market", "?"));
 
     printf("\n%-24s %-8s %10s %7s %9s  %s\n", "POLICY", "STATE", "EVALS", "ERRORS", "LAST(ms)",
            "LAST ERROR");

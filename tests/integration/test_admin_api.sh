@@ -53,7 +53,8 @@ d = json.load(sys.stdin)
 for k in ("id", "version", "leader", "ready", "uptime_s", "policies", "groups", "budget",
           "escrow", "counters", "now_ms", "started_ms", "market", "self_market_id"):
     assert k in d, k
-assert d["id"] == "demo" and d["leader"] == "self" and d["ready"] is True
+assert d["id"] == "demo" and d["leader"]["who"] == "self" and d["leader"]["self"] is True
+assert d["ready"] is True
 p = d["policies"][0]
 for k in ("name", "paused", "evaluations", "errors", "last_error", "interval_ms"):
     assert k in p, k

@@ -319,7 +319,11 @@ SW_TEST(read_endpoints_shapes)
     cJSON *st = fetch_json(&fx, "/v1/status");
     SW_ASSERT(st != NULL);
     SW_ASSERT_STREQ(cJSON_GetObjectItemCaseSensitive(st, "id")->valuestring, "admintest");
-    SW_ASSERT_STREQ(cJSON_GetObjectItemCaseSensitive(st, "leader")->valuestring, "self");
+    /* ha: without an "ha" section this replica is the leader, as a "leader" object */
+    const cJSON *leader = cJSON_GetObjectItemCaseSensitive(st, "leader");
+    SW_ASSERT_STREQ(cJSON_GetObjectItemCaseSensitive(leader, "who")->valuestring, "self");
+    SW_ASSERT(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(leader, "self")));
+    SW_ASSERT(cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(leader, "ha")));
     SW_ASSERT(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(st, "ready")));
     SW_ASSERT(jnum(st, "uptime_s") >= 0);
     SW_ASSERT_EQ(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(st, "policies")), 2);
