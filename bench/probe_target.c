@@ -1,8 +1,8 @@
 /* probe_target.c — the loopback HTTP target of bench_probe.sh: LISTENERS servers on
  * 127.0.0.1 (one loop, core/http_server.h) answering 200 "ok" to a GET on any path, so
- * 500 endpoints can be 500 paths of one server or each its own host:port. It counts the requests it answered: GET /__count answers the count
- * so far (without counting itself), and the final count goes to stdout when SIGTERM or
- * SIGINT stops it.
+ * 500 endpoints can be 500 paths of one server or each its own host:port. It counts the requests it
+ * answered: GET /__count answers the count so far (without counting itself), and the final count
+ * goes to stdout when SIGTERM or SIGINT stops it.
  *
  * Usage: probe_target PORT_FILE [LISTENERS]   (default 1; free ports, one line each in
  *        PORT_FILE, written once all listen)

@@ -61,7 +61,6 @@ struct sw_admin_api {
     struct sbuf status_out;      /* its document, reused by every request */
 };
 
-
 static void sbuf_printf(struct sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 static void sbuf_printf(struct sbuf *b, const char *fmt, ...)
@@ -804,9 +803,9 @@ struct status_section {
 
 /* In document order. */
 static const struct status_section status_sections[] = {
-    {status_identity, NULL}, {status_leader, NULL},   {status_clock, NULL},
-    {status_market, NULL},   {status_policies, key_policies}, {status_groups, key_groups},
-    {status_budget, key_budget}, {status_escrow, NULL}, {status_counters, key_counters},
+    {status_identity, NULL},     {status_leader, NULL},           {status_clock, NULL},
+    {status_market, NULL},       {status_policies, key_policies}, {status_groups, key_groups},
+    {status_budget, key_budget}, {status_escrow, NULL},           {status_counters, key_counters},
 };
 #define STATUS_SECTION_COUNT SW_ARRAY_LEN(status_sections)
 

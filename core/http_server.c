@@ -630,11 +630,11 @@ static char *build_response(int status, const char *content_type, const char *co
                               reason_phrase(status));
     int length_len = 0;
     if (!bodiless)
-        length_len = snprintf(length_line, sizeof(length_line), "Content-Length: %zu\r\n",
-                              body_len);
+        length_len =
+            snprintf(length_line, sizeof(length_line), "Content-Length: %zu\r\n", body_len);
     size_t type_len = with_type ? strlen(content_type) : 0;
-    size_t size = (size_t)status_len + (size_t)length_len +
-                  (keep_alive ? sizeof(keep) : sizeof(closing)) - 1;
+    size_t size =
+        (size_t)status_len + (size_t)length_len + (keep_alive ? sizeof(keep) : sizeof(closing)) - 1;
     if (with_type)
         size += sizeof(ct_name) - 1 + type_len + 2;
     for (size_t i = 0; i < header_count; i++) {

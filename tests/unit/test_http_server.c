@@ -468,8 +468,7 @@ static void *deep_reader(void *arg)
         if (head_end == NULL || (size_t)(head_end + 4 - in) + body_len > len) {
             ssize_t n = len < cap ? recv(dp->fd, in + len, cap - len, 0) : 0;
             if (n <= 0) {
-                snprintf(dp->failure, sizeof(dp->failure), "response %d missing",
-                         dp->in_order);
+                snprintf(dp->failure, sizeof(dp->failure), "response %d missing", dp->in_order);
                 break;
             }
             len += (size_t)n;
@@ -526,8 +525,7 @@ SW_TEST(server_deep_pipeline_answered_in_order)
     size_t cap = (size_t)dp.count * 64;
     dp.requests = sw_xmalloc(cap);
     for (int i = 0; i < dp.count; i++)
-        dp.requests_len += (size_t)snprintf(dp.requests + dp.requests_len,
-                                            cap - dp.requests_len,
+        dp.requests_len += (size_t)snprintf(dp.requests + dp.requests_len, cap - dp.requests_len,
                                             "GET /query?q=%d HTTP/1.1\r\nHost: t\r\n\r\n", i);
     run_deep_pipeline(&fx, &dp);
     free(dp.requests);
@@ -556,8 +554,7 @@ SW_TEST(server_large_pipelined_answers_queue_in_order)
     size_t cap = (size_t)dp.count * (body_len + 128);
     dp.requests = sw_xmalloc(cap);
     for (int i = 0; i < dp.count; i++)
-        dp.requests_len += (size_t)snprintf(dp.requests + dp.requests_len,
-                                            cap - dp.requests_len,
+        dp.requests_len += (size_t)snprintf(dp.requests + dp.requests_len, cap - dp.requests_len,
                                             "POST /echo?n=%d HTTP/1.1\r\nHost: t\r\n"
                                             "Content-Length: %zu\r\n\r\n%s",
                                             i, body_len, body);
