@@ -3,7 +3,8 @@
 # loopback, on one core at <= 25% CPU.
 #
 #   bench/bench_probe.sh [build-dir]
-#     env: ENDPOINTS=500 LISTENERS=500 DURATION=20 RUNS=3 WARMUP=3 KEEP= (keep the workdir)
+#     env: ENDPOINTS=500 LISTENERS=500 DURATION=20 RUNS=3 WARMUP=3 LOG_LEVEL=info
+#          KEEP=1 (keep the workdir and its steward.log)
 #
 # A loopback target (bench/probe_target.c: one libuv process, any path answers 200) serves
 # ENDPOINTS distinct URLs over LISTENERS ports: by default each endpoint is its own
@@ -48,13 +49,13 @@ done
 tport=$(head -1 "$work/ports")
 
 python3 - "$src" "$work" "$endpoints" <<'PY'
-import json, sys
+import json, os, sys
 src, work, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
 ports = open(f"{work}/ports").read().split()
 config = {
     "id": "benchprobe",
     "state": f"{work}/probe.db",
-    "log": {"format": "text", "level": "info"},
+    "log": {"format": "text", "level": os.environ.get("LOG_LEVEL", "info")},
     "market": "market_sim",
     "plugins": {
         "market_sim": {"providers_file": f"{src}/examples/providers/demo.json"},
