@@ -38,6 +38,16 @@ static const char *LOG = "admin";
 static const char *JSON_TYPE = "application/json";
 static const char *PROM_TYPE = "text/plain; version=0.0.4; charset=utf-8";
 
+/* ---- a growable text buffer -------------------------------------------------------------- */
+
+struct sbuf {
+    char *data;
+    size_t len;
+    size_t cap;
+};
+
+struct status_cache;
+
 struct sw_admin_api {
     struct sw_http_server *server;
     struct sw_runtime *rt;
@@ -47,14 +57,8 @@ struct sw_admin_api {
     uint64_t refused_auth_logged;
     int64_t refused_auth_logged_ms;
     uint64_t requests;
-};
-
-/* ---- a growable text buffer -------------------------------------------------------------- */
-
-struct sbuf {
-    char *data;
-    size_t len;
-    size_t cap;
+    struct status_cache *status; /* GET /v1/status: sections reused while unchanged */
+    struct sbuf status_out;      /* its document, reused by every request */
 };
 
 static void sbuf_printf(struct sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -79,6 +83,27 @@ static void sbuf_printf(struct sbuf *b, const char *fmt, ...)
         b->data = sw_xrealloc(b->data, cap);
         b->cap = cap;
     }
+}
+
+static void sbuf_reserve(struct sbuf *b, size_t extra)
+{
+    if (b->len + extra + 1 <= b->cap)
+        return;
+    size_t cap = b->cap ? b->cap * 2 : 4096;
+    while (cap < b->len + extra + 1)
+        cap *= 2;
+    b->data = sw_xrealloc(b->data, cap);
+    b->cap = cap;
+}
+
+/* Appends len bytes, keeping the text NUL-terminated: the JSON writer's path, which
+ * formats nothing and so costs a memcpy where vsnprintf cost a parse of the format. */
+static void sbuf_append(struct sbuf *b, const char *data, size_t len)
+{
+    sbuf_reserve(b, len);
+    memcpy(b->data + b->len, data, len);
+    b->len += len;
+    b->data[b->len] = '\0';
 }
 
 static char *sbuf_take(struct sbuf *b)
@@ -382,62 +407,74 @@ static double spend_ready(const struct sw_units *units)
 /* ---- a direct JSON writer for the hot document ---- */
 
 /* /v1/status is the one document polled often (dashboards, the benchmark): written
- * straight into a buffer, it costs a few allocations instead of a cJSON tree's hundreds. */
+ * straight into a buffer with memcpy, it costs no cJSON tree and no printf. */
 struct jw {
-    struct sbuf b;
+    struct sbuf *b;
     bool first; /* no comma before the next member */
 };
+
+static void jw_raw(struct jw *w, const char *text, size_t len)
+{
+    sbuf_append(w->b, text, len);
+}
 
 static void jw_str(struct jw *w, const char *s)
 {
     static const char hex[] = "0123456789abcdef";
-    char chunk[256];
-    size_t n = 0;
-    chunk[n++] = '"';
-    for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p; p++) {
-        if (n > sizeof(chunk) - 8) {
-            chunk[n] = '\0';
-            sbuf_printf(&w->b, "%s", chunk);
-            n = 0;
-        }
+    const unsigned char *p = (const unsigned char *)(s ? s : "");
+    size_t len = strlen((const char *)p);
+    sbuf_reserve(w->b, len * 6 + 2); /* every byte escaped as \u00XX at worst */
+    char *o = w->b->data + w->b->len;
+    *o++ = '"';
+    for (; *p; p++) {
         if (*p == '"' || *p == '\\') {
-            chunk[n++] = '\\';
-            chunk[n++] = (char)*p;
+            *o++ = '\\';
+            *o++ = (char)*p;
         } else if (*p < 0x20) {
-            chunk[n++] = '\\';
-            chunk[n++] = 'u';
-            chunk[n++] = '0';
-            chunk[n++] = '0';
-            chunk[n++] = hex[*p >> 4];
-            chunk[n++] = hex[*p & 15];
+            *o++ = '\\';
+            *o++ = 'u';
+            *o++ = '0';
+            *o++ = '0';
+            *o++ = hex[*p >> 4];
+            *o++ = hex[*p & 15];
         } else {
-            chunk[n++] = (char)*p;
+            *o++ = (char)*p;
         }
     }
-    chunk[n++] = '"';
-    chunk[n] = '\0';
-    sbuf_printf(&w->b, "%s", chunk);
+    *o++ = '"';
+    *o = '\0';
+    w->b->len = (size_t)(o - w->b->data);
 }
 
 static void jw_key(struct jw *w, const char *key)
 {
     if (!w->first)
-        sbuf_printf(&w->b, ",");
+        jw_raw(w, ",", 1);
     w->first = false;
-    if (key != NULL)
-        sbuf_printf(&w->b, "\"%s\":", key); /* keys are literals here */
+    if (key != NULL) { /* keys are literals here: nothing to escape */
+        size_t len = strlen(key);
+        sbuf_reserve(w->b, len + 3);
+        char *o = w->b->data + w->b->len;
+        *o++ = '"';
+        memcpy(o, key, len);
+        o += len;
+        *o++ = '"';
+        *o++ = ':';
+        *o = '\0';
+        w->b->len = (size_t)(o - w->b->data);
+    }
 }
 
 static void jw_open(struct jw *w, const char *key, char bracket)
 {
     jw_key(w, key);
-    sbuf_printf(&w->b, "%c", bracket);
+    jw_raw(w, &bracket, 1);
     w->first = true;
 }
 
 static void jw_close(struct jw *w, char bracket)
 {
-    sbuf_printf(&w->b, "%c", bracket);
+    jw_raw(w, &bracket, 1);
     w->first = false;
 }
 
@@ -445,7 +482,7 @@ static void jw_string(struct jw *w, const char *key, const char *value)
 {
     jw_key(w, key);
     if (value == NULL)
-        sbuf_printf(&w->b, "null");
+        jw_raw(w, "null", 4);
     else
         jw_str(w, value);
 }
@@ -455,147 +492,409 @@ static void jw_number(struct jw *w, const char *key, double value)
     char buf[40];
     format_json_number(value, buf, sizeof(buf));
     jw_key(w, key);
-    sbuf_printf(&w->b, "%s", buf);
+    jw_raw(w, buf, strlen(buf));
 }
 
 static void jw_bool(struct jw *w, const char *key, bool value)
 {
     jw_key(w, key);
-    sbuf_printf(&w->b, value ? "true" : "false");
+    if (value)
+        jw_raw(w, "true", 4);
+    else
+        jw_raw(w, "false", 5);
 }
 
 static void jw_null(struct jw *w, const char *key)
 {
     jw_key(w, key);
-    sbuf_printf(&w->b, "null");
+    jw_raw(w, "null", 4);
 }
 
-char *sw_admin_status_json(struct sw_runtime *rt, int64_t now_ms)
-{
-    const struct sw_config *config = sw_runtime_config(rt);
-    const struct sw_runtime_stats *st = sw_runtime_stats(rt);
-    const struct sw_units *units = sw_runtime_units(rt);
-    struct jw w = {.first = true};
-    jw_open(&w, NULL, '{');
-    jw_string(&w, "id", config->instance_id);
-    jw_string(&w, "version", SW_VERSION);
-    jw_key(&w, "leader"), sbuf_printf(&w.b, "%s", sw_runtime_leader_json(rt)); /* ha */
-    jw_bool(&w, "ready", sw_runtime_ready(rt));
-    jw_number(&w, "now_ms", (double)now_ms);
-    jw_number(&w, "started_ms", (double)st->started_ms);
-    jw_number(&w, "uptime_s",
-              st->started_ms > 0 ? round3((double)(now_ms - st->started_ms) / 1000.0) : 0);
-    jw_string(&w, "market", config->market_plugin);
-    jw_string(&w, "self_market_id", config->self_market_id);
+/* ---- GET /v1/status, one function per section ---- */
 
-    jw_open(&w, "policies", '[');
+/* Each section writes its members into the top-level object. A section with a key
+ * function is cached (see status_write): the key function appends every input the
+ * section's text depends on, byte for byte, and the cached text is reused for as long as
+ * those bytes are the same. Comparing the inputs, rather than counting on the runtime to
+ * announce its changes, keeps the cache exact whatever changed the state (a plugin's
+ * completion, a timer, a mutation). A section without a key function (the clock, and
+ * whatever a new section does not declare) is written for every request. */
+
+static void key_bytes(struct sbuf *key, const void *data, size_t len)
+{
+    sbuf_append(key, data, len);
+}
+
+/* With its NUL, so that ("ab","c") and ("a","bc") differ; NULL differs from "". */
+static void key_str(struct sbuf *key, const char *s)
+{
+    if (s == NULL)
+        key_bytes(key, "\xff", 1);
+    else
+        key_bytes(key, s, strlen(s) + 1);
+}
+
+static void status_identity(struct jw *w, struct sw_runtime *rt, int64_t now_ms)
+{
+    (void)now_ms;
+    jw_string(w, "id", sw_runtime_config(rt)->instance_id);
+    jw_string(w, "version", SW_VERSION);
+}
+
+static void status_leader(struct jw *w, struct sw_runtime *rt, int64_t now_ms)
+{
+    (void)now_ms;
+    const char *leader = sw_runtime_leader_json(rt); /* ha */
+    jw_key(w, "leader");
+    jw_raw(w, leader, strlen(leader));
+}
+
+static void status_clock(struct jw *w, struct sw_runtime *rt, int64_t now_ms)
+{
+    const struct sw_runtime_stats *st = sw_runtime_stats(rt);
+    jw_bool(w, "ready", sw_runtime_ready(rt));
+    jw_number(w, "now_ms", (double)now_ms);
+    jw_number(w, "started_ms", (double)st->started_ms);
+    jw_number(w, "uptime_s",
+              st->started_ms > 0 ? round3((double)(now_ms - st->started_ms) / 1000.0) : 0);
+}
+
+static void status_market(struct jw *w, struct sw_runtime *rt, int64_t now_ms)
+{
+    (void)now_ms;
+    const struct sw_config *config = sw_runtime_config(rt);
+    jw_string(w, "market", config->market_plugin);
+    jw_string(w, "self_market_id", config->self_market_id);
+}
+
+static void status_policies(struct jw *w, struct sw_runtime *rt, int64_t now_ms)
+{
+    (void)now_ms;
+    jw_open(w, "policies", '[');
     for (size_t i = 0; i < sw_runtime_policy_count(rt); i++) {
         struct sw_runtime_policy_info info;
         sw_runtime_policy_info(rt, i, &info);
-        jw_open(&w, NULL, '{');
-        jw_string(&w, "name", info.name);
-        jw_string(&w, "file", info.file);
-        jw_number(&w, "interval_ms", (double)info.interval_ms);
-        jw_bool(&w, "paused", info.paused);
-        jw_number(&w, "evaluations", (double)info.evaluations);
-        jw_number(&w, "errors", (double)info.errors);
+        jw_open(w, NULL, '{');
+        jw_string(w, "name", info.name);
+        jw_string(w, "file", info.file);
+        jw_number(w, "interval_ms", (double)info.interval_ms);
+        jw_bool(w, "paused", info.paused);
+        jw_number(w, "evaluations", (double)info.evaluations);
+        jw_number(w, "errors", (double)info.errors);
         if (info.last_eval_ms > 0)
-            jw_number(&w, "last_eval_ms", (double)info.last_eval_ms);
+            jw_number(w, "last_eval_ms", (double)info.last_eval_ms);
         else
-            jw_null(&w, "last_eval_ms");
-        jw_number(&w, "last_duration_ms", round3(info.last_duration_ms));
-        jw_string(&w, "last_error", info.last_error);
-        jw_close(&w, '}');
+            jw_null(w, "last_eval_ms");
+        jw_number(w, "last_duration_ms", round3(info.last_duration_ms));
+        jw_string(w, "last_error", info.last_error);
+        jw_close(w, '}');
     }
-    jw_close(&w, ']');
+    jw_close(w, ']');
+}
 
-    jw_open(&w, "groups", '[');
+static void key_policies(struct sbuf *key, struct sw_runtime *rt, int64_t now_ms)
+{
+    (void)now_ms;
+    for (size_t i = 0; i < sw_runtime_policy_count(rt); i++) {
+        struct sw_runtime_policy_info info;
+        sw_runtime_policy_info(rt, i, &info);
+        key_str(key, info.name);
+        key_str(key, info.file);
+        key_bytes(key, &info.interval_ms, sizeof(info.interval_ms));
+        key_bytes(key, &info.paused, sizeof(info.paused));
+        key_bytes(key, &info.evaluations, sizeof(info.evaluations));
+        key_bytes(key, &info.errors, sizeof(info.errors));
+        key_bytes(key, &info.last_eval_ms, sizeof(info.last_eval_ms));
+        key_bytes(key, &info.last_duration_ms, sizeof(info.last_duration_ms));
+        key_str(key, info.last_error);
+    }
+}
+
+static void status_group_overrides(struct jw *w, struct sw_runtime *rt, const char *group,
+                                   int64_t now_ms)
+{
+    jw_open(w, "overrides", '[');
+    for (size_t i = 0; i < sw_runtime_override_count(rt); i++) {
+        const struct sw_runtime_override *ov = sw_runtime_override_at(rt, i);
+        if (strcmp(ov->group, group) != 0)
+            continue;
+        double left = ov->until_ms > now_ms ? (double)(ov->until_ms - now_ms) / 1000.0 : 0;
+        jw_open(w, NULL, '{');
+        jw_string(w, "group", ov->group);
+        jw_string(w, "region", ov->region);
+        jw_number(w, "count", ov->count);
+        jw_number(w, "set_ms", (double)ov->set_ms);
+        jw_number(w, "until_ms", (double)ov->until_ms);
+        jw_number(w, "remaining_s", round3(left));
+        jw_close(w, '}');
+    }
+    jw_close(w, ']');
+}
+
+static void status_groups(struct jw *w, struct sw_runtime *rt, int64_t now_ms)
+{
+    const struct sw_config *config = sw_runtime_config(rt);
+    jw_open(w, "groups", '[');
     for (size_t gi = 0; gi < config->group_count; gi++) {
         const struct sw_group_config *g = &config->groups[gi];
-        jw_open(&w, NULL, '{');
-        jw_string(&w, "name", g->name);
-        jw_number(&w, "min", g->min);
-        jw_number(&w, "max", g->max);
+        jw_open(w, NULL, '{');
+        jw_string(w, "name", g->name);
+        jw_number(w, "min", g->min);
+        jw_number(w, "max", g->max);
         size_t n = 0;
         struct region_tally *t = group_tally(rt, g->name, &n);
         int desired = 0, ready = 0, pending = 0, releasing = 0;
-        jw_open(&w, "regions", '[');
+        jw_open(w, "regions", '[');
         for (size_t i = 0; i < n; i++) {
-            jw_open(&w, NULL, '{');
-            jw_string(&w, "region", t[i].region);
+            jw_open(w, NULL, '{');
+            jw_string(w, "region", t[i].region);
             if (t[i].has_desired)
-                jw_number(&w, "desired", t[i].desired);
+                jw_number(w, "desired", t[i].desired);
             else
-                jw_null(&w, "desired");
-            jw_number(&w, "ready", t[i].ready);
-            jw_number(&w, "pending", t[i].pending);
-            jw_number(&w, "releasing", t[i].releasing);
-            jw_close(&w, '}');
+                jw_null(w, "desired");
+            jw_number(w, "ready", t[i].ready);
+            jw_number(w, "pending", t[i].pending);
+            jw_number(w, "releasing", t[i].releasing);
+            jw_close(w, '}');
             desired += t[i].desired;
             ready += t[i].ready;
             pending += t[i].pending;
             releasing += t[i].releasing;
         }
-        jw_close(&w, ']');
+        jw_close(w, ']');
         free(t);
-        jw_number(&w, "desired", desired);
-        jw_number(&w, "ready", ready);
-        jw_number(&w, "pending", pending);
-        jw_number(&w, "releasing", releasing);
-        jw_open(&w, "overrides", '[');
-        for (size_t i = 0; i < sw_runtime_override_count(rt); i++) {
-            const struct sw_runtime_override *ov = sw_runtime_override_at(rt, i);
-            if (strcmp(ov->group, g->name) != 0)
-                continue;
-            double left = ov->until_ms > now_ms ? (double)(ov->until_ms - now_ms) / 1000.0 : 0;
-            jw_open(&w, NULL, '{');
-            jw_string(&w, "group", ov->group);
-            jw_string(&w, "region", ov->region);
-            jw_number(&w, "count", ov->count);
-            jw_number(&w, "set_ms", (double)ov->set_ms);
-            jw_number(&w, "until_ms", (double)ov->until_ms);
-            jw_number(&w, "remaining_s", round3(left));
-            jw_close(&w, '}');
-        }
-        jw_close(&w, ']');
-        jw_close(&w, '}');
+        jw_number(w, "desired", desired);
+        jw_number(w, "ready", ready);
+        jw_number(w, "pending", pending);
+        jw_number(w, "releasing", releasing);
+        status_group_overrides(w, rt, g->name, now_ms);
+        jw_close(w, '}');
     }
-    jw_close(&w, ']');
+    jw_close(w, ']');
+}
 
-    jw_open(&w, "budget", '{');
-    if (config->guard.budget_usd_hour > 0)
-        jw_number(&w, "limit_usd_hour", config->guard.budget_usd_hour);
-    else
-        jw_null(&w, "limit_usd_hour");
+static void key_groups(struct sbuf *key, struct sw_runtime *rt, int64_t now_ms)
+{
+    const struct sw_config *config = sw_runtime_config(rt);
+    key_bytes(key, &config, sizeof(config));
+    const struct sw_desired *desired = sw_runtime_desired(rt);
+    for (size_t i = 0; i < desired->count; i++) {
+        key_str(key, desired->entries[i].group);
+        key_str(key, desired->entries[i].region);
+        key_bytes(key, &desired->entries[i].count, sizeof(desired->entries[i].count));
+    }
+    key_bytes(key, "", 1);
+    const struct sw_units *units = sw_runtime_units(rt);
+    for (size_t i = 0; i < units->count; i++) {
+        const struct sw_unit *u = units->items[i];
+        if (u->state == SW_UNIT_CLOSED)
+            continue;
+        key_bytes(key, &u->state, sizeof(u->state));
+        key_str(key, u->group);
+        key_str(key, u->region);
+    }
+    key_bytes(key, "", 1);
+    size_t overrides = sw_runtime_override_count(rt);
+    for (size_t i = 0; i < overrides; i++) {
+        const struct sw_runtime_override *ov = sw_runtime_override_at(rt, i);
+        key_str(key, ov->group);
+        key_str(key, ov->region);
+        key_bytes(key, &ov->count, sizeof(ov->count));
+        key_bytes(key, &ov->set_ms, sizeof(ov->set_ms));
+        key_bytes(key, &ov->until_ms, sizeof(ov->until_ms));
+    }
+    /* An override's remaining_s counts down with the clock. */
+    if (overrides > 0)
+        key_bytes(key, &now_ms, sizeof(now_ms));
+}
+
+/* What the budget section shows, computed once for the key and once for the text. */
+struct budget_view {
+    double limit_usd_hour;
+    double spend_usd_hour;
+    double ready_spend_usd_hour;
+    int open_units;
+    int max_leases;
+};
+
+static struct budget_view budget_view(struct sw_runtime *rt)
+{
+    const struct sw_config *config = sw_runtime_config(rt);
+    const struct sw_units *units = sw_runtime_units(rt);
+    struct budget_view v;
+    memset(&v, 0, sizeof(v)); /* padding too: the struct is compared as bytes */
+    v.limit_usd_hour = config->guard.budget_usd_hour;
     /* Pending units count at their planned price, as the guard counts them. */
-    jw_number(&w, "spend_usd_hour", round3(sw_units_spend_usd_hour(units)));
-    jw_number(&w, "ready_spend_usd_hour", round3(spend_ready(units)));
-    jw_number(&w, "open_units", sw_units_count_open(units));
-    if (config->guard.max_leases > 0)
-        jw_number(&w, "max_leases", config->guard.max_leases);
-    else
-        jw_null(&w, "max_leases");
-    jw_close(&w, '}');
-    /* No market plugin reports an escrow balance yet: unknown, not zero. */
-    jw_open(&w, "escrow", '{');
-    jw_null(&w, "runway_hours");
-    jw_close(&w, '}');
+    v.spend_usd_hour = round3(sw_units_spend_usd_hour(units));
+    v.ready_spend_usd_hour = round3(spend_ready(units));
+    v.open_units = sw_units_count_open(units);
+    v.max_leases = config->guard.max_leases;
+    return v;
+}
 
-    jw_open(&w, "counters", '{');
-    jw_number(&w, "evaluations", (double)st->evaluations);
-    jw_number(&w, "policy_errors", (double)st->policy_errors);
-    jw_number(&w, "acquires_started", (double)st->acquires_started);
-    jw_number(&w, "acquires_ready", (double)st->acquires_ready);
-    jw_number(&w, "acquires_failed", (double)st->acquires_failed);
-    jw_number(&w, "releases_started", (double)st->releases_started);
-    jw_number(&w, "releases_done", (double)st->releases_done);
-    jw_number(&w, "releases_failed", (double)st->releases_failed);
-    jw_number(&w, "refused", (double)st->refused);
-    jw_number(&w, "units_lost", (double)st->units_lost);
-    jw_number(&w, "ops_in_flight", (double)sw_runtime_ops_in_flight(rt));
+static void status_budget(struct jw *w, struct sw_runtime *rt, int64_t now_ms)
+{
+    (void)now_ms;
+    struct budget_view v = budget_view(rt);
+    jw_open(w, "budget", '{');
+    if (v.limit_usd_hour > 0)
+        jw_number(w, "limit_usd_hour", v.limit_usd_hour);
+    else
+        jw_null(w, "limit_usd_hour");
+    jw_number(w, "spend_usd_hour", v.spend_usd_hour);
+    jw_number(w, "ready_spend_usd_hour", v.ready_spend_usd_hour);
+    jw_number(w, "open_units", v.open_units);
+    if (v.max_leases > 0)
+        jw_number(w, "max_leases", v.max_leases);
+    else
+        jw_null(w, "max_leases");
+    jw_close(w, '}');
+}
+
+static void key_budget(struct sbuf *key, struct sw_runtime *rt, int64_t now_ms)
+{
+    (void)now_ms;
+    struct budget_view v = budget_view(rt);
+    key_bytes(key, &v, sizeof(v));
+}
+
+static void status_escrow(struct jw *w, struct sw_runtime *rt, int64_t now_ms)
+{
+    (void)rt;
+    (void)now_ms;
+    /* No market plugin reports an escrow balance yet: unknown, not zero. */
+    jw_open(w, "escrow", '{');
+    jw_null(w, "runway_hours");
+    jw_close(w, '}');
+}
+
+static void status_counters(struct jw *w, struct sw_runtime *rt, int64_t now_ms)
+{
+    (void)now_ms;
+    const struct sw_runtime_stats *st = sw_runtime_stats(rt);
+    jw_open(w, "counters", '{');
+    jw_number(w, "evaluations", (double)st->evaluations);
+    jw_number(w, "policy_errors", (double)st->policy_errors);
+    jw_number(w, "acquires_started", (double)st->acquires_started);
+    jw_number(w, "acquires_ready", (double)st->acquires_ready);
+    jw_number(w, "acquires_failed", (double)st->acquires_failed);
+    jw_number(w, "releases_started", (double)st->releases_started);
+    jw_number(w, "releases_done", (double)st->releases_done);
+    jw_number(w, "releases_failed", (double)st->releases_failed);
+    jw_number(w, "refused", (double)st->refused);
+    jw_number(w, "units_lost", (double)st->units_lost);
+    jw_number(w, "ops_in_flight", (double)sw_runtime_ops_in_flight(rt));
+    jw_close(w, '}');
+}
+
+static void key_counters(struct sbuf *key, struct sw_runtime *rt, int64_t now_ms)
+{
+    (void)now_ms;
+    /* Counters only (no padding to compare). */
+    key_bytes(key, sw_runtime_stats(rt), sizeof(struct sw_runtime_stats));
+    size_t in_flight = sw_runtime_ops_in_flight(rt);
+    key_bytes(key, &in_flight, sizeof(in_flight));
+}
+
+struct status_section {
+    void (*write)(struct jw *w, struct sw_runtime *rt, int64_t now_ms);
+    /* NULL: written for every request */
+    void (*key)(struct sbuf *key, struct sw_runtime *rt, int64_t now_ms);
+};
+
+/* In document order. */
+static const struct status_section status_sections[] = {
+    {status_identity, NULL},     {status_leader, NULL},           {status_clock, NULL},
+    {status_market, NULL},       {status_policies, key_policies}, {status_groups, key_groups},
+    {status_budget, key_budget}, {status_escrow, NULL},           {status_counters, key_counters},
+};
+#define STATUS_SECTION_COUNT SW_ARRAY_LEN(status_sections)
+
+struct status_cache {
+    struct {
+        struct sbuf key;  /* the inputs text was written from */
+        struct sbuf text; /* the section's members, each after a comma */
+        bool valid;
+    } sections[STATUS_SECTION_COUNT];
+    struct sbuf scratch_key;
+    uint64_t hits;
+    uint64_t writes;
+};
+
+static void status_cache_free(struct status_cache *cache)
+{
+    for (size_t i = 0; i < STATUS_SECTION_COUNT; i++) {
+        free(cache->sections[i].key.data);
+        free(cache->sections[i].text.data);
+    }
+    free(cache->scratch_key.data);
+}
+
+/* Appends a section's cached text, written again first if its inputs changed. */
+static void status_cached_section(struct jw *w, struct status_cache *cache, size_t i,
+                                  struct sw_runtime *rt, int64_t now_ms)
+{
+    const struct status_section *sec = &status_sections[i];
+    struct sbuf *key = &cache->scratch_key;
+    key->len = 0;
+    sec->key(key, rt, now_ms);
+    struct sbuf *old = &cache->sections[i].key;
+    if (cache->sections[i].valid && old->len == key->len &&
+        memcmp(old->data, key->data, key->len) == 0) {
+        cache->hits++;
+    } else {
+        struct sbuf swap = *old;
+        *old = *key;
+        *key = swap;
+        struct sbuf *text = &cache->sections[i].text;
+        text->len = 0;
+        struct jw sw = {.b = text, .first = false};
+        sec->write(&sw, rt, now_ms);
+        cache->sections[i].valid = true;
+        cache->writes++;
+    }
+    const struct sbuf *text = &cache->sections[i].text;
+    /* The cached text opens with a comma, wrong only for the object's first member. */
+    size_t skip = w->first && text->len > 0 && text->data[0] == ',' ? 1 : 0;
+    if (text->len > skip)
+        jw_raw(w, text->data + skip, text->len - skip);
+    w->first = false;
+}
+
+/* The document into out (appended); cache NULL writes every section. */
+static void status_write(struct sbuf *out, struct status_cache *cache, struct sw_runtime *rt,
+                         int64_t now_ms)
+{
+    struct jw w = {.b = out, .first = true};
+    jw_open(&w, NULL, '{');
+    for (size_t i = 0; i < STATUS_SECTION_COUNT; i++) {
+        if (cache != NULL && status_sections[i].key != NULL)
+            status_cached_section(&w, cache, i, rt, now_ms);
+        else
+            status_sections[i].write(&w, rt, now_ms);
+    }
     jw_close(&w, '}');
-    jw_close(&w, '}');
-    return sbuf_take(&w.b);
+}
+
+char *sw_admin_status_json(struct sw_runtime *rt, int64_t now_ms)
+{
+    struct sbuf out = {0};
+    status_write(&out, NULL, rt, now_ms);
+    return sbuf_take(&out);
+}
+
+char *sw_admin_api_status_json(struct sw_admin_api *api, int64_t now_ms)
+{
+    struct sbuf out = {0};
+    status_write(&out, api->status, api->rt, now_ms);
+    return sbuf_take(&out);
+}
+
+void sw_admin_api_status_cache_stats(const struct sw_admin_api *api, uint64_t *hits,
+                                     uint64_t *writes)
+{
+    *hits = api->status->hits;
+    *writes = api->status->writes;
 }
 
 /* ---- Prometheus exposition ------------------------------------------------------------------ */
@@ -1151,9 +1450,13 @@ static void handle(void *ud, struct sw_http_exchange *ex, const struct sw_http_r
             method_not_allowed(ex, "GET, HEAD");
         }
     } else if (n == 2 && strcmp(segs[0], "v1") == 0 && strcmp(segs[1], "status") == 0) {
-        if (is_get(req))
-            respond_json_owned(ex, 200, sw_admin_status_json(api->rt, now));
-        else
+        if (is_get(req)) {
+            static const char *const headers[] = {"Cache-Control: no-store"};
+            api->status_out.len = 0;
+            status_write(&api->status_out, api->status, api->rt, now);
+            sw_http_respond(ex, 200, JSON_TYPE, headers, 1, api->status_out.data,
+                            api->status_out.len);
+        } else
             method_not_allowed(ex, "GET, HEAD");
     } else if (n == 2 && strcmp(segs[0], "v1") == 0 && strcmp(segs[1], "leases") == 0) {
         if (is_get(req))
@@ -1213,6 +1516,7 @@ struct sw_admin_api *sw_admin_api_start(const struct sw_admin_api_opts *opts,
     api->clock = opts->clock;
     if (opts->token != NULL && opts->token[0] != '\0')
         api->token = sw_xstrdup(opts->token);
+    api->status = sw_xcalloc(1, sizeof(*api->status));
     struct sw_http_server_opts sopts = {
         .host = opts->host != NULL ? opts->host : "127.0.0.1",
         .port = opts->port,
@@ -1227,6 +1531,7 @@ struct sw_admin_api *sw_admin_api_start(const struct sw_admin_api_opts *opts,
     api->server = sw_http_server_start(opts->loop, &sopts, handle, api, err);
     if (api->server == NULL) {
         free(api->token);
+        free(api->status);
         free(api);
         return NULL;
     }
@@ -1282,5 +1587,8 @@ void sw_admin_api_close(struct sw_admin_api *api)
         return;
     sw_http_server_close(api->server);
     free(api->token);
+    status_cache_free(api->status);
+    free(api->status);
+    free(api->status_out.data);
     free(api);
 }

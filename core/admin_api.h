@@ -63,6 +63,14 @@ void sw_admin_api_close(struct sw_admin_api *api);
 
 /* GET /v1/status as JSON text (owned, free()). now_ms from the runtime's clock. */
 char *sw_admin_status_json(struct sw_runtime *rt, int64_t now_ms);
+/* GET /v1/status as api serves it (owned, free()): the same text as sw_admin_status_json,
+ * with the sections whose inputs did not change since the last request copied from the
+ * API's cache instead of written again. */
+char *sw_admin_api_status_json(struct sw_admin_api *api, int64_t now_ms);
+/* How many cached /v1/status sections were reused (hits) and written (writes) since the
+ * API started: for tests and benchmarks. */
+void sw_admin_api_status_cache_stats(const struct sw_admin_api *api, uint64_t *hits,
+                                     uint64_t *writes);
 /* GET /v1/leases as JSON text (owned): {"leases": [...]}. */
 char *sw_admin_leases_json(struct sw_runtime *rt);
 /* GET /metrics in the Prometheus text exposition format 0.0.4 (owned). */

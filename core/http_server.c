@@ -86,6 +86,7 @@ struct conn {
     int error_status; /* set by a callback that stops the parser on a limit */
     bool request_ready;
     bool peer_eof; /* the client finished sending while a refusal was being written */
+    bool dispatching; /* inside the handler call: its loop picks up the stash afterwards */
 
     struct sw_http_exchange *exchange; /* with the handler, or NULL */
     struct buf stash;                  /* read but not yet parsed */
@@ -153,11 +154,6 @@ static void buf_append(struct buf *b, const char *data, size_t len)
     memcpy(b->data + b->len, data, len);
     b->len += len;
     b->data[b->len] = '\0';
-}
-
-static void buf_append_str(struct buf *b, const char *s)
-{
-    buf_append(b, s, strlen(s));
 }
 
 /* The buffer's string (never NULL), handed to the caller; b is left empty. */
@@ -507,6 +503,10 @@ static void conn_resume(struct conn *conn)
     conn->state = CONN_READING;
     conn_arm_timer(conn, conn->server->opts.idle_timeout_ms);
     http_parser_pause(&conn->parser, 0);
+    /* Answered from inside the handler: the dispatch loop below it parses what is stashed,
+     * so pipelined requests are served in a loop rather than by recursion. */
+    if (conn->dispatching)
+        return;
     conn_drain_input(conn);
     if (conn->state == CONN_READING && !conn->reading) {
         if (uv_read_start((uv_stream_t *)&conn->tcp, on_alloc, on_read) != 0) {
@@ -517,14 +517,9 @@ static void conn_resume(struct conn *conn)
     }
 }
 
-static void on_written(uv_write_t *req, int status)
+/* A write is out (status 0) or failed: go on with the connection. */
+static void write_finished(struct conn *conn, int kind, int status)
 {
-    struct write_req *wr = (struct write_req *)req;
-    struct conn *conn = wr->conn;
-    int kind = wr->kind;
-    free(wr->data);
-    free(wr);
-
     if (conn->state == CONN_CLOSING || kind == WRITE_INTERIM)
         return;
     if (status < 0) {
@@ -539,15 +534,42 @@ static void on_written(uv_write_t *req, int status)
     }
 }
 
-/* Takes ownership of data. */
+static void on_written(uv_write_t *req, int status)
+{
+    struct write_req *wr = (struct write_req *)req;
+    struct conn *conn = wr->conn;
+    int kind = wr->kind;
+    free(wr->data);
+    free(wr);
+    write_finished(conn, kind, status);
+}
+
+/* Takes ownership of data. A response normally fits the socket buffer: written at once
+ * with uv_try_write, the connection goes back to reading in the same callback, without a
+ * write request, a loop turn for its callback, or stopping and restarting the read
+ * (two epoll_ctl calls per request). What the kernel did not take goes through uv_write. */
 static void conn_write(struct conn *conn, char *data, size_t len, int kind)
 {
+    uv_buf_t b = uv_buf_init(data, (unsigned int)len);
+    int rc = uv_try_write((uv_stream_t *)&conn->tcp, &b, 1);
+    if (rc == (int)len) {
+        free(data);
+        write_finished(conn, kind, 0);
+        return;
+    }
+    if (rc < 0 && rc != UV_EAGAIN) {
+        sw_log(SW_LOG_DEBUG, "http_server", "write failed: %s", uv_strerror(rc));
+        free(data);
+        conn_close(conn);
+        return;
+    }
+    if (rc > 0)
+        b = uv_buf_init(data + rc, (unsigned int)(len - (size_t)rc));
     struct write_req *wr = sw_xcalloc(1, sizeof(*wr));
     wr->conn = conn;
     wr->data = data;
     wr->kind = kind;
-    uv_buf_t b = uv_buf_init(data, (unsigned int)len);
-    int rc = uv_write(&wr->req, (uv_stream_t *)&conn->tcp, &b, 1, on_written);
+    rc = uv_write(&wr->req, (uv_stream_t *)&conn->tcp, &b, 1, on_written);
     if (rc != 0) {
         sw_log(SW_LOG_DEBUG, "http_server", "write failed: %s", uv_strerror(rc));
         free(data);
@@ -583,43 +605,73 @@ static bool header_is_reserved(const char *line)
     return false;
 }
 
+static char *put(char *p, const char *s, size_t len)
+{
+    memcpy(p, s, len);
+    return p + len;
+}
+
+/* The whole message in one allocation: sized first, then copied. */
 static char *build_response(int status, const char *content_type, const char *const *headers,
                             size_t header_count, const char *body, size_t body_len, bool keep_alive,
                             bool head, size_t *out_len)
 {
-    struct buf out = {0};
-    char line[128];
+    static const char ct_name[] = "Content-Type: ";
+    static const char keep[] = "Connection: keep-alive\r\n\r\n";
+    static const char closing[] = "Connection: close\r\n\r\n";
+    char status_line[128];
+    char length_line[64] = "";
     /* 1xx, 204 and 304 carry no body and no Content-Length (RFC 9110 §8.6). */
     bool bodiless = status < 200 || status == 204 || status == 304;
+    bool with_type = content_type != NULL && strpbrk(content_type, "\r\n") == NULL && !bodiless;
+    bool with_body = !bodiless && !head && body_len > 0;
 
-    snprintf(line, sizeof(line), "HTTP/1.1 %d %s\r\n", status, reason_phrase(status));
-    buf_append_str(&out, line);
-    if (content_type != NULL && strpbrk(content_type, "\r\n") == NULL && !bodiless) {
-        buf_append_str(&out, "Content-Type: ");
-        buf_append_str(&out, content_type);
-        buf_append_str(&out, "\r\n");
-    }
+    int status_len = snprintf(status_line, sizeof(status_line), "HTTP/1.1 %d %s\r\n", status,
+                              reason_phrase(status));
+    int length_len = 0;
+    if (!bodiless)
+        length_len =
+            snprintf(length_line, sizeof(length_line), "Content-Length: %zu\r\n", body_len);
+    size_t type_len = with_type ? strlen(content_type) : 0;
+    size_t size =
+        (size_t)status_len + (size_t)length_len + (keep_alive ? sizeof(keep) : sizeof(closing)) - 1;
+    if (with_type)
+        size += sizeof(ct_name) - 1 + type_len + 2;
     for (size_t i = 0; i < header_count; i++) {
         const char *h = headers[i];
         /* CR or LF in a header would let a value split the response. */
+        if (h == NULL || strpbrk(h, "\r\n") != NULL || strchr(h, ':') == NULL ||
+            header_is_reserved(h))
+            continue;
+        size += strlen(h) + 2;
+    }
+    if (with_body)
+        size += body_len;
+
+    char *out = sw_xmalloc(size + 1);
+    char *p = put(out, status_line, (size_t)status_len);
+    if (with_type) {
+        p = put(p, ct_name, sizeof(ct_name) - 1);
+        p = put(p, content_type, type_len);
+        p = put(p, "\r\n", 2);
+    }
+    for (size_t i = 0; i < header_count; i++) {
+        const char *h = headers[i];
         if (h == NULL || strpbrk(h, "\r\n") != NULL || strchr(h, ':') == NULL ||
             header_is_reserved(h)) {
             sw_log(SW_LOG_WARN, "http_server", "dropping invalid or reserved response header");
             continue;
         }
-        buf_append_str(&out, h);
-        buf_append_str(&out, "\r\n");
+        p = put(p, h, strlen(h));
+        p = put(p, "\r\n", 2);
     }
-    if (!bodiless) {
-        snprintf(line, sizeof(line), "Content-Length: %zu\r\n", body_len);
-        buf_append_str(&out, line);
-    }
-    buf_append_str(&out,
-                   keep_alive ? "Connection: keep-alive\r\n\r\n" : "Connection: close\r\n\r\n");
-    if (!bodiless && !head && body_len > 0)
-        buf_append(&out, body, body_len);
-    *out_len = out.len;
-    return buf_take(&out);
+    p = put(p, length_line, (size_t)length_len);
+    p = keep_alive ? put(p, keep, sizeof(keep) - 1) : put(p, closing, sizeof(closing) - 1);
+    if (with_body)
+        p = put(p, body, body_len);
+    *p = '\0';
+    *out_len = (size_t)(p - out);
+    return out;
 }
 
 /* Answer a request the parser refused, then close. */
@@ -686,11 +738,16 @@ static void conn_dispatch(struct conn *conn)
     conn->request_ready = false;
     conn->state = CONN_HANDLING;
     uv_timer_stop(&conn->timer);
-    if (conn->reading) {
+    conn->dispatching = true;
+    server->handler(server->ud, ex, &ex->req);
+    conn->dispatching = false;
+    /* Answered later, or the answer is still being written: stop reading, which is the
+     * backpressure that keeps one request per connection in memory. An answer already out
+     * leaves the read running (the common case costs no epoll_ctl). */
+    if ((conn->state == CONN_HANDLING || conn->state == CONN_WRITING) && conn->reading) {
         uv_read_stop((uv_stream_t *)&conn->tcp);
         conn->reading = false;
     }
-    server->handler(server->ud, ex, &ex->req);
 }
 
 /* Feed bytes to the parser. Returns how many it consumed: all of them, unless it paused
@@ -762,6 +819,8 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         if (used < len)
             buf_append(&conn->stash, buf->base + used, len - used);
         conn_dispatch(conn);
+        /* Answered at once: the pipelined requests that came along are next. */
+        conn_drain_input(conn);
     }
 }
 

@@ -40,8 +40,11 @@ struct prober {
     uint64_t failures;
 };
 
+/* In flight: on a list with both links, so that each answer unlinks its op in constant
+ * time (with a singly linked list, a round of 500 probes cost 125,000 steps to unlink). */
 struct probe_op {
     struct probe_op *next;
+    struct probe_op *prev;
     struct prober *pr;
     uint64_t request_id;
     char *target;
@@ -88,14 +91,25 @@ static bool status_expected(const struct prober *pr, long status)
     return false;
 }
 
+static void op_link(struct probe_op *op)
+{
+    struct prober *pr = op->pr;
+    op->prev = NULL;
+    op->next = pr->ops;
+    if (pr->ops != NULL)
+        pr->ops->prev = op;
+    pr->ops = op;
+}
+
 static void op_unlink(struct probe_op *op)
 {
-    for (struct probe_op **pp = &op->pr->ops; *pp != NULL; pp = &(*pp)->next) {
-        if (*pp == op) {
-            *pp = op->next;
-            return;
-        }
-    }
+    if (op->prev != NULL)
+        op->prev->next = op->next;
+    else
+        op->pr->ops = op->next;
+    if (op->next != NULL)
+        op->next->prev = op->prev;
+    op->next = op->prev = NULL;
 }
 
 static void op_free(struct probe_op *op)
@@ -165,8 +179,7 @@ static int pr_probe(void *state, const char *target, swp_probe_cb done, void *ud
         .timeout_ms = pr->timeout_ms,
         .max_response_bytes = MAX_BODY_BYTES,
     };
-    op->next = pr->ops;
-    pr->ops = op;
+    op_link(op);
     op->request_id = pr->host->http_request(pr->host, &req, on_reply, op);
     if (op->request_id == 0) {
         op_unlink(op);
@@ -250,7 +263,7 @@ static void pr_destroy(void *state)
      * still listed never reached its HTTP client. */
     while (pr->ops != NULL) {
         struct probe_op *op = pr->ops;
-        pr->ops = op->next;
+        op_unlink(op);
         struct swp_probe_result result = {.target = op->target, .error = "probe canceled"};
         op->done(op->ud, SWP_ECANCELED, &result);
         op_free(op);

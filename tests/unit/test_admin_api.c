@@ -431,6 +431,65 @@ SW_TEST(mutations_need_the_token)
     SW_ASSERT_EQ(fx_finish(&fx), 0);
 }
 
+/* The API reuses /v1/status sections whose inputs did not change; whatever changes the
+ * runtime (evaluations, units bought and made ready, a pause, an override and its
+ * countdown), the served text must be the one a fresh rendering gives at the same
+ * instant. The changes here come straight from the runtime, not through the API's
+ * handlers, so nothing tells the cache about them. */
+SW_TEST(status_cache_serves_what_a_fresh_rendering_gives)
+{
+    struct fx fx;
+    fx_start(&fx, NULL, 0);
+    start_and_wait_ready(&fx);
+    struct sw_error err = {0};
+    char *previous = NULL;
+    int changes = 0;
+    for (int step = 0; step < 120; step++) {
+        if (step == 30)
+            SW_ASSERT_EQ(sw_runtime_policy_set_paused(fx.rt, "pin", true), 0);
+        if (step == 50)
+            SW_ASSERT_EQ(sw_runtime_override_set(fx.rt, "web", "as-east", 2, 60000, &err), 0);
+        if (step == 80)
+            SW_ASSERT_EQ(sw_runtime_override_clear(fx.rt, "web"), 0);
+        if (step == 90)
+            SW_ASSERT_EQ(sw_runtime_policy_set_paused(fx.rt, "pin", false), 0);
+        int64_t now = sw_clock_now(fx.clock);
+        char *cached = sw_admin_api_status_json(fx.api, now);
+        char *fresh = sw_admin_status_json(fx.rt, now);
+        SW_ASSERT_STREQ(cached, fresh);
+        /* Asked again with nothing changed: every cached section is reused. */
+        uint64_t hits = 0, writes = 0, hits2 = 0, writes2 = 0;
+        sw_admin_api_status_cache_stats(fx.api, &hits, &writes);
+        char *again = sw_admin_api_status_json(fx.api, now);
+        sw_admin_api_status_cache_stats(fx.api, &hits2, &writes2);
+        SW_ASSERT_STREQ(again, fresh);
+        SW_ASSERT_EQ(writes2, writes);
+        SW_ASSERT_EQ(hits2, hits + 4);
+        /* The document without its clock fields, to count real changes. */
+        cJSON *doc = cJSON_Parse(fresh);
+        cJSON_DeleteItemFromObject(doc, "now_ms");
+        cJSON_DeleteItemFromObject(doc, "uptime_s");
+        char *text = cJSON_PrintUnformatted(doc);
+        cJSON_Delete(doc);
+        if (previous != NULL && strcmp(previous, text) != 0)
+            changes++;
+        free(previous);
+        previous = text;
+        free(cached);
+        free(fresh);
+        free(again);
+        run_for(&fx, 10);
+    }
+    free(previous);
+    /* Evaluations, a unit bought and readied, the pause, the override and its countdown:
+     * the test saw the state move, and the cache followed it. */
+    SW_ASSERT(changes >= 20);
+    uint64_t hits = 0, writes = 0;
+    sw_admin_api_status_cache_stats(fx.api, &hits, &writes);
+    SW_ASSERT(hits > writes);
+    SW_ASSERT_EQ(fx_finish(&fx), 0);
+}
+
 SW_TEST(pause_stops_evaluations_resume_restarts)
 {
     struct fx fx;

@@ -412,6 +412,161 @@ SW_TEST(server_pipelined_requests_answered_in_order)
     SW_ASSERT_EQ(fixture_finish(&fx), 0);
 }
 
+/* Thousands of pipelined requests sent at once, more than one read and more than the
+ * socket buffers hold: answers written at once go back to the stash in a loop (not by
+ * recursion), a full socket buffer falls back to a queued write that stops reading, and
+ * every answer still leaves in request order. */
+
+struct deep_pipeline {
+    int count;
+    const char *expect_fmt; /* the start of answer i's body */
+    bool exact;             /* ... and all of it */
+    int reader_delay_ms;
+    int port;
+    int fd;
+    char *requests;
+    size_t requests_len;
+    int in_order;
+    char failure[128];
+    uv_async_t async;
+    atomic_int done;
+};
+
+static void *deep_writer(void *arg)
+{
+    struct deep_pipeline *dp = arg;
+    size_t off = 0;
+    while (off < dp->requests_len) {
+        ssize_t n = send(dp->fd, dp->requests + off, dp->requests_len - off, MSG_NOSIGNAL);
+        if (n <= 0)
+            break;
+        off += (size_t)n;
+    }
+    return NULL;
+}
+
+/* Reads the answers into one large buffer and checks them in order. */
+static void *deep_reader(void *arg)
+{
+    struct deep_pipeline *dp = arg;
+    pthread_t writer;
+    size_t cap = dp->requests_len * 2 + (size_t)dp->count * 1024, len = 0, at = 0;
+    char *in = sw_xmalloc(cap + 1);
+    dp->fd = connect_to(dp->port);
+    if (dp->fd < 0) {
+        snprintf(dp->failure, sizeof(dp->failure), "connect failed");
+        goto out;
+    }
+    pthread_create(&writer, NULL, deep_writer, dp);
+    if (dp->reader_delay_ms > 0)
+        usleep((useconds_t)dp->reader_delay_ms * 1000); /* answers pile up meanwhile */
+    while (dp->in_order < dp->count) {
+        in[len] = '\0';
+        char *head_end = strstr(in + at, "\r\n\r\n");
+        const char *cl = head_end ? strcasestr(in + at, "\r\nContent-Length:") : NULL;
+        size_t body_len = cl ? strtoul(cl + strlen("\r\nContent-Length:"), NULL, 10) : 0;
+        if (head_end == NULL || (size_t)(head_end + 4 - in) + body_len > len) {
+            ssize_t n = len < cap ? recv(dp->fd, in + len, cap - len, 0) : 0;
+            if (n <= 0) {
+                snprintf(dp->failure, sizeof(dp->failure), "response %d missing", dp->in_order);
+                break;
+            }
+            len += (size_t)n;
+            continue;
+        }
+        char want[64];
+        snprintf(want, sizeof(want), dp->expect_fmt, dp->in_order);
+        char *body = head_end + 4;
+        char saved = body[body_len];
+        body[body_len] = '\0';
+        bool ok = strncmp(in + at, "HTTP/1.1 200", 12) == 0 &&
+                  (dp->exact ? strcmp(body, want) == 0 : strncmp(body, want, strlen(want)) == 0);
+        body[body_len] = saved;
+        if (!ok) {
+            snprintf(dp->failure, sizeof(dp->failure), "response %d out of order: %.40s",
+                     dp->in_order, body);
+            break;
+        }
+        at = (size_t)(body + body_len - in);
+        dp->in_order++;
+    }
+    shutdown(dp->fd, SHUT_RDWR);
+    pthread_join(writer, NULL);
+    close(dp->fd);
+out:
+    free(in);
+    atomic_store(&dp->done, 1);
+    uv_async_send(&dp->async);
+    return NULL;
+}
+
+static void run_deep_pipeline(struct fixture *fx, struct deep_pipeline *dp)
+{
+    dp->port = fx->port;
+    uv_async_init(&fx->loop, &dp->async, on_async);
+    pthread_t reader;
+    pthread_create(&reader, NULL, deep_reader, dp);
+    while (!atomic_load(&dp->done))
+        uv_run(&fx->loop, UV_RUN_ONCE);
+    pthread_join(reader, NULL);
+    uv_close((uv_handle_t *)&dp->async, NULL);
+    uv_run(&fx->loop, UV_RUN_NOWAIT);
+}
+
+SW_TEST(server_deep_pipeline_answered_in_order)
+{
+    static struct fixture fx;
+    static struct deep_pipeline dp;
+    memset(&dp, 0, sizeof(dp));
+    fixture_start(&fx, NULL);
+    dp.count = 3000;
+    dp.expect_fmt = "%d";
+    dp.exact = true;
+    size_t cap = (size_t)dp.count * 64;
+    dp.requests = sw_xmalloc(cap);
+    for (int i = 0; i < dp.count; i++)
+        dp.requests_len += (size_t)snprintf(dp.requests + dp.requests_len, cap - dp.requests_len,
+                                            "GET /query?q=%d HTTP/1.1\r\nHost: t\r\n\r\n", i);
+    run_deep_pipeline(&fx, &dp);
+    free(dp.requests);
+    SW_ASSERT_STREQ(dp.failure, "");
+    SW_ASSERT_EQ(dp.in_order, dp.count);
+    SW_ASSERT_EQ(fx.requests, dp.count);
+    SW_ASSERT_EQ(fixture_finish(&fx), 0);
+}
+
+/* Answers larger than the socket buffers hold while the client is not reading yet: a
+ * write the kernel takes only in part is finished by a queued write, reading stops
+ * meanwhile, and the next request is served once the answer is out. */
+SW_TEST(server_large_pipelined_answers_queue_in_order)
+{
+    static struct fixture fx;
+    static struct deep_pipeline dp;
+    memset(&dp, 0, sizeof(dp));
+    fixture_start(&fx, NULL);
+    dp.count = 40;
+    dp.expect_fmt = "POST /echo ?n=%d ";
+    dp.reader_delay_ms = 200;
+    size_t body_len = 256 * 1024;
+    char *body = sw_xmalloc(body_len + 1);
+    memset(body, 'b', body_len);
+    body[body_len] = '\0';
+    size_t cap = (size_t)dp.count * (body_len + 128);
+    dp.requests = sw_xmalloc(cap);
+    for (int i = 0; i < dp.count; i++)
+        dp.requests_len += (size_t)snprintf(dp.requests + dp.requests_len, cap - dp.requests_len,
+                                            "POST /echo?n=%d HTTP/1.1\r\nHost: t\r\n"
+                                            "Content-Length: %zu\r\n\r\n%s",
+                                            i, body_len, body);
+    free(body);
+    run_deep_pipeline(&fx, &dp);
+    free(dp.requests);
+    SW_ASSERT_STREQ(dp.failure, "");
+    SW_ASSERT_EQ(dp.in_order, dp.count);
+    SW_ASSERT_EQ(fx.requests, dp.count);
+    SW_ASSERT_EQ(fixture_finish(&fx), 0);
+}
+
 SW_TEST(server_echo_headers_body_and_response_headers)
 {
     static struct fixture fx;
