@@ -33,8 +33,8 @@ struct sw_sim_master {
     uint32_t *seen; /* per job: the publish round that last saw it submitted and not done */
     uint32_t round;
     bool started;
-    size_t scanned;   /* jobs below this index were submitted (or are before the window) */
-    size_t *active;   /* this round's submitted, not completed jobs */
+    size_t scanned; /* jobs below this index were submitted (or are before the window) */
+    size_t *active; /* this round's submitted, not completed jobs */
     size_t active_len;
     size_t *previous; /* the previous round's */
     size_t previous_len;
@@ -123,7 +123,8 @@ static void mark_done(struct sw_sim_master *m, size_t job, int64_t now_ms)
     m->done[m->done_len++] = job;
 }
 
-static void put(struct sw_sim_master *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void put(struct sw_sim_master *m, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 static void put(struct sw_sim_master *m, const char *fmt, ...)
 {
     for (;;) {

@@ -63,7 +63,7 @@ struct job {
 
 struct jobs_http {
     const struct swp_host *host;
-    const char *url; /* borrowed from the host's configuration until destroy */
+    const char *url;      /* borrowed from the host's configuration until destroy */
     const char *reply_kv; /* read the reply from this key-value key instead (simulation) */
     char *kv_name;        /* "kv:<reply_kv>", what logs call the source then */
     char *auth_header;

@@ -1274,8 +1274,7 @@ SW_TEST(only_providers_pins_the_choice)
     set_bids(STANDARD_BIDS, 5);
     static const char *const dear[] = {"akash1dear"};
     static const char *const nobody[] = {"akash1nobody"};
-    filter_case(NULL, (struct acq_opts){.key = "p1", .only = dear, .only_count = 1},
-                "akash1dear");
+    filter_case(NULL, (struct acq_opts){.key = "p1", .only = dear, .only_count = 1}, "akash1dear");
     filter_case(NULL, (struct acq_opts){.key = "p2", .only = nobody, .only_count = 1}, NULL);
     SW_ASSERT_EQ(con_active(), 1);
     fixture_finish();

@@ -25,7 +25,7 @@ SW_TEST(reply_follows_the_job_model)
     struct sw_journal *j = sw_journal_open(":memory:", &err);
     SW_ASSERT(j != NULL);
     const struct sw_job jobs[] = {
-        {.submit_s = 5, .duration_s = 1, .workers = 1, .gpus_per_worker = 1},  /* before */
+        {.submit_s = 5, .duration_s = 1, .workers = 1, .gpus_per_worker = 1}, /* before */
         {.submit_s = 10, .duration_s = 100, .workers = 2, .gpus_per_worker = 8},
         {.submit_s = 20, .duration_s = 50, .workers = 1, .gpus_per_worker = 1},
     };
