@@ -4584,6 +4584,7 @@ static int h_provider_action(struct route_ctx *c)
     }
     /* close-all, with an optional {"reason": "..."} (default: unstable). */
     char reason[80] = "lease_closed_reason_unstable";
+    int64_t only_dseq = 0; /* ml: 0 = every deployment */
     if (c->req->body_len > 0) {
         cJSON *root = body_json(c);
         if (root == NULL)
@@ -4599,6 +4600,14 @@ static int h_provider_action(struct route_ctx *c)
         }
         if (given != NULL)
             snprintf(reason, sizeof(reason), "%s", given->valuestring);
+        /* ml: {"dseq": "..."} closes only that deployment's lease(s) with this provider, so a
+         * test can lose one unit of several (an ML gang's worker) rather than all of them. */
+        const cJSON *only = cJSON_GetObjectItemCaseSensitive(root, "dseq");
+        if (only != NULL && !json_dseq(only, &only_dseq)) {
+            cJSON_Delete(root);
+            reply_error(c->r, 400, "dseq: expected a deployment sequence such as \"1000001\"");
+            return 0;
+        }
         cJSON_Delete(root);
     }
     struct key {
@@ -4622,6 +4631,8 @@ static int h_provider_action(struct route_ctx *c)
     int64_t closed_count = 0;
     for (size_t i = 0; rc == 0 && i < count; i++) {
         bool closed = false;
+        if (only_dseq > 0 && keys[i].dseq != only_dseq)
+            continue;
         if (lease_close_one(m, keys[i].dseq, keys[i].gseq, keys[i].oseq, p->owner, c->now, reason,
                             &closed) < 0)
             rc = -1;

@@ -2858,6 +2858,20 @@ static void resil_fill_avoid(struct sw_runtime *rt, const struct sw_unit *u,
                        : "at its spread limit or backed off (nothing avoided)");
     }
     sw_names_clear(&backed_off);
+    /* ml: a pinned group (groups.X.providers, e.g. an ML job master's provider) can only
+     * land on its pinned providers. When the track record or the spread avoids all of
+     * them, avoiding would fail every acquire, and a worker that provider lost could never
+     * be replaced: nothing is avoided then. */
+    if (g != NULL && g->provider_count > 0 && rt->avoid.count > 0) {
+        bool pinned_left = false;
+        for (size_t i = 0; i < g->provider_count && !pinned_left; i++)
+            pinned_left = !sw_names_has(&rt->avoid, g->providers[i]);
+        if (!pinned_left) {
+            sw_log(SW_LOG_INFO, LOG, "unit %s %s/%s: every pinned provider is avoided; "
+                   "placing it on them anyway", u->key, u->group, u->region);
+            sw_names_clear(&rt->avoid);
+        }
+    }
     if (rt->avoid.count > 0) {
         req->avoid_providers = (const char *const *)rt->avoid.items;
         req->avoid_count = rt->avoid.count;

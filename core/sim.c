@@ -21,6 +21,7 @@
 #include "model.h"
 #include "report.h"
 #include "runtime.h"
+#include "sim_master.h" /* ml */
 
 static const char *LOG = "sim";
 
@@ -392,6 +393,16 @@ void sw_jobsim_finish(struct sw_jobsim *js, int64_t end_ms, struct sw_jobsim_sta
     out->gpu_hours = js->gpu_ms / 3.6e6;
 }
 
+/* ml: the jobs the simulated training master lists (core/sim_master.c). */
+size_t sw_jobsim_active(const struct sw_jobsim *js, sw_jobsim_active_fn fn, void *ud)
+{
+    for (size_t i = 0; i < js->running_len; i++)
+        fn(ud, js->running[i].job, js->running[i].started_ms);
+    for (size_t i = 0; i < js->queue_len; i++)
+        fn(ud, js->queue[i], -1);
+    return js->next_submit;
+}
+
 static bool is_dir(const char *path)
 {
     struct stat st;
@@ -467,6 +478,7 @@ struct sim {
     int64_t job_timer_due;
     int64_t next_progress_ms;
     struct sw_jobsim *jobsim;
+    struct sw_sim_master *master; /* ml: the job master jobs_http reads, or NULL */
     bool observing;
     bool failed;
     struct sw_error fatal;
@@ -876,6 +888,9 @@ static void on_job_timer(void *ud)
 
 static void arm_job_timer(struct sim *s)
 {
+    /* ml: every job model change reaches the simulated master (sim_master.c). */
+    if (s->master != NULL)
+        sw_sim_master_publish(s->master, s->jobsim, sim_now(s), sw_runtime_journal(s->rt));
     int64_t next = sw_jobsim_next_ms(s->jobsim);
     if (next == s->job_timer_due && s->job_timer != 0)
         return;
@@ -1477,6 +1492,7 @@ static void sim_free(struct sim *s)
     cJSON_free(s->providers_inline);
     free(s->rtt_path);
     sw_jobsim_free(s->jobsim);
+    sw_sim_master_free(s->master);
     sw_demand_free(s->demand);
     sw_jobs_free(s->jobs);
     sw_rtt_free(s->rtt);
@@ -1590,6 +1606,9 @@ int sw_sim_run(const struct sw_sim_opts *opts, struct sw_sim_result **out, struc
     s->scratch_counts = sw_xcalloc(cells, sizeof(int));
     if (s->jobs != NULL)
         s->jobsim = sw_jobsim_new(s->jobs->items, s->jobs->count, s->origin_ms, s->start_ms);
+    /* ml: a configured jobs_http reads the jobs trace's master instead of HTTP. */
+    if (s->jobs != NULL && sw_sim_master_configure(s->config))
+        s->master = sw_sim_master_new(s->jobs->items, s->jobs->count);
 
     s->clock = sw_clock_sim_new(s->start_ms);
     s->cost_last_ms = s->start_ms;

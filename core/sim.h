@@ -102,6 +102,11 @@ void sw_jobsim_set_workers(struct sw_jobsim *js, int64_t now_ms, int ready);
 int64_t sw_jobsim_next_ms(const struct sw_jobsim *js);
 /* Advance to end_ms and fill out. */
 void sw_jobsim_finish(struct sw_jobsim *js, int64_t end_ms, struct sw_jobsim_stats *out);
+/* ml: calls fn for every job submitted and not completed (index into the jobs array):
+ * started_ms is when its current run started, -1 while it waits for workers. Returns how
+ * many jobs of the array are submitted or before the window (the next submit's index). */
+typedef void (*sw_jobsim_active_fn)(void *ud, size_t job, int64_t started_ms);
+size_t sw_jobsim_active(const struct sw_jobsim *js, sw_jobsim_active_fn fn, void *ud);
 
 /* ---- a run -------------------------------------------------------------------------- */
 

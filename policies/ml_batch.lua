@@ -21,7 +21,18 @@
 --   retry_after_s (300), max_attempts (0: retry forever), idle_timeout_s (600),
 --   max_usd_hour (0: no cap), max_gpus (0: no cap), order ("fifo" or "priority"),
 --   gpus_per_worker (1: for jobs that do not say), provision_queued (false: only running
---   jobs get workers), forget_after_s (3600: how long finished jobs are remembered).
+--   jobs get workers), forget_after_s (3600: how long finished jobs are remembered),
+--   queue_metric (false: off), queue_workers (1), queue_label ("job"), max_queue_jobs (100).
+--
+-- Jobs from a queue-depth gauge (e.g. metrics_prometheus with
+-- `training_queue_depth{job="bert",workers="4"}`): set queue_metric to the metric's name
+-- (and jobs_metric = false when there is no job list). Each row is a kind of job: its
+-- value is how many such jobs want workers now, each a job of its own with a gang of the
+-- row's `workers` label (queue_workers when absent; `gpus_per_worker` label optional),
+-- named by its queue_label label (`exported_job` first: Prometheus renames a target's own
+-- `job` label so, with honor_labels off). A deeper queue starts gangs; a shallower
+-- one finishes the newest first (release, as for job_done), so a drained queue gives
+-- every worker back. Such jobs get fresh ids ("bert#7"), never reused.
 
 local TERMINAL = { done = true, failed = true }
 local EVENT_STATE = { job_started = "running", job_queued = "queued", job_done = "done",
@@ -43,7 +54,14 @@ local function settings(ctx)
     gpus_per_worker = p.gpus_per_worker or 1,
     provision_queued = p.provision_queued == true,
     forget_after_s = p.forget_after_s or 3600,
+    queue_metric = p.queue_metric or false,
+    queue_workers = p.queue_workers or 1,
+    queue_label = p.queue_label or "job",
+    max_queue_jobs = p.max_queue_jobs or 100,
   }
+  if p.jobs_metric == false then
+    s.jobs_metric = false
+  end
   if s.order ~= "fifo" and s.order ~= "priority" then
     error("params.order: expected \"fifo\" or \"priority\", got " .. tostring(s.order))
   end
@@ -170,6 +188,52 @@ local function read_job_list(ctx, s)
         per = gpus[id] / workers
       end
       observe(ctx, s, id, state, workers, per, row.labels.priority)
+    end
+  end
+end
+
+-- One row of the queue gauge per kind of job; depth = how many want workers now.
+local function read_queue(ctx, s)
+  local st = state_of(ctx)
+  st.queues = st.queues or {}
+  st.qseq = st.qseq or 0
+  local rows, err = ctx.metrics.query(s.queue_metric)
+  if rows == nil then
+    if st.queue_error ~= err then
+      ctx.warn("no queue depth from %s (%s): its jobs keep their last known state",
+               s.queue_metric, tostring(err))
+    end
+    st.queue_error = err
+    return
+  end
+  st.queue_error = nil
+  local depth = {}
+  for _, row in ipairs(rows) do
+    local l = row.labels
+    -- Prometheus renames a target's own `job` label to `exported_job` (honor_labels off).
+    local name = l["exported_" .. s.queue_label] or l[s.queue_label] or s.queue_metric
+    local workers = count(l.workers or s.queue_workers)
+    local gpus = l.gpus_per_worker and count(l.gpus_per_worker) or nil
+    depth[name] = math.min((depth[name] or 0) + count(row.value), s.max_queue_jobs)
+    local ids = st.queues[name] or {}
+    st.queues[name] = ids
+    while #ids < depth[name] do
+      st.qseq = st.qseq + 1
+      ids[#ids + 1] = name .. "#" .. st.qseq
+    end
+    for i = 1, depth[name] do
+      observe(ctx, s, ids[i], "running", workers, gpus, l.priority)
+    end
+  end
+  -- Shallower (or gone): the newest jobs of that kind are finished.
+  for name, ids in pairs(st.queues) do
+    local keep = depth[name] or 0
+    for i = #ids, keep + 1, -1 do
+      observe(ctx, s, ids[i], "done")
+      ids[i] = nil
+    end
+    if keep == 0 then
+      st.queues[name] = nil
     end
   end
 end
@@ -421,7 +485,12 @@ return {
   evaluate = function(ctx)
     local s = settings(ctx)
     local region = region_of(ctx, s)
-    read_job_list(ctx, s)
+    if s.jobs_metric then
+      read_job_list(ctx, s)
+    end
+    if s.queue_metric then
+      read_queue(ctx, s)
+    end
     lifecycle(ctx, s)
     local notes = {}
     settle_gangs(ctx, s, s.group, region, notes)

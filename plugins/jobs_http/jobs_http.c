@@ -21,8 +21,12 @@
  *
  * Without a good poll for stale_after the list is stale and queries fail, so a policy sees
  * "no signal" instead of a list the master may have changed since. Time only through
- * host->now_ms and host timers; HTTP only through host->http_request (none in simulation:
- * polls then fail and queries say why).
+ * host->now_ms and host timers; HTTP only through host->http_request.
+ *
+ * In simulation there is no network: `steward simulate` sets reply_kv, and its job model
+ * (core/sim_master.c) publishes the reply a master would give in this plugin's key-value
+ * space under that key. A poll then reads the key instead of sending a GET; everything
+ * after the reply (parsing, diffing, events, queries) is the same code as live.
  */
 #include <ctype.h>
 #include <math.h>
@@ -59,7 +63,9 @@ struct job {
 
 struct jobs_http {
     const struct swp_host *host;
-    const char *url; /* borrowed from the host's configuration until destroy */
+    const char *url;      /* borrowed from the host's configuration until destroy */
+    const char *reply_kv; /* read the reply from this key-value key instead (simulation) */
+    char *kv_name;        /* "kv:<reply_kv>", what logs call the source then */
     char *auth_header;
     const char *jobs_ptr;
     const char *id_ptr;
@@ -487,6 +493,20 @@ static void on_reply(void *ud, int status, const struct swp_http_resp *resp)
     jobs_free(old, old_count);
 }
 
+static void poll_kv(struct jobs_http *jh)
+{
+    char *value = NULL;
+    int rc = jh->host->kv_get(jh->host, jh->reply_kv, &value);
+    if (rc < 0 || value == NULL) {
+        poll_failed(jh, rc == SWP_ENOENT ? "no reply published yet" : "key-value read failed");
+        return;
+    }
+    struct swp_http_resp resp = {.status = 200, .body = value, .body_len = strlen(value)};
+    jh->in_flight = true;
+    on_reply(jh, 0, &resp);
+    jh->host->free(value);
+}
+
 static void poll_tick(void *ud)
 {
     struct jobs_http *jh = ud;
@@ -495,6 +515,10 @@ static void poll_tick(void *ud)
     jh->timer = jh->host->timer_start(jh->host, jh->poll_ms, poll_tick, jh);
     if (jh->in_flight)
         return;
+    if (jh->reply_kv != NULL) {
+        poll_kv(jh);
+        return;
+    }
     const char *headers[2];
     size_t header_count = 0;
     headers[header_count++] = "Accept: application/json";
@@ -591,6 +615,7 @@ static void jh_free(struct jobs_http *jh)
     jobs_free(jh->jobs, jh->job_count);
     cJSON_Delete(jh->state_map);
     free(jh->auth_header);
+    free(jh->kv_name);
     free(jh);
 }
 
@@ -625,8 +650,21 @@ static int jh_init(const struct swp_host *host, void **state, struct swp_error *
     struct jobs_http *jh = xcalloc(1, sizeof(*jh));
     jh->host = host;
     jh->url = host->cfg_str(host, "url");
-    if (jh->url == NULL ||
-        (strncmp(jh->url, "http://", 7) != 0 && strncmp(jh->url, "https://", 8) != 0)) {
+    jh->reply_kv = host->cfg_str(host, "reply_kv");
+    if (jh->reply_kv != NULL && jh->url == NULL) {
+        if (jh->reply_kv[0] == '\0') {
+            set_error(err, SWP_ECONFIG, "reply_kv: expected a key name");
+            goto fail;
+        }
+        size_t len = strlen(jh->reply_kv) + 4;
+        jh->kv_name = xcalloc(1, len);
+        snprintf(jh->kv_name, len, "kv:%s", jh->reply_kv);
+        jh->url = jh->kv_name;
+    } else if (jh->reply_kv != NULL) {
+        set_error(err, SWP_ECONFIG, "reply_kv: set either url or reply_kv, not both");
+        goto fail;
+    } else if (jh->url == NULL ||
+               (strncmp(jh->url, "http://", 7) != 0 && strncmp(jh->url, "https://", 8) != 0)) {
         set_error(err, SWP_ECONFIG, "url: expected an http:// or https:// URL");
         goto fail;
     }
@@ -715,8 +753,9 @@ static void jh_destroy(void *state)
 }
 
 static const struct swp_config_entry jh_config[] = {
-    {"url", SWP_CFG_STRING, NULL, true,
-     "The master's job status endpoint, e.g. \"http://master:8080/api/jobs\"."},
+    {"url", SWP_CFG_STRING, NULL, false,
+     "The master's job status endpoint, e.g. \"http://master:8080/api/jobs\" (required "
+     "unless reply_kv is set)."},
     {"poll_interval", SWP_CFG_DURATION, "\"5s\"", false,
      "How often to poll: a job start reaches the policy within one interval."},
     {"timeout", SWP_CFG_DURATION, "\"3s\"", false, "Per-request timeout."},
@@ -744,6 +783,9 @@ static const struct swp_config_entry jh_config[] = {
      "GPUs per worker for jobs that do not say."},
     {"stale_after", SWP_CFG_DURATION, "\"1m\"", false,
      "Queries fail once the last good poll is older than this (0: never)."},
+    {"reply_kv", SWP_CFG_STRING, NULL, false,
+     "Read each poll's reply from this key of the plugin's key-value space instead of "
+     "GETting url: how `steward simulate` serves its job model (docs/simulation.md)."},
 };
 
 static const struct swp_metrics_ops jh_metrics_ops = {

@@ -184,6 +184,8 @@ struct acq {
     size_t avoid_count;
     char **prefer;
     size_t prefer_count;
+    char **only; /* placement pinning (only_providers): bids from anyone else are ignored */
+    size_t only_count;
     uint64_t deadline_ms;
     int64_t started_ms;
     swp_unit_cb progress;
@@ -1225,6 +1227,7 @@ static void acq_free(struct acq *a)
     free(a->sdl);
     free_list(a->avoid, a->avoid_count);
     free_list(a->prefer, a->prefer_count);
+    free_list(a->only, a->only_count);
     free_list(a->rejected, a->rejected_count);
     akash_bids_free(a->bids, a->bid_count);
     free(a->lease_provider);
@@ -1772,6 +1775,7 @@ enum verdict {
     V_AUDIT,
     V_ATTR,
     V_REJECTED,
+    V_PINNED,
     V_COUNT,
 };
 
@@ -1779,7 +1783,7 @@ static const char *const verdict_names[V_COUNT] = {
     "acceptable",        "not open",    "not priced in uact",
     "over max price",    "avoided",     "denied",
     "not in allow list", "not audited", "missing required attributes",
-    "lease refused",
+    "lease refused",     "not a pinned provider",
 };
 
 static bool needs_providers(const struct market *m)
@@ -1797,6 +1801,8 @@ static enum verdict bid_verdict_opt(const struct acq *a, const struct akash_bid 
         return V_DENOM;
     if (a->max_price > 0 && usd_hour(b->price.value) > a->max_price * (1 + 1e-12))
         return V_PRICE;
+    if (a->only_count > 0 && !in_list(a->only, a->only_count, b->provider))
+        return V_PINNED;
     if (in_list(a->avoid, a->avoid_count, b->provider))
         return V_AVOID;
     if (in_list(m->deny, m->deny_count, b->provider))
@@ -2421,6 +2427,8 @@ static int ak_acquire(void *state, const struct swp_acquire_req *req, swp_unit_c
     a->avoid_count = a->avoid ? req->avoid_count : 0;
     a->prefer = copy_list(req->prefer_providers, req->prefer_count);
     a->prefer_count = a->prefer ? req->prefer_count : 0;
+    a->only = copy_list(req->only_providers, req->only_count);
+    a->only_count = a->only ? req->only_count : 0;
     a->deadline_ms = req->deadline_ms;
     a->started_ms = now_ms(m);
     a->progress = progress;

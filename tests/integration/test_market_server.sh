@@ -318,8 +318,14 @@ bid_count "$D_CANYON2" 0 || fail "a full provider bid: $OUT"
 req POST /v1/leases "$(lease_body "$D_CANYON" "$CANYON" "$M_CANYON")"
 expect 200 "lease canyon"
 
+# close-all with a dseq (ml: lose one unit of several): only that deployment's lease.
+req POST "/_steward/providers/$CANYON/close-all" "{\"dseq\": \"$D_OPEN\"}"
+expect 200 "close-all of another deployment"
+[[ $OUT == *'"closed":0,'* ]] || fail "close-all of a deployment canyon does not host: $OUT"
+req POST "/_steward/providers/$CANYON/close-all" '{"dseq": "x1"}'
+is_error_shape 400 bad_request "close-all with a malformed dseq"
 # close-all: the provider closes every lease at once; the deployment stays active.
-req POST "/_steward/providers/$CANYON/close-all"
+req POST "/_steward/providers/$CANYON/close-all" "{\"dseq\": \"$D_CANYON\"}"
 expect 200 "close-all"
 [[ $OUT == *'"closed":1,'* ]] || fail "close-all count: $OUT"
 req GET "/v1/deployments/$D_CANYON"

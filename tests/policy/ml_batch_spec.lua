@@ -232,6 +232,62 @@ describe("ml_batch", function()
     expect(tick(p, 1060, { { "a", "running", 4 } }, units(3, 1))).to_be(0)
   end)
 
+  it("turns a queue-depth gauge into gangs (queue_metric)", function()
+    local p = t.load_policy(POLICY, params { queue_metric = "queue", jobs_metric = false,
+                                              queue_workers = 2 })
+    -- training_queue_depth{job="bert",workers="4"} 2 and a row without a workers label.
+    local function depth(bert, t5)
+      local rows = { { labels = { job = "bert", workers = "4", gpus_per_worker = "8" },
+                       value = bert } }
+      if t5 then
+        rows[#rows + 1] = { labels = { job = "t5" }, value = t5 }
+      end
+      return { metrics = { queue = rows } }
+    end
+    local function qtick(now, bert, t5, leases)
+      local extra = depth(bert, t5)
+      extra.leases = leases
+      return tick(p, now, {}, nil, extra)
+    end
+    expect(qtick(1000, 2)).to_be(8)
+    expect(explained(p)).to_contain("bert#1: gang 0/4 ready")
+    expect(explained(p)).to_contain("bert#2: gang 0/4 ready")
+    expect(qtick(1010, 2, 1)).to_be(10) -- t5 jobs take queue_workers (2)
+    expect(qtick(1020, 3, 1, units(10, 0))).to_be(14)
+    expect(explained(p)).to_contain("bert#4: gang 0/4 ready")
+    -- Shallower: the newest bert job is finished, its workers released at once.
+    expect(qtick(1030, 1, 1, units(14, 0))).to_be(6)
+    expect(explained(p)).to_contain("bert#1: running, 4 workers")
+    expect(explained(p):find("bert#2", 1, true)).to_be_nil()
+    -- Deeper again: a fresh id, never a finished one brought back.
+    expect(qtick(1040, 2, 1, units(6, 0))).to_be(10)
+    expect(explained(p)).to_contain("bert#5: gang 0/4 ready")
+    -- Drained (value 0, or the row gone): every worker given back.
+    expect(qtick(1050, 0)).to_be(0)
+    -- The GPU cap counts the label's gpus_per_worker: 8 per bert worker.
+    local g = t.load_policy(POLICY, params { queue_metric = "queue", jobs_metric = false,
+                                              max_gpus = 40 })
+    expect(tick(g, 1000, {}, nil, depth(2))).to_be(4)
+    expect(explained(g)).to_contain("bert#2: waiting (GPU cap 40: 32 in use, needs 32)")
+    -- Scraped by Prometheus, the target's job label arrives as exported_job.
+    local e = t.load_policy(POLICY, params { queue_metric = "queue", jobs_metric = false })
+    local scraped = { { labels = { job = "trainer", exported_job = "bert", workers = "2" },
+                        value = 1 } }
+    expect(tick(e, 1000, {}, nil, { metrics = { queue = scraped } })).to_be(2)
+    expect(explained(e)).to_contain("bert#1: gang 0/2 ready")
+  end)
+
+  it("keeps queue jobs while the gauge cannot be read, then times them out", function()
+    local p = t.load_policy(POLICY, params { queue_metric = "queue", jobs_metric = false })
+    local rows = { { labels = { job = "a", workers = "3" }, value = 1 } }
+    expect(tick(p, 1000, {}, nil, { metrics = { queue = rows } })).to_be(3)
+    local down = { metrics = { queue = { error = "query returned no samples" } },
+                   leases = units(3) }
+    expect(tick(p, 1100, {}, nil, down)).to_be(3)
+    expect(p.state.queue_error).to_contain("no samples")
+    expect(tick(p, 1300, {}, nil, down)).to_be(0) -- idle_timeout_s 300
+  end)
+
   it("needs a region when the group allows several", function()
     local p = t.load_policy(POLICY, params())
     expect(function()

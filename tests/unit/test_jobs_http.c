@@ -441,6 +441,41 @@ SW_TEST(no_http_in_simulation_is_reported)
     SW_ASSERT(finish(h));
 }
 
+/* steward simulate: the reply comes from the plugin's key-value space (reply_kv), where the
+ * simulator's job model publishes it; everything after the reply is the live code. */
+SW_TEST(reply_kv_reads_the_published_reply)
+{
+    memset(&http, 0, sizeof(http));
+    struct fake_host *h = start("{\"reply_kv\": \"sim_master_reply\"}");
+    SW_ASSERT(h != NULL);
+    fake_advance(h, 0);
+    struct result r = query(h, "jobs");
+    SW_ASSERT_EQ(r.status, SWP_EAGAIN);
+    SW_ASSERT_CONTAINS(r.msg, "no job list from kv:sim_master_reply yet (no reply published yet)");
+    SW_ASSERT_EQ(h->table.kv_set(&h->table, "sim_master_reply",
+                                 "{\"jobs\": [{\"id\": \"job-3\", \"state\": \"running\", "
+                                 "\"workers\": 4, \"gpus_per_worker\": 2}]}"),
+                 0);
+    fake_advance(h, 5000);
+    r = query(h, "jobs");
+    SW_ASSERT_EQ(r.status, 0);
+    SW_ASSERT_EQ(r.count, 1);
+    SW_ASSERT_STREQ(r.s[0].id, "job-3");
+    SW_ASSERT_STREQ(r.s[0].state, "running");
+    SW_ASSERT_EQ(fake_count(h, "event job_started - new {\"id\":\"job-3\""), 1);
+    SW_ASSERT_EQ(h->table.kv_set(&h->table, "sim_master_reply",
+                                 "{\"jobs\": [{\"id\": \"job-3\", \"state\": \"done\", "
+                                 "\"workers\": 4, \"gpus_per_worker\": 2}]}"),
+                 0);
+    fake_advance(h, 5000);
+    SW_ASSERT_EQ(fake_count(h, "event job_done - running {\"id\":\"job-3\""), 1);
+    SW_ASSERT_EQ(http.calls, 0); /* no HTTP at all */
+    SW_ASSERT(finish(h));
+    struct swp_error err;
+    SW_ASSERT(start_err(URL ", \"reply_kv\": \"k\"}", &err) == NULL);
+    SW_ASSERT_STREQ(err.msg, "reply_kv: set either url or reply_kv, not both");
+}
+
 SW_TEST(bad_configuration_is_refused)
 {
     struct swp_error err;

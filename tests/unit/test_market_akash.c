@@ -1042,6 +1042,8 @@ struct acq_opts {
     size_t prefer_count;
     uint64_t deadline_ms;
     const char *sdl;
+    const char *const *only;
+    size_t only_count;
 };
 
 static int acquire(struct rec *r, struct acq_opts o)
@@ -1060,6 +1062,8 @@ static int acquire(struct rec *r, struct acq_opts o)
         .prefer_providers = o.prefer,
         .prefer_count = o.prefer_count,
         .deadline_ms = o.deadline_ms ? o.deadline_ms : 20000,
+        .only_providers = o.only,
+        .only_count = o.only_count,
     };
     return F.ops->acquire(F.state, &req, on_progress, on_done, r);
 }
@@ -1259,6 +1263,20 @@ SW_TEST(filters_choose_among_acceptable_bids)
         if (strcmp(F.con.log[i].target, "/v1/providers") == 0)
             SW_ASSERT(!F.con.log[i].key_sent); /* public endpoint: no key sent */
     SW_ASSERT_EQ(con_active(), 6);
+    fixture_finish();
+}
+
+/* only_providers (an ML job's master's data center): cheaper bids from anyone else are
+ * ignored, and with no pinned provider bidding the acquire fails instead of going elsewhere. */
+SW_TEST(only_providers_pins_the_choice)
+{
+    fixture_start();
+    set_bids(STANDARD_BIDS, 5);
+    static const char *const dear[] = {"akash1dear"};
+    static const char *const nobody[] = {"akash1nobody"};
+    filter_case(NULL, (struct acq_opts){.key = "p1", .only = dear, .only_count = 1}, "akash1dear");
+    filter_case(NULL, (struct acq_opts){.key = "p2", .only = nobody, .only_count = 1}, NULL);
+    SW_ASSERT_EQ(con_active(), 1);
     fixture_finish();
 }
 
