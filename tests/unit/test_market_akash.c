@@ -1042,6 +1042,8 @@ struct acq_opts {
     size_t prefer_count;
     uint64_t deadline_ms;
     const char *sdl;
+    const char *const *only;
+    size_t only_count;
 };
 
 static int acquire(struct rec *r, struct acq_opts o)
@@ -1060,6 +1062,8 @@ static int acquire(struct rec *r, struct acq_opts o)
         .prefer_providers = o.prefer,
         .prefer_count = o.prefer_count,
         .deadline_ms = o.deadline_ms ? o.deadline_ms : 20000,
+        .only_providers = o.only,
+        .only_count = o.only_count,
     };
     return F.ops->acquire(F.state, &req, on_progress, on_done, r);
 }
@@ -1183,8 +1187,9 @@ SW_TEST(lowest_price_earliest_tie_lease_and_ready)
     SW_ASSERT_EQ(cJSON_GetObjectItemCaseSensitive(l0, "oseq")->valueint, 1);
     SW_ASSERT_STREQ(cJSON_GetObjectItemCaseSensitive(l0, "provider")->valuestring, "akash1cheap");
     cJSON_Delete(lease);
-    /* Bids were polled more than once within the window; readiness polled until up. */
-    SW_ASSERT(con_requests("GET", "/v1/bids?dseq=") >= 2);
+    /* min_bids 0 waits for the whole window: only its end is polled. Readiness polled
+     * until up. */
+    SW_ASSERT_EQ(con_requests("GET", "/v1/bids?dseq="), 1);
     SW_ASSERT(con_requests("GET", "/v1/deployments/") >= 3);
     /* Every call to the Console but /v1/providers carried the key. */
     for (size_t i = 0; i < F.con.log_count; i++)
@@ -1688,6 +1693,71 @@ SW_TEST(crash_before_the_create_was_recorded)
     SW_ASSERT(con_find("1600000000000")->active);
     SW_ASSERT(kv_find("pending") == NULL);
     SW_ASSERT_EQ(con_active(), 2);
+    fixture_finish();
+}
+
+/* only_providers pins the placement: the cheapest bid from anyone else is passed over, and
+ * with no pinned provider bidding the acquire fails (and closes its deployment). */
+SW_TEST(only_providers_pin_the_choice)
+{
+    fixture_start();
+    load_ok(NULL);
+    set_bids(STANDARD_BIDS, 5);
+    static const char *const pinned[] = {"akash1dear"};
+    struct rec r;
+    acquire_wait(&r, (struct acq_opts){.key = "pin-1", .only = pinned, .only_count = 1});
+    SW_ASSERT_EQ(r.done_status, 0);
+    SW_ASSERT_STREQ(r.provider, "akash1dear");
+    const struct event_rec *chosen = find_event("bid_chosen", NULL);
+    SW_ASSERT(chosen != NULL);
+    SW_ASSERT_CONTAINS(chosen->data, "not a pinned provider");
+
+    static const char *const nobody[] = {"akash1elsewhere"};
+    struct rec r2;
+    acquire_wait(&r2, (struct acq_opts){.key = "pin-2", .only = nobody, .only_count = 1});
+    SW_ASSERT_EQ(r2.done_status, SWP_EMARKET);
+    SW_ASSERT_CONTAINS(r2.msg, "no acceptable bid");
+    SW_ASSERT_CONTAINS(r2.msg, "not a pinned provider");
+    SW_ASSERT_EQ(r2.done_state, SWP_UNIT_CLOSED);
+    SW_ASSERT_EQ(con_requests("POST", "/v1/leases"), 1);
+    SW_ASSERT_EQ(con_active(), 1);
+    fixture_finish();
+}
+
+/* Polls follow the marketplace's timing instead of every poll_interval: with bids 400 ms
+ * after the create and a 2 s poll_interval, a few polls see them (the gap grows with the
+ * wait); three acquires in one region at once share them (one asks, the others wait for
+ * its answer), and a later acquire starts from the learned delay. */
+SW_TEST(polls_follow_the_marketplace_timing)
+{
+    fixture_start();
+    load_ok("\"bid_window\": \"8s\", \"min_bids\": 1, \"poll_interval\": \"2s\"");
+    static const struct bid_spec slow[] = {{"akash1mid", "120.0", "1005", NULL, 400}};
+    set_bids(slow, 1);
+    uint64_t start = hr_ms();
+    struct rec r1, r2, r3;
+    SW_ASSERT_EQ(acquire(&r1, (struct acq_opts){.key = "t-1"}), 0);
+    SW_ASSERT_EQ(acquire(&r2, (struct acq_opts){.key = "t-2"}), 0);
+    SW_ASSERT_EQ(acquire(&r3, (struct acq_opts){.key = "t-3"}), 0);
+    SW_ASSERT(run_until(rec_finished, &r1, 15000));
+    SW_ASSERT(run_until(rec_finished, &r2, 15000));
+    SW_ASSERT(run_until(rec_finished, &r3, 15000));
+    SW_ASSERT_EQ(r1.done_status, 0);
+    SW_ASSERT_EQ(r2.done_status, 0);
+    SW_ASSERT_EQ(r3.done_status, 0);
+    /* Seen at most half a wait late: 400 ms bids, readiness after 3 quick polls. */
+    SW_ASSERT(hr_ms() - start < 2500);
+    size_t burst = con_requests("GET", "/v1/bids?dseq=");
+    /* One acquire alone: ~5 polls to reach 400 ms from 100 ms (100, 200, 300, 450); the
+     * others ask only once the first has seen bids. Every-poll_interval polling at the old
+     * 100 ms floor would be ~15. */
+    SW_ASSERT(burst >= 3);
+    SW_ASSERT(burst <= 8);
+    /* Learned: the next acquire's first poll goes just before the delay. */
+    struct rec r4;
+    acquire_wait(&r4, (struct acq_opts){.key = "t-4"});
+    SW_ASSERT_EQ(r4.done_status, 0);
+    SW_ASSERT(con_requests("GET", "/v1/bids?dseq=") - burst <= 2);
     fixture_finish();
 }
 
