@@ -6,8 +6,9 @@
 #                       Target: all 50 ready (as steward sees them) within
 #                       2 x (bid delay + ready delay) of the moment they are asked for;
 #                       steward's overhead <= 1 ms CPU per acquire.
-#                       CPU accounting (utime + stime of the steward process, all threads,
-#                       from /proc/<pid>/stat, 1/CLK_TCK resolution):
+#                       CPU accounting: on-CPU time of the steward process, every thread,
+#                       from /proc/<pid>/task/*/schedstat (ns), cross-checked against
+#                       utime + stime from /proc/<pid>/stat (1/CLK_TCK resolution):
 #                         - the policy asks for nothing until START (1.5 s after launch), so
 #                           start-up (plugin load, journal open, the recovery listing) is
 #                           sampled before the burst and left out;
@@ -62,6 +63,8 @@ ms_of() { # duration like 500ms / 2s -> ms
   case $1 in *ms) echo "${1%ms}" ;; *s) echo $((${1%s} * 1000)) ;; *) echo "$1" ;; esac
 }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# on-CPU time in µs of every live thread (schedstat: ns), finer than the 10 ms ticks
+cpu_us() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ s += $1 } END { printf "%d", s / 1000 }'; }
 rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 
 # providers DIR BID READY CAPACITY: two providers in each of r0..r9.
@@ -154,8 +157,9 @@ acquire_run() { # acquire_run N: one burst of 50 in $work/acquire$N
   pids+=("$spid")
   # start-up is over well before START; sample the CPU just before the policy asks
   while [ "$(now_ms)" -lt $((start - 20)) ]; do sleep 0.01; done
-  local c0 t_c0
+  local c0 u0 t_c0
   c0=$(cpu_ticks "$spid")
+  u0=$(cpu_us "$spid")
   t_c0=$(now_ms)
   local perf_pid=
   if [ "${PERF:-0}" = 1 ] && [ "$1" = 1 ]; then
@@ -169,13 +173,15 @@ acquire_run() { # acquire_run N: one burst of 50 in $work/acquire$N
     [ "${n:-0}" -ge 50 ] && break
     sleep 0.02
   done
-  local c1 t_c1
+  local c1 u1 t_c1
   c1=$(cpu_ticks "$spid")
+  u1=$(cpu_us "$spid")
   t_c1=$(now_ms)
   [ -n "$perf_pid" ] && { kill -INT "$perf_pid"; wait "$perf_pid" || true; }
   sleep "$idle_s"
-  local c2 t_c2
+  local c2 u2 t_c2
   c2=$(cpu_ticks "$spid")
+  u2=$(cpu_us "$spid")
   t_c2=$(now_ms)
   # the journal's ready_ms is steward's clock (epoch ms live) when it saw the unit ready
   local t1
@@ -191,13 +197,20 @@ acquire_run() { # acquire_run N: one burst of 50 in $work/acquire$N
   kinds=$(sed -E -e 's/.*(GET|POST|DELETE) ([^ ?]*)[^ ]* -> .*/\1 \2/' -e 's#/[0-9]+$#/N#' "$d1/burst.log" |
     sort | uniq -c | awk '{ printf "%s%s %s=%d", sep, $2, $3, $1; sep = ", " }')
   local wall=$((t1 - start))
-  local burst_ms idle_ms idle_rate net_ms
-  burst_ms=$(ms_of_ticks $((c1 - c0)))
-  idle_ms=$(ms_of_ticks $((c2 - c1)))
+  local burst_ms idle_ms idle_rate net_ms ticks_ms
+  ticks_ms=$(ms_of_ticks $((c1 - c0)))
+  # schedstat when the kernel has it (ns resolution), else the ticks
+  if [ -n "$u0" ] && [ "$u1" -gt 0 ]; then
+    burst_ms=$(awk -v a="$u0" -v b="$u1" 'BEGIN { printf "%.1f", (b - a) / 1000 }')
+    idle_ms=$(awk -v a="$u1" -v b="$u2" 'BEGIN { printf "%.1f", (b - a) / 1000 }')
+  else
+    burst_ms=$ticks_ms
+    idle_ms=$(ms_of_ticks $((c2 - c1)))
+  fi
   idle_rate=$(awk -v i="$idle_ms" -v s=$((t_c2 - t_c1)) 'BEGIN { printf "%.2f", i / s * 1000 }')
   net_ms=$(awk -v b="$burst_ms" -v r="$idle_rate" -v w=$((t_c1 - t_c0)) 'BEGIN { v = b - r * w / 1000; printf "%.1f", v < 0 ? 0 : v }')
   echo "market.acquire_50[$1]: ready=$n/50 wall_ms=$wall target_ms=$target ($([ "$n" -ge 50 ] && [ "$wall" -le "$target" ] && echo met || echo MISSED))" \
-    "burst_cpu_ms=$burst_ms over ${t_c1}-${t_c0}=$((t_c1 - t_c0))ms idle_cpu_ms_per_s=$idle_rate net_cpu_ms=$net_ms" \
+    "burst_cpu_ms=$burst_ms (ticks: $ticks_ms) over $((t_c1 - t_c0))ms idle_cpu_ms_per_s=$idle_rate net_cpu_ms=$net_ms" \
     "cpu_ms_per_acquire=$(awk -v c="$net_ms" 'BEGIN { printf "%.2f", c / 50 }') target=1" \
     "http_requests=$reqs ($kinds) requests_per_acquire=$(awk -v r="$reqs" 'BEGIN { printf "%.1f", r / 50 }')" \
     "cpu_ms_per_request=$(awk -v c="$net_ms" -v r="$reqs" 'BEGIN { printf "%.3f", r ? c / r : 0 }')"
