@@ -133,6 +133,7 @@ struct poll_scope {
     /* the poll of the scope on the wire, which others of about the same age wait for */
     struct acq *prober;
     int64_t probe_age_ms;
+    int64_t probe_sent_ms;
     int64_t rtt_ms; /* of the last probe */
 };
 
@@ -1921,6 +1922,7 @@ static void probe_begin(struct acq *a, struct poll_scope *sc, int64_t elapsed)
         return;
     sc->prober = a;
     sc->probe_age_ms = elapsed;
+    sc->probe_sent_ms = a->poll_sent_ms;
     a->probing = sc;
 }
 
@@ -1935,10 +1937,14 @@ static void probe_end(struct acq *a)
     a->probing = NULL;
 }
 
-/* How long a deferred poll waits before it looks again. */
-static uint64_t defer_ms(const struct poll_scope *sc)
+/* How long a deferred poll waits before it looks again: about a round trip, longer while
+ * the prober's answer is late (it may be waiting out a 429 or 5xx backoff). */
+static uint64_t defer_ms(const struct market *m, const struct poll_scope *sc)
 {
     int64_t d = sc->rtt_ms + 1;
+    int64_t out = (now_ms(m) - sc->probe_sent_ms) / 2;
+    if (d < out)
+        d = out;
     return (uint64_t)(d < 2 ? 2 : d > 1000 ? 1000 : d);
 }
 
@@ -2278,7 +2284,7 @@ static void on_bids_timer(void *ud)
         int64_t elapsed = now - a->poll_from_ms;
         enum poll_action act = poll_decide(m, sc, a, elapsed);
         if (act == POLL_DEFER) {
-            schedule_poll(a, (int64_t)defer_ms(sc));
+            schedule_poll(a, (int64_t)defer_ms(m, sc));
             return;
         }
         if (act == POLL_SKIP) {
@@ -2508,7 +2514,7 @@ static void on_ready_timer(void *ud)
     struct poll_scope *sc = scope_get(m, SCOPE_READY, a->dep->provider);
     enum poll_action act = poll_decide(m, sc, a, elapsed);
     if (act == POLL_DEFER) {
-        schedule_ready_poll(a, defer_ms(sc));
+        schedule_ready_poll(a, defer_ms(m, sc));
         return;
     }
     if (act == POLL_SKIP) {
