@@ -61,7 +61,7 @@
 #define ABANDONED_AFTER_MS ((int64_t)15 * 60 * 1000)
 /* Polls of bids and readiness follow the marketplace's own timing (see poll_delay): the
  * shortest gap, and the weight of a new observation in the learned delays. */
-#define POLL_FLOOR_MS 100
+#define POLL_FLOOR_MS 250
 #define HINT_WEIGHT 0.25
 #define SCOPES_MAX 1024
 
