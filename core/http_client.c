@@ -25,6 +25,10 @@
 
 #define DEFAULT_TIMEOUT_MS 30000
 #define DEFAULT_MAX_RESPONSE_BYTES (8u * 1024 * 1024)
+#define IDLE_CONNECTIONS 32
+/* Finished easy handles kept for the next requests: curl_easy_init allocates and frees
+ * its buffers every time, a large share of a request's CPU on loopback. */
+#define SPARE_HANDLES 16
 
 struct poll_ctx {
     uv_poll_t poll;
@@ -61,6 +65,8 @@ struct sw_http_client {
     struct http_request *requests;
     size_t in_flight;
     struct poll_ctx *polls;
+    CURL *spare[SPARE_HANDLES];
+    size_t spare_count;
     int open_handles; /* the timer plus every poll handle, until their close callbacks */
     int depth;        /* client_drive frames on the stack */
     bool closing;
@@ -122,7 +128,15 @@ static void request_unlink(struct http_request *req)
 
 static void request_free(struct http_request *req)
 {
-    curl_easy_cleanup(req->easy);
+    struct sw_http_client *client = req->client;
+    if (!client->closing && client->spare_count < SPARE_HANDLES) {
+        /* Every option goes back to its default; a handle never carries a request's
+         * headers, body or callbacks into the next one. */
+        curl_easy_reset(req->easy);
+        client->spare[client->spare_count++] = req->easy;
+    } else {
+        curl_easy_cleanup(req->easy);
+    }
     curl_slist_free_all(req->headers);
     free(req->body);
     free(req->resp);
@@ -217,6 +231,8 @@ static void client_teardown(struct sw_http_client *client)
      * timer callbacks, which need the uv handles open), then the handles. */
     curl_multi_cleanup(client->multi);
     client->multi = NULL;
+    while (client->spare_count > 0)
+        curl_easy_cleanup(client->spare[--client->spare_count]);
     uv_timer_stop(&client->timer);
     uv_close((uv_handle_t *)&client->timer, on_timer_closed);
     while (client->polls != NULL)
@@ -363,6 +379,10 @@ struct sw_http_client *sw_http_client_new(uv_loop_t *loop)
     curl_multi_setopt(multi, CURLMOPT_SOCKETDATA, client);
     curl_multi_setopt(multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
     curl_multi_setopt(multi, CURLMOPT_TIMERDATA, client);
+    /* Keep idle connections for reuse. curl's default cache is 4 per easy handle in the
+     * multi, so with few requests in flight it shrinks and closes connections a moment
+     * later needed again: a connect and a close per poll. */
+    curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, (long)IDLE_CONNECTIONS);
     return client;
 }
 
@@ -451,7 +471,7 @@ uint64_t sw_http_client_request(struct sw_http_client *client, const struct swp_
     if (!is_token(method) || !headers_valid(req) || (req->body == NULL && req->body_len > 0))
         return 0;
 
-    CURL *easy = curl_easy_init();
+    CURL *easy = client->spare_count > 0 ? client->spare[--client->spare_count] : curl_easy_init();
     if (easy == NULL)
         return 0;
     struct http_request *r = sw_xcalloc(1, sizeof(*r));

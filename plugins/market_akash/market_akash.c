@@ -59,6 +59,11 @@
 /* The marketplace closes a deployment that gets no lease within ~10 minutes. */
 #define MAX_BID_WINDOW_MS ((int64_t)9 * 60 * 1000)
 #define ABANDONED_AFTER_MS ((int64_t)15 * 60 * 1000)
+/* Polls of bids and readiness follow the marketplace's own timing (see poll_delay): the
+ * shortest gap, and the weight of a new observation in the learned delays. */
+#define POLL_FLOOR_MS 250
+#define HINT_WEIGHT 0.25
+#define SCOPES_MAX 1024
 
 struct market;
 struct acq;
@@ -111,6 +116,25 @@ struct pending {
     int64_t started_ms;
     int64_t until_ms;
     bool live; /* a create of this process is using it */
+};
+
+/* What the polls of one scope (bids: a region; readiness: a provider) have learned: the
+ * delay it takes (hint) and the longest wait after which one of its deployments still had
+ * nothing (quiet), so other deployments of the scope need not ask earlier (poll_skip). */
+enum scope_kind { SCOPE_BIDS = 0, SCOPE_READY = 1 };
+
+struct poll_scope {
+    int kind;
+    char *name;
+    double hint_ms;
+    int64_t quiet_elapsed_ms;
+    int64_t quiet_at_ms; /* when quiet was seen; 0: nothing current */
+    int64_t used_ms;
+    /* the poll of the scope on the wire, which others of about the same age wait for */
+    struct acq *prober;
+    int64_t probe_age_ms;
+    int64_t probe_sent_ms;
+    int64_t rtt_ms; /* of the last probe */
 };
 
 struct price_seen {
@@ -184,7 +208,7 @@ struct acq {
     size_t avoid_count;
     char **prefer;
     size_t prefer_count;
-    char **only; /* placement pinning (only_providers): bids from anyone else are ignored */
+    char **only; /* only_providers: the placement pinned to these (none: any) */
     size_t only_count;
     uint64_t deadline_ms;
     int64_t started_ms;
@@ -224,6 +248,13 @@ struct acq {
     double lease_price_uact;
     int64_t lease_gseq;
     int64_t lease_oseq;
+    /* the poll schedule of the current stage (bids or readiness) */
+    int64_t poll_from_ms;        /* when the awaited delay started (create or lease) */
+    int64_t poll_quiet_ms;       /* elapsed at the last poll that did not see it yet (QUIET_*) */
+    int64_t poll_retry_after_ms; /* the last poll reply's Retry-After */
+    int64_t poll_sent_ms;        /* when the last poll request of the stage went out */
+    struct poll_scope *probing;  /* the scope whose prober this acquire is */
+    bool bid_learned;
     int in_cb;
     bool finished;
 };
@@ -332,6 +363,11 @@ struct market {
     uint64_t watch_timer;
     bool funds_blocked;
     bool destroying;
+    /* learned delays (ms, 0: none yet): create → min_bids acceptable bids, lease → ready */
+    double bid_hint_ms;
+    double ready_hint_ms;
+    struct poll_scope **scopes;
+    size_t scope_count;
 };
 
 /* ---- small helpers --------------------------------------------------------------------- */
@@ -744,15 +780,20 @@ static bool pending_has_stale(const struct market *m)
 
 /* ---- prices seen in bids ------------------------------------------------------------------- */
 
-static void price_note(struct market *m, const char *provider, const char *region, double usd,
+/* Returns whether the KV copy is worth rewriting: a new or changed price, or one whose
+ * stored time is over PROVIDERS_TTL_MS old (every bid poll would otherwise rewrite the whole
+ * table just to move timestamps: a journal transaction per poll). */
+static bool price_note(struct market *m, const char *provider, const char *region, double usd,
                        int64_t now)
 {
     for (size_t i = 0; i < m->price_count; i++) {
         struct price_seen *p = &m->prices[i];
         if (strcmp(p->provider, provider) == 0 && strcmp(p->region, region) == 0) {
+            bool changed = p->usd_hour != usd || now - p->at_ms > PROVIDERS_TTL_MS;
             p->usd_hour = usd;
-            p->at_ms = now;
-            return;
+            if (changed)
+                p->at_ms = now;
+            return changed;
         }
     }
     if (m->price_count == PRICES_MAX) {
@@ -777,6 +818,7 @@ static void price_note(struct market *m, const char *provider, const char *regio
         .usd_hour = usd,
         .at_ms = now,
     };
+    return true;
 }
 
 static void funds_block(struct market *m, const char *why)
@@ -1302,9 +1344,12 @@ static void pending_settle(struct acq *a)
     a->pend = NULL;
 }
 
+static void probe_end(struct acq *a);
+
 static void acq_stop_work(struct acq *a)
 {
     struct market *m = a->m;
+    probe_end(a);
     timer_disarm(m, &a->timer);
     timer_disarm(m, &a->ready_timer);
     akash_call_cancel(a->call);
@@ -1710,7 +1755,7 @@ static void on_create(void *ud, const struct akash_reply *r)
         }
         if (!acq_progress(a, SWP_UNIT_CREATED))
             return;
-        start_bidding(a, (int64_t)m->poll_interval_ms, false);
+        start_bidding(a, -1, false);
         return;
     }
     if (r->status == 0 && r->http_status == 402) {
@@ -1738,6 +1783,171 @@ static void on_create(void *ud, const struct akash_reply *r)
 
 /* ---- acquire: bids ------------------------------------------------------------------------- */
 
+/* The wait before the next poll for something the marketplace delivers after its own delay
+ * (bids after the create, readiness after the lease), `elapsed` ms into that delay. Polling
+ * every poll_interval costs a request per interval on every pending acquire; instead:
+ * - with a learned delay (hint: earlier acquires' observations), the first poll goes just
+ *   before it, so a steady marketplace is seen in one or two polls;
+ * - otherwise, and after that, the gap grows with the time already waited (half of it): the
+ *   thing is seen at most 50% late, in O(log) polls;
+ * - never under POLL_FLOOR_MS (or poll_interval if smaller), never over poll_interval, and
+ *   never sooner than the server's Retry-After. */
+static int64_t poll_delay(const struct market *m, int64_t elapsed, double hint_ms,
+                          int64_t retry_after_ms)
+{
+    int64_t cap = (int64_t)m->poll_interval_ms;
+    int64_t floor = cap < POLL_FLOOR_MS ? cap : POLL_FLOOR_MS;
+    if (elapsed < 0)
+        elapsed = 0;
+    int64_t delay = elapsed / 2;
+    int64_t lead = (int64_t)(hint_ms * 0.9);
+    if (hint_ms > 0 && elapsed < lead)
+        delay = lead - elapsed;
+    if (delay < floor)
+        delay = floor;
+    if (delay > cap)
+        delay = cap;
+    if (retry_after_ms > delay)
+        delay = retry_after_ms;
+    return delay;
+}
+
+/* poll_quiet_ms of a schedule that starts with the first poll (-1) or that resumed after a
+ * restart (the delay started before this process: nothing to learn until a quiet poll). */
+#define QUIET_NONE (-1)
+#define QUIET_RESUMED (-2)
+
+/* A poll `elapsed` ms in saw what quiet (the last poll that did not; QUIET_NONE: this was
+ * the first poll) had not: the delay lies between the two; fold the midpoint into *hint. */
+static void hint_learn(double *hint, int64_t quiet, int64_t elapsed)
+{
+    if (quiet == QUIET_RESUMED)
+        return;
+    double seen = (double)((quiet >= 0 ? quiet : 0) + elapsed) / 2;
+    *hint = *hint > 0 ? *hint + HINT_WEIGHT * (seen - *hint) : seen;
+}
+
+static struct poll_scope *scope_get(struct market *m, int kind, const char *name)
+{
+    if (name == NULL)
+        name = "";
+    int64_t now = now_ms(m);
+    size_t oldest = 0;
+    for (size_t i = 0; i < m->scope_count; i++) {
+        struct poll_scope *sc = m->scopes[i];
+        if (sc->kind == kind && strcmp(sc->name, name) == 0) {
+            sc->used_ms = now;
+            return sc;
+        }
+        if (sc->prober == NULL &&
+            (m->scopes[oldest]->prober != NULL || sc->used_ms < m->scopes[oldest]->used_ms))
+            oldest = i;
+    }
+    struct poll_scope *sc;
+    if (m->scope_count == SCOPES_MAX && m->scopes[oldest]->prober == NULL) {
+        sc = m->scopes[oldest];
+        free(sc->name);
+    } else {
+        struct poll_scope **grown = realloc(m->scopes, (m->scope_count + 1) * sizeof(*grown));
+        if (grown == NULL) {
+            fputs("market_akash: out of memory\n", stderr);
+            abort();
+        }
+        m->scopes = grown;
+        sc = akash_xcalloc(1, sizeof(*sc));
+        m->scopes[m->scope_count++] = sc;
+    }
+    *sc = (struct poll_scope){.kind = kind, .name = akash_xstrdup(name), .used_ms = now};
+    return sc;
+}
+
+static double scope_hint(const struct market *m, const struct poll_scope *sc)
+{
+    if (sc->hint_ms > 0)
+        return sc->hint_ms;
+    return sc->kind == SCOPE_BIDS ? m->bid_hint_ms : m->ready_hint_ms;
+}
+
+/* A poll `elapsed` ms in still saw nothing. */
+static void scope_quiet(struct market *m, struct poll_scope *sc, int64_t elapsed)
+{
+    int64_t now = now_ms(m);
+    if (sc->quiet_at_ms == 0 || elapsed > sc->quiet_elapsed_ms ||
+        now - sc->quiet_at_ms > (int64_t)m->poll_interval_ms) {
+        sc->quiet_elapsed_ms = elapsed;
+        sc->quiet_at_ms = now;
+    }
+}
+
+/* A poll `elapsed` ms in saw it (quiet: this acquire's last quiet poll, QUIET_*). */
+static void scope_seen(struct market *m, struct poll_scope *sc, int64_t quiet, int64_t elapsed)
+{
+    hint_learn(&sc->hint_ms, quiet, elapsed);
+    hint_learn(sc->kind == SCOPE_BIDS ? &m->bid_hint_ms : &m->ready_hint_ms, quiet, elapsed);
+    sc->quiet_at_ms = 0;
+}
+
+enum poll_action { POLL_SEND, POLL_SKIP, POLL_DEFER };
+
+/* Many acquires of one scope wait for the same delay (a burst in a region, units on one
+ * provider), and their timers fire together. One poll answers for all of them:
+ * - POLL_DEFER: a poll of the scope about as far into its wait is on the wire; ask again
+ *   when its answer is in (about one round trip);
+ * - POLL_SKIP: another deployment of the scope was just seen without it at least as far
+ *   into its wait, so this one would see nothing either;
+ * - POLL_SEND otherwise; the first sender becomes the scope's prober.
+ * "As far": deployments of a burst reach an age a few ms apart and timers fire late, so a
+ * quarter of the wait short counts (the schedule already accepts seeing the thing up to
+ * half a wait late). An acquire still asks at least every poll_interval, so a scope whose
+ * deployments differ costs latency only that long. */
+static enum poll_action poll_decide(const struct market *m, const struct poll_scope *sc,
+                                    const struct acq *a, int64_t elapsed)
+{
+    int64_t now = now_ms(m);
+    int64_t cap = (int64_t)m->poll_interval_ms;
+    if (now - a->poll_sent_ms >= cap)
+        return POLL_SEND;
+    if (sc->prober != NULL && sc->prober != a && sc->probe_age_ms + elapsed / 4 >= elapsed)
+        return POLL_DEFER;
+    if (sc->quiet_at_ms != 0 && now - sc->quiet_at_ms <= cap &&
+        sc->quiet_elapsed_ms + elapsed / 4 >= elapsed)
+        return POLL_SKIP;
+    return POLL_SEND;
+}
+
+static void probe_begin(struct acq *a, struct poll_scope *sc, int64_t elapsed)
+{
+    a->poll_sent_ms = now_ms(a->m);
+    if (sc->prober != NULL)
+        return;
+    sc->prober = a;
+    sc->probe_age_ms = elapsed;
+    sc->probe_sent_ms = a->poll_sent_ms;
+    a->probing = sc;
+}
+
+/* The prober's answer is in (or it stopped): the deferred polls go on. */
+static void probe_end(struct acq *a)
+{
+    struct poll_scope *sc = a->probing;
+    if (sc == NULL)
+        return;
+    sc->rtt_ms = now_ms(a->m) - a->poll_sent_ms;
+    sc->prober = NULL;
+    a->probing = NULL;
+}
+
+/* How long a deferred poll waits before it looks again: about a round trip, longer while
+ * the prober's answer is late (it may be waiting out a 429 or 5xx backoff). */
+static uint64_t defer_ms(const struct market *m, const struct poll_scope *sc)
+{
+    int64_t d = sc->rtt_ms + 1;
+    int64_t out = (now_ms(m) - sc->probe_sent_ms) / 2;
+    if (d < out)
+        d = out;
+    return (uint64_t)(d < 2 ? 2 : d > 1000 ? 1000 : d);
+}
+
 static void on_bids_timer(void *ud);
 
 static void schedule_poll(struct acq *a, int64_t delay)
@@ -1748,18 +1958,51 @@ static void schedule_poll(struct acq *a, int64_t delay)
         acq_no_timer(a);
 }
 
-/* resumed: after a restart the window runs from the creation, with at least one poll. */
+/* The next bid poll, when the bids seen so far do not settle the choice. With min_bids 0
+ * the whole window is waited for anyway, so only its end is polled. */
+static void schedule_next_bids_poll(struct acq *a)
+{
+    struct market *m = a->m;
+    int64_t now = now_ms(m);
+    int64_t wait = a->window_end_ms - now;
+    if (wait < 0)
+        wait = 0;
+    a->poll_quiet_ms = now - a->poll_from_ms;
+    int64_t delay = wait;
+    if (m->min_bids > 0 || a->choose_now) {
+        delay =
+            poll_delay(m, now - a->poll_from_ms, scope_hint(m, scope_get(m, SCOPE_BIDS, a->region)),
+                       a->poll_retry_after_ms);
+        if (delay > wait)
+            delay = wait;
+    } else if (delay < a->poll_retry_after_ms) {
+        delay = a->poll_retry_after_ms;
+    }
+    a->poll_retry_after_ms = 0;
+    schedule_poll(a, delay);
+}
+
+/* resumed: after a restart the window runs from the creation, with at least one poll.
+ * first_delay < 0: the first poll follows the schedule (poll_delay). */
 static void start_bidding(struct acq *a, int64_t first_delay, bool resumed)
 {
     struct market *m = a->m;
     int64_t now = now_ms(m);
     a->window_end_ms = now + (int64_t)m->bid_window_ms;
+    a->poll_from_ms = resumed ? a->dep->created_ms : now;
+    a->poll_sent_ms = now;
+    a->poll_quiet_ms = resumed ? QUIET_RESUMED : QUIET_NONE;
     if (resumed) {
         int64_t end = a->dep->created_ms + (int64_t)m->bid_window_ms;
         if (end < now + first_delay)
             end = now + first_delay;
         if (end < a->window_end_ms)
             a->window_end_ms = end;
+    }
+    if (first_delay < 0) {
+        schedule_next_bids_poll(a);
+        a->poll_quiet_ms = QUIET_NONE;
+        return;
     }
     schedule_poll(a, first_delay);
 }
@@ -1772,18 +2015,25 @@ enum verdict {
     V_AVOID,
     V_DENY,
     V_ALLOW,
+    V_ONLY,
     V_AUDIT,
     V_ATTR,
     V_REJECTED,
-    V_PINNED,
     V_COUNT,
 };
 
 static const char *const verdict_names[V_COUNT] = {
-    "acceptable",        "not open",    "not priced in uact",
-    "over max price",    "avoided",     "denied",
-    "not in allow list", "not audited", "missing required attributes",
-    "lease refused",     "not a pinned provider",
+    "acceptable",
+    "not open",
+    "not priced in uact",
+    "over max price",
+    "avoided",
+    "denied",
+    "not in allow list",
+    "not a pinned provider",
+    "not audited",
+    "missing required attributes",
+    "lease refused",
 };
 
 static bool needs_providers(const struct market *m)
@@ -1801,14 +2051,14 @@ static enum verdict bid_verdict_opt(const struct acq *a, const struct akash_bid 
         return V_DENOM;
     if (a->max_price > 0 && usd_hour(b->price.value) > a->max_price * (1 + 1e-12))
         return V_PRICE;
-    if (a->only_count > 0 && !in_list(a->only, a->only_count, b->provider))
-        return V_PINNED;
     if (in_list(a->avoid, a->avoid_count, b->provider))
         return V_AVOID;
     if (in_list(m->deny, m->deny_count, b->provider))
         return V_DENY;
     if (m->allow_count > 0 && !in_list(m->allow, m->allow_count, b->provider))
         return V_ALLOW;
+    if (a->only_count > 0 && !in_list(a->only, a->only_count, b->provider))
+        return V_ONLY;
     char id[256];
     snprintf(id, sizeof(id), "%s/%s", b->provider, b->bseq);
     if (in_list(a->rejected, a->rejected_count, id))
@@ -1893,9 +2143,7 @@ static void choose(struct acq *a)
     if (best == NULL) {
         if (now < a->window_end_ms) {
             a->choose_now = false;
-            int64_t wait = a->window_end_ms - now;
-            schedule_poll(a, wait < (int64_t)m->poll_interval_ms ? wait
-                                                                 : (int64_t)m->poll_interval_ms);
+            schedule_next_bids_poll(a);
             return;
         }
         char window[32], reasons[160] = "";
@@ -1960,10 +2208,16 @@ static void evaluate_bids(struct acq *a)
         passing += bid_verdict_opt(a, &a->bids[i], false) == V_OK;
     }
     bool enough = m->min_bids > 0 && passing >= (size_t)m->min_bids;
+    struct poll_scope *sc = scope_get(m, SCOPE_BIDS, a->region);
     if (!a->choose_now && !enough && now < a->window_end_ms) {
-        int64_t wait = a->window_end_ms - now;
-        schedule_poll(a, wait < (int64_t)m->poll_interval_ms ? wait : (int64_t)m->poll_interval_ms);
+        if (m->min_bids > 0)
+            scope_quiet(m, sc, now - a->poll_from_ms);
+        schedule_next_bids_poll(a);
         return;
+    }
+    if (enough && !a->bid_learned) {
+        a->bid_learned = true;
+        scope_seen(m, sc, a->poll_quiet_ms, now - a->poll_from_ms);
     }
     if (needs_providers(m) && open > 0) {
         a->providers_wait.cb = on_providers_for_bids;
@@ -1984,6 +2238,7 @@ static void on_bids(void *ud, const struct akash_reply *r)
     struct acq *a = ud;
     struct market *m = a->m;
     a->call = NULL;
+    probe_end(a);
     char what[64];
     snprintf(what, sizeof(what), "GET /v1/bids?dseq=%s", a->dep->dseq);
     struct swp_error err = {0};
@@ -2004,13 +2259,14 @@ static void on_bids(void *ud, const struct akash_reply *r)
     akash_bids_free(a->bids, a->bid_count);
     a->bids = bids;
     a->bid_count = count;
+    a->poll_retry_after_ms = r->retry_after_ms;
     int64_t now = now_ms(m);
     bool noted = false;
     for (size_t i = 0; i < count; i++) {
         if (strcmp(bids[i].state, "open") != 0 || strcmp(bids[i].price.denom, "uact") != 0)
             continue;
-        price_note(m, bids[i].provider, a->region, usd_hour(bids[i].price.value), now);
-        noted = true;
+        if (price_note(m, bids[i].provider, a->region, usd_hour(bids[i].price.value), now))
+            noted = true;
     }
     if (noted)
         persist_prices(m);
@@ -2022,6 +2278,25 @@ static void on_bids_timer(void *ud)
     struct acq *a = ud;
     struct market *m = a->m;
     a->timer = 0;
+    int64_t now = now_ms(m);
+    if (m->min_bids > 0 && !a->choose_now && now < a->window_end_ms) {
+        struct poll_scope *sc = scope_get(m, SCOPE_BIDS, a->region);
+        int64_t elapsed = now - a->poll_from_ms;
+        enum poll_action act = poll_decide(m, sc, a, elapsed);
+        if (act == POLL_DEFER) {
+            schedule_poll(a, (int64_t)defer_ms(m, sc));
+            return;
+        }
+        if (act == POLL_SKIP) {
+            int64_t quiet = a->poll_quiet_ms;
+            schedule_next_bids_poll(a);
+            a->poll_quiet_ms = quiet; /* nothing was observed */
+            return;
+        }
+        probe_begin(a, sc, elapsed);
+    } else {
+        a->poll_sent_ms = now;
+    }
     char path[64];
     snprintf(path, sizeof(path), "/v1/bids?dseq=%s", a->dep->dseq);
     a->call = akash_call_start(&m->client, "GET", path, NULL, true, AKASH_RETRY_SAFE, on_bids, a);
@@ -2042,10 +2317,17 @@ static void schedule_ready_poll(struct acq *a, uint64_t delay)
         acq_no_timer(a);
 }
 
-static void start_readiness(struct acq *a, uint64_t first_delay)
+/* first_delay < 0: the first poll follows the schedule (poll_delay). */
+static void start_readiness(struct acq *a, int64_t first_delay)
 {
     struct market *m = a->m;
     int64_t now = now_ms(m);
+    a->poll_from_ms = a->dep->leased_ms;
+    a->poll_sent_ms = now;
+    a->poll_quiet_ms = first_delay < 0 ? QUIET_NONE : QUIET_RESUMED;
+    if (first_delay < 0)
+        first_delay = poll_delay(m, now - a->poll_from_ms,
+                                 scope_hint(m, scope_get(m, SCOPE_READY, a->dep->provider)), 0);
     int64_t until = a->dep->leased_ms + (int64_t)m->ready_timeout_ms;
     int64_t left = until - now;
     if (left < (int64_t)first_delay + 1)
@@ -2056,7 +2338,7 @@ static void start_readiness(struct acq *a, uint64_t first_delay)
         acq_no_timer(a);
         return;
     }
-    schedule_ready_poll(a, first_delay);
+    schedule_ready_poll(a, (uint64_t)first_delay);
 }
 
 static void on_lease(void *ud, const struct akash_reply *r)
@@ -2091,7 +2373,7 @@ static void on_lease(void *ud, const struct akash_reply *r)
             a->key ? a->key : "-", d->dseq, d->provider, d->price_usd_hour);
         if (!acq_progress(a, SWP_UNIT_LEASED))
             return;
-        start_readiness(a, m->poll_interval_ms);
+        start_readiness(a, -1);
         return;
     }
     akash_reply_error(&m->client, r, what, &err);
@@ -2159,6 +2441,7 @@ static void on_status(void *ud, const struct akash_reply *r)
     struct market *m = a->m;
     struct dep *d = a->dep;
     a->call = NULL;
+    probe_end(a);
     char what[64];
     snprintf(what, sizeof(what), "GET /v1/deployments/%s", d->dseq);
     struct swp_error err = {0};
@@ -2205,6 +2488,8 @@ static void on_status(void *ud, const struct akash_reply *r)
             return;
         }
     } else if (lease->ready) {
+        scope_seen(m, scope_get(m, SCOPE_READY, d->provider), a->poll_quiet_ms,
+                   now_ms(m) - a->poll_from_ms);
         dep_set_uris(d, lease->uris, lease->uri_count);
         d->state = SWP_UNIT_READY;
         persist_dep(d);
@@ -2213,7 +2498,11 @@ static void on_status(void *ud, const struct akash_reply *r)
         return;
     }
     akash_deployment_clear(&dr);
-    schedule_ready_poll(a, m->poll_interval_ms);
+    int64_t elapsed = now_ms(m) - a->poll_from_ms;
+    a->poll_quiet_ms = elapsed;
+    struct poll_scope *sc = scope_get(m, SCOPE_READY, d->provider);
+    scope_quiet(m, sc, elapsed);
+    schedule_ready_poll(a, (uint64_t)poll_delay(m, elapsed, scope_hint(m, sc), r->retry_after_ms));
 }
 
 static void on_ready_timer(void *ud)
@@ -2221,6 +2510,18 @@ static void on_ready_timer(void *ud)
     struct acq *a = ud;
     struct market *m = a->m;
     a->timer = 0;
+    int64_t elapsed = now_ms(m) - a->poll_from_ms;
+    struct poll_scope *sc = scope_get(m, SCOPE_READY, a->dep->provider);
+    enum poll_action act = poll_decide(m, sc, a, elapsed);
+    if (act == POLL_DEFER) {
+        schedule_ready_poll(a, defer_ms(m, sc));
+        return;
+    }
+    if (act == POLL_SKIP) {
+        schedule_ready_poll(a, (uint64_t)poll_delay(m, elapsed, scope_hint(m, sc), 0));
+        return;
+    }
+    probe_begin(a, sc, elapsed);
     char path[64];
     snprintf(path, sizeof(path), "/v1/deployments/%s", a->dep->dseq);
     a->call = akash_call_start(&m->client, "GET", path, NULL, true, AKASH_RETRY_SAFE, on_status, a);
@@ -2427,6 +2728,8 @@ static int ak_acquire(void *state, const struct swp_acquire_req *req, swp_unit_c
     a->avoid_count = a->avoid ? req->avoid_count : 0;
     a->prefer = copy_list(req->prefer_providers, req->prefer_count);
     a->prefer_count = a->prefer ? req->prefer_count : 0;
+    /* A hard constraint (the ML batch policy pins workers to the master's provider): a bid
+     * from anyone else is never chosen, and with none from them the acquire fails. */
     a->only = copy_list(req->only_providers, req->only_count);
     a->only_count = a->only ? req->only_count : 0;
     a->deadline_ms = req->deadline_ms;
@@ -3344,6 +3647,11 @@ static void market_free(struct market *m)
         free(m->prices[i].region);
     }
     free(m->prices);
+    for (size_t i = 0; i < m->scope_count; i++) {
+        free(m->scopes[i]->name);
+        free(m->scopes[i]);
+    }
+    free(m->scopes);
     providers_clear(m);
     free_list(m->check_queue, m->check_queue_count);
     free_list(m->auditors, m->auditor_count);

@@ -7,9 +7,18 @@
 #   - at every kill: every deployment of ours (open or closed) has exactly one journaled intent (intent
 #     before action);
 #   - over the whole run: no unit key leased more than one deployment (nothing bought twice);
+#   - one deployment ever created per intent (unit key), counted over every deployment the
+#     server ever made (closed ones included). The one allowed exception is a create whose
+#     answer never reached the journal (kill -9 between the server applying the POST and
+#     steward recording its reply, or a reply dropped after applying): the contract returns
+#     the manifest only in that answer and POST /v1/leases needs it byte for byte, so such
+#     a deployment can never be leased and is closed, and the intent creates again. Each
+#     such extra deployment must be closed, never leased, and named with its unit key in
+#     steward's "create whose answer was lost" log line; they are counted and printed;
 #   - at the end, after a settling run asking for 0: the server's open deployments of ours
 #     equal the journal's open units, and both are empty; no intent left pending;
-#   - a foreign deployment (another tag, created with curl at the start) is still open.
+#   - zero foreign deployments closed: every deployment not tagged ours (a foreign one
+#     created with curl at the start) is still open, none closed by its owner.
 # Kills: STEWARD_KILLS (default 12), STEWARD_SOAK=1 for 50. AKASH_KILL_FAULTS=1 also turns
 # the server's faults on (10% 5xx, 5% 429, 3% malformed, 3% dropped after applying).
 set -euo pipefail
@@ -54,9 +63,24 @@ check_intent_before_action() {
   done
 }
 
+# drop_window: for 2.5 s every answer is lost after the server applied the request (as a
+# kill between the POST and the journal update, but without the kill): the creates in that
+# window leave deployments whose answers never arrive; they must come out as the allowed,
+# logged case below, never as a silent second deployment.
+drop_window() {
+  sleep 1.5 # past the start-up listing, into the buying
+  ak_admin POST /_steward/faults '{"rate_drop": 1}' >/dev/null
+  sleep 2.5
+  local rate=0
+  [ "${AKASH_KILL_FAULTS:-0}" = 1 ] && rate=0.03
+  ak_admin POST /_steward/faults "{\"rate_drop\": $rate}" >/dev/null
+  sleep 3
+}
+
 for i in $(seq 1 "$kills"); do
   (cd "$WORKDIR" && exec "$STEWARD_BIN" run -c steward.jsonc 2>>"$log") &
   pid=$!
+  [ "$i" = 2 ] && drop_window
   sleep "$(python3 -c "import random; print(round(random.uniform(0.3, 2.5), 2))")"
   kill -9 "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
@@ -89,15 +113,31 @@ pending=$(sqlite3 "$db" "SELECT count(*) FROM intents WHERE state = 0")
 twice=$(jq -r '[.data.deployments[] | select(.env.STEWARD_TAG == "e2etag" and (.leases | length) > 0)]
   | group_by(.env.STEWARD_UNIT_KEY) | map(select(length > 1) | .[0].env.STEWARD_UNIT_KEY) | join(" ")' "$WORKDIR/state.json")
 [ -z "$twice" ] || fail "unit keys leased more than once: $twice"
-# Deployments per key (leased or not): an orphan of a lost create is closed and re-created.
-dups=$(jq '[.data.deployments[] | select(.env.STEWARD_TAG == "e2etag")] | group_by(.env.STEWARD_UNIT_KEY) | map(select(length > 1)) | length' "$WORKDIR/state.json")
+# One deployment ever created per intent, but for lost create answers (see the top).
+# extra: for every key, all its deployments but the last one created.
+extra=$(jq -r '[.data.deployments[] | select(.env.STEWARD_TAG == "e2etag")]
+  | group_by(.env.STEWARD_UNIT_KEY)[] | select(length > 1) | sort_by(.created_ms) | .[:-1][]
+  | "\(.dseq) \(.env.STEWARD_UNIT_KEY) \(.state) \(.leases | length)"' "$WORKDIR/state.json")
+lost=0
+while read -r dseq key state leases; do
+  [ -n "$dseq" ] || continue
+  [ "$state" = closed ] || fail "unit $key has a second deployment $dseq still $state"
+  [ "$leases" = 0 ] || fail "unit $key: extra deployment $dseq was leased ($leases leases)"
+  grep -aq "deployment $dseq was created for unit $key by a create whose answer was lost" "$log" ||
+    fail "unit $key has two deployments and $dseq is not a logged lost create answer"
+  echo "allowed: unit $key: deployment $dseq made by a create whose answer was lost, closed unleased"
+  lost=$((lost + 1))
+done <<<"$extra"
+[ "$lost" -gt 0 ] || echo "note: the lost-answer window caught no create this time (the policy was not buying)"
 created=$(jq '[.data.deployments[] | select(.env.STEWARD_TAG == "e2etag")] | length' "$WORKDIR/state.json")
 [ "$created" -ge "$kills" ] || fail "only $created deployments in $kills runs: the test did not exercise buying"
 
 fstate=$(jq -r ".data.deployments[] | select(.dseq == \"$foreign\") | .state" "$WORKDIR/state.json")
 [ "$fstate" = active ] || fail "the foreign deployment $foreign was touched (state $fstate)"
+fclosed=$(jq '[.data.deployments[] | select(.env.STEWARD_TAG != "e2etag" and .close_cause == "owner")] | length' "$WORKDIR/state.json")
+[ "$fclosed" = 0 ] || fail "$fclosed foreign deployments were closed by their owner"
 [ "$(jq -r ".data.deployments[] | select(.dseq == \"$foreign\") | .env.STEWARD_TAG" "$WORKDIR/state.json")" = other-tool ] ||
   fail "the foreign deployment lost its tag"
 if grep -aq "$STEWARD_MARKET_API_KEY" "$log" "$db"*; then fail "the API key leaked"; fi
 ak_server_stop
-echo "ok: $kills kills, $created deployments created, $dups keys with an unleased orphan re-created, 0 bought twice"
+echo "ok: $kills kills, $created deployments created, $lost extra deployments from lost create answers (closed unleased, logged), 0 bought twice, 0 foreign closed"

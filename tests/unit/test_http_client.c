@@ -286,6 +286,46 @@ SW_TEST(client_post_echo_with_headers_and_binary_body)
     SW_ASSERT_EQ(fixture_finish(&fx), 0);
 }
 
+/* Finished easy handles are reused: nothing of one request (method, headers, body, timeout)
+ * may leak into the next one made with the same handle. */
+SW_TEST(client_reused_handles_carry_nothing_over)
+{
+    static struct fixture fx;
+    struct result r = {0};
+    fixture_start(&fx);
+    char url[128];
+    snprintf(url, sizeof(url), "%s/echo", fx.base);
+    const char *headers[] = {"X-Api-Key: k-secret", "Content-Type: application/x-test"};
+    for (int round = 0; round < 3; round++) {
+        struct swp_http_req post = {.size = sizeof(post),
+                                    .method = "POST",
+                                    .url = url,
+                                    .headers = headers,
+                                    .header_count = 2,
+                                    .body = "abc",
+                                    .body_len = 3,
+                                    .timeout_ms = 100};
+        r.calls = 0;
+        SW_ASSERT(sw_http_client_request(fx.client, &post, on_result, &r) > 0);
+        wait_for(&fx, &r);
+        SW_ASSERT_STREQ(r.body, "POST key=k-secret ct=application/x-test len=3 body=abc");
+        struct swp_http_req get = {.size = sizeof(get), .url = url};
+        r.calls = 0;
+        SW_ASSERT(sw_http_client_request(fx.client, &get, on_result, &r) > 0);
+        wait_for(&fx, &r);
+        SW_ASSERT_EQ(r.http_status, 200);
+        SW_ASSERT_STREQ(r.body, "GET key=- ct=- len=0 body=");
+    }
+    /* The 100 ms timeout of the POSTs is not the GET's: /slow answers at 500 ms. */
+    r.calls = 0;
+    SW_ASSERT(simple_request(&fx, "GET", "/slow", &r) > 0);
+    wait_for(&fx, &r);
+    SW_ASSERT_EQ(r.status, 0);
+    SW_ASSERT_STREQ(r.body, "slow");
+    result_clear(&r);
+    SW_ASSERT_EQ(fixture_finish(&fx), 0);
+}
+
 SW_TEST(client_404_is_a_response)
 {
     static struct fixture fx;

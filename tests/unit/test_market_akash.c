@@ -1187,8 +1187,9 @@ SW_TEST(lowest_price_earliest_tie_lease_and_ready)
     SW_ASSERT_EQ(cJSON_GetObjectItemCaseSensitive(l0, "oseq")->valueint, 1);
     SW_ASSERT_STREQ(cJSON_GetObjectItemCaseSensitive(l0, "provider")->valuestring, "akash1cheap");
     cJSON_Delete(lease);
-    /* Bids were polled more than once within the window; readiness polled until up. */
-    SW_ASSERT(con_requests("GET", "/v1/bids?dseq=") >= 2);
+    /* min_bids 0 waits for the whole window: only its end is polled. Readiness polled
+     * until up. */
+    SW_ASSERT_EQ(con_requests("GET", "/v1/bids?dseq="), 1);
     SW_ASSERT(con_requests("GET", "/v1/deployments/") >= 3);
     /* Every call to the Console but /v1/providers carried the key. */
     for (size_t i = 0; i < F.con.log_count; i++)
@@ -1263,20 +1264,6 @@ SW_TEST(filters_choose_among_acceptable_bids)
         if (strcmp(F.con.log[i].target, "/v1/providers") == 0)
             SW_ASSERT(!F.con.log[i].key_sent); /* public endpoint: no key sent */
     SW_ASSERT_EQ(con_active(), 6);
-    fixture_finish();
-}
-
-/* only_providers (an ML job's master's data center): cheaper bids from anyone else are
- * ignored, and with no pinned provider bidding the acquire fails instead of going elsewhere. */
-SW_TEST(only_providers_pins_the_choice)
-{
-    fixture_start();
-    set_bids(STANDARD_BIDS, 5);
-    static const char *const dear[] = {"akash1dear"};
-    static const char *const nobody[] = {"akash1nobody"};
-    filter_case(NULL, (struct acq_opts){.key = "p1", .only = dear, .only_count = 1}, "akash1dear");
-    filter_case(NULL, (struct acq_opts){.key = "p2", .only = nobody, .only_count = 1}, NULL);
-    SW_ASSERT_EQ(con_active(), 1);
     fixture_finish();
 }
 
@@ -1706,6 +1693,73 @@ SW_TEST(crash_before_the_create_was_recorded)
     SW_ASSERT(con_find("1600000000000")->active);
     SW_ASSERT(kv_find("pending") == NULL);
     SW_ASSERT_EQ(con_active(), 2);
+    fixture_finish();
+}
+
+/* only_providers pins the placement: the cheapest bid from anyone else is passed over, and
+ * with no pinned provider bidding the acquire fails (and closes its deployment). */
+SW_TEST(only_providers_pin_the_choice)
+{
+    fixture_start();
+    load_ok(NULL);
+    set_bids(STANDARD_BIDS, 5);
+    static const char *const pinned[] = {"akash1dear"};
+    struct rec r;
+    acquire_wait(&r, (struct acq_opts){.key = "pin-1", .only = pinned, .only_count = 1});
+    SW_ASSERT_EQ(r.done_status, 0);
+    SW_ASSERT_STREQ(r.provider, "akash1dear");
+    const struct event_rec *chosen = find_event("bid_chosen", NULL);
+    SW_ASSERT(chosen != NULL);
+    SW_ASSERT_CONTAINS(chosen->data, "not a pinned provider");
+
+    static const char *const nobody[] = {"akash1elsewhere"};
+    struct rec r2;
+    acquire_wait(&r2, (struct acq_opts){.key = "pin-2", .only = nobody, .only_count = 1});
+    SW_ASSERT_EQ(r2.done_status, SWP_EMARKET);
+    SW_ASSERT_CONTAINS(r2.msg, "no acceptable bid");
+    SW_ASSERT_CONTAINS(r2.msg, "not a pinned provider");
+    SW_ASSERT_EQ(r2.done_state, SWP_UNIT_CLOSED);
+    SW_ASSERT_EQ(con_requests("POST", "/v1/leases"), 1);
+    SW_ASSERT_EQ(con_active(), 1);
+    fixture_finish();
+}
+
+/* Polls follow the marketplace's timing instead of every poll_interval: with bids 400 ms
+ * after the create and a 2 s poll_interval, a few polls see them (the gap grows with the
+ * wait); three acquires in one region at once share them (one asks, the others wait for
+ * its answer), and a later acquire starts from the learned delay. */
+SW_TEST(polls_follow_the_marketplace_timing)
+{
+    fixture_start();
+    load_ok("\"bid_window\": \"8s\", \"min_bids\": 1, \"poll_interval\": \"2s\"");
+    static const struct bid_spec slow[] = {{"akash1mid", "120.0", "1005", NULL, 400}};
+    set_bids(slow, 1);
+    /* The fake's readiness counts polls per deployment, not time: the shared polls assume a
+     * delay in time, so here a lease is ready at its first poll. */
+    F.con.ready_after_polls = 0;
+    uint64_t start = hr_ms();
+    struct rec r1, r2, r3;
+    SW_ASSERT_EQ(acquire(&r1, (struct acq_opts){.key = "t-1"}), 0);
+    SW_ASSERT_EQ(acquire(&r2, (struct acq_opts){.key = "t-2"}), 0);
+    SW_ASSERT_EQ(acquire(&r3, (struct acq_opts){.key = "t-3"}), 0);
+    SW_ASSERT(run_until(rec_finished, &r1, 15000));
+    SW_ASSERT(run_until(rec_finished, &r2, 15000));
+    SW_ASSERT(run_until(rec_finished, &r3, 15000));
+    SW_ASSERT_EQ(r1.done_status, 0);
+    SW_ASSERT_EQ(r2.done_status, 0);
+    SW_ASSERT_EQ(r3.done_status, 0);
+    /* Seen at most half a wait late: 400 ms bids, then readiness. */
+    SW_ASSERT(hr_ms() - start < 2500);
+    size_t burst = con_requests("GET", "/v1/bids?dseq=");
+    /* One acquire alone polls at 250 ms (the floor) and 500 ms; the others ask only once the
+     * first has seen bids. Polling every 100 ms as before would be ~15. */
+    SW_ASSERT(burst >= 2);
+    SW_ASSERT(burst <= 6);
+    /* Learned: the next acquire's first poll goes just before the delay. */
+    struct rec r4;
+    acquire_wait(&r4, (struct acq_opts){.key = "t-4"});
+    SW_ASSERT_EQ(r4.done_status, 0);
+    SW_ASSERT(con_requests("GET", "/v1/bids?dseq=") - burst <= 2);
     fixture_finish();
 }
 
