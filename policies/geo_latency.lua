@@ -17,7 +17,14 @@
 --      unit per `rps_per_unit` of the demand routed to it (at least one). A lower count
 --      waits `scale_down_delay_s` too; a higher one is asked for at once.
 --   5. Every region asked for is explained: which demand it serves, at what RTT, and why it
---      was worth its price (or why it is still held or still waiting).
+--      was worth its price (or why it is still held or still waiting), on the ticks where
+--      its decision changes or an action on it is pending.
+--
+-- Decisions are taken on the demand rounded up to `demand_step_rps` (default: a 20th of
+-- rps_per_unit), so a tick whose rounded demand, prices, capacity and pending timers
+-- (hysteresis, scale-down holds) are those of the previous tick decides what that tick
+-- decided: it smooths the demand, compares, and returns the previous answer unexplained.
+-- That is most ticks, and it keeps the policy cheap enough for month-long simulations.
 --
 -- Latency of a request = RTT(user region, serving region) + server_ms. RTTs come from
 -- params.rtt: rows {from = user region, to = serving region, rtt_ms = n} (or {from, to, ms}
@@ -28,10 +35,10 @@
 --   server_ms (0), regions (candidate serving regions; default: the group's regions, else
 --   every region of the RTT table), min_regions (1), max_regions (#candidates),
 --   scale_up_delay_s (30), scale_down_delay_s (300), half_life_s (60), metric ("rps"),
---   label ("region"), min_rps (0.5: smoothed demand below this is no demand)
+--   label ("region"), min_rps (0.5: smoothed demand below this is no demand),
+--   demand_step_rps (rps_per_unit / 20)
 local geo = require "steward.geo"
 local smooth = require "steward.smooth"
-local hysteresis = require "steward.hysteresis"
 
 local floor, ceil, huge = math.floor, math.ceil, math.huge
 local sort, concat = table.sort, table.concat
@@ -76,6 +83,7 @@ local function prepare(p, ctx)
   c.min_rps = number_param(p, "min_rps", 0.5, 0)
   c.metric = p.metric or "rps"
   c.label = p.label or "region"
+  c.step = number_param(p, "demand_step_rps", c.rps_per_unit / 20, 0.001)
 
   local rows = {}
   for i, row in ipairs(p.rtt) do
@@ -112,6 +120,10 @@ local function prepare(p, ctx)
   -- user i within the SLO, lat[i][j] = latency or false.
   local users = c.rtt:regions()
   c.users = users
+  c.user_index = {}
+  for i, u in ipairs(users) do
+    c.user_index[u] = i
+  end
   c.latency, c.lat, c.cover, c.reach = {}, {}, {}, {}
   for j = 1, #candidates do
     c.cover[j] = {}
@@ -132,12 +144,39 @@ local function prepare(p, ctx)
       end
     end
   end
+  -- order[i]: the candidates user i can reach, nearest first (ties by name): routing walks
+  -- it to the first serving region instead of scanning every serving region.
+  c.order = {}
+  for i = 1, #users do
+    local lat, order = c.lat[i], {}
+    for j = 1, #candidates do
+      if lat[j] then
+        order[#order + 1] = j
+      end
+    end
+    sort(order, function(a, b)
+      if lat[a] ~= lat[b] then
+        return lat[a] < lat[b]
+      end
+      return a < b
+    end)
+    c.order[i] = order
+  end
+  c.cand_index = {}
+  for j, s in ipairs(candidates) do
+    c.cand_index[s] = j
+  end
   return c
 end
 
 -- Smoothed demand per user region (steward.smooth's time-aware EWMA, inlined: it runs for
--- every region every tick); regions missing from this tick's metric decay to 0.
-local function demand(ctx, c, st)
+-- every region every tick), and the same rounded up to a multiple of c.step: decisions are
+-- taken on the rounded demand (never below the real one, so rounding never buys too few
+-- units). Regions missing from this tick's metric decay to 0. Every region is updated on
+-- every tick, so ctx.state keeps one number per region (st.avg) and one time (st.last_t).
+-- Returns the smoothed demand, its total, the rounded demand, its total, and whether the
+-- rounded demand differs from `last` (nil: it does).
+local function demand(ctx, c, st, last)
   local raw, err = ctx.metrics.sum_by(c.metric, c.label)
   if not raw then
     -- Keeps the last good desired state: no signal, no change.
@@ -150,61 +189,128 @@ local function demand(ctx, c, st)
   -- from 0 then, so a burst from a new region is smoothed like any other.
   local previous = st.last_t
   st.last_t = now
-  local hl = c.half_life_s
-  local out, total = {}, 0
-  local function update(region, value)
-    local a = avg[region]
-    local v
-    if a == nil then
-      v = previous and value * smooth.alpha(now - previous, hl) or value
-      avg[region] = { v = v, t = now }
-    elseif now > a.t then
-      v = a.v + smooth.alpha(now - a.t, hl) * (value - a.v)
-      a.v, a.t = v, now
-    else
-      v = a.v
-    end
-    return v
+  local alpha = 1 -- the first tick: the first sample is the average
+  if previous ~= nil then
+    alpha = now > previous and smooth.alpha(now - previous, c.half_life_s) or 0
   end
+  local min_rps, step = c.min_rps, c.step
+  local out, total, dq, total_q, count = {}, 0, {}, 0, 0
+  local changed = last == nil
   for region, value in pairs(raw) do
     if region ~= "" then
-      local v = update(region, value)
-      if v >= c.min_rps then
-        out[region] = v
-        total = total + v
+      local a = avg[region]
+      if type(a) == "table" then
+        a = a.v -- written by an older version of this policy: {v =, t =}
+      end
+      local v = (a or 0) + alpha * (value - (a or 0))
+      avg[region] = v
+      if v >= min_rps then
+        local q = ceil(v / step - 1e-6) * step
+        out[region], dq[region] = v, q
+        total, total_q, count = total + v, total_q + q, count + 1
+        if not changed and last[region] ~= q then
+          changed = true
+        end
       end
     end
   end
-  for region in pairs(avg) do
+  for region, a in pairs(avg) do
     if raw[region] == nil then
-      local v = update(region, 0)
+      if type(a) == "table" then
+        a = a.v
+      end
+      local v = a - alpha * a
       if v < 0.01 then
         avg[region] = nil
-      elseif v >= c.min_rps then
-        out[region] = v
-        total = total + v
+      else
+        avg[region] = v
+        if v >= min_rps then
+          local q = ceil(v / step - 1e-6) * step
+          out[region], dq[region] = v, q
+          total, total_q, count = total + v, total_q + q, count + 1
+          if not changed and last[region] ~= q then
+            changed = true
+          end
+        end
       end
     end
   end
-  return out, total
+  if not changed then
+    for _ in pairs(last) do
+      count = count - 1
+    end
+    changed = count ~= 0
+  end
+  return out, total, dq, total_q, changed
 end
 
--- Price of a unit in a region now: the best offer, else what its open units cost, else nil.
-local function region_price(ctx, c, region)
-  local price = ctx.price(region)
-  if price ~= nil then
-    return price
+-- Best offer per candidate from ctx.offers (as ctx.price(region) would say), else what its
+-- open units cost, else nil. ctx.offers is the same table while the offers are unchanged,
+-- so the prices are recomputed only when it (or, for regions priced from their units,
+-- ctx.leases) is a new table. Returns prices (region → USD/h) and whether they changed.
+local function price_vector(ctx, c, memo)
+  local offers = ctx.offers
+  local leases = memo.prices_use_leases and ctx.leases or nil
+  if memo.prices ~= nil and offers == memo.offers and leases == memo.price_leases then
+    return memo.prices, false
   end
-  local sum, n = 0, 0
-  for _, l in ipairs(ctx.leases) do
-    if l.group == c.group and l.region == region and l.price_usd_hour > 0 then
-      sum, n = sum + l.price_usd_hour, n + 1
+  local best = {}
+  for _, o in ipairs(offers) do
+    local r, price = o.region, o.price_usd_hour
+    if r ~= nil and (best[r] == nil or price < best[r]) then
+      best[r] = price
     end
   end
-  if n > 0 then
-    return sum / n
+  local prices, use_leases = {}, false
+  for _, s in ipairs(c.candidates) do
+    local price = best[s]
+    if price == nil then
+      use_leases = true
+      leases = leases or ctx.leases
+      local sum, n = 0, 0
+      for _, l in ipairs(leases) do
+        if l.group == c.group and l.region == s and l.price_usd_hour > 0 then
+          sum, n = sum + l.price_usd_hour, n + 1
+        end
+      end
+      if n > 0 then
+        price = sum / n
+      end
+    end
+    prices[s] = price
   end
-  return nil
+  local changed = memo.prices == nil
+  if not changed then
+    for _, s in ipairs(c.candidates) do
+      if prices[s] ~= memo.prices[s] then
+        changed = true
+        break
+      end
+    end
+  end
+  memo.offers, memo.prices_use_leases = offers, use_leases
+  memo.price_leases = use_leases and leases or nil
+  memo.prices = changed and prices or memo.prices
+  return memo.prices, changed
+end
+
+-- Units each candidate holds (ctx.capacity), recounted only when ctx.leases is a new table.
+local function capacity_vector(ctx, c, memo)
+  local leases = ctx.leases
+  if memo.cap ~= nil and leases == memo.leases then
+    return memo.cap, false
+  end
+  local cap, changed = {}, memo.cap == nil
+  for _, s in ipairs(c.candidates) do
+    local n = ctx.capacity(c.group, s)
+    cap[s] = n
+    if not changed and memo.cap[s] ~= n then
+      changed = true
+    end
+  end
+  memo.leases = leases
+  memo.cap = changed and cap or memo.cap
+  return memo.cap, changed
 end
 
 -- The greedy placement: while less than slo_share of the demand is within the SLO, add
@@ -338,16 +444,27 @@ local function place(c, dem, total, prices)
   return chosen, why
 end
 
--- Nearest serving region for a user region (ties: the cheaper, then alphabetical).
-local function nearest(c, user, serving, prices)
-  local row = c.latency[user]
+-- Nearest serving region for a user region (ties: the cheaper, then alphabetical): the
+-- first serving one in the user's nearest-first candidate list, unless an equally near one
+-- after it is cheaper.
+local function nearest(c, user, is_serving, prices)
+  local i = c.user_index[user]
+  if i == nil then
+    return nil, nil
+  end
+  local order, lat, cands = c.order[i], c.lat[i], c.candidates
   local best, best_ms
-  if row ~= nil then
-    for _, s in ipairs(serving) do
-      local ms = row[s]
-      if ms ~= nil and (best == nil or ms < best_ms
-          or (ms == best_ms and (prices[s] or huge) < (prices[best] or huge))) then
+  for k = 1, #order do
+    local j = order[k]
+    local s = cands[j]
+    if is_serving[s] then
+      local ms = lat[j]
+      if best == nil then
         best, best_ms = s, ms
+      elseif ms > best_ms then
+        break
+      elseif (prices[s] or huge) < (prices[best] or huge) then
+        best = s
       end
     end
   end
@@ -398,6 +515,86 @@ local function p95(weights, total_weight)
   return keys[#keys]
 end
 
+-- The explanation of one region's decision (d: what evaluate worked out for it).
+local function explain_region(c, st, s, d)
+  local dem, prices, w = d.dem, d.prices, d.why
+  local function rps_of(users)
+    local sum = 0
+    for _, u in ipairs(users) do
+      sum = sum + dem[u]
+    end
+    return sum
+  end
+  if d.kind == "gone" then
+    return fmt("not in the cheapest SLO placement for %.0fs: giving back %d units", c.down_s,
+      d.have)
+  end
+  if d.kind == "wait" then
+    local from, ms = nil, nil
+    if w.users[1] ~= nil then
+      from, ms = nearest(c, w.users[1], d.is_serving, prices)
+    end
+    local sw = st.sw[s]
+    return fmt("wanted for %.0f rps within the %g ms SLO (%s), now served from %s%s; "
+      .. "adding in %.0fs", rps_of(w.users), c.slo_ms, user_list(w.users, dem, c, s, 3),
+      from or "nowhere", ms and fmt(" at %.0f ms", ms) or "",
+      math.max(0, c.up_s - (d.now - (sw and sw.since or d.now))))
+  end
+  local users = #d.routed > 0 and user_list(d.routed, dem, c, s, 4) or "no demand"
+  local text
+  if d.kind == "hold" then
+    text = fmt("%.0f rps (%s) needs %d, keeping %d for %.0fs more", d.load, users, d.need,
+      d.have, d.hold_left)
+  elseif d.kind == "lower" then
+    text = fmt("%.0f rps (%s) for %.0fs: %d units are enough", d.load, users, d.waited,
+      d.want)
+  else
+    text = fmt("%d x %g rps for %.0f rps from %s", d.want, c.rps_per_unit, d.load, users)
+  end
+  if not d.ideal then
+    local sw = st.sw[s]
+    text = text .. fmt("; no longer in the cheapest SLO placement, leaving in %.0fs",
+      math.max(0, c.down_s - (d.now - (sw and sw.since or d.now))))
+  elseif w.minimum then
+    text = text .. fmt("; kept for min_regions = %d at %.3f USD/h", c.min_regions,
+      prices[s] or 0)
+  else
+    text = text .. fmt("; chosen for %.0f rps within the %g ms SLO (%s) at %.3f USD/h, "
+      .. "the most such demand per dollar", rps_of(w.users), c.slo_ms,
+      user_list(w.users, dem, c, s, 3), prices[s] or 0)
+  end
+  if d.forced then
+    text = text .. fmt(" (added at once: min_regions = %d)", c.min_regions)
+  end
+  return text
+end
+
+-- What the last full evaluation decided, to answer an unchanged tick without deciding
+-- again. Module state, not ctx.state: it is derived (a reload or a restored ctx.state starts
+-- from a full evaluation) and must not grow the journaled state.
+local memo = {}
+
+-- The earliest time a pending timer changes a decision: a hysteresis switch waiting out
+-- its delay, or a lower unit count waiting out scale_down_delay_s.
+local function next_deadline(c, st, now)
+  local deadline = huge
+  for _, sw in pairs(st.sw) do
+    if sw.since ~= nil then
+      local t = sw.since + (sw.on and c.down_s or c.up_s)
+      if t < deadline then
+        deadline = t
+      end
+    end
+  end
+  for _, since in pairs(st.low_since) do
+    local t = since + c.down_s
+    if t > now and t < deadline then
+      deadline = t
+    end
+  end
+  return deadline
+end
+
 return {
   name = "geo-latency",
 
@@ -410,41 +607,60 @@ return {
     local c = cache.c
     local group = c.group
     local st = ctx.state
+    if memo.st ~= st or memo.c ~= c then
+      memo = { st = st, c = c, emitted = {} }
+    end
     st.sw = st.sw or {}
     st.low_since = st.low_since or {}
     local now = ctx.now
 
-    local dem, total = demand(ctx, c, st)
-    local prices, cap = {}, {}
-    for _, s in ipairs(c.candidates) do
-      prices[s] = region_price(ctx, c, s)
-      cap[s] = ctx.capacity(group, s)
+    local dem, total, dq, total_q, dem_changed = demand(ctx, c, st, memo.dq)
+    local prices, prices_changed = price_vector(ctx, c, memo)
+    local cap, cap_changed = capacity_vector(ctx, c, memo)
+    if not (dem_changed or prices_changed or cap_changed) and now < memo.deadline then
+      return memo.out
     end
-    local ideal, why = place(c, dem, total, prices)
+    memo.dq = dq
+
+    local ideal, why
+    if dem_changed or prices_changed or memo.ideal == nil then
+      ideal, why = place(c, dq, total_q, prices)
+      memo.ideal, memo.why = ideal, why
+    else
+      ideal, why = memo.ideal, memo.why
+    end
     local ideal_set = {}
     for rank, s in ipairs(ideal) do
       ideal_set[s] = rank
     end
 
-    -- Hysteresis per region. On the first tick (a fresh state: a new deployment, or one
-    -- adopted from another tool), regions already holding units count as serving.
+    -- Hysteresis per region (steward.hysteresis's rule, inlined). On the first tick (a fresh
+    -- state: a new deployment, or one adopted from another tool), regions already holding
+    -- units count as serving.
     local first_tick = st.sw_started == nil
     st.sw_started = true
-    local serving, switches, is_serving = {}, {}, {}
+    local serving, is_serving, forced = {}, {}, {}
+    local up_s, down_s = c.up_s, c.down_s
     for _, s in ipairs(c.candidates) do
-      local store = st.sw[s]
-      if store == nil and (ideal_set[s] or (first_tick and cap[s] > 0)) then
-        store = { on = first_tick and cap[s] > 0 }
-        st.sw[s] = store
+      local sw = st.sw[s]
+      if sw == nil and (ideal_set[s] or (first_tick and cap[s] > 0)) then
+        sw = { on = first_tick and cap[s] > 0 }
+        st.sw[s] = sw
       end
-      if store ~= nil then
-        local h = hysteresis.new(c.up_s, c.down_s, store)
-        h:update(ideal_set[s] ~= nil, now)
-        switches[s] = store
-        if store.on then
+      if sw ~= nil then
+        local wants = ideal_set[s] ~= nil
+        if wants == sw.on then
+          sw.since = nil
+        else
+          sw.since = sw.since or now
+          if now - sw.since >= (sw.on and down_s or up_s) then
+            sw.on, sw.since = wants, nil
+          end
+        end
+        if sw.on then
           serving[#serving + 1] = s
           is_serving[s] = true
-        elseif store.since == nil then
+        elseif sw.since == nil then
           st.sw[s] = nil -- off and not wanted: forget it (keeps ctx.state small)
         end
       end
@@ -456,18 +672,18 @@ return {
       end
       if not is_serving[s] then
         st.sw[s] = { on = true }
-        switches[s] = st.sw[s]
         serving[#serving + 1] = s
         is_serving[s] = true
-        why[s].forced = true
+        forced[s] = true
       end
     end
     sort(serving)
 
-    -- Route each user region to its nearest serving region.
-    local load, routed = {}, {}
+    -- Route each user region to its nearest serving region: load (rounded demand) decides
+    -- the units, the smoothed demand goes into the explanations.
+    local load, load_rps, routed = {}, {}, {}
     for _, s in ipairs(serving) do
-      load[s], routed[s] = 0, {}
+      load[s], load_rps[s], routed[s] = 0, 0, {}
     end
     local within, unreachable = 0, 0
     local latencies, measured = {}, 0
@@ -478,7 +694,7 @@ return {
       end
     end
     for u, d in pairs(dem) do
-      local s, ms = nearest(c, u, serving, prices)
+      local s, ms = nearest(c, u, is_serving, prices)
       if s == nil then
         -- No RTT known from this user region: its requests still need serving somewhere.
         s = cheapest
@@ -491,90 +707,87 @@ return {
         end
       end
       if s ~= nil then
-        load[s] = load[s] + d
+        load[s] = load[s] + dq[u]
+        load_rps[s] = load_rps[s] + d
         local list = routed[s]
         list[#list + 1] = u
       end
     end
 
-    local want = {}
+    -- The decision per region: a count, and the state that explains it.
+    local want, kind, hold_left, waited_for, needs = {}, {}, {}, {}, {}
     for _, s in ipairs(serving) do
       local need = math.max(1, ceil(load[s] / c.rps_per_unit - 1e-9))
       local have = cap[s]
-      local users = #routed[s] > 0 and user_list(routed[s], dem, c, s, 4) or "no demand"
-      local text
       if need < have then
         st.low_since[s] = st.low_since[s] or now
         local waited = now - st.low_since[s]
-        if waited < c.down_s then
-          text = fmt("%.0f rps (%s) needs %d, keeping %d for %.0fs more", load[s], users,
-            need, have, c.down_s - waited)
-          need = have
+        if waited < down_s then
+          kind[s], hold_left[s], needs[s], need = "hold", down_s - waited, need, have
         else
-          text = fmt("%.0f rps (%s) for %.0fs: %d units are enough", load[s], users, waited,
-            need)
+          kind[s], waited_for[s] = "lower", waited
         end
       else
         st.low_since[s] = nil
-        text = fmt("%d x %g rps for %.0f rps from %s", need, c.rps_per_unit, load[s], users)
+        kind[s] = "serve"
       end
-      local w = why[s]
-      if ideal_set[s] == nil then
-        local sw = switches[s]
-        text = text .. fmt("; no longer in the cheapest SLO placement, leaving in %.0fs",
-          math.max(0, c.down_s - (now - (sw.since or now))))
-      elseif w.minimum then
-        text = text .. fmt("; kept for min_regions = %d at %.3f USD/h", c.min_regions,
-          prices[s] or 0)
-      else
-        text = text .. fmt("; chosen for %.0f rps within the %g ms SLO (%s) at %.3f USD/h, "
-          .. "the most such demand per dollar", w.rps, c.slo_ms,
-          user_list(w.users, dem, c, s, 3), prices[s] or 0)
-      end
-      if w ~= nil and w.forced then
-        text = text .. fmt(" (added at once: min_regions = %d)", c.min_regions)
-      end
-      ctx.explain(group, s, text)
       want[s] = need
     end
-    -- Regions the placement wants that are still waiting out scale_up_delay_s.
     for _, s in ipairs(ideal) do
       if not is_serving[s] then
-        local sw = switches[s]
-        local w = why[s]
-        local from, ms = nil, nil
-        if w.users[1] ~= nil then
-          from, ms = nearest(c, w.users[1], serving, prices)
-        end
-        ctx.explain(group, s, fmt("wanted for %.0f rps within the %g ms SLO (%s), now served "
-          .. "from %s%s; adding in %.0fs", w.rps, c.slo_ms, user_list(w.users, dem, c, s, 3),
-          from or "nowhere", ms and fmt(" at %.0f ms", ms) or "",
-          math.max(0, c.up_s - (now - (sw.since or now)))))
-        want[s] = cap[s]
+        want[s], kind[s] = cap[s], "wait"
       end
     end
-    -- Regions just left: say so on the tick their units are given back.
     for _, s in ipairs(c.candidates) do
-      if want[s] == nil and cap[s] > 0 then
-        want[s] = 0
+      if want[s] == nil then
         st.low_since[s] = nil
-        ctx.explain(group, s, fmt("not in the cheapest SLO placement for %.0fs: giving back "
-          .. "%d units", c.down_s, cap[s]))
+        if cap[s] > 0 then
+          want[s], kind[s] = 0, "gone"
+        end
       end
     end
+    local out = { [group] = want }
+    memo.out, memo.deadline = out, next_deadline(c, st, now)
 
-    local p95_ms = p95(latencies, measured)
-    local user_regions = 0
-    for _ in pairs(dem) do
-      user_regions = user_regions + 1
+    -- Explanations, for the regions whose decision or units changed since they were last
+    -- explained (the planner attaches them to the actions that follow), and then for the
+    -- whole placement.
+    local emitted, any = memo.emitted, false
+    for _, s in ipairs(c.candidates) do
+      local w = want[s]
+      -- The decision and the units it was taken against: a unit lost or added brings the
+      -- explanation back for the action that follows.
+      local tag = w ~= nil and fmt("%s %d/%d%s%s", kind[s], w, cap[s], forced[s] and "!" or "",
+        ideal_set[s] and (why[s].minimum and "m" or "i") or "-") or nil
+      if tag ~= emitted[s] then
+        emitted[s] = tag
+        if w ~= nil then
+          any = true
+          ctx.explain(group, s, explain_region(c, st, s, {
+            kind = kind[s], want = w, have = cap[s], load = load_rps[s], routed = routed[s],
+            dem = dem, prices = prices, why = why[s], ideal = ideal_set[s] ~= nil,
+            forced = forced[s], hold_left = hold_left[s], waited = waited_for[s], need = needs[s],
+            is_serving = is_serving, now = now,
+          }))
+        end
+      end
     end
-    ctx.explain(group, nil, fmt("%.0f rps from %d user regions; %.1f%% within %g ms "
-      .. "(target %.0f%%), p95 %s; placement %s; serving %s%s", total, user_regions,
-      total > 0 and 100 * within / total or 100, c.slo_ms,
-      100 * c.slo_share, p95_ms and fmt("%.0f ms", p95_ms) or "n/a",
-      #ideal > 0 and concat(ideal, "+") or "none",
-      #serving > 0 and concat(serving, "+") or "none",
-      unreachable > 0 and fmt("; %.0f rps from regions without RTT data", unreachable) or ""))
-    return { [group] = want }
+    local summary = concat(ideal, "+") .. "/" .. concat(serving, "+")
+    if any or summary ~= memo.summary then
+      memo.summary = summary
+      local p95_ms = p95(latencies, measured)
+      local user_regions = 0
+      for _ in pairs(dem) do
+        user_regions = user_regions + 1
+      end
+      ctx.explain(group, nil, fmt("%.0f rps from %d user regions; %.1f%% within %g ms "
+        .. "(target %.0f%%), p95 %s; placement %s; serving %s%s", total, user_regions,
+        total > 0 and 100 * within / total or 100, c.slo_ms,
+        100 * c.slo_share, p95_ms and fmt("%.0f ms", p95_ms) or "n/a",
+        #ideal > 0 and concat(ideal, "+") or "none",
+        #serving > 0 and concat(serving, "+") or "none",
+        unreachable > 0 and fmt("; %.0f rps from regions without RTT data", unreachable) or ""))
+    end
+    return out
   end,
 }
