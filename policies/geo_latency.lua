@@ -174,9 +174,12 @@ end
 -- taken on the rounded demand (never below the real one, so rounding never buys too few
 -- units). Regions missing from this tick's metric decay to 0. Every region is updated on
 -- every tick, so ctx.state keeps one number per region (st.avg) and one time (st.last_t).
--- Returns the smoothed demand, its total, the rounded demand, its total, and whether the
--- rounded demand differs from `last` (nil: it does).
-local function demand(ctx, c, st, last)
+--
+-- Regions of the RTT table land in m.dv / m.dq, arrays by position in c.users that live as
+-- long as the memo (filling a fresh table every tick costs more than the rest of a tick);
+-- others in m.extra / m.extra_q (name → value, usually empty). Below min_rps is 0.
+-- Returns the smoothed total, the rounded total, and whether the rounded demand changed.
+local function demand(ctx, c, st, m)
   local raw, err = ctx.metrics.sum_by(c.metric, c.label)
   if not raw then
     -- Keeps the last good desired state: no signal, no change.
@@ -193,9 +196,20 @@ local function demand(ctx, c, st, last)
   if previous ~= nil then
     alpha = now > previous and smooth.alpha(now - previous, c.half_life_s) or 0
   end
-  local min_rps, step = c.min_rps, c.step
-  local out, total, dq, total_q, count = {}, 0, {}, 0, 0
-  local changed = last == nil
+  local index, cur, nu = c.user_index, m.cur, #c.users
+  for i = 1, nu do
+    cur[i] = 0
+  end
+  local extra
+  local function put(region, v)
+    local i = index[region]
+    if i ~= nil then
+      cur[i] = v
+    else
+      extra = extra or {}
+      extra[region] = v
+    end
+  end
   for region, value in pairs(raw) do
     if region ~= "" then
       local a = avg[region]
@@ -204,14 +218,7 @@ local function demand(ctx, c, st, last)
       end
       local v = (a or 0) + alpha * (value - (a or 0))
       avg[region] = v
-      if v >= min_rps then
-        local q = ceil(v / step - 1e-6) * step
-        out[region], dq[region] = v, q
-        total, total_q, count = total + v, total_q + q, count + 1
-        if not changed and last[region] ~= q then
-          changed = true
-        end
-      end
+      put(region, v)
     end
   end
   for region, a in pairs(avg) do
@@ -224,24 +231,61 @@ local function demand(ctx, c, st, last)
         avg[region] = nil
       else
         avg[region] = v
-        if v >= min_rps then
-          local q = ceil(v / step - 1e-6) * step
-          out[region], dq[region] = v, q
-          total, total_q, count = total + v, total_q + q, count + 1
-          if not changed and last[region] ~= q then
-            changed = true
-          end
-        end
+        put(region, v)
       end
     end
   end
-  if not changed then
-    for _ in pairs(last) do
-      count = count - 1
+  -- m.steps[i]: user i's rounded demand in steps; m.reach_steps[j]: the steps of all the
+  -- demand within the SLO of candidate j, kept up to date from the users that changed (in
+  -- whole steps, so it never drifts), which spares the placement summing them again.
+  local min_rps, step, dv, dq, steps, reach_steps = c.min_rps, c.step, m.dv, m.dq, m.steps,
+    m.reach_steps
+  local reach = c.reach
+  local total, total_q, changed = 0, 0, m.first
+  for i = 1, nu do
+    local v, k = cur[i], 0
+    if v >= min_rps and v > 0 then
+      k = -((1e-6 - v / step) // 1) -- ceil without a call
+    else
+      v = 0
     end
-    changed = count ~= 0
+    dv[i] = v
+    local q = k * step
+    total, total_q = total + v, total_q + q
+    local dk = k - steps[i]
+    if dk ~= 0 then
+      steps[i], dq[i], changed = k, q, true
+      local r = reach[i]
+      for x = 1, #r do
+        local j = r[x]
+        reach_steps[j] = reach_steps[j] + dk
+      end
+    end
   end
-  return out, total, dq, total_q, changed
+  local extra_v, extra_q = nil, nil
+  if extra ~= nil then
+    for region, v in pairs(extra) do
+      if v >= min_rps and v > 0 then
+        local q = ceil(v / step - 1e-6) * step
+        extra_v, extra_q = extra_v or {}, extra_q or {}
+        extra_v[region], extra_q[region] = v, q
+        total, total_q = total + v, total_q + q
+      end
+    end
+  end
+  local last = m.extra_q
+  if (last == nil) ~= (extra_q == nil) then
+    changed = true
+  elseif last ~= nil then
+    for region, q in pairs(extra_q) do
+      changed = changed or last[region] ~= q
+    end
+    for region in pairs(last) do
+      changed = changed or extra_q[region] == nil
+    end
+  end
+  m.extra, m.extra_q, m.first = extra_v, extra_q, false
+  return total, total_q, changed
 end
 
 -- Best offer per candidate from ctx.offers (as ctx.price(region) would say), else what its
@@ -313,53 +357,54 @@ local function capacity_vector(ctx, c, memo)
   return memo.cap, changed
 end
 
+-- Demand-weighted mean latency from candidate j to the users of `list` not yet covered.
+local function mean_ms(list, j, covered, dv, lat)
+  local sum, weight = 0, 0
+  for k = 1, #list do
+    local i = list[k]
+    if not covered[i] and dv[i] > 0 then
+      sum, weight = sum + dv[i] * lat[i][j], weight + dv[i]
+    end
+  end
+  return sum / weight
+end
+
 -- The greedy placement: while less than slo_share of the demand is within the SLO, add
 -- the candidate whose newly covered demand per dollar (its price times the units that
 -- demand needs) is highest; ties go to the one closer to that demand, then the cheaper,
 -- then the first by name. Gains are kept up to date as users get covered, so an iteration
 -- costs O(candidates). Afterwards a region that is nobody's nearest serves nothing and is
 -- dropped, and min_regions is filled with the candidates reaching the most demand.
--- Returns the chosen names (in the order chosen) and a why-table name → {rps = demand it
--- brought within the SLO, users = {...}}.
-local function place(c, dem, total, prices)
-  local users, cands, cover, reach, lat = c.users, c.candidates, c.cover, c.reach, c.lat
+-- dv: rounded demand by position in c.users. Returns the chosen names (in the order
+-- chosen) and a why-table name → {rps = demand it brought within the SLO, users = {...}}.
+local function place(c, dv, total, prices, m)
+  local users, cands, cover, reach, lat, order = c.users, c.candidates, c.cover, c.reach,
+    c.lat, c.order
   local nu, nc, rpu = #users, #cands, c.rps_per_unit
-  local dv, pr, gain, covered, chosen_j = {}, {}, {}, {}, {}
+  -- Scratch arrays kept in the memo: refilled, never reallocated.
+  local pr, gain, covered, rank, chosen_j = m.pr, m.gain, m.covered, m.rank, {}
   for i = 1, nu do
-    dv[i] = dem[users[i]] or 0
     covered[i] = false
   end
+  local reach_steps, step = m.reach_steps, c.step
   for j = 1, nc do
-    pr[j] = prices[cands[j]] or false
-    local g, list = 0, cover[j]
-    for k = 1, #list do
-      g = g + dv[list[k]]
-    end
-    gain[j] = g
+    pr[j], rank[j], gain[j] = prices[cands[j]] or false, false, reach_steps[j] * step
   end
-  local function mean_ms(j)
-    local sum, weight, list = 0, 0, cover[j]
-    for k = 1, #list do
-      local i = list[k]
-      if not covered[i] and dv[i] > 0 then
-        sum, weight = sum + dv[i] * lat[i][j], weight + dv[i]
-      end
-    end
-    return sum / weight
-  end
-  local in_set, why, chosen = {}, {}, {}
-  local covered_rps, target = 0, c.slo_share * total
-  while #chosen_j < c.max_regions and total > 0 and covered_rps < target - 1e-9 do
+  local why, chosen, n = {}, {}, 0
+  local covered_rps, target, max_regions = 0, c.slo_share * total, c.max_regions
+  while n < max_regions and total > 0 and covered_rps < target - 1e-9 do
     local best, best_score, best_ms
     for j = 1, nc do
-      local price, g = pr[j], gain[j]
-      if price and g > 1e-9 and not in_set[j] then
-        local score = g / (math.max(price, 1e-9) * ceil(g / rpu - 1e-9))
+      local g = gain[j]
+      local price = g > 1e-9 and not rank[j] and pr[j]
+      if price then
+        -- g / (price * units g needs); -((x) // 1) is ceil(x) without a call
+        local score = g / ((price > 1e-9 and price or 1e-9) * -((1e-9 - g / rpu) // 1))
         if best == nil or score > best_score * (1 + 1e-9) then
           best, best_score, best_ms = j, score, nil
         elseif score >= best_score * (1 - 1e-9) then
-          best_ms = best_ms or mean_ms(best)
-          local ms = mean_ms(j)
+          best_ms = best_ms or mean_ms(cover[best], best, covered, dv, lat)
+          local ms = mean_ms(cover[j], j, covered, dv, lat)
           if ms < best_ms - 1e-9 or (ms <= best_ms + 1e-9 and price < pr[best]) then
             best, best_score, best_ms = j, score, ms
           end
@@ -369,38 +414,45 @@ local function place(c, dem, total, prices)
     if best == nil then
       break -- nothing left within reach of the SLO
     end
-    local newly, list = {}, cover[best]
+    local newly, list, brought = {}, cover[best], 0
     for k = 1, #list do
       local i = list[k]
-      if not covered[i] and dv[i] > 0 then
+      local d = dv[i]
+      if not covered[i] and d > 0 then
         covered[i] = true
         newly[#newly + 1] = users[i]
+        brought = brought + d
         local r = reach[i]
-        for m = 1, #r do
-          gain[r[m]] = gain[r[m]] - dv[i]
+        for x = 1, #r do
+          local j = r[x]
+          gain[j] = gain[j] - d
         end
       end
     end
-    in_set[best] = true
-    chosen_j[#chosen_j + 1] = best
-    why[cands[best]] = { users = newly }
-    local brought = 0
-    for _, u in ipairs(newly) do
-      brought = brought + dem[u]
-    end
-    why[cands[best]].rps = brought
+    n = n + 1
+    rank[best], chosen_j[n] = n, best
+    why[cands[best]] = { users = newly, rps = brought }
     covered_rps = covered_rps + brought
   end
   -- Drop regions that are nobody's nearest (a later pick is nearer to all their users).
-  if #chosen_j > c.min_regions then
+  -- A user's nearest chosen region is the first chosen one in its nearest-first list; an
+  -- equally near one goes to the earlier pick.
+  if n > c.min_regions then
     local serves = {}
     for i = 1, nu do
       if dv[i] > 0 then
-        local row, best, best_ms = lat[i], nil, nil
-        for k = 1, #chosen_j do
-          local ms = row[chosen_j[k]]
-          if ms and (best == nil or ms < best_ms) then
-            best, best_ms = chosen_j[k], ms
+        local row, list, best, best_ms = lat[i], order[i], nil, nil
+        for k = 1, #list do
+          local j = list[k]
+          if best ~= nil and row[j] > best_ms then
+            break -- nearest first: nothing further on is as near
+          end
+          if rank[j] then
+            if best == nil then
+              best, best_ms = j, row[j]
+            elseif rank[j] < rank[best] then
+              best = j
+            end
           end
         end
         if best ~= nil then
@@ -408,19 +460,20 @@ local function place(c, dem, total, prices)
         end
       end
     end
-    for k = #chosen_j, 1, -1 do
+    for k = n, 1, -1 do
       local j = chosen_j[k]
-      if not serves[j] and #chosen_j > c.min_regions then
+      if not serves[j] and n > c.min_regions then
         table.remove(chosen_j, k)
-        in_set[j], why[cands[j]] = nil, nil
+        n = n - 1
+        rank[j], why[cands[j]] = false, nil
       end
     end
   end
   -- min_regions: the remaining candidate that reaches the most demand, cheapest first.
-  while #chosen_j < c.min_regions do
+  while n < c.min_regions do
     local best, best_reach
     for j = 1, nc do
-      if pr[j] and not in_set[j] then
+      if pr[j] and not rank[j] then
         local r, list = 0, cover[j]
         for k = 1, #list do
           r = r + dv[list[k]]
@@ -434,11 +487,11 @@ local function place(c, dem, total, prices)
     if best == nil then
       break
     end
-    in_set[best] = true
-    chosen_j[#chosen_j + 1] = best
+    n = n + 1
+    rank[best], chosen_j[n] = n, best
     why[cands[best]] = { rps = 0, users = {}, minimum = true }
   end
-  for k = 1, #chosen_j do
+  for k = 1, n do
     chosen[k] = cands[chosen_j[k]]
   end
   return chosen, why
@@ -456,13 +509,14 @@ local function nearest(c, user, is_serving, prices)
   local best, best_ms
   for k = 1, #order do
     local j = order[k]
+    local ms = lat[j]
+    if best ~= nil and ms > best_ms then
+      break -- nearest first: nothing further on is as near
+    end
     local s = cands[j]
     if is_serving[s] then
-      local ms = lat[j]
       if best == nil then
         best, best_ms = s, ms
-      elseif ms > best_ms then
-        break
       elseif (prices[s] or huge) < (prices[best] or huge) then
         best = s
       end
@@ -595,6 +649,19 @@ local function next_deadline(c, st, now)
   return deadline
 end
 
+-- A fresh memo for this state and these derived tables, with its scratch arrays.
+local function new_memo(st, c)
+  local m = { st = st, c = c, emitted = {}, first = true, cur = {}, dv = {}, dq = {},
+              steps = {}, reach_steps = {}, pr = {}, gain = {}, covered = {}, rank = {} }
+  for i = 1, #c.users do
+    m.cur[i], m.dv[i], m.dq[i], m.steps[i], m.covered[i] = 0, 0, 0, 0, false
+  end
+  for j = 1, #c.candidates do
+    m.pr[j], m.gain[j], m.rank[j], m.reach_steps[j] = false, 0, false, 0
+  end
+  return m
+end
+
 return {
   name = "geo-latency",
 
@@ -608,30 +675,31 @@ return {
     local group = c.group
     local st = ctx.state
     if memo.st ~= st or memo.c ~= c then
-      memo = { st = st, c = c, emitted = {} }
+      memo = new_memo(st, c)
     end
+    local m = memo
     st.sw = st.sw or {}
     st.low_since = st.low_since or {}
     local now = ctx.now
 
-    local dem, total, dq, total_q, dem_changed = demand(ctx, c, st, memo.dq)
-    local prices, prices_changed = price_vector(ctx, c, memo)
-    local cap, cap_changed = capacity_vector(ctx, c, memo)
-    if not (dem_changed or prices_changed or cap_changed) and now < memo.deadline then
-      return memo.out
+    local total, total_q, dem_changed = demand(ctx, c, st, m)
+    local prices, prices_changed = price_vector(ctx, c, m)
+    local cap, cap_changed = capacity_vector(ctx, c, m)
+    if not (dem_changed or prices_changed or cap_changed) and now < m.deadline then
+      return m.out
     end
-    memo.dq = dq
 
+    local users, dv, dq, nu = c.users, m.dv, m.dq, #c.users
     local ideal, why
-    if dem_changed or prices_changed or memo.ideal == nil then
-      ideal, why = place(c, dq, total_q, prices)
-      memo.ideal, memo.why = ideal, why
+    if dem_changed or prices_changed or m.ideal == nil then
+      ideal, why = place(c, dq, total_q, prices, m)
+      m.ideal, m.why = ideal, why
     else
-      ideal, why = memo.ideal, memo.why
+      ideal, why = m.ideal, m.why
     end
     local ideal_set = {}
-    for rank, s in ipairs(ideal) do
-      ideal_set[s] = rank
+    for rank = 1, #ideal do
+      ideal_set[ideal[rank]] = rank
     end
 
     -- Hysteresis per region (steward.hysteresis's rule, inlined). On the first tick (a fresh
@@ -640,12 +708,13 @@ return {
     local first_tick = st.sw_started == nil
     st.sw_started = true
     local serving, is_serving, forced = {}, {}, {}
-    local up_s, down_s = c.up_s, c.down_s
-    for _, s in ipairs(c.candidates) do
-      local sw = st.sw[s]
+    local up_s, down_s, cands, sws = c.up_s, c.down_s, c.candidates, st.sw
+    for j = 1, #cands do
+      local s = cands[j]
+      local sw = sws[s]
       if sw == nil and (ideal_set[s] or (first_tick and cap[s] > 0)) then
         sw = { on = first_tick and cap[s] > 0 }
-        st.sw[s] = sw
+        sws[s] = sw
       end
       if sw ~= nil then
         local wants = ideal_set[s] ~= nil
@@ -661,17 +730,18 @@ return {
           serving[#serving + 1] = s
           is_serving[s] = true
         elseif sw.since == nil then
-          st.sw[s] = nil -- off and not wanted: forget it (keeps ctx.state small)
+          sws[s] = nil -- off and not wanted: forget it (keeps ctx.state small)
         end
       end
     end
     -- Never below min_regions: take the ideal ones first, at once.
-    for _, s in ipairs(ideal) do
+    for k = 1, #ideal do
       if #serving >= c.min_regions then
         break
       end
+      local s = ideal[k]
       if not is_serving[s] then
-        st.sw[s] = { on = true }
+        sws[s] = { on = true }
         serving[#serving + 1] = s
         is_serving[s] = true
         forced[s] = true
@@ -679,113 +749,171 @@ return {
     end
     sort(serving)
 
-    -- Route each user region to its nearest serving region: load (rounded demand) decides
-    -- the units, the smoothed demand goes into the explanations.
-    local load, load_rps, routed = {}, {}, {}
-    for _, s in ipairs(serving) do
-      load[s], load_rps[s], routed[s] = 0, 0, {}
-    end
-    local within, unreachable = 0, 0
-    local latencies, measured = {}, 0
-    local cheapest
-    for _, s in ipairs(serving) do
-      if cheapest == nil or (prices[s] or huge) < (prices[cheapest] or huge) then
-        cheapest = s
+    -- Each user region's nearest serving region, worked out again only when the serving
+    -- set or the prices (ties go to the cheaper) change.
+    local route_key = concat(serving, "+")
+    if m.route_key ~= route_key or m.route_prices ~= prices then
+      m.route_key, m.route_prices, m.route, m.route_ms = route_key, prices, {}, {}
+      for i = 1, nu do
+        local s, ms = nearest(c, users[i], is_serving, prices)
+        m.route[i], m.route_ms[i] = s or false, ms
       end
-    end
-    for u, d in pairs(dem) do
-      local s, ms = nearest(c, u, is_serving, prices)
-      if s == nil then
-        -- No RTT known from this user region: its requests still need serving somewhere.
-        s = cheapest
-        unreachable = unreachable + d
-      else
-        latencies[ms] = (latencies[ms] or 0) + d
-        measured = measured + d
-        if ms <= c.slo_ms then
-          within = within + d
+      local cheapest
+      for k = 1, #serving do
+        local s = serving[k]
+        if cheapest == nil or (prices[s] or huge) < (prices[cheapest] or huge) then
+          cheapest = s
         end
       end
-      if s ~= nil then
-        load[s] = load[s] + dq[u]
-        load_rps[s] = load_rps[s] + d
-        local list = routed[s]
-        list[#list + 1] = u
+      m.cheapest = cheapest
+    end
+    local route, cheapest = m.route, m.cheapest
+    -- Units follow the rounded demand routed to each serving region. Demand from regions
+    -- without RTT data still needs serving somewhere: the cheapest serving region.
+    local load = {}
+    for k = 1, #serving do
+      load[serving[k]] = 0
+    end
+    for i = 1, nu do
+      local q = dq[i]
+      if q > 0 then
+        local s = route[i] or cheapest
+        if s then
+          load[s] = load[s] + q
+        end
+      end
+    end
+    if m.extra_q ~= nil and cheapest ~= nil then
+      for _, q in pairs(m.extra_q) do
+        load[cheapest] = load[cheapest] + q
       end
     end
 
     -- The decision per region: a count, and the state that explains it.
     local want, kind, hold_left, waited_for, needs = {}, {}, {}, {}, {}
-    for _, s in ipairs(serving) do
-      local need = math.max(1, ceil(load[s] / c.rps_per_unit - 1e-9))
+    local rpu, low = c.rps_per_unit, st.low_since
+    for k = 1, #serving do
+      local s = serving[k]
+      local need = math.max(1, ceil(load[s] / rpu - 1e-9))
       local have = cap[s]
       if need < have then
-        st.low_since[s] = st.low_since[s] or now
-        local waited = now - st.low_since[s]
+        low[s] = low[s] or now
+        local waited = now - low[s]
         if waited < down_s then
           kind[s], hold_left[s], needs[s], need = "hold", down_s - waited, need, have
         else
           kind[s], waited_for[s] = "lower", waited
         end
       else
-        st.low_since[s] = nil
+        low[s] = nil
         kind[s] = "serve"
       end
       want[s] = need
     end
-    for _, s in ipairs(ideal) do
+    for k = 1, #ideal do
+      local s = ideal[k]
       if not is_serving[s] then
         want[s], kind[s] = cap[s], "wait"
       end
     end
-    for _, s in ipairs(c.candidates) do
+    for j = 1, #cands do
+      local s = cands[j]
       if want[s] == nil then
-        st.low_since[s] = nil
+        low[s] = nil
         if cap[s] > 0 then
           want[s], kind[s] = 0, "gone"
         end
       end
     end
     local out = { [group] = want }
-    memo.out, memo.deadline = out, next_deadline(c, st, now)
+    m.out, m.deadline = out, next_deadline(c, st, now)
 
     -- Explanations, for the regions whose decision or units changed since they were last
-    -- explained (the planner attaches them to the actions that follow), and then for the
-    -- whole placement.
-    local emitted, any = memo.emitted, false
-    for _, s in ipairs(c.candidates) do
+    -- explained (the planner attaches them to the actions that follow), and for the whole
+    -- placement when it or the serving set changed. They read the smoothed demand by name.
+    local emitted, dem = m.emitted, nil
+    local function demand_by_name()
+      if dem == nil then
+        dem = {}
+        for i = 1, nu do
+          if dv[i] > 0 then
+            dem[users[i]] = dv[i]
+          end
+        end
+        for region, v in pairs(m.extra or {}) do
+          dem[region] = v
+        end
+      end
+      return dem
+    end
+    local routed_to = function(s)
+      local list, rps = {}, 0
+      for u, d in pairs(demand_by_name()) do
+        local i = c.user_index[u]
+        if (i ~= nil and route[i] or cheapest) == s then
+          list[#list + 1], rps = u, rps + d
+        end
+      end
+      return list, rps
+    end
+    for j = 1, #cands do
+      local s = cands[j]
       local w = want[s]
       -- The decision and the units it was taken against: a unit lost or added brings the
       -- explanation back for the action that follows.
-      local tag = w ~= nil and fmt("%s %d/%d%s%s", kind[s], w, cap[s], forced[s] and "!" or "",
-        ideal_set[s] and (why[s].minimum and "m" or "i") or "-") or nil
-      if tag ~= emitted[s] then
-        emitted[s] = tag
-        if w ~= nil then
-          any = true
+      local e = emitted[s]
+      local flag = (forced[s] and 4 or 0)
+        + (ideal_set[s] and (why[s].minimum and 2 or 1) or 0)
+      if w == nil then
+        emitted[s] = nil
+      elseif e == nil or e.want ~= w or e.kind ~= kind[s] or e.cap ~= cap[s]
+          or e.flag ~= flag then
+        emitted[s] = { want = w, kind = kind[s], cap = cap[s], flag = flag }
+        do
+          local routed, load_rps = routed_to(s)
           ctx.explain(group, s, explain_region(c, st, s, {
-            kind = kind[s], want = w, have = cap[s], load = load_rps[s], routed = routed[s],
-            dem = dem, prices = prices, why = why[s], ideal = ideal_set[s] ~= nil,
-            forced = forced[s], hold_left = hold_left[s], waited = waited_for[s], need = needs[s],
-            is_serving = is_serving, now = now,
+            kind = kind[s], want = w, have = cap[s], load = load_rps, routed = routed,
+            dem = demand_by_name(), prices = prices, why = why[s], ideal = ideal_set[s] ~= nil,
+            forced = forced[s], hold_left = hold_left[s], waited = waited_for[s],
+            need = needs[s], is_serving = is_serving, now = now,
           }))
         end
       end
     end
-    local summary = concat(ideal, "+") .. "/" .. concat(serving, "+")
-    if any or summary ~= memo.summary then
-      memo.summary = summary
-      local p95_ms = p95(latencies, measured)
-      local user_regions = 0
-      for _ in pairs(dem) do
-        user_regions = user_regions + 1
+    -- The placement as a set (the greedy's pick order may change with nothing else).
+    local same_placement = m.summary_set ~= nil and m.summary_serving == route_key
+    if same_placement then
+      local count = 0
+      for s in pairs(m.summary_set) do
+        count = count + 1
+        same_placement = same_placement and ideal_set[s] ~= nil
       end
+      same_placement = same_placement and count == #ideal
+    end
+    if not same_placement then
+      m.summary_set, m.summary_serving = ideal_set, route_key
+      local within, unreachable, latencies, measured, user_regions = 0, 0, {}, 0, 0
+      for u, d in pairs(demand_by_name()) do
+        user_regions = user_regions + 1
+        local i = c.user_index[u]
+        local ms = i ~= nil and route[i] and m.route_ms[i] or nil
+        if ms == nil then
+          unreachable = unreachable + d
+        else
+          latencies[ms] = (latencies[ms] or 0) + d
+          measured = measured + d
+          if ms <= c.slo_ms then
+            within = within + d
+          end
+        end
+      end
+      local p95_ms = p95(latencies, measured)
       ctx.explain(group, nil, fmt("%.0f rps from %d user regions; %.1f%% within %g ms "
         .. "(target %.0f%%), p95 %s; placement %s; serving %s%s", total, user_regions,
         total > 0 and 100 * within / total or 100, c.slo_ms,
         100 * c.slo_share, p95_ms and fmt("%.0f ms", p95_ms) or "n/a",
         #ideal > 0 and concat(ideal, "+") or "none",
-        #serving > 0 and concat(serving, "+") or "none",
+        #serving > 0 and route_key or "none",
         unreachable > 0 and fmt("; %.0f rps from regions without RTT data", unreachable) or ""))
     end
     return out
