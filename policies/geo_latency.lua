@@ -6,8 +6,8 @@
 --      (steward.smooth) so a spike does not buy a data center.
 --   2. The ideal placement, greedy: while less than `slo_share` of the demand is within
 --      `slo_ms` of a chosen region, add the candidate that covers the most uncovered demand
---      within the SLO per dollar (its bid price, ctx.price(region), times the units that
---      demand needs). Never fewer than `min_regions`, never more than `max_regions`.
+--      within the SLO per dollar (its best offer, as ctx.price(region) says, times the
+--      units that demand needs). Never fewer than `min_regions`, never more than `max_regions`.
 --   3. Hysteresis per region (steward.hysteresis): a region joins once the placement has
 --      wanted it for `scale_up_delay_s`, and leaves once it has not for
 --      `scale_down_delay_s` (defaults 30 s and 300 s: the Kubernetes HPA scales down after a
@@ -18,13 +18,14 @@
 --      waits `scale_down_delay_s` too; a higher one is asked for at once.
 --   5. Every region asked for is explained: which demand it serves, at what RTT, and why it
 --      was worth its price (or why it is still held or still waiting), on the ticks where
---      its decision changes or an action on it is pending.
+--      its decision or its units change; the placement as a whole when it changes.
 --
--- Decisions are taken on the demand rounded up to `demand_step_rps` (default: a 20th of
--- rps_per_unit), so a tick whose rounded demand, prices, capacity and pending timers
--- (hysteresis, scale-down holds) are those of the previous tick decides what that tick
--- decided: it smooths the demand, compares, and returns the previous answer unexplained.
--- That is most ticks, and it keeps the policy cheap enough for month-long simulations.
+-- Decisions are taken on the demand rounded up to a multiple of `demand_step_rps` (default:
+-- a 20th of rps_per_unit; never fewer units than the unrounded demand needs), so a tick
+-- whose rounded demand, prices, capacity and pending timers (hysteresis, scale-down holds)
+-- are those of the previous tick decides what that tick decided: it smooths the demand,
+-- compares, and returns the previous answer unexplained. That is most ticks (86% of the
+-- week in examples/geo), and it keeps the policy cheap enough for month-long simulations.
 --
 -- Latency of a request = RTT(user region, serving region) + server_ms. RTTs come from
 -- params.rtt: rows {from = user region, to = serving region, rtt_ms = n} (or {from, to, ms}
@@ -45,8 +46,42 @@ local sort, concat = table.sort, table.concat
 local fmt = string.format
 
 -- Derived from params once per params table (ctx.params keeps its identity across ticks;
--- a reload builds a new module and a new cache).
+-- a reload builds a new module and a new cache). A new params table with the same content
+-- (a reload that changed other things; the spec harness, which builds one per call) keeps
+-- the derived tables, and with them what the last evaluation decided.
 local cache = { params = nil }
+
+-- The text of what prepare() reads (params, and the group's regions when params has none):
+-- same text, same derived tables.
+local PARAM_NAMES = { "group", "rps_per_unit", "slo_ms", "slo_share", "server_ms", "min_regions",
+                      "max_regions", "scale_up_delay_s", "scale_down_delay_s", "half_life_s",
+                      "min_rps", "metric", "label", "demand_step_rps" }
+local function params_text(p, ctx)
+  local out = {}
+  for k, name in ipairs(PARAM_NAMES) do
+    out[k] = tostring(p[name])
+  end
+  local regions = p.regions
+  if type(regions) ~= "table" then
+    local g = ctx.groups[p.group or "web"]
+    regions = g ~= nil and g.regions or {}
+    out[#out + 1] = "group regions"
+  end
+  for _, r in ipairs(regions) do
+    out[#out + 1] = "r:" .. tostring(r)
+  end
+  if type(p.rtt) == "table" then
+    for _, row in ipairs(p.rtt) do
+      if type(row) == "table" then
+        out[#out + 1] = fmt("%s>%s:%s", tostring(row.from or row[1]), tostring(row.to or row[2]),
+          tostring(row.rtt_ms or row[3]))
+      else
+        out[#out + 1] = "?"
+      end
+    end
+  end
+  return concat(out, "\n")
+end
 
 local function number_param(p, name, default, min)
   local v = p[name]
@@ -266,7 +301,7 @@ local function demand(ctx, c, st, m)
   if extra ~= nil then
     for region, v in pairs(extra) do
       if v >= min_rps and v > 0 then
-        local q = ceil(v / step - 1e-6) * step
+        local q = -((1e-6 - v / step) // 1) * step
         extra_v, extra_q = extra_v or {}, extra_q or {}
         extra_v[region], extra_q[region] = v, q
         total, total_q = total + v, total_q + q
@@ -668,7 +703,10 @@ return {
   evaluate = function(ctx)
     local p = ctx.params
     if cache.params ~= p then
-      cache.c = prepare(p, ctx)
+      local text = params_text(p, ctx)
+      if text ~= cache.text then
+        cache.c, cache.text = prepare(p, ctx), text
+      end
       cache.params = p
     end
     local c = cache.c
