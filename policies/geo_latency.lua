@@ -358,10 +358,27 @@ local function price_vector(ctx, c, memo)
     end
     prices[s] = price
   end
+  -- A region nobody has offered a price for yet (market_akash learns prices from bids) is
+  -- assumed as dear as the dearest known one, or 1 when none is known: the placement still
+  -- serves the demand, from the nearest regions, and never counts on an unknown price
+  -- being low.
+  local dearest
+  for _, s in ipairs(c.candidates) do
+    local price = prices[s]
+    if price ~= nil and (dearest == nil or price > dearest) then
+      dearest = price
+    end
+  end
+  local assumed = {}
+  for _, s in ipairs(c.candidates) do
+    if prices[s] == nil then
+      prices[s], assumed[s] = dearest or 1, true
+    end
+  end
   local changed = memo.prices == nil
   if not changed then
     for _, s in ipairs(c.candidates) do
-      if prices[s] ~= memo.prices[s] then
+      if prices[s] ~= memo.prices[s] or assumed[s] ~= memo.assumed[s] then
         changed = true
         break
       end
@@ -370,6 +387,7 @@ local function price_vector(ctx, c, memo)
   memo.offers, memo.prices_use_leases = offers, use_leases
   memo.price_leases = use_leases and leases or nil
   memo.prices = changed and prices or memo.prices
+  memo.assumed = changed and assumed or memo.assumed
   return memo.prices, changed
 end
 
@@ -645,12 +663,13 @@ local function explain_region(c, st, s, d)
     text = text .. fmt("; no longer in the cheapest SLO placement, leaving in %.0fs",
       math.max(0, c.down_s - (d.now - (sw and sw.since or d.now))))
   elseif w.minimum then
-    text = text .. fmt("; kept for min_regions = %d at %.3f USD/h", c.min_regions,
-      prices[s] or 0)
+    text = text .. fmt("; kept for min_regions = %d at %.3f USD/h%s", c.min_regions,
+      prices[s] or 0, d.assumed and " (assumed: no offer seen yet)" or "")
   else
-    text = text .. fmt("; chosen for %.0f rps within the %g ms SLO (%s) at %.3f USD/h, "
+    text = text .. fmt("; chosen for %.0f rps within the %g ms SLO (%s) at %.3f USD/h%s, "
       .. "the most such demand per dollar", rps_of(w.users), c.slo_ms,
-      user_list(w.users, dem, c, s, 3), prices[s] or 0)
+      user_list(w.users, dem, c, s, 3), prices[s] or 0,
+      d.assumed and " (assumed: no offer seen yet)" or "")
   end
   if d.forced then
     text = text .. fmt(" (added at once: min_regions = %d)", c.min_regions)
@@ -913,7 +932,7 @@ return {
             kind = kind[s], want = w, have = cap[s], load = load_rps, routed = routed,
             dem = demand_by_name(), prices = prices, why = why[s], ideal = ideal_set[s] ~= nil,
             forced = forced[s], hold_left = hold_left[s], waited = waited_for[s],
-            need = needs[s], is_serving = is_serving, now = now,
+            need = needs[s], is_serving = is_serving, now = now, assumed = m.assumed[s],
           }))
         end
       end

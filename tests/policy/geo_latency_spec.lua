@@ -260,6 +260,19 @@ describe("geo_latency explanations and errors", function()
     expect(all).to_contain("serving as-east+eu-central+us-west")
   end)
 
+  it("serves demand before any offer is seen, from the nearest region", function()
+    -- market_akash learns prices from bids: a fresh deployment has none. Unknown prices
+    -- are all assumed equal (as dear as the dearest known one), so the nearest region wins.
+    local p = t.load_policy("policies/geo_latency.lua", params())
+    local d = p:evaluate(input(1000, { ["eu-west"] = 250 }, nil, {}))
+    expect(nonzero(d)).to_equal({ ["eu-west"] = 3 })
+    expect(explained(p, "eu-west")).to_contain("(assumed: no offer seen yet)")
+    -- One known price: the others are assumed no cheaper, so it is not abandoned for them.
+    local q = t.load_policy("policies/geo_latency.lua", params())
+    d = q:evaluate(input(1000, { ["eu-west"] = 250 }, nil, { ["us-east"] = 0.15 }))
+    expect(nonzero(d)).to_equal({ ["eu-west"] = 3 })
+  end)
+
   it("serves demand from regions missing from the RTT table, and says so", function()
     local p = t.load_policy("policies/geo_latency.lua", params())
     local d = p:evaluate(input(1000, { ["eu-west"] = 100, ["mars"] = 150 }))
