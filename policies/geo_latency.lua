@@ -487,25 +487,18 @@ local function place(c, dv, total, prices, m)
     why[cands[best]] = { users = newly, rps = brought }
     covered_rps = covered_rps + brought
   end
-  -- Drop regions that are nobody's nearest (a later pick is nearer to all their users).
-  -- A user's nearest chosen region is the first chosen one in its nearest-first list; an
-  -- equally near one goes to the earlier pick.
+  -- Drop regions that are nobody's nearest (a later pick is nearer to all their users;
+  -- equally near: the earlier pick).
   if n > c.min_regions then
     local serves = {}
     for i = 1, nu do
       if dv[i] > 0 then
-        local row, list, best, best_ms = lat[i], order[i], nil, nil
-        for k = 1, #list do
-          local j = list[k]
-          if best ~= nil and row[j] > best_ms then
-            break -- nearest first: nothing further on is as near
-          end
-          if rank[j] then
-            if best == nil then
-              best, best_ms = j, row[j]
-            elseif rank[j] < rank[best] then
-              best = j
-            end
+        local row, best, best_ms = lat[i], nil, nil
+        for k = 1, n do
+          local j = chosen_j[k]
+          local ms = row[j]
+          if ms and (best == nil or ms < best_ms) then
+            best, best_ms = j, ms
           end
         end
         if best ~= nil then
