@@ -214,7 +214,7 @@ end
 -- long as the memo (filling a fresh table every tick costs more than the rest of a tick);
 -- others in m.extra / m.extra_q (name → value, usually empty). Below min_rps is 0.
 -- Returns the smoothed total, the rounded total, and whether the rounded demand changed.
-local function demand(ctx, c, st, m)
+local function demand(ctx, c, st, m, now)
   local raw, err = ctx.metrics.sum_by(c.metric, c.label)
   if not raw then
     -- Keeps the last good desired state: no signal, no change.
@@ -222,7 +222,6 @@ local function demand(ctx, c, st, m)
   end
   local avg = st.avg or {}
   st.avg = avg
-  local now = ctx.now
   -- A region that shows up after the first tick had no demand before: its average starts
   -- from 0 then, so a burst from a new region is smoothed like any other.
   local previous = st.last_t
@@ -236,39 +235,58 @@ local function demand(ctx, c, st, m)
     cur[i] = 0
   end
   local extra
-  local function put(region, v)
-    local i = index[region]
-    if i ~= nil then
-      cur[i] = v
-    else
-      extra = extra or {}
-      extra[region] = v
-    end
-  end
+  -- m.avg_count: the entries of st.avg after the last tick (nil: not counted yet). When
+  -- this tick's metric had them all, no region is missing and none needs decaying.
+  local had, seen, nraw = m.avg_count, 0, 0
   for region, value in pairs(raw) do
     if region ~= "" then
+      nraw = nraw + 1
       local a = avg[region]
-      if type(a) == "table" then
-        a = a.v -- written by an older version of this policy: {v =, t =}
+      if a ~= nil then
+        seen = seen + 1
+        if type(a) == "table" then
+          a = a.v -- written by an older version of this policy: {v =, t =}
+        end
+      else
+        a = 0
       end
-      local v = (a or 0) + alpha * (value - (a or 0))
+      local v = a + alpha * (value - a)
       avg[region] = v
-      put(region, v)
+      local i = index[region]
+      if i ~= nil then
+        cur[i] = v
+      else
+        extra = extra or {}
+        extra[region] = v
+      end
     end
   end
-  for region, a in pairs(avg) do
-    if raw[region] == nil then
-      if type(a) == "table" then
-        a = a.v
+  if had == nil or seen < had then
+    local count = 0
+    for region, a in pairs(avg) do
+      if raw[region] == nil then
+        if type(a) == "table" then
+          a = a.v
+        end
+        local v = a - alpha * a
+        if v < 0.01 then
+          avg[region] = nil
+        else
+          avg[region] = v
+          local i = index[region]
+          if i ~= nil then
+            cur[i] = v
+          else
+            extra = extra or {}
+            extra[region] = v
+          end
+        end
       end
-      local v = a - alpha * a
-      if v < 0.01 then
-        avg[region] = nil
-      else
-        avg[region] = v
-        put(region, v)
-      end
+      count = count + (avg[region] ~= nil and 1 or 0)
     end
+    m.avg_count = count
+  else
+    m.avg_count = nraw -- every earlier entry was in raw: st.avg holds raw's regions
   end
   -- m.steps[i]: user i's rounded demand in steps; m.reach_steps[j]: the steps of all the
   -- demand within the SLO of candidate j, kept up to date from the users that changed (in
@@ -732,7 +750,7 @@ return {
     st.low_since = st.low_since or {}
     local now = ctx.now
 
-    local total, total_q, dem_changed = demand(ctx, c, st, m)
+    local total, total_q, dem_changed = demand(ctx, c, st, m, now)
     local prices, prices_changed = price_vector(ctx, c, m)
     local cap, cap_changed = capacity_vector(ctx, c, m)
     if not (dem_changed or prices_changed or cap_changed) and now < m.deadline then
