@@ -19,7 +19,8 @@ require_tool prometheus
 require_tool python3
 require_tool curl
 require_tool jq
-[ -n "${STEWARD_BIN:-}" ] && [ -x "$STEWARD_BIN" ] || fail "STEWARD_BIN is not set (run through ctest)"
+[ -n "${STEWARD_BIN:-}" ] && [ -x "$STEWARD_BIN" ] ||
+  fail "STEWARD_BIN is not set (run through ctest)"
 new_workdir
 . "$SW_SOURCE_DIR/tests/integration/akash_lib.sh"
 work=$WORKDIR
@@ -32,7 +33,9 @@ free_port() {
 exporter_port=$(free_port)
 prom_port=$(free_port)
 probe_port=$(free_port)
-set_rates() { printf '%s\n' "$1" >"$work/rates.json.tmp" && mv "$work/rates.json.tmp" "$work/rates.json"; }
+set_rates() {
+  printf '%s\n' "$1" >"$work/rates.json.tmp" && mv "$work/rates.json.tmp" "$work/rates.json"
+}
 set_rates '{"eu-west": 50, "as-east": 0}'
 python3 "$fixtures/exporter.py" "$exporter_port" "$work/rates.json" &
 SW_TEST_PIDS+=($!)
@@ -72,7 +75,8 @@ SRV_PORT=$(cat "$work/market.port")
 # Prometheus answers with the eu-west rate (its first sample takes a few seconds).
 prom_ok() {
   curl -sf --max-time 2 "http://127.0.0.1:$prom_port/api/v1/query" --data-urlencode "query=$query" |
-    jq -e '[.data.result[] | select(.metric.region == "eu-west") | .value[1] | tonumber] | .[0] > 40' \
+    jq -e '[.data.result[] | select(.metric.region == "eu-west") | .value[1] | tonumber]
+           | .[0] > 40' \
       >/dev/null 2>&1
 }
 end=$((SECONDS + 40))
@@ -180,7 +184,8 @@ none_left() {
 ak_wait 30 "the warm-up units released" none_left
 kill -TERM "$STEWARD_PID"
 wait "$STEWARD_PID" || fail "steward (warm-up) did not stop cleanly"
-warm_dseqs=$(jq -r '.data.deployments[] | select(.env.STEWARD_TAG == "e2etag") | .dseq' "$work/state.json")
+warm_dseqs=$(jq -r '.data.deployments[] | select(.env.STEWARD_TAG == "e2etag") | .dseq' \
+  "$work/state.json")
 
 steward_config '{ "name": "geo", "file": "'"$SW_SOURCE_DIR"'/policies/geo_latency.lua",
   "interval": "500ms",
@@ -198,7 +203,8 @@ done
 sleep 2 # a few more passes: nothing else bought
 refresh
 eu_dseq=$(active_in eu-central)
-[ "$(echo "$eu_dseq" | wc -w)" = 1 ] || fail "expected one eu-central unit for 50 rps, got: $eu_dseq"
+[ "$(echo "$eu_dseq" | wc -w)" = 1 ] ||
+  fail "expected one eu-central unit for 50 rps, got: $eu_dseq"
 for r in us-west eu-west us-east as-east sa-brazil; do
   [ -z "$(ever_in $r)" ] || fail "bought in $r for eu-west's demand"
 done
@@ -248,4 +254,5 @@ kill -TERM "$SRV_PID"
 wait "$SRV_PID" || fail "market server did not stop cleanly"
 kill "$prom_pid" 2>/dev/null || true
 wait "$prom_pid" 2>/dev/null || true
-echo "ok: geo_latency followed demand from Prometheus on market_akash, held the SLO and the delays, replaced a failing unit"
+echo "ok: geo_latency followed Prometheus demand on market_akash, held the SLO and the delays,"\
+  "replaced a failing unit"

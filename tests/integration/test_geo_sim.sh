@@ -62,7 +62,8 @@ totals = defaultdict(float)
 for row in csv.DictReader(open(geo_dir + "/demand_7d.csv")):
     totals[row["time_s"]] += float(row["rps"])
 peak = max(totals.values())
-units = int(re.search(r'"units":\s*(\d+)', open(geo_dir + "/static_cheapest.jsonc").read()).group(1))
+cheap_text = open(geo_dir + "/static_cheapest.jsonc").read()
+units = int(re.search(r'"units":\s*(\d+)', cheap_text).group(1))
 rate = float(re.search(r'"rps_per_unit":\s*([\d.]+)', open(geo_dir + "/sim.jsonc").read()).group(1))
 check(units * rate >= peak, f"static_cheapest: {units} x {rate} rps < the {peak:.0f} rps peak")
 
