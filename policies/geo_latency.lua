@@ -6,8 +6,8 @@
 --      (steward.smooth) so a spike does not buy a data center.
 --   2. The ideal placement, greedy: while less than `slo_share` of the demand is within
 --      `slo_ms` of a chosen region, add the candidate that covers the most uncovered demand
---      within the SLO per dollar (its bid price, ctx.price(region), times the units that
---      demand needs). Never fewer than `min_regions`, never more than `max_regions`.
+--      within the SLO per dollar (its best offer, as ctx.price(region) says, times the
+--      units that demand needs). Never fewer than `min_regions`, never more than `max_regions`.
 --   3. Hysteresis per region (steward.hysteresis): a region joins once the placement has
 --      wanted it for `scale_up_delay_s`, and leaves once it has not for
 --      `scale_down_delay_s` (defaults 30 s and 300 s: the Kubernetes HPA scales down after a
@@ -17,7 +17,15 @@
 --      unit per `rps_per_unit` of the demand routed to it (at least one). A lower count
 --      waits `scale_down_delay_s` too; a higher one is asked for at once.
 --   5. Every region asked for is explained: which demand it serves, at what RTT, and why it
---      was worth its price (or why it is still held or still waiting).
+--      was worth its price (or why it is still held or still waiting), on the ticks where
+--      its decision or its units change; the placement as a whole when it changes.
+--
+-- Decisions are taken on the demand rounded up to a multiple of `demand_step_rps` (default:
+-- a 20th of rps_per_unit; never fewer units than the unrounded demand needs), so a tick
+-- whose rounded demand, prices, capacity and pending timers (hysteresis, scale-down holds)
+-- are those of the previous tick decides what that tick decided: it smooths the demand,
+-- compares, and returns the previous answer unexplained. That is most ticks (86% of the
+-- week in examples/geo), and it keeps the policy cheap enough for month-long simulations.
 --
 -- Latency of a request = RTT(user region, serving region) + server_ms. RTTs come from
 -- params.rtt: rows {from = user region, to = serving region, rtt_ms = n} (or {from, to, ms}
@@ -28,18 +36,52 @@
 --   server_ms (0), regions (candidate serving regions; default: the group's regions, else
 --   every region of the RTT table), min_regions (1), max_regions (#candidates),
 --   scale_up_delay_s (30), scale_down_delay_s (300), half_life_s (60), metric ("rps"),
---   label ("region"), min_rps (0.5: smoothed demand below this is no demand)
+--   label ("region"), min_rps (0.5: smoothed demand below this is no demand),
+--   demand_step_rps (rps_per_unit / 20)
 local geo = require "steward.geo"
 local smooth = require "steward.smooth"
-local hysteresis = require "steward.hysteresis"
 
 local floor, ceil, huge = math.floor, math.ceil, math.huge
 local sort, concat = table.sort, table.concat
 local fmt = string.format
 
 -- Derived from params once per params table (ctx.params keeps its identity across ticks;
--- a reload builds a new module and a new cache).
+-- a reload builds a new module and a new cache). A new params table with the same content
+-- (a reload that changed other things; the spec harness, which builds one per call) keeps
+-- the derived tables, and with them what the last evaluation decided.
 local cache = { params = nil }
+
+-- The text of what prepare() reads (params, and the group's regions when params has none):
+-- same text, same derived tables.
+local PARAM_NAMES = { "group", "rps_per_unit", "slo_ms", "slo_share", "server_ms", "min_regions",
+                      "max_regions", "scale_up_delay_s", "scale_down_delay_s", "half_life_s",
+                      "min_rps", "metric", "label", "demand_step_rps" }
+local function params_text(p, ctx)
+  local out = {}
+  for k, name in ipairs(PARAM_NAMES) do
+    out[k] = tostring(p[name])
+  end
+  local regions = p.regions
+  if type(regions) ~= "table" then
+    local g = ctx.groups[p.group or "web"]
+    regions = g ~= nil and g.regions or {}
+    out[#out + 1] = "group regions"
+  end
+  for _, r in ipairs(regions) do
+    out[#out + 1] = "r:" .. tostring(r)
+  end
+  if type(p.rtt) == "table" then
+    for _, row in ipairs(p.rtt) do
+      if type(row) == "table" then
+        out[#out + 1] = fmt("%s>%s:%s", tostring(row.from or row[1]), tostring(row.to or row[2]),
+          tostring(row.rtt_ms or row[3]))
+      else
+        out[#out + 1] = "?"
+      end
+    end
+  end
+  return concat(out, "\n")
+end
 
 local function number_param(p, name, default, min)
   local v = p[name]
@@ -76,6 +118,7 @@ local function prepare(p, ctx)
   c.min_rps = number_param(p, "min_rps", 0.5, 0)
   c.metric = p.metric or "rps"
   c.label = p.label or "region"
+  c.step = number_param(p, "demand_step_rps", c.rps_per_unit / 20, 0.001)
 
   local rows = {}
   for i, row in ipairs(p.rtt) do
@@ -112,6 +155,10 @@ local function prepare(p, ctx)
   -- user i within the SLO, lat[i][j] = latency or false.
   local users = c.rtt:regions()
   c.users = users
+  c.user_index = {}
+  for i, u in ipairs(users) do
+    c.user_index[u] = i
+  end
   c.latency, c.lat, c.cover, c.reach = {}, {}, {}, {}
   for j = 1, #candidates do
     c.cover[j] = {}
@@ -132,12 +179,42 @@ local function prepare(p, ctx)
       end
     end
   end
+  -- order[i]: the candidates user i can reach, nearest first (ties by name): routing walks
+  -- it to the first serving region instead of scanning every serving region.
+  c.order = {}
+  for i = 1, #users do
+    local lat, order = c.lat[i], {}
+    for j = 1, #candidates do
+      if lat[j] then
+        order[#order + 1] = j
+      end
+    end
+    sort(order, function(a, b)
+      if lat[a] ~= lat[b] then
+        return lat[a] < lat[b]
+      end
+      return a < b
+    end)
+    c.order[i] = order
+  end
+  c.cand_index = {}
+  for j, s in ipairs(candidates) do
+    c.cand_index[s] = j
+  end
   return c
 end
 
 -- Smoothed demand per user region (steward.smooth's time-aware EWMA, inlined: it runs for
--- every region every tick); regions missing from this tick's metric decay to 0.
-local function demand(ctx, c, st)
+-- every region every tick), and the same rounded up to a multiple of c.step: decisions are
+-- taken on the rounded demand (never below the real one, so rounding never buys too few
+-- units). Regions missing from this tick's metric decay to 0. Every region is updated on
+-- every tick, so ctx.state keeps one number per region (st.avg) and one time (st.last_t).
+--
+-- Regions of the RTT table land in m.dv / m.dq, arrays by position in c.users that live as
+-- long as the memo (filling a fresh table every tick costs more than the rest of a tick);
+-- others in m.extra / m.extra_q (name → value, usually empty). Below min_rps is 0.
+-- Returns the smoothed total, the rounded total, and whether the rounded demand changed.
+local function demand(ctx, c, st, m, now)
   local raw, err = ctx.metrics.sum_by(c.metric, c.label)
   if not raw then
     -- Keeps the last good desired state: no signal, no change.
@@ -145,66 +222,222 @@ local function demand(ctx, c, st)
   end
   local avg = st.avg or {}
   st.avg = avg
-  local now = ctx.now
   -- A region that shows up after the first tick had no demand before: its average starts
   -- from 0 then, so a burst from a new region is smoothed like any other.
   local previous = st.last_t
   st.last_t = now
-  local hl = c.half_life_s
-  local out, total = {}, 0
-  local function update(region, value)
-    local a = avg[region]
-    local v
-    if a == nil then
-      v = previous and value * smooth.alpha(now - previous, hl) or value
-      avg[region] = { v = v, t = now }
-    elseif now > a.t then
-      v = a.v + smooth.alpha(now - a.t, hl) * (value - a.v)
-      a.v, a.t = v, now
-    else
-      v = a.v
-    end
-    return v
+  local alpha = 1 -- the first tick: the first sample is the average
+  if previous ~= nil then
+    alpha = now > previous and smooth.alpha(now - previous, c.half_life_s) or 0
   end
+  local index, cur, nu = c.user_index, m.cur, #c.users
+  for i = 1, nu do
+    cur[i] = 0
+  end
+  local extra
+  -- m.avg_count: the entries of st.avg after the last tick (nil: not counted yet). When
+  -- this tick's metric had them all, no region is missing and none needs decaying.
+  local had, seen, nraw = m.avg_count, 0, 0
   for region, value in pairs(raw) do
     if region ~= "" then
-      local v = update(region, value)
-      if v >= c.min_rps then
-        out[region] = v
-        total = total + v
+      nraw = nraw + 1
+      local a = avg[region]
+      if a ~= nil then
+        seen = seen + 1
+        if type(a) == "table" then
+          a = a.v -- written by an older version of this policy: {v =, t =}
+        end
+      else
+        a = 0
+      end
+      local v = a + alpha * (value - a)
+      avg[region] = v
+      local i = index[region]
+      if i ~= nil then
+        cur[i] = v
+      else
+        extra = extra or {}
+        extra[region] = v
       end
     end
   end
-  for region in pairs(avg) do
-    if raw[region] == nil then
-      local v = update(region, 0)
-      if v < 0.01 then
-        avg[region] = nil
-      elseif v >= c.min_rps then
-        out[region] = v
-        total = total + v
+  if had == nil or seen < had then
+    local count = 0
+    for region, a in pairs(avg) do
+      if raw[region] == nil then
+        if type(a) == "table" then
+          a = a.v
+        end
+        local v = a - alpha * a
+        if v < 0.01 then
+          avg[region] = nil
+        else
+          avg[region] = v
+          local i = index[region]
+          if i ~= nil then
+            cur[i] = v
+          else
+            extra = extra or {}
+            extra[region] = v
+          end
+        end
+      end
+      count = count + (avg[region] ~= nil and 1 or 0)
+    end
+    m.avg_count = count
+  else
+    m.avg_count = nraw -- every earlier entry was in raw: st.avg holds raw's regions
+  end
+  -- m.steps[i]: user i's rounded demand in steps; m.reach_steps[j]: the steps of all the
+  -- demand within the SLO of candidate j, kept up to date from the users that changed (in
+  -- whole steps, so it never drifts), which spares the placement summing them again.
+  local min_rps, step, dv, dq, steps, reach_steps = c.min_rps, c.step, m.dv, m.dq, m.steps,
+    m.reach_steps
+  local reach = c.reach
+  local total, total_q, changed = 0, 0, m.first
+  for i = 1, nu do
+    local v, k = cur[i], 0
+    if v >= min_rps and v > 0 then
+      k = -((1e-6 - v / step) // 1) -- ceil without a call
+    else
+      v = 0
+    end
+    dv[i] = v
+    local q = k * step
+    total, total_q = total + v, total_q + q
+    local dk = k - steps[i]
+    if dk ~= 0 then
+      steps[i], dq[i], changed = k, q, true
+      local r = reach[i]
+      for x = 1, #r do
+        local j = r[x]
+        reach_steps[j] = reach_steps[j] + dk
       end
     end
   end
-  return out, total
+  local extra_v, extra_q = nil, nil
+  if extra ~= nil then
+    for region, v in pairs(extra) do
+      if v >= min_rps and v > 0 then
+        local q = -((1e-6 - v / step) // 1) * step
+        extra_v, extra_q = extra_v or {}, extra_q or {}
+        extra_v[region], extra_q[region] = v, q
+        total, total_q = total + v, total_q + q
+      end
+    end
+  end
+  local last = m.extra_q
+  if (last == nil) ~= (extra_q == nil) then
+    changed = true
+  elseif last ~= nil then
+    for region, q in pairs(extra_q) do
+      changed = changed or last[region] ~= q
+    end
+    for region in pairs(last) do
+      changed = changed or extra_q[region] == nil
+    end
+  end
+  m.extra, m.extra_q, m.first = extra_v, extra_q, false
+  return total, total_q, changed
 end
 
--- Price of a unit in a region now: the best offer, else what its open units cost, else nil.
-local function region_price(ctx, c, region)
-  local price = ctx.price(region)
-  if price ~= nil then
-    return price
+-- Best offer per candidate from ctx.offers (as ctx.price(region) would say), else what its
+-- open units cost, else nil. ctx.offers is the same table while the offers are unchanged,
+-- so the prices are recomputed only when it (or, for regions priced from their units,
+-- ctx.leases) is a new table. Returns prices (region → USD/h) and whether they changed.
+local function price_vector(ctx, c, memo)
+  local offers = ctx.offers
+  local leases = memo.prices_use_leases and ctx.leases or nil
+  if memo.prices ~= nil and offers == memo.offers and leases == memo.price_leases then
+    return memo.prices, false
   end
-  local sum, n = 0, 0
-  for _, l in ipairs(ctx.leases) do
-    if l.group == c.group and l.region == region and l.price_usd_hour > 0 then
-      sum, n = sum + l.price_usd_hour, n + 1
+  local best = {}
+  for _, o in ipairs(offers) do
+    local r, price = o.region, o.price_usd_hour
+    if r ~= nil and (best[r] == nil or price < best[r]) then
+      best[r] = price
     end
   end
-  if n > 0 then
-    return sum / n
+  local prices, use_leases = {}, false
+  for _, s in ipairs(c.candidates) do
+    local price = best[s]
+    if price == nil then
+      use_leases = true
+      leases = leases or ctx.leases
+      local sum, n = 0, 0
+      for _, l in ipairs(leases) do
+        if l.group == c.group and l.region == s and l.price_usd_hour > 0 then
+          sum, n = sum + l.price_usd_hour, n + 1
+        end
+      end
+      if n > 0 then
+        price = sum / n
+      end
+    end
+    prices[s] = price
   end
-  return nil
+  -- A region nobody has offered a price for yet (market_akash learns prices from bids) is
+  -- assumed as dear as the dearest known one, or 1 when none is known: the placement still
+  -- serves the demand, from the nearest regions, and never counts on an unknown price
+  -- being low.
+  local dearest
+  for _, s in ipairs(c.candidates) do
+    local price = prices[s]
+    if price ~= nil and (dearest == nil or price > dearest) then
+      dearest = price
+    end
+  end
+  local assumed = {}
+  for _, s in ipairs(c.candidates) do
+    if prices[s] == nil then
+      prices[s], assumed[s] = dearest or 1, true
+    end
+  end
+  local changed = memo.prices == nil
+  if not changed then
+    for _, s in ipairs(c.candidates) do
+      if prices[s] ~= memo.prices[s] or assumed[s] ~= memo.assumed[s] then
+        changed = true
+        break
+      end
+    end
+  end
+  memo.offers, memo.prices_use_leases = offers, use_leases
+  memo.price_leases = use_leases and leases or nil
+  memo.prices = changed and prices or memo.prices
+  memo.assumed = changed and assumed or memo.assumed
+  return memo.prices, changed
+end
+
+-- Units each candidate holds (ctx.capacity), recounted only when ctx.leases is a new table.
+local function capacity_vector(ctx, c, memo)
+  local leases = ctx.leases
+  if memo.cap ~= nil and leases == memo.leases then
+    return memo.cap, false
+  end
+  local cap, changed = {}, memo.cap == nil
+  for _, s in ipairs(c.candidates) do
+    local n = ctx.capacity(c.group, s)
+    cap[s] = n
+    if not changed and memo.cap[s] ~= n then
+      changed = true
+    end
+  end
+  memo.leases = leases
+  memo.cap = changed and cap or memo.cap
+  return memo.cap, changed
+end
+
+-- Demand-weighted mean latency from candidate j to the users of `list` not yet covered.
+local function mean_ms(list, j, covered, dv, lat)
+  local sum, weight = 0, 0
+  for k = 1, #list do
+    local i = list[k]
+    if not covered[i] and dv[i] > 0 then
+      sum, weight = sum + dv[i] * lat[i][j], weight + dv[i]
+    end
+  end
+  return sum / weight
 end
 
 -- The greedy placement: while less than slo_share of the demand is within the SLO, add
@@ -213,47 +446,36 @@ end
 -- then the first by name. Gains are kept up to date as users get covered, so an iteration
 -- costs O(candidates). Afterwards a region that is nobody's nearest serves nothing and is
 -- dropped, and min_regions is filled with the candidates reaching the most demand.
--- Returns the chosen names (in the order chosen) and a why-table name → {rps = demand it
--- brought within the SLO, users = {...}}.
-local function place(c, dem, total, prices)
-  local users, cands, cover, reach, lat = c.users, c.candidates, c.cover, c.reach, c.lat
+-- dv: rounded demand by position in c.users. Returns the chosen names (in the order
+-- chosen) and a why-table name → {rps = demand it brought within the SLO, users = {...}}.
+local function place(c, dv, total, prices, m)
+  local users, cands, cover, reach, lat, order = c.users, c.candidates, c.cover, c.reach,
+    c.lat, c.order
   local nu, nc, rpu = #users, #cands, c.rps_per_unit
-  local dv, pr, gain, covered, chosen_j = {}, {}, {}, {}, {}
+  -- Scratch arrays kept in the memo: refilled, never reallocated.
+  local pr, gain, covered, rank, chosen_j = m.pr, m.gain, m.covered, m.rank, {}
   for i = 1, nu do
-    dv[i] = dem[users[i]] or 0
     covered[i] = false
   end
+  local reach_steps, step = m.reach_steps, c.step
   for j = 1, nc do
-    pr[j] = prices[cands[j]] or false
-    local g, list = 0, cover[j]
-    for k = 1, #list do
-      g = g + dv[list[k]]
-    end
-    gain[j] = g
+    pr[j], rank[j], gain[j] = prices[cands[j]] or false, false, reach_steps[j] * step
   end
-  local function mean_ms(j)
-    local sum, weight, list = 0, 0, cover[j]
-    for k = 1, #list do
-      local i = list[k]
-      if not covered[i] and dv[i] > 0 then
-        sum, weight = sum + dv[i] * lat[i][j], weight + dv[i]
-      end
-    end
-    return sum / weight
-  end
-  local in_set, why, chosen = {}, {}, {}
-  local covered_rps, target = 0, c.slo_share * total
-  while #chosen_j < c.max_regions and total > 0 and covered_rps < target - 1e-9 do
+  local why, chosen, n = {}, {}, 0
+  local covered_rps, target, max_regions = 0, c.slo_share * total, c.max_regions
+  while n < max_regions and total > 0 and covered_rps < target - 1e-9 do
     local best, best_score, best_ms
     for j = 1, nc do
-      local price, g = pr[j], gain[j]
-      if price and g > 1e-9 and not in_set[j] then
-        local score = g / (math.max(price, 1e-9) * ceil(g / rpu - 1e-9))
+      local g = gain[j]
+      local price = g > 1e-9 and not rank[j] and pr[j]
+      if price then
+        -- g / (price * units g needs); -((x) // 1) is ceil(x) without a call
+        local score = g / ((price > 1e-9 and price or 1e-9) * -((1e-9 - g / rpu) // 1))
         if best == nil or score > best_score * (1 + 1e-9) then
           best, best_score, best_ms = j, score, nil
         elseif score >= best_score * (1 - 1e-9) then
-          best_ms = best_ms or mean_ms(best)
-          local ms = mean_ms(j)
+          best_ms = best_ms or mean_ms(cover[best], best, covered, dv, lat)
+          local ms = mean_ms(cover[j], j, covered, dv, lat)
           if ms < best_ms - 1e-9 or (ms <= best_ms + 1e-9 and price < pr[best]) then
             best, best_score, best_ms = j, score, ms
           end
@@ -263,38 +485,38 @@ local function place(c, dem, total, prices)
     if best == nil then
       break -- nothing left within reach of the SLO
     end
-    local newly, list = {}, cover[best]
+    local newly, list, brought = {}, cover[best], 0
     for k = 1, #list do
       local i = list[k]
-      if not covered[i] and dv[i] > 0 then
+      local d = dv[i]
+      if not covered[i] and d > 0 then
         covered[i] = true
         newly[#newly + 1] = users[i]
+        brought = brought + d
         local r = reach[i]
-        for m = 1, #r do
-          gain[r[m]] = gain[r[m]] - dv[i]
+        for x = 1, #r do
+          local j = r[x]
+          gain[j] = gain[j] - d
         end
       end
     end
-    in_set[best] = true
-    chosen_j[#chosen_j + 1] = best
-    why[cands[best]] = { users = newly }
-    local brought = 0
-    for _, u in ipairs(newly) do
-      brought = brought + dem[u]
-    end
-    why[cands[best]].rps = brought
+    n = n + 1
+    rank[best], chosen_j[n] = n, best
+    why[cands[best]] = { users = newly, rps = brought }
     covered_rps = covered_rps + brought
   end
-  -- Drop regions that are nobody's nearest (a later pick is nearer to all their users).
-  if #chosen_j > c.min_regions then
+  -- Drop regions that are nobody's nearest (a later pick is nearer to all their users;
+  -- equally near: the earlier pick).
+  if n > c.min_regions then
     local serves = {}
     for i = 1, nu do
       if dv[i] > 0 then
         local row, best, best_ms = lat[i], nil, nil
-        for k = 1, #chosen_j do
-          local ms = row[chosen_j[k]]
+        for k = 1, n do
+          local j = chosen_j[k]
+          local ms = row[j]
           if ms and (best == nil or ms < best_ms) then
-            best, best_ms = chosen_j[k], ms
+            best, best_ms = j, ms
           end
         end
         if best ~= nil then
@@ -302,19 +524,20 @@ local function place(c, dem, total, prices)
         end
       end
     end
-    for k = #chosen_j, 1, -1 do
+    for k = n, 1, -1 do
       local j = chosen_j[k]
-      if not serves[j] and #chosen_j > c.min_regions then
+      if not serves[j] and n > c.min_regions then
         table.remove(chosen_j, k)
-        in_set[j], why[cands[j]] = nil, nil
+        n = n - 1
+        rank[j], why[cands[j]] = false, nil
       end
     end
   end
   -- min_regions: the remaining candidate that reaches the most demand, cheapest first.
-  while #chosen_j < c.min_regions do
+  while n < c.min_regions do
     local best, best_reach
     for j = 1, nc do
-      if pr[j] and not in_set[j] then
+      if pr[j] and not rank[j] then
         local r, list = 0, cover[j]
         for k = 1, #list do
           r = r + dv[list[k]]
@@ -328,26 +551,38 @@ local function place(c, dem, total, prices)
     if best == nil then
       break
     end
-    in_set[best] = true
-    chosen_j[#chosen_j + 1] = best
+    n = n + 1
+    rank[best], chosen_j[n] = n, best
     why[cands[best]] = { rps = 0, users = {}, minimum = true }
   end
-  for k = 1, #chosen_j do
+  for k = 1, n do
     chosen[k] = cands[chosen_j[k]]
   end
   return chosen, why
 end
 
--- Nearest serving region for a user region (ties: the cheaper, then alphabetical).
-local function nearest(c, user, serving, prices)
-  local row = c.latency[user]
+-- Nearest serving region for a user region (ties: the cheaper, then alphabetical): the
+-- first serving one in the user's nearest-first candidate list, unless an equally near one
+-- after it is cheaper.
+local function nearest(c, user, is_serving, prices)
+  local i = c.user_index[user]
+  if i == nil then
+    return nil, nil
+  end
+  local order, lat, cands = c.order[i], c.lat[i], c.candidates
   local best, best_ms
-  if row ~= nil then
-    for _, s in ipairs(serving) do
-      local ms = row[s]
-      if ms ~= nil and (best == nil or ms < best_ms
-          or (ms == best_ms and (prices[s] or huge) < (prices[best] or huge))) then
+  for k = 1, #order do
+    local j = order[k]
+    local ms = lat[j]
+    if best ~= nil and ms > best_ms then
+      break -- nearest first: nothing further on is as near
+    end
+    local s = cands[j]
+    if is_serving[s] then
+      if best == nil then
         best, best_ms = s, ms
+      elseif (prices[s] or huge) < (prices[best] or huge) then
+        best = s
       end
     end
   end
@@ -398,183 +633,357 @@ local function p95(weights, total_weight)
   return keys[#keys]
 end
 
+-- The explanation of one region's decision (d: what evaluate worked out for it).
+local function explain_region(c, st, s, d)
+  local dem, prices, w = d.dem, d.prices, d.why
+  local function rps_of(users)
+    local sum = 0
+    for _, u in ipairs(users) do
+      sum = sum + dem[u]
+    end
+    return sum
+  end
+  if d.kind == "gone" then
+    return fmt("not in the cheapest SLO placement for %.0fs: giving back %d units", c.down_s,
+      d.have)
+  end
+  if d.kind == "wait" then
+    local from, ms = nil, nil
+    if w.users[1] ~= nil then
+      from, ms = nearest(c, w.users[1], d.is_serving, prices)
+    end
+    local sw = st.sw[s]
+    return fmt("wanted for %.0f rps within the %g ms SLO (%s), now served from %s%s; "
+      .. "adding in %.0fs", rps_of(w.users), c.slo_ms, user_list(w.users, dem, c, s, 3),
+      from or "nowhere", ms and fmt(" at %.0f ms", ms) or "",
+      math.max(0, c.up_s - (d.now - (sw and sw.since or d.now))))
+  end
+  local users = #d.routed > 0 and user_list(d.routed, dem, c, s, 4) or "no demand"
+  local text
+  if d.kind == "hold" then
+    text = fmt("%.0f rps (%s) needs %d, keeping %d for %.0fs more", d.load, users, d.need,
+      d.have, d.hold_left)
+  elseif d.kind == "lower" then
+    text = fmt("%.0f rps (%s) for %.0fs: %d units are enough", d.load, users, d.waited,
+      d.want)
+  else
+    text = fmt("%d x %g rps for %.0f rps from %s", d.want, c.rps_per_unit, d.load, users)
+  end
+  if not d.ideal then
+    local sw = st.sw[s]
+    text = text .. fmt("; no longer in the cheapest SLO placement, leaving in %.0fs",
+      math.max(0, c.down_s - (d.now - (sw and sw.since or d.now))))
+  elseif w.minimum then
+    text = text .. fmt("; kept for min_regions = %d at %.3f USD/h%s", c.min_regions,
+      prices[s] or 0, d.assumed and " (assumed: no offer seen yet)" or "")
+  else
+    text = text .. fmt("; chosen for %.0f rps within the %g ms SLO (%s) at %.3f USD/h%s, "
+      .. "the most such demand per dollar", rps_of(w.users), c.slo_ms,
+      user_list(w.users, dem, c, s, 3), prices[s] or 0,
+      d.assumed and " (assumed: no offer seen yet)" or "")
+  end
+  if d.forced then
+    text = text .. fmt(" (added at once: min_regions = %d)", c.min_regions)
+  end
+  return text
+end
+
+-- What the last full evaluation decided, to answer an unchanged tick without deciding
+-- again. Module state, not ctx.state: it is derived (a reload or a restored ctx.state starts
+-- from a full evaluation) and must not grow the journaled state.
+local memo = {}
+
+-- The earliest time a pending timer changes a decision: a hysteresis switch waiting out
+-- its delay, or a lower unit count waiting out scale_down_delay_s.
+local function next_deadline(c, st, now)
+  local deadline = huge
+  for _, sw in pairs(st.sw) do
+    if sw.since ~= nil then
+      local t = sw.since + (sw.on and c.down_s or c.up_s)
+      if t < deadline then
+        deadline = t
+      end
+    end
+  end
+  for _, since in pairs(st.low_since) do
+    local t = since + c.down_s
+    if t > now and t < deadline then
+      deadline = t
+    end
+  end
+  return deadline
+end
+
+-- A fresh memo for this state and these derived tables, with its scratch arrays.
+local function new_memo(st, c)
+  local m = { st = st, c = c, emitted = {}, first = true, cur = {}, dv = {}, dq = {},
+              steps = {}, reach_steps = {}, pr = {}, gain = {}, covered = {}, rank = {} }
+  for i = 1, #c.users do
+    m.cur[i], m.dv[i], m.dq[i], m.steps[i], m.covered[i] = 0, 0, 0, 0, false
+  end
+  for j = 1, #c.candidates do
+    m.pr[j], m.gain[j], m.rank[j], m.reach_steps[j] = false, 0, false, 0
+  end
+  return m
+end
+
 return {
   name = "geo-latency",
 
   evaluate = function(ctx)
     local p = ctx.params
     if cache.params ~= p then
-      cache.c = prepare(p, ctx)
+      local text = params_text(p, ctx)
+      if text ~= cache.text then
+        cache.c, cache.text = prepare(p, ctx), text
+      end
       cache.params = p
     end
     local c = cache.c
     local group = c.group
     local st = ctx.state
+    if memo.st ~= st or memo.c ~= c then
+      memo = new_memo(st, c)
+    end
+    local m = memo
     st.sw = st.sw or {}
     st.low_since = st.low_since or {}
     local now = ctx.now
 
-    local dem, total = demand(ctx, c, st)
-    local prices, cap = {}, {}
-    for _, s in ipairs(c.candidates) do
-      prices[s] = region_price(ctx, c, s)
-      cap[s] = ctx.capacity(group, s)
-    end
-    local ideal, why = place(c, dem, total, prices)
-    local ideal_set = {}
-    for rank, s in ipairs(ideal) do
-      ideal_set[s] = rank
+    local total, total_q, dem_changed = demand(ctx, c, st, m, now)
+    local prices, prices_changed = price_vector(ctx, c, m)
+    local cap, cap_changed = capacity_vector(ctx, c, m)
+    if not (dem_changed or prices_changed or cap_changed) and now < m.deadline then
+      return m.out
     end
 
-    -- Hysteresis per region. On the first tick (a fresh state: a new deployment, or one
-    -- adopted from another tool), regions already holding units count as serving.
+    local users, dv, dq, nu = c.users, m.dv, m.dq, #c.users
+    local ideal, why
+    if dem_changed or prices_changed or m.ideal == nil then
+      ideal, why = place(c, dq, total_q, prices, m)
+      m.ideal, m.why = ideal, why
+    else
+      ideal, why = m.ideal, m.why
+    end
+    local ideal_set = {}
+    for rank = 1, #ideal do
+      ideal_set[ideal[rank]] = rank
+    end
+
+    -- Hysteresis per region (steward.hysteresis's rule, inlined). On the first tick (a fresh
+    -- state: a new deployment, or one adopted from another tool), regions already holding
+    -- units count as serving.
     local first_tick = st.sw_started == nil
     st.sw_started = true
-    local serving, switches, is_serving = {}, {}, {}
-    for _, s in ipairs(c.candidates) do
-      local store = st.sw[s]
-      if store == nil and (ideal_set[s] or (first_tick and cap[s] > 0)) then
-        store = { on = first_tick and cap[s] > 0 }
-        st.sw[s] = store
+    local serving, is_serving, forced = {}, {}, {}
+    local up_s, down_s, cands, sws = c.up_s, c.down_s, c.candidates, st.sw
+    for j = 1, #cands do
+      local s = cands[j]
+      local sw = sws[s]
+      if sw == nil and (ideal_set[s] or (first_tick and cap[s] > 0)) then
+        sw = { on = first_tick and cap[s] > 0 }
+        sws[s] = sw
       end
-      if store ~= nil then
-        local h = hysteresis.new(c.up_s, c.down_s, store)
-        h:update(ideal_set[s] ~= nil, now)
-        switches[s] = store
-        if store.on then
+      if sw ~= nil then
+        local wants = ideal_set[s] ~= nil
+        if wants == sw.on then
+          sw.since = nil
+        else
+          sw.since = sw.since or now
+          if now - sw.since >= (sw.on and down_s or up_s) then
+            sw.on, sw.since = wants, nil
+          end
+        end
+        if sw.on then
           serving[#serving + 1] = s
           is_serving[s] = true
-        elseif store.since == nil then
-          st.sw[s] = nil -- off and not wanted: forget it (keeps ctx.state small)
+        elseif sw.since == nil then
+          sws[s] = nil -- off and not wanted: forget it (keeps ctx.state small)
         end
       end
     end
     -- Never below min_regions: take the ideal ones first, at once.
-    for _, s in ipairs(ideal) do
+    for k = 1, #ideal do
       if #serving >= c.min_regions then
         break
       end
+      local s = ideal[k]
       if not is_serving[s] then
-        st.sw[s] = { on = true }
-        switches[s] = st.sw[s]
+        sws[s] = { on = true }
         serving[#serving + 1] = s
         is_serving[s] = true
-        why[s].forced = true
+        forced[s] = true
       end
     end
     sort(serving)
 
-    -- Route each user region to its nearest serving region.
-    local load, routed = {}, {}
-    for _, s in ipairs(serving) do
-      load[s], routed[s] = 0, {}
-    end
-    local within, unreachable = 0, 0
-    local latencies, measured = {}, 0
-    local cheapest
-    for _, s in ipairs(serving) do
-      if cheapest == nil or (prices[s] or huge) < (prices[cheapest] or huge) then
-        cheapest = s
+    -- Each user region's nearest serving region, worked out again only when the serving
+    -- set or the prices (ties go to the cheaper) change.
+    local route_key = concat(serving, "+")
+    if m.route_key ~= route_key or m.route_prices ~= prices then
+      m.route_key, m.route_prices, m.route, m.route_ms = route_key, prices, {}, {}
+      for i = 1, nu do
+        local s, ms = nearest(c, users[i], is_serving, prices)
+        m.route[i], m.route_ms[i] = s or false, ms
       end
-    end
-    for u, d in pairs(dem) do
-      local s, ms = nearest(c, u, serving, prices)
-      if s == nil then
-        -- No RTT known from this user region: its requests still need serving somewhere.
-        s = cheapest
-        unreachable = unreachable + d
-      else
-        latencies[ms] = (latencies[ms] or 0) + d
-        measured = measured + d
-        if ms <= c.slo_ms then
-          within = within + d
+      local cheapest
+      for k = 1, #serving do
+        local s = serving[k]
+        if cheapest == nil or (prices[s] or huge) < (prices[cheapest] or huge) then
+          cheapest = s
         end
       end
-      if s ~= nil then
-        load[s] = load[s] + d
-        local list = routed[s]
-        list[#list + 1] = u
+      m.cheapest = cheapest
+    end
+    local route, cheapest = m.route, m.cheapest
+    -- Units follow the rounded demand routed to each serving region. Demand from regions
+    -- without RTT data still needs serving somewhere: the cheapest serving region.
+    local load = {}
+    for k = 1, #serving do
+      load[serving[k]] = 0
+    end
+    for i = 1, nu do
+      local q = dq[i]
+      if q > 0 then
+        local s = route[i] or cheapest
+        if s then
+          load[s] = load[s] + q
+        end
+      end
+    end
+    if m.extra_q ~= nil and cheapest ~= nil then
+      for _, q in pairs(m.extra_q) do
+        load[cheapest] = load[cheapest] + q
       end
     end
 
-    local want = {}
-    for _, s in ipairs(serving) do
-      local need = math.max(1, ceil(load[s] / c.rps_per_unit - 1e-9))
+    -- The decision per region: a count, and the state that explains it.
+    local want, kind, hold_left, waited_for, needs = {}, {}, {}, {}, {}
+    local rpu, low = c.rps_per_unit, st.low_since
+    for k = 1, #serving do
+      local s = serving[k]
+      local need = math.max(1, ceil(load[s] / rpu - 1e-9))
       local have = cap[s]
-      local users = #routed[s] > 0 and user_list(routed[s], dem, c, s, 4) or "no demand"
-      local text
       if need < have then
-        st.low_since[s] = st.low_since[s] or now
-        local waited = now - st.low_since[s]
-        if waited < c.down_s then
-          text = fmt("%.0f rps (%s) needs %d, keeping %d for %.0fs more", load[s], users,
-            need, have, c.down_s - waited)
-          need = have
+        low[s] = low[s] or now
+        local waited = now - low[s]
+        if waited < down_s then
+          kind[s], hold_left[s], needs[s], need = "hold", down_s - waited, need, have
         else
-          text = fmt("%.0f rps (%s) for %.0fs: %d units are enough", load[s], users, waited,
-            need)
+          kind[s], waited_for[s] = "lower", waited
         end
       else
-        st.low_since[s] = nil
-        text = fmt("%d x %g rps for %.0f rps from %s", need, c.rps_per_unit, load[s], users)
+        low[s] = nil
+        kind[s] = "serve"
       end
-      local w = why[s]
-      if ideal_set[s] == nil then
-        local sw = switches[s]
-        text = text .. fmt("; no longer in the cheapest SLO placement, leaving in %.0fs",
-          math.max(0, c.down_s - (now - (sw.since or now))))
-      elseif w.minimum then
-        text = text .. fmt("; kept for min_regions = %d at %.3f USD/h", c.min_regions,
-          prices[s] or 0)
-      else
-        text = text .. fmt("; chosen for %.0f rps within the %g ms SLO (%s) at %.3f USD/h, "
-          .. "the most such demand per dollar", w.rps, c.slo_ms,
-          user_list(w.users, dem, c, s, 3), prices[s] or 0)
-      end
-      if w ~= nil and w.forced then
-        text = text .. fmt(" (added at once: min_regions = %d)", c.min_regions)
-      end
-      ctx.explain(group, s, text)
       want[s] = need
     end
-    -- Regions the placement wants that are still waiting out scale_up_delay_s.
-    for _, s in ipairs(ideal) do
+    for k = 1, #ideal do
+      local s = ideal[k]
       if not is_serving[s] then
-        local sw = switches[s]
-        local w = why[s]
-        local from, ms = nil, nil
-        if w.users[1] ~= nil then
-          from, ms = nearest(c, w.users[1], serving, prices)
+        want[s], kind[s] = cap[s], "wait"
+      end
+    end
+    for j = 1, #cands do
+      local s = cands[j]
+      if want[s] == nil then
+        low[s] = nil
+        if cap[s] > 0 then
+          want[s], kind[s] = 0, "gone"
         end
-        ctx.explain(group, s, fmt("wanted for %.0f rps within the %g ms SLO (%s), now served "
-          .. "from %s%s; adding in %.0fs", w.rps, c.slo_ms, user_list(w.users, dem, c, s, 3),
-          from or "nowhere", ms and fmt(" at %.0f ms", ms) or "",
-          math.max(0, c.up_s - (now - (sw.since or now)))))
-        want[s] = cap[s]
       end
     end
-    -- Regions just left: say so on the tick their units are given back.
-    for _, s in ipairs(c.candidates) do
-      if want[s] == nil and cap[s] > 0 then
-        want[s] = 0
-        st.low_since[s] = nil
-        ctx.explain(group, s, fmt("not in the cheapest SLO placement for %.0fs: giving back "
-          .. "%d units", c.down_s, cap[s]))
-      end
-    end
+    local out = { [group] = want }
+    m.out, m.deadline = out, next_deadline(c, st, now)
 
-    local p95_ms = p95(latencies, measured)
-    local user_regions = 0
-    for _ in pairs(dem) do
-      user_regions = user_regions + 1
+    -- Explanations, for the regions whose decision or units changed since they were last
+    -- explained (the planner attaches them to the actions that follow), and for the whole
+    -- placement when it or the serving set changed. They read the smoothed demand by name.
+    local emitted, dem = m.emitted, nil
+    local function demand_by_name()
+      if dem == nil then
+        dem = {}
+        for i = 1, nu do
+          if dv[i] > 0 then
+            dem[users[i]] = dv[i]
+          end
+        end
+        for region, v in pairs(m.extra or {}) do
+          dem[region] = v
+        end
+      end
+      return dem
     end
-    ctx.explain(group, nil, fmt("%.0f rps from %d user regions; %.1f%% within %g ms "
-      .. "(target %.0f%%), p95 %s; placement %s; serving %s%s", total, user_regions,
-      total > 0 and 100 * within / total or 100, c.slo_ms,
-      100 * c.slo_share, p95_ms and fmt("%.0f ms", p95_ms) or "n/a",
-      #ideal > 0 and concat(ideal, "+") or "none",
-      #serving > 0 and concat(serving, "+") or "none",
-      unreachable > 0 and fmt("; %.0f rps from regions without RTT data", unreachable) or ""))
-    return { [group] = want }
+    local routed_to = function(s)
+      local list, rps = {}, 0
+      for u, d in pairs(demand_by_name()) do
+        local i = c.user_index[u]
+        if (i ~= nil and route[i] or cheapest) == s then
+          list[#list + 1], rps = u, rps + d
+        end
+      end
+      return list, rps
+    end
+    for j = 1, #cands do
+      local s = cands[j]
+      local w = want[s]
+      -- The decision and the units it was taken against: a unit lost or added brings the
+      -- explanation back for the action that follows.
+      local e = emitted[s]
+      local flag = (forced[s] and 4 or 0)
+        + (ideal_set[s] and (why[s].minimum and 2 or 1) or 0)
+      if w == nil then
+        emitted[s] = nil
+      elseif e == nil or e.want ~= w or e.kind ~= kind[s] or e.cap ~= cap[s]
+          or e.flag ~= flag then
+        emitted[s] = { want = w, kind = kind[s], cap = cap[s], flag = flag }
+        do
+          local routed, load_rps = routed_to(s)
+          ctx.explain(group, s, explain_region(c, st, s, {
+            kind = kind[s], want = w, have = cap[s], load = load_rps, routed = routed,
+            dem = demand_by_name(), prices = prices, why = why[s], ideal = ideal_set[s] ~= nil,
+            forced = forced[s], hold_left = hold_left[s], waited = waited_for[s],
+            need = needs[s], is_serving = is_serving, now = now, assumed = m.assumed[s],
+          }))
+        end
+      end
+    end
+    -- The placement as a set (the greedy's pick order may change with nothing else).
+    local same_placement = m.summary_set ~= nil and m.summary_serving == route_key
+    if same_placement then
+      local count = 0
+      for s in pairs(m.summary_set) do
+        count = count + 1
+        same_placement = same_placement and ideal_set[s] ~= nil
+      end
+      same_placement = same_placement and count == #ideal
+    end
+    if not same_placement then
+      m.summary_set, m.summary_serving = ideal_set, route_key
+      local within, unreachable, latencies, measured, user_regions = 0, 0, {}, 0, 0
+      for u, d in pairs(demand_by_name()) do
+        user_regions = user_regions + 1
+        local i = c.user_index[u]
+        local ms = i ~= nil and route[i] and m.route_ms[i] or nil
+        if ms == nil then
+          unreachable = unreachable + d
+        else
+          latencies[ms] = (latencies[ms] or 0) + d
+          measured = measured + d
+          if ms <= c.slo_ms then
+            within = within + d
+          end
+        end
+      end
+      local p95_ms = p95(latencies, measured)
+      ctx.explain(group, nil, fmt("%.0f rps from %d user regions; %.1f%% within %g ms "
+        .. "(target %.0f%%), p95 %s; placement %s; serving %s%s", total, user_regions,
+        total > 0 and 100 * within / total or 100, c.slo_ms,
+        100 * c.slo_share, p95_ms and fmt("%.0f ms", p95_ms) or "n/a",
+        #ideal > 0 and concat(ideal, "+") or "none",
+        #serving > 0 and route_key or "none",
+        unreachable > 0 and fmt("; %.0f rps from regions without RTT data", unreachable) or ""))
+    end
+    return out
   end,
 }

@@ -196,6 +196,42 @@ describe("geo_latency over time", function()
     expect(explained(p, "eu-central")).to_contain("for 300s: 1 units are enough")
   end)
 
+  it("answers unchanged ticks from its last decision, and acts when a delay runs out", function()
+    local p = t.load_policy("policies/geo_latency.lua", params())
+    expect(p:evaluate(input(1000, { ["eu-west"] = 500 })).web["eu-central"]).to_be(5)
+    local d = p:evaluate(input(1010, { ["eu-west"] = 80 }, { ["eu-central"] = 5 }))
+    expect(d.web["eu-central"]).to_be(5)
+    expect(explained(p, "eu-central")).to_contain("needs 1, keeping 5 for 300s more")
+    -- Nothing changes for 290 s: the same answer, and nothing new to explain.
+    for now = 1020, 1300, 10 do
+      d = p:evaluate(input(now, { ["eu-west"] = 80 }, { ["eu-central"] = 5 }))
+      expect(d.web["eu-central"]).to_be(5)
+      expect(#p.explanations).to_be(0)
+    end
+    -- The hold ends on the tick it is due, though the inputs are the same.
+    d = p:evaluate(input(1310, { ["eu-west"] = 80 }, { ["eu-central"] = 5 }))
+    expect(d.web["eu-central"]).to_be(1)
+    expect(explained(p, "eu-central")).to_contain("for 300s: 1 units are enough")
+    -- Units that change are a change too: the released ones, then (after a quiet tick) a
+    -- lost one, which explains the region again for the action that follows.
+    p:evaluate(input(1320, { ["eu-west"] = 80 }, { ["eu-central"] = 1 }))
+    expect(explained(p, "eu-central")).to_contain("1 x 100 rps for 80 rps from eu-west")
+    p:evaluate(input(1330, { ["eu-west"] = 80 }, { ["eu-central"] = 1 }))
+    expect(#p.explanations).to_be(0)
+    d = p:evaluate(input(1340, { ["eu-west"] = 80 }, {}))
+    expect(d.web["eu-central"]).to_be(1)
+    expect(explained(p, "eu-central")).to_contain("1 x 100 rps for 80 rps from eu-west")
+  end)
+
+  it("decides on demand rounded up to demand_step_rps", function()
+    -- 101 rps needs 2 units; rounded up to a 50 rps step it still does, and 99 rps
+    -- (rounded up to 100) still needs 1.
+    local p = t.load_policy("policies/geo_latency.lua", params { demand_step_rps = 50 })
+    expect(p:evaluate(input(1000, { ["eu-west"] = 101 })).web["eu-central"]).to_be(2)
+    local q = t.load_policy("policies/geo_latency.lua", params { demand_step_rps = 50 })
+    expect(q:evaluate(input(1000, { ["eu-west"] = 99 })).web["eu-central"]).to_be(1)
+  end)
+
   it("smooths a spike instead of buying a data center for it", function()
     local p = t.load_policy("policies/geo_latency.lua", params { half_life_s = 60 })
     p:evaluate(input(1000, { ["eu-west"] = 100 }))
@@ -222,6 +258,19 @@ describe("geo_latency explanations and errors", function()
     expect(all).to_contain("290 rps from 3 user regions; 100.0% within 80 ms (target 100%)")
     expect(all).to_contain("p95 15 ms") -- eu-west's 150 rps are served 15 ms away
     expect(all).to_contain("serving as-east+eu-central+us-west")
+  end)
+
+  it("serves demand before any offer is seen, from the nearest region", function()
+    -- market_akash learns prices from bids: a fresh deployment has none. Unknown prices
+    -- are all assumed equal (as dear as the dearest known one), so the nearest region wins.
+    local p = t.load_policy("policies/geo_latency.lua", params())
+    local d = p:evaluate(input(1000, { ["eu-west"] = 250 }, nil, {}))
+    expect(nonzero(d)).to_equal({ ["eu-west"] = 3 })
+    expect(explained(p, "eu-west")).to_contain("(assumed: no offer seen yet)")
+    -- One known price: the others are assumed no cheaper, so it is not abandoned for them.
+    local q = t.load_policy("policies/geo_latency.lua", params())
+    d = q:evaluate(input(1000, { ["eu-west"] = 250 }, nil, { ["us-east"] = 0.15 }))
+    expect(nonzero(d)).to_equal({ ["eu-west"] = 3 })
   end)
 
   it("serves demand from regions missing from the RTT table, and says so", function()
