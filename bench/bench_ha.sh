@@ -10,7 +10,7 @@
 #   bench/bench_ha.sh [build-dir]       (env: RUNS=3 HA_TTL=3)
 set -euo pipefail
 src=$(cd "$(dirname "$0")/.." && pwd)
-build=${1:-$src/build}
+build=$(cd "${1:-$src/build}" && pwd)
 runs=${RUNS:-3}
 export HA_TTL=${HA_TTL:-3}
 command -v etcd >/dev/null || { echo "etcd is not installed (Debian package etcd-server)" >&2; exit 77; }
