@@ -1242,13 +1242,17 @@ int sw_ha_resign(struct sw_ha *ha)
     for (size_t i = 0; i < ha->config->endpoint_count; i++) {
         size_t at = (ha->endpoint + i) % ha->config->endpoint_count;
         if (revoke_now(ha, ha->config->endpoints[at], timeout_ms)) {
-            sw_log(SW_LOG_INFO, LOG, "replica %s resigned: lease revoked, a follower takes over "
-                   "at its next poll", ha->replica);
+            sw_log(SW_LOG_INFO, LOG,
+                   "replica %s resigned: lease revoked, a follower takes over "
+                   "at its next poll",
+                   ha->replica);
             return 0;
         }
     }
-    sw_log(SW_LOG_WARN, LOG, "replica %s could not revoke its lease (etcd unreachable): a "
-           "follower takes over once it expires", ha->replica);
+    sw_log(SW_LOG_WARN, LOG,
+           "replica %s could not revoke its lease (etcd unreachable): a "
+           "follower takes over once it expires",
+           ha->replica);
     return SW_EHTTP;
 }
 

@@ -1041,8 +1041,8 @@ int sw_journal_kv_list(struct sw_journal *j, char ***entries_out, size_t *count_
         const char *ns = (const char *)sqlite3_column_text(st, 0);
         const char *key = (const char *)sqlite3_column_text(st, 1);
         *entries_out = sw_xrealloc(*entries_out, (*count_out + 1) * sizeof(**entries_out));
-        (*entries_out)[(*count_out)++] = sw_xasprintf("%s/%s", ns != NULL ? ns : "",
-                                                      key != NULL ? key : "");
+        (*entries_out)[(*count_out)++] =
+            sw_xasprintf("%s/%s", ns != NULL ? ns : "", key != NULL ? key : "");
     }
     int code = rc == SQLITE_DONE ? 0 : store_error(j, NULL, "kv_list");
     sqlite3_finalize(st);

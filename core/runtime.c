@@ -151,7 +151,7 @@ struct sw_runtime {
     char ha_leader_buf[512];  /* sw_runtime_leader_json's last answer */
     char *ha_metrics_text;    /* sw_runtime_leader_metrics's last answer */
     struct ha_held *ha_held;  /* plugin requests waiting at the gate, or sent from it */
-    uint64_t ha_held_seq;
+    uint64_t ha_held_seq;     /* the last held request's id, without HA_HELD_ID_BIT */
     bool ha_gate_passing;     /* a held request is being sent: do not hold it again */
 };
 
@@ -3131,8 +3131,9 @@ static void ha_reconcile_local_kv(struct sw_runtime *rt, const struct sw_ha_kvs 
     }
     if (changed > 0)
         sw_log(SW_LOG_INFO, LOG, "ha: %zu plugin entr%s of this journal %s", changed,
-               changed == 1 ? "y" : "ies", etcd_empty ? "seeded etcd (first election)"
-               : "not in etcd removed (stale: written in an earlier term)");
+               changed == 1 ? "y" : "ies",
+               etcd_empty ? "seeded etcd (first election)"
+                          : "not in etcd removed (stale: written in an earlier term)");
 }
 
 /* The plugins were initialised from this replica's journal when it started; the market
@@ -3313,8 +3314,10 @@ static void held_release(void *ud, int status)
         return;
     }
     if (status != 0 || !rt->running) {
-        sw_log(SW_LOG_WARN, LOG, "ha: a request of plugin '%s' was held for earlier etcd writes "
-               "that were %s; not sent", sw_plugin_name(h->plugin),
+        sw_log(SW_LOG_WARN, LOG,
+               "ha: a request of plugin '%s' was held for earlier etcd writes "
+               "that were %s; not sent",
+               sw_plugin_name(h->plugin),
                status == SW_ECANCELED || !rt->running ? "cancelled (stopping)" : "refused");
         held_fail(h, SW_ECANCELED);
         held_free(h);
@@ -3322,9 +3325,9 @@ static void held_release(void *ud, int status)
     }
     /* Through the usual path (stats, the fence's clock check), minus the gate itself. */
     rt->ha_gate_passing = true;
-    h->sent_id = h->is_net ? svc_net_exchange(rt, h->plugin, &h->net, held_net_done, h,
-                                              h->complete_ud)
-                           : svc_http_request(rt, h->plugin, &h->http, held_http_done, h);
+    h->sent_id = h->is_net
+                     ? svc_net_exchange(rt, h->plugin, &h->net, held_net_done, h, h->complete_ud)
+                     : svc_http_request(rt, h->plugin, &h->http, held_http_done, h);
     rt->ha_gate_passing = false;
     if (h->sent_id == 0) {
         held_fail(h, SW_ECANCELED);

@@ -287,8 +287,10 @@ struct fake_etcd {
 static void fake_reply(int fd, const char *body)
 {
     char head[256];
-    int n = snprintf(head, sizeof(head), "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                     "Content-Length: %zu\r\nConnection: close\r\n\r\n", strlen(body));
+    int n = snprintf(head, sizeof(head),
+                     "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                     "Content-Length: %zu\r\nConnection: close\r\n\r\n",
+                     strlen(body));
     if (write(fd, head, (size_t)n) < 0 || write(fd, body, strlen(body)) < 0)
         return;
 }
@@ -323,8 +325,10 @@ static void *fake_main(void *ud)
         } else if (strncmp(req, "POST /v3/lease/grant", 20) == 0) {
             snprintf(body, sizeof(body), "{%s,\"ID\":\"7587862041617357317\",\"TTL\":\"5\"}", hdr);
         } else if (strncmp(req, "POST /v3/lease/keepalive", 24) == 0) {
-            snprintf(body, sizeof(body), "{\"result\":{%s,\"ID\":\"7587862041617357317\","
-                     "\"TTL\":\"5\"}}", hdr);
+            snprintf(body, sizeof(body),
+                     "{\"result\":{%s,\"ID\":\"7587862041617357317\","
+                     "\"TTL\":\"5\"}}",
+                     hdr);
         } else if (strncmp(req, "POST /v3/lease/revoke", 21) == 0) {
             if (strstr(req, "7587862041617357317") != NULL)
                 atomic_fetch_add(&f->revokes, 1);
@@ -361,7 +365,8 @@ static void fake_stop(struct fake_etcd *f)
     close(f->listen_fd);
     /* accept() may not return on every kernel after close: poke it. */
     int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)f->port),
+    struct sockaddr_in addr = {.sin_family = AF_INET,
+                               .sin_port = htons((uint16_t)f->port),
                                .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     (void)connect(fd, (struct sockaddr *)&addr, sizeof(addr));
     close(fd);
@@ -413,11 +418,14 @@ SW_TEST(barrier_waits_for_the_write_ack_and_resign_revokes)
     snprintf(endpoint, sizeof(endpoint), "http://127.0.0.1:%d", etcd.port);
     snprintf(dead, sizeof(dead), "http://127.0.0.1:1"); /* tried first, refused */
     char *endpoints[] = {dead, endpoint};
-    struct sw_ha_config config = {.endpoints = endpoints, .endpoint_count = 2, .ttl_ms = 5000,
-                                  .prefix = "/steward/t", .replica = "r1"};
+    struct sw_ha_config config = {.endpoints = endpoints,
+                                  .endpoint_count = 2,
+                                  .ttl_ms = 5000,
+                                  .prefix = "/steward/t",
+                                  .replica = "r1"};
     struct gate_run g = {.etcd = &etcd, .loop = &loop, .barrier_rc = -100};
-    struct sw_ha_opts opts = {.config = &config, .clock = clock, .loop = &loop,
-                              .on_elected = gate_elected, .ud = &g};
+    struct sw_ha_opts opts = {
+        .config = &config, .clock = clock, .loop = &loop, .on_elected = gate_elected, .ud = &g};
     struct sw_error err = {0};
     g.ha = sw_ha_new(&opts, &err);
     SW_ASSERT(g.ha != NULL);
