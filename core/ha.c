@@ -1,6 +1,7 @@
 #include "ha.h"
 
 #include <cjson/cJSON.h>
+#include <curl/curl.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
@@ -23,12 +24,15 @@ static const char *LOG = "ha";
 #define KEEPALIVE_RETRY_MS 250
 
 enum ha_state { HA_IDLE, HA_FOLLOWING, HA_LEADING, HA_LOST };
-enum write_kind { W_PUT, W_DELETE, W_LOAD };
+/* W_BARRIER sends nothing: it completes (0) when it reaches the head of the queue, i.e. once
+ * every write queued before it was acknowledged (sw_ha_barrier). */
+enum write_kind { W_PUT, W_DELETE, W_LOAD, W_BARRIER };
 
 struct write_entry {
     struct write_entry *next;
     int kind;
-    char *unit_key;  /* put/delete: the etcd key below the prefix ("units/<key>", "kv/...") */
+    char *unit_key;  /* put/delete: the etcd key below the prefix ("units/<key>", "kv/..."),
+                        NULL for a load or a barrier */
     char *record;    /* put */
     uint64_t unit_seq;
     sw_ha_done_cb done;
@@ -824,9 +828,9 @@ static int enqueue(struct sw_ha *ha, struct write_entry *e)
     }
     /* A newer state of the same unit replaces a queued older one: fewer txns and the record
      * ends where the unit is. Two callbacks cannot share one entry, so those queue up. */
-    if (e->kind != W_LOAD) {
+    if (e->unit_key != NULL) {
         for (struct write_entry *q = ha->writes_head; q != NULL; q = q->next) {
-            if (q->kind == W_LOAD || strcmp(q->unit_key, e->unit_key) != 0 ||
+            if (q->unit_key == NULL || strcmp(q->unit_key, e->unit_key) != 0 ||
                 (q->done != NULL && e->done != NULL))
                 continue;
             q->kind = e->kind;
@@ -1036,6 +1040,11 @@ static void write_next(void *ud)
     if (ha->writes_head == NULL)
         ha->writes_tail = NULL;
     e->next = NULL;
+    if (e->kind == W_BARRIER) {
+        complete(e, 0, NULL, 0); /* everything before it is acknowledged */
+        kick(ha, 0);
+        return;
+    }
     ha->inflight = e;
     char *body = write_body(ha, e);
     ha->write_req = post(ha, "/v3/kv/txn", body, write_done);
@@ -1078,6 +1087,27 @@ int sw_ha_kv_put(struct sw_ha *ha, const char *ns, const char *key, const char *
     e->unit_key = sw_xasprintf("kv/%s/%s", ns, key);
     e->record = value != NULL ? sw_xstrdup(value) : NULL;
     return enqueue(ha, e);
+}
+
+int sw_ha_barrier(struct sw_ha *ha, sw_ha_done_cb done, void *ud)
+{
+    if (sw_ha_writes_outstanding(ha) == 0)
+        return 1;
+    struct write_entry *e = sw_xcalloc(1, sizeof(*e));
+    e->kind = W_BARRIER;
+    e->done = done;
+    e->ud = ud;
+    return enqueue(ha, e);
+}
+
+size_t sw_ha_writes_outstanding(const struct sw_ha *ha)
+{
+    if (ha == NULL)
+        return 0;
+    size_t count = ha->inflight != NULL ? 1 : 0;
+    for (const struct write_entry *e = ha->writes_head; e != NULL; e = e->next)
+        count += e->kind != W_BARRIER;
+    return count;
 }
 
 int sw_ha_units_load(struct sw_ha *ha, sw_ha_units_cb cb, void *ud)
@@ -1166,6 +1196,64 @@ void sw_ha_free(struct sw_ha *ha)
     free(ha->seq_key);
     free(ha->leader_seen);
     free(ha);
+}
+
+static size_t discard_body(char *data, size_t size, size_t count, void *ud)
+{
+    (void)data, (void)ud;
+    return size * count;
+}
+
+/* One blocking POST: the loop has stopped by the time a clean shutdown resigns, so the
+ * async client cannot carry it; the timeout bounds how long exit waits. */
+static bool revoke_now(struct sw_ha *ha, const char *endpoint, long timeout_ms)
+{
+    CURL *easy = curl_easy_init();
+    if (easy == NULL)
+        return false;
+    char *url = sw_xasprintf("%s/v3/lease/revoke", endpoint);
+    char body[64];
+    snprintf(body, sizeof(body), "{\"ID\":\"%" PRId64 "\"}", ha->lease_id);
+    struct curl_slist *headers = curl_slist_append(NULL, "Content-Type: application/json");
+    curl_easy_setopt(easy, CURLOPT_URL, url);
+    curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, timeout_ms);
+    curl_easy_setopt(easy, CURLOPT_HTTPHEADER, headers);
+    curl_easy_setopt(easy, CURLOPT_POSTFIELDS, body);
+    curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, discard_body);
+    long status = 0;
+    CURLcode rc = curl_easy_perform(easy);
+    if (rc == CURLE_OK)
+        curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
+    curl_slist_free_all(headers);
+    curl_easy_cleanup(easy);
+    free(url);
+    /* 404 "requested lease not found": it is gone already, which is what was wanted. */
+    return rc == CURLE_OK && (status == 200 || status == 404);
+}
+
+int sw_ha_resign(struct sw_ha *ha)
+{
+    if (ha == NULL || ha->state != HA_LEADING || ha->lease_id == 0)
+        return 0;
+    ha->state = HA_LOST; /* from here on nothing this replica writes is fenced in */
+    long timeout_ms = ha->timeout_ms < 1000 ? (long)ha->timeout_ms : 1000;
+    for (size_t i = 0; i < ha->config->endpoint_count; i++) {
+        size_t at = (ha->endpoint + i) % ha->config->endpoint_count;
+        if (revoke_now(ha, ha->config->endpoints[at], timeout_ms)) {
+            sw_log(SW_LOG_INFO, LOG,
+                   "replica %s resigned: lease revoked, a follower takes over "
+                   "at its next poll",
+                   ha->replica);
+            return 0;
+        }
+    }
+    sw_log(SW_LOG_WARN, LOG,
+           "replica %s could not revoke its lease (etcd unreachable): a "
+           "follower takes over once it expires",
+           ha->replica);
+    return SW_EHTTP;
 }
 
 bool sw_ha_fenced_out(struct sw_ha *ha)

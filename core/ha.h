@@ -46,8 +46,14 @@ struct sw_ha *sw_ha_new(const struct sw_ha_opts *opts, struct sw_error *err);
 /* Start following and campaigning (the first range goes out on the next turn). */
 void sw_ha_start(struct sw_ha *ha);
 /* Stop every timer and cancel every request; queued writes complete with SW_ECANCELED.
- * The lease is left to expire (a follower takes over after the TTL). NULL is a no-op. */
+ * The lease is left to expire unless sw_ha_resign ran first. NULL is a no-op. */
 void sw_ha_free(struct sw_ha *ha);
+/* Clean shutdown of a leader: revoke its lease (which deletes the leader key) so a follower
+ * takes over at its next poll instead of after the TTL. Blocks up to min(ttl/3, 1 s) per
+ * endpoint: meant for after the loop stopped (exit path), when the async client cannot
+ * run. Afterwards this replica acts on nothing (writes are refused). Returns 0 (revoked,
+ * or not leading: nothing to do) or SW_EHTTP (no endpoint answered; the lease expires). */
+int sw_ha_resign(struct sw_ha *ha);
 
 /* Done callback of a write: 0 (written under this replica's leadership), SW_EAGAIN (refused:
  * this replica is not, or no longer, the leader; nothing was written), SW_ECANCELED (the
@@ -64,6 +70,14 @@ int sw_ha_unit_put(struct sw_ha *ha, const struct sw_unit *u, uint64_t unit_seq,
                    sw_ha_done_cb done, void *ud);
 /* Delete a unit's record (closed or released) the same fenced way. Same returns. */
 int sw_ha_unit_delete(struct sw_ha *ha, const char *unit_key, sw_ha_done_cb done, void *ud);
+
+/* The request gate: done fires (0) once every write queued before this call has been
+ * acknowledged by etcd, or with SW_EAGAIN (leadership lost: those writes were refused) or
+ * SW_ECANCELED (freeing). Returns 1 when nothing is outstanding (done never fires: go
+ * ahead now), else 0 (done fires exactly once, never inside this call). */
+int sw_ha_barrier(struct sw_ha *ha, sw_ha_done_cb done, void *ud);
+/* Writes queued or in flight, not yet acknowledged (0 for NULL). */
+size_t sw_ha_writes_outstanding(const struct sw_ha *ha);
 
 /* Takeover: the recorded units and the plugins' key-value entries (keys "<plugin>/<key>"),
  * both borrowed for the call (clone what you keep; NULL unless status is 0), and the highest

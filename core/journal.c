@@ -1027,6 +1027,35 @@ int sw_journal_kv_del(struct sw_journal *j, const char *ns, const char *key)
     return code == 0 && absent ? SW_ENOENT : code;
 }
 
+/* ha: the whole key-value space, read once per takeover (so not a cached statement). */
+int sw_journal_kv_list(struct sw_journal *j, char ***entries_out, size_t *count_out)
+{
+    *entries_out = NULL;
+    *count_out = 0;
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(j->db, "SELECT ns, key FROM kv ORDER BY ns, key", -1, &st, NULL) !=
+        SQLITE_OK)
+        return log_failure(j, store_error(j, NULL, "kv_list"));
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *ns = (const char *)sqlite3_column_text(st, 0);
+        const char *key = (const char *)sqlite3_column_text(st, 1);
+        *entries_out = sw_xrealloc(*entries_out, (*count_out + 1) * sizeof(**entries_out));
+        (*entries_out)[(*count_out)++] =
+            sw_xasprintf("%s/%s", ns != NULL ? ns : "", key != NULL ? key : "");
+    }
+    int code = rc == SQLITE_DONE ? 0 : store_error(j, NULL, "kv_list");
+    sqlite3_finalize(st);
+    if (code < 0) {
+        for (size_t i = 0; i < *count_out; i++)
+            free((*entries_out)[i]);
+        free(*entries_out);
+        *entries_out = NULL;
+        *count_out = 0;
+    }
+    return log_failure(j, code);
+}
+
 /* ---- events -------------------------------------------------------------------------- */
 
 int sw_journal_event(struct sw_journal *j, int64_t at_ms, const char *type, const char *data_json)

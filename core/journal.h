@@ -158,6 +158,9 @@ int sw_journal_kv_set(struct sw_journal *j, const char *ns, const char *key,
                       const char *value);
 /* Delete (commits). 0, SW_ENOENT if the key was absent, SW_ESTORE. */
 int sw_journal_kv_del(struct sw_journal *j, const char *ns, const char *key);
+/* ha: every entry as "<ns>/<key>" (owned array of owned strings: free each, then the array;
+ * NULL when *count_out is 0). 0 or SW_ESTORE. */
+int sw_journal_kv_list(struct sw_journal *j, char ***entries_out, size_t *count_out);
 
 /* ---- events ---- */
 /* Buffered. type is required; data_json may be NULL. */

@@ -150,6 +150,9 @@ struct sw_runtime {
     uint64_t ha_refused;      /* marketplace actions the fence refused */
     char ha_leader_buf[512];  /* sw_runtime_leader_json's last answer */
     char *ha_metrics_text;    /* sw_runtime_leader_metrics's last answer */
+    struct ha_held *ha_held;  /* plugin requests waiting at the gate, or sent from it */
+    uint64_t ha_held_seq;     /* the last held request's id, without HA_HELD_ID_BIT */
+    bool ha_gate_passing;     /* a held request is being sent: do not hold it again */
 };
 
 /* probes (geo): defined at the end of this file. */
@@ -186,6 +189,12 @@ static void fenced_send_acquire(struct sw_runtime *rt, struct sw_unit *u, const 
                                 int64_t already_spent_ms);
 static void fenced_send_release(struct sw_runtime *rt, struct sw_unit *u, const char *intent_key);
 static void ha_free(struct sw_runtime *rt);
+static uint64_t ha_gate_http(struct sw_runtime *rt, struct sw_plugin *plugin,
+                             const struct swp_http_req *req, swp_http_cb cb, void *cb_ud);
+static uint64_t ha_gate_net(struct sw_runtime *rt, struct sw_plugin *plugin,
+                            const struct swp_net_req *req, swp_net_cb cb, void *cb_ud,
+                            void *complete_ud);
+static bool ha_gate_cancel(struct sw_runtime *rt, uint64_t *id);
 
 static int64_t now_ms(struct sw_runtime *rt)
 {
@@ -243,6 +252,9 @@ static uint64_t svc_http_request(void *ud, struct sw_plugin *plugin,
                "replica's leadership lapsed", sw_plugin_name(plugin));
         return 0;
     }
+    uint64_t held = ha_gate_http(rt, plugin, req, cb, cb_ud); /* ha: after earlier etcd writes */
+    if (held != 0)
+        return held;
     if (rt->http == NULL)
         rt->http = sw_http_client_new(rt->opts.loop);
     struct http_trampoline *t = sw_xmalloc(sizeof(*t));
@@ -260,6 +272,8 @@ static uint64_t svc_http_request(void *ud, struct sw_plugin *plugin,
 static void svc_http_cancel(void *ud, struct sw_plugin *plugin, uint64_t request_id)
 {
     struct sw_runtime *rt = ud;
+    if (ha_gate_cancel(rt, &request_id)) /* ha: held at the gate */
+        return;
     if (rt->http != NULL)
         sw_http_client_cancel(rt->http, request_id);
 }
@@ -271,6 +285,9 @@ static uint64_t svc_net_exchange(void *ud, struct sw_plugin *plugin,
     struct sw_runtime *rt = ud;
     if (rt->opts.loop == NULL)
         return 0;
+    uint64_t held = ha_gate_net(rt, plugin, req, cb, cb_ud, complete_ud); /* ha */
+    if (held != 0)
+        return held;
     if (rt->net == NULL)
         rt->net = sw_net_new(rt->opts.loop);
     return sw_net_exchange(rt->net, req, complete_ud, cb, cb_ud);
@@ -279,6 +296,8 @@ static uint64_t svc_net_exchange(void *ud, struct sw_plugin *plugin,
 static void svc_net_cancel(void *ud, struct sw_plugin *plugin, uint64_t exchange_id)
 {
     struct sw_runtime *rt = ud;
+    if (ha_gate_cancel(rt, &exchange_id)) /* ha: held at the gate */
+        return;
     sw_net_cancel(rt->net, exchange_id);
 }
 
@@ -3078,12 +3097,66 @@ static void ha_merge(struct sw_runtime *rt, const struct sw_units *records, uint
            resumed, rt->unit_seq);
 }
 
+static bool ha_kv_in(const struct sw_ha_kvs *plugin_kv, const char *entry)
+{
+    for (size_t i = 0; i < plugin_kv->count; i++)
+        if (strcmp(plugin_kv->items[i].key, entry) == 0)
+            return true;
+    return false;
+}
+
+/* Entries of this replica's journal that etcd does not hold. Once any leader recorded
+ * something, etcd is the plugins' key-value space: an entry only here was written by this
+ * replica in an earlier term (or as a follower) and later deleted or never replicated by
+ * the leaders since, e.g. a stale market_akash "pending" create that would make the plugin
+ * adopt a deployment created in its window. Kept, it would describe deployments this
+ * leader does not own; so it is removed. An etcd that holds nothing at all is a first
+ * election (a single steward turned HA): then this journal is the only state there is,
+ * and it seeds etcd instead. */
+static void ha_reconcile_local_kv(struct sw_runtime *rt, const struct sw_ha_kvs *plugin_kv,
+                                  bool etcd_empty)
+{
+    char **entries = NULL;
+    size_t count = 0, changed = 0;
+    if (sw_journal_kv_list(rt->journal, &entries, &count) < 0)
+        return;
+    for (size_t i = 0; i < count; i++) {
+        char *slash = strchr(entries[i], '/');
+        if (slash == NULL || ha_kv_in(plugin_kv, entries[i])) {
+            free(entries[i]);
+            continue;
+        }
+        *slash = '\0';
+        if (!etcd_empty) {
+            changed += sw_journal_kv_del(rt->journal, entries[i], slash + 1) == 0;
+        } else {
+            char *value = NULL;
+            if (sw_journal_kv_get(rt->journal, entries[i], slash + 1, &value) == 0)
+                changed += sw_ha_kv_put(rt->ha, entries[i], slash + 1, value) == 0;
+            free(value);
+        }
+        free(entries[i]);
+    }
+    free(entries);
+    if (etcd_empty) {
+        for (size_t i = 0; i < rt->units.count; i++)
+            if (rt->units.items[i]->state != SW_UNIT_CLOSED)
+                ha_record_unit(rt, rt->units.items[i]);
+    }
+    if (changed > 0)
+        sw_log(SW_LOG_INFO, LOG, "ha: %zu plugin entr%s of this journal %s", changed,
+               changed == 1 ? "y" : "ies",
+               etcd_empty ? "seeded etcd (first election)"
+                          : "not in etcd removed (stale: written in an earlier term)");
+}
+
 /* The plugins were initialised from this replica's journal when it started; the market
  * plugin's view of what it owns (its key-value space) is the last leader's now, so they
  * start again from the merged journal. Nothing of theirs ran yet: a follower acts on nothing. */
 static int ha_reload_plugins(struct sw_runtime *rt, const struct sw_ha_kvs *plugin_kv,
-                             struct sw_error *err)
+                             bool etcd_empty, struct sw_error *err)
 {
+    ha_reconcile_local_kv(rt, plugin_kv, etcd_empty);
     for (size_t i = 0; i < plugin_kv->count; i++) {
         const struct sw_ha_kv *kv = &plugin_kv->items[i];
         const char *slash = strchr(kv->key, '/');
@@ -3118,7 +3191,8 @@ static void ha_units_loaded(void *ud, int status, const struct sw_units *units,
         return; /* lost again (on_lost already told) or shutting down */
     ha_merge(rt, units, seq);
     struct sw_error err = {0};
-    if (ha_reload_plugins(rt, plugin_kv, &err) < 0 || start_acting(rt, &err) < 0) {
+    bool etcd_empty = units->count == 0 && plugin_kv->count == 0 && seq == 0;
+    if (ha_reload_plugins(rt, plugin_kv, etcd_empty, &err) < 0 || start_acting(rt, &err) < 0) {
         sw_log(SW_LOG_ERROR, LOG, "ha: %s", err.msg);
         if (rt->opts.on_fatal != NULL)
             rt->opts.on_fatal(rt->opts.fatal_ud, &err);
@@ -3164,8 +3238,217 @@ static int ha_setup(struct sw_runtime *rt, struct sw_error *err)
     return rt->ha != NULL ? 0 : err->code;
 }
 
+/* ---- ha: the request gate ------------------------------------------------------------
+ * A plugin's key-value write reaches etcd through the fenced write queue, asynchronously,
+ * while its HTTP request would go out at once: killed in between, a leader would leave an
+ * effect on the marketplace (a deployment created) whose bookkeeping (market_akash's
+ * "pending create" entry) the next leader never reads, so a deployment nobody owns. While
+ * writes of this replica are outstanding, a plugin's request (HTTP or net) is therefore
+ * held, the plugin getting its id at once, until every write queued before it has been
+ * acknowledged: entry acknowledged, then request sent. With nothing outstanding (the common
+ * case: a follower, or a leader between actions) the request goes straight through. */
+
+#define HA_HELD_ID_BIT (UINT64_C(1) << 63) /* held ids never meet the clients' own */
+
+struct ha_held {
+    struct ha_held *prev, *next;
+    struct sw_runtime *rt;
+    struct sw_plugin *plugin;
+    uint64_t id;      /* the id the plugin got */
+    uint64_t sent_id; /* the client's id once sent through, 0 before */
+    bool waiting;     /* the barrier has not called back yet */
+    bool finished;    /* the plugin's callback fired (cancelled while waiting) */
+    bool is_net;
+    swp_http_cb http_cb;
+    swp_net_cb net_cb;
+    void *cb_ud;
+    void *complete_ud;
+    /* Deep copy of the request, as the plugin's buffers are borrowed for its call only. */
+    struct swp_http_req http;
+    struct swp_net_req net;
+    char **headers;
+};
+
+static void held_free(struct ha_held *h)
+{
+    if (h->prev != NULL)
+        h->prev->next = h->next;
+    else if (h->rt->ha_held == h)
+        h->rt->ha_held = h->next;
+    if (h->next != NULL)
+        h->next->prev = h->prev;
+    for (size_t i = 0; i < h->http.header_count; i++)
+        free(h->headers[i]);
+    free(h->headers);
+    free((char *)h->http.method);
+    free((char *)h->http.url);
+    free((char *)h->http.body);
+    free((char *)h->net.address);
+    free((uint8_t *)h->net.data);
+    free(h);
+}
+
+/* The plugin's callback, exactly once: a refusal or a cancellation before sending. */
+static void held_fail(struct ha_held *h, int status)
+{
+    h->finished = true;
+    if (h->is_net) {
+        h->net_cb(h->cb_ud, status, NULL, 0);
+    } else {
+        struct swp_http_resp resp = {.status = 0, .body = "", .body_len = 0};
+        h->http_cb(h->cb_ud, status, &resp);
+    }
+}
+
+static void held_http_done(void *ud, int status, const struct swp_http_resp *resp)
+{
+    struct ha_held *h = ud;
+    swp_http_cb cb = h->http_cb;
+    void *cb_ud = h->cb_ud;
+    held_free(h);
+    cb(cb_ud, status, resp);
+}
+
+static void held_net_done(void *ud, int status, const uint8_t *reply, size_t len)
+{
+    struct ha_held *h = ud;
+    swp_net_cb cb = h->net_cb;
+    void *cb_ud = h->cb_ud;
+    held_free(h);
+    cb(cb_ud, status, reply, len);
+}
+
+static void held_release(void *ud, int status)
+{
+    struct ha_held *h = ud;
+    struct sw_runtime *rt = h->rt;
+    h->waiting = false;
+    if (h->finished) { /* cancelled while it waited */
+        held_free(h);
+        return;
+    }
+    if (status != 0 || !rt->running) {
+        sw_log(SW_LOG_WARN, LOG,
+               "ha: a request of plugin '%s' was held for earlier etcd writes "
+               "that were %s; not sent",
+               sw_plugin_name(h->plugin),
+               status == SW_ECANCELED || !rt->running ? "cancelled (stopping)" : "refused");
+        held_fail(h, SW_ECANCELED);
+        held_free(h);
+        return;
+    }
+    /* Through the usual path (stats, the fence's clock check), minus the gate itself. */
+    rt->ha_gate_passing = true;
+    h->sent_id = h->is_net
+                     ? svc_net_exchange(rt, h->plugin, &h->net, held_net_done, h, h->complete_ud)
+                     : svc_http_request(rt, h->plugin, &h->http, held_http_done, h);
+    rt->ha_gate_passing = false;
+    if (h->sent_id == 0) {
+        held_fail(h, SW_ECANCELED);
+        held_free(h);
+    }
+}
+
+/* Holds the request when writes are outstanding: returns the id handed to the plugin, or 0
+ * when the request should go out now. */
+static struct ha_held *held_new(struct sw_runtime *rt, struct sw_plugin *plugin, void *cb_ud)
+{
+    if (rt->ha == NULL || rt->ha_gate_passing || sw_ha_writes_outstanding(rt->ha) == 0)
+        return NULL;
+    struct ha_held *h = sw_xcalloc(1, sizeof(*h));
+    h->rt = rt;
+    h->plugin = plugin;
+    h->cb_ud = cb_ud;
+    return h;
+}
+
+static uint64_t held_start(struct sw_runtime *rt, struct ha_held *h)
+{
+    h->id = HA_HELD_ID_BIT | ++rt->ha_held_seq;
+    h->waiting = true;
+    h->next = rt->ha_held;
+    if (rt->ha_held != NULL)
+        rt->ha_held->prev = h;
+    rt->ha_held = h;
+    if (sw_ha_barrier(rt->ha, held_release, h) != 0) {
+        /* Not reachable with writes outstanding; kept exact in case it ever is. */
+        h->waiting = false;
+        h->finished = true;
+        held_free(h);
+        return 0;
+    }
+    sw_log(SW_LOG_DEBUG, LOG, "ha: a request of plugin '%s' waits for %zu etcd write(s)",
+           sw_plugin_name(h->plugin), sw_ha_writes_outstanding(rt->ha));
+    return h->id;
+}
+
+static uint64_t ha_gate_http(struct sw_runtime *rt, struct sw_plugin *plugin,
+                             const struct swp_http_req *req, swp_http_cb cb, void *cb_ud)
+{
+    struct ha_held *h = held_new(rt, plugin, cb_ud);
+    if (h == NULL)
+        return 0;
+    h->http_cb = cb;
+    h->http = *req;
+    h->http.method = req->method != NULL ? sw_xstrdup(req->method) : NULL;
+    h->http.url = req->url != NULL ? sw_xstrdup(req->url) : NULL;
+    if (req->body != NULL) {
+        char *body = sw_xmalloc(req->body_len + 1);
+        memcpy(body, req->body, req->body_len);
+        body[req->body_len] = '\0';
+        h->http.body = body;
+    }
+    h->headers = sw_xcalloc(req->header_count + 1, sizeof(*h->headers));
+    for (size_t i = 0; i < req->header_count; i++)
+        h->headers[i] = sw_xstrdup(req->headers[i]);
+    h->http.headers = (const char *const *)h->headers;
+    uint64_t id = held_start(rt, h);
+    return id;
+}
+
+static uint64_t ha_gate_net(struct sw_runtime *rt, struct sw_plugin *plugin,
+                            const struct swp_net_req *req, swp_net_cb cb, void *cb_ud,
+                            void *complete_ud)
+{
+    struct ha_held *h = held_new(rt, plugin, cb_ud);
+    if (h == NULL)
+        return 0;
+    h->is_net = true;
+    h->net_cb = cb;
+    h->complete_ud = complete_ud;
+    h->net = *req;
+    h->net.address = req->address != NULL ? sw_xstrdup(req->address) : NULL;
+    if (req->data != NULL) {
+        uint8_t *data = sw_xmalloc(req->len > 0 ? req->len : 1);
+        memcpy(data, req->data, req->len);
+        h->net.data = data;
+    }
+    return held_start(rt, h);
+}
+
+/* true: handled (a held request cancelled: its callback fired); false: *id is the client's
+ * id to cancel (the one a held request was sent with, or the caller's own). */
+static bool ha_gate_cancel(struct sw_runtime *rt, uint64_t *id)
+{
+    if ((*id & HA_HELD_ID_BIT) == 0)
+        return false;
+    for (struct ha_held *h = rt->ha_held; h != NULL; h = h->next) {
+        if (h->id != *id)
+            continue;
+        if (h->sent_id != 0) {
+            *id = h->sent_id;
+            return false;
+        }
+        if (!h->finished)
+            held_fail(h, SW_ECANCELED); /* freed when the barrier calls back */
+        return true;
+    }
+    return true; /* finished already */
+}
+
 static void ha_free(struct sw_runtime *rt)
 {
+    sw_ha_resign(rt->ha); /* ha: a clean stop hands over now, not after the ttl */
     sw_ha_free(rt->ha);
     rt->ha = NULL;
     free(rt->ha_metrics_text);

@@ -2,12 +2,19 @@
  * etcd-server): omitted false/zero fields, int64 as strings past 2^53, error shapes of
  * unary calls and of the keepalive stream, trailing bytes; the unit record round trip;
  * base64; and the "ha" config block's validation. */
+#include <arpa/inet.h>
 #include <math.h>
+#include <netinet/in.h>
+#include <pthread.h>
 #include <setjmp.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
+#include "clock.h"
 #include "config.h"
 #include "ha.h"
 #include "sw_test.h"
@@ -258,6 +265,202 @@ SW_TEST(config_defaults_and_errors)
         SW_ASSERT_EQ(err.code, SW_ECONFIG);
         SW_ASSERT_CONTAINS(err.msg, cases[i].want);
     }
+}
+
+/* ---- sw_ha against a stand-in etcd ------------------------------------------------------
+ * A blocking one-connection-at-a-time server on its own thread (so sw_ha_resign, which
+ * blocks the loop thread, can reach it). It answers like etcd 3.4's gateway: no leader key,
+ * a lease, every txn succeeds (after TXN_DELAY_US: the acknowledgement the barrier must
+ * wait for), revoke. */
+
+#define TXN_DELAY_US 150000
+
+struct fake_etcd {
+    int listen_fd;
+    int port;
+    pthread_t thread;
+    atomic_int txns_answered; /* counted before the reply is written */
+    atomic_int revokes;
+    atomic_bool stop;
+};
+
+static void fake_reply(int fd, const char *body)
+{
+    char head[256];
+    int n = snprintf(head, sizeof(head),
+                     "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                     "Content-Length: %zu\r\nConnection: close\r\n\r\n",
+                     strlen(body));
+    if (write(fd, head, (size_t)n) < 0 || write(fd, body, strlen(body)) < 0)
+        return;
+}
+
+static void *fake_main(void *ud)
+{
+    struct fake_etcd *f = ud;
+    while (!atomic_load(&f->stop)) {
+        int fd = accept(f->listen_fd, NULL, NULL);
+        if (fd < 0)
+            continue;
+        char req[8192];
+        size_t len = 0;
+        const char *end = NULL;
+        ssize_t got;
+        /* Headers, then Content-Length bytes of body. */
+        while (len < sizeof(req) - 1 && (got = read(fd, req + len, sizeof(req) - 1 - len)) > 0) {
+            len += (size_t)got;
+            req[len] = '\0';
+            if ((end = strstr(req, "\r\n\r\n")) == NULL)
+                continue;
+            const char *cl = strstr(req, "Content-Length:");
+            size_t want = cl != NULL ? strtoul(cl + 15, NULL, 10) : 0;
+            if (len >= (size_t)(end + 4 - req) + want)
+                break;
+        }
+        req[len] = '\0';
+        const char *hdr = "\"header\":{\"revision\":\"3\"}";
+        char body[256];
+        if (strncmp(req, "POST /v3/kv/range", 17) == 0) {
+            snprintf(body, sizeof(body), "{%s}", hdr);
+        } else if (strncmp(req, "POST /v3/lease/grant", 20) == 0) {
+            snprintf(body, sizeof(body), "{%s,\"ID\":\"7587862041617357317\",\"TTL\":\"5\"}", hdr);
+        } else if (strncmp(req, "POST /v3/lease/keepalive", 24) == 0) {
+            snprintf(body, sizeof(body),
+                     "{\"result\":{%s,\"ID\":\"7587862041617357317\","
+                     "\"TTL\":\"5\"}}",
+                     hdr);
+        } else if (strncmp(req, "POST /v3/lease/revoke", 21) == 0) {
+            if (strstr(req, "7587862041617357317") != NULL)
+                atomic_fetch_add(&f->revokes, 1);
+            snprintf(body, sizeof(body), "{%s}", hdr);
+        } else { /* txn: the campaign or a fenced write */
+            usleep(TXN_DELAY_US);
+            atomic_fetch_add(&f->txns_answered, 1);
+            snprintf(body, sizeof(body), "{%s,\"succeeded\":true}", hdr);
+        }
+        fake_reply(fd, body);
+        close(fd);
+    }
+    return NULL;
+}
+
+static void fake_start(struct fake_etcd *f)
+{
+    memset(f, 0, sizeof(*f));
+    f->listen_fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t alen = sizeof(addr);
+    if (bind(f->listen_fd, (struct sockaddr *)&addr, sizeof(addr)) != 0 ||
+        listen(f->listen_fd, 16) != 0 ||
+        getsockname(f->listen_fd, (struct sockaddr *)&addr, &alen) != 0)
+        abort();
+    f->port = ntohs(addr.sin_port);
+    pthread_create(&f->thread, NULL, fake_main, f);
+}
+
+static void fake_stop(struct fake_etcd *f)
+{
+    atomic_store(&f->stop, true);
+    shutdown(f->listen_fd, SHUT_RDWR);
+    close(f->listen_fd);
+    /* accept() may not return on every kernel after close: poke it. */
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in addr = {.sin_family = AF_INET,
+                               .sin_port = htons((uint16_t)f->port),
+                               .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    (void)connect(fd, (struct sockaddr *)&addr, sizeof(addr));
+    close(fd);
+    pthread_join(f->thread, NULL);
+}
+
+struct gate_run {
+    struct sw_ha *ha;
+    struct fake_etcd *etcd;
+    uv_loop_t *loop;
+    int barrier_rc;
+    int barrier_status;
+    int answered_at_barrier; /* txns the stand-in had answered when the barrier passed */
+    bool elected;
+    bool barrier_done;
+};
+
+static void gate_barrier_done(void *ud, int status)
+{
+    struct gate_run *g = ud;
+    g->barrier_done = true;
+    g->barrier_status = status;
+    g->answered_at_barrier = atomic_load(&g->etcd->txns_answered);
+    uv_stop(g->loop);
+}
+
+static void gate_elected(void *ud)
+{
+    struct gate_run *g = ud;
+    g->elected = true;
+    /* The campaign txn was answered (1); the plugin entry's txn is the one to wait for. */
+    sw_ha_kv_put(g->ha, "market_akash", "pending", "[{\"key\":\"k-u1\"}]");
+    g->barrier_rc = sw_ha_barrier(g->ha, gate_barrier_done, g);
+}
+
+static void gate_timeout(void *ud)
+{
+    uv_stop(((struct gate_run *)ud)->loop);
+}
+
+SW_TEST(barrier_waits_for_the_write_ack_and_resign_revokes)
+{
+    struct fake_etcd etcd;
+    fake_start(&etcd);
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct sw_clock *clock = sw_clock_live_new(&loop, 1);
+    char endpoint[64], dead[64];
+    snprintf(endpoint, sizeof(endpoint), "http://127.0.0.1:%d", etcd.port);
+    snprintf(dead, sizeof(dead), "http://127.0.0.1:1"); /* tried first, refused */
+    char *endpoints[] = {dead, endpoint};
+    struct sw_ha_config config = {.endpoints = endpoints,
+                                  .endpoint_count = 2,
+                                  .ttl_ms = 5000,
+                                  .prefix = "/steward/t",
+                                  .replica = "r1"};
+    struct gate_run g = {.etcd = &etcd, .loop = &loop, .barrier_rc = -100};
+    struct sw_ha_opts opts = {
+        .config = &config, .clock = clock, .loop = &loop, .on_elected = gate_elected, .ud = &g};
+    struct sw_error err = {0};
+    g.ha = sw_ha_new(&opts, &err);
+    SW_ASSERT(g.ha != NULL);
+    /* Not leading: nothing outstanding, nothing to revoke (and nothing sent). */
+    SW_ASSERT_EQ(sw_ha_barrier(g.ha, gate_barrier_done, &g), 1);
+    SW_ASSERT_EQ(sw_ha_resign(g.ha), 0);
+    SW_ASSERT_EQ(atomic_load(&etcd.revokes), 0);
+
+    sw_ha_start(g.ha);
+    uint64_t guard = sw_clock_timer_start(clock, 10000, gate_timeout, &g);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    sw_clock_timer_stop(clock, guard);
+    SW_ASSERT(g.elected);
+    SW_ASSERT_EQ(g.barrier_rc, 0); /* a write was outstanding: held */
+    SW_ASSERT(g.barrier_done);
+    SW_ASSERT_EQ(g.barrier_status, 0);
+    /* The campaign's txn and the entry's txn: acknowledged before the barrier let go. */
+    SW_ASSERT_EQ(g.answered_at_barrier, 2);
+    SW_ASSERT_EQ(sw_ha_writes_outstanding(g.ha), 0);
+    SW_ASSERT_EQ(sw_ha_barrier(g.ha, gate_barrier_done, &g), 1);
+
+    /* A clean stop: the lease is revoked (blocking, the loop is not running), once. */
+    SW_ASSERT(sw_ha_is_leader(g.ha));
+    SW_ASSERT_EQ(sw_ha_resign(g.ha), 0);
+    SW_ASSERT_EQ(atomic_load(&etcd.revokes), 1);
+    SW_ASSERT(!sw_ha_is_leader(g.ha));
+    SW_ASSERT_EQ(sw_ha_unit_delete(g.ha, "k-u1", NULL, NULL), SW_EAGAIN);
+    SW_ASSERT_EQ(sw_ha_resign(g.ha), 0);
+    SW_ASSERT_EQ(atomic_load(&etcd.revokes), 1);
+
+    sw_ha_free(g.ha);
+    sw_clock_free(clock);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    uv_loop_close(&loop);
+    fake_stop(&etcd);
 }
 
 SW_TEST_MAIN()
