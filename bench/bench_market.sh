@@ -32,6 +32,7 @@
 #   env: BID_DELAY=500ms READY_DELAY=2s POLL_INTERVAL=3s RUNS=1 (acquire_50 repetitions)
 #        N_TRACK=1000 (0 skips track_1000) WATCH_INTERVAL=3s KEEP=1 (keep workdir)
 #        PERF=1 (perf record -g on steward during the first burst: perf.data in the workdir)
+#        STRACE=1 (strace -c -f on steward during the first burst: syscall counts printed)
 set -euo pipefail
 src=$(cd "$(dirname "$0")/.." && pwd)
 build=$(cd "${1:-$src/build}" && pwd)
@@ -165,6 +166,9 @@ acquire_run() { # acquire_run N: one burst of 50 in $work/acquire$N
   if [ "${PERF:-0}" = 1 ] && [ "$1" = 1 ]; then
     perf record --call-graph dwarf,16384 -F 4000 -o "$work/perf.data" -p "$spid" 2>"$work/perf.log" &
     perf_pid=$!
+  elif [ "${STRACE:-0}" = 1 ] && [ "$1" = 1 ]; then
+    strace -c -f -o "$work/strace.txt" -p "$spid" 2>/dev/null &
+    perf_pid=$!
   fi
   # steward's own view: the journal's units in state ready (polled every 20 ms)
   local n=0 deadline=$((start + 60000))
@@ -218,6 +222,7 @@ acquire_run() { # acquire_run N: one burst of 50 in $work/acquire$N
 poll_interval=${POLL_INTERVAL:-3s}
 for run in $(seq 1 "${RUNS:-1}"); do acquire_run "$run"; done
 [ "${PERF:-0}" = 1 ] && echo "perf data: $work/perf.data (KEEP=1 keeps it)"
+[ "${STRACE:-0}" = 1 ] && cat "$work/strace.txt"
 [ "$n_track" -gt 0 ] || exit 0
 
 # ---------------------------------------------------------------- track_1000

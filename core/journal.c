@@ -16,6 +16,17 @@
  * state, events) open it with BEGIN and leave it open; durable writes (intents, units, kv,
  * meta) open it with BEGIN IMMEDIATE if none is open, add their row and COMMIT, which
  * commits whatever was buffered before them in the same fsync-free write.
+ *
+ * Coalescing (sw_journal_set_coalesce, the live runtime). Each COMMIT appends the touched
+ * pages to the WAL: one acquire makes about a dozen durable writes (intent, unit states,
+ * the plugin's KV records), a dozen page writes and write(2) calls for what one would do.
+ * With coalescing on, a durable write stays in the open transaction and the owner commits
+ * them together with sw_journal_barrier: before anything that depends on them leaves the
+ * process (a request to a marketplace) and at the end of the loop turn. A kill -9 before
+ * that commit loses only writes whose effects never left the process, which is the state
+ * a kill just before them would have left. If SQLite rolls the transaction back under
+ * durable writes (SQLITE_FULL, IOERR), the next barrier reports it, so the request they
+ * guard is refused instead of going out without its record.
  */
 #include "journal.h"
 
@@ -218,7 +229,12 @@ struct sw_journal {
     char *path;
     sqlite3_stmt *stmts[ST_COUNT];
     bool in_txn;     /* a transaction we opened is still open */
-    size_t buffered; /* records written into it by buffered calls */
+    size_t buffered; /* records written into it by buffered calls (and coalesced durable) */
+    /* coalescing (see the top of this file) */
+    void (*on_pending)(void *ud); /* NULL: durable writes commit on return */
+    void *pending_ud;
+    bool durable_pending; /* durable writes in the open transaction, not yet committed */
+    bool durable_lost;    /* ... and SQLite rolled them back: the next barrier fails */
     char last_error[256];
 };
 
@@ -346,8 +362,11 @@ static void txn_check_lost(struct sw_journal *j)
         sw_log(SW_LOG_WARN, "journal",
                "%s: SQLite rolled back the transaction, %zu buffered records lost", j->path,
                j->buffered);
+    if (j->durable_pending)
+        j->durable_lost = true;
     j->in_txn = false;
     j->buffered = 0;
+    j->durable_pending = false;
 }
 
 static int txn_open(struct sw_journal *j, bool immediate, struct sw_error *err)
@@ -365,6 +384,7 @@ static int txn_commit(struct sw_journal *j, struct sw_error *err)
 {
     if (!j->in_txn)
         return 0;
+    j->durable_pending = false;
     if (txn_exec(j, ST_COMMIT) == SQLITE_OK) {
         j->in_txn = false;
         j->buffered = 0;
@@ -388,6 +408,17 @@ static int txn_commit(struct sw_journal *j, struct sw_error *err)
 static int durable_end(struct sw_journal *j, int code, struct sw_error *err)
 {
     txn_check_lost(j);
+    if (j->on_pending != NULL && j->in_txn) {
+        /* Coalescing: the barrier commits it. A failed statement (code < 0) leaves the
+         * earlier writes in place, as without coalescing. */
+        if (code == 0 && ++j->buffered >= AUTOFLUSH_RECORDS)
+            return txn_commit(j, err);
+        if (code == 0 && !j->durable_pending) {
+            j->durable_pending = true;
+            j->on_pending(j->pending_ud);
+        }
+        return code;
+    }
     int rc = txn_commit(j, code < 0 ? NULL : err);
     return code < 0 ? code : rc;
 }
@@ -864,7 +895,32 @@ int sw_journal_eval_record(struct sw_journal *j, const struct sw_evaluation *ev,
 
 int sw_journal_flush(struct sw_journal *j, struct sw_error *err)
 {
+    if (j->durable_lost) {
+        j->durable_lost = false;
+        txn_commit(j, NULL);
+        snprintf(j->last_error, sizeof(j->last_error),
+                 "SQLite rolled back a transaction holding durable writes");
+        return sw_error_set(err, SW_ESTORE, "journal: %s", j->last_error);
+    }
     return txn_commit(j, err);
+}
+
+void sw_journal_set_coalesce(struct sw_journal *j, void (*on_pending)(void *ud), void *ud)
+{
+    if (on_pending == NULL && j->durable_pending) {
+        struct sw_error err = {0};
+        if (txn_commit(j, &err) < 0)
+            sw_log(SW_LOG_ERROR, "journal", "%s: %s", j->path, err.msg);
+    }
+    j->on_pending = on_pending;
+    j->pending_ud = ud;
+}
+
+int sw_journal_barrier(struct sw_journal *j, struct sw_error *err)
+{
+    if (!j->durable_pending && !j->durable_lost)
+        return 0;
+    return sw_journal_flush(j, err);
 }
 
 /* Stored JSON comes back parsed; text that does not parse (a writer bypassing the runtime)

@@ -131,6 +131,17 @@ int sw_journal_eval_record(struct sw_journal *j, const struct sw_evaluation *ev,
 /* Commit what is buffered (a no-op when nothing is). The runtime calls it once per tick
  * batch. On SW_ESTORE the buffered records are lost (rolled back). */
 int sw_journal_flush(struct sw_journal *j, struct sw_error *err);
+/* Coalescing of durable writes (see journal.c). With on_pending set, a durable call no
+ * longer commits on return: its row stays in the open transaction, and on_pending(ud) is
+ * called once when the first such row is waiting. The owner must then call
+ * sw_journal_barrier before anything that depends on those rows leaves the process, and
+ * soon after on_pending (the live runtime: at the end of the loop turn). NULL turns
+ * coalescing off and commits what is waiting. on_pending must not call the journal. */
+void sw_journal_set_coalesce(struct sw_journal *j, void (*on_pending)(void *ud), void *ud);
+/* Commit the durable writes waiting under coalescing (a no-op when none wait; buffered
+ * records go with them). SW_ESTORE when the commit failed or SQLite had already rolled
+ * them back: the caller must not act on them. */
+int sw_journal_barrier(struct sw_journal *j, struct sw_error *err);
 /* Evaluations of a policy (NULL = all) with at_ms in [from_ms, to_ms], oldest first, up to
  * limit (0 = no limit), as a JSON array text (owned, free()). Each object has id, policy,
  * at_ms, inputs_digest, inputs, desired, actions, refused, explain (parsed JSON, null when

@@ -779,4 +779,116 @@ SW_TEST(store_failure_reports_sqlite_message)
     tmp_db_remove(&t);
 }
 
+/* ---- coalescing ---------------------------------------------------------------------- */
+
+static int pending_calls;
+static void count_pending(void *ud)
+{
+    (void)ud;
+    pending_calls++;
+}
+
+/* Under coalescing, durable writes wait for the barrier (one commit for the batch), and
+ * the owner hears about the first one only; turning it off commits what waits. */
+SW_TEST(coalesced_durable_writes_commit_at_the_barrier)
+{
+    struct tmp_db t;
+    tmp_db_make(&t);
+    struct sw_error err = {0};
+    struct sw_journal *j = open_ok(t.path);
+    SW_ASSERT(j != NULL);
+    pending_calls = 0;
+    sw_journal_set_coalesce(j, count_pending, NULL);
+    SW_ASSERT_EQ(sw_journal_barrier(j, &err), 0); /* nothing waiting: a no-op */
+
+    SW_ASSERT_EQ(sw_journal_intent_begin(j, SW_ACTION_ACQUIRE, "c1", "web", "eu", NULL, NULL, 1,
+                                         NULL, &err),
+                 0);
+    struct sw_unit *u = sw_unit_new("c1", "web", "eu");
+    SW_ASSERT_EQ(sw_journal_unit_save(j, u, &err), 0);
+    SW_ASSERT_EQ(sw_journal_kv_set(j, "market_akash", "dep/1", "{}"), 0);
+    SW_ASSERT_EQ(pending_calls, 1);
+    /* this connection sees them, another does not yet */
+    SW_ASSERT_EQ(sw_journal_intent_count(j, "c1"), 1);
+    SW_ASSERT_EQ(raw_int(t.path, "SELECT count(*) FROM intents"), 0);
+    SW_ASSERT_EQ(raw_int(t.path, "SELECT count(*) FROM kv"), 0);
+    /* a refused row does not undo the batch */
+    SW_ASSERT_EQ(sw_journal_intent_begin(j, SW_ACTION_ACQUIRE, "c1", "web", "eu", NULL, NULL, 2,
+                                         NULL, &err),
+                 SW_EEXIST);
+
+    SW_ASSERT_EQ(sw_journal_barrier(j, &err), 0);
+    SW_ASSERT_EQ(raw_int(t.path, "SELECT count(*) FROM intents"), 1);
+    SW_ASSERT_EQ(raw_int(t.path, "SELECT count(*) FROM units"), 1);
+    SW_ASSERT_EQ(raw_int(t.path, "SELECT count(*) FROM kv"), 1);
+
+    /* a buffered record alone does not make the barrier commit; a durable one does */
+    struct sw_evaluation ev = sample_eval("p", 3);
+    SW_ASSERT_EQ(sw_journal_eval_record(j, &ev, &err), 0);
+    SW_ASSERT_EQ(sw_journal_barrier(j, &err), 0);
+    SW_ASSERT_EQ(raw_int(t.path, "SELECT count(*) FROM evaluations"), 0);
+    SW_ASSERT_EQ(sw_journal_intent_finish(j, "c1", SW_INTENT_DONE, "ready", 4, &err), 0);
+    SW_ASSERT_EQ(pending_calls, 2);
+    SW_ASSERT_EQ(sw_journal_barrier(j, &err), 0);
+    SW_ASSERT_EQ(raw_int(t.path, "SELECT count(*) FROM evaluations"), 1);
+    SW_ASSERT_EQ(raw_int(t.path, "SELECT state FROM intents WHERE key = 'c1'"), SW_INTENT_DONE);
+
+    /* off: what waits commits, and durable writes commit on return again */
+    u->state = SW_UNIT_READY;
+    SW_ASSERT_EQ(sw_journal_unit_save(j, u, &err), 0);
+    SW_ASSERT_EQ(raw_int(t.path, "SELECT state FROM units"), 0);
+    sw_journal_set_coalesce(j, NULL, NULL);
+    SW_ASSERT_EQ(raw_int(t.path, "SELECT state FROM units"), SW_UNIT_READY);
+    SW_ASSERT_EQ(sw_journal_kv_set(j, "market_akash", "dep/2", "{}"), 0);
+    SW_ASSERT_EQ(raw_int(t.path, "SELECT count(*) FROM kv"), 2);
+    SW_ASSERT_EQ(pending_calls, 3); /* the unit save before the switch; none since */
+    sw_unit_free(u);
+    sw_journal_close(j);
+    tmp_db_remove(&t);
+}
+
+/* A coalesced write survives a kill -9 once the barrier returned; one made after the last
+ * barrier is lost with the process, as if the kill had come just before it. */
+SW_TEST(coalesced_write_survives_kill_9_after_the_barrier)
+{
+    struct tmp_db t;
+    tmp_db_make(&t);
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    SW_ASSERT(pid >= 0);
+    if (pid == 0) {
+        struct sw_journal *j = sw_journal_open(t.path, NULL);
+        if (j == NULL)
+            _exit(10);
+        sw_journal_set_coalesce(j, count_pending, NULL);
+        if (sw_journal_intent_begin(j, SW_ACTION_ACQUIRE, "kept", "web", "eu", NULL, NULL, 1,
+                                    NULL, NULL) != 0 ||
+            sw_journal_kv_set(j, "ns", "guard", "before the request") != 0)
+            _exit(11);
+        if (sw_journal_barrier(j, NULL) != 0)
+            _exit(12);
+        if (sw_journal_intent_begin(j, SW_ACTION_ACQUIRE, "lost", "web", "eu", NULL, NULL, 2,
+                                    NULL, NULL) != 0)
+            _exit(13);
+        raise(SIGKILL);
+        _exit(14);
+    }
+    int status = 0;
+    SW_ASSERT_EQ(waitpid(pid, &status, 0), pid);
+    if (WIFEXITED(status))
+        SW_FAIL_AT("child exited with %d instead of dying by SIGKILL", WEXITSTATUS(status));
+    SW_ASSERT_EQ(WTERMSIG(status), SIGKILL);
+    struct sw_journal *j = open_ok(t.path);
+    SW_ASSERT(j != NULL);
+    SW_ASSERT_EQ(sw_journal_intent_count(j, "kept"), 1);
+    SW_ASSERT_EQ(sw_journal_intent_count(j, "lost"), 0);
+    char *value = NULL;
+    SW_ASSERT_EQ(sw_journal_kv_get(j, "ns", "guard", &value), 0);
+    SW_ASSERT_STREQ(value, "before the request");
+    free(value);
+    sw_journal_close(j);
+    tmp_db_remove(&t);
+}
+
 SW_TEST_MAIN()
