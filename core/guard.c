@@ -109,6 +109,14 @@ static bool region_allowed(const struct sw_group_config *g, const char *region)
 static void drop_unconfigured(const struct sw_guard *guard, struct sw_desired *desired,
                               struct sw_guard_notes *notes)
 {
+    /* Entries are sorted by group: one lookup per group, and nothing rebuilt when every
+     * group is configured (every tick, normally). */
+    bool all_configured = true;
+    for (size_t i = 0; all_configured && i < desired->count; i++)
+        if (i == 0 || strcmp(desired->entries[i].group, desired->entries[i - 1].group) != 0)
+            all_configured = group_index(guard, desired->entries[i].group) >= 0;
+    if (all_configured)
+        return;
     struct sw_desired kept;
     sw_desired_init(&kept);
     const char *noted = NULL;

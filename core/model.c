@@ -86,14 +86,36 @@ int sw_desired_group_total(const struct sw_desired *d, const char *group)
     return total;
 }
 
+static bool same_keys(const struct sw_desired *a, const struct sw_desired *b)
+{
+    if (a->count != b->count)
+        return false;
+    for (size_t i = 0; i < a->count; i++)
+        if (strcmp(a->entries[i].group, b->entries[i].group) != 0 ||
+            strcmp(a->entries[i].region, b->entries[i].region) != 0)
+            return false;
+    return true;
+}
+
 void sw_desired_copy(struct sw_desired *dst, const struct sw_desired *src)
 {
     if (dst == src)
         return;
+    /* Ticks mostly change counts, not keys: keep dst's strings then (no allocation). */
+    if (same_keys(dst, src)) {
+        for (size_t i = 0; i < src->count; i++)
+            dst->entries[i].count = src->entries[i].count;
+        return;
+    }
     sw_desired_clear(dst);
+    /* src is sorted already: append in order, no search. */
+    dst->cap = src->count;
+    dst->entries = src->count ? sw_xcalloc(src->count, sizeof(*dst->entries)) : NULL;
     for (size_t i = 0; i < src->count; i++)
-        sw_desired_set(dst, src->entries[i].group, src->entries[i].region,
-                       src->entries[i].count);
+        dst->entries[i] = (struct sw_desired_entry){sw_xstrdup(src->entries[i].group),
+                                                    sw_xstrdup(src->entries[i].region),
+                                                    src->entries[i].count};
+    dst->count = src->count;
 }
 
 bool sw_desired_equal(const struct sw_desired *a, const struct sw_desired *b)

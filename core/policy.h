@@ -119,8 +119,9 @@ bool sw_policy_event_wants_eval(const struct sw_policy *policy);
  * counts as "the last (re)load" for sw_policy_file_changed, so a broken file is retried
  * only once it changes again. Reload failures do not count in sw_policy_error_count. */
 int sw_policy_reload(struct sw_policy *policy, struct sw_error *err);
-/* True when the file's mtime or size changed since the last (re)load. */
-bool sw_policy_file_changed(const struct sw_policy *policy);
+/* True when the file's mtime or size changed since the last (re)load. Under a simulated
+ * clock the file is looked at once per real second at most (false in between). */
+bool sw_policy_file_changed(struct sw_policy *policy);
 
 /* ctx.state as JSON (owned), to persist after a good tick; NULL if empty (or, logged
  * through log_fn, if it cannot be serialised: see sw_policy_state_save). Keys are sorted,

@@ -795,6 +795,42 @@ SW_TEST(hot_reload)
     world_free(&w);
 }
 
+/* Under a simulated clock the file is stat()ed once per real second at most: a change is
+ * noticed, just not on the tick right after an earlier look. */
+SW_TEST(hot_reload_check_throttled_under_simulated_clock)
+{
+    struct world w;
+    world_init(&w);
+    struct fake_clock clock = {{&fake_ops, true}, 1700000000000};
+    w.in.now_ms = clock.now_ms;
+    char path[512];
+    snprintf(path, sizeof(path), "%s", write_file("throttled.lua", ""));
+    write_at("throttled.lua", "return {evaluate = function(ctx) return {web = {v1 = 1}} end}\n",
+             1000000);
+    struct sw_policy_opts opts = {
+        .file = path,
+        .lua_path = SW_SOURCE_DIR "/lua",
+        .clock = &clock.base,
+    };
+    struct sw_error err = {0};
+    struct sw_policy *p = sw_policy_new(&opts, &err);
+    SW_ASSERT(p != NULL);
+    SW_ASSERT(!sw_policy_file_changed(p)); /* looked at: unchanged */
+    write_at("throttled.lua", "return {evaluate = function(ctx) return {web = {v2 = 1}} end}\n",
+             1000100);
+    SW_ASSERT(!sw_policy_file_changed(p)); /* within the real second: not looked at */
+    usleep(1100 * 1000);
+    SW_ASSERT(sw_policy_file_changed(p));
+    SW_ASSERT_EQ(sw_policy_reload(p, &err), 0);
+    struct sw_policy_result out;
+    sw_policy_result_init(&out);
+    SW_ASSERT_EQ(sw_policy_eval(p, &w.in, &out, &err), 0);
+    SW_ASSERT_EQ(sw_desired_get(&out.desired, "web", "v2"), 1);
+    sw_policy_result_clear(&out);
+    sw_policy_free(p);
+    world_free(&w);
+}
+
 static void random_run(uint64_t seed, long long *values, int n)
 {
     struct world w;
