@@ -507,7 +507,38 @@ static int unknown_group(const struct sw_group_config *groups, size_t count, con
                         desired_path(path, sizeof(path), group, NULL), count ? names : "none");
 }
 
-static int check_regions(lua_State *L, int idx, const char *group, struct sw_desired *out,
+/* Validated entries, kept until the whole table passed and then added to the desired
+ * state in sorted order (appends, no searching or shifting). The strings are the Lua
+ * table's keys or the configuration's region names: both outlive the check. */
+struct pending_entry {
+    const char *group;
+    const char *region;
+    int count;
+};
+
+struct pending {
+    struct pending_entry *items;
+    size_t count;
+    size_t cap;
+};
+
+static void pending_add(struct pending *p, const char *group, const char *region, int count)
+{
+    if (p->count == p->cap) {
+        p->cap = p->cap ? p->cap * 2 : 32;
+        p->items = sw_xrealloc(p->items, p->cap * sizeof(*p->items));
+    }
+    p->items[p->count++] = (struct pending_entry){group, region, count};
+}
+
+static int pending_order(const void *pa, const void *pb)
+{
+    const struct pending_entry *a = pa, *b = pb;
+    int c = strcmp(a->group, b->group);
+    return c != 0 ? c : strcmp(a->region, b->region);
+}
+
+static int check_regions(lua_State *L, int idx, const char *group, struct pending *out,
                          struct sw_error *err)
 {
     char path[PATH_MAX_LEN];
@@ -542,7 +573,7 @@ static int check_regions(lua_State *L, int idx, const char *group, struct sw_des
             return sw_error_set(err, SW_EPOLICY, "%s: expected integer <= %d, got %lld", path,
                                 SW_LUA_MAX_COUNT, (long long)count);
         }
-        sw_desired_set(out, group, region, (int)count);
+        pending_add(out, group, region, (int)count);
         lua_pop(L, 1);
     }
     return 0;
@@ -562,6 +593,7 @@ int sw_lua_check_desired(lua_State *L, int idx, const struct sw_group_config *gr
     char path[PATH_MAX_LEN];
     char got[64];
     int rc = 0;
+    struct pending entries = {0};
     lua_pushnil(L);
     while (lua_next(L, idx) != 0) {
         if (lua_type(L, -2) != LUA_TSTRING) {
@@ -583,8 +615,8 @@ int sw_lua_check_desired(lua_State *L, int idx, const struct sw_group_config *gr
             lua_pop(L, 2);
             break;
         }
-        size_t before = out->count;
-        rc = check_regions(L, lua_gettop(L), group, out, err);
+        size_t before = entries.count;
+        rc = check_regions(L, lua_gettop(L), group, &entries, err);
         if (rc < 0) {
             lua_pop(L, 2);
             break;
@@ -592,13 +624,18 @@ int sw_lua_check_desired(lua_State *L, int idx, const struct sw_group_config *gr
         /* `web = {}` means "none anywhere": without an entry the group would look unnamed
          * and keep its units, so spell the zeros out over its allowed regions. */
         const struct sw_group_config *gc = find_group(groups, group_count, group);
-        if (out->count == before)
+        if (entries.count == before)
             for (size_t r = 0; r < gc->region_count; r++)
-                sw_desired_set(out, group, gc->regions[r], 0);
+                pending_add(&entries, gc->name, gc->regions[r], 0);
         lua_pop(L, 1);
     }
-    if (rc < 0)
-        sw_desired_clear(out);
+    if (rc == 0) {
+        qsort(entries.items, entries.count, sizeof(*entries.items), pending_order);
+        for (size_t i = 0; i < entries.count; i++)
+            sw_desired_set(out, entries.items[i].group, entries.items[i].region,
+                           entries.items[i].count);
+    }
+    free(entries.items);
     return rc;
 }
 

@@ -284,10 +284,15 @@ static void push_probes(lua_State *L, const struct sw_policy_input *in)
  * provider. A handful of rows, built afresh on each call's first access. */
 static void push_providers(lua_State *L, const struct sw_policy_input *in)
 {
-    size_t count = in->providers != NULL ? in->provider_count : 0;
+    const struct sw_provider_record *records = in->providers;
+    size_t count = records != NULL ? in->provider_count : 0;
+    if (records == NULL && in->providers_fn != NULL)
+        records = in->providers_fn(in->providers_ud, &count);
+    if (records == NULL)
+        count = 0;
     lua_createtable(L, (int)count, 0);
     for (size_t i = 0; i < count; i++) {
-        const struct sw_provider_record *p = &in->providers[i];
+        const struct sw_provider_record *p = &records[i];
         lua_createtable(L, 0, 5);
         lua_pushstring(L, p->provider);
         lua_setfield(L, -2, "provider");

@@ -51,7 +51,10 @@ static long desired_find(const struct sw_desired *d, const char *group, const ch
 
 void sw_desired_set(struct sw_desired *d, const char *group, const char *region, int count)
 {
-    long at = desired_find(d, group, region);
+    /* Built in order (a copy, a sorted conversion): append without a search. */
+    long at = d->count == 0 || entry_cmp(group, region, &d->entries[d->count - 1]) > 0
+                  ? -(long)d->count - 1
+                  : desired_find(d, group, region);
     if (at >= 0) {
         d->entries[at].count = count;
         return;
@@ -383,6 +386,37 @@ void sw_offers_add(struct sw_offers *o, const char *provider, const char *region
         (struct sw_offer){sw_xstrdup(provider), sw_xstrdup(region), price_usd_hour, audited};
 }
 
+void sw_offers_replace(struct sw_offers *o, const struct swp_offer *offers, size_t count)
+{
+    /* Offers are polled every 30 s and mostly repeat: when the same providers offer in the
+     * same regions, in the same order, only prices and audit flags are written. */
+    size_t kept = 0;
+    bool same = true;
+    for (size_t i = 0; i < count && same; i++) {
+        if (offers[i].provider == NULL || offers[i].region == NULL)
+            continue;
+        same = kept < o->count && strcmp(o->items[kept].provider, offers[i].provider) == 0 &&
+               strcmp(o->items[kept].region, offers[i].region) == 0;
+        kept++;
+    }
+    if (same && kept == o->count) {
+        kept = 0;
+        for (size_t i = 0; i < count; i++) {
+            if (offers[i].provider == NULL || offers[i].region == NULL)
+                continue;
+            o->items[kept].price_usd_hour = offers[i].price_usd_hour;
+            o->items[kept].audited = offers[i].audited;
+            kept++;
+        }
+        return;
+    }
+    sw_offers_clear(o);
+    for (size_t i = 0; i < count; i++)
+        if (offers[i].provider != NULL && offers[i].region != NULL)
+            sw_offers_add(o, offers[i].provider, offers[i].region, offers[i].price_usd_hour,
+                          offers[i].audited);
+}
+
 double sw_offers_best_price(const struct sw_offers *o, const char *region)
 {
     return sw_offers_best_price_among(o, region, NULL, 0);
@@ -464,9 +498,39 @@ static struct sw_metric *metric_slot(struct sw_metric_set *m, const char *name)
     return slot;
 }
 
+/* The metric already holds samples with exactly these labels (a scrape of the same
+ * series as last time, the usual case): only values change. */
+static struct sw_metric *same_series(struct sw_metric_set *m, const char *name,
+                                     const struct swp_sample *samples, size_t count)
+{
+    struct sw_metric *metric = NULL;
+    for (size_t i = 0; metric == NULL && i < m->count; i++)
+        if (strcmp(m->items[i].name, name) == 0)
+            metric = &m->items[i];
+    if (metric == NULL || metric->status != 0 || metric->sample_count != count)
+        return NULL;
+    for (size_t i = 0; i < count; i++) {
+        const struct sw_sample *have = &metric->samples[i];
+        if (have->label_count != samples[i].label_count)
+            return NULL;
+        for (size_t j = 0; j < have->label_count; j++)
+            if (strcmp(have->label_names[j], samples[i].label_names[j]) != 0 ||
+                strcmp(have->label_values[j], samples[i].label_values[j]) != 0)
+                return NULL;
+    }
+    return metric;
+}
+
 void sw_metric_set_put(struct sw_metric_set *m, const char *name, int64_t at_ms,
                        const struct swp_sample *samples, size_t count)
 {
+    struct sw_metric *same = same_series(m, name, samples, count);
+    if (same != NULL) {
+        same->at_ms = at_ms;
+        for (size_t i = 0; i < count; i++)
+            same->samples[i].value = samples[i].value;
+        return;
+    }
     struct sw_metric *slot = metric_slot(m, name);
     slot->at_ms = at_ms;
     slot->samples = count ? sw_xcalloc(count, sizeof(*slot->samples)) : NULL;

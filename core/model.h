@@ -125,6 +125,9 @@ void sw_offers_init(struct sw_offers *o);
 void sw_offers_clear(struct sw_offers *o);
 void sw_offers_add(struct sw_offers *o, const char *provider, const char *region,
                    double price_usd_hour, bool audited);
+/* Replaces the contents with the offers that name a provider and a region, in order
+ * (offers borrowed; strings copied). Equivalent to clear + add of each. */
+void sw_offers_replace(struct sw_offers *o, const struct swp_offer *offers, size_t count);
 /* Lowest asking price in region, or -1 when nobody offers there. */
 double sw_offers_best_price(const struct sw_offers *o, const char *region);
 /* The same among the listed providers only (a group pinned to providers); count 0 = all. */

@@ -69,6 +69,11 @@ struct sw_policy_input {
     /* ---- resilience (track_record.h) ---- */
     const struct sw_provider_record *providers; /* ctx.providers; NULL: none known */
     size_t provider_count;
+    /* When providers is NULL and this is set, ctx.providers comes from it on first read
+     * (the runtime's track record costs a pass over the units per provider: most policies
+     * never look). Returns an array borrowed until the next call, count in *count. */
+    const struct sw_provider_record *(*providers_fn)(void *ud, size_t *count);
+    void *providers_ud;
 };
 
 /* A reason the policy attached with ctx.explain(group, region, text). */

@@ -1235,11 +1235,7 @@ static void offers_done(void *ud, int status, const struct swp_offer *offers, si
                perr != NULL && perr->msg[0] ? perr->msg : sw_strerror(status));
         return;
     }
-    sw_offers_clear(&rt->offers);
-    for (size_t i = 0; i < count; i++)
-        if (offers[i].provider != NULL && offers[i].region != NULL)
-            sw_offers_add(&rt->offers, offers[i].provider, offers[i].region,
-                          offers[i].price_usd_hour, offers[i].audited);
+    sw_offers_replace(&rt->offers, offers, count); /* simperf: reuses unchanged strings */
 }
 
 static void offers_fetch(struct sw_runtime *rt)
@@ -2839,9 +2835,17 @@ static void resil_plan(struct sw_runtime *rt, struct sw_actions *actions)
     sw_names_clear(&backed_off);
 }
 
+/* simperf: built when the policy reads ctx.providers, not on every tick. */
+static const struct sw_provider_record *resil_providers(void *ud, size_t *count)
+{
+    struct sw_runtime *rt = ud;
+    return sw_track_record_view(rt->track, &rt->units, now_ms(rt), count);
+}
+
 static void resil_fill_input(struct sw_runtime *rt, struct sw_policy_input *in)
 {
-    if (rt->track != NULL)
-        in->providers = sw_track_record_view(rt->track, &rt->units, in->now_ms,
-                                             &in->provider_count);
+    if (rt->track != NULL) {
+        in->providers_fn = resil_providers;
+        in->providers_ud = rt;
+    }
 }
