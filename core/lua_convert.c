@@ -507,35 +507,58 @@ static int unknown_group(const struct sw_group_config *groups, size_t count, con
                         desired_path(path, sizeof(path), group, NULL), count ? names : "none");
 }
 
-/* Validated entries, kept until the whole table passed and then added to the desired
- * state in sorted order (appends, no searching or shifting). The strings are the Lua
- * table's keys or the configuration's region names: both outlive the check. */
-struct pending_entry {
-    const char *group;
-    const char *region;
-    int count;
-};
+/* Validated entries, kept until the whole table passed and then handed to the desired
+ * state sorted (sw_desired_assign_sorted: no searching, and no allocation when the keys
+ * are the same as last tick). The strings are the Lua table's keys or the configuration's
+ * names: both outlive the check. Up to PENDING_INLINE entries live on the C stack: a
+ * per-tick heap block of a kilobyte or more makes glibc consolidate its fast bins. */
+#define PENDING_INLINE 128
 
 struct pending {
-    struct pending_entry *items;
+    struct sw_desired_entry *items;
     size_t count;
     size_t cap;
+    struct sw_desired_entry inline_items[PENDING_INLINE];
 };
 
 static void pending_add(struct pending *p, const char *group, const char *region, int count)
 {
     if (p->count == p->cap) {
-        p->cap = p->cap ? p->cap * 2 : 32;
-        p->items = sw_xrealloc(p->items, p->cap * sizeof(*p->items));
+        size_t cap = p->cap * 2;
+        if (p->items == p->inline_items) {
+            p->items = sw_xmalloc(cap * sizeof(*p->items));
+            memcpy(p->items, p->inline_items, p->count * sizeof(*p->items));
+        } else {
+            p->items = sw_xrealloc(p->items, cap * sizeof(*p->items));
+        }
+        p->cap = cap;
     }
-    p->items[p->count++] = (struct pending_entry){group, region, count};
+    p->items[p->count++] = (struct sw_desired_entry){(char *)group, (char *)region, count};
 }
 
-static int pending_order(const void *pa, const void *pb)
+static int pending_cmp(const struct sw_desired_entry *a, const struct sw_desired_entry *b)
 {
-    const struct pending_entry *a = pa, *b = pb;
-    int c = strcmp(a->group, b->group);
+    /* One group's keys are one Lua string: equal pointers, no compare. */
+    int c = a->group == b->group ? 0 : strcmp(a->group, b->group);
     return c != 0 ? c : strcmp(a->region, b->region);
+}
+
+/* Insertion sort: the entries number in the tens, and glibc's qsort allocates a buffer
+ * once they pass a kilobyte. */
+static void pending_sort(struct pending *p)
+{
+    if (p->count > PENDING_INLINE) {
+        qsort(p->items, p->count, sizeof(*p->items),
+              (int (*)(const void *, const void *))pending_cmp);
+        return;
+    }
+    for (size_t i = 1; i < p->count; i++) {
+        struct sw_desired_entry e = p->items[i];
+        size_t j = i;
+        for (; j > 0 && pending_cmp(&p->items[j - 1], &e) > 0; j--)
+            p->items[j] = p->items[j - 1];
+        p->items[j] = e;
+    }
 }
 
 static int check_regions(lua_State *L, int idx, const char *group, struct pending *out,
@@ -582,18 +605,24 @@ static int check_regions(lua_State *L, int idx, const char *group, struct pendin
 int sw_lua_check_desired(lua_State *L, int idx, const struct sw_group_config *groups,
                          size_t group_count, struct sw_desired *out, struct sw_error *err)
 {
-    sw_desired_clear(out);
     idx = lua_absindex(L, idx);
-    if (lua_type(L, idx) != LUA_TTABLE)
+    if (lua_type(L, idx) != LUA_TTABLE) {
+        sw_desired_clear(out);
         return sw_error_set(err, SW_EPOLICY,
                             "evaluate returned %s, expected a table {group = {region = count}}",
                             luaL_typename(L, idx));
-    if (!lua_checkstack(L, 4))
+    }
+    if (!lua_checkstack(L, 4)) {
+        sw_desired_clear(out);
         return sw_error_set(err, SW_EPOLICY, "desired: Lua stack exhausted");
+    }
     char path[PATH_MAX_LEN];
     char got[64];
     int rc = 0;
-    struct pending entries = {0};
+    struct pending entries;
+    entries.items = entries.inline_items;
+    entries.count = 0;
+    entries.cap = PENDING_INLINE;
     lua_pushnil(L);
     while (lua_next(L, idx) != 0) {
         if (lua_type(L, -2) != LUA_TSTRING) {
@@ -630,12 +659,13 @@ int sw_lua_check_desired(lua_State *L, int idx, const struct sw_group_config *gr
         lua_pop(L, 1);
     }
     if (rc == 0) {
-        qsort(entries.items, entries.count, sizeof(*entries.items), pending_order);
-        for (size_t i = 0; i < entries.count; i++)
-            sw_desired_set(out, entries.items[i].group, entries.items[i].region,
-                           entries.items[i].count);
+        pending_sort(&entries);
+        sw_desired_assign_sorted(out, entries.items, entries.count);
+    } else {
+        sw_desired_clear(out);
     }
-    free(entries.items);
+    if (entries.items != entries.inline_items)
+        free(entries.items);
     return rc;
 }
 

@@ -121,6 +121,13 @@ void sw_desired_copy(struct sw_desired *dst, const struct sw_desired *src)
     dst->count = src->count;
 }
 
+void sw_desired_assign_sorted(struct sw_desired *d, const struct sw_desired_entry *entries,
+                              size_t count)
+{
+    struct sw_desired view = {(struct sw_desired_entry *)entries, count, count};
+    sw_desired_copy(d, &view);
+}
+
 bool sw_desired_equal(const struct sw_desired *a, const struct sw_desired *b)
 {
     if (a->count != b->count)

@@ -154,14 +154,36 @@ struct placed {
     size_t index;
 };
 
-static int placed_order(const void *pa, const void *pb)
+static bool placed_before(const struct placed *a, const struct placed *b)
 {
-    const struct placed *a = pa, *b = pb;
-    int c = strcmp(a->unit->region, b->unit->region);
-    if (c != 0)
-        return c;
-    return a->index < b->index ? -1 : a->index > b->index ? 1 : 0;
+    int c = a->unit->region == b->unit->region ? 0 : strcmp(a->unit->region, b->unit->region);
+    return c < 0 || (c == 0 && a->index < b->index);
 }
+
+/* Merge sort into tmp and back (stable by construction). glibc's qsort would allocate its
+ * own buffer past a kilobyte, every tick. */
+static void placed_sort(struct placed *items, struct placed *tmp, size_t count)
+{
+    if (count < 2)
+        return;
+    size_t half = count / 2;
+    placed_sort(items, tmp, half);
+    placed_sort(items + half, tmp, count - half);
+    if (!placed_before(&items[half], &items[half - 1]))
+        return; /* already in order: the usual case for a unit set that rarely changes */
+    size_t i = 0, j = half, k = 0;
+    while (i < half && j < count)
+        tmp[k++] = placed_before(&items[j], &items[i]) ? items[j++] : items[i++];
+    while (i < half)
+        tmp[k++] = items[i++];
+    while (j < count)
+        tmp[k++] = items[j++];
+    memcpy(items, tmp, count * sizeof(*items));
+}
+
+/* Scratch arrays for one group's units: on the stack up to this many units, so a tick
+ * does not allocate (blocks over a kilobyte make glibc consolidate its fast bins). */
+#define PLAN_INLINE_UNITS 128
 
 /* Regions are visited in name order over the union of the group's desired regions and the
  * regions of its open units: both lists are sorted, so one merge walk replaces a scan of
@@ -172,7 +194,14 @@ static void plan_group(const struct sw_desired *desired, const struct sw_units *
 {
     const char *group = g->name;
     const char *heavy = sw_spread_heavy(g, units, sw_desired_group_total(desired, group));
-    struct placed *placed = sw_xcalloc(units->count + 1, sizeof(*placed));
+    struct placed placed_inline[PLAN_INLINE_UNITS], tmp_inline[PLAN_INLINE_UNITS];
+    const struct sw_unit *slice_inline[PLAN_INLINE_UNITS], *candidates_inline[PLAN_INLINE_UNITS];
+    bool heap = units->count > PLAN_INLINE_UNITS;
+    struct placed *placed = heap ? sw_xcalloc(units->count, sizeof(*placed)) : placed_inline;
+    struct placed *tmp = heap ? sw_xcalloc(units->count, sizeof(*tmp)) : tmp_inline;
+    const struct sw_unit **slice = heap ? sw_xcalloc(units->count, sizeof(*slice)) : slice_inline;
+    const struct sw_unit **candidates =
+        heap ? sw_xcalloc(units->count, sizeof(*candidates)) : candidates_inline;
     size_t placed_count = 0;
     for (size_t i = 0; i < units->count; i++) {
         const struct sw_unit *u = units->items[i];
@@ -180,9 +209,7 @@ static void plan_group(const struct sw_desired *desired, const struct sw_units *
             strcmp(u->group, group) == 0)
             placed[placed_count++] = (struct placed){u, i};
     }
-    qsort(placed, placed_count, sizeof(*placed), placed_order);
-    const struct sw_unit **slice = sw_xcalloc(placed_count + 1, sizeof(*slice));
-    const struct sw_unit **candidates = sw_xcalloc(placed_count + 1, sizeof(*candidates));
+    placed_sort(placed, tmp, placed_count);
 
     /* This group's entries: a contiguous run, desired being sorted by (group, region). */
     size_t d = 0;
@@ -212,9 +239,12 @@ static void plan_group(const struct sw_desired *desired, const struct sw_units *
                 slice[count++] = placed[p++].unit;
         plan_region(units, slice, count, offers, g, region, want, heavy, candidates, plan);
     }
-    free(candidates);
-    free(slice);
-    free(placed);
+    if (heap) {
+        free(candidates);
+        free(slice);
+        free(tmp);
+        free(placed);
+    }
 }
 
 static bool group_in_desired(const struct sw_desired *desired, const char *group)

@@ -78,6 +78,15 @@ static void free_explanation_array(struct sw_explanation *e, size_t count)
     free(e);
 }
 
+void sw_policy_result_reset(struct sw_policy_result *r)
+{
+    free_explanation_array(r->explanations, r->explanation_count);
+    r->explanations = NULL;
+    r->explanation_count = 0;
+    r->instructions = 0;
+    r->memory_bytes = 0;
+}
+
 void sw_policy_result_clear(struct sw_policy_result *r)
 {
     sw_desired_clear(&r->desired);
@@ -408,7 +417,9 @@ static int run_call(struct sw_policy *p, lua_CFunction fn, struct eval_call *cal
 int sw_policy_eval(struct sw_policy *policy, const struct sw_policy_input *in,
                    struct sw_policy_result *out, struct sw_error *err)
 {
-    sw_policy_result_clear(out);
+    /* out->desired is replaced, not cleared: its storage is reused when the policy returns
+     * the same groups and regions as last time (sw_lua_check_desired). */
+    sw_policy_result_reset(out);
     struct eval_call call = {.in = in, .desired = &out->desired};
     int rc = run_call(policy, eval_trampoline, &call, err);
     struct sw_explanation *explanations = NULL;

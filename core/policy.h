@@ -93,6 +93,10 @@ struct sw_policy_result {
 
 void sw_policy_result_init(struct sw_policy_result *r);
 void sw_policy_result_clear(struct sw_policy_result *r);
+/* Frees the explanations and zeroes the counters but keeps the desired state, whose
+ * storage the next sw_policy_eval into r reuses: a caller evaluating every tick keeps one
+ * result instead of allocating one per tick. sw_policy_result_clear still frees it all. */
+void sw_policy_result_reset(struct sw_policy_result *r);
 
 /* Compile the file and run its chunk. Returns an owned policy (sw_policy_free) or NULL
  * with err (SW_EPOLICY for Lua errors, SW_EIO for an unreadable file). */

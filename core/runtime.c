@@ -52,6 +52,7 @@ struct policy_slot {
     double last_duration_ms;
     char *last_error;
     struct sw_runtime_hist duration;
+    struct sw_policy_result res; /* simperf: reused by every tick (sw_policy_result_reset) */
 };
 
 struct metric_slot {
@@ -1037,8 +1038,7 @@ static void evaluate_policy(struct sw_runtime *rt, struct policy_slot *slot)
     uint64_t started = uv_hrtime();
     struct sw_policy_input in;
     fill_policy_input(rt, &in);
-    struct sw_policy_result res;
-    sw_policy_result_init(&res);
+    struct sw_policy_result res = slot->res; /* simperf: written back at the end */
     struct sw_error err = {0};
     int rc = sw_policy_eval(slot->policy, &in, &res, &err);
     rt->stats.evaluations++;
@@ -1125,7 +1125,8 @@ static void evaluate_policy(struct sw_runtime *rt, struct policy_slot *slot)
     sw_actions_clear(&actions);
     sw_actions_clear(&refused);
     sw_guard_notes_clear(&notes);
-    sw_policy_result_clear(&res);
+    sw_policy_result_reset(&res);
+    slot->res = res;
 }
 
 static void policy_tick(void *ud);
@@ -1828,8 +1829,10 @@ void sw_runtime_free(struct sw_runtime *rt)
         free(ev);
     }
     admin_free(rt);
-    for (size_t i = 0; i < rt->policy_count; i++)
+    for (size_t i = 0; i < rt->policy_count; i++) {
         sw_policy_free(rt->policies[i].policy);
+        sw_policy_result_clear(&rt->policies[i].res);
+    }
     free(rt->policies);
     free(rt->metrics_slots);
     sw_guard_free(rt->guard);
