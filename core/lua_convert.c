@@ -514,11 +514,16 @@ static int unknown_group(const struct sw_group_config *groups, size_t count, con
  * per-tick heap block of a kilobyte or more makes glibc consolidate its fast bins. */
 #define PENDING_INLINE 128
 
+struct pending_entry {
+    struct sw_desired_entry e;
+    size_t seen; /* position in lua_next order */
+};
+
 struct pending {
-    struct sw_desired_entry *items;
+    struct pending_entry *items;
     size_t count;
     size_t cap;
-    struct sw_desired_entry inline_items[PENDING_INLINE];
+    struct pending_entry inline_items[PENDING_INLINE];
 };
 
 static void pending_add(struct pending *p, const char *group, const char *region, int count)
@@ -533,32 +538,88 @@ static void pending_add(struct pending *p, const char *group, const char *region
         }
         p->cap = cap;
     }
-    p->items[p->count++] = (struct sw_desired_entry){(char *)group, (char *)region, count};
+    p->items[p->count] = (struct pending_entry){{(char *)group, (char *)region, count}, p->count};
+    p->count++;
 }
 
-static int pending_cmp(const struct sw_desired_entry *a, const struct sw_desired_entry *b)
+static bool pending_before(const struct pending_entry *a, const struct pending_entry *b)
 {
     /* One group's keys are one Lua string: equal pointers, no compare. */
-    int c = a->group == b->group ? 0 : strcmp(a->group, b->group);
-    return c != 0 ? c : strcmp(a->region, b->region);
+    int c = a->e.group == b->e.group ? 0 : strcmp(a->e.group, b->e.group);
+    return (c != 0 ? c : strcmp(a->e.region, b->e.region)) < 0;
 }
 
-/* Insertion sort: the entries number in the tens, and glibc's qsort allocates a buffer
- * once they pass a kilobyte. */
-static void pending_sort(struct pending *p)
+/* Merge sort through tmp (glibc's qsort allocates its own buffer past a kilobyte). */
+static void pending_sort(struct pending_entry *items, struct pending_entry *tmp, size_t count)
 {
-    if (p->count > PENDING_INLINE) {
-        qsort(p->items, p->count, sizeof(*p->items),
-              (int (*)(const void *, const void *))pending_cmp);
+    if (count < 2)
         return;
+    size_t half = count / 2;
+    pending_sort(items, tmp, half);
+    pending_sort(items + half, tmp, count - half);
+    if (!pending_before(&items[half], &items[half - 1]))
+        return;
+    size_t i = 0, j = half, k = 0;
+    while (i < half && j < count)
+        tmp[k++] = pending_before(&items[j], &items[i]) ? items[j++] : items[i++];
+    while (i < half)
+        tmp[k++] = items[i++];
+    while (j < count)
+        tmp[k++] = items[j++];
+    memcpy(items, tmp, count * sizeof(*items));
+}
+
+void sw_lua_desired_hint_free(struct sw_lua_desired_hint *hint)
+{
+    if (hint == NULL)
+        return;
+    free(hint->slot);
+    memset(hint, 0, sizeof(*hint));
+}
+
+/* The entries, in lua_next order, are out's entries where the hint says: only the counts
+ * may have changed, and they are written. */
+static bool apply_same_keys(struct pending *p, struct sw_desired *out,
+                            const struct sw_lua_desired_hint *hint)
+{
+    if (hint == NULL || hint->count != p->count || out->count != p->count)
+        return false;
+    for (size_t k = 0; k < p->count; k++) {
+        const struct sw_desired_entry *have = &out->entries[hint->slot[k]];
+        if (strcmp(have->region, p->items[k].e.region) != 0 ||
+            strcmp(have->group, p->items[k].e.group) != 0)
+            return false;
     }
-    for (size_t i = 1; i < p->count; i++) {
-        struct sw_desired_entry e = p->items[i];
-        size_t j = i;
-        for (; j > 0 && pending_cmp(&p->items[j - 1], &e) > 0; j--)
-            p->items[j] = p->items[j - 1];
-        p->items[j] = e;
+    for (size_t k = 0; k < p->count; k++)
+        out->entries[hint->slot[k]].count = p->items[k].e.count;
+    return true;
+}
+
+static void assign_pending(struct pending *p, struct sw_desired *out,
+                           struct sw_lua_desired_hint *hint)
+{
+    if (apply_same_keys(p, out, hint))
+        return;
+    struct pending_entry tmp_inline[PENDING_INLINE];
+    struct pending_entry *tmp =
+        p->count > PENDING_INLINE ? sw_xmalloc(p->count * sizeof(*tmp)) : tmp_inline;
+    pending_sort(p->items, tmp, p->count);
+    /* The sorted entries as a desired state's entries (borrowed strings), reusing tmp. */
+    struct sw_desired_entry *sorted = (struct sw_desired_entry *)tmp;
+    for (size_t i = 0; i < p->count; i++)
+        sorted[i] = p->items[i].e;
+    sw_desired_assign_sorted(out, sorted, p->count);
+    if (hint != NULL) {
+        if (hint->cap < p->count) {
+            hint->cap = p->count;
+            hint->slot = sw_xrealloc(hint->slot, hint->cap * sizeof(*hint->slot));
+        }
+        for (size_t i = 0; i < p->count; i++)
+            hint->slot[p->items[i].seen] = i;
+        hint->count = p->count;
     }
+    if (tmp != tmp_inline)
+        free(tmp);
 }
 
 static int check_regions(lua_State *L, int idx, const char *group, struct pending *out,
@@ -604,6 +665,13 @@ static int check_regions(lua_State *L, int idx, const char *group, struct pendin
 
 int sw_lua_check_desired(lua_State *L, int idx, const struct sw_group_config *groups,
                          size_t group_count, struct sw_desired *out, struct sw_error *err)
+{
+    return sw_lua_check_desired_hinted(L, idx, groups, group_count, out, NULL, err);
+}
+
+int sw_lua_check_desired_hinted(lua_State *L, int idx, const struct sw_group_config *groups,
+                                size_t group_count, struct sw_desired *out,
+                                struct sw_lua_desired_hint *hint, struct sw_error *err)
 {
     idx = lua_absindex(L, idx);
     if (lua_type(L, idx) != LUA_TTABLE) {
@@ -658,12 +726,10 @@ int sw_lua_check_desired(lua_State *L, int idx, const struct sw_group_config *gr
                 pending_add(&entries, gc->name, gc->regions[r], 0);
         lua_pop(L, 1);
     }
-    if (rc == 0) {
-        pending_sort(&entries);
-        sw_desired_assign_sorted(out, entries.items, entries.count);
-    } else {
+    if (rc == 0)
+        assign_pending(&entries, out, hint);
+    else
         sw_desired_clear(out);
-    }
     if (entries.items != entries.inline_items)
         free(entries.items);
     return rc;

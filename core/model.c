@@ -249,6 +249,12 @@ void sw_unit_free(struct sw_unit *u)
 
 void sw_unit_set_uris(struct sw_unit *u, const char *const *uris, size_t count)
 {
+    /* Every listing reports them again: keep the copies when nothing changed. */
+    bool same = count == u->uri_count;
+    for (size_t i = 0; same && i < count; i++)
+        same = strcmp(u->uris[i], uris[i]) == 0;
+    if (same)
+        return;
     free_uris(u);
     if (count == 0)
         return;

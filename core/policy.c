@@ -55,6 +55,7 @@ struct sw_policy {
     struct file_sig sig;
     uint64_t sig_checked_ns; /* real time of the last stat (simulated clock only) */
     struct sw_desired last_good;
+    struct sw_lua_desired_hint desired_hint; /* evaluate's last result, as converted */
     uint64_t error_count;
     char *last_error; /* NULL after a success */
     bool event_wants_eval;
@@ -313,6 +314,7 @@ void sw_policy_free(struct sw_policy *policy)
         return;
     version_free(&policy->cur);
     sw_desired_clear(&policy->last_good);
+    sw_lua_desired_hint_free(&policy->desired_hint);
     free(policy->name);
     free(policy->file);
     free(policy->lua_path);
@@ -358,7 +360,8 @@ static int eval_trampoline(lua_State *L)
     sw_lua_ctx_push(L, 2);
     lua_call(L, 1, 1);
     c->check_rc =
-        sw_lua_check_desired(L, -1, c->in->groups, c->in->group_count, c->desired, &c->check_err);
+        sw_lua_check_desired_hinted(L, -1, c->in->groups, c->in->group_count, c->desired,
+                                    &c->policy->desired_hint, &c->check_err);
     lua_pop(L, 1);
     if (c->check_rc == 0)
         check_state(L, c);

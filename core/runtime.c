@@ -12,6 +12,7 @@
 #include "journal.h"
 #include "log.h"
 #include "mem.h"
+#include "name_index.h"
 #include "net.h"
 #include "planner.h"
 #include "plugin_host.h"
@@ -549,7 +550,8 @@ static void apply_unit_report(struct sw_unit *u, const struct swp_unit *report)
         return;
     if (report->market_id != NULL && u->market_id == NULL)
         u->market_id = sw_xstrdup(report->market_id);
-    if (report->provider != NULL) {
+    if (report->provider != NULL &&
+        (u->provider == NULL || strcmp(u->provider, report->provider) != 0)) {
         free(u->provider);
         u->provider = sw_xstrdup(report->provider);
     }
@@ -1279,6 +1281,44 @@ static const struct swp_unit *find_listed(const struct swp_unit *listed, size_t 
     return NULL;
 }
 
+/* simperf: the listing indexed by market id and by key (first occurrence of each), so
+ * find_listed is two lookups instead of a scan per unit. */
+struct listed_index {
+    struct sw_name_index by_market_id;
+    struct sw_name_index by_key;
+};
+
+static void listed_index_init(struct listed_index *ix, const struct swp_unit *listed,
+                              size_t count)
+{
+    sw_name_index_init(&ix->by_market_id, count);
+    sw_name_index_init(&ix->by_key, count);
+    for (size_t i = 0; i < count; i++) {
+        sw_name_index_add(&ix->by_market_id, listed[i].market_id, i);
+        sw_name_index_add(&ix->by_key, listed[i].key, i);
+    }
+}
+
+static void listed_index_free(struct listed_index *ix)
+{
+    sw_name_index_free(&ix->by_market_id);
+    sw_name_index_free(&ix->by_key);
+}
+
+/* find_listed through the index: the first listed unit matching by market id or by key. */
+static const struct swp_unit *find_listed_indexed(const struct swp_unit *listed,
+                                                  const struct listed_index *ix,
+                                                  const char *key, const char *market_id)
+{
+    size_t by_id = SIZE_MAX, by_key = SIZE_MAX;
+    if (!sw_name_index_get(&ix->by_market_id, market_id, &by_id))
+        by_id = SIZE_MAX;
+    if (!sw_name_index_get(&ix->by_key, key, &by_key))
+        by_key = SIZE_MAX;
+    size_t first = by_id < by_key ? by_id : by_key;
+    return first != SIZE_MAX ? &listed[first] : NULL;
+}
+
 static bool op_in_flight_for(const struct sw_runtime *rt, const char *unit_key)
 {
     for (const struct market_op *op = rt->ops; op != NULL; op = op->next)
@@ -1290,11 +1330,13 @@ static bool op_in_flight_for(const struct sw_runtime *rt, const char *unit_key)
 /* Bring the in-memory units in line with what the marketplace lists. */
 static void sync_units(struct sw_runtime *rt, const struct swp_unit *listed, size_t count)
 {
+    struct listed_index ix;
+    listed_index_init(&ix, listed, count);
     for (size_t i = 0; i < rt->units.count; i++) {
         struct sw_unit *u = rt->units.items[i];
         if (u->state == SW_UNIT_CLOSED || op_in_flight_for(rt, u->key))
             continue;
-        const struct swp_unit *mu = find_listed(listed, count, u->key, u->market_id);
+        const struct swp_unit *mu = find_listed_indexed(listed, &ix, u->key, u->market_id);
         if (mu == NULL) {
             if (u->state == SW_UNIT_ORDERED && u->market_id == NULL)
                 continue; /* never reached the marketplace; recovery decides */
@@ -1324,11 +1366,20 @@ static void sync_units(struct sw_runtime *rt, const struct swp_unit *listed, siz
                    u->key, u->group, u->region, sw_unit_state_name(u->state));
         }
     }
+    listed_index_free(&ix);
 }
 
 /* A unit steward created but lost track of still costs money: close it. */
 static void close_orphans(struct sw_runtime *rt, const struct swp_unit *listed, size_t count)
 {
+    /* simperf: known units indexed once, not scanned per listed unit. */
+    struct sw_name_index known_ids, known_keys;
+    sw_name_index_init(&known_ids, rt->units.count);
+    sw_name_index_init(&known_keys, rt->units.count);
+    for (size_t i = 0; i < rt->units.count; i++) {
+        sw_name_index_add(&known_ids, rt->units.items[i]->market_id, i);
+        sw_name_index_add(&known_keys, rt->units.items[i]->key, i);
+    }
     for (size_t i = 0; i < count; i++) {
         const struct swp_unit *mu = &listed[i];
         if (!is_ours(rt, mu) || mu->market_id == NULL)
@@ -1336,9 +1387,9 @@ static void close_orphans(struct sw_runtime *rt, const struct swp_unit *listed, 
         if (rt->config->self_market_id != NULL &&
             strcmp(rt->config->self_market_id, mu->market_id) == 0)
             continue;
-        if (sw_units_find_market_id(&rt->units, mu->market_id) != NULL)
+        if (sw_name_index_get(&known_ids, mu->market_id, NULL))
             continue;
-        if (mu->key != NULL && sw_units_find_key(&rt->units, mu->key) != NULL)
+        if (mu->key != NULL && sw_name_index_get(&known_keys, mu->key, NULL))
             continue;
         /* Track it so the release has a unit to act on, then close it. */
         char *key = mu->key != NULL ? sw_xstrdup(mu->key)
@@ -1350,12 +1401,16 @@ static void close_orphans(struct sw_runtime *rt, const struct swp_unit *listed, 
         u->state = mu->state == SWP_UNIT_READY ? SW_UNIT_READY : SW_UNIT_LEASED;
         u->ordered_ms = now_ms(rt);
         sw_units_add(&rt->units, u);
+        sw_name_index_add(&known_ids, u->market_id, rt->units.count - 1);
+        sw_name_index_add(&known_keys, u->key, rt->units.count - 1);
         save_unit(rt, u);
         rt->stats.recovered_closed_orphans++;
         sw_log(SW_LOG_WARN, LOG, "found %s on the marketplace, created by this steward but "
                "unknown to its journal: closing it", mu->market_id);
         start_release(rt, u, "orphan: created by this steward, not in its journal");
     }
+    sw_name_index_free(&known_ids);
+    sw_name_index_free(&known_keys);
 }
 
 static void resolve_pending_intents(struct sw_runtime *rt, const struct swp_unit *listed,
