@@ -16,12 +16,24 @@ static uint64_t hash_name(const char *name)
     return h;
 }
 
-static void place(struct sw_name_index_slot *slots, size_t cap, const char *name, size_t value)
+static void place(struct sw_name_index_slot *slots, size_t cap,
+                  const struct sw_name_index_slot *slot)
 {
-    size_t i = hash_name(name) & (cap - 1);
+    size_t i = (size_t)slot->hash & (cap - 1);
     while (slots[i].name != NULL)
         i = (i + 1) & (cap - 1);
-    slots[i] = (struct sw_name_index_slot){name, value};
+    slots[i] = *slot;
+}
+
+/* The slot holding name (hash h), or the empty slot where it would go. */
+static struct sw_name_index_slot *find(const struct sw_name_index *ix, const char *name,
+                                       uint64_t h)
+{
+    size_t i = (size_t)h & (ix->cap - 1);
+    while (ix->slots[i].name != NULL &&
+           (ix->slots[i].hash != h || strcmp(ix->slots[i].name, name) != 0))
+        i = (i + 1) & (ix->cap - 1);
+    return &ix->slots[i];
 }
 
 void sw_name_index_init(struct sw_name_index *ix, size_t expected)
@@ -42,19 +54,22 @@ void sw_name_index_free(struct sw_name_index *ix)
 
 void sw_name_index_add(struct sw_name_index *ix, const char *name, size_t value)
 {
-    if (name == NULL || sw_name_index_get(ix, name, NULL))
+    if (name == NULL)
+        return;
+    uint64_t h = hash_name(name);
+    if (find(ix, name, h)->name != NULL)
         return;
     if ((ix->count + 1) * 2 > ix->cap) { /* at most half full: probe runs stay short */
         size_t cap = ix->cap * 2;
         struct sw_name_index_slot *slots = sw_xcalloc(cap, sizeof(*slots));
         for (size_t i = 0; i < ix->cap; i++)
             if (ix->slots[i].name != NULL)
-                place(slots, cap, ix->slots[i].name, ix->slots[i].value);
+                place(slots, cap, &ix->slots[i]);
         free(ix->slots);
         ix->slots = slots;
         ix->cap = cap;
     }
-    place(ix->slots, ix->cap, name, value);
+    place(ix->slots, ix->cap, &(struct sw_name_index_slot){name, value, h});
     ix->count++;
 }
 
@@ -62,13 +77,10 @@ bool sw_name_index_get(const struct sw_name_index *ix, const char *name, size_t 
 {
     if (name == NULL || ix->cap == 0)
         return false;
-    for (size_t i = hash_name(name) & (ix->cap - 1); ix->slots[i].name != NULL;
-         i = (i + 1) & (ix->cap - 1)) {
-        if (strcmp(ix->slots[i].name, name) == 0) {
-            if (value != NULL)
-                *value = ix->slots[i].value;
-            return true;
-        }
-    }
-    return false;
+    const struct sw_name_index_slot *slot = find(ix, name, hash_name(name));
+    if (slot->name == NULL)
+        return false;
+    if (value != NULL)
+        *value = slot->value;
+    return true;
 }

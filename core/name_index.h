@@ -9,10 +9,12 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 struct sw_name_index_slot {
     const char *name; /* NULL: empty */
     size_t value;
+    uint64_t hash; /* compared before the names */
 };
 
 struct sw_name_index {
