@@ -42,6 +42,12 @@ struct sw_lua_ctx {
     struct sw_group_config *group_snap;
     size_t group_snap_count;
     bool groups_cached;
+    /* What the data table holds from the last call, so a refresh writes only what may
+     * differ: lazy fields built (bit i: lazy_fields[i]) and the budget figures. */
+    unsigned lazy_built;
+    bool budget_set;
+    double budget_usd_hour;
+    double spend_usd_hour;
 };
 
 /* Built on first access during a call; the order is what pairs(ctx) materializes. */
@@ -536,6 +542,9 @@ static int l_ctx_index(lua_State *L)
     if (ctx->in == NULL)
         return luaL_error(L, "ctx.%s is only available while evaluate or on_event runs", key);
     push_lazy(L, lua_upvalueindex(1), ctx, key);
+    for (size_t i = 0; i < SW_ARRAY_LEN(lazy_fields); i++)
+        if (strcmp(key, lazy_fields[i]) == 0)
+            ctx->lazy_built |= 1u << i;
     lua_pushvalue(L, 2);
     lua_pushvalue(L, -2);
     lua_rawset(L, 1);
@@ -693,17 +702,28 @@ void sw_lua_ctx_refresh(lua_State *L, int handle_idx, const struct sw_policy_inp
     lua_setfield(L, -2, "now");
     lua_pushinteger(L, (lua_Integer)in->now_ms);
     lua_setfield(L, -2, "now_ms");
+    /* Only the lazy fields the last call built are in the table (the rest are absent and
+     * stay so): clearing just those keeps a refresh to a few writes. */
     for (size_t i = 0; i < SW_ARRAY_LEN(lazy_fields); i++) {
+        if (!(ctx->lazy_built & (1u << i)))
+            continue;
         lua_pushnil(L);
         lua_setfield(L, -2, lazy_fields[i]);
     }
+    ctx->lazy_built = 0;
     lua_pop(L, 1);
-    lua_getiuservalue(L, handle_idx, UV_BUDGET);
-    lua_pushnumber(L, in->budget_usd_hour);
-    lua_setfield(L, -2, "usd_per_hour");
-    lua_pushnumber(L, in->spend_usd_hour);
-    lua_setfield(L, -2, "spend_usd_per_hour");
-    lua_pop(L, 1);
+    if (!ctx->budget_set || ctx->budget_usd_hour != in->budget_usd_hour ||
+        ctx->spend_usd_hour != in->spend_usd_hour) {
+        lua_getiuservalue(L, handle_idx, UV_BUDGET);
+        lua_pushnumber(L, in->budget_usd_hour);
+        lua_setfield(L, -2, "usd_per_hour");
+        lua_pushnumber(L, in->spend_usd_hour);
+        lua_setfield(L, -2, "spend_usd_per_hour");
+        lua_pop(L, 1);
+        ctx->budget_set = true;
+        ctx->budget_usd_hour = in->budget_usd_hour;
+        ctx->spend_usd_hour = in->spend_usd_hour;
+    }
 }
 
 void sw_lua_ctx_release(struct sw_lua_ctx *ctx)

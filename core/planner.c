@@ -193,7 +193,9 @@ static void plan_group(const struct sw_desired *desired, const struct sw_units *
                        struct plan *plan)
 {
     const char *group = g->name;
-    const char *heavy = sw_spread_heavy(g, units, sw_desired_group_total(desired, group));
+    const char *heavy = sw_spread_enabled(g) ? sw_spread_heavy(g, units,
+                                                              sw_desired_group_total(desired, group))
+                                             : NULL;
     struct placed placed_inline[PLAN_INLINE_UNITS], tmp_inline[PLAN_INLINE_UNITS];
     const struct sw_unit *slice_inline[PLAN_INLINE_UNITS], *candidates_inline[PLAN_INLINE_UNITS];
     bool heap = units->count > PLAN_INLINE_UNITS;

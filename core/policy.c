@@ -437,8 +437,7 @@ int sw_policy_eval(struct sw_policy *policy, const struct sw_policy_input *in,
     }
     out->explanations = explanations;
     out->explanation_count = explanation_count;
-    if (!sw_desired_equal(&policy->last_good, &out->desired))
-        sw_desired_copy(&policy->last_good, &out->desired);
+    sw_desired_copy(&policy->last_good, &out->desired); /* counts only, when keys repeat */
     return 0;
 }
 

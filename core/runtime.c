@@ -1281,9 +1281,14 @@ static const struct swp_unit *find_listed(const struct swp_unit *listed, size_t 
     return NULL;
 }
 
-/* simperf: the listing indexed by market id and by key (first occurrence of each), so
- * find_listed is two lookups instead of a scan per unit. */
+/* simperf: past a few dozen units the listing is indexed by market id and by key (first
+ * occurrence of each), so find_listed is two lookups instead of a scan per unit; below,
+ * scanning is cheaper than hashing. */
+#define LISTED_INDEX_FROM 32
+
 struct listed_index {
+    bool used;
+    size_t count;
     struct sw_name_index by_market_id;
     struct sw_name_index by_key;
 };
@@ -1291,6 +1296,10 @@ struct listed_index {
 static void listed_index_init(struct listed_index *ix, const struct swp_unit *listed,
                               size_t count)
 {
+    ix->count = count;
+    ix->used = count >= LISTED_INDEX_FROM;
+    if (!ix->used)
+        return;
     sw_name_index_init(&ix->by_market_id, count);
     sw_name_index_init(&ix->by_key, count);
     for (size_t i = 0; i < count; i++) {
@@ -1301,6 +1310,8 @@ static void listed_index_init(struct listed_index *ix, const struct swp_unit *li
 
 static void listed_index_free(struct listed_index *ix)
 {
+    if (!ix->used)
+        return;
     sw_name_index_free(&ix->by_market_id);
     sw_name_index_free(&ix->by_key);
 }
@@ -1310,6 +1321,8 @@ static const struct swp_unit *find_listed_indexed(const struct swp_unit *listed,
                                                   const struct listed_index *ix,
                                                   const char *key, const char *market_id)
 {
+    if (!ix->used)
+        return find_listed(listed, ix->count, key, market_id);
     size_t by_id = SIZE_MAX, by_key = SIZE_MAX;
     if (!sw_name_index_get(&ix->by_market_id, market_id, &by_id))
         by_id = SIZE_MAX;
@@ -1372,13 +1385,16 @@ static void sync_units(struct sw_runtime *rt, const struct swp_unit *listed, siz
 /* A unit steward created but lost track of still costs money: close it. */
 static void close_orphans(struct sw_runtime *rt, const struct swp_unit *listed, size_t count)
 {
-    /* simperf: known units indexed once, not scanned per listed unit. */
-    struct sw_name_index known_ids, known_keys;
-    sw_name_index_init(&known_ids, rt->units.count);
-    sw_name_index_init(&known_keys, rt->units.count);
-    for (size_t i = 0; i < rt->units.count; i++) {
-        sw_name_index_add(&known_ids, rt->units.items[i]->market_id, i);
-        sw_name_index_add(&known_keys, rt->units.items[i]->key, i);
+    /* simperf: many known units are indexed once, not scanned per listed unit. */
+    bool indexed = rt->units.count >= LISTED_INDEX_FROM;
+    struct sw_name_index known_ids = {0}, known_keys = {0};
+    if (indexed) {
+        sw_name_index_init(&known_ids, rt->units.count);
+        sw_name_index_init(&known_keys, rt->units.count);
+        for (size_t i = 0; i < rt->units.count; i++) {
+            sw_name_index_add(&known_ids, rt->units.items[i]->market_id, i);
+            sw_name_index_add(&known_keys, rt->units.items[i]->key, i);
+        }
     }
     for (size_t i = 0; i < count; i++) {
         const struct swp_unit *mu = &listed[i];
@@ -1387,9 +1403,11 @@ static void close_orphans(struct sw_runtime *rt, const struct swp_unit *listed, 
         if (rt->config->self_market_id != NULL &&
             strcmp(rt->config->self_market_id, mu->market_id) == 0)
             continue;
-        if (sw_name_index_get(&known_ids, mu->market_id, NULL))
+        if (indexed ? sw_name_index_get(&known_ids, mu->market_id, NULL)
+                    : sw_units_find_market_id(&rt->units, mu->market_id) != NULL)
             continue;
-        if (mu->key != NULL && sw_name_index_get(&known_keys, mu->key, NULL))
+        if (mu->key != NULL && (indexed ? sw_name_index_get(&known_keys, mu->key, NULL)
+                                        : sw_units_find_key(&rt->units, mu->key) != NULL))
             continue;
         /* Track it so the release has a unit to act on, then close it. */
         char *key = mu->key != NULL ? sw_xstrdup(mu->key)
@@ -1401,8 +1419,10 @@ static void close_orphans(struct sw_runtime *rt, const struct swp_unit *listed, 
         u->state = mu->state == SWP_UNIT_READY ? SW_UNIT_READY : SW_UNIT_LEASED;
         u->ordered_ms = now_ms(rt);
         sw_units_add(&rt->units, u);
-        sw_name_index_add(&known_ids, u->market_id, rt->units.count - 1);
-        sw_name_index_add(&known_keys, u->key, rt->units.count - 1);
+        if (indexed) {
+            sw_name_index_add(&known_ids, u->market_id, rt->units.count - 1);
+            sw_name_index_add(&known_keys, u->key, rt->units.count - 1);
+        }
         save_unit(rt, u);
         rt->stats.recovered_closed_orphans++;
         sw_log(SW_LOG_WARN, LOG, "found %s on the marketplace, created by this steward but "
