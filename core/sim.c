@@ -188,15 +188,23 @@ void sw_web_model_assign(const struct sw_web_model *m, const double *demand, con
                          double *served, double *dropped, double *latency, double *load)
 {
     size_t n = m->users * m->servers;
-    for (size_t u = 0; u < m->users; u++)
+    /* Users with demand left and servers with room left, counted by the very tests the
+     * walk makes: once either is none, no further pair takes anything and the walk
+     * stops early. */
+    size_t users_left = 0, servers_left = 0;
+    for (size_t u = 0; u < m->users; u++) {
         dropped[u] = demand[u] > 0 ? demand[u] : 0;
-    for (size_t s = 0; s < m->servers; s++)
+        users_left += !(dropped[u] <= 0);
+    }
+    for (size_t s = 0; s < m->servers; s++) {
         load[s] = 0;
-    for (size_t k = 0; k < n; k++) {
+        servers_left += !(capacity[s] - load[s] <= 0);
+    }
+    memset(served, 0, n * sizeof(*served));
+    for (size_t k = 0; k < n && users_left > 0 && servers_left > 0; k++) {
         size_t pair = m->order[k];
         size_t u = m->order_user != NULL ? m->order_user[k] : pair / m->servers;
         size_t s = m->order_server != NULL ? m->order_server[k] : pair % m->servers;
-        served[pair] = 0;
         double room = capacity[s] - load[s];
         if (dropped[u] <= 0 || room <= 0)
             continue;
@@ -204,6 +212,8 @@ void sw_web_model_assign(const struct sw_web_model *m, const double *demand, con
         served[pair] = take;
         load[s] += take;
         dropped[u] -= take;
+        users_left -= dropped[u] <= 0;
+        servers_left -= capacity[s] - load[s] <= 0;
     }
     for (size_t pair = 0, s = 0; pair < n; pair++, s = s + 1 == m->servers ? 0 : s + 1) {
         if (!(served[pair] > 0)) {
