@@ -15,6 +15,7 @@
 #include "clock.h"
 #include "clock_sim.h"
 #include "config.h"
+#include "journal.h"
 #include "log.h"
 #include "mem.h"
 #include "paths.h"
@@ -493,6 +494,7 @@ struct sim {
     uint64_t job_timer;
     int64_t job_timer_due;
     int64_t next_progress_ms;
+    int64_t next_compact_ms; /* in-memory journal: when to drop what nobody reads back */
     struct sw_jobsim *jobsim;
     bool observing;
     bool failed;
@@ -895,6 +897,14 @@ static void on_sample(void *ud)
     if (s->demand != NULL)
         web_sample(s, now, dur_s);
     se->cost_usd[b] = cost_at(s, now + (int64_t)(dur_s * 1000));
+    /* The in-memory journal would otherwise keep every intent, unit and event of the run
+     * (about 0.7 KB an action: tens of MB over a month of a busy policy). */
+    if (s->opts->journal_path == NULL && now >= s->next_compact_ms) {
+        s->next_compact_ms = now + 86400000;
+        struct sw_error jerr = {0};
+        if (sw_journal_compact(sw_runtime_journal(s->rt), &jerr) < 0)
+            sw_log(SW_LOG_WARN, LOG, "in-memory journal: %s", jerr.msg);
+    }
     if (s->opts->progress != NULL && now >= s->next_progress_ms) {
         s->next_progress_ms = now + 3600000;
         s->opts->progress(s->opts->progress_ud,
@@ -1642,6 +1652,7 @@ int sw_sim_run(const struct sw_sim_opts *opts, struct sw_sim_result **out, struc
     s->clock = sw_clock_sim_new(s->start_ms);
     s->cost_last_ms = s->start_ms;
     s->next_progress_ms = s->start_ms;
+    s->next_compact_ms = s->start_ms + 86400000;
     sw_log_set_time_source(log_now, s->clock);
     struct sw_runtime_opts ropts = {
         .config = s->config,
