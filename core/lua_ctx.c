@@ -52,8 +52,9 @@ struct sw_lua_ctx {
     /* ctx.capacity/ctx.ready and ctx.price answered from tables built on the first such
      * call of each evaluate (the input does not change during it): a policy asking for
      * every region otherwise scans every unit or offer per region. */
-    struct count_cell *counts; /* open addressing, counts_cap slots */
+    struct count_cell *counts; /* open addressing, counts_cap slots, at most half full */
     size_t counts_cap;
+    size_t counts_used;
     bool counts_built;
     struct sw_name_index prices_ix; /* region → index in prices */
     double *prices;
@@ -130,6 +131,7 @@ static int handle_gc(lua_State *L)
     free(ctx->counts);
     ctx->counts = NULL;
     ctx->counts_cap = 0;
+    ctx->counts_used = 0;
     free(ctx->prices);
     ctx->prices = NULL;
     ctx->prices_cap = 0;
@@ -429,38 +431,53 @@ static bool same_name(const char *a, const char *b)
     return a == b || (a != NULL && b != NULL && strcmp(a, b) == 0);
 }
 
+static struct count_cell *count_slot(struct count_cell *cells, size_t cap, const char *group,
+                                     const char *region, uint64_t h)
+{
+    size_t i = (size_t)h & (cap - 1);
+    while (cells[i].group != NULL &&
+           (cells[i].hash != h || strcmp(cells[i].group, group) != 0 ||
+            !same_name(cells[i].region, region)))
+        i = (i + 1) & (cap - 1);
+    return &cells[i];
+}
+
 static struct count_cell *count_cell(struct sw_lua_ctx *ctx, const char *group,
                                      const char *region, bool add)
 {
     uint64_t h = cell_hash(group, region);
-    size_t i = (size_t)h & (ctx->counts_cap - 1);
-    for (;; i = (i + 1) & (ctx->counts_cap - 1)) {
-        struct count_cell *c = &ctx->counts[i];
-        if (c->group == NULL) {
-            if (!add)
-                return NULL;
-            *c = (struct count_cell){group, region, h, 0, 0};
-            return c;
-        }
-        if (c->hash == h && strcmp(c->group, group) == 0 && same_name(c->region, region))
-            return c;
+    struct count_cell *c = count_slot(ctx->counts, ctx->counts_cap, group, region, h);
+    if (c->group != NULL || !add)
+        return c->group != NULL ? c : NULL;
+    if ((ctx->counts_used + 1) * 2 > ctx->counts_cap) {
+        size_t cap = ctx->counts_cap * 2;
+        struct count_cell *cells = sw_xcalloc(cap, sizeof(*cells));
+        for (size_t i = 0; i < ctx->counts_cap; i++)
+            if (ctx->counts[i].group != NULL)
+                *count_slot(cells, cap, ctx->counts[i].group, ctx->counts[i].region,
+                            ctx->counts[i].hash) = ctx->counts[i];
+        free(ctx->counts);
+        ctx->counts = cells;
+        ctx->counts_cap = cap;
+        c = count_slot(ctx->counts, ctx->counts_cap, group, region, h);
     }
+    *c = (struct count_cell){group, region, h, 0, 0};
+    ctx->counts_used++;
+    return c;
 }
 
 /* Capacity (sw_unit_counts) and ready units per (group, region) and per group, as the
- * scans of sw_units_count_capacity and ctx.ready count them. */
+ * scans of sw_units_count_capacity and ctx.ready count them. The table is sized by the
+ * distinct cells (groups × regions in use), not by the units, and kept between calls. */
 static void build_counts(struct sw_lua_ctx *ctx, const struct sw_units *units)
 {
     size_t n = units != NULL ? units->count : 0;
-    size_t cap = 16;
-    while (cap < (2 * n + 1) * 2) /* two cells per unit at most, half full */
-        cap *= 2;
-    if (cap > ctx->counts_cap) {
-        free(ctx->counts);
-        ctx->counts = sw_xmalloc(cap * sizeof(*ctx->counts));
-        ctx->counts_cap = cap;
+    if (ctx->counts == NULL) {
+        ctx->counts_cap = 64;
+        ctx->counts = sw_xmalloc(ctx->counts_cap * sizeof(*ctx->counts));
     }
     memset(ctx->counts, 0, ctx->counts_cap * sizeof(*ctx->counts));
+    ctx->counts_used = 0;
     for (size_t i = 0; i < n; i++) {
         const struct sw_unit *u = units->items[i];
         if (u->group == NULL)
