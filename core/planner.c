@@ -113,7 +113,8 @@ static void plan_region(const struct sw_units *all_units, const struct sw_unit *
         return; /* nothing to do here: the usual case */
     qsort(candidates, candidate_count, sizeof(*candidates), release_order);
 
-    char reason[256] = "";
+    char reason[256]; /* formatted on first use (region_reason) */
+    reason[0] = '\0';
     size_t next = 0;
     for (; next < candidate_count && candidates[next]->unhealthy; next++) {
         char why[64];

@@ -442,6 +442,13 @@ struct tracked {
     bool closed;
 };
 
+/* A growable text buffer kept across timeline rows (see on_evaluation). */
+struct strbuf {
+    char *text;
+    size_t len;
+    size_t cap;
+};
+
 struct sim {
     const struct sw_sim_opts *opts;
     struct sw_config *config;
@@ -482,6 +489,7 @@ struct sim {
     size_t tracked_count;
     int *ready;          /* group_count × region_count */
     int *scratch_counts; /* same shape, for the timeline */
+    struct strbuf row, ready_text, pending_text; /* the timeline row being built */
     double spend_rate;   /* USD/h of leases open now */
     double cost_accum;   /* integral of spend_rate up to cost_last_ms */
     int64_t cost_last_ms;
@@ -726,9 +734,76 @@ static void append(char **buf, size_t *len, size_t *cap, const char *fmt, ...)
     }
 }
 
-static void counts_text(const struct sim *s, const int *counts, char **buf, size_t *len,
-                        size_t *cap, int *total)
+/* A row of the timeline is built for every evaluation: buffers kept across rows, strings
+ * and integers written without printf (only the two decimals use it). */
+static void sb_reserve(struct strbuf *b, size_t more)
 {
+    if (b->len + more + 1 <= b->cap)
+        return;
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < b->len + more + 1)
+        cap *= 2;
+    b->text = sw_xrealloc(b->text, cap);
+    b->cap = cap;
+}
+
+static void sb_put(struct strbuf *b, const char *str)
+{
+    size_t n = strlen(str);
+    sb_reserve(b, n);
+    memcpy(b->text + b->len, str, n + 1);
+    b->len += n;
+}
+
+static void sb_putc(struct strbuf *b, char c)
+{
+    sb_reserve(b, 1);
+    b->text[b->len++] = c;
+    b->text[b->len] = '\0';
+}
+
+/* What "%d" prints. */
+static void sb_int(struct strbuf *b, int value)
+{
+    char digits[16];
+    size_t n = 0;
+    unsigned magnitude = value < 0 ? 0u - (unsigned)value : (unsigned)value;
+    do {
+        digits[n++] = (char)('0' + magnitude % 10);
+        magnitude /= 10;
+    } while (magnitude > 0);
+    sb_reserve(b, n + 1);
+    if (value < 0)
+        b->text[b->len++] = '-';
+    while (n > 0)
+        b->text[b->len++] = digits[--n];
+    b->text[b->len] = '\0';
+}
+
+/* What "%.3f" prints for ms / 1000.0: the double nearest a whole number of milliseconds is
+ * never near a rounding boundary of the third decimal, so the digits are the integer's. */
+static void sb_ms_as_seconds(struct strbuf *b, int64_t ms)
+{
+    uint64_t magnitude = ms < 0 ? 0u - (uint64_t)ms : (uint64_t)ms;
+    char text[32];
+    snprintf(text, sizeof(text), "%s%" PRIu64 ".%03u", ms < 0 ? "-" : "", magnitude / 1000,
+             (unsigned)(magnitude % 1000));
+    sb_put(b, text);
+}
+
+static void sb_fixed(struct strbuf *b, const char *fmt, double value)
+{
+    char text[64];
+    snprintf(text, sizeof(text), fmt, value);
+    sb_put(b, text);
+}
+
+/* "group/region=n" for every non-zero cell, space-separated, into b (cleared first). */
+static void counts_text(const struct sim *s, const int *counts, struct strbuf *b, int *total)
+{
+    b->len = 0;
+    sb_reserve(b, 0);
+    b->text[0] = '\0';
     *total = 0;
     bool first = true;
     for (size_t g = 0; g < s->config->group_count; g++)
@@ -736,8 +811,13 @@ static void counts_text(const struct sim *s, const int *counts, char **buf, size
             int n = counts[g * s->region_count + r];
             if (n == 0)
                 continue;
-            append(buf, len, cap, "%s%s/%s=%d", first ? "" : " ", s->config->groups[g].name,
-                   s->regions[r], n);
+            if (!first)
+                sb_putc(b, ' ');
+            sb_put(b, s->config->groups[g].name);
+            sb_putc(b, '/');
+            sb_put(b, s->regions[r]);
+            sb_putc(b, '=');
+            sb_int(b, n);
             first = false;
             *total += n;
         }
@@ -754,39 +834,51 @@ static void on_evaluation(void *ud, const char *policy)
     memset(s->scratch_counts, 0, cells * sizeof(int));
     for (size_t i = 0; i < units->count; i++) {
         const struct sw_unit *u = units->items[i];
+        if (!sw_unit_is_pending(u))
+            continue; /* most units are ready: no name lookups for them */
         int g = group_index(s, u->group), r = region_index(s, u->region);
-        if (g >= 0 && r >= 0 && sw_unit_is_pending(u))
+        if (g >= 0 && r >= 0)
             s->scratch_counts[(size_t)g * s->region_count + (size_t)r]++;
     }
-    size_t cap = 256, len = 0;
-    char *buf = sw_xmalloc(cap);
-    buf[0] = '\0';
     int desired_total = 0;
     for (size_t i = 0; i < d->count; i++)
         desired_total += d->entries[i].count;
     int64_t now = sim_now(s);
-    /* Fields hold no commas: region and group names are [A-Za-z0-9._-]. */
-    append(&buf, &len, &cap, "%d,%.3f,%s,%d,", s->opts->run_index,
-           (double)(now - s->origin_ms) / 1000.0, policy, desired_total);
     int ready_total = 0, pending_total = 0;
-    char *text = sw_xmalloc(64);
-    size_t tlen = 0, tcap = 64;
-    text[0] = '\0';
-    counts_text(s, s->ready, &text, &tlen, &tcap, &ready_total);
-    char *ready_text = sw_xstrdup(text);
-    tlen = 0;
-    text[0] = '\0';
-    counts_text(s, s->scratch_counts, &text, &tlen, &tcap, &pending_total);
-    append(&buf, &len, &cap, "%d,%d,%.4f,", ready_total, pending_total,
-           sw_units_spend_usd_hour(units));
-    for (size_t i = 0; i < d->count; i++)
-        append(&buf, &len, &cap, "%s%s/%s=%d", i ? " " : "", d->entries[i].group,
-               d->entries[i].region, d->entries[i].count);
-    append(&buf, &len, &cap, ",%s,%s\n", ready_text, text);
-    fputs(buf, s->opts->timeline);
-    free(ready_text);
-    free(text);
-    free(buf);
+    counts_text(s, s->ready, &s->ready_text, &ready_total);
+    counts_text(s, s->scratch_counts, &s->pending_text, &pending_total);
+    /* Fields hold no commas: region and group names are [A-Za-z0-9._-]. */
+    struct strbuf *row = &s->row;
+    row->len = 0;
+    sb_int(row, s->opts->run_index);
+    sb_putc(row, ',');
+    sb_ms_as_seconds(row, now - s->origin_ms);
+    sb_putc(row, ',');
+    sb_put(row, policy);
+    sb_putc(row, ',');
+    sb_int(row, desired_total);
+    sb_putc(row, ',');
+    sb_int(row, ready_total);
+    sb_putc(row, ',');
+    sb_int(row, pending_total);
+    sb_putc(row, ',');
+    sb_fixed(row, "%.4f", sw_units_spend_usd_hour(units));
+    sb_putc(row, ',');
+    for (size_t i = 0; i < d->count; i++) {
+        if (i > 0)
+            sb_putc(row, ' ');
+        sb_put(row, d->entries[i].group);
+        sb_putc(row, '/');
+        sb_put(row, d->entries[i].region);
+        sb_putc(row, '=');
+        sb_int(row, d->entries[i].count);
+    }
+    sb_putc(row, ',');
+    sb_put(row, s->ready_text.text);
+    sb_putc(row, ',');
+    sb_put(row, s->pending_text.text);
+    sb_putc(row, '\n');
+    fwrite(row->text, 1, row->len, s->opts->timeline);
 }
 
 /* ---- sampling ---- */
@@ -1531,6 +1623,9 @@ static void sim_free(struct sim *s)
     free(s->cursors);
     free(s->ready);
     free(s->scratch_counts);
+    free(s->row.text);
+    free(s->ready_text.text);
+    free(s->pending_text.text);
     free(s->providers_path);
     cJSON_free(s->providers_inline);
     free(s->rtt_path);
