@@ -72,21 +72,21 @@ static void write_inputs(const char *policy, int regions, int days)
 
     path = sw_xasprintf("%s/trivial.lua", dir);
     f = fopen(path, "w");
-    fprintf(f, "local want = {}\nfor r = 0, %d do want[string.format(\"r%%02d\", r)] = 1 end\n"
-               "return {name = \"trivial\", evaluate = function(ctx) return {web = want} end}\n",
+    fprintf(f,
+            "local want = {}\nfor r = 0, %d do want[string.format(\"r%%02d\", r)] = 1 end\n"
+            "return {name = \"trivial\", evaluate = function(ctx) return {web = want} end}\n",
             regions - 1);
     fclose(f);
     free(path);
 
     path = sw_xasprintf("%s/bench.jsonc", dir);
     f = fopen(path, "w");
-    fprintf(f,
-            "{\"id\": \"bench\", \"seed\": 1, \"market\": \"market_sim\",\n"
-            " \"plugins\": {\"market_sim\": {\"providers_file\": \"providers.json\"}},\n"
-            " \"metrics\": {\"rps\": {\"plugin\": \"metrics_trace\", \"query\": \"rps\"}},\n"
-            " \"groups\": {\"web\": {\"min\": 1, \"max\": 2000, \"scale_up_cooldown\": \"30s\","
-            " \"scale_down_cooldown\": \"2m\"}},\n"
-            " \"simulation\": {\"rtt\": \"rtt.csv\"},\n");
+    fprintf(f, "{\"id\": \"bench\", \"seed\": 1, \"market\": \"market_sim\",\n"
+               " \"plugins\": {\"market_sim\": {\"providers_file\": \"providers.json\"}},\n"
+               " \"metrics\": {\"rps\": {\"plugin\": \"metrics_trace\", \"query\": \"rps\"}},\n"
+               " \"groups\": {\"web\": {\"min\": 1, \"max\": 2000, \"scale_up_cooldown\": \"30s\","
+               " \"scale_down_cooldown\": \"2m\"}},\n"
+               " \"simulation\": {\"rtt\": \"rtt.csv\"},\n");
     if (strcmp(policy, "trivial") == 0) {
         fprintf(f, " \"policies\": [{\"name\": \"trivial\", \"file\": \"trivial.lua\", "
                    "\"interval\": \"10s\"}]}\n");
@@ -205,8 +205,7 @@ static bool keep_inputs(void)
 
 static bool known_policy(const char *name)
 {
-    return strcmp(name, "geo") == 0 || strcmp(name, "trivial") == 0 ||
-           strcmp(name, "follow") == 0;
+    return strcmp(name, "geo") == 0 || strcmp(name, "trivial") == 0 || strcmp(name, "follow") == 0;
 }
 
 int main(int argc, char **argv)

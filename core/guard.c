@@ -22,7 +22,7 @@ struct sw_guard {
     int64_t *recent_ms; /* times of recorded actions still inside the action window */
     size_t recent_count;
     size_t recent_cap;
-    int *credits;  /* sw_guard_filter's scratch, one slot per group: no allocation a tick */
+    int *credits; /* sw_guard_filter's scratch, one slot per group: no allocation a tick */
     bool *planned;
 };
 

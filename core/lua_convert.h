@@ -76,7 +76,8 @@ void sw_lua_push_json_text(lua_State *L, const char *text, size_t max_bytes, boo
 /* ---- Lua → C ---------------------------------------------------------------------------- */
 
 /* Validate evaluate's return value at idx and make out hold it (its old contents are
- * replaced, reusing their storage when the keys did not change; left empty on error). Returns 0 or SW_EPOLICY with the Lua path of the first problem in err:
+ * replaced, reusing their storage when the keys did not change; left empty on error).
+ * Returns 0 or SW_EPOLICY with the Lua path of the first problem in err:
  *   evaluate returned number, expected a table {group = {region = count}}
  *   desired.foo: unknown group (configured: web, batch)
  *   desired.web["eu-west"]: expected integer >= 0, got -1

@@ -63,7 +63,7 @@ struct sw_lua_ctx {
 };
 
 struct count_cell {
-    const char *group; /* NULL: empty slot */
+    const char *group;  /* NULL: empty slot */
     const char *region; /* NULL: the whole group */
     uint64_t hash;
     int capacity;
@@ -435,15 +435,14 @@ static struct count_cell *count_slot(struct count_cell *cells, size_t cap, const
                                      const char *region, uint64_t h)
 {
     size_t i = (size_t)h & (cap - 1);
-    while (cells[i].group != NULL &&
-           (cells[i].hash != h || strcmp(cells[i].group, group) != 0 ||
-            !same_name(cells[i].region, region)))
+    while (cells[i].group != NULL && (cells[i].hash != h || strcmp(cells[i].group, group) != 0 ||
+                                      !same_name(cells[i].region, region)))
         i = (i + 1) & (cap - 1);
     return &cells[i];
 }
 
-static struct count_cell *count_cell(struct sw_lua_ctx *ctx, const char *group,
-                                     const char *region, bool add)
+static struct count_cell *count_cell(struct sw_lua_ctx *ctx, const char *group, const char *region,
+                                     bool add)
 {
     uint64_t h = cell_hash(group, region);
     struct count_cell *c = count_slot(ctx->counts, ctx->counts_cap, group, region, h);

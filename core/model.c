@@ -115,9 +115,9 @@ void sw_desired_copy(struct sw_desired *dst, const struct sw_desired *src)
     dst->cap = src->count;
     dst->entries = src->count ? sw_xcalloc(src->count, sizeof(*dst->entries)) : NULL;
     for (size_t i = 0; i < src->count; i++)
-        dst->entries[i] = (struct sw_desired_entry){sw_xstrdup(src->entries[i].group),
-                                                    sw_xstrdup(src->entries[i].region),
-                                                    src->entries[i].count};
+        dst->entries[i] =
+            (struct sw_desired_entry){sw_xstrdup(src->entries[i].group),
+                                      sw_xstrdup(src->entries[i].region), src->entries[i].count};
     dst->count = src->count;
 }
 

@@ -26,8 +26,7 @@ static void place(struct sw_name_index_slot *slots, size_t cap,
 }
 
 /* The slot holding name (hash h), or the empty slot where it would go. */
-static struct sw_name_index_slot *find(const struct sw_name_index *ix, const char *name,
-                                       uint64_t h)
+static struct sw_name_index_slot *find(const struct sw_name_index *ix, const char *name, uint64_t h)
 {
     size_t i = (size_t)h & (ix->cap - 1);
     while (ix->slots[i].name != NULL &&

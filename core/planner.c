@@ -71,8 +71,8 @@ static const char *region_reason(char *reason, size_t size, const char *group, c
         snprintf(reason, size, "%s/%s: desired %d, have %d ready + %d pending (%d unhealthy)",
                  group, region, want, ready, pending, unhealthy);
     else
-        snprintf(reason, size, "%s/%s: desired %d, have %d ready + %d pending", group, region,
-                 want, ready, pending);
+        snprintf(reason, size, "%s/%s: desired %d, have %d ready + %d pending", group, region, want,
+                 ready, pending);
     return reason;
 }
 
@@ -194,9 +194,9 @@ static void plan_group(const struct sw_desired *desired, const struct sw_units *
                        struct plan *plan)
 {
     const char *group = g->name;
-    const char *heavy = sw_spread_enabled(g) ? sw_spread_heavy(g, units,
-                                                              sw_desired_group_total(desired, group))
-                                             : NULL;
+    const char *heavy = sw_spread_enabled(g)
+                            ? sw_spread_heavy(g, units, sw_desired_group_total(desired, group))
+                            : NULL;
     struct placed placed_inline[PLAN_INLINE_UNITS], tmp_inline[PLAN_INLINE_UNITS];
     const struct sw_unit *slice_inline[PLAN_INLINE_UNITS], *candidates_inline[PLAN_INLINE_UNITS];
     bool heap = units->count > PLAN_INLINE_UNITS;
@@ -226,7 +226,7 @@ static void plan_group(const struct sw_desired *desired, const struct sw_units *
     while (d < d_end || p < placed_count) {
         const char *region;
         int want = 0;
-        int c = d >= d_end           ? 1
+        int c = d >= d_end          ? 1
                 : p >= placed_count ? -1
                                     : strcmp(desired->entries[d].region, placed[p].unit->region);
         if (c <= 0) {

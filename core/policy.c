@@ -359,9 +359,8 @@ static int eval_trampoline(lua_State *L)
     lua_getfield(L, 3, "evaluate");
     sw_lua_ctx_push(L, 2);
     lua_call(L, 1, 1);
-    c->check_rc =
-        sw_lua_check_desired_hinted(L, -1, c->in->groups, c->in->group_count, c->desired,
-                                    &c->policy->desired_hint, &c->check_err);
+    c->check_rc = sw_lua_check_desired_hinted(L, -1, c->in->groups, c->in->group_count, c->desired,
+                                              &c->policy->desired_hint, &c->check_err);
     lua_pop(L, 1);
     if (c->check_rc == 0)
         check_state(L, c);

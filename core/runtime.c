@@ -1293,8 +1293,7 @@ struct listed_index {
     struct sw_name_index by_key;
 };
 
-static void listed_index_init(struct listed_index *ix, const struct swp_unit *listed,
-                              size_t count)
+static void listed_index_init(struct listed_index *ix, const struct swp_unit *listed, size_t count)
 {
     ix->count = count;
     ix->used = count >= LISTED_INDEX_FROM;
@@ -1318,8 +1317,8 @@ static void listed_index_free(struct listed_index *ix)
 
 /* find_listed through the index: the first listed unit matching by market id or by key. */
 static const struct swp_unit *find_listed_indexed(const struct swp_unit *listed,
-                                                  const struct listed_index *ix,
-                                                  const char *key, const char *market_id)
+                                                  const struct listed_index *ix, const char *key,
+                                                  const char *market_id)
 {
     if (!ix->used)
         return find_listed(listed, ix->count, key, market_id);

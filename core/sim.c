@@ -18,8 +18,8 @@
 #include "journal.h"
 #include "log.h"
 #include "mem.h"
-#include "paths.h"
 #include "model.h"
+#include "paths.h"
 #include "report.h"
 #include "runtime.h"
 

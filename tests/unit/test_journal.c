@@ -301,11 +301,11 @@ SW_TEST(compact_keeps_pending_intents_and_open_units)
     struct sw_error err = {0};
     struct sw_journal *j = open_ok(":memory:");
     SW_ASSERT(j != NULL);
-    SW_ASSERT_EQ(sw_journal_intent_begin(j, SW_ACTION_ACQUIRE, "acq-open", "web", "eu", NULL,
-                                         NULL, 1000, NULL, &err),
+    SW_ASSERT_EQ(sw_journal_intent_begin(j, SW_ACTION_ACQUIRE, "acq-open", "web", "eu", NULL, NULL,
+                                         1000, NULL, &err),
                  0);
-    SW_ASSERT_EQ(sw_journal_intent_begin(j, SW_ACTION_ACQUIRE, "acq-done", "web", "eu", NULL,
-                                         NULL, 1000, NULL, &err),
+    SW_ASSERT_EQ(sw_journal_intent_begin(j, SW_ACTION_ACQUIRE, "acq-done", "web", "eu", NULL, NULL,
+                                         1000, NULL, &err),
                  0);
     SW_ASSERT_EQ(sw_journal_intent_finish(j, "acq-done", SW_INTENT_DONE, "ok", 1100, &err), 0);
     struct sw_unit *open = sw_unit_new("u-open", "web", "eu");
@@ -334,8 +334,8 @@ SW_TEST(compact_keeps_pending_intents_and_open_units)
     free(state);
     /* Still writable: the pending intent finishes, a new one begins. */
     SW_ASSERT_EQ(sw_journal_intent_finish(j, "acq-open", SW_INTENT_DONE, "ok", 1300, &err), 0);
-    SW_ASSERT_EQ(sw_journal_intent_begin(j, SW_ACTION_RELEASE, "rel-1", "web", "eu", "u-open",
-                                         NULL, 1400, NULL, &err),
+    SW_ASSERT_EQ(sw_journal_intent_begin(j, SW_ACTION_RELEASE, "rel-1", "web", "eu", "u-open", NULL,
+                                         1400, NULL, &err),
                  0);
     sw_unit_free(open);
     sw_unit_free(closed);

@@ -365,18 +365,19 @@ SW_TEST(ctx_counts_and_prices_follow_the_input)
     nowhere->region = NULL;
     nowhere->state = SW_UNIT_LEASED;
     sw_units_add(&w.units, nowhere);
-    struct sw_policy *p = load("counts.lua",
-                               "return {evaluate = function(ctx)\n"
-                               "  local s = ctx.state\n"
-                               "  s.c = {ctx.capacity('web', 'eu-west'), ctx.capacity('web'),\n"
-                               "         ctx.capacity('batch'), ctx.capacity('web', 'us-east'),\n"
-                               "         ctx.ready('web', 'eu-west'), ctx.ready('batch', 'eu-west'),\n"
-                               "         ctx.ready('web'), ctx.capacity('nope', 'eu-west')}\n"
-                               "  s.p = {ctx.price('eu-west') or -1, ctx.price('us-east') or -1,\n"
-                               "         ctx.price('mars') or -1}\n"
-                               "  return {web = {['eu-west'] = 1}}\n"
-                               "end}\n",
-                               NULL, NULL, 1);
+    struct sw_policy *p =
+        load("counts.lua",
+             "return {evaluate = function(ctx)\n"
+             "  local s = ctx.state\n"
+             "  s.c = {ctx.capacity('web', 'eu-west'), ctx.capacity('web'),\n"
+             "         ctx.capacity('batch'), ctx.capacity('web', 'us-east'),\n"
+             "         ctx.ready('web', 'eu-west'), ctx.ready('batch', 'eu-west'),\n"
+             "         ctx.ready('web'), ctx.capacity('nope', 'eu-west')}\n"
+             "  s.p = {ctx.price('eu-west') or -1, ctx.price('us-east') or -1,\n"
+             "         ctx.price('mars') or -1}\n"
+             "  return {web = {['eu-west'] = 1}}\n"
+             "end}\n",
+             NULL, NULL, 1);
     SW_ASSERT(p != NULL);
     struct sw_policy_result out;
     sw_policy_result_init(&out);
