@@ -249,8 +249,8 @@ int main(int argc, char **argv)
     for (size_t r = 0; r < 3; r++) {
         int regions = region_cases[r];
         run_case("case", "geo", regions, 1);
-        if (regions < 48 || long_cases)
-            run_case("case", "geo", regions, 30);
+        if (regions == 3 || (regions == 48 && long_cases))
+            run_case("case", "geo", regions, 30); /* 12 × 30 is the headline, above */
         if (long_cases)
             run_case("case", "geo", regions, 365);
     }
