@@ -1,13 +1,21 @@
-/* bench_sim.c — `steward simulate` throughput: the real runtime with policies/
- * follow_demand.lua every 10 s over a generated diurnal demand trace (5-minute rows) on a
- * generated marketplace (two providers per region, a full RTT matrix).
+/* bench_sim.c — `steward simulate` throughput: the real runtime with a policy every 10 s
+ * over a generated diurnal demand trace (5-minute rows) on a generated marketplace (two
+ * providers per region, a full RTT matrix).
  *
- * Headline: 30 simulated days, 12 regions (259,200 evaluations). Then wall time against
- * regions (3, 12, 48 over 3 days) and against days (1, 30, and 365 when
- * SW_BENCH_LONG=1; 90 otherwise, so `make bench` stays short). Each case runs in its own
- * child process so its peak RSS is its own. Prints wall seconds, evaluations/s,
- * simulated days per wall second and peak RSS. `bench_sim --headline` runs the first case
- * only; `bench_sim REGIONS DAYS` one case of that size.
+ * Policies: "geo" is policies/geo_latency.lua (the issue's headline); "trivial" is a
+ * policy that returns the same desired state (one unit per region) every tick without
+ * reading ctx, so its figure is the cost of everything around the Lua policy (runtime,
+ * guard, planner, market_sim, metrics_trace, the simulator's models); "follow" is
+ * policies/follow_demand.lua.
+ *
+ * Headline: geo, 30 simulated days, 12 regions (259,200 evaluations). Then regions
+ * 3/12/48 × days 1/30/365 for trivial and geo, the cases that take many minutes (trivial
+ * 48 × 365, geo 48 × 30, geo × 365) only with SW_BENCH_LONG=1. Each case runs in its own
+ * child process so its peak RSS is its own. Prints wall and CPU seconds, µs per
+ * evaluation (wall, and CPU: on a shared machine wall time also counts other processes),
+ * evaluations/s, simulated days per wall second, peak RSS and the actions taken.
+ *   bench_sim --headline             the headline only
+ *   bench_sim [POLICY] REGIONS DAYS  one case (e.g. under perf); POLICY defaults to geo
  */
 #include <math.h>
 #include <stdio.h>
@@ -24,7 +32,7 @@
 
 static char dir[64];
 
-static void write_inputs(int regions, int days)
+static void write_inputs(const char *policy, int regions, int days)
 {
     char *path = sw_xasprintf("%s/rtt.csv", dir);
     FILE *f = fopen(path, "w");
@@ -62,25 +70,62 @@ static void write_inputs(int regions, int days)
     fclose(f);
     free(path);
 
-    path = sw_xasprintf("%s/bench.jsonc", dir);
+    path = sw_xasprintf("%s/trivial.lua", dir);
     f = fopen(path, "w");
     fprintf(f,
-            "{\"id\": \"bench\", \"seed\": 1, \"market\": \"market_sim\",\n"
-            " \"plugins\": {\"market_sim\": {\"providers_file\": \"providers.json\"}},\n"
-            " \"metrics\": {\"rps\": {\"plugin\": \"metrics_trace\", \"query\": \"rps\"}},\n"
-            " \"groups\": {\"web\": {\"min\": 1, \"max\": 2000, \"scale_up_cooldown\": \"30s\","
-            " \"scale_down_cooldown\": \"2m\"}},\n"
-            " \"policies\": [{\"name\": \"follow-demand\", \"file\": \"%s/policies/"
-            "follow_demand.lua\", \"interval\": \"10s\", \"params\": {\"group\": \"web\","
-            " \"rps_per_unit\": 100, \"half_life_s\": 120, \"scale_down_after_s\": 900,"
-            " \"min_rps_for_region\": 40}}],\n"
-            " \"simulation\": {\"rtt\": \"rtt.csv\"}}\n",
-            SW_SOURCE_DIR);
+            "local want = {}\nfor r = 0, %d do want[string.format(\"r%%02d\", r)] = 1 end\n"
+            "return {name = \"trivial\", evaluate = function(ctx) return {web = want} end}\n",
+            regions - 1);
+    fclose(f);
+    free(path);
+
+    path = sw_xasprintf("%s/bench.jsonc", dir);
+    f = fopen(path, "w");
+    fprintf(f, "{\"id\": \"bench\", \"seed\": 1, \"market\": \"market_sim\",\n"
+               " \"plugins\": {\"market_sim\": {\"providers_file\": \"providers.json\"}},\n"
+               " \"metrics\": {\"rps\": {\"plugin\": \"metrics_trace\", \"query\": \"rps\"}},\n"
+               " \"groups\": {\"web\": {\"min\": 1, \"max\": 2000, \"scale_up_cooldown\": \"30s\","
+               " \"scale_down_cooldown\": \"2m\"}},\n"
+               " \"simulation\": {\"rtt\": \"rtt.csv\"},\n");
+    if (strcmp(policy, "trivial") == 0) {
+        fprintf(f, " \"policies\": [{\"name\": \"trivial\", \"file\": \"trivial.lua\", "
+                   "\"interval\": \"10s\"}]}\n");
+    } else if (strcmp(policy, "follow") == 0) {
+        fprintf(f,
+                " \"policies\": [{\"name\": \"follow-demand\", \"file\": \"%s/policies/"
+                "follow_demand.lua\", \"interval\": \"10s\", \"params\": {\"group\": \"web\","
+                " \"rps_per_unit\": 100, \"half_life_s\": 120, \"scale_down_after_s\": 900,"
+                " \"min_rps_for_region\": 40}}]}\n",
+                SW_SOURCE_DIR);
+    } else {
+        /* Units serve 100 rps (simulation.rps_per_unit's default); the policy plans 70. Slow
+         * hysteresis: neighbours within the SLO are near-equivalent here, and faster
+         * switching moves units between them every few minutes. */
+        fprintf(f,
+                " \"policies\": [{\"name\": \"geo-latency\", \"file\": \"%s/policies/"
+                "geo_latency.lua\", \"interval\": \"10s\", \"params\": {\"group\": \"web\","
+                " \"rps_per_unit\": 70, \"slo_ms\": 60, \"server_ms\": 10,"
+                " \"scale_up_delay_s\": 300, \"scale_down_delay_s\": 900, \"rtt\": [",
+                SW_SOURCE_DIR);
+        for (int a = 0; a < regions; a++)
+            for (int b = 0; b < regions; b++)
+                fprintf(f, "%s[\"r%02d\", \"r%02d\", %d]", a || b ? ", " : "", a, b,
+                        a == b ? 2 : 15 + 9 * abs(a - b));
+        fprintf(f, "]}}]}\n");
+    }
     fclose(f);
     free(path);
 }
 
-static void run_case(const char *label, int regions, int days)
+static double cpu_seconds(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+}
+
+static void run_case(const char *label, const char *policy, int regions, int days)
 {
     fflush(stdout);
     pid_t pid = fork();
@@ -97,7 +142,7 @@ static void run_case(const char *label, int regions, int days)
         }
         return;
     }
-    write_inputs(regions, days);
+    write_inputs(policy, regions, days);
     sw_log_configure(stderr, SW_LOG_FORMAT_TEXT, SW_LOG_ERROR);
     char *config = sw_xasprintf("%s/bench.jsonc", dir);
     char *demand = sw_xasprintf("%s/demand.csv", dir);
@@ -113,35 +158,54 @@ static void run_case(const char *label, int regions, int days)
     };
     struct sw_sim_result *r = NULL;
     struct sw_error err = {0};
+    double cpu_before = cpu_seconds();
     uint64_t start = uv_hrtime();
     if (sw_sim_run(&opts, &r, &err) < 0) {
         fprintf(stderr, "bench_sim: %s\n", err.msg);
         _exit(1);
     }
     double wall = (double)(uv_hrtime() - start) / 1e9;
+    /* CPU time too: on a shared machine wall time also counts other processes' turns. */
+    double cpu = cpu_seconds() - cpu_before;
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
-    printf("%-22s %3d regions %4d days %9llu evals %8.2f s wall %9.0f evals/s %7.2f days/s "
-           "%6.1f MB RSS  (cost %.0f USD, p95 %.0f ms)\n",
-           label, regions, days, (unsigned long long)r->evaluations, wall,
-           (double)r->evaluations / wall, r->sim_s / 86400.0 / wall, ru.ru_maxrss / 1024.0,
-           r->cost_usd, r->latency_p95);
+    double evals = (double)r->evaluations;
+    printf("%-8s %-7s %2d regions %3d days %8llu evals %7.2f s wall %7.2f s cpu %6.1f us/eval "
+           "(cpu %5.1f) %7.0f evals/s %7.2f days/s %5.1f MB RSS (%llu actions, %.0f USD)\n",
+           label, policy, regions, days, (unsigned long long)r->evaluations, wall, cpu,
+           wall * 1e6 / evals, cpu * 1e6 / evals, evals / wall, r->sim_s / 86400.0 / wall,
+           ru.ru_maxrss / 1024.0, (unsigned long long)r->actions, r->cost_usd);
     fflush(stdout);
+    int status = r->policy_errors > 0 ? 1 : 0; /* a policy that fails measures nothing */
     sw_sim_result_free(r);
     free(config);
     free(demand);
-    _exit(0);
+    _exit(status);
 }
 
 static void cleanup(void)
 {
-    static const char *const names[] = {"rtt.csv", "providers.json", "demand.csv", "bench.jsonc"};
+    static const char *const names[] = {"rtt.csv", "providers.json", "demand.csv", "bench.jsonc",
+                                        "trivial.lua"};
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         char *p = sw_xasprintf("%s/%s", dir, names[i]);
         unlink(p);
         free(p);
     }
     rmdir(dir);
+}
+
+/* SW_BENCH_KEEP=1: leave the generated inputs in place (to rerun them with `steward
+ * simulate`); their directory is printed. */
+static bool keep_inputs(void)
+{
+    const char *keep = getenv("SW_BENCH_KEEP");
+    return keep != NULL && strcmp(keep, "1") == 0;
+}
+
+static bool known_policy(const char *name)
+{
+    return strcmp(name, "geo") == 0 || strcmp(name, "trivial") == 0 || strcmp(name, "follow") == 0;
 }
 
 int main(int argc, char **argv)
@@ -151,25 +215,46 @@ int main(int argc, char **argv)
         perror("mkdtemp");
         return 1;
     }
-    atexit(cleanup);
-    bool only_headline = argc > 1 && strcmp(argv[1], "--headline") == 0;
-    if (argc == 3) { /* bench_sim REGIONS DAYS: one case, e.g. under perf */
-        run_case("custom", atoi(argv[1]), atoi(argv[2]));
+    if (keep_inputs())
+        fprintf(stderr, "bench_sim: inputs kept in %s\n", dir);
+    else
+        atexit(cleanup);
+    if (argc == 3 || (argc == 4 && known_policy(argv[1]))) {
+        const char *policy = argc == 4 ? argv[1] : "geo";
+        run_case("custom", policy, atoi(argv[argc - 2]), atoi(argv[argc - 1]));
         return 0;
     }
-    printf("bench_sim: follow_demand every 10 s, 5-minute demand rows (targets for the "
-           "headline: <= 2 s wall, <= 64 MB RSS)\n");
-    run_case("headline", 12, 30);
-    if (only_headline)
+    if (argc > 1 && strcmp(argv[1], "--headline") != 0) {
+        fprintf(stderr, "usage: bench_sim [--headline | [geo|trivial|follow] REGIONS DAYS]\n");
+        return 2;
+    }
+    printf("bench_sim: a policy every 10 s, 5-minute demand rows (headline targets: "
+           "<= 2 s wall, <= 64 MB RSS)\n");
+    run_case("headline", "geo", 12, 30);
+    if (argc > 1)
         return 0;
-    run_case("regions", 3, 3);
-    run_case("regions", 12, 3);
-    run_case("regions", 48, 3);
-    run_case("days", 12, 1);
     const char *longrun = getenv("SW_BENCH_LONG");
-    if (longrun != NULL && strcmp(longrun, "1") == 0)
-        run_case("days", 12, 365);
-    else
-        run_case("days (365: SW_BENCH_LONG=1)", 12, 90);
+    bool long_cases = longrun != NULL && strcmp(longrun, "1") == 0;
+    static const int region_cases[] = {3, 12, 48};
+    /* trivial: every size but 48 × 365 days runs in seconds. geo: its policy costs 0.1 to
+     * 1.5 ms per evaluation here, so 48 regions × 30 days and every 365-day case take
+     * minutes to an hour: SW_BENCH_LONG=1. */
+    for (size_t r = 0; r < 3; r++) {
+        int regions = region_cases[r];
+        run_case("case", "trivial", regions, 1);
+        run_case("case", "trivial", regions, 30);
+        if (regions < 48 || long_cases)
+            run_case("case", "trivial", regions, 365);
+    }
+    for (size_t r = 0; r < 3; r++) {
+        int regions = region_cases[r];
+        run_case("case", "geo", regions, 1);
+        if (regions == 3 || (regions == 48 && long_cases))
+            run_case("case", "geo", regions, 30); /* 12 × 30 is the headline, above */
+        if (long_cases)
+            run_case("case", "geo", regions, 365);
+    }
+    if (!long_cases)
+        printf("(trivial 48 x 365 days, geo 48 x 30 days and geo x 365 days: SW_BENCH_LONG=1)\n");
     return 0;
 }

@@ -22,6 +22,8 @@ struct sw_guard {
     int64_t *recent_ms; /* times of recorded actions still inside the action window */
     size_t recent_count;
     size_t recent_cap;
+    int *credits; /* sw_guard_filter's scratch, one slot per group: no allocation a tick */
+    bool *planned;
 };
 
 struct sw_guard *sw_guard_new(const struct sw_guard_config *config,
@@ -35,6 +37,8 @@ struct sw_guard *sw_guard_new(const struct sw_guard_config *config,
     guard->last_acquire_ms = sw_xcalloc(slots, sizeof(int64_t));
     guard->last_release_ms = sw_xcalloc(slots, sizeof(int64_t));
     guard->lost = sw_xcalloc(slots, sizeof(int));
+    guard->credits = sw_xcalloc(slots, sizeof(int));
+    guard->planned = sw_xcalloc(slots, sizeof(bool));
     for (size_t i = 0; i < group_count; i++)
         guard->last_acquire_ms[i] = guard->last_release_ms[i] = NEVER;
     return guard;
@@ -47,6 +51,8 @@ void sw_guard_free(struct sw_guard *guard)
     free(guard->last_acquire_ms);
     free(guard->last_release_ms);
     free(guard->lost);
+    free(guard->credits);
+    free(guard->planned);
     free(guard->recent_ms);
     free(guard);
 }
@@ -109,6 +115,14 @@ static bool region_allowed(const struct sw_group_config *g, const char *region)
 static void drop_unconfigured(const struct sw_guard *guard, struct sw_desired *desired,
                               struct sw_guard_notes *notes)
 {
+    /* Entries are sorted by group: one lookup per group, and nothing rebuilt when every
+     * group is configured (every tick, normally). */
+    bool all_configured = true;
+    for (size_t i = 0; all_configured && i < desired->count; i++)
+        if (i == 0 || strcmp(desired->entries[i].group, desired->entries[i - 1].group) != 0)
+            all_configured = group_index(guard, desired->entries[i].group) >= 0;
+    if (all_configured)
+        return;
     struct sw_desired kept;
     sw_desired_init(&kept);
     const char *noted = NULL;
@@ -417,16 +431,19 @@ void sw_guard_note_lost(struct sw_guard *guard, const char *group, int count)
 }
 
 /* Replacements each group may order as repairs in this batch: its lost units plus its
- * unhealthy ones (still open, about to be released). Owned array, one slot per group. */
+ * unhealthy ones (still open, about to be released). Fills the guard's scratch array, one
+ * slot per group, and returns it. */
 static int *repair_credits(const struct sw_guard *guard, const struct sw_units *units)
 {
-    int *credits = sw_xcalloc(guard->group_count ? guard->group_count : 1, sizeof(int));
+    int *credits = guard->credits;
     for (size_t gi = 0; gi < guard->group_count; gi++)
         credits[gi] = guard->lost[gi];
     for (size_t i = 0; i < units->count; i++) {
         const struct sw_unit *u = units->items[i];
+        if (!u->unhealthy || !(u->state == SW_UNIT_READY || sw_unit_is_pending(u)))
+            continue; /* most units: no group lookup */
         long gi = group_index(guard, u->group);
-        if (gi >= 0 && u->unhealthy && (u->state == SW_UNIT_READY || sw_unit_is_pending(u)))
+        if (gi >= 0)
             credits[gi]++;
     }
     return credits;
@@ -480,7 +497,8 @@ void sw_guard_filter(struct sw_guard *guard, int64_t now_ms, const struct sw_uni
     };
     int *credits = repair_credits(guard, units);
     repairs_first(guard, units, credits, actions);
-    bool *planned = sw_xcalloc(guard->group_count ? guard->group_count : 1, sizeof(bool));
+    bool *planned = guard->planned;
+    memset(planned, 0, guard->group_count * sizeof(bool));
     size_t i = 0;
     while (i < actions->count) {
         struct sw_action *act = &actions->items[i];
@@ -529,8 +547,6 @@ void sw_guard_filter(struct sw_guard *guard, int64_t now_ms, const struct sw_uni
     for (size_t gi = 0; gi < guard->group_count; gi++)
         if (!planned[gi])
             guard->lost[gi] = 0;
-    free(planned);
-    free(credits);
 }
 
 void sw_guard_record(struct sw_guard *guard, const struct sw_action *action, int64_t now_ms)

@@ -1114,6 +1114,21 @@ int sw_journal_kv_list(struct sw_journal *j, char ***entries_out, size_t *count_
 
 /* ---- events -------------------------------------------------------------------------- */
 
+int sw_journal_compact(struct sw_journal *j, struct sw_error *err)
+{
+    int code = txn_open(j, true, err);
+    if (code < 0)
+        return code;
+    char sql[160];
+    snprintf(sql, sizeof(sql),
+             "DELETE FROM intents WHERE state <> %d; DELETE FROM units WHERE state = %d; "
+             "DELETE FROM events;",
+             SW_INTENT_PENDING, SW_UNIT_CLOSED);
+    if (sqlite3_exec(j->db, sql, NULL, NULL, NULL) != SQLITE_OK)
+        code = store_error(j, err, "compact");
+    return durable_end(j, code, err);
+}
+
 int sw_journal_event(struct sw_journal *j, int64_t at_ms, const char *type, const char *data_json)
 {
     if (type == NULL)

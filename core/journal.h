@@ -173,6 +173,14 @@ int sw_journal_kv_del(struct sw_journal *j, const char *ns, const char *key);
  * NULL when *count_out is 0). 0 or SW_ESTORE. */
 int sw_journal_kv_list(struct sw_journal *j, char ***entries_out, size_t *count_out);
 
+/* ---- compaction ---- */
+/* Deletes what a running steward never reads back: finished intents (recovery looks only
+ * at pending ones), closed units (loaded only to be skipped) and events (read by the
+ * admin API and replay, not by the runtime). For a journal nobody keeps (a simulation's
+ * in-memory one), so its memory stops growing with the actions taken; a live journal is
+ * the record and is never compacted. Commits. 0 or SW_ESTORE. */
+int sw_journal_compact(struct sw_journal *j, struct sw_error *err);
+
 /* ---- events ---- */
 /* Buffered. type is required; data_json may be NULL. */
 int sw_journal_event(struct sw_journal *j, int64_t at_ms, const char *type,

@@ -507,7 +507,122 @@ static int unknown_group(const struct sw_group_config *groups, size_t count, con
                         desired_path(path, sizeof(path), group, NULL), count ? names : "none");
 }
 
-static int check_regions(lua_State *L, int idx, const char *group, struct sw_desired *out,
+/* Validated entries, kept until the whole table passed and then handed to the desired
+ * state sorted (sw_desired_assign_sorted: no searching, and no allocation when the keys
+ * are the same as last tick). The strings are the Lua table's keys or the configuration's
+ * names: both outlive the check. Up to PENDING_INLINE entries live on the C stack: a
+ * per-tick heap block of a kilobyte or more makes glibc consolidate its fast bins. */
+#define PENDING_INLINE 128
+
+struct pending_entry {
+    struct sw_desired_entry e;
+    size_t seen; /* position in lua_next order */
+};
+
+struct pending {
+    struct pending_entry *items;
+    size_t count;
+    size_t cap;
+    struct pending_entry inline_items[PENDING_INLINE];
+};
+
+static void pending_add(struct pending *p, const char *group, const char *region, int count)
+{
+    if (p->count == p->cap) {
+        size_t cap = p->cap * 2;
+        if (p->items == p->inline_items) {
+            p->items = sw_xmalloc(cap * sizeof(*p->items));
+            memcpy(p->items, p->inline_items, p->count * sizeof(*p->items));
+        } else {
+            p->items = sw_xrealloc(p->items, cap * sizeof(*p->items));
+        }
+        p->cap = cap;
+    }
+    p->items[p->count] = (struct pending_entry){{(char *)group, (char *)region, count}, p->count};
+    p->count++;
+}
+
+static bool pending_before(const struct pending_entry *a, const struct pending_entry *b)
+{
+    /* One group's keys are one Lua string: equal pointers, no compare. */
+    int c = a->e.group == b->e.group ? 0 : strcmp(a->e.group, b->e.group);
+    return (c != 0 ? c : strcmp(a->e.region, b->e.region)) < 0;
+}
+
+/* Merge sort through tmp (glibc's qsort allocates its own buffer past a kilobyte). */
+static void pending_sort(struct pending_entry *items, struct pending_entry *tmp, size_t count)
+{
+    if (count < 2)
+        return;
+    size_t half = count / 2;
+    pending_sort(items, tmp, half);
+    pending_sort(items + half, tmp, count - half);
+    if (!pending_before(&items[half], &items[half - 1]))
+        return;
+    size_t i = 0, j = half, k = 0;
+    while (i < half && j < count)
+        tmp[k++] = pending_before(&items[j], &items[i]) ? items[j++] : items[i++];
+    while (i < half)
+        tmp[k++] = items[i++];
+    while (j < count)
+        tmp[k++] = items[j++];
+    memcpy(items, tmp, count * sizeof(*items));
+}
+
+void sw_lua_desired_hint_free(struct sw_lua_desired_hint *hint)
+{
+    if (hint == NULL)
+        return;
+    free(hint->slot);
+    memset(hint, 0, sizeof(*hint));
+}
+
+/* The entries, in lua_next order, are out's entries where the hint says: only the counts
+ * may have changed, and they are written. */
+static bool apply_same_keys(struct pending *p, struct sw_desired *out,
+                            const struct sw_lua_desired_hint *hint)
+{
+    if (hint == NULL || hint->count != p->count || out->count != p->count)
+        return false;
+    for (size_t k = 0; k < p->count; k++) {
+        const struct sw_desired_entry *have = &out->entries[hint->slot[k]];
+        if (strcmp(have->region, p->items[k].e.region) != 0 ||
+            strcmp(have->group, p->items[k].e.group) != 0)
+            return false;
+    }
+    for (size_t k = 0; k < p->count; k++)
+        out->entries[hint->slot[k]].count = p->items[k].e.count;
+    return true;
+}
+
+static void assign_pending(struct pending *p, struct sw_desired *out,
+                           struct sw_lua_desired_hint *hint)
+{
+    if (apply_same_keys(p, out, hint))
+        return;
+    struct pending_entry tmp_inline[PENDING_INLINE];
+    struct pending_entry *tmp =
+        p->count > PENDING_INLINE ? sw_xmalloc(p->count * sizeof(*tmp)) : tmp_inline;
+    pending_sort(p->items, tmp, p->count);
+    /* The sorted entries as a desired state's entries (borrowed strings), reusing tmp. */
+    struct sw_desired_entry *sorted = (struct sw_desired_entry *)tmp;
+    for (size_t i = 0; i < p->count; i++)
+        sorted[i] = p->items[i].e;
+    sw_desired_assign_sorted(out, sorted, p->count);
+    if (hint != NULL) {
+        if (hint->cap < p->count) {
+            hint->cap = p->count;
+            hint->slot = sw_xrealloc(hint->slot, hint->cap * sizeof(*hint->slot));
+        }
+        for (size_t i = 0; i < p->count; i++)
+            hint->slot[p->items[i].seen] = i;
+        hint->count = p->count;
+    }
+    if (tmp != tmp_inline)
+        free(tmp);
+}
+
+static int check_regions(lua_State *L, int idx, const char *group, struct pending *out,
                          struct sw_error *err)
 {
     char path[PATH_MAX_LEN];
@@ -542,7 +657,7 @@ static int check_regions(lua_State *L, int idx, const char *group, struct sw_des
             return sw_error_set(err, SW_EPOLICY, "%s: expected integer <= %d, got %lld", path,
                                 SW_LUA_MAX_COUNT, (long long)count);
         }
-        sw_desired_set(out, group, region, (int)count);
+        pending_add(out, group, region, (int)count);
         lua_pop(L, 1);
     }
     return 0;
@@ -551,17 +666,31 @@ static int check_regions(lua_State *L, int idx, const char *group, struct sw_des
 int sw_lua_check_desired(lua_State *L, int idx, const struct sw_group_config *groups,
                          size_t group_count, struct sw_desired *out, struct sw_error *err)
 {
-    sw_desired_clear(out);
+    return sw_lua_check_desired_hinted(L, idx, groups, group_count, out, NULL, err);
+}
+
+int sw_lua_check_desired_hinted(lua_State *L, int idx, const struct sw_group_config *groups,
+                                size_t group_count, struct sw_desired *out,
+                                struct sw_lua_desired_hint *hint, struct sw_error *err)
+{
     idx = lua_absindex(L, idx);
-    if (lua_type(L, idx) != LUA_TTABLE)
+    if (lua_type(L, idx) != LUA_TTABLE) {
+        sw_desired_clear(out);
         return sw_error_set(err, SW_EPOLICY,
                             "evaluate returned %s, expected a table {group = {region = count}}",
                             luaL_typename(L, idx));
-    if (!lua_checkstack(L, 4))
+    }
+    if (!lua_checkstack(L, 4)) {
+        sw_desired_clear(out);
         return sw_error_set(err, SW_EPOLICY, "desired: Lua stack exhausted");
+    }
     char path[PATH_MAX_LEN];
     char got[64];
     int rc = 0;
+    struct pending entries;
+    entries.items = entries.inline_items;
+    entries.count = 0;
+    entries.cap = PENDING_INLINE;
     lua_pushnil(L);
     while (lua_next(L, idx) != 0) {
         if (lua_type(L, -2) != LUA_TSTRING) {
@@ -583,8 +712,8 @@ int sw_lua_check_desired(lua_State *L, int idx, const struct sw_group_config *gr
             lua_pop(L, 2);
             break;
         }
-        size_t before = out->count;
-        rc = check_regions(L, lua_gettop(L), group, out, err);
+        size_t before = entries.count;
+        rc = check_regions(L, lua_gettop(L), group, &entries, err);
         if (rc < 0) {
             lua_pop(L, 2);
             break;
@@ -592,13 +721,17 @@ int sw_lua_check_desired(lua_State *L, int idx, const struct sw_group_config *gr
         /* `web = {}` means "none anywhere": without an entry the group would look unnamed
          * and keep its units, so spell the zeros out over its allowed regions. */
         const struct sw_group_config *gc = find_group(groups, group_count, group);
-        if (out->count == before)
+        if (entries.count == before)
             for (size_t r = 0; r < gc->region_count; r++)
-                sw_desired_set(out, group, gc->regions[r], 0);
+                pending_add(&entries, gc->name, gc->regions[r], 0);
         lua_pop(L, 1);
     }
-    if (rc < 0)
+    if (rc == 0)
+        assign_pending(&entries, out, hint);
+    else
         sw_desired_clear(out);
+    if (entries.items != entries.inline_items)
+        free(entries.items);
     return rc;
 }
 

@@ -75,14 +75,33 @@ void sw_lua_push_json_text(lua_State *L, const char *text, size_t max_bytes, boo
 
 /* ---- Lua → C ---------------------------------------------------------------------------- */
 
-/* Validate evaluate's return value at idx and fill out (cleared first; left empty on
- * error). Returns 0 or SW_EPOLICY with the Lua path of the first problem in err:
+/* Validate evaluate's return value at idx and make out hold it (its old contents are
+ * replaced, reusing their storage when the keys did not change; left empty on error).
+ * Returns 0 or SW_EPOLICY with the Lua path of the first problem in err:
  *   evaluate returned number, expected a table {group = {region = count}}
  *   desired.foo: unknown group (configured: web, batch)
  *   desired.web["eu-west"]: expected integer >= 0, got -1
  * Uses raw access only (no metamethods run) and never raises. */
 int sw_lua_check_desired(lua_State *L, int idx, const struct sw_group_config *groups,
                          size_t group_count, struct sw_desired *out, struct sw_error *err);
+
+/* Where each entry of the last converted table went in the sorted desired state, in the
+ * order lua_next visited them. A policy returning the same groups and regions as last
+ * tick (in a table built the same way, so visited in the same order) is then checked
+ * against it entry by entry instead of being sorted again. Only a hint: every entry is
+ * still compared by name. Zero it to start; sw_lua_desired_hint_free releases it. */
+struct sw_lua_desired_hint {
+    size_t *slot;
+    size_t count;
+    size_t cap;
+};
+void sw_lua_desired_hint_free(struct sw_lua_desired_hint *hint);
+
+/* sw_lua_check_desired with a hint kept by the caller across calls (NULL: none). out
+ * should be what the previous call with this hint filled, for the hint to help. */
+int sw_lua_check_desired_hinted(lua_State *L, int idx, const struct sw_group_config *groups,
+                                size_t group_count, struct sw_desired *out,
+                                struct sw_lua_desired_hint *hint, struct sw_error *err);
 
 /* What a policy file's returned table declares besides its functions. */
 struct sw_lua_policy_info {

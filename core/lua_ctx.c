@@ -9,6 +9,7 @@
 #include "lua_convert.h"
 #include "lua_sandbox.h"
 #include "mem.h"
+#include "name_index.h"
 #include "track_record.h"
 
 #define HANDLE_META "steward.ctx"
@@ -42,6 +43,31 @@ struct sw_lua_ctx {
     struct sw_group_config *group_snap;
     size_t group_snap_count;
     bool groups_cached;
+    /* What the data table holds from the last call, so a refresh writes only what may
+     * differ: lazy fields built (bit i: lazy_fields[i]) and the budget figures. */
+    unsigned lazy_built;
+    bool budget_set;
+    double budget_usd_hour;
+    double spend_usd_hour;
+    /* ctx.capacity/ctx.ready and ctx.price answered from tables built on the first such
+     * call of each evaluate (the input does not change during it): a policy asking for
+     * every region otherwise scans every unit or offer per region. */
+    struct count_cell *counts; /* open addressing, counts_cap slots, at most half full */
+    size_t counts_cap;
+    size_t counts_used;
+    bool counts_built;
+    struct sw_name_index prices_ix; /* region → index in prices */
+    double *prices;
+    size_t prices_cap;
+    bool prices_built;
+};
+
+struct count_cell {
+    const char *group;  /* NULL: empty slot */
+    const char *region; /* NULL: the whole group */
+    uint64_t hash;
+    int capacity;
+    int ready;
 };
 
 /* Built on first access during a call; the order is what pairs(ctx) materializes. */
@@ -90,9 +116,25 @@ static void free_group_snap(struct sw_lua_ctx *ctx)
     ctx->groups_cached = false;
 }
 
+static void forget_indexes(struct sw_lua_ctx *ctx)
+{
+    ctx->counts_built = false;
+    if (ctx->prices_built)
+        sw_name_index_free(&ctx->prices_ix);
+    ctx->prices_built = false;
+}
+
 static int handle_gc(lua_State *L)
 {
     struct sw_lua_ctx *ctx = luaL_checkudata(L, 1, HANDLE_META);
+    forget_indexes(ctx);
+    free(ctx->counts);
+    ctx->counts = NULL;
+    ctx->counts_cap = 0;
+    ctx->counts_used = 0;
+    free(ctx->prices);
+    ctx->prices = NULL;
+    ctx->prices_cap = 0;
     free_explanations(ctx);
     sw_units_clear(&ctx->lease_snap);
     sw_offers_clear(&ctx->offer_snap);
@@ -284,10 +326,15 @@ static void push_probes(lua_State *L, const struct sw_policy_input *in)
  * provider. A handful of rows, built afresh on each call's first access. */
 static void push_providers(lua_State *L, const struct sw_policy_input *in)
 {
-    size_t count = in->providers != NULL ? in->provider_count : 0;
+    const struct sw_provider_record *records = in->providers;
+    size_t count = records != NULL ? in->provider_count : 0;
+    if (records == NULL && in->providers_fn != NULL)
+        records = in->providers_fn(in->providers_ud, &count);
+    if (records == NULL)
+        count = 0;
     lua_createtable(L, (int)count, 0);
     for (size_t i = 0; i < count; i++) {
-        const struct sw_provider_record *p = &in->providers[i];
+        const struct sw_provider_record *p = &records[i];
         lua_createtable(L, 0, 5);
         lua_pushstring(L, p->provider);
         lua_setfield(L, -2, "provider");
@@ -360,6 +407,129 @@ static bool push_lazy(lua_State *L, int handle, struct sw_lua_ctx *ctx, const ch
     return true;
 }
 
+/* ---- per-call indexes ----------------------------------------------------------------- */
+
+static uint64_t hash_str(const char *s, uint64_t h)
+{
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        h ^= *p;
+        h *= 1099511628211ULL; /* FNV-1a */
+    }
+    return h;
+}
+
+static uint64_t cell_hash(const char *group, const char *region)
+{
+    uint64_t h = hash_str(group, 1469598103934665603ULL);
+    h ^= 0xff; /* separator: ("ab", "c") and ("a", "bc") differ */
+    h *= 1099511628211ULL;
+    return region != NULL ? hash_str(region, h) : h ^ 0x9e3779b97f4a7c15ULL;
+}
+
+static bool same_name(const char *a, const char *b)
+{
+    return a == b || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+static struct count_cell *count_slot(struct count_cell *cells, size_t cap, const char *group,
+                                     const char *region, uint64_t h)
+{
+    size_t i = (size_t)h & (cap - 1);
+    while (cells[i].group != NULL && (cells[i].hash != h || strcmp(cells[i].group, group) != 0 ||
+                                      !same_name(cells[i].region, region)))
+        i = (i + 1) & (cap - 1);
+    return &cells[i];
+}
+
+static struct count_cell *count_cell(struct sw_lua_ctx *ctx, const char *group, const char *region,
+                                     bool add)
+{
+    uint64_t h = cell_hash(group, region);
+    struct count_cell *c = count_slot(ctx->counts, ctx->counts_cap, group, region, h);
+    if (c->group != NULL || !add)
+        return c->group != NULL ? c : NULL;
+    if ((ctx->counts_used + 1) * 2 > ctx->counts_cap) {
+        size_t cap = ctx->counts_cap * 2;
+        struct count_cell *cells = sw_xcalloc(cap, sizeof(*cells));
+        for (size_t i = 0; i < ctx->counts_cap; i++)
+            if (ctx->counts[i].group != NULL)
+                *count_slot(cells, cap, ctx->counts[i].group, ctx->counts[i].region,
+                            ctx->counts[i].hash) = ctx->counts[i];
+        free(ctx->counts);
+        ctx->counts = cells;
+        ctx->counts_cap = cap;
+        c = count_slot(ctx->counts, ctx->counts_cap, group, region, h);
+    }
+    *c = (struct count_cell){group, region, h, 0, 0};
+    ctx->counts_used++;
+    return c;
+}
+
+/* Capacity (sw_unit_counts) and ready units per (group, region) and per group, as the
+ * scans of sw_units_count_capacity and ctx.ready count them. The table is sized by the
+ * distinct cells (groups × regions in use), not by the units, and kept between calls. */
+static void build_counts(struct sw_lua_ctx *ctx, const struct sw_units *units)
+{
+    size_t n = units != NULL ? units->count : 0;
+    if (ctx->counts == NULL) {
+        ctx->counts_cap = 64;
+        ctx->counts = sw_xmalloc(ctx->counts_cap * sizeof(*ctx->counts));
+    }
+    memset(ctx->counts, 0, ctx->counts_cap * sizeof(*ctx->counts));
+    ctx->counts_used = 0;
+    for (size_t i = 0; i < n; i++) {
+        const struct sw_unit *u = units->items[i];
+        if (u->group == NULL)
+            continue;
+        bool counts = sw_unit_counts(u);
+        bool ready = u->state == SW_UNIT_READY && !u->unhealthy;
+        struct count_cell *whole = count_cell(ctx, u->group, NULL, true);
+        whole->capacity += counts;
+        whole->ready += ready;
+        if (u->region == NULL)
+            continue;
+        struct count_cell *here = count_cell(ctx, u->group, u->region, true);
+        here->capacity += counts;
+        here->ready += ready;
+    }
+    ctx->counts_built = true;
+}
+
+static const struct count_cell *counts_for(struct sw_lua_ctx *ctx, const char *group,
+                                           const char *region)
+{
+    if (!ctx->counts_built)
+        build_counts(ctx, ctx->in->units);
+    return count_cell(ctx, group, region, false);
+}
+
+/* Best asking price per region, by the rule of sw_offers_best_price applied to the offers
+ * in order. */
+static void build_prices(struct sw_lua_ctx *ctx, const struct sw_offers *offers)
+{
+    size_t n = offers != NULL ? offers->count : 0;
+    sw_name_index_init(&ctx->prices_ix, n);
+    if (n > ctx->prices_cap) {
+        ctx->prices = sw_xrealloc(ctx->prices, n * sizeof(*ctx->prices));
+        ctx->prices_cap = n;
+    }
+    size_t regions = 0;
+    for (size_t i = 0; i < n; i++) {
+        const struct sw_offer *o = &offers->items[i];
+        if (o->region == NULL)
+            continue;
+        size_t at;
+        if (!sw_name_index_get(&ctx->prices_ix, o->region, &at)) {
+            at = regions++;
+            sw_name_index_add(&ctx->prices_ix, o->region, at);
+            ctx->prices[at] = -1;
+        }
+        if (ctx->prices[at] < 0 || o->price_usd_hour < ctx->prices[at])
+            ctx->prices[at] = o->price_usd_hour;
+    }
+    ctx->prices_built = true;
+}
+
 /* ---- ctx functions ------------------------------------------------------------------------ */
 
 static int l_ctx_capacity(lua_State *L)
@@ -367,7 +537,8 @@ static int l_ctx_capacity(lua_State *L)
     const struct sw_policy_input *in = need_input(L, "capacity");
     const char *group = luaL_checkstring(L, 1);
     const char *region = luaL_optstring(L, 2, NULL);
-    lua_pushinteger(L, in->units ? sw_units_count_capacity(in->units, group, region) : 0);
+    const struct count_cell *c = in->units ? counts_for(upvalue_ctx(L), group, region) : NULL;
+    lua_pushinteger(L, c != NULL ? c->capacity : 0);
     return 1;
 }
 
@@ -376,18 +547,8 @@ static int l_ctx_ready(lua_State *L)
     const struct sw_policy_input *in = need_input(L, "ready");
     const char *group = luaL_checkstring(L, 1);
     const char *region = luaL_optstring(L, 2, NULL);
-    lua_Integer n = 0;
-    for (size_t i = 0; in->units != NULL && i < in->units->count; i++) {
-        const struct sw_unit *u = in->units->items[i];
-        if (u->state != SW_UNIT_READY || u->unhealthy)
-            continue;
-        if (u->group == NULL || strcmp(u->group, group) != 0)
-            continue;
-        if (region != NULL && (u->region == NULL || strcmp(u->region, region) != 0))
-            continue;
-        n++;
-    }
-    lua_pushinteger(L, n);
+    const struct count_cell *c = in->units ? counts_for(upvalue_ctx(L), group, region) : NULL;
+    lua_pushinteger(L, c != NULL ? c->ready : 0);
     return 1;
 }
 
@@ -395,7 +556,15 @@ static int l_ctx_price(lua_State *L)
 {
     const struct sw_policy_input *in = need_input(L, "price");
     const char *region = luaL_checkstring(L, 1);
-    double best = in->offers != NULL ? sw_offers_best_price(in->offers, region) : -1;
+    struct sw_lua_ctx *ctx = upvalue_ctx(L);
+    double best = -1;
+    size_t at;
+    if (in->offers != NULL) {
+        if (!ctx->prices_built)
+            build_prices(ctx, in->offers);
+        if (sw_name_index_get(&ctx->prices_ix, region, &at))
+            best = ctx->prices[at];
+    }
     if (best < 0)
         lua_pushnil(L);
     else
@@ -531,6 +700,9 @@ static int l_ctx_index(lua_State *L)
     if (ctx->in == NULL)
         return luaL_error(L, "ctx.%s is only available while evaluate or on_event runs", key);
     push_lazy(L, lua_upvalueindex(1), ctx, key);
+    for (size_t i = 0; i < SW_ARRAY_LEN(lazy_fields); i++)
+        if (strcmp(key, lazy_fields[i]) == 0)
+            ctx->lazy_built |= 1u << i;
     lua_pushvalue(L, 2);
     lua_pushvalue(L, -2);
     lua_rawset(L, 1);
@@ -682,28 +854,41 @@ void sw_lua_ctx_refresh(lua_State *L, int handle_idx, const struct sw_policy_inp
     handle_idx = lua_absindex(L, handle_idx);
     struct sw_lua_ctx *ctx = lua_touserdata(L, handle_idx);
     free_explanations(ctx);
+    forget_indexes(ctx);
     ctx->in = in;
     lua_getiuservalue(L, handle_idx, UV_DATA);
     lua_pushnumber(L, (lua_Number)in->now_ms / 1000.0);
     lua_setfield(L, -2, "now");
     lua_pushinteger(L, (lua_Integer)in->now_ms);
     lua_setfield(L, -2, "now_ms");
+    /* Only the lazy fields the last call built are in the table (the rest are absent and
+     * stay so): clearing just those keeps a refresh to a few writes. */
     for (size_t i = 0; i < SW_ARRAY_LEN(lazy_fields); i++) {
+        if (!(ctx->lazy_built & (1u << i)))
+            continue;
         lua_pushnil(L);
         lua_setfield(L, -2, lazy_fields[i]);
     }
+    ctx->lazy_built = 0;
     lua_pop(L, 1);
-    lua_getiuservalue(L, handle_idx, UV_BUDGET);
-    lua_pushnumber(L, in->budget_usd_hour);
-    lua_setfield(L, -2, "usd_per_hour");
-    lua_pushnumber(L, in->spend_usd_hour);
-    lua_setfield(L, -2, "spend_usd_per_hour");
-    lua_pop(L, 1);
+    if (!ctx->budget_set || ctx->budget_usd_hour != in->budget_usd_hour ||
+        ctx->spend_usd_hour != in->spend_usd_hour) {
+        lua_getiuservalue(L, handle_idx, UV_BUDGET);
+        lua_pushnumber(L, in->budget_usd_hour);
+        lua_setfield(L, -2, "usd_per_hour");
+        lua_pushnumber(L, in->spend_usd_hour);
+        lua_setfield(L, -2, "spend_usd_per_hour");
+        lua_pop(L, 1);
+        ctx->budget_set = true;
+        ctx->budget_usd_hour = in->budget_usd_hour;
+        ctx->spend_usd_hour = in->spend_usd_hour;
+    }
 }
 
 void sw_lua_ctx_release(struct sw_lua_ctx *ctx)
 {
     ctx->in = NULL;
+    forget_indexes(ctx); /* they point into the input */
 }
 
 void sw_lua_ctx_take_explanations(struct sw_lua_ctx *ctx, struct sw_explanation **out,

@@ -51,7 +51,10 @@ static long desired_find(const struct sw_desired *d, const char *group, const ch
 
 void sw_desired_set(struct sw_desired *d, const char *group, const char *region, int count)
 {
-    long at = desired_find(d, group, region);
+    /* Built in order (a copy, a sorted conversion): append without a search. */
+    long at = d->count == 0 || entry_cmp(group, region, &d->entries[d->count - 1]) > 0
+                  ? -(long)d->count - 1
+                  : desired_find(d, group, region);
     if (at >= 0) {
         d->entries[at].count = count;
         return;
@@ -86,14 +89,43 @@ int sw_desired_group_total(const struct sw_desired *d, const char *group)
     return total;
 }
 
+static bool same_keys(const struct sw_desired *a, const struct sw_desired *b)
+{
+    if (a->count != b->count)
+        return false;
+    for (size_t i = 0; i < a->count; i++)
+        if (strcmp(a->entries[i].group, b->entries[i].group) != 0 ||
+            strcmp(a->entries[i].region, b->entries[i].region) != 0)
+            return false;
+    return true;
+}
+
 void sw_desired_copy(struct sw_desired *dst, const struct sw_desired *src)
 {
     if (dst == src)
         return;
+    /* Ticks mostly change counts, not keys: keep dst's strings then (no allocation). */
+    if (same_keys(dst, src)) {
+        for (size_t i = 0; i < src->count; i++)
+            dst->entries[i].count = src->entries[i].count;
+        return;
+    }
     sw_desired_clear(dst);
+    /* src is sorted already: append in order, no search. */
+    dst->cap = src->count;
+    dst->entries = src->count ? sw_xcalloc(src->count, sizeof(*dst->entries)) : NULL;
     for (size_t i = 0; i < src->count; i++)
-        sw_desired_set(dst, src->entries[i].group, src->entries[i].region,
-                       src->entries[i].count);
+        dst->entries[i] =
+            (struct sw_desired_entry){sw_xstrdup(src->entries[i].group),
+                                      sw_xstrdup(src->entries[i].region), src->entries[i].count};
+    dst->count = src->count;
+}
+
+void sw_desired_assign_sorted(struct sw_desired *d, const struct sw_desired_entry *entries,
+                              size_t count)
+{
+    struct sw_desired view = {(struct sw_desired_entry *)entries, count, count};
+    sw_desired_copy(d, &view);
 }
 
 bool sw_desired_equal(const struct sw_desired *a, const struct sw_desired *b)
@@ -217,6 +249,12 @@ void sw_unit_free(struct sw_unit *u)
 
 void sw_unit_set_uris(struct sw_unit *u, const char *const *uris, size_t count)
 {
+    /* Every listing reports them again: keep the copies when nothing changed. */
+    bool same = count == u->uri_count;
+    for (size_t i = 0; same && i < count; i++)
+        same = strcmp(u->uris[i], uris[i]) == 0;
+    if (same)
+        return;
     free_uris(u);
     if (count == 0)
         return;
@@ -361,6 +399,37 @@ void sw_offers_add(struct sw_offers *o, const char *provider, const char *region
         (struct sw_offer){sw_xstrdup(provider), sw_xstrdup(region), price_usd_hour, audited};
 }
 
+void sw_offers_replace(struct sw_offers *o, const struct swp_offer *offers, size_t count)
+{
+    /* Offers are polled every 30 s and mostly repeat: when the same providers offer in the
+     * same regions, in the same order, only prices and audit flags are written. */
+    size_t kept = 0;
+    bool same = true;
+    for (size_t i = 0; i < count && same; i++) {
+        if (offers[i].provider == NULL || offers[i].region == NULL)
+            continue;
+        same = kept < o->count && strcmp(o->items[kept].provider, offers[i].provider) == 0 &&
+               strcmp(o->items[kept].region, offers[i].region) == 0;
+        kept++;
+    }
+    if (same && kept == o->count) {
+        kept = 0;
+        for (size_t i = 0; i < count; i++) {
+            if (offers[i].provider == NULL || offers[i].region == NULL)
+                continue;
+            o->items[kept].price_usd_hour = offers[i].price_usd_hour;
+            o->items[kept].audited = offers[i].audited;
+            kept++;
+        }
+        return;
+    }
+    sw_offers_clear(o);
+    for (size_t i = 0; i < count; i++)
+        if (offers[i].provider != NULL && offers[i].region != NULL)
+            sw_offers_add(o, offers[i].provider, offers[i].region, offers[i].price_usd_hour,
+                          offers[i].audited);
+}
+
 double sw_offers_best_price(const struct sw_offers *o, const char *region)
 {
     return sw_offers_best_price_among(o, region, NULL, 0);
@@ -442,9 +511,39 @@ static struct sw_metric *metric_slot(struct sw_metric_set *m, const char *name)
     return slot;
 }
 
+/* The metric already holds samples with exactly these labels (a scrape of the same
+ * series as last time, the usual case): only values change. */
+static struct sw_metric *same_series(struct sw_metric_set *m, const char *name,
+                                     const struct swp_sample *samples, size_t count)
+{
+    struct sw_metric *metric = NULL;
+    for (size_t i = 0; metric == NULL && i < m->count; i++)
+        if (strcmp(m->items[i].name, name) == 0)
+            metric = &m->items[i];
+    if (metric == NULL || metric->status != 0 || metric->sample_count != count)
+        return NULL;
+    for (size_t i = 0; i < count; i++) {
+        const struct sw_sample *have = &metric->samples[i];
+        if (have->label_count != samples[i].label_count)
+            return NULL;
+        for (size_t j = 0; j < have->label_count; j++)
+            if (strcmp(have->label_names[j], samples[i].label_names[j]) != 0 ||
+                strcmp(have->label_values[j], samples[i].label_values[j]) != 0)
+                return NULL;
+    }
+    return metric;
+}
+
 void sw_metric_set_put(struct sw_metric_set *m, const char *name, int64_t at_ms,
                        const struct swp_sample *samples, size_t count)
 {
+    struct sw_metric *same = same_series(m, name, samples, count);
+    if (same != NULL) {
+        same->at_ms = at_ms;
+        for (size_t i = 0; i < count; i++)
+            same->samples[i].value = samples[i].value;
+        return;
+    }
     struct sw_metric *slot = metric_slot(m, name);
     slot->at_ms = at_ms;
     slot->samples = count ? sw_xcalloc(count, sizeof(*slot->samples)) : NULL;

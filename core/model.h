@@ -35,6 +35,11 @@ int sw_desired_get(const struct sw_desired *d, const char *group, const char *re
 bool sw_desired_has(const struct sw_desired *d, const char *group, const char *region);
 int sw_desired_group_total(const struct sw_desired *d, const char *group);
 void sw_desired_copy(struct sw_desired *dst, const struct sw_desired *src);
+/* Makes d hold exactly entries[0..count) (strings copied), which must be sorted by
+ * (group, region) without duplicates. Keeps d's strings when the keys are the same as
+ * before (no allocation: the steady state of a tick). */
+void sw_desired_assign_sorted(struct sw_desired *d, const struct sw_desired_entry *entries,
+                              size_t count);
 bool sw_desired_equal(const struct sw_desired *a, const struct sw_desired *b);
 /* {"group":{"region":n,...},...} in sorted order; owned by the caller. */
 char *sw_desired_to_json(const struct sw_desired *d);
@@ -125,6 +130,9 @@ void sw_offers_init(struct sw_offers *o);
 void sw_offers_clear(struct sw_offers *o);
 void sw_offers_add(struct sw_offers *o, const char *provider, const char *region,
                    double price_usd_hour, bool audited);
+/* Replaces the contents with the offers that name a provider and a region, in order
+ * (offers borrowed; strings copied). Equivalent to clear + add of each. */
+void sw_offers_replace(struct sw_offers *o, const struct swp_offer *offers, size_t count);
 /* Lowest asking price in region, or -1 when nobody offers there. */
 double sw_offers_best_price(const struct sw_offers *o, const char *region);
 /* The same among the listed providers only (a group pinned to providers); count 0 = all. */

@@ -14,12 +14,6 @@ struct plan {
     struct sw_actions releases; /* scale-down */
 };
 
-static bool in_group_region(const struct sw_unit *u, const char *group, const char *region)
-{
-    return u->group != NULL && u->region != NULL && strcmp(u->group, group) == 0 &&
-           strcmp(u->region, region) == 0;
-}
-
 /* Release order: unhealthy first; then units still being bought (they serve nobody yet,
  * and cancelling them keeps the ready ones serving); then the most expensive, then the
  * newest, then key. */
@@ -37,36 +31,6 @@ static int release_order(const void *pa, const void *pb)
     if (a->ready_ms != b->ready_ms)
         return a->ready_ms > b->ready_ms ? -1 : 1;
     return strcmp(a->key != NULL ? a->key : "", b->key != NULL ? b->key : "");
-}
-
-static int string_order(const void *pa, const void *pb)
-{
-    return strcmp(*(const char *const *)pa, *(const char *const *)pb);
-}
-
-/* Regions the group has in desired or in any open unit, sorted, without duplicates.
- * The strings are borrowed from desired and units. */
-static const char **group_regions(const struct sw_desired *desired, const struct sw_units *units,
-                                  const char *group, size_t *count)
-{
-    const char **regions = sw_xcalloc(desired->count + units->count + 1, sizeof(char *));
-    size_t n = 0;
-    for (size_t i = 0; i < desired->count; i++)
-        if (strcmp(desired->entries[i].group, group) == 0)
-            regions[n++] = desired->entries[i].region;
-    for (size_t i = 0; i < units->count; i++) {
-        const struct sw_unit *u = units->items[i];
-        if (u->group != NULL && u->region != NULL && u->state != SW_UNIT_CLOSED &&
-            strcmp(u->group, group) == 0)
-            regions[n++] = u->region;
-    }
-    qsort(regions, n, sizeof(char *), string_order);
-    size_t unique = 0;
-    for (size_t i = 0; i < n; i++)
-        if (unique == 0 || strcmp(regions[unique - 1], regions[i]) != 0)
-            regions[unique++] = regions[i];
-    *count = unique;
-    return regions;
 }
 
 /* Picks the next unit to give up for a spread group among candidates[from..count) (sorted
@@ -96,21 +60,36 @@ static void pick_spread_release(const struct sw_unit **candidates, size_t from, 
     sw_provider_counts_add(held, chosen->provider, -1);
 }
 
-static void plan_region(const struct sw_desired *desired, const struct sw_units *units,
-                        const struct sw_offers *offers, const struct sw_group_config *g,
-                        const char *region, const char *heavy, struct plan *plan)
+/* The planner's reason for every action in a region. Formatted only when the region has an
+ * action: most regions, most ticks, have none. */
+static const char *region_reason(char *reason, size_t size, const char *group, const char *region,
+                                 int want, int ready, int pending, int unhealthy)
+{
+    if (reason[0] != '\0')
+        return reason;
+    if (unhealthy > 0)
+        snprintf(reason, size, "%s/%s: desired %d, have %d ready + %d pending (%d unhealthy)",
+                 group, region, want, ready, pending, unhealthy);
+    else
+        snprintf(reason, size, "%s/%s: desired %d, have %d ready + %d pending", group, region, want,
+                 ready, pending);
+    return reason;
+}
+
+/* units: the group's open units in this region (count of them), in unit-set order;
+ * candidates: scratch for as many. */
+static void plan_region(const struct sw_units *all_units, const struct sw_unit *const *units,
+                        size_t count, const struct sw_offers *offers,
+                        const struct sw_group_config *g, const char *region, int want,
+                        const char *heavy, const struct sw_unit **candidates, struct plan *plan)
 {
     const char *group = g->name;
-    int want = sw_desired_get(desired, group, region);
     if (want < 0)
         want = 0;
     int ready = 0, pending = 0, unhealthy = 0;
     size_t candidate_count = 0;
-    const struct sw_unit **candidates = sw_xcalloc(units->count + 1, sizeof(*candidates));
-    for (size_t i = 0; i < units->count; i++) {
-        const struct sw_unit *u = units->items[i];
-        if (!in_group_region(u, group, region))
-            continue;
+    for (size_t i = 0; i < count; i++) {
+        const struct sw_unit *u = units[i];
         if (u->unhealthy && (u->state == SW_UNIT_READY || sw_unit_is_pending(u)))
             unhealthy++;
         else if (u->state == SW_UNIT_READY)
@@ -126,17 +105,16 @@ static void plan_region(const struct sw_desired *desired, const struct sw_units 
         if ((u->state == SW_UNIT_READY || cancellable) && !u->self)
             candidates[candidate_count++] = u;
     }
+    int have = ready + pending;
+    /* Over its spread, only ready units beyond desired go (the pending ones stay, below),
+     * which is how a rebalance ends: the replacement is ready before the heavy unit goes. */
+    int excess = heavy != NULL ? ready - want : have - want;
+    if (unhealthy == 0 && want <= have && (excess <= 0 || candidate_count == 0))
+        return; /* nothing to do here: the usual case */
     qsort(candidates, candidate_count, sizeof(*candidates), release_order);
 
-    char reason[256];
-    if (unhealthy > 0)
-        snprintf(reason, sizeof(reason),
-                 "%s/%s: desired %d, have %d ready + %d pending (%d unhealthy)", group, region,
-                 want, ready, pending, unhealthy);
-    else
-        snprintf(reason, sizeof(reason), "%s/%s: desired %d, have %d ready + %d pending", group,
-                 region, want, ready, pending);
-
+    char reason[256]; /* formatted on first use (region_reason) */
+    reason[0] = '\0';
     size_t next = 0;
     for (; next < candidate_count && candidates[next]->unhealthy; next++) {
         char why[64];
@@ -145,7 +123,6 @@ static void plan_region(const struct sw_desired *desired, const struct sw_units 
                        candidates[next]->price_usd_hour, why);
     }
 
-    int have = ready + pending;
     if (want > have) {
         /* A group pinned to providers pays their price, not the region's cheapest. */
         double price = sw_offers_best_price_among(offers, region,
@@ -153,15 +130,16 @@ static void plan_region(const struct sw_desired *desired, const struct sw_units 
                                                   g->provider_count);
         if (price < 0)
             price = 0;
+        region_reason(reason, sizeof(reason), group, region, want, ready, pending, unhealthy);
         for (int i = have; i < want; i++)
             sw_actions_add(&plan->acquires, SW_ACTION_ACQUIRE, group, region, NULL, price, reason);
     }
-    /* Over its spread, only ready units beyond desired go (the pending ones stay, above),
-     * which is how a rebalance ends: the replacement is ready before the heavy unit goes. */
-    int excess = heavy != NULL ? ready - want : have - want;
+    if (excess <= 0 || next >= candidate_count)
+        return;
+    region_reason(reason, sizeof(reason), group, region, want, ready, pending, unhealthy);
     struct sw_provider_counts held = {0};
     if (sw_spread_enabled(g))
-        sw_spread_count(group, units, NULL, &held);
+        sw_spread_count(group, all_units, NULL, &held);
     for (; excess > 0 && next < candidate_count; excess--, next++) {
         if (sw_spread_enabled(g))
             pick_spread_release(candidates, next, candidate_count, &held);
@@ -169,7 +147,107 @@ static void plan_region(const struct sw_desired *desired, const struct sw_units 
                        candidates[next]->price_usd_hour, reason);
     }
     sw_provider_counts_clear(&held);
-    free(candidates);
+}
+
+/* Units by region name, then by position in the unit set (a stable order). */
+struct placed {
+    const struct sw_unit *unit;
+    size_t index;
+};
+
+static bool placed_before(const struct placed *a, const struct placed *b)
+{
+    int c = a->unit->region == b->unit->region ? 0 : strcmp(a->unit->region, b->unit->region);
+    return c < 0 || (c == 0 && a->index < b->index);
+}
+
+/* Merge sort into tmp and back (stable by construction). glibc's qsort would allocate its
+ * own buffer past a kilobyte, every tick. */
+static void placed_sort(struct placed *items, struct placed *tmp, size_t count)
+{
+    if (count < 2)
+        return;
+    size_t half = count / 2;
+    placed_sort(items, tmp, half);
+    placed_sort(items + half, tmp, count - half);
+    if (!placed_before(&items[half], &items[half - 1]))
+        return; /* already in order: the usual case for a unit set that rarely changes */
+    size_t i = 0, j = half, k = 0;
+    while (i < half && j < count)
+        tmp[k++] = placed_before(&items[j], &items[i]) ? items[j++] : items[i++];
+    while (i < half)
+        tmp[k++] = items[i++];
+    while (j < count)
+        tmp[k++] = items[j++];
+    memcpy(items, tmp, count * sizeof(*items));
+}
+
+/* Scratch arrays for one group's units: on the stack up to this many units, so a tick
+ * does not allocate (blocks over a kilobyte make glibc consolidate its fast bins). */
+#define PLAN_INLINE_UNITS 128
+
+/* Regions are visited in name order over the union of the group's desired regions and the
+ * regions of its open units: both lists are sorted, so one merge walk replaces a scan of
+ * every unit per region. */
+static void plan_group(const struct sw_desired *desired, const struct sw_units *units,
+                       const struct sw_offers *offers, const struct sw_group_config *g,
+                       struct plan *plan)
+{
+    const char *group = g->name;
+    const char *heavy = sw_spread_enabled(g)
+                            ? sw_spread_heavy(g, units, sw_desired_group_total(desired, group))
+                            : NULL;
+    struct placed placed_inline[PLAN_INLINE_UNITS], tmp_inline[PLAN_INLINE_UNITS];
+    const struct sw_unit *slice_inline[PLAN_INLINE_UNITS], *candidates_inline[PLAN_INLINE_UNITS];
+    bool heap = units->count > PLAN_INLINE_UNITS;
+    struct placed *placed = heap ? sw_xcalloc(units->count, sizeof(*placed)) : placed_inline;
+    struct placed *tmp = heap ? sw_xcalloc(units->count, sizeof(*tmp)) : tmp_inline;
+    const struct sw_unit **slice = heap ? sw_xcalloc(units->count, sizeof(*slice)) : slice_inline;
+    const struct sw_unit **candidates =
+        heap ? sw_xcalloc(units->count, sizeof(*candidates)) : candidates_inline;
+    size_t placed_count = 0;
+    for (size_t i = 0; i < units->count; i++) {
+        const struct sw_unit *u = units->items[i];
+        if (u->group != NULL && u->region != NULL && u->state != SW_UNIT_CLOSED &&
+            strcmp(u->group, group) == 0)
+            placed[placed_count++] = (struct placed){u, i};
+    }
+    placed_sort(placed, tmp, placed_count);
+
+    /* This group's entries: a contiguous run, desired being sorted by (group, region). */
+    size_t d = 0;
+    while (d < desired->count && strcmp(desired->entries[d].group, group) != 0)
+        d++;
+    size_t d_end = d;
+    while (d_end < desired->count && strcmp(desired->entries[d_end].group, group) == 0)
+        d_end++;
+
+    size_t p = 0;
+    while (d < d_end || p < placed_count) {
+        const char *region;
+        int want = 0;
+        int c = d >= d_end          ? 1
+                : p >= placed_count ? -1
+                                    : strcmp(desired->entries[d].region, placed[p].unit->region);
+        if (c <= 0) {
+            region = desired->entries[d].region;
+            want = desired->entries[d].count;
+            d++;
+        } else {
+            region = placed[p].unit->region;
+        }
+        size_t count = 0;
+        if (c >= 0)
+            while (p < placed_count && strcmp(placed[p].unit->region, region) == 0)
+                slice[count++] = placed[p++].unit;
+        plan_region(units, slice, count, offers, g, region, want, heavy, candidates, plan);
+    }
+    if (heap) {
+        free(candidates);
+        free(slice);
+        free(tmp);
+        free(placed);
+    }
 }
 
 static bool group_in_desired(const struct sw_desired *desired, const char *group)
@@ -203,13 +281,7 @@ void sw_planner_plan(const struct sw_desired *desired, const struct sw_units *un
         const char *group = groups[gi].name;
         if (!group_in_desired(desired, group))
             continue;
-        const char *heavy =
-            sw_spread_heavy(&groups[gi], units, sw_desired_group_total(desired, group));
-        size_t region_count = 0;
-        const char **regions = group_regions(desired, units, group, &region_count);
-        for (size_t r = 0; r < region_count; r++)
-            plan_region(desired, units, offers, &groups[gi], regions[r], heavy, &plan);
-        free(regions);
+        plan_group(desired, units, offers, &groups[gi], &plan);
     }
     append_all(&plan.repairs, out);
     append_all(&plan.acquires, out);

@@ -69,6 +69,11 @@ struct sw_policy_input {
     /* ---- resilience (track_record.h) ---- */
     const struct sw_provider_record *providers; /* ctx.providers; NULL: none known */
     size_t provider_count;
+    /* When providers is NULL and this is set, ctx.providers comes from it on first read
+     * (the runtime's track record costs a pass over the units per provider: most policies
+     * never look). Returns an array borrowed until the next call, count in *count. */
+    const struct sw_provider_record *(*providers_fn)(void *ud, size_t *count);
+    void *providers_ud;
 };
 
 /* A reason the policy attached with ctx.explain(group, region, text). */
@@ -88,6 +93,10 @@ struct sw_policy_result {
 
 void sw_policy_result_init(struct sw_policy_result *r);
 void sw_policy_result_clear(struct sw_policy_result *r);
+/* Frees the explanations and zeroes the counters but keeps the desired state, whose
+ * storage the next sw_policy_eval into r reuses: a caller evaluating every tick keeps one
+ * result instead of allocating one per tick. sw_policy_result_clear still frees it all. */
+void sw_policy_result_reset(struct sw_policy_result *r);
 
 /* Compile the file and run its chunk. Returns an owned policy (sw_policy_free) or NULL
  * with err (SW_EPOLICY for Lua errors, SW_EIO for an unreadable file). */
@@ -119,8 +128,9 @@ bool sw_policy_event_wants_eval(const struct sw_policy *policy);
  * counts as "the last (re)load" for sw_policy_file_changed, so a broken file is retried
  * only once it changes again. Reload failures do not count in sw_policy_error_count. */
 int sw_policy_reload(struct sw_policy *policy, struct sw_error *err);
-/* True when the file's mtime or size changed since the last (re)load. */
-bool sw_policy_file_changed(const struct sw_policy *policy);
+/* True when the file's mtime or size changed since the last (re)load. Under a simulated
+ * clock the file is looked at once per real second at most (false in between). */
+bool sw_policy_file_changed(struct sw_policy *policy);
 
 /* ctx.state as JSON (owned), to persist after a good tick; NULL if empty (or, logged
  * through log_fn, if it cannot be serialised: see sw_policy_state_save). Keys are sorted,

@@ -13,6 +13,7 @@
 #include "journal.h"
 #include "log.h"
 #include "mem.h"
+#include "name_index.h"
 #include "net.h"
 #include "planner.h"
 #include "plugin_host.h"
@@ -53,6 +54,7 @@ struct policy_slot {
     double last_duration_ms;
     char *last_error;
     struct sw_runtime_hist duration;
+    struct sw_policy_result res; /* simperf: reused by every tick (sw_policy_result_reset) */
 };
 
 struct metric_slot {
@@ -605,7 +607,8 @@ static void apply_unit_report(struct sw_unit *u, const struct swp_unit *report)
         return;
     if (report->market_id != NULL && u->market_id == NULL)
         u->market_id = sw_xstrdup(report->market_id);
-    if (report->provider != NULL) {
+    if (report->provider != NULL &&
+        (u->provider == NULL || strcmp(u->provider, report->provider) != 0)) {
         free(u->provider);
         u->provider = sw_xstrdup(report->provider);
     }
@@ -1009,6 +1012,17 @@ static bool desired_names_group(const struct sw_desired *d, const char *group)
  * the others (owned by other policies, or nobody) stay as they were. */
 static void merge_desired(struct sw_desired *into, const struct sw_desired *from)
 {
+    /* simperf: when from names every group into has (one policy, the usual case), the
+     * merge is from itself; the copy then allocates nothing if only counts changed.
+     * Entries are sorted by group, so each group is looked up once. */
+    bool covered = true;
+    for (size_t i = 0; covered && i < into->count; i++)
+        if (i == 0 || strcmp(into->entries[i].group, into->entries[i - 1].group) != 0)
+            covered = desired_names_group(from, into->entries[i].group);
+    if (covered) {
+        sw_desired_copy(into, from);
+        return;
+    }
     struct sw_desired merged;
     sw_desired_init(&merged);
     for (size_t i = 0; i < into->count; i++) {
@@ -1083,8 +1097,7 @@ static void evaluate_policy(struct sw_runtime *rt, struct policy_slot *slot)
     uint64_t started = uv_hrtime();
     struct sw_policy_input in;
     fill_policy_input(rt, &in);
-    struct sw_policy_result res;
-    sw_policy_result_init(&res);
+    struct sw_policy_result res = slot->res; /* simperf: written back at the end */
     struct sw_error err = {0};
     int rc = sw_policy_eval(slot->policy, &in, &res, &err);
     rt->stats.evaluations++;
@@ -1098,14 +1111,18 @@ static void evaluate_policy(struct sw_runtime *rt, struct policy_slot *slot)
 
     struct sw_desired before;
     sw_desired_init(&before);
-    sw_desired_copy(&before, &rt->desired);
+    /* simperf: the copy only feeds an info line; skipped when info is not logged. */
+    bool log_change = sw_log_min_level() <= SW_LOG_INFO;
+    if (log_change)
+        sw_desired_copy(&before, &rt->desired);
     merge_desired(&rt->desired, &res.desired);
     apply_overrides(rt, &res.desired);
     struct sw_guard_notes notes = {0};
     sw_guard_clamp(rt->guard, &rt->units, &rt->desired, &notes);
     for (size_t i = 0; i < notes.count; i++)
         sw_log(SW_LOG_INFO, LOG, "guard: %s", notes.items[i]);
-    log_desired_change(slot->config->name, &before, &rt->desired);
+    if (log_change)
+        log_desired_change(slot->config->name, &before, &rt->desired);
     sw_desired_clear(&before);
 
     struct sw_actions actions, refused;
@@ -1167,7 +1184,8 @@ static void evaluate_policy(struct sw_runtime *rt, struct policy_slot *slot)
     sw_actions_clear(&actions);
     sw_actions_clear(&refused);
     sw_guard_notes_clear(&notes);
-    sw_policy_result_clear(&res);
+    sw_policy_result_reset(&res);
+    slot->res = res;
 }
 
 static void policy_tick(void *ud);
@@ -1277,11 +1295,7 @@ static void offers_done(void *ud, int status, const struct swp_offer *offers, si
                perr != NULL && perr->msg[0] ? perr->msg : sw_strerror(status));
         return;
     }
-    sw_offers_clear(&rt->offers);
-    for (size_t i = 0; i < count; i++)
-        if (offers[i].provider != NULL && offers[i].region != NULL)
-            sw_offers_add(&rt->offers, offers[i].provider, offers[i].region,
-                          offers[i].price_usd_hour, offers[i].audited);
+    sw_offers_replace(&rt->offers, offers, count); /* simperf: reuses unchanged strings */
 }
 
 static void offers_fetch(struct sw_runtime *rt)
@@ -1324,6 +1338,56 @@ static const struct swp_unit *find_listed(const struct swp_unit *listed, size_t 
     return NULL;
 }
 
+/* simperf: past a few dozen units the listing is indexed by market id and by key (first
+ * occurrence of each), so find_listed is two lookups instead of a scan per unit; below,
+ * scanning is cheaper than hashing. */
+#define LISTED_INDEX_FROM 32
+
+struct listed_index {
+    bool used;
+    size_t count;
+    struct sw_name_index by_market_id;
+    struct sw_name_index by_key;
+};
+
+static void listed_index_init(struct listed_index *ix, const struct swp_unit *listed, size_t count)
+{
+    ix->count = count;
+    ix->used = count >= LISTED_INDEX_FROM;
+    if (!ix->used)
+        return;
+    sw_name_index_init(&ix->by_market_id, count);
+    sw_name_index_init(&ix->by_key, count);
+    for (size_t i = 0; i < count; i++) {
+        sw_name_index_add(&ix->by_market_id, listed[i].market_id, i);
+        sw_name_index_add(&ix->by_key, listed[i].key, i);
+    }
+}
+
+static void listed_index_free(struct listed_index *ix)
+{
+    if (!ix->used)
+        return;
+    sw_name_index_free(&ix->by_market_id);
+    sw_name_index_free(&ix->by_key);
+}
+
+/* find_listed through the index: the first listed unit matching by market id or by key. */
+static const struct swp_unit *find_listed_indexed(const struct swp_unit *listed,
+                                                  const struct listed_index *ix, const char *key,
+                                                  const char *market_id)
+{
+    if (!ix->used)
+        return find_listed(listed, ix->count, key, market_id);
+    size_t by_id = SIZE_MAX, by_key = SIZE_MAX;
+    if (!sw_name_index_get(&ix->by_market_id, market_id, &by_id))
+        by_id = SIZE_MAX;
+    if (!sw_name_index_get(&ix->by_key, key, &by_key))
+        by_key = SIZE_MAX;
+    size_t first = by_id < by_key ? by_id : by_key;
+    return first != SIZE_MAX ? &listed[first] : NULL;
+}
+
 static bool op_in_flight_for(const struct sw_runtime *rt, const char *unit_key)
 {
     for (const struct market_op *op = rt->ops; op != NULL; op = op->next)
@@ -1335,11 +1399,13 @@ static bool op_in_flight_for(const struct sw_runtime *rt, const char *unit_key)
 /* Bring the in-memory units in line with what the marketplace lists. */
 static void sync_units(struct sw_runtime *rt, const struct swp_unit *listed, size_t count)
 {
+    struct listed_index ix;
+    listed_index_init(&ix, listed, count);
     for (size_t i = 0; i < rt->units.count; i++) {
         struct sw_unit *u = rt->units.items[i];
         if (u->state == SW_UNIT_CLOSED || op_in_flight_for(rt, u->key))
             continue;
-        const struct swp_unit *mu = find_listed(listed, count, u->key, u->market_id);
+        const struct swp_unit *mu = find_listed_indexed(listed, &ix, u->key, u->market_id);
         if (mu == NULL) {
             if (u->state == SW_UNIT_ORDERED && u->market_id == NULL)
                 continue; /* never reached the marketplace; recovery decides */
@@ -1369,11 +1435,23 @@ static void sync_units(struct sw_runtime *rt, const struct swp_unit *listed, siz
                    u->key, u->group, u->region, sw_unit_state_name(u->state));
         }
     }
+    listed_index_free(&ix);
 }
 
 /* A unit steward created but lost track of still costs money: close it. */
 static void close_orphans(struct sw_runtime *rt, const struct swp_unit *listed, size_t count)
 {
+    /* simperf: many known units are indexed once, not scanned per listed unit. */
+    bool indexed = rt->units.count >= LISTED_INDEX_FROM;
+    struct sw_name_index known_ids = {0}, known_keys = {0};
+    if (indexed) {
+        sw_name_index_init(&known_ids, rt->units.count);
+        sw_name_index_init(&known_keys, rt->units.count);
+        for (size_t i = 0; i < rt->units.count; i++) {
+            sw_name_index_add(&known_ids, rt->units.items[i]->market_id, i);
+            sw_name_index_add(&known_keys, rt->units.items[i]->key, i);
+        }
+    }
     for (size_t i = 0; i < count; i++) {
         const struct swp_unit *mu = &listed[i];
         if (!is_ours(rt, mu) || mu->market_id == NULL)
@@ -1381,9 +1459,11 @@ static void close_orphans(struct sw_runtime *rt, const struct swp_unit *listed, 
         if (rt->config->self_market_id != NULL &&
             strcmp(rt->config->self_market_id, mu->market_id) == 0)
             continue;
-        if (sw_units_find_market_id(&rt->units, mu->market_id) != NULL)
+        if (indexed ? sw_name_index_get(&known_ids, mu->market_id, NULL)
+                    : sw_units_find_market_id(&rt->units, mu->market_id) != NULL)
             continue;
-        if (mu->key != NULL && sw_units_find_key(&rt->units, mu->key) != NULL)
+        if (mu->key != NULL && (indexed ? sw_name_index_get(&known_keys, mu->key, NULL)
+                                        : sw_units_find_key(&rt->units, mu->key) != NULL))
             continue;
         /* Track it so the release has a unit to act on, then close it. */
         char *key = mu->key != NULL ? sw_xstrdup(mu->key)
@@ -1395,12 +1475,18 @@ static void close_orphans(struct sw_runtime *rt, const struct swp_unit *listed, 
         u->state = mu->state == SWP_UNIT_READY ? SW_UNIT_READY : SW_UNIT_LEASED;
         u->ordered_ms = now_ms(rt);
         sw_units_add(&rt->units, u);
+        if (indexed) {
+            sw_name_index_add(&known_ids, u->market_id, rt->units.count - 1);
+            sw_name_index_add(&known_keys, u->key, rt->units.count - 1);
+        }
         save_unit(rt, u);
         rt->stats.recovered_closed_orphans++;
         sw_log(SW_LOG_WARN, LOG, "found %s on the marketplace, created by this steward but "
                "unknown to its journal: closing it", mu->market_id);
         start_release(rt, u, "orphan: created by this steward, not in its journal");
     }
+    sw_name_index_free(&known_ids);
+    sw_name_index_free(&known_keys);
 }
 
 static void resolve_pending_intents(struct sw_runtime *rt, const struct swp_unit *listed,
@@ -1897,8 +1983,10 @@ void sw_runtime_free(struct sw_runtime *rt)
         free(ev);
     }
     admin_free(rt);
-    for (size_t i = 0; i < rt->policy_count; i++)
+    for (size_t i = 0; i < rt->policy_count; i++) {
         sw_policy_free(rt->policies[i].policy);
+        sw_policy_result_clear(&rt->policies[i].res);
+    }
     free(rt->policies);
     free(rt->metrics_slots);
     sw_guard_free(rt->guard);
@@ -2918,11 +3006,19 @@ static void resil_plan(struct sw_runtime *rt, struct sw_actions *actions)
     sw_names_clear(&backed_off);
 }
 
+/* simperf: built when the policy reads ctx.providers, not on every tick. */
+static const struct sw_provider_record *resil_providers(void *ud, size_t *count)
+{
+    struct sw_runtime *rt = ud;
+    return sw_track_record_view(rt->track, &rt->units, now_ms(rt), count);
+}
+
 static void resil_fill_input(struct sw_runtime *rt, struct sw_policy_input *in)
 {
-    if (rt->track != NULL)
-        in->providers = sw_track_record_view(rt->track, &rt->units, in->now_ms,
-                                             &in->provider_count);
+    if (rt->track != NULL) {
+        in->providers_fn = resil_providers;
+        in->providers_ud = rt;
+    }
 }
 
 /* ---- ha: leader election, fencing and the replicated owned-units set (ha.c) ---------------

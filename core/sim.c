@@ -15,10 +15,11 @@
 #include "clock.h"
 #include "clock_sim.h"
 #include "config.h"
+#include "journal.h"
 #include "log.h"
 #include "mem.h"
-#include "paths.h"
 #include "model.h"
+#include "paths.h"
 #include "report.h"
 #include "runtime.h"
 #include "sim_master.h" /* ml */
@@ -120,14 +121,20 @@ static int cmp_weighted(const void *a, const void *b)
     return x < y ? -1 : x > y ? 1 : 0;
 }
 
-double sw_weighted_percentile(struct sw_weighted *items, size_t count, double p)
+static double positive_total(const struct sw_weighted *items, size_t count)
 {
     double total = 0;
     for (size_t i = 0; i < count; i++)
         total += items[i].weight > 0 ? items[i].weight : 0;
+    return total;
+}
+
+/* The rank walk of sw_weighted_percentile over items already sorted, total given. */
+static double sorted_percentile(const struct sw_weighted *items, size_t count, double total,
+                                double p)
+{
     if (!(total > 0))
         return NAN;
-    qsort(items, count, sizeof(*items), cmp_weighted);
     double target = total * p / 100.0;
     double cum = 0;
     for (size_t i = 0; i < count; i++) {
@@ -138,6 +145,15 @@ double sw_weighted_percentile(struct sw_weighted *items, size_t count, double p)
             return items[i].value;
     }
     return items[count - 1].value;
+}
+
+double sw_weighted_percentile(struct sw_weighted *items, size_t count, double p)
+{
+    double total = positive_total(items, count);
+    if (!(total > 0))
+        return NAN;
+    qsort(items, count, sizeof(*items), cmp_weighted);
+    return sorted_percentile(items, count, total, p);
 }
 
 /* ---- web model ------------------------------------------------------------------------ */
@@ -161,6 +177,8 @@ void sw_web_model_init(struct sw_web_model *m, size_t users, size_t servers, con
     m->rtt_ms = rtt_ms;
     m->order = order;
     m->service_ms = service_ms;
+    m->order_user = NULL;
+    m->order_server = NULL;
     for (size_t i = 0; i < users * servers; i++)
         order[i] = i;
     order_rtt = rtt_ms;
@@ -172,14 +190,23 @@ void sw_web_model_assign(const struct sw_web_model *m, const double *demand, con
                          double *served, double *dropped, double *latency, double *load)
 {
     size_t n = m->users * m->servers;
-    for (size_t u = 0; u < m->users; u++)
+    /* Users with demand left and servers with room left, counted by the very tests the
+     * walk makes: once either is none, no further pair takes anything and the walk
+     * stops early. */
+    size_t users_left = 0, servers_left = 0;
+    for (size_t u = 0; u < m->users; u++) {
         dropped[u] = demand[u] > 0 ? demand[u] : 0;
-    for (size_t s = 0; s < m->servers; s++)
+        users_left += !(dropped[u] <= 0);
+    }
+    for (size_t s = 0; s < m->servers; s++) {
         load[s] = 0;
-    for (size_t k = 0; k < n; k++) {
+        servers_left += !(capacity[s] - load[s] <= 0);
+    }
+    memset(served, 0, n * sizeof(*served));
+    for (size_t k = 0; k < n && users_left > 0 && servers_left > 0; k++) {
         size_t pair = m->order[k];
-        size_t u = pair / m->servers, s = pair % m->servers;
-        served[pair] = 0;
+        size_t u = m->order_user != NULL ? m->order_user[k] : pair / m->servers;
+        size_t s = m->order_server != NULL ? m->order_server[k] : pair % m->servers;
         double room = capacity[s] - load[s];
         if (dropped[u] <= 0 || room <= 0)
             continue;
@@ -187,9 +214,10 @@ void sw_web_model_assign(const struct sw_web_model *m, const double *demand, con
         served[pair] = take;
         load[s] += take;
         dropped[u] -= take;
+        users_left -= dropped[u] <= 0;
+        servers_left -= capacity[s] - load[s] <= 0;
     }
-    for (size_t pair = 0; pair < n; pair++) {
-        size_t s = pair % m->servers;
+    for (size_t pair = 0, s = 0; pair < n; pair++, s = s + 1 == m->servers ? 0 : s + 1) {
         if (!(served[pair] > 0)) {
             latency[pair] = NAN;
             continue;
@@ -425,6 +453,13 @@ struct tracked {
     bool closed;
 };
 
+/* A growable text buffer kept across timeline rows (see on_evaluation). */
+struct strbuf {
+    char *text;
+    size_t len;
+    size_t cap;
+};
+
 struct sim {
     const struct sw_sim_opts *opts;
     struct sw_config *config;
@@ -465,6 +500,7 @@ struct sim {
     size_t tracked_count;
     int *ready;          /* group_count × region_count */
     int *scratch_counts; /* same shape, for the timeline */
+    struct strbuf row, ready_text, pending_text; /* the timeline row being built */
     double spend_rate;   /* USD/h of leases open now */
     double cost_accum;   /* integral of spend_rate up to cost_last_ms */
     int64_t cost_last_ms;
@@ -477,6 +513,7 @@ struct sim {
     uint64_t job_timer;
     int64_t job_timer_due;
     int64_t next_progress_ms;
+    int64_t next_compact_ms; /* in-memory journal: when to drop what nobody reads back */
     struct sw_jobsim *jobsim;
     struct sw_sim_master *master; /* ml: the job master jobs_http reads, or NULL */
     bool observing;
@@ -709,9 +746,76 @@ static void append(char **buf, size_t *len, size_t *cap, const char *fmt, ...)
     }
 }
 
-static void counts_text(const struct sim *s, const int *counts, char **buf, size_t *len,
-                        size_t *cap, int *total)
+/* A row of the timeline is built for every evaluation: buffers kept across rows, strings
+ * and integers written without printf (only the two decimals use it). */
+static void sb_reserve(struct strbuf *b, size_t more)
 {
+    if (b->len + more + 1 <= b->cap)
+        return;
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < b->len + more + 1)
+        cap *= 2;
+    b->text = sw_xrealloc(b->text, cap);
+    b->cap = cap;
+}
+
+static void sb_put(struct strbuf *b, const char *str)
+{
+    size_t n = strlen(str);
+    sb_reserve(b, n);
+    memcpy(b->text + b->len, str, n + 1);
+    b->len += n;
+}
+
+static void sb_putc(struct strbuf *b, char c)
+{
+    sb_reserve(b, 1);
+    b->text[b->len++] = c;
+    b->text[b->len] = '\0';
+}
+
+/* What "%d" prints. */
+static void sb_int(struct strbuf *b, int value)
+{
+    char digits[16];
+    size_t n = 0;
+    unsigned magnitude = value < 0 ? 0u - (unsigned)value : (unsigned)value;
+    do {
+        digits[n++] = (char)('0' + magnitude % 10);
+        magnitude /= 10;
+    } while (magnitude > 0);
+    sb_reserve(b, n + 1);
+    if (value < 0)
+        b->text[b->len++] = '-';
+    while (n > 0)
+        b->text[b->len++] = digits[--n];
+    b->text[b->len] = '\0';
+}
+
+/* What "%.3f" prints for ms / 1000.0: the double nearest a whole number of milliseconds is
+ * never near a rounding boundary of the third decimal, so the digits are the integer's. */
+static void sb_ms_as_seconds(struct strbuf *b, int64_t ms)
+{
+    uint64_t magnitude = ms < 0 ? 0u - (uint64_t)ms : (uint64_t)ms;
+    char text[32];
+    snprintf(text, sizeof(text), "%s%" PRIu64 ".%03u", ms < 0 ? "-" : "", magnitude / 1000,
+             (unsigned)(magnitude % 1000));
+    sb_put(b, text);
+}
+
+static void sb_fixed(struct strbuf *b, const char *fmt, double value)
+{
+    char text[64];
+    snprintf(text, sizeof(text), fmt, value);
+    sb_put(b, text);
+}
+
+/* "group/region=n" for every non-zero cell, space-separated, into b (cleared first). */
+static void counts_text(const struct sim *s, const int *counts, struct strbuf *b, int *total)
+{
+    b->len = 0;
+    sb_reserve(b, 0);
+    b->text[0] = '\0';
     *total = 0;
     bool first = true;
     for (size_t g = 0; g < s->config->group_count; g++)
@@ -719,8 +823,13 @@ static void counts_text(const struct sim *s, const int *counts, char **buf, size
             int n = counts[g * s->region_count + r];
             if (n == 0)
                 continue;
-            append(buf, len, cap, "%s%s/%s=%d", first ? "" : " ", s->config->groups[g].name,
-                   s->regions[r], n);
+            if (!first)
+                sb_putc(b, ' ');
+            sb_put(b, s->config->groups[g].name);
+            sb_putc(b, '/');
+            sb_put(b, s->regions[r]);
+            sb_putc(b, '=');
+            sb_int(b, n);
             first = false;
             *total += n;
         }
@@ -737,39 +846,51 @@ static void on_evaluation(void *ud, const char *policy)
     memset(s->scratch_counts, 0, cells * sizeof(int));
     for (size_t i = 0; i < units->count; i++) {
         const struct sw_unit *u = units->items[i];
+        if (!sw_unit_is_pending(u))
+            continue; /* most units are ready: no name lookups for them */
         int g = group_index(s, u->group), r = region_index(s, u->region);
-        if (g >= 0 && r >= 0 && sw_unit_is_pending(u))
+        if (g >= 0 && r >= 0)
             s->scratch_counts[(size_t)g * s->region_count + (size_t)r]++;
     }
-    size_t cap = 256, len = 0;
-    char *buf = sw_xmalloc(cap);
-    buf[0] = '\0';
     int desired_total = 0;
     for (size_t i = 0; i < d->count; i++)
         desired_total += d->entries[i].count;
     int64_t now = sim_now(s);
-    /* Fields hold no commas: region and group names are [A-Za-z0-9._-]. */
-    append(&buf, &len, &cap, "%d,%.3f,%s,%d,", s->opts->run_index,
-           (double)(now - s->origin_ms) / 1000.0, policy, desired_total);
     int ready_total = 0, pending_total = 0;
-    char *text = sw_xmalloc(64);
-    size_t tlen = 0, tcap = 64;
-    text[0] = '\0';
-    counts_text(s, s->ready, &text, &tlen, &tcap, &ready_total);
-    char *ready_text = sw_xstrdup(text);
-    tlen = 0;
-    text[0] = '\0';
-    counts_text(s, s->scratch_counts, &text, &tlen, &tcap, &pending_total);
-    append(&buf, &len, &cap, "%d,%d,%.4f,", ready_total, pending_total,
-           sw_units_spend_usd_hour(units));
-    for (size_t i = 0; i < d->count; i++)
-        append(&buf, &len, &cap, "%s%s/%s=%d", i ? " " : "", d->entries[i].group,
-               d->entries[i].region, d->entries[i].count);
-    append(&buf, &len, &cap, ",%s,%s\n", ready_text, text);
-    fputs(buf, s->opts->timeline);
-    free(ready_text);
-    free(text);
-    free(buf);
+    counts_text(s, s->ready, &s->ready_text, &ready_total);
+    counts_text(s, s->scratch_counts, &s->pending_text, &pending_total);
+    /* Fields hold no commas: region and group names are [A-Za-z0-9._-]. */
+    struct strbuf *row = &s->row;
+    row->len = 0;
+    sb_int(row, s->opts->run_index);
+    sb_putc(row, ',');
+    sb_ms_as_seconds(row, now - s->origin_ms);
+    sb_putc(row, ',');
+    sb_put(row, policy);
+    sb_putc(row, ',');
+    sb_int(row, desired_total);
+    sb_putc(row, ',');
+    sb_int(row, ready_total);
+    sb_putc(row, ',');
+    sb_int(row, pending_total);
+    sb_putc(row, ',');
+    sb_fixed(row, "%.4f", sw_units_spend_usd_hour(units));
+    sb_putc(row, ',');
+    for (size_t i = 0; i < d->count; i++) {
+        if (i > 0)
+            sb_putc(row, ' ');
+        sb_put(row, d->entries[i].group);
+        sb_putc(row, '/');
+        sb_put(row, d->entries[i].region);
+        sb_putc(row, '=');
+        sb_int(row, d->entries[i].count);
+    }
+    sb_putc(row, ',');
+    sb_put(row, s->ready_text.text);
+    sb_putc(row, ',');
+    sb_put(row, s->pending_text.text);
+    sb_putc(row, '\n');
+    fwrite(row->text, 1, row->len, s->opts->timeline);
 }
 
 /* ---- sampling ---- */
@@ -817,10 +938,19 @@ static void web_sample(struct sim *s, int64_t now, double dur_s)
     res->served_requests += served_total * dur_s;
     res->dropped_requests += dropped_total * dur_s;
     res->demand_requests += (served_total + dropped_total) * dur_s;
+    /* One sort serves every percentile below. The sort is stable (glibc's merge sort) and
+     * the totals are summed in the order each used to be (the first over the unsorted
+     * pairs, the rest over the sorted ones), so the figures are the same to the bit as
+     * sorting before each. */
+    bool sorted = false;
     if (nserved > 0) {
-        se->p50[b] += sw_weighted_percentile(s->wbuf, nserved, 50) * dur_s;
-        se->p95[b] += sw_weighted_percentile(s->wbuf, nserved, 95) * dur_s;
-        se->p99[b] += sw_weighted_percentile(s->wbuf, nserved, 99) * dur_s;
+        double unsorted_total = positive_total(s->wbuf, nserved);
+        qsort(s->wbuf, nserved, sizeof(*s->wbuf), cmp_weighted);
+        sorted = true;
+        double total = positive_total(s->wbuf, nserved);
+        se->p50[b] += sorted_percentile(s->wbuf, nserved, unsorted_total, 50) * dur_s;
+        se->p95[b] += sorted_percentile(s->wbuf, nserved, total, 95) * dur_s;
+        se->p99[b] += sorted_percentile(s->wbuf, nserved, total, 99) * dur_s;
         se->lat_samples[b] += dur_s;
     }
     /* The SLO counts dropped requests as infinitely slow: a minute that drops more than
@@ -829,7 +959,11 @@ static void web_sample(struct sim *s, int64_t now, double dur_s)
         size_t n = nserved;
         if (dropped_total > 0)
             s->wbuf[n++] = (struct sw_weighted){INFINITY, dropped_total};
-        double p95 = sw_weighted_percentile(s->wbuf, n, 95);
+        double p95;
+        if (sorted) /* the dropped requests, slowest of all, sort last */
+            p95 = sorted_percentile(s->wbuf, n, positive_total(s->wbuf, n), 95);
+        else
+            p95 = sw_weighted_percentile(s->wbuf, n, 95);
         if (p95 > s->slo_p95_ms)
             res->slo_violation_minutes += dur_s / 60.0;
     }
@@ -867,6 +1001,14 @@ static void on_sample(void *ud)
     if (s->demand != NULL)
         web_sample(s, now, dur_s);
     se->cost_usd[b] = cost_at(s, now + (int64_t)(dur_s * 1000));
+    /* The in-memory journal would otherwise keep every intent, unit and event of the run
+     * (about 0.7 KB an action: tens of MB over a month of a busy policy). */
+    if (s->opts->journal_path == NULL && now >= s->next_compact_ms) {
+        s->next_compact_ms = now + 86400000;
+        struct sw_error jerr = {0};
+        if (sw_journal_compact(sw_runtime_journal(s->rt), &jerr) < 0)
+            sw_log(SW_LOG_WARN, LOG, "in-memory journal: %s", jerr.msg);
+    }
     if (s->opts->progress != NULL && now >= s->next_progress_ms) {
         s->next_progress_ms = now + 3600000;
         s->opts->progress(s->opts->progress_ud,
@@ -1328,6 +1470,12 @@ static int prepare_model(struct sim *s, struct sw_error *err)
                     sw_rtt_ms(s->rtt, sw_rtt_region(s->rtt, s->demand->regions[u]),
                               sw_rtt_region(s->rtt, serving[j]));
         sw_web_model_init(&s->web, users, serving_count, s->rtt_us, s->order, s->service_ms);
+        s->web.order_user = sw_xcalloc(users * serving_count + 1, sizeof(uint32_t));
+        s->web.order_server = sw_xcalloc(users * serving_count + 1, sizeof(uint32_t));
+        for (size_t k = 0; k < users * serving_count; k++) {
+            s->web.order_user[k] = (uint32_t)(s->order[k] / serving_count);
+            s->web.order_server[k] = (uint32_t)(s->order[k] % serving_count);
+        }
         s->demand_now = sw_xcalloc(users, sizeof(double));
         s->dropped = sw_xcalloc(users, sizeof(double));
         s->capacity_now = sw_xcalloc(serving_count + 1, sizeof(double));
@@ -1478,6 +1626,8 @@ static void sim_free(struct sim *s)
     free(s->servers);
     free(s->rtt_us);
     free(s->order);
+    free(s->web.order_user);
+    free(s->web.order_server);
     free(s->demand_now);
     free(s->capacity_now);
     free(s->served);
@@ -1488,6 +1638,9 @@ static void sim_free(struct sim *s)
     free(s->cursors);
     free(s->ready);
     free(s->scratch_counts);
+    free(s->row.text);
+    free(s->ready_text.text);
+    free(s->pending_text.text);
     free(s->providers_path);
     cJSON_free(s->providers_inline);
     free(s->rtt_path);
@@ -1613,6 +1766,7 @@ int sw_sim_run(const struct sw_sim_opts *opts, struct sw_sim_result **out, struc
     s->clock = sw_clock_sim_new(s->start_ms);
     s->cost_last_ms = s->start_ms;
     s->next_progress_ms = s->start_ms;
+    s->next_compact_ms = s->start_ms + 86400000;
     sw_log_set_time_source(log_now, s->clock);
     struct sw_runtime_opts ropts = {
         .config = s->config,

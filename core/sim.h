@@ -59,6 +59,10 @@ struct sw_web_model {
     const double *rtt_ms; /* users × servers */
     size_t *order;        /* users × servers pair indices by RTT; sw_web_model_init fills */
     double service_ms;
+    /* Optional, NULL after sw_web_model_init: order[k]'s user and server, so a sample
+     * does not divide per pair (the simulator fills them; users × servers entries). */
+    uint32_t *order_user;
+    uint32_t *order_server;
 };
 
 /* order must hold users × servers entries; it is filled here (owned by the caller). */

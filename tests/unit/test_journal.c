@@ -294,6 +294,54 @@ SW_TEST(intent_lifecycle)
     sw_journal_close(j);
 }
 
+/* Compaction keeps what a running steward reads back (pending intents, open units, policy
+ * state) and drops the rest; the journal stays usable afterwards. */
+SW_TEST(compact_keeps_pending_intents_and_open_units)
+{
+    struct sw_error err = {0};
+    struct sw_journal *j = open_ok(":memory:");
+    SW_ASSERT(j != NULL);
+    SW_ASSERT_EQ(sw_journal_intent_begin(j, SW_ACTION_ACQUIRE, "acq-open", "web", "eu", NULL, NULL,
+                                         1000, NULL, &err),
+                 0);
+    SW_ASSERT_EQ(sw_journal_intent_begin(j, SW_ACTION_ACQUIRE, "acq-done", "web", "eu", NULL, NULL,
+                                         1000, NULL, &err),
+                 0);
+    SW_ASSERT_EQ(sw_journal_intent_finish(j, "acq-done", SW_INTENT_DONE, "ok", 1100, &err), 0);
+    struct sw_unit *open = sw_unit_new("u-open", "web", "eu");
+    open->state = SW_UNIT_READY;
+    struct sw_unit *closed = sw_unit_new("u-closed", "web", "eu");
+    closed->state = SW_UNIT_CLOSED;
+    SW_ASSERT_EQ(sw_journal_unit_save(j, open, &err), 0);
+    SW_ASSERT_EQ(sw_journal_unit_save(j, closed, &err), 0);
+    SW_ASSERT_EQ(sw_journal_event(j, 1200, "unit_ready", "{}"), 0);
+    SW_ASSERT_EQ(sw_journal_state_set(j, "p", "{\"n\":1}", &err), 0);
+    SW_ASSERT_EQ(sw_journal_flush(j, &err), 0);
+
+    SW_ASSERT_EQ(sw_journal_compact(j, &err), 0);
+    SW_ASSERT_EQ(sw_journal_intent_count(j, "acq-open"), 1);
+    SW_ASSERT_EQ(sw_journal_intent_count(j, "acq-done"), 0);
+    SW_ASSERT_EQ(sw_journal_unit_count(j, SW_UNIT_CLOSED), 0);
+    SW_ASSERT_EQ(sw_journal_unit_count(j, -1), 1);
+    struct sw_event_record *events = NULL;
+    size_t count = 5;
+    SW_ASSERT_EQ(sw_journal_events(j, 0, 10, &events, &count), 0);
+    SW_ASSERT_EQ(count, 0);
+    sw_journal_events_free(events, count);
+    char *state = NULL;
+    SW_ASSERT_EQ(sw_journal_state_get(j, "p", &state, &err), 0);
+    SW_ASSERT_STREQ(state, "{\"n\":1}");
+    free(state);
+    /* Still writable: the pending intent finishes, a new one begins. */
+    SW_ASSERT_EQ(sw_journal_intent_finish(j, "acq-open", SW_INTENT_DONE, "ok", 1300, &err), 0);
+    SW_ASSERT_EQ(sw_journal_intent_begin(j, SW_ACTION_RELEASE, "rel-1", "web", "eu", "u-open", NULL,
+                                         1400, NULL, &err),
+                 0);
+    sw_unit_free(open);
+    sw_unit_free(closed);
+    sw_journal_close(j);
+}
+
 /* ---- units --------------------------------------------------------------------------- */
 
 SW_TEST(units_roundtrip_every_field)

@@ -349,6 +349,75 @@ SW_TEST(ctx_contents)
     world_free(&w);
 }
 
+/* ctx.capacity, ctx.ready and ctx.price answer from tables built once per call: they must
+ * agree with a scan of the input (other groups, units without a region, unhealthy and
+ * releasing units), and be rebuilt when the next call's input differs. The result is the
+ * same object each call, as the runtime passes it. */
+SW_TEST(ctx_counts_and_prices_follow_the_input)
+{
+    struct world w;
+    world_init(&w);
+    struct sw_unit *batch = sw_unit_new("k-batch", "batch", "eu-west");
+    batch->state = SW_UNIT_READY;
+    sw_units_add(&w.units, batch);
+    struct sw_unit *nowhere = sw_unit_new("k-nowhere", "web", "x");
+    free(nowhere->region);
+    nowhere->region = NULL;
+    nowhere->state = SW_UNIT_LEASED;
+    sw_units_add(&w.units, nowhere);
+    struct sw_policy *p =
+        load("counts.lua",
+             "return {evaluate = function(ctx)\n"
+             "  local s = ctx.state\n"
+             "  s.c = {ctx.capacity('web', 'eu-west'), ctx.capacity('web'),\n"
+             "         ctx.capacity('batch'), ctx.capacity('web', 'us-east'),\n"
+             "         ctx.ready('web', 'eu-west'), ctx.ready('batch', 'eu-west'),\n"
+             "         ctx.ready('web'), ctx.capacity('nope', 'eu-west')}\n"
+             "  s.p = {ctx.price('eu-west') or -1, ctx.price('us-east') or -1,\n"
+             "         ctx.price('mars') or -1}\n"
+             "  return {web = {['eu-west'] = 1}}\n"
+             "end}\n",
+             NULL, NULL, 1);
+    SW_ASSERT(p != NULL);
+    struct sw_policy_result out;
+    sw_policy_result_init(&out);
+    struct sw_error err = {0};
+    SW_ASSERT_EQ(sw_policy_eval(p, &w.in, &out, &err), 0);
+    cJSON *s = state_of(p);
+    /* web: k-ready + k-ordered in eu-west (k-sick unhealthy, k-releasing and k-closed do not
+     * count), + k-nowhere for the whole group. */
+    SW_ASSERT_EQ(num_at(s, "c.0"), 2);
+    SW_ASSERT_EQ(num_at(s, "c.1"), 3);
+    SW_ASSERT_EQ(num_at(s, "c.2"), 1);
+    SW_ASSERT_EQ(num_at(s, "c.3"), 0);
+    SW_ASSERT_EQ(num_at(s, "c.4"), 1);
+    SW_ASSERT_EQ(num_at(s, "c.5"), 1);
+    SW_ASSERT_EQ(num_at(s, "c.6"), 1);
+    SW_ASSERT_EQ(num_at(s, "c.7"), 0);
+    SW_ASSERT_NEAR(num_at(s, "p.0"), 0.4, 1e-12);
+    SW_ASSERT_NEAR(num_at(s, "p.1"), 0.9, 1e-12);
+    SW_ASSERT_EQ(num_at(s, "p.2"), -1);
+    /* The same as scanning the units. */
+    SW_ASSERT_EQ(num_at(s, "c.0"), sw_units_count_capacity(&w.units, "web", "eu-west"));
+    SW_ASSERT_EQ(num_at(s, "c.1"), sw_units_count_capacity(&w.units, "web", NULL));
+    SW_ASSERT_EQ(num_at(s, "c.2"), sw_units_count_capacity(&w.units, "batch", NULL));
+    cJSON_Delete(s);
+
+    /* The next call sees another world: one more ready unit in us-east, a cheaper offer. */
+    add_unit(&w, "k-new", "us-east", SW_UNIT_READY, false, 0.3, 1700000000000);
+    sw_offers_add(&w.offers, "p4", "us-east", 0.2, false);
+    SW_ASSERT_EQ(sw_policy_eval(p, &w.in, &out, &err), 0);
+    s = state_of(p);
+    SW_ASSERT_EQ(num_at(s, "c.1"), 4);
+    SW_ASSERT_EQ(num_at(s, "c.3"), 1);
+    SW_ASSERT_EQ(num_at(s, "c.6"), 2);
+    SW_ASSERT_NEAR(num_at(s, "p.1"), 0.2, 1e-12);
+    cJSON_Delete(s);
+    sw_policy_result_clear(&out);
+    sw_policy_free(p);
+    world_free(&w);
+}
+
 SW_TEST(ctx_is_fresh_each_call)
 {
     /* Leases, offers and groups are reused between calls only while the input is equal:
@@ -790,6 +859,42 @@ SW_TEST(hot_reload)
     SW_ASSERT(sw_policy_file_changed(p));
     SW_ASSERT_EQ(sw_policy_reload(p, &err), SW_EIO);
     SW_ASSERT_EQ(sw_policy_eval(p, &w.in, &out, &err), 0);
+    sw_policy_result_clear(&out);
+    sw_policy_free(p);
+    world_free(&w);
+}
+
+/* Under a simulated clock the file is stat()ed once per real second at most: a change is
+ * noticed, just not on the tick right after an earlier look. */
+SW_TEST(hot_reload_check_throttled_under_simulated_clock)
+{
+    struct world w;
+    world_init(&w);
+    struct fake_clock clock = {{&fake_ops, true}, 1700000000000};
+    w.in.now_ms = clock.now_ms;
+    char path[512];
+    snprintf(path, sizeof(path), "%s", write_file("throttled.lua", ""));
+    write_at("throttled.lua", "return {evaluate = function(ctx) return {web = {v1 = 1}} end}\n",
+             1000000);
+    struct sw_policy_opts opts = {
+        .file = path,
+        .lua_path = SW_SOURCE_DIR "/lua",
+        .clock = &clock.base,
+    };
+    struct sw_error err = {0};
+    struct sw_policy *p = sw_policy_new(&opts, &err);
+    SW_ASSERT(p != NULL);
+    SW_ASSERT(!sw_policy_file_changed(p)); /* looked at: unchanged */
+    write_at("throttled.lua", "return {evaluate = function(ctx) return {web = {v2 = 1}} end}\n",
+             1000100);
+    SW_ASSERT(!sw_policy_file_changed(p)); /* within the real second: not looked at */
+    usleep(1100 * 1000);
+    SW_ASSERT(sw_policy_file_changed(p));
+    SW_ASSERT_EQ(sw_policy_reload(p, &err), 0);
+    struct sw_policy_result out;
+    sw_policy_result_init(&out);
+    SW_ASSERT_EQ(sw_policy_eval(p, &w.in, &out, &err), 0);
+    SW_ASSERT_EQ(sw_desired_get(&out.desired, "web", "v2"), 1);
     sw_policy_result_clear(&out);
     sw_policy_free(p);
     world_free(&w);

@@ -87,6 +87,53 @@ SW_TEST(web_model_nearest_first_then_spill_then_drop)
     SW_ASSERT_NEAR(dropped[0] + dropped[1], 0, 0);
 }
 
+/* The walk stops once no demand or no room is left; the pairs it no longer visits must
+ * read exactly as if it had (0 served, NaN latency), with the index arrays the simulator
+ * adds or without them, and a second assignment must not see the first one's values. */
+SW_TEST(web_model_early_stop_matches_a_full_walk)
+{
+    /* 3 users × 3 servers, RTT rising along the row-major pair index. */
+    double rtt[9];
+    for (size_t i = 0; i < 9; i++)
+        rtt[i] = 10 + (double)i;
+    size_t order[9];
+    uint32_t order_user[9], order_server[9];
+    struct sw_web_model m, indexed;
+    sw_web_model_init(&m, 3, 3, rtt, order, 5);
+    sw_web_model_init(&indexed, 3, 3, rtt, order, 5);
+    for (size_t k = 0; k < 9; k++) {
+        order_user[k] = (uint32_t)(order[k] / 3);
+        order_server[k] = (uint32_t)(order[k] % 3);
+    }
+    indexed.order_user = order_user;
+    indexed.order_server = order_server;
+    const struct sw_web_model *models[] = {&m, &indexed};
+    for (size_t v = 0; v < 2; v++) {
+        double served[9], dropped[3], latency[9], load[3];
+        /* Room runs out first: 25 rps of room for 300 of demand. */
+        const double heavy[] = {100, 100, 100}, small[] = {10, 10, 5};
+        sw_web_model_assign(models[v], heavy, small, served, dropped, latency, load);
+        SW_ASSERT_NEAR(served[0], 10, 0);
+        SW_ASSERT_NEAR(served[1], 10, 0);
+        SW_ASSERT_NEAR(served[2], 5, 0);
+        for (size_t pair = 3; pair < 9; pair++) {
+            SW_ASSERT_EQ(served[pair], 0);
+            SW_ASSERT(isnan(latency[pair]));
+        }
+        SW_ASSERT_NEAR(dropped[0], 75, 0);
+        SW_ASSERT_NEAR(dropped[1] + dropped[2], 200, 0);
+        /* Demand runs out first: user 0 alone, served by the nearest server. */
+        const double one[] = {30, 0, 0}, plenty[] = {100, 100, 100};
+        sw_web_model_assign(models[v], one, plenty, served, dropped, latency, load);
+        SW_ASSERT_NEAR(served[0], 30, 0);
+        for (size_t pair = 1; pair < 9; pair++)
+            SW_ASSERT_EQ(served[pair], 0);
+        SW_ASSERT_NEAR(load[0], 30, 0);
+        SW_ASSERT_NEAR(load[1] + load[2], 0, 0);
+        SW_ASSERT_NEAR(dropped[0] + dropped[1] + dropped[2], 0, 0);
+    }
+}
+
 SW_TEST(job_model_fifo_waits_and_idle_time)
 {
     /* Times in ms from origin 0. */

@@ -1,0 +1,85 @@
+#include "name_index.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mem.h"
+
+static uint64_t hash_name(const char *name)
+{
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+    for (const unsigned char *p = (const unsigned char *)name; *p; p++) {
+        h ^= *p;
+        h *= 1099511628211ULL;
+    }
+    return h;
+}
+
+static void place(struct sw_name_index_slot *slots, size_t cap,
+                  const struct sw_name_index_slot *slot)
+{
+    size_t i = (size_t)slot->hash & (cap - 1);
+    while (slots[i].name != NULL)
+        i = (i + 1) & (cap - 1);
+    slots[i] = *slot;
+}
+
+/* The slot holding name (hash h), or the empty slot where it would go. */
+static struct sw_name_index_slot *find(const struct sw_name_index *ix, const char *name, uint64_t h)
+{
+    size_t i = (size_t)h & (ix->cap - 1);
+    while (ix->slots[i].name != NULL &&
+           (ix->slots[i].hash != h || strcmp(ix->slots[i].name, name) != 0))
+        i = (i + 1) & (ix->cap - 1);
+    return &ix->slots[i];
+}
+
+void sw_name_index_init(struct sw_name_index *ix, size_t expected)
+{
+    size_t cap = 16;
+    while (cap < expected * 2)
+        cap *= 2;
+    ix->slots = sw_xcalloc(cap, sizeof(*ix->slots));
+    ix->cap = cap;
+    ix->count = 0;
+}
+
+void sw_name_index_free(struct sw_name_index *ix)
+{
+    free(ix->slots);
+    memset(ix, 0, sizeof(*ix));
+}
+
+void sw_name_index_add(struct sw_name_index *ix, const char *name, size_t value)
+{
+    if (name == NULL)
+        return;
+    uint64_t h = hash_name(name);
+    if (find(ix, name, h)->name != NULL)
+        return;
+    if ((ix->count + 1) * 2 > ix->cap) { /* at most half full: probe runs stay short */
+        size_t cap = ix->cap * 2;
+        struct sw_name_index_slot *slots = sw_xcalloc(cap, sizeof(*slots));
+        for (size_t i = 0; i < ix->cap; i++)
+            if (ix->slots[i].name != NULL)
+                place(slots, cap, &ix->slots[i]);
+        free(ix->slots);
+        ix->slots = slots;
+        ix->cap = cap;
+    }
+    place(ix->slots, ix->cap, &(struct sw_name_index_slot){name, value, h});
+    ix->count++;
+}
+
+bool sw_name_index_get(const struct sw_name_index *ix, const char *name, size_t *value)
+{
+    if (name == NULL || ix->cap == 0)
+        return false;
+    const struct sw_name_index_slot *slot = find(ix, name, hash_name(name));
+    if (slot->name == NULL)
+        return false;
+    if (value != NULL)
+        *value = slot->value;
+    return true;
+}

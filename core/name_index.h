@@ -1,0 +1,35 @@
+/* name_index.h — a string → index map for lookups that would otherwise scan a list per
+ * item (units by market id or key while syncing a marketplace listing: O(n²) strcmp at a
+ * few hundred units). Names are borrowed: they must outlive the index, which lives for
+ * one pass.
+ * Context: any thread; one index per user.
+ */
+#ifndef SW_NAME_INDEX_H
+#define SW_NAME_INDEX_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct sw_name_index_slot {
+    const char *name; /* NULL: empty */
+    size_t value;
+    uint64_t hash; /* compared before the names */
+};
+
+struct sw_name_index {
+    struct sw_name_index_slot *slots; /* owned */
+    size_t cap;                       /* a power of two */
+    size_t count;
+};
+
+/* An empty index sized for about expected names. Free with sw_name_index_free. */
+void sw_name_index_init(struct sw_name_index *ix, size_t expected);
+void sw_name_index_free(struct sw_name_index *ix);
+/* Maps name (borrowed) to value unless name is already there: the first one added stays,
+ * as in a front-to-back scan. NULL names are ignored. */
+void sw_name_index_add(struct sw_name_index *ix, const char *name, size_t value);
+/* True with *value set when name is in the index; false for NULL or absent names. */
+bool sw_name_index_get(const struct sw_name_index *ix, const char *name, size_t *value);
+
+#endif /* SW_NAME_INDEX_H */

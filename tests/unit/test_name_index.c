@@ -1,0 +1,49 @@
+/* test_name_index.c — the string → index map behind the marketplace sync: the first name
+ * added wins (as a front-to-back scan finds it), NULL names are never in it, lookups
+ * survive growth, and names are compared by content, not by pointer. */
+#include <stdio.h>
+#include <string.h>
+
+#include "name_index.h"
+#include "sw_test.h"
+
+SW_TEST(first_added_wins_and_null_is_absent)
+{
+    struct sw_name_index ix;
+    sw_name_index_init(&ix, 2);
+    sw_name_index_add(&ix, "dseq-1", 0);
+    sw_name_index_add(&ix, NULL, 1);
+    sw_name_index_add(&ix, "dseq-1", 2);
+    size_t value = 99;
+    SW_ASSERT(sw_name_index_get(&ix, "dseq-1", &value));
+    SW_ASSERT_EQ(value, 0);
+    SW_ASSERT(!sw_name_index_get(&ix, NULL, &value));
+    SW_ASSERT(!sw_name_index_get(&ix, "dseq-2", &value));
+    SW_ASSERT_EQ(ix.count, 1);
+    sw_name_index_free(&ix);
+}
+
+SW_TEST(grows_and_compares_by_content)
+{
+    struct sw_name_index ix;
+    sw_name_index_init(&ix, 0);
+    static char names[1000][16];
+    for (size_t i = 0; i < 1000; i++) {
+        snprintf(names[i], sizeof(names[i]), "unit-%zu", i);
+        sw_name_index_add(&ix, names[i], i);
+    }
+    SW_ASSERT_EQ(ix.count, 1000);
+    SW_ASSERT(ix.cap >= 2000);
+    for (size_t i = 0; i < 1000; i++) {
+        char copy[16];
+        snprintf(copy, sizeof(copy), "unit-%zu", i);
+        size_t value = 0;
+        SW_ASSERT(sw_name_index_get(&ix, copy, &value));
+        SW_ASSERT_EQ(value, i);
+    }
+    SW_ASSERT(!sw_name_index_get(&ix, "unit-1000", NULL));
+    sw_name_index_free(&ix);
+    SW_ASSERT(ix.slots == NULL);
+}
+
+SW_TEST_MAIN()
