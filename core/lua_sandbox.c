@@ -235,7 +235,11 @@ static void stop_hook(lua_State *L, lua_Debug *ar)
     if (!sb->active || sb->trip == TRIP_NONE) {
         /* A coroutine still carrying the hook of an earlier call's overrun. */
         set_base_hook(L, sb);
-        return;
+        /* The signal may have come in the middle of that lua_sethook and had its hook
+         * overwritten; it set stop first, so looking again is enough. */
+        if (!sb->active || !atomic_load(&sb->stop))
+            return;
+        sb->trip = TRIP_TIME;
     }
     raise_overrun(L, sb, 0);
 }
