@@ -188,13 +188,14 @@ static void budget_hook(lua_State *L, lua_Debug *ar)
  * sets a stop flag (polled by long C loops: the pattern matcher, table.move/insert/remove)
  * and installs stop_hook on the running Lua thread, which raises at the next instruction.
  *
- * Why a signal and not lua_sethook from the watchdog: lua_sethook is only meant to be called
- * asynchronously from the thread running the state (a signal handler interrupting it, as
- * lua.c does for SIGINT: it writes the hook pointer, the hook mask and the call frames'
- * trap flags, each a single store, and Lua reads them only between instructions). From
- * another thread those stores would race with the running VM and the compiler's view of
- * them. The handler runs on the thread that runs the call, so while it checks that the call
- * it was sent for is still the running one (slot->gen), that call cannot end under it. */
+ * Why a signal and not lua_sethook from the watchdog: Lua allows lua_sethook asynchronously
+ * only from a signal handler interrupting the thread that runs the state (ldebug.c: the
+ * mask is a single byte, pointers are written whole, the hook is checked before each call,
+ * a wrong count costs at most one extra hook call), which is how lua.c stops a script on
+ * SIGINT. From another thread the same plain stores would race with the running VM, with
+ * no ordering between the mask, the hook and the frames' trap flags. The handler also runs
+ * on the thread that runs the call, so once it has seen that the call it was sent for is
+ * still running (slot->gen), that call cannot end, nor its sandbox go away, under it. */
 
 struct watch_slot {
     _Atomic uint64_t gen;         /* odd while a budgeted call runs; never reused */
