@@ -41,6 +41,16 @@
 /* Finished easy handles kept for the next requests: curl_easy_init allocates and frees
  * its buffers every time, a large share of a request's CPU on loopback. */
 #define SPARE_HANDLES 16
+/* A spare handle keeps its request's receive buffer up to this size, so the next reply of
+ * the usual size is read without an allocation (a 4 KiB malloc is also what makes glibc
+ * consolidate the small chunks cJSON trees leave behind). */
+#define SPARE_BUFFER_MAX (64u * 1024)
+
+struct spare {
+    CURL *easy;
+    char *buf; /* may be NULL */
+    size_t cap;
+};
 
 struct poll_ctx {
     uv_poll_t poll;
@@ -85,7 +95,7 @@ struct sw_http_client {
     struct fd_slot *fds; /* indexed by descriptor */
     size_t fd_cap;
     struct sw_http_client_stats stats;
-    CURL *spare[SPARE_HANDLES];
+    struct spare spare[SPARE_HANDLES];
     size_t spare_count;
     int open_handles; /* the timer plus every poll handle, until their close callbacks */
     int depth;        /* client_drive frames on the stack */
@@ -184,7 +194,15 @@ static void request_free(struct http_request *req)
         /* Every option goes back to its default; a handle never carries a request's
          * headers, body or callbacks into the next one. */
         curl_easy_reset(req->easy);
-        client->spare[client->spare_count++] = req->easy;
+        struct spare *sp = &client->spare[client->spare_count++];
+        sp->easy = req->easy;
+        sp->buf = NULL;
+        sp->cap = 0;
+        if (req->resp_cap <= SPARE_BUFFER_MAX) {
+            sp->buf = req->resp;
+            sp->cap = req->resp_cap;
+            req->resp = NULL;
+        }
     } else {
         curl_easy_cleanup(req->easy);
     }
@@ -236,7 +254,8 @@ static void request_finish(struct http_request *req, CURLcode result)
         error_text = text;
     }
     if (status == 0) {
-        resp.body = req->resp != NULL ? req->resp : "";
+        /* A reused buffer still holds an earlier reply past resp_len. */
+        resp.body = req->resp_len > 0 ? req->resp : "";
         resp.body_len = req->resp_len;
     } else {
         resp.body = "";
@@ -282,8 +301,11 @@ static void client_teardown(struct sw_http_client *client)
      * timer callbacks, which need the uv handles open), then the handles. */
     curl_multi_cleanup(client->multi);
     client->multi = NULL;
-    while (client->spare_count > 0)
-        curl_easy_cleanup(client->spare[--client->spare_count]);
+    while (client->spare_count > 0) {
+        struct spare *sp = &client->spare[--client->spare_count];
+        curl_easy_cleanup(sp->easy);
+        free(sp->buf);
+    }
     uv_timer_stop(&client->timer);
     uv_close((uv_handle_t *)&client->timer, on_timer_closed);
     for (size_t i = 0; i < client->fd_cap; i++)
@@ -591,12 +613,19 @@ uint64_t sw_http_client_request(struct sw_http_client *client, const struct swp_
     if (!is_token(method) || !headers_valid(req) || (req->body == NULL && req->body_len > 0))
         return 0;
 
-    CURL *easy = client->spare_count > 0 ? client->spare[--client->spare_count] : curl_easy_init();
-    if (easy == NULL)
+    struct spare sp = {0};
+    if (client->spare_count > 0)
+        sp = client->spare[--client->spare_count];
+    else
+        sp.easy = curl_easy_init();
+    if (sp.easy == NULL)
         return 0;
+    CURL *easy = sp.easy;
     struct http_request *r = sw_xcalloc(1, sizeof(*r));
     r->client = client;
     r->easy = easy;
+    r->resp = sp.buf;
+    r->resp_cap = sp.cap;
     r->cb = cb;
     r->ud = ud;
     r->max_bytes = req->max_response_bytes ? req->max_response_bytes : DEFAULT_MAX_RESPONSE_BYTES;

@@ -146,6 +146,7 @@ struct result {
     size_t body_len;
     char error[512];
     double connect_s, first_byte_s, total_s;
+    bool c_string; /* resp->body is NUL-terminated at body_len */
 };
 
 static void result_clear(struct result *r)
@@ -164,6 +165,7 @@ static void on_result(void *ud, int status, const struct swp_http_resp *resp,
     free(r->body);
     r->body = sw_xstrndup(resp->body, resp->body_len);
     r->body_len = resp->body_len;
+    r->c_string = strlen(resp->body) == resp->body_len;
     snprintf(r->error, sizeof(r->error), "%s", error_text ? error_text : "");
     r->connect_s = resp->connect_s;
     r->first_byte_s = resp->first_byte_s;
@@ -323,6 +325,37 @@ SW_TEST(client_reused_handles_carry_nothing_over)
     wait_for(&fx, &r);
     SW_ASSERT_EQ(r.status, 0);
     SW_ASSERT_STREQ(r.body, "slow");
+    result_clear(&r);
+    SW_ASSERT_EQ(fixture_finish(&fx), 0);
+}
+
+/* Receive buffers go back with their handle and serve the next reply: a shorter or empty
+ * reply must never show the tail of an earlier one. */
+SW_TEST(client_reused_buffer_never_shows_an_earlier_reply)
+{
+    static struct fixture fx;
+    struct result r = {0};
+    fixture_start(&fx);
+    for (int round = 0; round < 3; round++) {
+        const char *paths[] = {"/big", "/hello", "/missing"};
+        const char *bodies[] = {NULL, "hello world", "nope"};
+        for (int i = 0; i < 3; i++) {
+            r.calls = 0;
+            SW_ASSERT(simple_request(&fx, "GET", paths[i], &r) > 0);
+            wait_for(&fx, &r);
+            SW_ASSERT(r.c_string);
+            if (bodies[i] != NULL)
+                SW_ASSERT_STREQ(r.body, bodies[i]);
+            else
+                SW_ASSERT_EQ(r.body_len, sizeof(big_body));
+        }
+        r.calls = 0;
+        SW_ASSERT(simple_request(&fx, "HEAD", "/hello", &r) > 0);
+        wait_for(&fx, &r);
+        SW_ASSERT_EQ(r.http_status, 200);
+        SW_ASSERT_EQ(r.body_len, 0);
+        SW_ASSERT(r.c_string);
+    }
     result_clear(&r);
     SW_ASSERT_EQ(fixture_finish(&fx), 0);
 }
