@@ -164,7 +164,7 @@ acquire_run() { # acquire_run N: one burst of 50 in $work/acquire$N
   t_c0=$(now_ms)
   local perf_pid=
   if [ "${PERF:-0}" = 1 ] && [ "$1" = 1 ]; then
-    perf record --call-graph dwarf,16384 -F 4000 -o "$work/perf.data" -p "$spid" 2>"$work/perf.log" &
+    perf record --call-graph dwarf,16384 -F ${PERF_FREQ:-4000} -o "$work/perf.data" -p "$spid" 2>"$work/perf.log" &
     perf_pid=$!
   elif [ "${STRACE:-0}" = 1 ] && [ "$1" = 1 ]; then
     strace -c -f -o "$work/strace.txt" -p "$spid" 2>/dev/null &
