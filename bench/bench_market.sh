@@ -31,7 +31,8 @@
 #   make build && bash bench/bench_market.sh [build-dir]
 #   env: BID_DELAY=500ms READY_DELAY=2s POLL_INTERVAL=3s RUNS=1 (acquire_50 repetitions)
 #        N_TRACK=1000 (0 skips track_1000) WATCH_INTERVAL=3s KEEP=1 (keep workdir)
-#        PERF=1 (perf record -g on steward during the first burst: perf.data in the workdir)
+#        PERF=1 (perf record -g on steward during the first burst: perf.data in the workdir;
+#        PERF_FREQ=4000 samples per second)
 #        STRACE=1 (strace -c -f on steward during the first burst: syscall counts printed)
 set -euo pipefail
 src=$(cd "$(dirname "$0")/.." && pwd)
