@@ -31,7 +31,8 @@
 #   make build && bash bench/bench_market.sh [build-dir]
 #   env: BID_DELAY=500ms READY_DELAY=2s POLL_INTERVAL=3s RUNS=1 (acquire_50 repetitions)
 #        N_TRACK=1000 (0 skips track_1000) WATCH_INTERVAL=3s KEEP=1 (keep workdir)
-#        PERF=1 (perf record -g on steward during the first burst: perf.data in the workdir)
+#        PERF=1 (perf record -g on steward during the first burst: perf.data in the workdir;
+#        PERF_FREQ=4000 samples per second)
 #        STRACE=1 (strace -c -f on steward during the first burst: syscall counts printed)
 set -euo pipefail
 src=$(cd "$(dirname "$0")/.." && pwd)
@@ -164,7 +165,7 @@ acquire_run() { # acquire_run N: one burst of 50 in $work/acquire$N
   t_c0=$(now_ms)
   local perf_pid=
   if [ "${PERF:-0}" = 1 ] && [ "$1" = 1 ]; then
-    perf record --call-graph dwarf,16384 -F 4000 -o "$work/perf.data" -p "$spid" 2>"$work/perf.log" &
+    perf record --call-graph dwarf,16384 -F ${PERF_FREQ:-4000} -o "$work/perf.data" -p "$spid" 2>"$work/perf.log" &
     perf_pid=$!
   elif [ "${STRACE:-0}" = 1 ] && [ "$1" = 1 ]; then
     strace -c -f -o "$work/strace.txt" -p "$spid" 2>/dev/null &

@@ -6,6 +6,15 @@
  * Every poll event and timer expiry goes through client_drive, which calls
  * curl_multi_socket_action and then drains curl_multi_info_read.
  *
+ * Socket watches live as long as the socket (curl's pooled keep-alive connections included):
+ * CURL_POLL_REMOVE only means "not needed by a transfer now". A uv_poll_start costs two
+ * epoll_ctl calls in libuv (it stops, then re-adds), so the watched events change only when
+ * they really change, and a pooled connection's socket stays watched for readability (its
+ * peer closing it; the first such event stops the watch). The watch is closed when curl
+ * closes the socket, which goes through CURLOPT_CLOSESOCKETFUNCTION for every connection
+ * socket (opened through CURLOPT_OPENSOCKETFUNCTION, so we know which they are); any other
+ * socket (a resolver's socketpair, closed by curl itself) is unwatched at its REMOVE.
+ *
  * User callbacks run only from client_drive's drain, from cancel and from close — never
  * from inside a curl callback — so they may start, cancel, or close freely. A close from
  * inside a drain is finished when the drive unwinds (the multi handle must outlive the
@@ -16,8 +25,11 @@
 #include <curl/curl.h>
 #include <signal.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "error.h"
 #include "log.h"
@@ -29,13 +41,29 @@
 /* Finished easy handles kept for the next requests: curl_easy_init allocates and frees
  * its buffers every time, a large share of a request's CPU on loopback. */
 #define SPARE_HANDLES 16
+/* A spare handle keeps its request's receive buffer up to this size, so the next reply of
+ * the usual size is read without an allocation (a 4 KiB malloc is also what makes glibc
+ * consolidate the small chunks cJSON trees leave behind). */
+#define SPARE_BUFFER_MAX (64u * 1024)
+
+struct spare {
+    CURL *easy;
+    char *buf; /* may be NULL */
+    size_t cap;
+};
 
 struct poll_ctx {
     uv_poll_t poll;
     curl_socket_t fd;
     struct sw_http_client *client;
-    struct poll_ctx *prev;
-    struct poll_ctx *next;
+    int events;  /* UV_READABLE|UV_WRITABLE the handle watches now; 0: stopped */
+    bool wanted; /* a transfer uses the socket (between curl's first action and REMOVE) */
+};
+
+/* What we know of one descriptor number. */
+struct fd_slot {
+    struct poll_ctx *ctx; /* its watch, or NULL */
+    bool conn;            /* a connection socket: curl closes it through on_close_socket */
 };
 
 struct http_request {
@@ -64,8 +92,10 @@ struct sw_http_client {
     uint64_t next_id;
     struct http_request *requests;
     size_t in_flight;
-    struct poll_ctx *polls;
-    CURL *spare[SPARE_HANDLES];
+    struct fd_slot *fds; /* indexed by descriptor */
+    size_t fd_cap;
+    struct sw_http_client_stats stats;
+    struct spare spare[SPARE_HANDLES];
     size_t spare_count;
     int open_handles; /* the timer plus every poll handle, until their close callbacks */
     int depth;        /* client_drive frames on the stack */
@@ -80,6 +110,7 @@ static bool curl_ready;
 static void client_handle_closed(struct sw_http_client *client)
 {
     if (--client->open_handles == 0 && client->torn_down) {
+        free(client->fds);
         free(client->ca_file);
         free(client);
     }
@@ -98,17 +129,47 @@ static void on_poll_closed(uv_handle_t *handle)
     client_handle_closed(client);
 }
 
+static struct fd_slot *fd_slot(struct sw_http_client *client, curl_socket_t fd, bool grow)
+{
+    if (fd < 0)
+        return NULL;
+    size_t index = (size_t)fd;
+    if (index >= client->fd_cap) {
+        if (!grow)
+            return NULL;
+        size_t cap = client->fd_cap ? client->fd_cap : 64;
+        while (cap <= index)
+            cap *= 2;
+        client->fds = sw_xrealloc(client->fds, cap * sizeof(*client->fds));
+        memset(client->fds + client->fd_cap, 0, (cap - client->fd_cap) * sizeof(*client->fds));
+        client->fd_cap = cap;
+    }
+    return &client->fds[index];
+}
+
+/* Closing the handle also takes the descriptor out of epoll, so it must come before the
+ * descriptor itself is closed. */
 static void poll_ctx_close(struct poll_ctx *ctx)
 {
     struct sw_http_client *client = ctx->client;
-    if (ctx->prev != NULL)
-        ctx->prev->next = ctx->next;
-    else
-        client->polls = ctx->next;
-    if (ctx->next != NULL)
-        ctx->next->prev = ctx->prev;
-    uv_poll_stop(&ctx->poll);
+    struct fd_slot *slot = fd_slot(client, ctx->fd, false);
+    if (slot != NULL && slot->ctx == ctx)
+        slot->ctx = NULL;
+    client->stats.watches_closed++;
     uv_close((uv_handle_t *)&ctx->poll, on_poll_closed);
+}
+
+/* Watch exactly these events; a no-op when they are what is watched already. */
+static void poll_ctx_set(struct poll_ctx *ctx, int events, uv_poll_cb cb)
+{
+    if (events == ctx->events)
+        return;
+    ctx->client->stats.watch_changes++;
+    if (events == 0)
+        uv_poll_stop(&ctx->poll);
+    else
+        uv_poll_start(&ctx->poll, events, cb);
+    ctx->events = events;
 }
 
 /* ---- requests ------------------------------------------------------------------------- */
@@ -133,7 +194,15 @@ static void request_free(struct http_request *req)
         /* Every option goes back to its default; a handle never carries a request's
          * headers, body or callbacks into the next one. */
         curl_easy_reset(req->easy);
-        client->spare[client->spare_count++] = req->easy;
+        struct spare *sp = &client->spare[client->spare_count++];
+        sp->easy = req->easy;
+        sp->buf = NULL;
+        sp->cap = 0;
+        if (req->resp_cap <= SPARE_BUFFER_MAX) {
+            sp->buf = req->resp;
+            sp->cap = req->resp_cap;
+            req->resp = NULL;
+        }
     } else {
         curl_easy_cleanup(req->easy);
     }
@@ -185,7 +254,8 @@ static void request_finish(struct http_request *req, CURLcode result)
         error_text = text;
     }
     if (status == 0) {
-        resp.body = req->resp != NULL ? req->resp : "";
+        /* A reused buffer still holds an earlier reply past resp_len. */
+        resp.body = req->resp_len > 0 ? req->resp : "";
         resp.body_len = req->resp_len;
     } else {
         resp.body = "";
@@ -231,12 +301,16 @@ static void client_teardown(struct sw_http_client *client)
      * timer callbacks, which need the uv handles open), then the handles. */
     curl_multi_cleanup(client->multi);
     client->multi = NULL;
-    while (client->spare_count > 0)
-        curl_easy_cleanup(client->spare[--client->spare_count]);
+    while (client->spare_count > 0) {
+        struct spare *sp = &client->spare[--client->spare_count];
+        curl_easy_cleanup(sp->easy);
+        free(sp->buf);
+    }
     uv_timer_stop(&client->timer);
     uv_close((uv_handle_t *)&client->timer, on_timer_closed);
-    while (client->polls != NULL)
-        poll_ctx_close(client->polls);
+    for (size_t i = 0; i < client->fd_cap; i++)
+        if (client->fds[i].ctx != NULL)
+            poll_ctx_close(client->fds[i].ctx);
 }
 
 static void client_drain(struct sw_http_client *client)
@@ -270,6 +344,13 @@ static void client_drive(struct sw_http_client *client, curl_socket_t fd, int fl
 static void on_poll(uv_poll_t *handle, int status, int events)
 {
     struct poll_ctx *ctx = handle->data;
+    if (!ctx->wanted) {
+        /* An idle pooled connection became readable: its peer closed it (or sent what no
+         * request asked for). Stop watching, or a level-triggered poll would spin; curl's
+         * own liveness check drops the connection before reusing it. */
+        poll_ctx_set(ctx, 0, on_poll);
+        return;
+    }
     int flags = 0;
     if (status < 0) {
         flags = CURL_CSELECT_ERR;
@@ -287,15 +368,31 @@ static void on_uv_timeout(uv_timer_t *timer)
     client_drive(timer->data, CURL_SOCKET_TIMEOUT, 0);
 }
 
+/* curl forgets a socket's socketp at every REMOVE, so the watch is found by descriptor
+ * (fd_slot) rather than through curl_multi_assign. */
 static int on_curl_socket(CURL *easy, curl_socket_t fd, int action, void *userp, void *socketp)
 {
+    (void)easy;
+    (void)socketp;
     struct sw_http_client *client = userp;
-    struct poll_ctx *ctx = socketp;
+    struct fd_slot *slot = fd_slot(client, fd, action != CURL_POLL_REMOVE);
+    struct poll_ctx *ctx = slot != NULL ? slot->ctx : NULL;
 
     if (action == CURL_POLL_REMOVE) {
-        /* curl drops its socket entry itself right after this call. */
-        if (ctx != NULL)
+        if (ctx == NULL)
+            return 0;
+        if (!slot->conn) {
+            /* Not ours to see closed (curl closes it itself, maybe right after this). */
             poll_ctx_close(ctx);
+            return 0;
+        }
+        /* Pooled for reuse: keep a read watch (the next request on it waits for exactly
+         * that), drop a write watch, which would fire at once and forever. An idle watch
+         * must not keep the loop running. */
+        ctx->wanted = false;
+        if (ctx->events != UV_READABLE)
+            poll_ctx_set(ctx, 0, on_poll);
+        uv_unref((uv_handle_t *)&ctx->poll);
         return 0;
     }
     if (ctx == NULL) {
@@ -310,20 +407,55 @@ static int on_curl_socket(CURL *easy, curl_socket_t fd, int action, void *userp,
         ctx->poll.data = ctx;
         ctx->fd = fd;
         ctx->client = client;
-        ctx->next = client->polls;
-        if (client->polls != NULL)
-            client->polls->prev = ctx;
-        client->polls = ctx;
+        slot->ctx = ctx;
         client->open_handles++;
-        curl_multi_assign(client->multi, fd, ctx);
+        client->stats.watches_opened++;
+    }
+    if (!ctx->wanted) {
+        ctx->wanted = true;
+        uv_ref((uv_handle_t *)&ctx->poll);
     }
     int events = 0;
     if (action & CURL_POLL_IN)
         events |= UV_READABLE;
     if (action & CURL_POLL_OUT)
         events |= UV_WRITABLE;
-    uv_poll_start(&ctx->poll, events, on_poll);
+    poll_ctx_set(ctx, events, on_poll);
     return 0;
+}
+
+/* CURLOPT_OPENSOCKETFUNCTION: a connection socket, which curl will close through
+ * on_close_socket (CURLOPT_CLOSESOCKETFUNCTION is kept by the connection, whichever
+ * request made it). */
+static curl_socket_t on_open_socket(void *clientp, curlsocktype purpose,
+                                    struct curl_sockaddr *address)
+{
+    struct sw_http_client *client = clientp;
+    (void)purpose;
+    curl_socket_t fd = socket(address->family, address->socktype, address->protocol);
+    if (fd == CURL_SOCKET_BAD)
+        return CURL_SOCKET_BAD;
+    struct fd_slot *slot = fd_slot(client, fd, true);
+    /* The number is new again, so any watch still filed under it is of a socket closed
+     * without us; it must not be taken for this one's. */
+    if (slot->ctx != NULL)
+        poll_ctx_close(slot->ctx);
+    slot->conn = true;
+    client->stats.sockets_opened++;
+    return fd;
+}
+
+static int on_close_socket(void *clientp, curl_socket_t fd)
+{
+    struct sw_http_client *client = clientp;
+    struct fd_slot *slot = fd_slot(client, fd, false);
+    if (slot != NULL) {
+        if (slot->ctx != NULL)
+            poll_ctx_close(slot->ctx);
+        slot->conn = false;
+    }
+    client->stats.sockets_closed++;
+    return close(fd) == 0 ? 0 : 1;
 }
 
 static int on_curl_timer(CURLM *multi, long timeout_ms, void *userp)
@@ -410,6 +542,16 @@ size_t sw_http_client_in_flight(const struct sw_http_client *client)
     return client != NULL ? client->in_flight : 0;
 }
 
+void sw_http_client_stats(const struct sw_http_client *client, struct sw_http_client_stats *out)
+{
+    if (out == NULL)
+        return;
+    if (client == NULL)
+        memset(out, 0, sizeof(*out));
+    else
+        *out = client->stats;
+}
+
 /* RFC 9110 token: what a method may be made of (no space, no CR/LF smuggling). */
 static bool is_token(const char *s)
 {
@@ -471,12 +613,19 @@ uint64_t sw_http_client_request(struct sw_http_client *client, const struct swp_
     if (!is_token(method) || !headers_valid(req) || (req->body == NULL && req->body_len > 0))
         return 0;
 
-    CURL *easy = client->spare_count > 0 ? client->spare[--client->spare_count] : curl_easy_init();
-    if (easy == NULL)
+    struct spare sp = {0};
+    if (client->spare_count > 0)
+        sp = client->spare[--client->spare_count];
+    else
+        sp.easy = curl_easy_init();
+    if (sp.easy == NULL)
         return 0;
+    CURL *easy = sp.easy;
     struct http_request *r = sw_xcalloc(1, sizeof(*r));
     r->client = client;
     r->easy = easy;
+    r->resp = sp.buf;
+    r->resp_cap = sp.cap;
     r->cb = cb;
     r->ud = ud;
     r->max_bytes = req->max_response_bytes ? req->max_response_bytes : DEFAULT_MAX_RESPONSE_BYTES;
@@ -506,12 +655,22 @@ uint64_t sw_http_client_request(struct sw_http_client *client, const struct swp_
     curl_easy_setopt(easy, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)r->max_bytes);
     curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, r->errbuf);
     curl_easy_setopt(easy, CURLOPT_PRIVATE, (char *)r);
+    curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION, on_open_socket);
+    curl_easy_setopt(easy, CURLOPT_OPENSOCKETDATA, client);
+    curl_easy_setopt(easy, CURLOPT_CLOSESOCKETFUNCTION, on_close_socket);
+    curl_easy_setopt(easy, CURLOPT_CLOSESOCKETDATA, client);
     set_method_and_body(easy, method, r, req);
     /* curl silently sends a request again when the reused connection it went out on dies
      * before any reply byte; for a non-idempotent method that can apply it twice (two
-     * deployments bought for one POST). A fresh connection is never retried that way. */
-    if (strcmp(method, "POST") == 0 || strcmp(method, "PATCH") == 0)
+     * deployments bought for one POST). A fresh connection is never retried that way. The
+     * caller vouches for a POST or PATCH that may be applied twice (req->idempotent). */
+    bool idempotent = req->size >= offsetof(struct swp_http_req, idempotent) +
+                                       sizeof(req->idempotent) &&
+                      req->idempotent;
+    if ((strcmp(method, "POST") == 0 || strcmp(method, "PATCH") == 0) && !idempotent) {
         curl_easy_setopt(easy, CURLOPT_FRESH_CONNECT, 1L);
+        client->stats.fresh_connects++;
+    }
 
     CURLMcode mc = curl_multi_add_handle(client->multi, easy);
     if (mc != CURLM_OK) {

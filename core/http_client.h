@@ -34,6 +34,18 @@ uint64_t sw_http_client_request(struct sw_http_client *client, const struct swp_
 void sw_http_client_cancel(struct sw_http_client *client, uint64_t id);
 size_t sw_http_client_in_flight(const struct sw_http_client *client);
 
+/* Counters since sw_http_client_new, for tests and diagnostics. */
+struct sw_http_client_stats {
+    uint64_t sockets_opened;  /* connection sockets curl opened (one per new connection) */
+    uint64_t sockets_closed;  /* ... and closed */
+    uint64_t watches_opened;  /* uv_poll handles created: one per socket, for its lifetime */
+    uint64_t watches_closed;  /* uv_poll handles closed (a socket's at its close) */
+    uint64_t watch_changes;   /* uv_poll_start/stop calls: each costs epoll_ctl calls */
+    uint64_t fresh_connects;  /* requests forced onto a new connection (non-idempotent) */
+};
+/* Fill *out (client may be NULL: all zero). */
+void sw_http_client_stats(const struct sw_http_client *client, struct sw_http_client_stats *out);
+
 /* For tests only: trust this CA bundle file (still verifying). NULL = system default. */
 void sw_http_client_set_ca_file(struct sw_http_client *client, const char *path);
 

@@ -111,6 +111,10 @@ static bool call_send(struct akash_call *call)
         .body_len = call->body ? strlen(call->body) : 0,
         .timeout_ms = c->timeout_ms,
         .max_response_bytes = MAX_RESPONSE_BYTES,
+        /* What we retry ourselves may also be re-sent by the host's client: a POST on a
+         * kept connection (the lease call, which only re-sends the manifest when repeated)
+         * instead of a new connection each. A create or a deposit stays off. */
+        .idempotent = call->retry == AKASH_RETRY_SAFE,
     };
     call->attempts++;
     call->request_id = c->host->http_request(c->host, &req, on_http, call);

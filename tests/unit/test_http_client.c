@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <spawn.h>
 #include <stdbool.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -145,6 +146,7 @@ struct result {
     size_t body_len;
     char error[512];
     double connect_s, first_byte_s, total_s;
+    bool c_string; /* resp->body is NUL-terminated at body_len */
 };
 
 static void result_clear(struct result *r)
@@ -163,6 +165,7 @@ static void on_result(void *ud, int status, const struct swp_http_resp *resp,
     free(r->body);
     r->body = sw_xstrndup(resp->body, resp->body_len);
     r->body_len = resp->body_len;
+    r->c_string = strlen(resp->body) == resp->body_len;
     snprintf(r->error, sizeof(r->error), "%s", error_text ? error_text : "");
     r->connect_s = resp->connect_s;
     r->first_byte_s = resp->first_byte_s;
@@ -322,6 +325,37 @@ SW_TEST(client_reused_handles_carry_nothing_over)
     wait_for(&fx, &r);
     SW_ASSERT_EQ(r.status, 0);
     SW_ASSERT_STREQ(r.body, "slow");
+    result_clear(&r);
+    SW_ASSERT_EQ(fixture_finish(&fx), 0);
+}
+
+/* Receive buffers go back with their handle and serve the next reply: a shorter or empty
+ * reply must never show the tail of an earlier one. */
+SW_TEST(client_reused_buffer_never_shows_an_earlier_reply)
+{
+    static struct fixture fx;
+    struct result r = {0};
+    fixture_start(&fx);
+    for (int round = 0; round < 3; round++) {
+        const char *paths[] = {"/big", "/hello", "/missing"};
+        const char *bodies[] = {NULL, "hello world", "nope"};
+        for (int i = 0; i < 3; i++) {
+            r.calls = 0;
+            SW_ASSERT(simple_request(&fx, "GET", paths[i], &r) > 0);
+            wait_for(&fx, &r);
+            SW_ASSERT(r.c_string);
+            if (bodies[i] != NULL)
+                SW_ASSERT_STREQ(r.body, bodies[i]);
+            else
+                SW_ASSERT_EQ(r.body_len, sizeof(big_body));
+        }
+        r.calls = 0;
+        SW_ASSERT(simple_request(&fx, "HEAD", "/hello", &r) > 0);
+        wait_for(&fx, &r);
+        SW_ASSERT_EQ(r.http_status, 200);
+        SW_ASSERT_EQ(r.body_len, 0);
+        SW_ASSERT(r.c_string);
+    }
     result_clear(&r);
     SW_ASSERT_EQ(fixture_finish(&fx), 0);
 }
@@ -835,6 +869,297 @@ SW_TEST(client_https_verifies_certificates)
     SW_ASSERT_EQ(wrong_name_status, SW_EHTTP);
     SW_ASSERT_CONTAINS(wrong_name_error, "localhost");
     SW_ASSERT_EQ(loop_rc, 0);
+}
+
+/* ---- keep-alive server: connection reuse, resends, socket watches ------------------------ */
+
+/* Answers "ok" with a Content-Length and keeps the connection, and records, for every
+ * request, which connection it came on and its position there. drop_second closes a
+ * connection on its second request without answering (a keep-alive connection that died
+ * just as a request went out on it); close_after closes each connection right after its
+ * first answer (a peer dropping an idle kept connection). */
+enum { KA_MAX = 32 };
+struct ka_server {
+    uv_tcp_t listener;
+    int port;
+    bool drop_second;
+    bool close_after;
+    int connections;
+    int request_count;
+    struct {
+        char method[8];
+        int connection; /* 1-based, in accept order */
+        int position;   /* 1: the connection's first request */
+    } seen[KA_MAX];
+};
+
+struct ka_conn {
+    uv_tcp_t tcp;
+    struct ka_server *server;
+    int number;
+    int requests;
+    size_t len;
+    char buf[8192];
+};
+
+static void ka_closed(uv_handle_t *handle)
+{
+    free(handle->data);
+}
+
+static void ka_close(struct ka_conn *kc)
+{
+    if (!uv_is_closing((uv_handle_t *)&kc->tcp))
+        uv_close((uv_handle_t *)&kc->tcp, ka_closed);
+}
+
+static void ka_written(uv_write_t *req, int status)
+{
+    struct ka_conn *kc = req->data;
+    free(req);
+    if (kc->server->close_after || status < 0)
+        ka_close(kc);
+}
+
+static void ka_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
+{
+    struct ka_conn *kc = handle->data;
+    (void)suggested;
+    *buf = uv_buf_init(kc->buf + kc->len, (unsigned int)(sizeof(kc->buf) - kc->len));
+}
+
+/* Requests are complete when the head and Content-Length bytes of body have arrived. */
+static void ka_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+{
+    struct ka_conn *kc = stream->data;
+    struct ka_server *ks = kc->server;
+    (void)buf;
+    if (nread < 0 || kc->len + (size_t)nread >= sizeof(kc->buf)) {
+        ka_close(kc);
+        return;
+    }
+    kc->len += (size_t)nread;
+    kc->buf[kc->len] = '\0';
+    char *end;
+    while (!uv_is_closing((uv_handle_t *)&kc->tcp) && (end = strstr(kc->buf, "\r\n\r\n"))) {
+        size_t head = (size_t)(end - kc->buf) + 4;
+        size_t body = 0;
+        for (const char *h = kc->buf; h < end; h++)
+            if (strncasecmp(h, "\r\ncontent-length:", 17) == 0)
+                body = strtoul(h + 17, NULL, 10);
+        if (kc->len < head + body)
+            return;
+        kc->requests++;
+        if (ks->request_count < KA_MAX) {
+            int i = ks->request_count++;
+            snprintf(ks->seen[i].method, sizeof(ks->seen[i].method), "%.*s",
+                     (int)strcspn(kc->buf, " "), kc->buf);
+            ks->seen[i].connection = kc->number;
+            ks->seen[i].position = kc->requests;
+        }
+        memmove(kc->buf, kc->buf + head + body, kc->len - head - body + 1);
+        kc->len -= head + body;
+        if (ks->drop_second && kc->requests == 2) {
+            ka_close(kc);
+            return;
+        }
+        static const char reply[] = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+        uv_write_t *w = sw_xcalloc(1, sizeof(*w));
+        w->data = kc;
+        uv_buf_t b = uv_buf_init((char *)reply, sizeof(reply) - 1);
+        if (uv_write(w, stream, &b, 1, ka_written) != 0) {
+            free(w);
+            ka_close(kc);
+        }
+    }
+}
+
+static void ka_connection(uv_stream_t *listener, int status)
+{
+    struct ka_server *ks = listener->data;
+    struct ka_conn *kc = sw_xcalloc(1, sizeof(*kc));
+    kc->server = ks;
+    kc->number = ++ks->connections;
+    uv_tcp_init(listener->loop, &kc->tcp);
+    kc->tcp.data = kc;
+    if (status < 0 || uv_accept(listener, (uv_stream_t *)&kc->tcp) != 0) {
+        ka_close(kc);
+        return;
+    }
+    uv_read_start((uv_stream_t *)&kc->tcp, ka_alloc, ka_read);
+}
+
+static void ka_start(struct fixture *fx, struct ka_server *ks)
+{
+    uv_tcp_init(&fx->loop, &ks->listener);
+    ks->listener.data = ks;
+    struct sockaddr_in addr;
+    uv_ip4_addr("127.0.0.1", 0, &addr);
+    uv_tcp_bind(&ks->listener, (const struct sockaddr *)&addr, 0);
+    int len = sizeof(addr);
+    uv_tcp_getsockname(&ks->listener, (struct sockaddr *)&addr, &len);
+    ks->port = ntohs(addr.sin_port);
+    if (uv_listen((uv_stream_t *)&ks->listener, 16, ka_connection) != 0)
+        abort();
+}
+
+/* Send one request to the keep-alive server and wait for its answer. */
+static void ka_request(struct fixture *fx, struct ka_server *ks, const char *method,
+                       bool idempotent, struct result *r)
+{
+    char url[128];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/x", ks->port);
+    struct swp_http_req req = {.size = sizeof(req),
+                               .method = method,
+                               .url = url,
+                               .body = strcmp(method, "GET") == 0 ? NULL : "{}",
+                               .body_len = strcmp(method, "GET") == 0 ? 0 : 2,
+                               .idempotent = idempotent};
+    r->calls = 0;
+    if (sw_http_client_request(fx->client, &req, on_result, r) == 0)
+        abort();
+    wait_for(fx, r);
+}
+
+/* A POST not marked idempotent always opens its own connection (it is its connection's
+ * first request); a POST marked idempotent, like a GET, goes on a kept one. */
+SW_TEST(client_post_reuses_connections_only_when_idempotent)
+{
+    static struct fixture fx;
+    static struct ka_server ks;
+    memset(&ks, 0, sizeof(ks));
+    struct result r = {0};
+    fixture_start(&fx);
+    ka_start(&fx, &ks);
+    ka_request(&fx, &ks, "GET", false, &r);
+    SW_ASSERT_EQ(r.http_status, 200);
+    for (int i = 0; i < 3; i++) {
+        ka_request(&fx, &ks, "POST", false, &r);
+        SW_ASSERT_EQ(r.http_status, 200);
+    }
+    SW_ASSERT_EQ(ks.connections, 4);
+    for (int i = 1; i <= 3; i++) {
+        SW_ASSERT_STREQ(ks.seen[i].method, "POST");
+        SW_ASSERT_EQ(ks.seen[i].position, 1);
+    }
+    for (int i = 0; i < 3; i++) {
+        ka_request(&fx, &ks, "POST", true, &r);
+        SW_ASSERT_EQ(r.http_status, 200);
+        ka_request(&fx, &ks, "PATCH", true, &r);
+        SW_ASSERT_EQ(r.http_status, 200);
+    }
+    SW_ASSERT_EQ(ks.connections, 4);
+    SW_ASSERT_EQ(ks.request_count, 10);
+    for (int i = 4; i < 10; i++)
+        SW_ASSERT(ks.seen[i].position > 1);
+    struct sw_http_client_stats st;
+    sw_http_client_stats(fx.client, &st);
+    SW_ASSERT_EQ(st.fresh_connects, 3);
+    SW_ASSERT_EQ(st.sockets_opened, 4);
+    result_clear(&r);
+    uv_close((uv_handle_t *)&ks.listener, NULL);
+    SW_ASSERT_EQ(fixture_finish(&fx), 0);
+}
+
+/* Why the flag matters: a kept connection that dies as a request goes out on it makes curl
+ * send the request again on a new one. A POST not marked idempotent never meets that (it
+ * reaches the server exactly once); one marked idempotent may arrive more than once. */
+SW_TEST(client_only_idempotent_posts_are_resent)
+{
+    static struct fixture fx;
+    static struct ka_server ks;
+    memset(&ks, 0, sizeof(ks));
+    ks.drop_second = true;
+    struct result r = {0};
+    fixture_start(&fx);
+    ka_start(&fx, &ks);
+    ka_request(&fx, &ks, "GET", false, &r); /* leaves a kept connection */
+    SW_ASSERT_EQ(r.http_status, 200);
+    ka_request(&fx, &ks, "POST", false, &r);
+    SW_ASSERT_EQ(r.status, 0);
+    SW_ASSERT_EQ(r.http_status, 200);
+    SW_ASSERT_EQ(ks.request_count, 2);
+    SW_ASSERT_STREQ(ks.seen[1].method, "POST");
+    SW_ASSERT_EQ(ks.seen[1].position, 1);
+
+    ka_request(&fx, &ks, "POST", true, &r);
+    SW_ASSERT_EQ(r.status, 0);
+    SW_ASSERT_EQ(r.http_status, 200);
+    int posts = 0;
+    for (int i = 2; i < ks.request_count; i++)
+        posts += strcmp(ks.seen[i].method, "POST") == 0;
+    /* Every kept connection it tried died under it: each try reached the server. */
+    SW_ASSERT(posts >= 2);
+    SW_ASSERT_EQ(ks.seen[2].position, 2);
+    result_clear(&r);
+    uv_close((uv_handle_t *)&ks.listener, NULL);
+    SW_ASSERT_EQ(fixture_finish(&fx), 0);
+}
+
+static int open_fd_count(void)
+{
+    int count = 0;
+    for (int fd = 0; fd < 1024; fd++)
+        count += fcntl(fd, F_GETFD) != -1;
+    return count;
+}
+
+/* One socket watch per connection for the connection's life: requests on a kept
+ * connection neither re-create it nor restart it. */
+SW_TEST(client_socket_watch_survives_connection_reuse)
+{
+    static struct fixture fx;
+    struct result r = {0};
+    fixture_start(&fx);
+    for (int i = 0; i < 6; i++) {
+        SW_ASSERT(simple_request(&fx, "GET", "/hello", &r) > 0);
+        r.calls = 0;
+        wait_for(&fx, &r);
+        SW_ASSERT_EQ(r.http_status, 200);
+    }
+    struct sw_http_client_stats st;
+    sw_http_client_stats(fx.client, &st);
+    SW_ASSERT_EQ(st.sockets_opened, 1);
+    SW_ASSERT_EQ(st.watches_opened, 1);
+    SW_ASSERT_EQ(st.watches_closed, 0);
+    /* Connect (write), then read; the five reuses change nothing. */
+    SW_ASSERT(st.watch_changes <= 3);
+    result_clear(&r);
+    SW_ASSERT_EQ(fixture_finish(&fx), 0);
+}
+
+/* A kept connection its peer closes: the idle watch stops (no spinning on EOF), the next
+ * request finds the connection dead and opens another, and each socket's watch is closed
+ * exactly once, with its socket. */
+SW_TEST(client_socket_watch_closed_once_with_its_socket)
+{
+    static struct fixture fx;
+    static struct ka_server ks;
+    memset(&ks, 0, sizeof(ks));
+    ks.close_after = true;
+    struct result r = {0};
+    int fds_before = open_fd_count();
+    fixture_start(&fx);
+    ka_start(&fx, &ks);
+    for (int i = 0; i < 3; i++) {
+        ka_request(&fx, &ks, "GET", false, &r);
+        SW_ASSERT_EQ(r.http_status, 200);
+        /* Let the server's close arrive while the connection is idle in curl's pool. */
+        uint64_t until = uv_hrtime() + 50000000ull;
+        while (uv_hrtime() < until)
+            uv_run(&fx.loop, UV_RUN_ONCE);
+    }
+    SW_ASSERT_EQ(ks.connections, 3);
+    struct sw_http_client_stats st;
+    sw_http_client_stats(fx.client, &st);
+    SW_ASSERT_EQ(st.sockets_opened, 3);
+    SW_ASSERT_EQ(st.sockets_closed, 2);
+    SW_ASSERT_EQ(st.watches_opened, 3);
+    SW_ASSERT_EQ(st.watches_closed, 2);
+    result_clear(&r);
+    uv_close((uv_handle_t *)&ks.listener, NULL);
+    SW_ASSERT_EQ(fixture_finish(&fx), 0);
+    SW_ASSERT_EQ(open_fd_count(), fds_before);
 }
 
 SW_TEST_MAIN()

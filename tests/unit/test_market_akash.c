@@ -196,6 +196,13 @@ static struct fixture {
     FILE *log_stream;
     char *log_data;
     size_t log_size;
+    /* Every request as the plugin handed it to the host. */
+    struct {
+        char method[8];
+        char path[64];
+        bool idempotent;
+    } sent[MAX_LOG];
+    size_t sent_count;
 } F;
 
 static uint64_t hr_ms(void)
@@ -665,6 +672,14 @@ static void http_done(void *ud, int status, const struct swp_http_resp *resp,
 static uint64_t svc_http_request(void *ud, struct sw_plugin *plugin, const struct swp_http_req *req,
                                  swp_http_cb cb, void *cb_ud)
 {
+    if (F.sent_count < MAX_LOG) {
+        size_t base = strlen(F.base);
+        const char *path = strncmp(req->url, F.base, base) == 0 ? req->url + base : req->url;
+        snprintf(F.sent[F.sent_count].method, sizeof(F.sent[0].method), "%s", req->method);
+        snprintf(F.sent[F.sent_count].path, sizeof(F.sent[0].path), "%s", path);
+        F.sent[F.sent_count].idempotent = req->idempotent;
+        F.sent_count++;
+    }
     struct trampoline *t = sw_xmalloc(sizeof(*t));
     t->cb = cb;
     t->ud = cb_ud;
@@ -2068,6 +2083,37 @@ SW_TEST(escrow_low_alerts_and_tops_up)
     snprintf(expect, sizeof(expect), "{\"data\":{\"dseq\":\"%s\",\"deposit\":1}}", r.market_id);
     SW_ASSERT_STREQ(topup->body, expect);
     SW_ASSERT_NEAR(con_find(r.market_id)->funds_uact, 1030000, 1e-6);
+    fixture_finish();
+}
+
+/* The host may send a request marked idempotent twice (on a kept connection that died):
+ * only the lease POST, which is harmless to repeat, is marked among the POSTs; a create and
+ * a deposit never are. */
+SW_TEST(only_repeatable_posts_are_marked_idempotent)
+{
+    fixture_start();
+    F.con.default_funds_uact = 30000;
+    load_ok("\"watch_interval\": \"50ms\", \"topup_below_hours\": 2, \"deposit_usd\": 1");
+    set_bids(STANDARD_BIDS, 5);
+    struct rec r;
+    acquire_wait(&r, (struct acq_opts){.key = "idem"});
+    SW_ASSERT_EQ(r.done_status, 0);
+    run_quiet(400);
+    int creates = 0, leases = 0, deposits = 0;
+    for (size_t i = 0; i < F.sent_count; i++) {
+        bool post = strcmp(F.sent[i].method, "POST") == 0;
+        bool lease = post && strncmp(F.sent[i].path, "/v1/leases", 10) == 0;
+        if (post && strcmp(F.sent[i].path, "/v1/deployments") == 0)
+            creates++;
+        if (post && strcmp(F.sent[i].path, "/v1/deposit-deployment") == 0)
+            deposits++;
+        leases += lease;
+        if (post)
+            SW_ASSERT_EQ(F.sent[i].idempotent, lease);
+    }
+    SW_ASSERT_EQ(creates, 1);
+    SW_ASSERT_EQ(leases, 1);
+    SW_ASSERT_EQ(deposits, 1);
     fixture_finish();
 }
 

@@ -113,6 +113,14 @@ struct swp_http_req {
     size_t body_len;
     uint32_t timeout_ms;              /* 0: host default (30 s) */
     size_t max_response_bytes;        /* 0: host default (8 MiB) */
+    /* since 1.0 — true: sending this request twice does no harm (the second one changes
+     * nothing), so the host may send a POST or PATCH on a reused keep-alive connection.
+     * There, if the connection turns out dead before any reply byte, libcurl sends the
+     * request again on a new one. false (the default, and what a plugin built before the
+     * field gets): a POST or PATCH always opens a fresh connection, which is never re-sent.
+     * Other methods are idempotent by HTTP and reuse connections whatever this says. Read
+     * only when size covers the field. */
+    bool idempotent;
 };
 
 struct swp_http_resp {
