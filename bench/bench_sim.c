@@ -98,14 +98,14 @@ static void write_inputs(const char *policy, int regions, int days)
                 " \"min_rps_for_region\": 40}}]}\n",
                 SW_SOURCE_DIR);
     } else {
-        /* Units serve 100 rps (simulation.rps_per_unit's default); the policy plans 70. Slow
-         * hysteresis: neighbours within the SLO are near-equivalent here, and faster
-         * switching moves units between them every few minutes. */
+        /* Units serve 100 rps (simulation.rps_per_unit's default); the policy plans 70. The
+         * policy's default hysteresis (30 s up, 300 s down): neighbours within the SLO at
+         * prices 1% apart are near-equivalent placements here, the case its stickiness
+         * (switch_saving) is for. */
         fprintf(f,
                 " \"policies\": [{\"name\": \"geo-latency\", \"file\": \"%s/policies/"
                 "geo_latency.lua\", \"interval\": \"10s\", \"params\": {\"group\": \"web\","
-                " \"rps_per_unit\": 70, \"slo_ms\": 60, \"server_ms\": 10,"
-                " \"scale_up_delay_s\": 300, \"scale_down_delay_s\": 900, \"rtt\": [",
+                " \"rps_per_unit\": 70, \"slo_ms\": 60, \"server_ms\": 10, \"rtt\": [",
                 SW_SOURCE_DIR);
         for (int a = 0; a < regions; a++)
             for (int b = 0; b < regions; b++)

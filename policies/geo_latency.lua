@@ -55,7 +55,8 @@ local cache = { params = nil }
 -- same text, same derived tables.
 local PARAM_NAMES = { "group", "rps_per_unit", "slo_ms", "slo_share", "server_ms", "min_regions",
                       "max_regions", "scale_up_delay_s", "scale_down_delay_s", "half_life_s",
-                      "min_rps", "metric", "label", "demand_step_rps" }
+                      "min_rps", "metric", "label", "demand_step_rps",
+                      "switch_saving" }
 local function params_text(p, ctx)
   local out = {}
   for k, name in ipairs(PARAM_NAMES) do
@@ -119,6 +120,10 @@ local function prepare(p, ctx)
   c.metric = p.metric or "rps"
   c.label = p.label or "region"
   c.step = number_param(p, "demand_step_rps", c.rps_per_unit / 20, 0.001)
+  c.switch_saving = number_param(p, "switch_saving", 0.1, 0)
+  if c.switch_saving >= 1 then
+    error("params.switch_saving: expected a share below 1 (0.15 = move for 15% less)", 3)
+  end
 
   local rows = {}
   for i, row in ipairs(p.rtt) do
@@ -440,17 +445,60 @@ local function mean_ms(list, j, covered, dv, lat)
   return sum / weight
 end
 
+-- What a placement costs an hour once its units follow the demand: every user region routed
+-- to its nearest chosen region (as evaluate routes them; without one in reach, the cheapest
+-- chosen region), each chosen region paid for the units its load needs, at least one.
+-- Fractional units: a comparison on whole units would swing by a unit's price whenever
+-- the demand crosses a unit boundary, which is what makes near-equal placements trade
+-- places. chosen_j: candidate positions; rank[j] is truthy for them.
+local function placement_cost(c, dv, pr, chosen_j, n, rank, load)
+  local order, rpu = c.order, c.rps_per_unit
+  local cheapest
+  for k = 1, n do
+    local j = chosen_j[k]
+    load[j] = 0
+    if cheapest == nil or pr[j] < pr[cheapest] then
+      cheapest = j
+    end
+  end
+  if cheapest == nil then
+    return 0
+  end
+  for i = 1, #dv do
+    local d = dv[i]
+    if d > 0 then
+      local list, to = order[i], cheapest
+      for k = 1, #list do
+        if rank[list[k]] then
+          to = list[k]
+          break
+        end
+      end
+      load[to] = load[to] + d
+    end
+  end
+  local cost = 0
+  for k = 1, n do
+    local j = chosen_j[k]
+    local units = load[j] / rpu
+    cost = cost + pr[j] * (units > 1 and units or 1)
+  end
+  return cost
+end
+
 -- The greedy placement: while less than slo_share of the demand is within the SLO, add
 -- the candidate whose newly covered demand per dollar (its price times the units that
 -- demand needs) is highest; ties go to the one closer to that demand, then the cheaper,
 -- then the first by name. Gains are kept up to date as users get covered, so an iteration
 -- costs O(candidates). Afterwards a region that is nobody's nearest serves nothing and is
 -- dropped, and min_regions is filled with the candidates reaching the most demand.
+-- seed (optional): candidate positions chosen before the greedy starts (the current
+-- placement, which the greedy then only completes); why marks them `kept`.
 -- dv: rounded demand by position in c.users. Returns the chosen names (in the order
--- chosen) and a why-table name → {rps = demand it brought within the SLO, users = {...}}.
-local function place(c, dv, total, prices, m)
-  local users, cands, cover, reach, lat, order = c.users, c.candidates, c.cover, c.reach,
-    c.lat, c.order
+-- chosen), a why-table name → {rps = demand it brought within the SLO, users = {...}},
+-- the demand within the SLO, and the placement's cost (placement_cost).
+local function place(c, dv, total, prices, m, seed)
+  local users, cands, cover, reach, lat = c.users, c.candidates, c.cover, c.reach, c.lat
   local nu, nc, rpu = #users, #cands, c.rps_per_unit
   -- Scratch arrays kept in the memo: refilled, never reallocated.
   local pr, gain, covered, rank, chosen_j = m.pr, m.gain, m.covered, m.rank, {}
@@ -463,6 +511,38 @@ local function place(c, dv, total, prices, m)
   end
   local why, chosen, n = {}, {}, 0
   local covered_rps, target, max_regions = 0, c.slo_share * total, c.max_regions
+  -- Marks candidate j chosen and its uncovered users covered; returns the why entry.
+  local function take(j)
+    local newly, list, brought = {}, cover[j], 0
+    for k = 1, #list do
+      local i = list[k]
+      local d = dv[i]
+      if not covered[i] and d > 0 then
+        covered[i] = true
+        newly[#newly + 1] = users[i]
+        brought = brought + d
+        local r = reach[i]
+        for x = 1, #r do
+          local jj = r[x]
+          gain[jj] = gain[jj] - d
+        end
+      end
+    end
+    n = n + 1
+    rank[j], chosen_j[n] = n, j
+    covered_rps = covered_rps + brought
+    return { users = newly, rps = brought }
+  end
+  if seed ~= nil then
+    for k = 1, #seed do
+      local j = seed[k]
+      if n < max_regions and pr[j] and not rank[j] then
+        local w = take(j)
+        w.kept = true
+        why[cands[j]] = w
+      end
+    end
+  end
   while n < max_regions and total > 0 and covered_rps < target - 1e-9 do
     local best, best_score, best_ms
     for j = 1, nc do
@@ -485,28 +565,10 @@ local function place(c, dv, total, prices, m)
     if best == nil then
       break -- nothing left within reach of the SLO
     end
-    local newly, list, brought = {}, cover[best], 0
-    for k = 1, #list do
-      local i = list[k]
-      local d = dv[i]
-      if not covered[i] and d > 0 then
-        covered[i] = true
-        newly[#newly + 1] = users[i]
-        brought = brought + d
-        local r = reach[i]
-        for x = 1, #r do
-          local j = r[x]
-          gain[j] = gain[j] - d
-        end
-      end
-    end
-    n = n + 1
-    rank[best], chosen_j[n] = n, best
-    why[cands[best]] = { users = newly, rps = brought }
-    covered_rps = covered_rps + brought
+    why[cands[best]] = take(best)
   end
   -- Drop regions that are nobody's nearest (a later pick is nearer to all their users;
-  -- equally near: the earlier pick).
+  -- equally near: the earlier pick, so a kept region beats a new one).
   if n > c.min_regions then
     local serves = {}
     for i = 1, nu do
@@ -558,7 +620,42 @@ local function place(c, dv, total, prices, m)
   for k = 1, n do
     chosen[k] = cands[chosen_j[k]]
   end
-  return chosen, why
+  return chosen, why, covered_rps, placement_cost(c, dv, pr, chosen_j, n, rank, m.load)
+end
+
+-- The placement to aim for. The current one (the regions serving and staying, and those
+-- waiting to join; on a first tick, the regions already holding units), completed by the
+-- greedy where it no longer keeps the SLO, stays unless the greedy's own placement costs at
+-- least switch_saving less, or keeps the SLO for more demand. Neighbours within the SLO at
+-- similar prices are near-equal placements, and without this they trade places whenever
+-- the demand moves a little: every move buys new leases and gives back good ones.
+-- Returns the chosen names and the why-table (as place; kept regions carry both costs).
+local function choose(c, st, dq, total, prices, cap, m, first_tick)
+  local cands, sws, seed = c.candidates, st.sw, {}
+  for j = 1, #cands do
+    local s = cands[j]
+    local sw = sws[s]
+    if sw ~= nil then
+      if sw.on == (sw.since == nil) then
+        seed[#seed + 1] = j -- serving and not leaving, or waiting to join
+      end
+    elseif first_tick and cap[s] > 0 then
+      seed[#seed + 1] = j
+    end
+  end
+  local fresh, fresh_why, fresh_in, fresh_cost = place(c, dq, total, prices, m)
+  if #seed == 0 then
+    return fresh, fresh_why
+  end
+  local kept, kept_why, kept_in, kept_cost = place(c, dq, total, prices, m, seed)
+  local needed = math.min(c.slo_share * total, fresh_in) - 1e-9
+  if kept_in >= needed and fresh_cost > kept_cost * (1 - c.switch_saving) then
+    for _, w in pairs(kept_why) do
+      w.cost, w.alt_cost = kept_cost, fresh_cost
+    end
+    return kept, kept_why
+  end
+  return fresh, fresh_why
 end
 
 -- Nearest serving region for a user region (ties: the cheaper, then alphabetical): the
@@ -673,6 +770,12 @@ local function explain_region(c, st, s, d)
     local sw = st.sw[s]
     text = text .. fmt("; no longer in the cheapest SLO placement, leaving in %.0fs",
       math.max(0, c.down_s - (d.now - (sw and sw.since or d.now))))
+  elseif w.kept then
+    text = text .. fmt("; kept for %.0f rps within the %g ms SLO (%s) at %.3f USD/h%s: the "
+      .. "current placement costs %.3f USD/h, the cheapest found %.3f (a move needs %g%% less)",
+      rps_of(w.users), c.slo_ms, #w.users > 0 and user_list(w.users, dem, c, s, 3) or "none new",
+      prices[s] or 0, d.assumed and " (assumed: no offer seen yet)" or "", w.cost, w.alt_cost,
+      100 * c.switch_saving)
   elseif w.minimum then
     text = text .. fmt("; kept for min_regions = %d at %.3f USD/h%s", c.min_regions,
       prices[s] or 0, d.assumed and " (assumed: no offer seen yet)" or "")
@@ -717,7 +820,8 @@ end
 -- A fresh memo for this state and these derived tables, with its scratch arrays.
 local function new_memo(st, c)
   local m = { st = st, c = c, emitted = {}, first = true, cur = {}, dv = {}, dq = {},
-              steps = {}, reach_steps = {}, pr = {}, gain = {}, covered = {}, rank = {} }
+              steps = {}, reach_steps = {}, pr = {}, gain = {}, covered = {}, rank = {},
+              load = {} }
   for i = 1, #c.users do
     m.cur[i], m.dv[i], m.dq[i], m.steps[i], m.covered[i] = 0, 0, 0, 0, false
   end
@@ -758,9 +862,10 @@ return {
     end
 
     local users, dv, dq, nu = c.users, m.dv, m.dq, #c.users
+    local first_tick = st.sw_started == nil
     local ideal, why
     if dem_changed or prices_changed or m.ideal == nil then
-      ideal, why = place(c, dq, total_q, prices, m)
+      ideal, why = choose(c, st, dq, total_q, prices, cap, m, first_tick)
       m.ideal, m.why = ideal, why
     else
       ideal, why = m.ideal, m.why
@@ -773,7 +878,6 @@ return {
     -- Hysteresis per region (steward.hysteresis's rule, inlined). On the first tick (a fresh
     -- state: a new deployment, or one adopted from another tool), regions already holding
     -- units count as serving.
-    local first_tick = st.sw_started == nil
     st.sw_started = true
     local serving, is_serving, forced = {}, {}, {}
     local up_s, down_s, cands, sws = c.up_s, c.down_s, c.candidates, st.sw
@@ -931,7 +1035,7 @@ return {
       -- explanation back for the action that follows.
       local e = emitted[s]
       local flag = (forced[s] and 4 or 0)
-        + (ideal_set[s] and (why[s].minimum and 2 or 1) or 0)
+        + (ideal_set[s] and (why[s].minimum and 2 or why[s].kept and 8 or 1) or 0)
       if w == nil then
         emitted[s] = nil
       elseif e == nil or e.want ~= w or e.kind ~= kind[s] or e.cap ~= cap[s]
