@@ -1188,7 +1188,7 @@ static int load_policy(const struct loader *ld, const cJSON *item, const char *p
 {
     static const char *const keys[] = {"name", "file", "interval", "params", "limits", NULL};
     p->interval_ms = 10000;
-    p->max_instructions = 10000000;
+    p->max_instructions = 0; /* lua_sandbox: no instruction budget unless limits.instructions */
     p->memory_limit = (size_t)32 << 20;
     p->time_limit_ms = 1000;
     if (!cJSON_IsObject(item))

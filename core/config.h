@@ -62,7 +62,7 @@ struct sw_policy_config {
     char *file;                 /* resolved against the config's directory */
     int64_t interval_ms;
     char *params_json;          /* "params" object as JSON text ("{}" when absent) */
-    int64_t max_instructions;   /* per call; default 10,000,000 */
+    int64_t max_instructions;   /* per call; default 0: none (only limits.instructions sets one) */
     size_t memory_limit;        /* bytes; default 32 MiB */
     int64_t time_limit_ms;      /* wall time per call; default 1000 */
 };

@@ -1,9 +1,15 @@
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* pthread_sigqueue */
+#endif
 #include "lua_sandbox.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <lauxlib.h>
 #include <lualib.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +24,14 @@
 #define WARN_BUF 1024
 #define LOG_LINE_MAX 4096
 
+/* Watchdog ticks: a quarter of the time budget, within these bounds. */
+#define WATCH_TICK_MIN_NS (5u * 1000000u)
+#define WATCH_TICK_MAX_NS (250u * 1000000u)
+/* Empty scans in a row before the watchdog sleeps until a call starts. */
+#define WATCH_IDLE_SCANS 2
+/* C loops that move table elements poll the stop flag this often. */
+#define POLL_EVERY 1024
+
 enum trip {
     TRIP_NONE = 0,
     TRIP_INSTRUCTIONS,
@@ -30,6 +44,8 @@ struct module_src {
     char *text;
     size_t len;
 };
+
+struct watch_slot;
 
 struct sw_lua_sandbox {
     lua_State *L;
@@ -46,11 +62,18 @@ struct sw_lua_sandbox {
     /* budget */
     int64_t max_instructions;
     int64_t time_limit_ms;
+    bool counting; /* strict mode: an instruction budget, enforced by the count hook */
+    bool hooked;   /* the count hook enforces the budgets (strict mode or no watchdog) */
     bool active;
     int trip;
     uint64_t count_k;
     uint64_t charged; /* work reported by C functions, below one thousand */
     uint64_t deadline_ns;
+    /* watchdog mode: the slot the watchdog reads, and what its signal handler touches */
+    struct watch_slot *slot;
+    uint64_t gen;                 /* this sandbox's copy of slot->gen */
+    atomic_int stop;              /* set by the signal handler: the call is over time */
+    _Atomic(lua_State *) current; /* the thread (main or coroutine) running Lua code now */
     size_t string_cap;
     /* output */
     void (*log_fn)(void *ud, int level, const char *msg);
@@ -99,9 +122,10 @@ static int panic_handler(lua_State *L)
     abort();
 }
 
-/* ---- budget hook ------------------------------------------------------------------------ */
+/* ---- budget: count hook (strict mode) ---------------------------------------------------- */
 
 static void budget_hook(lua_State *L, lua_Debug *ar);
+static void stop_hook(lua_State *L, lua_Debug *ar);
 
 /* Count thousands of instructions' worth of work and check both limits. */
 static bool over_budget(struct sw_lua_sandbox *sb, uint64_t thousands)
@@ -116,11 +140,21 @@ static bool over_budget(struct sw_lua_sandbox *sb, uint64_t thousands)
     return sb->trip != TRIP_NONE;
 }
 
+/* The hook a thread of sb carries between overruns: the count hook in hooked mode, none
+ * otherwise (a hook of any count makes Lua 5.4 trace every instruction). */
+static void set_base_hook(lua_State *L, const struct sw_lua_sandbox *sb)
+{
+    if (sb->hooked)
+        lua_sethook(L, budget_hook, LUA_MASKCOUNT, HOOK_EVERY);
+    else
+        lua_sethook(L, NULL, 0, 0);
+}
+
 static int raise_overrun(lua_State *L, struct sw_lua_sandbox *sb, int level)
 {
     /* From now on every instruction raises, so a pcall in the policy cannot swallow the
      * overrun and keep going: the error reaches our pcall. */
-    lua_sethook(L, budget_hook, LUA_MASKCOUNT, 1);
+    lua_sethook(L, sb->hooked ? budget_hook : stop_hook, LUA_MASKCOUNT, 1);
     luaL_where(L, level);
     if (sb->trip == TRIP_INSTRUCTIONS)
         lua_pushfstring(L, "instruction budget exceeded (%I instructions)",
@@ -146,11 +180,319 @@ static void budget_hook(lua_State *L, lua_Debug *ar)
         raise_overrun(L, sb, 0); /* level 0: in a hook, the running Lua function */
 }
 
+/* ---- budget: watchdog (default mode) ------------------------------------------------------ *
+ *
+ * Without an instruction budget no hook runs while a policy does: one thread per process
+ * watches every sandbox's running call through its slot and, once a call is past its time
+ * budget, sends a real-time signal to the thread running it. The handler, on that thread,
+ * sets a stop flag (polled by long C loops: the pattern matcher, table.move/insert/remove)
+ * and installs stop_hook on the running Lua thread, which raises at the next instruction.
+ *
+ * Why a signal and not lua_sethook from the watchdog: Lua allows lua_sethook asynchronously
+ * only from a signal handler interrupting the thread that runs the state (ldebug.c: the
+ * mask is a single byte, pointers are written whole, the hook is checked before each call,
+ * a wrong count costs at most one extra hook call), which is how lua.c stops a script on
+ * SIGINT. From another thread the same plain stores would race with the running VM, with
+ * no ordering between the mask, the hook and the frames' trap flags. The handler also runs
+ * on the thread that runs the call, so once it has seen that the call it was sent for is
+ * still running (slot->gen), that call cannot end, nor its sandbox go away, under it. */
+
+struct watch_slot {
+    _Atomic uint64_t gen;         /* odd while a budgeted call runs; never reused */
+    _Atomic uint64_t start_ns;    /* uv_hrtime() at the start of the running call */
+    _Atomic uint64_t budget_ns;   /* 0: the slot is free */
+    _Atomic uint64_t kill_gen;    /* the call the watchdog signalled */
+    _Atomic unsigned long thread; /* pthread_t of the running call's thread */
+    _Atomic(struct sw_lua_sandbox *) sb;
+    struct watch_slot *next; /* slots are never freed: a late signal finds valid memory */
+};
+
+_Static_assert(sizeof(pthread_t) == sizeof(unsigned long), "pthread_t fits an unsigned long");
+
+static struct {
+    pthread_once_t once;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    _Atomic(struct watch_slot *) slots; /* grows at the head only, under lock */
+    atomic_bool idle;                   /* the watchdog sleeps until wd_wake */
+    int signo;                          /* 0: no watchdog (the count hook takes over) */
+} wd = {.once = PTHREAD_ONCE_INIT, .lock = PTHREAD_MUTEX_INITIALIZER};
+
+static unsigned long thread_id(void)
+{
+    pthread_t self = pthread_self();
+    unsigned long id;
+    memcpy(&id, &self, sizeof(id));
+    return id;
+}
+
+static void stop_hook(lua_State *L, lua_Debug *ar)
+{
+    (void)ar;
+    struct sw_lua_sandbox *sb = sw_lua_sandbox_of(L);
+    if (sb->active && sb->trip == TRIP_NONE &&
+        atomic_load_explicit(&sb->stop, memory_order_relaxed))
+        sb->trip = TRIP_TIME;
+    if (!sb->active || sb->trip == TRIP_NONE) {
+        /* A coroutine still carrying the hook of an earlier call's overrun. */
+        set_base_hook(L, sb);
+        /* The signal may have come in the middle of that lua_sethook and had its hook
+         * overwritten; it set stop first, so looking again is enough. */
+        if (!sb->active || !atomic_load(&sb->stop))
+            return;
+        sb->trip = TRIP_TIME;
+    }
+    raise_overrun(L, sb, 0);
+}
+
+/* Async-signal-safe: atomics and lua_sethook only. */
+static void on_stop_signal(int signo, siginfo_t *info, void *context)
+{
+    (void)signo;
+    (void)context;
+    int saved_errno = errno;
+    const struct watch_slot *target = info->si_code == SI_QUEUE ? info->si_value.sival_ptr : NULL;
+    /* Only a slot of ours: anyone allowed to signal the process could queue any pointer. */
+    struct watch_slot *slot = atomic_load(&wd.slots);
+    while (slot != NULL && slot != target)
+        slot = slot->next;
+    if (slot != NULL) {
+        uint64_t gen = atomic_load(&slot->gen);
+        struct sw_lua_sandbox *sb = atomic_load(&slot->sb);
+        if ((gen & 1) != 0 && gen == atomic_load(&slot->kill_gen) && sb != NULL &&
+            atomic_load(&slot->thread) == thread_id()) {
+            atomic_store(&sb->stop, 1);
+            lua_sethook(atomic_load(&sb->current), stop_hook, LUA_MASKCOUNT, 1);
+        }
+    }
+    errno = saved_errno;
+}
+
+static uint64_t tick_of(uint64_t budget_ns)
+{
+    uint64_t tick = budget_ns / 4;
+    return tick < WATCH_TICK_MIN_NS   ? WATCH_TICK_MIN_NS
+           : tick > WATCH_TICK_MAX_NS ? WATCH_TICK_MAX_NS
+                                      : tick;
+}
+
+/* One pass over the slots: signal the calls past their budget. Returns whether a call is
+ * running; *gen_sum changes whenever a call started or ended; *wake_ns is when to look
+ * again. Called with wd.lock held. */
+static bool scan_slots(uint64_t now, uint64_t *gen_sum, uint64_t *wake_ns)
+{
+    bool running = false;
+    uint64_t sum = 0;
+    uint64_t wake = now + WATCH_TICK_MAX_NS;
+    for (struct watch_slot *s = atomic_load(&wd.slots); s != NULL; s = s->next) {
+        uint64_t budget = atomic_load(&s->budget_ns);
+        if (budget == 0)
+            continue;
+        if (now + tick_of(budget) < wake)
+            wake = now + tick_of(budget);
+        uint64_t gen = atomic_load(&s->gen);
+        sum += gen;
+        if ((gen & 1) == 0)
+            continue;
+        running = true;
+        /* start_ns is stored before gen: read after it, it is this call's start or a later
+         * one's, so elapsed time is never overestimated. */
+        uint64_t deadline = atomic_load(&s->start_ns) + budget;
+        if (now < deadline) {
+            if (deadline < wake)
+                wake = deadline;
+        } else if (atomic_load(&s->kill_gen) != gen) {
+            atomic_store(&s->kill_gen, gen);
+            unsigned long id = atomic_load(&s->thread);
+            pthread_t thread;
+            memcpy(&thread, &id, sizeof(thread));
+            pthread_sigqueue(thread, wd.signo, (union sigval){.sival_ptr = s});
+        }
+    }
+    *gen_sum = sum;
+    *wake_ns = wake;
+    return running;
+}
+
+static void *watchdog_main(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&wd.lock);
+    uint64_t last_sum = 0;
+    int quiet = 0;
+    for (;;) {
+        uint64_t now = uv_hrtime();
+        uint64_t sum = 0, wake = 0;
+        bool running = scan_slots(now, &sum, &wake);
+        quiet = !running && sum == last_sum ? quiet + 1 : 0;
+        last_sum = sum;
+        if (quiet >= WATCH_IDLE_SCANS) {
+            /* Announce the sleep, then look once more: a call that started before it saw
+             * the announcement has its gen visible to this scan (both sides seq_cst). */
+            atomic_store(&wd.idle, true);
+            uint64_t again = 0;
+            if (!scan_slots(uv_hrtime(), &again, &wake) && again == last_sum) {
+                while (atomic_load(&wd.idle))
+                    pthread_cond_wait(&wd.cond, &wd.lock);
+            }
+            atomic_store(&wd.idle, false);
+            quiet = 0;
+            continue;
+        }
+        struct timespec until = {.tv_sec = (time_t)(wake / 1000000000u),
+                                 .tv_nsec = (long)(wake % 1000000000u)};
+        pthread_cond_timedwait(&wd.cond, &wd.lock, &until);
+    }
+    return NULL;
+}
+
+static void wd_wake(void)
+{
+    pthread_mutex_lock(&wd.lock);
+    if (atomic_load(&wd.idle)) {
+        atomic_store(&wd.idle, false);
+        pthread_cond_signal(&wd.cond);
+    }
+    pthread_mutex_unlock(&wd.lock);
+}
+
+/* The first free real-time signal from SIGRTMIN + 4: glibc keeps its own below SIGRTMIN,
+ * and the lowest few are the ones applications pick first. libuv installs handlers only
+ * for the signals it is asked to watch (steward: SIGINT, SIGTERM, SIGHUP). */
+static int install_signal(void)
+{
+    for (int signo = SIGRTMIN + 4; signo <= SIGRTMAX; signo++) {
+        struct sigaction old;
+        if (sigaction(signo, NULL, &old) != 0)
+            continue;
+        if ((old.sa_flags & SA_SIGINFO) != 0 || old.sa_handler != SIG_DFL)
+            continue;
+        struct sigaction sa = {.sa_sigaction = on_stop_signal, .sa_flags = SA_SIGINFO | SA_RESTART};
+        sigemptyset(&sa.sa_mask);
+        if (sigaction(signo, &sa, NULL) == 0)
+            return signo;
+    }
+    return 0;
+}
+
+static void wd_start(void)
+{
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    /* Deadlines are uv_hrtime() values: CLOCK_MONOTONIC. */
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&wd.cond, &attr);
+    pthread_condattr_destroy(&attr);
+    int signo = install_signal();
+    if (signo == 0) {
+        sw_log(SW_LOG_WARN, "lua",
+               "no free real-time signal: policies' time budgets fall back to the count hook");
+        return;
+    }
+    /* The watchdog takes no signal: process-directed ones belong to the loop thread. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    pthread_attr_t tattr;
+    pthread_attr_init(&tattr);
+    pthread_attr_setdetachstate(&tattr, PTHREAD_CREATE_DETACHED);
+    pthread_t thread;
+    int rc = pthread_create(&thread, &tattr, watchdog_main, NULL);
+    pthread_attr_destroy(&tattr);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc != 0) {
+        sw_log(SW_LOG_WARN, "lua",
+               "cannot start the policy watchdog (%s): time budgets fall back to the count "
+               "hook",
+               strerror(rc));
+        signal(signo, SIG_DFL);
+        return;
+    }
+    wd.signo = signo;
+}
+
+/* Give sb a slot, starting the watchdog on first use. Returns false when there is no
+ * watchdog: sb then keeps the count hook for its time budget. */
+static bool watch_register(struct sw_lua_sandbox *sb)
+{
+    pthread_once(&wd.once, wd_start);
+    if (wd.signo == 0)
+        return false;
+    pthread_mutex_lock(&wd.lock);
+    struct watch_slot *slot = atomic_load(&wd.slots);
+    while (slot != NULL && atomic_load(&slot->budget_ns) != 0)
+        slot = slot->next;
+    if (slot == NULL) {
+        slot = sw_xcalloc(1, sizeof(*slot));
+        slot->next = atomic_load(&wd.slots);
+        atomic_store(&wd.slots, slot);
+    }
+    atomic_store(&slot->sb, sb);
+    atomic_store(&slot->budget_ns, (uint64_t)sb->time_limit_ms * 1000000u);
+    /* A sleeping watchdog chose its wake-up without this budget: let it look again. */
+    pthread_cond_signal(&wd.cond);
+    pthread_mutex_unlock(&wd.lock);
+    sb->slot = slot;
+    sb->gen = atomic_load(&slot->gen);
+    return true;
+}
+
+static void watch_unregister(struct sw_lua_sandbox *sb)
+{
+    if (sb->slot == NULL)
+        return;
+    pthread_mutex_lock(&wd.lock);
+    atomic_store(&sb->slot->sb, NULL);
+    atomic_store(&sb->slot->budget_ns, 0);
+    pthread_mutex_unlock(&wd.lock);
+    sb->slot = NULL;
+}
+
+/* Two stores and a load, no syscall: the watchdog reads the slot when it wakes. */
+static void watch_begin(struct sw_lua_sandbox *sb)
+{
+    struct watch_slot *slot = sb->slot;
+    atomic_store_explicit(&sb->stop, 0, memory_order_relaxed);
+    atomic_store_explicit(&sb->current, sb->L, memory_order_relaxed);
+    atomic_store_explicit(&slot->thread, thread_id(), memory_order_relaxed);
+    atomic_store_explicit(&slot->start_ns, uv_hrtime(), memory_order_relaxed);
+    sb->gen += 1;
+    atomic_store(&slot->gen, sb->gen);
+    if (atomic_load(&wd.idle))
+        wd_wake();
+}
+
+/* After the gen store no signal can act on this call: whatever the handler did, it did
+ * before, and stop says so. */
+static void watch_end(struct sw_lua_sandbox *sb)
+{
+    sb->gen += 1;
+    atomic_store(&sb->slot->gen, sb->gen);
+    if (atomic_load(&sb->stop)) {
+        if (sb->trip == TRIP_NONE)
+            sb->trip = TRIP_TIME;
+        lua_sethook(sb->L, NULL, 0, 0);
+    }
+}
+
+/* Raise when the watchdog stopped the running call: for C loops the hook cannot see. */
+static void poll_stop(lua_State *L, struct sw_lua_sandbox *sb)
+{
+    if (sb->active && !sb->hooked && atomic_load_explicit(&sb->stop, memory_order_relaxed)) {
+        sb->trip = TRIP_TIME;
+        raise_overrun(L, sb, 1);
+    }
+}
+
 void sw_lua_sandbox_charge(lua_State *L, uint64_t work)
 {
     struct sw_lua_sandbox *sb = sw_lua_sandbox_of(L);
     if (!sb->active)
         return;
+    if (!sb->hooked) {
+        poll_stop(L, sb);
+        return;
+    }
     if (work > UINT64_MAX / 4)
         work = UINT64_MAX / 4; /* still far over any budget; keeps the sums from wrapping */
     sb->charged += work;
@@ -431,17 +773,90 @@ static int l_string_rep(lua_State *L)
     return 1;
 }
 
-/* table.move copies element by element inside one C call, and moving nils allocates
- * nothing: table.move({}, 1, 1e15, 2) would spin for days. Charge the count first. */
+/* table.move, insert and remove shift elements one by one inside one C call: moving nils
+ * allocates nothing, and a __len that lies makes the shift as long as it says, so
+ * table.move({}, 1, 1e15, 2) would spin for days. As in ltablib.c, with the work charged
+ * first (the count hook's budget) and the watchdog's stop flag polled along the way. */
+static void move_elements(lua_State *L, int from_idx, int to_idx, lua_Integer first,
+                          lua_Integer count, lua_Integer dest, bool backwards)
+{
+    struct sw_lua_sandbox *sb = sw_lua_sandbox_of(L);
+    for (lua_Integer k = 0; k < count; k++) {
+        lua_Integer i = backwards ? count - 1 - k : k;
+        if ((k + 1) % POLL_EVERY == 0)
+            poll_stop(L, sb);
+        lua_geti(L, from_idx, first + i);
+        lua_seti(L, to_idx, dest + i);
+    }
+}
+
+static void charge_shift(lua_State *L, lua_Integer count)
+{
+    if (count > 0)
+        sw_lua_sandbox_charge(L, (uint64_t)count);
+}
+
 static int l_table_move(lua_State *L)
 {
     lua_Integer first = luaL_checkinteger(L, 2);
     lua_Integer last = luaL_checkinteger(L, 3);
-    if (last >= first)
-        sw_lua_sandbox_charge(L, (uint64_t)last - (uint64_t)first + 1);
-    lua_pushvalue(L, lua_upvalueindex(1));
-    lua_insert(L, 1);
-    lua_call(L, lua_gettop(L) - 1, 1);
+    lua_Integer dest = luaL_checkinteger(L, 4);
+    int to_idx = !lua_isnoneornil(L, 5) ? 5 : 1;
+    luaL_checktype(L, 1, LUA_TTABLE);
+    luaL_checktype(L, to_idx, LUA_TTABLE);
+    if (last >= first) {
+        luaL_argcheck(L, first > 0 || last < LUA_MAXINTEGER + first, 3,
+                      "too many elements to move");
+        lua_Integer count = last - first + 1;
+        luaL_argcheck(L, dest <= LUA_MAXINTEGER - count + 1, 4, "destination wrap around");
+        charge_shift(L, count);
+        bool forwards =
+            dest > last || dest <= first || (to_idx != 1 && !lua_compare(L, 1, to_idx, LUA_OPEQ));
+        move_elements(L, 1, to_idx, first, count, dest, !forwards);
+    }
+    lua_pushvalue(L, to_idx);
+    return 1;
+}
+
+static int l_table_insert(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_Integer end = luaL_len(L, 1);
+    end = (lua_Integer)((lua_Unsigned)end + 1u); /* first empty element */
+    lua_Integer pos = end;
+    switch (lua_gettop(L)) {
+    case 2:
+        break;
+    case 3:
+        pos = luaL_checkinteger(L, 2);
+        luaL_argcheck(L, (lua_Unsigned)pos - 1u < (lua_Unsigned)end, 2, "position out of bounds");
+        charge_shift(L, end - pos);
+        /* t[i] = t[i - 1] for i = end down to pos + 1 */
+        move_elements(L, 1, 1, pos, end - pos, pos + 1, true);
+        break;
+    default:
+        return luaL_error(L, "wrong number of arguments to 'insert'");
+    }
+    lua_seti(L, 1, pos);
+    return 0;
+}
+
+static int l_table_remove(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_Integer size = luaL_len(L, 1);
+    lua_Integer pos = luaL_optinteger(L, 2, size);
+    if (pos != size)
+        luaL_argcheck(L, (lua_Unsigned)pos - 1u <= (lua_Unsigned)size, 2, "position out of bounds");
+    lua_geti(L, 1, pos);
+    if (pos < size) {
+        charge_shift(L, size - pos);
+        /* t[i] = t[i + 1] for i = pos up to size - 1 */
+        move_elements(L, 1, 1, pos + 1, size - pos, pos, false);
+        pos = size;
+    }
+    lua_pushnil(L);
+    lua_seti(L, 1, pos);
     return 1;
 }
 
@@ -477,12 +892,20 @@ static int l_setmetatable(lua_State *L)
     return 1;
 }
 
-/* ---- coroutines: every new thread gets the budget hook ------------------------------------ */
+/* ---- coroutines: every thread is budgeted ------------------------------------------------- *
+ *
+ * Hooks belong to one lua_State. In hooked mode every new thread gets the count hook; in
+ * watchdog mode the signal handler hooks the thread running at that moment, so every
+ * switch of thread (resume, and close, which runs __close handlers in the coroutine) goes
+ * through run_thread to keep sb->current true. */
 
 static void hook_thread(lua_State *co)
 {
     struct sw_lua_sandbox *sb = sw_lua_sandbox_of(co);
-    lua_sethook(co, budget_hook, LUA_MASKCOUNT, sb->trip != TRIP_NONE ? 1 : HOOK_EVERY);
+    if (sb->trip != TRIP_NONE || atomic_load_explicit(&sb->stop, memory_order_relaxed))
+        lua_sethook(co, sb->hooked ? budget_hook : stop_hook, LUA_MASKCOUNT, 1);
+    else
+        set_base_hook(co, sb);
 }
 
 static int l_coroutine_create(lua_State *L)
@@ -495,6 +918,29 @@ static int l_coroutine_create(lua_State *L)
     return 1;
 }
 
+enum thread_op { OP_RESUME, OP_CLOSE };
+
+/* Resume or close co with sb->current following; neither lua_resume nor the close
+ * longjmps, so current is always restored. Raises when the call was stopped meanwhile. */
+static int run_thread(lua_State *L, lua_State *co, enum thread_op op, int narg, int *nres)
+{
+    struct sw_lua_sandbox *sb = sw_lua_sandbox_of(L);
+    poll_stop(L, sb);
+    atomic_store_explicit(&sb->current, co, memory_order_relaxed);
+    int status;
+    if (op == OP_RESUME)
+        status = lua_resume(co, L, narg, nres);
+    else
+#if LUA_VERSION_RELEASE_NUM >= 50406
+        status = lua_closethread(co, L);
+#else
+        status = lua_resetthread(co);
+#endif
+    atomic_store_explicit(&sb->current, L, memory_order_relaxed);
+    poll_stop(L, sb);
+    return status;
+}
+
 static int auxresume(lua_State *L, lua_State *co, int narg)
 {
     if (!lua_checkstack(co, narg)) {
@@ -503,7 +949,7 @@ static int auxresume(lua_State *L, lua_State *co, int narg)
     }
     lua_xmove(L, co, narg);
     int nres = 0;
-    int status = lua_resume(co, L, narg, &nres);
+    int status = run_thread(L, co, OP_RESUME, narg, &nres);
     if (status == LUA_OK || status == LUA_YIELD) {
         if (!lua_checkstack(L, nres + 1)) {
             lua_pop(co, nres);
@@ -517,6 +963,45 @@ static int auxresume(lua_State *L, lua_State *co, int narg)
     return -1;
 }
 
+/* coroutine.resume as in lcorolib.c, through run_thread. */
+static int l_coroutine_resume(lua_State *L)
+{
+    lua_State *co = lua_tothread(L, 1);
+    luaL_argexpected(L, co != NULL, 1, "coroutine");
+    int r = auxresume(L, co, lua_gettop(L) - 1);
+    if (r < 0) {
+        lua_pushboolean(L, 0);
+        lua_insert(L, -2);
+        return 2;
+    }
+    lua_pushboolean(L, 1);
+    lua_insert(L, -(r + 1));
+    return r + 1;
+}
+
+/* coroutine.close as in lcorolib.c, through run_thread. */
+static int l_coroutine_close(lua_State *L)
+{
+    lua_State *co = lua_tothread(L, 1);
+    luaL_argexpected(L, co != NULL, 1, "coroutine");
+    const char *refused = NULL;
+    lua_Debug ar;
+    if (co == L)
+        refused = "running";
+    else if (lua_status(co) == LUA_OK && lua_getstack(co, 0, &ar))
+        refused = "normal"; /* it resumed another coroutine */
+    if (refused != NULL)
+        return luaL_error(L, "cannot close a %s coroutine", refused);
+    int status = run_thread(L, co, OP_CLOSE, 0, NULL);
+    if (status == LUA_OK) {
+        lua_pushboolean(L, 1);
+        return 1;
+    }
+    lua_pushboolean(L, 0);
+    lua_xmove(co, L, 1);
+    return 2;
+}
+
 /* coroutine.wrap as in lcorolib.c, built on l_coroutine_create's hooked thread. */
 static int l_coroutine_wrapped(lua_State *L)
 {
@@ -526,11 +1011,7 @@ static int l_coroutine_wrapped(lua_State *L)
         return r;
     int status = lua_status(co);
     if (status != LUA_OK && status != LUA_YIELD) {
-#if LUA_VERSION_RELEASE_NUM >= 50406
-        status = lua_closethread(co, L);
-#else
-        status = lua_resetthread(co);
-#endif
+        status = run_thread(L, co, OP_CLOSE, 0, NULL);
         lua_xmove(co, L, 1);
     }
     if (status != LUA_ERRMEM && lua_type(L, -1) == LUA_TSTRING) {
@@ -670,13 +1151,22 @@ static int init_libs(lua_State *L)
     wrap_field(L, lua_gettop(L), "randomseed", l_math_randomseed);
     lua_pop(L, 1);
     lua_getfield(L, g, "table");
-    wrap_field(L, lua_gettop(L), "move", l_table_move);
+    lua_pushcfunction(L, l_table_move);
+    lua_setfield(L, -2, "move");
+    lua_pushcfunction(L, l_table_insert);
+    lua_setfield(L, -2, "insert");
+    lua_pushcfunction(L, l_table_remove);
+    lua_setfield(L, -2, "remove");
     lua_pop(L, 1);
     lua_getfield(L, g, "coroutine");
     lua_pushcfunction(L, l_coroutine_create);
     lua_setfield(L, -2, "create");
     lua_pushcfunction(L, l_coroutine_wrap);
     lua_setfield(L, -2, "wrap");
+    lua_pushcfunction(L, l_coroutine_resume);
+    lua_setfield(L, -2, "resume");
+    lua_pushcfunction(L, l_coroutine_close);
+    lua_setfield(L, -2, "close");
     lua_pop(L, 1);
 
     apply_allow_list(L, g, NULL, keep_globals);
@@ -872,8 +1362,10 @@ struct sw_lua_sandbox *sw_lua_sandbox_new(const struct sw_lua_sandbox_opts *opts
     sb->clock = opts->clock;
     sb->seed = opts->seed;
     sb->limit = opts->memory_limit ? opts->memory_limit : SW_LUA_DEFAULT_MEMORY_LIMIT;
-    sb->max_instructions =
-        opts->max_instructions > 0 ? opts->max_instructions : SW_LUA_DEFAULT_MAX_INSTRUCTIONS;
+    /* Without an instruction budget nothing counts instructions: INT64_MAX keeps the count
+     * hook, if it has to stand in for a missing watchdog, from ever tripping on them. */
+    sb->counting = opts->max_instructions > 0;
+    sb->max_instructions = sb->counting ? opts->max_instructions : INT64_MAX;
     sb->time_limit_ms =
         opts->time_limit_ms > 0 ? opts->time_limit_ms : SW_LUA_DEFAULT_TIME_LIMIT_MS;
     sb->string_cap = sb->limit / 4;
@@ -895,7 +1387,8 @@ struct sw_lua_sandbox *sw_lua_sandbox_new(const struct sw_lua_sandbox_opts *opts
     if (sw_lua_sandbox_call(sb, init_libs, sb, false, err) < 0)
         goto fail;
     free_modules(sb);
-    lua_sethook(sb->L, budget_hook, LUA_MASKCOUNT, HOOK_EVERY);
+    sb->hooked = sb->counting || !watch_register(sb);
+    set_base_hook(sb->L, sb);
     lua_gc(sb->L, LUA_GCCOLLECT, 0);
     sb->capped = true;
     return sb;
@@ -908,6 +1401,7 @@ void sw_lua_sandbox_free(struct sw_lua_sandbox *sb)
 {
     if (sb == NULL)
         return;
+    watch_unregister(sb);
     if (sb->L != NULL)
         lua_close(sb->L);
     free_modules(sb);
@@ -942,12 +1436,18 @@ int sw_lua_sandbox_call(struct sw_lua_sandbox *sb, lua_CFunction fn, void *ud, b
         sb->count_k = 0;
         sb->charged = 0;
         sb->trip = TRIP_NONE;
-        sb->deadline_ns = uv_hrtime() + (uint64_t)sb->time_limit_ms * 1000000u;
-        lua_sethook(L, budget_hook, LUA_MASKCOUNT, HOOK_EVERY);
+        if (sb->hooked) {
+            sb->deadline_ns = uv_hrtime() + (uint64_t)sb->time_limit_ms * 1000000u;
+            lua_sethook(L, budget_hook, LUA_MASKCOUNT, HOOK_EVERY);
+        } else {
+            watch_begin(sb);
+        }
         sb->active = true;
     }
     int status = lua_pcall(L, 1, 0, base + 1);
     sb->active = false;
+    if (budget && !sb->hooked)
+        watch_end(sb);
     bool was_capped = sb->capped;
     sb->capped = false; /* room for the message and the cleanup below */
     char *msg = NULL;
@@ -966,7 +1466,7 @@ int sw_lua_sandbox_call(struct sw_lua_sandbox *sb, lua_CFunction fn, void *ud, b
         else
             msg = compact_traceback(text != NULL ? text : "(error object is not a string)");
     }
-    if (budget)
+    if (budget && sb->hooked)
         lua_sethook(L, budget_hook, LUA_MASKCOUNT, HOOK_EVERY);
     lua_settop(L, base);
     if (msg != NULL)
@@ -986,7 +1486,7 @@ const char *sw_lua_sandbox_last_error(const struct sw_lua_sandbox *sb)
 
 uint64_t sw_lua_sandbox_instructions(const struct sw_lua_sandbox *sb)
 {
-    return sb->count_k;
+    return sb->counting ? sb->count_k : 0;
 }
 
 size_t sw_lua_sandbox_memory(const struct sw_lua_sandbox *sb)

@@ -2,9 +2,13 @@
  *
  * A counting allocator with a memory cap, an allow-listed standard library (removed names
  * raise "steward: <name> is not available in policies"), text-only load, require limited
- * to package.preload (filled from <lua_path>/steward/x.lua), and a count hook enforcing an
- * instruction budget and a wall-time deadline on every call made through
- * sw_lua_sandbox_call. Context: loop thread only (one thread per sandbox in any case).
+ * to package.preload (filled from <lua_path>/steward/x.lua), and budgets on every call made
+ * through sw_lua_sandbox_call. By default no hook runs: a watchdog thread (one per process,
+ * started with the first such sandbox) signals the thread of a call past its wall-time budget
+ * with a real-time signal, whose handler makes the call raise. With max_instructions set, a
+ * count hook enforces both budgets instead (deterministic, about 2.4x slower Lua).
+ * Context: one thread at a time per sandbox (the loop thread in steward); that thread must
+ * not block the first free real-time signal from SIGRTMIN + 4.
  */
 #ifndef SW_LUA_SANDBOX_H
 #define SW_LUA_SANDBOX_H
@@ -17,7 +21,6 @@
 #include "clock.h"
 #include "error.h"
 
-#define SW_LUA_DEFAULT_MAX_INSTRUCTIONS 10000000
 #define SW_LUA_DEFAULT_MEMORY_LIMIT (32u * 1024u * 1024u)
 #define SW_LUA_DEFAULT_TIME_LIMIT_MS 1000
 /* Largest Lua source file (policy, module or spec) the sandbox reads. */
@@ -32,7 +35,7 @@ struct sw_lua_sandbox_opts {
     struct sw_clock *clock;   /* borrowed, may be NULL: os.time() then follows
                                * sw_lua_sandbox_set_now */
     uint64_t seed;            /* math.random seed */
-    int64_t max_instructions; /* per call; 0 = SW_LUA_DEFAULT_MAX_INSTRUCTIONS */
+    int64_t max_instructions; /* per call; 0 = none (watchdog mode), > 0 = strict mode */
     size_t memory_limit;      /* bytes; 0 = SW_LUA_DEFAULT_MEMORY_LIMIT */
     int64_t time_limit_ms;    /* monotonic time per call; 0 = SW_LUA_DEFAULT_TIME_LIMIT_MS */
     void (*log_fn)(void *ud, int level, const char *msg); /* NULL = sw_log */
@@ -56,8 +59,8 @@ struct sw_lua_sandbox *sw_lua_sandbox_of(lua_State *L);
 
 /* Run fn(L) under lua_pcall with a luaL_traceback message handler. fn finds ud as a light
  * userdata at index 1 and must leave nothing it needs on the stack. With budget, the
- * instruction counter and the deadline are reset first and enforced by the hook; a budget
- * overrun fails the call even if the Lua code caught the error.
+ * instruction counter (strict mode) and the time budget start afresh; a budget overrun
+ * fails the call even if the Lua code caught the error.
  * Returns 0, or SW_EPOLICY with the message (and traceback, [C] frames dropped) in err,
  * truncated to fit; sw_lua_sandbox_last_error has the full text. */
 int sw_lua_sandbox_call(struct sw_lua_sandbox *sb, lua_CFunction fn, void *ud, bool budget,
@@ -77,13 +80,16 @@ void sw_lua_sandbox_load(lua_State *L, const char *text, size_t len, const char 
 char *sw_lua_sandbox_read_file(const char *path, size_t max_bytes, size_t *len_out,
                                struct sw_error *err);
 
-/* For C functions whose work the count hook cannot see (pattern matching): count work
- * as that many VM instructions against the running call's budget and raise
+/* For C functions whose work the hooks cannot see (pattern matching): count work as that
+ * many VM instructions against the running call's budget (strict mode) and raise
  * "instruction budget exceeded" / "time budget exceeded" (with the caller's position)
- * when over. A no-op outside a budgeted call. L must belong to a sandbox. */
+ * when over; in watchdog mode only the second, once the watchdog stopped the call. Call it
+ * at least every few thousand steps of a loop. A no-op outside a budgeted call. L must
+ * belong to a sandbox. */
 void sw_lua_sandbox_charge(lua_State *L, uint64_t work);
 
-/* Instructions counted by the hook during the last budgeted call, in units of 1000. */
+/* Instructions counted by the hook during the last budgeted call, in units of 1000; 0 when
+ * not measured (no instruction budget: watchdog mode counts nothing). */
 uint64_t sw_lua_sandbox_instructions(const struct sw_lua_sandbox *sb);
 /* Bytes the Lua heap holds now. */
 size_t sw_lua_sandbox_memory(const struct sw_lua_sandbox *sb);

@@ -31,7 +31,7 @@ struct sw_policy_opts {
     const char *params_json;    /* ctx.params, a JSON object text; NULL = {} */
     struct sw_clock *clock;     /* borrowed: os.time() and the time budget's notion of now */
     uint64_t seed;              /* math.random seed */
-    int64_t max_instructions;   /* per call; 0 = default 10,000,000 */
+    int64_t max_instructions;   /* per call; 0 = none: no hook, a watchdog keeps time */
     size_t memory_limit;        /* bytes; 0 = default 32 MiB */
     int64_t time_limit_ms;      /* real (monotonic) time per call; 0 = default 1000 */
     /* Where print/ctx.log go: the runtime logs with the policy's name. NULL = sw_log. */
@@ -87,7 +87,7 @@ struct sw_policy_result {
     struct sw_desired desired;          /* validated */
     struct sw_explanation *explanations; /* owned */
     size_t explanation_count;
-    uint64_t instructions;              /* counted by the hook, in units of 1000 */
+    uint64_t instructions;              /* in units of 1000; 0 = not measured (no budget) */
     size_t memory_bytes;                /* Lua heap after the call */
 };
 

@@ -89,11 +89,13 @@ PY
 
 # A policy stuck in a loop fails each call; steward keeps running and exits cleanly.
 cp "$SW_SOURCE_DIR/tests/integration/fixtures/loop.lua" "$work/policies/loop.lua"
-sed 's|"file": "../../policies/follow_demand.lua"|"file": "../../policies/loop.lua"|; s/"interval": "5s"/"interval": "500ms"/' \
+# No limits.instructions: the watchdog stops each call at its 200 ms time budget.
+sed -e 's|"file": "../../policies/follow_demand.lua"|"file": "../../policies/loop.lua"|' \
+  -e 's|"interval": "5s"|"interval": "500ms", "limits": {"time": "200ms"}|' \
   "$cfg" > "$work/examples/demo/loop.jsonc"
 rm -f "$work/examples/demo/demo.db"*
 "$STEWARD_BIN" run -c "$work/examples/demo/loop.jsonc" --for 3s 2>"$log" || fail "run with a looping policy exited non-zero"
-n=$(grep -c "instruction budget exceeded" "$log" || true)
+n=$(grep -c "time budget exceeded (200 ms)" "$log" || true)
 [ "$n" -ge 2 ] || fail "expected repeated budget errors, got $n"
 grep -q "summary: " "$log" || fail "no summary after the looping policy"
 echo "ok"

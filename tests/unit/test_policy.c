@@ -662,15 +662,32 @@ SW_TEST(result_reports_instructions_and_memory)
 {
     struct world w;
     world_init(&w);
-    struct sw_policy *p = load("busy.lua",
-                               "return {evaluate = function(ctx)\n"
+    static const char busy[] = "return {evaluate = function(ctx)\n"
                                "  local n = 0 for i = 1, ctx.params.loops do n = n + i end\n"
                                "  return {}\n"
-                               "end}\n",
-                               "{\"loops\":200000}", NULL, 1);
+                               "end}\n";
+    struct sw_policy *p = load("busy.lua", busy, "{\"loops\":200000}", NULL, 1);
     struct sw_policy_result out;
     sw_policy_result_init(&out);
     struct sw_error err = {0};
+    SW_ASSERT_EQ(sw_policy_eval(p, &w.in, &out, &err), 0);
+    /* No instruction budget: nothing counts them, and the result says 0, not a guess. */
+    SW_ASSERT_EQ(out.instructions, 0);
+    SW_ASSERT(out.memory_bytes > 10000);
+    SW_ASSERT(out.memory_bytes < 1000000);
+    sw_policy_free(p);
+    /* With one (strict mode) the hook counts them. */
+    struct sw_policy_opts opts = {
+        .name = "busy.lua",
+        .file = write_file("busy.lua", busy),
+        .lua_path = SW_SOURCE_DIR "/lua",
+        .params_json = "{\"loops\":200000}",
+        .seed = 1,
+        .max_instructions = 10000000,
+        .log_fn = capture_log,
+    };
+    p = sw_policy_new(&opts, &err);
+    SW_ASSERT(p != NULL);
     SW_ASSERT_EQ(sw_policy_eval(p, &w.in, &out, &err), 0);
     /* The loop body is 2 VM instructions per iteration: about 400 thousands. */
     SW_ASSERT(out.instructions >= 300);

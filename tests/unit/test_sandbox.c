@@ -91,7 +91,8 @@ __attribute__((destructor)) static void free_units(void)
     "  return {web = {eu = calls}}\n"                                                              \
     "end}\n"
 
-static struct sw_policy *new_policy(const char *escape, size_t memory_limit, int64_t time_limit_ms)
+static struct sw_policy *new_policy(const char *escape, size_t memory_limit, int64_t time_limit_ms,
+                                    int64_t max_instructions)
 {
     char text[4096];
     snprintf(text, sizeof(text), TEMPLATE, escape);
@@ -101,6 +102,7 @@ static struct sw_policy *new_policy(const char *escape, size_t memory_limit, int
         .seed = 7,
         .memory_limit = memory_limit,
         .time_limit_ms = time_limit_ms,
+        .max_instructions = max_instructions,
     };
     struct sw_error err = {0};
     struct sw_policy *p = sw_policy_new(&opts, &err);
@@ -114,7 +116,9 @@ static struct sw_policy *new_policy(const char *escape, size_t memory_limit, int
 static char *check_escape_with(const char *escape, const char *expect, size_t memory_limit,
                                int64_t time_limit_ms)
 {
-    struct sw_policy *p = new_policy(escape, memory_limit, time_limit_ms);
+    /* An expected instruction overrun needs strict mode: an instruction budget set. */
+    int64_t max_instructions = strstr(expect, "instruction budget") != NULL ? 10000000 : 0;
+    struct sw_policy *p = new_policy(escape, memory_limit, time_limit_ms, max_instructions);
     SW_ASSERT(p != NULL);
     struct sw_policy_input in = input();
     struct sw_policy_result out;
@@ -150,9 +154,10 @@ static char *check_escape_with(const char *escape, const char *expect, size_t me
 static void check_escape(const char *escape, const char *expect)
 {
     /* Under ASan on a loaded machine 10M instructions can outlast the default 1 s: give
-     * the instruction budget room to be the limit that trips. */
-    int64_t time_limit_ms = strstr(expect, "instruction budget") != NULL ? 60000 : 0;
-    free(check_escape_with(escape, expect, 0, time_limit_ms));
+     * the instruction budget room to be the limit that trips. A time overrun gets 100 ms. */
+    bool instructions = strstr(expect, "instruction budget") != NULL;
+    bool time = strstr(expect, "time budget") != NULL;
+    free(check_escape_with(escape, expect, 0, instructions ? 60000 : time ? 100 : 0));
 }
 
 SW_TEST(io_open_refused)
@@ -260,6 +265,22 @@ SW_TEST(gc_metamethod_refused)
 SW_TEST(endless_loop_hits_instruction_budget)
 {
     check_escape("while true do end", "instruction budget exceeded");
+}
+
+/* Without limits.instructions the watchdog stops what the hook stopped in strict mode. */
+SW_TEST(endless_loops_hit_the_time_budget_by_default)
+{
+    check_escape("while true do end", "escape.lua:5: time budget exceeded (100 ms)");
+    check_escape("coroutine.wrap(function() while true do end end)()", "time budget exceeded");
+    check_escape("local co = coroutine.create(function() while true do end end)\n"
+                 "local ok = coroutine.resume(co)\n"
+                 "return {web = {eu = 99}}",
+                 "time budget exceeded");
+    check_escape("while true do pcall(function() while true do end end) end",
+                 "time budget exceeded");
+    check_escape("string.find(string.rep('a', 3000), string.rep('a-', 30) .. 'b')",
+                 "escape.lua:5: time budget exceeded");
+    check_escape("table.move({}, 1, 1e15, 2)", "time budget exceeded");
 }
 
 SW_TEST(endless_loop_in_coroutine_hits_budget)
@@ -457,8 +478,8 @@ SW_TEST(protected_metatables)
 SW_TEST(globals_do_not_leak_between_policies)
 {
     /* One lua_State per policy: a global set by one is invisible to another. */
-    struct sw_policy *a = new_policy("x_global = 1", 0, 0);
-    struct sw_policy *b = new_policy("assert(x_global == nil, 'leaked')", 0, 0);
+    struct sw_policy *a = new_policy("x_global = 1", 0, 0, 0);
+    struct sw_policy *b = new_policy("assert(x_global == nil, 'leaked')", 0, 0, 0);
     SW_ASSERT(a != NULL && b != NULL);
     struct sw_policy_input in = input();
     struct sw_policy_result out;
@@ -483,7 +504,11 @@ SW_TEST(load_time_loop_is_budgeted)
     struct sw_policy *p = sw_policy_new(&opts, &err);
     SW_ASSERT(p == NULL);
     SW_ASSERT_EQ(err.code, SW_EPOLICY);
-    SW_ASSERT_CONTAINS(err.msg, "instruction budget exceeded");
+    SW_ASSERT_CONTAINS(err.msg, "time budget exceeded (1000 ms)");
+    opts.max_instructions = 1000000;
+    p = sw_policy_new(&opts, &err);
+    SW_ASSERT(p == NULL);
+    SW_ASSERT_CONTAINS(err.msg, "instruction budget exceeded (1000000 instructions)");
 }
 
 SW_TEST_MAIN()
