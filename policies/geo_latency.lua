@@ -445,42 +445,59 @@ local function mean_ms(list, j, covered, dv, lat)
   return sum / weight
 end
 
--- What a placement costs an hour once its units follow the demand: every user region routed
--- to its nearest chosen region (as evaluate routes them; without one in reach, the cheapest
--- chosen region), each chosen region paid for the units its load needs, at least one.
--- Fractional units: a comparison on whole units would swing by a unit's price whenever
--- the demand crosses a unit boundary, which is what makes near-equal placements trade
--- places. chosen_j: candidate positions; rank[j] is truthy for them.
-local function placement_cost(c, dv, pr, chosen_j, n, rank, load)
-  local order, rpu = c.order, c.rps_per_unit
-  local cheapest
+-- Routes every user region with demand to its nearest chosen region (ties: the earliest
+-- pick; rank[j] is the pick's number) and returns what that costs an hour once the units
+-- follow the demand: each chosen region paid for the units its load needs, at least one,
+-- and users with no RTT to any chosen region served by the cheapest one (as evaluate
+-- routes them). Fractional units: a comparison on whole units would swing by a unit's price
+-- whenever the demand crosses a unit boundary, which is what makes near-equal placements
+-- trade places. serves[j] is set for the regions somebody's nearest. Returns the demand
+-- of the users with no RTT to any chosen region.
+local function route_loads(c, dv, chosen_j, n, rank, load, serves)
+  local order, lat = c.order, c.lat
   for k = 1, n do
     local j = chosen_j[k]
-    load[j] = 0
+    load[j], serves[j] = 0, false
+  end
+  local stray = 0
+  for i = 1, #dv do
+    local d = dv[i]
+    if d > 0 then
+      local list, row, best, best_ms = order[i], lat[i], nil, nil
+      for k = 1, #list do
+        local j = list[k]
+        local ms = row[j]
+        if best ~= nil and ms > best_ms then
+          break -- nearest first: nothing further on is as near
+        end
+        local r = rank[j]
+        if r and (best == nil or r < rank[best]) then
+          best, best_ms = j, ms
+        end
+      end
+      if best ~= nil then
+        load[best], serves[best] = load[best] + d, true
+      else
+        stray = stray + d
+      end
+    end
+  end
+  return stray
+end
+
+-- The cost of the loads route_loads worked out, the strays on the cheapest chosen region.
+local function loads_cost(c, pr, chosen_j, n, load, stray)
+  local cheapest = nil
+  for k = 1, n do
+    local j = chosen_j[k]
     if cheapest == nil or pr[j] < pr[cheapest] then
       cheapest = j
     end
   end
-  if cheapest == nil then
-    return 0
-  end
-  for i = 1, #dv do
-    local d = dv[i]
-    if d > 0 then
-      local list, to = order[i], cheapest
-      for k = 1, #list do
-        if rank[list[k]] then
-          to = list[k]
-          break
-        end
-      end
-      load[to] = load[to] + d
-    end
-  end
-  local cost = 0
+  local cost, rpu = 0, c.rps_per_unit
   for k = 1, n do
     local j = chosen_j[k]
-    local units = load[j] / rpu
+    local units = (load[j] + (j == cheapest and stray or 0)) / rpu
     cost = cost + pr[j] * (units > 1 and units or 1)
   end
   return cost
@@ -496,7 +513,7 @@ end
 -- placement, which the greedy then only completes); why marks them `kept`.
 -- dv: rounded demand by position in c.users. Returns the chosen names (in the order
 -- chosen), a why-table name → {rps = demand it brought within the SLO, users = {...}},
--- the demand within the SLO, and the placement's cost (placement_cost).
+-- the demand within the SLO, and the placement's cost (route_loads, loads_cost).
 local function place(c, dv, total, prices, m, seed)
   local users, cands, cover, reach, lat = c.users, c.candidates, c.cover, c.reach, c.lat
   local nu, nc, rpu = #users, #cands, c.rps_per_unit
@@ -505,13 +522,15 @@ local function place(c, dv, total, prices, m, seed)
   for i = 1, nu do
     covered[i] = false
   end
-  local reach_steps, step = m.reach_steps, c.step
   for j = 1, nc do
-    pr[j], rank[j], gain[j] = prices[cands[j]] or false, false, reach_steps[j] * step
+    pr[j], rank[j] = prices[cands[j]] or false, false
   end
   local why, chosen, n = {}, {}, 0
   local covered_rps, target, max_regions = 0, c.slo_share * total, c.max_regions
-  -- Marks candidate j chosen and its uncovered users covered; returns the why entry.
+  -- Marks candidate j chosen and its uncovered users covered (and, once the greedy runs,
+  -- takes their demand off the gains of every candidate reaching them); returns the why
+  -- entry.
+  local track_gain = false
   local function take(j)
     local newly, list, brought = {}, cover[j], 0
     for k = 1, #list do
@@ -521,10 +540,12 @@ local function place(c, dv, total, prices, m, seed)
         covered[i] = true
         newly[#newly + 1] = users[i]
         brought = brought + d
-        local r = reach[i]
-        for x = 1, #r do
-          local jj = r[x]
-          gain[jj] = gain[jj] - d
+        if track_gain then
+          local r = reach[i]
+          for x = 1, #r do
+            local jj = r[x]
+            gain[jj] = gain[jj] - d
+          end
         end
       end
     end
@@ -542,6 +563,27 @@ local function place(c, dv, total, prices, m, seed)
         why[cands[j]] = w
       end
     end
+  end
+  if n < max_regions and total > 0 and covered_rps < target - 1e-9 then
+    -- The greedy runs: the gains (demand within the SLO of each candidate, not yet
+    -- covered) from m.reach_steps, less what the seed covered.
+    local reach_steps, step = m.reach_steps, c.step
+    for j = 1, nc do
+      gain[j] = reach_steps[j] * step
+    end
+    if n > 0 then
+      for i = 1, nu do
+        local d = dv[i]
+        if covered[i] and d > 0 then
+          local r = reach[i]
+          for x = 1, #r do
+            local jj = r[x]
+            gain[jj] = gain[jj] - d
+          end
+        end
+      end
+    end
+    track_gain = true
   end
   while n < max_regions and total > 0 and covered_rps < target - 1e-9 do
     local best, best_score, best_ms
@@ -568,34 +610,23 @@ local function place(c, dv, total, prices, m, seed)
     why[cands[best]] = take(best)
   end
   -- Drop regions that are nobody's nearest (a later pick is nearer to all their users;
-  -- equally near: the earlier pick, so a kept region beats a new one).
-  if n > c.min_regions then
-    local serves = {}
-    for i = 1, nu do
-      if dv[i] > 0 then
-        local row, best, best_ms = lat[i], nil, nil
-        for k = 1, n do
-          local j = chosen_j[k]
-          local ms = row[j]
-          if ms and (best == nil or ms < best_ms) then
-            best, best_ms = j, ms
-          end
-        end
-        if best ~= nil then
-          serves[best] = true
-        end
-      end
+  -- equally near: the earlier pick, so a kept region beats a new one). Nobody is routed to
+  -- them, so the routing stays as it is.
+  local load, serves = m.load, m.serves
+  local stray = route_loads(c, dv, chosen_j, n, rank, load, serves)
+  for k = n, 1, -1 do
+    local j = chosen_j[k]
+    if n <= c.min_regions then
+      break
     end
-    for k = n, 1, -1 do
-      local j = chosen_j[k]
-      if not serves[j] and n > c.min_regions then
-        table.remove(chosen_j, k)
-        n = n - 1
-        rank[j], why[cands[j]] = false, nil
-      end
+    if not serves[j] then
+      table.remove(chosen_j, k)
+      n = n - 1
+      rank[j], why[cands[j]] = false, nil
     end
   end
   -- min_regions: the remaining candidate that reaches the most demand, cheapest first.
+  local filled = false
   while n < c.min_regions do
     local best, best_reach
     for j = 1, nc do
@@ -616,11 +647,77 @@ local function place(c, dv, total, prices, m, seed)
     n = n + 1
     rank[best], chosen_j[n] = n, best
     why[cands[best]] = { rps = 0, users = {}, minimum = true }
+    filled = true
   end
+  if filled then
+    stray = route_loads(c, dv, chosen_j, n, rank, load, serves)
+  end
+  local cost = loads_cost(c, pr, chosen_j, n, load, stray)
   for k = 1, n do
     chosen[k] = cands[chosen_j[k]]
   end
-  return chosen, why, covered_rps, placement_cost(c, dv, pr, chosen_j, n, rank, m.load)
+  return chosen, why, covered_rps, cost
+end
+
+-- A lower bound on the cost (as placement_cost counts it) of any placement that keeps the
+-- SLO for slo_share of the demand: a user region served within the SLO pays at least the
+-- cheapest price in its reach, the others at least the cheapest price anywhere, and the
+-- demand allowed outside the SLO is granted to the users whose reach is dearest. When the
+-- current placement costs less than this bound plus switch_saving, no greedy run can win,
+-- and none is needed. m.pr: the prices by candidate position, as place() left them.
+local function cost_floor(c, dv, total, prices, m)
+  if m.floor_prices ~= prices then
+    local pr, reach = m.pr, c.reach
+    local min_pr = huge
+    for j = 1, #c.candidates do
+      local price = pr[j]
+      if price and price < min_pr then
+        min_pr = price
+      end
+    end
+    local mr, by = {}, {}
+    for i = 1, #c.users do
+      local r, best = reach[i], huge
+      for x = 1, #r do
+        local price = pr[r[x]]
+        if price and price < best then
+          best = price
+        end
+      end
+      mr[i], by[i] = best < huge and best or min_pr, i
+    end
+    sort(by, function(a, b)
+      if mr[a] ~= mr[b] then
+        return mr[a] > mr[b]
+      end
+      return a < b
+    end)
+    m.floor_prices, m.mr, m.by_reach_price, m.min_pr = prices, mr, by, min_pr
+  end
+  local mr, by, min_pr = m.mr, m.by_reach_price, m.min_pr
+  if min_pr == huge then
+    return 0
+  end
+  local sum, served = 0, 0
+  for i = 1, #dv do
+    local d = dv[i]
+    sum, served = sum + d * mr[i], served + d
+  end
+  local budget = served - c.slo_share * total
+  for k = 1, #by do
+    if budget <= 0 then
+      break
+    end
+    local i = by[k]
+    local d = dv[i]
+    if d > 0 then
+      local skip = d < budget and d or budget
+      sum, budget = sum - skip * (mr[i] - min_pr), budget - skip
+    end
+  end
+  local floor_cost = sum / c.rps_per_unit
+  local least = math.max(c.min_regions, total > 0 and 1 or 0) * min_pr
+  return floor_cost > least and floor_cost or least
 end
 
 -- The placement to aim for. The current one (the regions serving and staying, and those
@@ -629,7 +726,8 @@ end
 -- least switch_saving less, or keeps the SLO for more demand. Neighbours within the SLO at
 -- similar prices are near-equal placements, and without this they trade places whenever
 -- the demand moves a little: every move buys new leases and gives back good ones.
--- Returns the chosen names and the why-table (as place; kept regions carry both costs).
+-- Returns the chosen names and the why-table (as place; kept regions carry their cost and
+-- the alternative's, or the floor no alternative can go below).
 local function choose(c, st, dq, total, prices, cap, m, first_tick)
   local cands, sws, seed = c.candidates, st.sw, {}
   for j = 1, #cands do
@@ -643,19 +741,29 @@ local function choose(c, st, dq, total, prices, cap, m, first_tick)
       seed[#seed + 1] = j
     end
   end
-  local fresh, fresh_why, fresh_in, fresh_cost = place(c, dq, total, prices, m)
   if #seed == 0 then
-    return fresh, fresh_why
+    return place(c, dq, total, prices, m)
   end
   local kept, kept_why, kept_in, kept_cost = place(c, dq, total, prices, m, seed)
-  local needed = math.min(c.slo_share * total, fresh_in) - 1e-9
-  if kept_in >= needed and fresh_cost > kept_cost * (1 - c.switch_saving) then
-    for _, w in pairs(kept_why) do
-      w.cost, w.alt_cost = kept_cost, fresh_cost
+  local bar = kept_cost * (1 - c.switch_saving)
+  local alt_cost, alt_floor
+  if kept_in >= c.slo_share * total - 1e-9 then
+    local floor_cost = cost_floor(c, dq, total, prices, m)
+    if floor_cost > bar * (1 + 1e-9) then
+      alt_cost, alt_floor = floor_cost, true
     end
-    return kept, kept_why
   end
-  return fresh, fresh_why
+  if not alt_floor then
+    local fresh, fresh_why, fresh_in, fresh_cost = place(c, dq, total, prices, m)
+    if kept_in < math.min(c.slo_share * total, fresh_in) - 1e-9 or fresh_cost <= bar then
+      return fresh, fresh_why
+    end
+    alt_cost = fresh_cost
+  end
+  for _, w in pairs(kept_why) do
+    w.cost, w.alt_cost, w.alt_floor = kept_cost, alt_cost, alt_floor
+  end
+  return kept, kept_why
 end
 
 -- Nearest serving region for a user region (ties: the cheaper, then alphabetical): the
@@ -772,9 +880,10 @@ local function explain_region(c, st, s, d)
       math.max(0, c.down_s - (d.now - (sw and sw.since or d.now))))
   elseif w.kept then
     text = text .. fmt("; kept for %.0f rps within the %g ms SLO (%s) at %.3f USD/h%s: the "
-      .. "current placement costs %.3f USD/h, the cheapest found %.3f (a move needs %g%% less)",
+      .. "current placement costs %.3f USD/h, %s %.3f (a move needs %g%% less)",
       rps_of(w.users), c.slo_ms, #w.users > 0 and user_list(w.users, dem, c, s, 3) or "none new",
-      prices[s] or 0, d.assumed and " (assumed: no offer seen yet)" or "", w.cost, w.alt_cost,
+      prices[s] or 0, d.assumed and " (assumed: no offer seen yet)" or "", w.cost,
+      w.alt_floor and "none can cost less than" or "the cheapest found", w.alt_cost,
       100 * c.switch_saving)
   elseif w.minimum then
     text = text .. fmt("; kept for min_regions = %d at %.3f USD/h%s", c.min_regions,
@@ -821,7 +930,7 @@ end
 local function new_memo(st, c)
   local m = { st = st, c = c, emitted = {}, first = true, cur = {}, dv = {}, dq = {},
               steps = {}, reach_steps = {}, pr = {}, gain = {}, covered = {}, rank = {},
-              load = {} }
+              load = {}, serves = {} }
   for i = 1, #c.users do
     m.cur[i], m.dv[i], m.dq[i], m.steps[i], m.covered[i] = 0, 0, 0, 0, false
   end
