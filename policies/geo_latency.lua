@@ -503,6 +503,33 @@ local function loads_cost(c, pr, chosen_j, n, load, stray)
   return cost
 end
 
+-- How a region got into a placement (the bits of an explanation's flag).
+local PICKED, KEPT, MINIMUM = 1, 8, 2
+
+-- Marks candidate j the n-th pick of slot (as `kind`) and its uncovered users covered
+-- (with track_gain, taking their demand off the gains of every candidate reaching them).
+-- Returns the demand it brought within the SLO.
+local function take(c, m, slot, dv, j, kind, n, track_gain)
+  local list, covered, reach, gain, brought = c.cover[j], m.covered, c.reach, m.gain, 0
+  for k = 1, #list do
+    local i = list[k]
+    local d = dv[i]
+    if not covered[i] and d > 0 then
+      covered[i] = true
+      brought = brought + d
+      if track_gain then
+        local r = reach[i]
+        for x = 1, #r do
+          local jj = r[x]
+          gain[jj] = gain[jj] - d
+        end
+      end
+    end
+  end
+  m.rank[j], slot.j[n], slot.how[j] = n, j, kind
+  return brought
+end
+
 -- The greedy placement: while less than slo_share of the demand is within the SLO, add
 -- the candidate whose newly covered demand per dollar (its price times the units that
 -- demand needs) is highest; ties go to the one closer to that demand, then the cheaper,
@@ -510,57 +537,36 @@ end
 -- costs O(candidates). Afterwards a region that is nobody's nearest serves nothing and is
 -- dropped, and min_regions is filled with the candidates reaching the most demand.
 -- seed (optional): candidate positions chosen before the greedy starts (the current
--- placement, which the greedy then only completes); why marks them `kept`.
--- dv: rounded demand by position in c.users. Returns the chosen names (in the order
--- chosen), a why-table name → {rps = demand it brought within the SLO, users = {...}},
--- the demand within the SLO, and the placement's cost (route_loads, loads_cost).
-local function place(c, dv, total, prices, m, seed)
+-- placement, which the greedy then only completes).
+-- dv: rounded demand by position in c.users. Fills `slot` (scratch kept in the memo, so a
+-- placement allocates nothing): slot.j[1..slot.n] the chosen candidate positions in the
+-- order chosen, slot.how[j] = PICKED, KEPT or MINIMUM for them (false for the others),
+-- slot.within the demand within the SLO, slot.cost the placement's cost (route_loads,
+-- loads_cost). Returns the slot.
+local function place(c, dv, total, prices, m, slot, seed)
   local users, cands, cover, reach, lat = c.users, c.candidates, c.cover, c.reach, c.lat
   local nu, nc, rpu = #users, #cands, c.rps_per_unit
   -- Scratch arrays kept in the memo: refilled, never reallocated.
-  local pr, gain, covered, rank, chosen_j = m.pr, m.gain, m.covered, m.rank, {}
+  local pr, gain, covered, rank = m.pr, m.gain, m.covered, m.rank
+  local chosen_j, how = slot.j, slot.how
   for i = 1, nu do
     covered[i] = false
   end
   for j = 1, nc do
-    pr[j], rank[j] = prices[cands[j]] or false, false
+    pr[j], rank[j], how[j] = prices[cands[j]] or false, false, false
   end
-  local why, chosen, n = {}, {}, 0
+  for k = #chosen_j, 1, -1 do
+    chosen_j[k] = nil
+  end
+  local n = 0
   local covered_rps, target, max_regions = 0, c.slo_share * total, c.max_regions
-  -- Marks candidate j chosen and its uncovered users covered (and, once the greedy runs,
-  -- takes their demand off the gains of every candidate reaching them); returns the why
-  -- entry.
   local track_gain = false
-  local function take(j)
-    local newly, list, brought = {}, cover[j], 0
-    for k = 1, #list do
-      local i = list[k]
-      local d = dv[i]
-      if not covered[i] and d > 0 then
-        covered[i] = true
-        newly[#newly + 1] = users[i]
-        brought = brought + d
-        if track_gain then
-          local r = reach[i]
-          for x = 1, #r do
-            local jj = r[x]
-            gain[jj] = gain[jj] - d
-          end
-        end
-      end
-    end
-    n = n + 1
-    rank[j], chosen_j[n] = n, j
-    covered_rps = covered_rps + brought
-    return { users = newly, rps = brought }
-  end
   if seed ~= nil then
     for k = 1, #seed do
       local j = seed[k]
       if n < max_regions and pr[j] and not rank[j] then
-        local w = take(j)
-        w.kept = true
-        why[cands[j]] = w
+        n = n + 1
+        covered_rps = covered_rps + take(c, m, slot, dv, j, KEPT, n, track_gain)
       end
     end
   end
@@ -607,7 +613,8 @@ local function place(c, dv, total, prices, m, seed)
     if best == nil then
       break -- nothing left within reach of the SLO
     end
-    why[cands[best]] = take(best)
+    n = n + 1
+    covered_rps = covered_rps + take(c, m, slot, dv, best, PICKED, n, track_gain)
   end
   -- Drop regions that are nobody's nearest (a later pick is nearer to all their users;
   -- equally near: the earlier pick, so a kept region beats a new one). Nobody is routed to
@@ -622,7 +629,7 @@ local function place(c, dv, total, prices, m, seed)
     if not serves[j] then
       table.remove(chosen_j, k)
       n = n - 1
-      rank[j], why[cands[j]] = false, nil
+      rank[j], how[j] = false, false
     end
   end
   -- min_regions: the remaining candidate that reaches the most demand, cheapest first.
@@ -645,18 +652,16 @@ local function place(c, dv, total, prices, m, seed)
       break
     end
     n = n + 1
-    rank[best], chosen_j[n] = n, best
-    why[cands[best]] = { rps = 0, users = {}, minimum = true }
+    rank[best], chosen_j[n], how[best] = n, best, MINIMUM
     filled = true
   end
   if filled then
     stray = route_loads(c, dv, chosen_j, n, rank, load, serves)
   end
-  local cost = loads_cost(c, pr, chosen_j, n, load, stray)
-  for k = 1, n do
-    chosen[k] = cands[chosen_j[k]]
-  end
-  return chosen, why, covered_rps, cost
+  slot.n, slot.within = n, covered_rps
+  slot.cost = loads_cost(c, pr, chosen_j, n, load, stray)
+  slot.alt_cost, slot.alt_floor = nil, nil
+  return slot
 end
 
 -- A lower bound on the cost (as placement_cost counts it) of any placement that keeps the
@@ -726,44 +731,45 @@ end
 -- least switch_saving less, or keeps the SLO for more demand. Neighbours within the SLO at
 -- similar prices are near-equal placements, and without this they trade places whenever
 -- the demand moves a little: every move buys new leases and gives back good ones.
--- Returns the chosen names and the why-table (as place; kept regions carry their cost and
--- the alternative's, or the floor no alternative can go below).
+-- Returns the slot chosen (place's); a kept one carries the alternative's cost
+-- (slot.alt_cost), or the floor no alternative can go below (slot.alt_floor).
 local function choose(c, st, dq, total, prices, cap, m, first_tick)
-  local cands, sws, seed = c.candidates, st.sw, {}
+  local cands, sws, seed = c.candidates, st.sw, m.seed
+  local ns = 0
   for j = 1, #cands do
     local s = cands[j]
     local sw = sws[s]
     if sw ~= nil then
       if sw.on == (sw.since == nil) then
-        seed[#seed + 1] = j -- serving and not leaving, or waiting to join
+        ns = ns + 1 -- serving and not leaving, or waiting to join
+        seed[ns] = j
       end
     elseif first_tick and cap[s] > 0 then
-      seed[#seed + 1] = j
+      ns = ns + 1
+      seed[ns] = j
     end
   end
-  if #seed == 0 then
-    return place(c, dq, total, prices, m)
+  for k = #seed, ns + 1, -1 do
+    seed[k] = nil
   end
-  local kept, kept_why, kept_in, kept_cost = place(c, dq, total, prices, m, seed)
-  local bar = kept_cost * (1 - c.switch_saving)
-  local alt_cost, alt_floor
-  if kept_in >= c.slo_share * total - 1e-9 then
+  if ns == 0 then
+    return place(c, dq, total, prices, m, m.slot_fresh)
+  end
+  local kept = place(c, dq, total, prices, m, m.slot_kept, seed)
+  local bar = kept.cost * (1 - c.switch_saving)
+  if kept.within >= c.slo_share * total - 1e-9 then
     local floor_cost = cost_floor(c, dq, total, prices, m)
     if floor_cost > bar * (1 + 1e-9) then
-      alt_cost, alt_floor = floor_cost, true
+      kept.alt_cost, kept.alt_floor = floor_cost, true
+      return kept
     end
   end
-  if not alt_floor then
-    local fresh, fresh_why, fresh_in, fresh_cost = place(c, dq, total, prices, m)
-    if kept_in < math.min(c.slo_share * total, fresh_in) - 1e-9 or fresh_cost <= bar then
-      return fresh, fresh_why
-    end
-    alt_cost = fresh_cost
+  local fresh = place(c, dq, total, prices, m, m.slot_fresh)
+  if kept.within < math.min(c.slo_share * total, fresh.within) - 1e-9 or fresh.cost <= bar then
+    return fresh
   end
-  for _, w in pairs(kept_why) do
-    w.cost, w.alt_cost, w.alt_floor = kept_cost, alt_cost, alt_floor
-  end
-  return kept, kept_why
+  kept.alt_cost = fresh.cost
+  return kept
 end
 
 -- Nearest serving region for a user region (ties: the cheaper, then alphabetical): the
@@ -926,18 +932,123 @@ local function next_deadline(c, st, now)
   return deadline
 end
 
--- A fresh memo for this state and these derived tables, with its scratch arrays.
+-- A fresh memo for this state and these derived tables, with its scratch arrays (by
+-- position in c.users or c.candidates: a changed tick refills them instead of allocating).
 local function new_memo(st, c)
-  local m = { st = st, c = c, emitted = {}, first = true, cur = {}, dv = {}, dq = {},
-              steps = {}, reach_steps = {}, pr = {}, gain = {}, covered = {}, rank = {},
-              load = {}, serves = {} }
+  local m = { st = st, c = c, first = true, cur = {}, dv = {}, dq = {}, steps = {},
+              reach_steps = {}, pr = {}, gain = {}, covered = {}, rank = {}, load = {},
+              serves = {}, seed = {}, slot_kept = { j = {}, how = {} },
+              slot_fresh = { j = {}, how = {} }, serving_j = {}, forced_j = {}, route = {},
+              route_ms = {}, route_serving = {}, sload = {}, want_j = {}, kind_j = {},
+              need_j = {}, out_want = {}, e_want = {}, e_kind = {}, e_cap = {}, e_flag = {},
+              sum_t = {}, sum_s = {} }
   for i = 1, #c.users do
     m.cur[i], m.dv[i], m.dq[i], m.steps[i], m.covered[i] = 0, 0, 0, 0, false
+    m.route[i], m.route_ms[i] = false, false
   end
   for j = 1, #c.candidates do
     m.pr[j], m.gain[j], m.rank[j], m.reach_steps[j] = false, 0, false, 0
+    m.slot_kept.how[j], m.slot_fresh.how[j], m.serving_j[j], m.forced_j[j] = false, false,
+      false, false
+    m.route_serving[j], m.sload[j], m.want_j[j], m.kind_j[j], m.need_j[j] = false, 0, false,
+      false, false
+    m.out_want[j], m.e_want[j], m.e_kind[j], m.e_cap[j], m.e_flag[j] = false, false, false,
+      false, false
+    m.sum_t[j], m.sum_s[j] = false, false
   end
   return m
+end
+
+-- Nearest serving candidate (position) for user i, with its latency (ties: the cheaper,
+-- then alphabetical), as nearest() but on positions.
+local function nearest_j(c, i, serving_j, pr)
+  local order, lat = c.order[i], c.lat[i]
+  local best, best_ms
+  for k = 1, #order do
+    local j = order[k]
+    local ms = lat[j]
+    if best ~= nil and ms > best_ms then
+      break
+    end
+    if serving_j[j] then
+      if best == nil then
+        best, best_ms = j, ms
+      elseif pr[j] < pr[best] then
+        best = j
+      end
+    end
+  end
+  return best, best_ms
+end
+
+-- What an explanation reads by name, built on the first explanation of a tick: the
+-- smoothed demand (regions without RTT data too) and the serving set.
+local function named_views(c, m, serving_j)
+  local dem, is_serving = {}, {}
+  for i = 1, #c.users do
+    if m.dv[i] > 0 then
+      dem[c.users[i]] = m.dv[i]
+    end
+  end
+  for region, v in pairs(m.extra or {}) do
+    dem[region] = v
+  end
+  for j = 1, #c.candidates do
+    if serving_j[j] then
+      is_serving[c.candidates[j]] = true
+    end
+  end
+  return { dem = dem, is_serving = is_serving }
+end
+
+-- Why candidate j is in the placement (slot): the user regions with demand within the SLO
+-- of it and of no region picked before it, or min_regions; for a kept one, the costs.
+local function why_of(c, m, slot, j)
+  local how = slot.how[j]
+  local w = { users = {}, minimum = how == MINIMUM, kept = how == KEPT, cost = slot.cost,
+              alt_cost = slot.alt_cost, alt_floor = slot.alt_floor }
+  if how == MINIMUM then
+    return w
+  end
+  local list, lat, slo, picks = c.cover[j], c.lat, c.slo_ms, slot.j
+  for k = 1, #list do
+    local i = list[k]
+    if m.dv[i] > 0 then
+      local earlier = false
+      for r = 1, slot.n do
+        local jj = picks[r]
+        if jj == j then
+          break
+        end
+        local ms = lat[i][jj]
+        if ms and ms <= slo then
+          earlier = true
+          break
+        end
+      end
+      if not earlier then
+        w.users[#w.users + 1] = c.users[i]
+      end
+    end
+  end
+  return w
+end
+
+-- The user regions routed to candidate j (those without RTT data go to the cheapest
+-- serving region), and their smoothed demand.
+local function routed_to(c, m, j)
+  local list, rps, dv, route, cheapest = {}, 0, m.dv, m.route, m.cheapest
+  for i = 1, #c.users do
+    if dv[i] > 0 and (route[i] or cheapest) == j then
+      list[#list + 1], rps = c.users[i], rps + dv[i]
+    end
+  end
+  if j == cheapest then
+    for region, v in pairs(m.extra or {}) do
+      list[#list + 1], rps = region, rps + v
+    end
+  end
+  return list, rps
 end
 
 return {
@@ -971,34 +1082,32 @@ return {
     end
 
     local users, dv, dq, nu = c.users, m.dv, m.dq, #c.users
+    local cands, nc = c.candidates, #c.candidates
     local first_tick = st.sw_started == nil
-    local ideal, why
-    if dem_changed or prices_changed or m.ideal == nil then
-      ideal, why = choose(c, st, dq, total_q, prices, cap, m, first_tick)
-      m.ideal, m.why = ideal, why
-    else
-      ideal, why = m.ideal, m.why
+    local target = m.target
+    if dem_changed or prices_changed or target == nil then
+      target = choose(c, st, dq, total_q, prices, cap, m, first_tick)
+      m.target = target
     end
-    local ideal_set = {}
-    for rank = 1, #ideal do
-      ideal_set[ideal[rank]] = rank
-    end
+    local picks, npicks, how = target.j, target.n, target.how
 
     -- Hysteresis per region (steward.hysteresis's rule, inlined). On the first tick (a fresh
     -- state: a new deployment, or one adopted from another tool), regions already holding
     -- units count as serving.
     st.sw_started = true
-    local serving, is_serving, forced = {}, {}, {}
-    local up_s, down_s, cands, sws = c.up_s, c.down_s, c.candidates, st.sw
-    for j = 1, #cands do
+    local serving_j, forced_j = m.serving_j, m.forced_j
+    local up_s, down_s, sws = c.up_s, c.down_s, st.sw
+    local n_serving = 0
+    for j = 1, nc do
       local s = cands[j]
       local sw = sws[s]
-      if sw == nil and (ideal_set[s] or (first_tick and cap[s] > 0)) then
+      local wants = how[j] ~= false
+      if sw == nil and (wants or (first_tick and cap[s] > 0)) then
         sw = { on = first_tick and cap[s] > 0 }
         sws[s] = sw
       end
+      local on = false
       if sw ~= nil then
-        local wants = ideal_set[s] ~= nil
         if wants == sw.on then
           sw.since = nil
         else
@@ -1007,177 +1116,203 @@ return {
             sw.on, sw.since = wants, nil
           end
         end
-        if sw.on then
-          serving[#serving + 1] = s
-          is_serving[s] = true
-        elseif sw.since == nil then
+        on = sw.on
+        if not on and sw.since == nil then
           sws[s] = nil -- off and not wanted: forget it (keeps ctx.state small)
         end
       end
+      serving_j[j], forced_j[j] = on, false
+      if on then
+        n_serving = n_serving + 1
+      end
     end
-    -- Never below min_regions: take the ideal ones first, at once.
-    for k = 1, #ideal do
-      if #serving >= c.min_regions then
+    -- Never below min_regions: take the placement's first picks, at once.
+    for k = 1, npicks do
+      if n_serving >= c.min_regions then
         break
       end
-      local s = ideal[k]
-      if not is_serving[s] then
-        sws[s] = { on = true }
-        serving[#serving + 1] = s
-        is_serving[s] = true
-        forced[s] = true
+      local j = picks[k]
+      if not serving_j[j] then
+        sws[cands[j]] = { on = true }
+        serving_j[j], forced_j[j] = true, true
+        n_serving = n_serving + 1
       end
     end
-    sort(serving)
 
     -- Each user region's nearest serving region, worked out again only when the serving
     -- set or the prices (ties go to the cheaper) change.
-    local route_key = concat(serving, "+")
-    if m.route_key ~= route_key or m.route_prices ~= prices then
-      m.route_key, m.route_prices, m.route, m.route_ms = route_key, prices, {}, {}
-      for i = 1, nu do
-        local s, ms = nearest(c, users[i], is_serving, prices)
-        m.route[i], m.route_ms[i] = s or false, ms
+    local route, route_ms, routed_set = m.route, m.route_ms, m.route_serving
+    local reroute = m.route_prices ~= prices
+    if not reroute then
+      for j = 1, nc do
+        if routed_set[j] ~= serving_j[j] then
+          reroute = true
+          break
+        end
       end
-      local cheapest
-      for k = 1, #serving do
-        local s = serving[k]
-        if cheapest == nil or (prices[s] or huge) < (prices[cheapest] or huge) then
-          cheapest = s
+    end
+    if reroute then
+      local pr = m.pr
+      m.route_prices = prices
+      for j = 1, nc do
+        routed_set[j] = serving_j[j]
+      end
+      for i = 1, nu do
+        local j, ms = nearest_j(c, i, serving_j, pr)
+        route[i], route_ms[i] = j or false, ms or false
+      end
+      local cheapest = false
+      for j = 1, nc do
+        if serving_j[j] and (not cheapest or pr[j] < pr[cheapest]) then
+          cheapest = j
         end
       end
       m.cheapest = cheapest
     end
-    local route, cheapest = m.route, m.cheapest
+    local cheapest = m.cheapest
     -- Units follow the rounded demand routed to each serving region. Demand from regions
     -- without RTT data still needs serving somewhere: the cheapest serving region.
-    local load = {}
-    for k = 1, #serving do
-      load[serving[k]] = 0
+    local sload = m.sload
+    for j = 1, nc do
+      sload[j] = 0
     end
     for i = 1, nu do
       local q = dq[i]
       if q > 0 then
-        local s = route[i] or cheapest
-        if s then
-          load[s] = load[s] + q
+        local j = route[i] or cheapest
+        if j then
+          sload[j] = sload[j] + q
         end
       end
     end
-    if m.extra_q ~= nil and cheapest ~= nil then
+    if m.extra_q ~= nil and cheapest then
       for _, q in pairs(m.extra_q) do
-        load[cheapest] = load[cheapest] + q
+        sload[cheapest] = sload[cheapest] + q
       end
     end
 
-    -- The decision per region: a count, and the state that explains it.
-    local want, kind, hold_left, waited_for, needs = {}, {}, {}, {}, {}
+    -- The decision per region: a count (false: none), and what explains it.
+    local want_j, kind_j, need_j = m.want_j, m.kind_j, m.need_j
     local rpu, low = c.rps_per_unit, st.low_since
-    for k = 1, #serving do
-      local s = serving[k]
-      local need = math.max(1, ceil(load[s] / rpu - 1e-9))
+    for j = 1, nc do
+      local s = cands[j]
       local have = cap[s]
-      if need < have then
-        low[s] = low[s] or now
-        local waited = now - low[s]
-        if waited < down_s then
-          kind[s], hold_left[s], needs[s], need = "hold", down_s - waited, need, have
-        else
-          kind[s], waited_for[s] = "lower", waited
+      if serving_j[j] then
+        local need = -((1e-9 - sload[j] / rpu) // 1) -- ceil without a call
+        if need < 1 then
+          need = 1
         end
+        if need < have then
+          local since = low[s]
+          if since == nil then
+            since = now
+            low[s] = now
+          end
+          if now - since < down_s then
+            kind_j[j], need_j[j], need = "hold", need, have
+          else
+            kind_j[j] = "lower"
+          end
+        else
+          low[s] = nil
+          kind_j[j] = "serve"
+        end
+        want_j[j] = need
+      elseif how[j] then
+        want_j[j], kind_j[j] = have, "wait"
       else
         low[s] = nil
-        kind[s] = "serve"
-      end
-      want[s] = need
-    end
-    for k = 1, #ideal do
-      local s = ideal[k]
-      if not is_serving[s] then
-        want[s], kind[s] = cap[s], "wait"
-      end
-    end
-    for j = 1, #cands do
-      local s = cands[j]
-      if want[s] == nil then
-        low[s] = nil
-        if cap[s] > 0 then
-          want[s], kind[s] = 0, "gone"
+        if have > 0 then
+          want_j[j], kind_j[j] = 0, "gone"
+        else
+          want_j[j], kind_j[j] = false, false
         end
       end
     end
-    local out = { [group] = want }
+    -- The same counts as the last answer: the same table.
+    local out, out_want = m.out, m.out_want
+    local same = out ~= nil
+    if same then
+      for j = 1, nc do
+        if out_want[j] ~= want_j[j] then
+          same = false
+          break
+        end
+      end
+    end
+    if not same then
+      local want = {}
+      for j = 1, nc do
+        local w = want_j[j]
+        out_want[j] = w
+        if w then
+          want[cands[j]] = w
+        end
+      end
+      out = { [group] = want }
+    end
     m.out, m.deadline = out, next_deadline(c, st, now)
 
     -- Explanations, for the regions whose decision or units changed since they were last
     -- explained (the planner attaches them to the actions that follow), and for the whole
     -- placement when it or the serving set changed. They read the smoothed demand by name.
-    local emitted, dem = m.emitted, nil
-    local function demand_by_name()
-      if dem == nil then
-        dem = {}
-        for i = 1, nu do
-          if dv[i] > 0 then
-            dem[users[i]] = dv[i]
-          end
-        end
-        for region, v in pairs(m.extra or {}) do
-          dem[region] = v
-        end
-      end
-      return dem
-    end
-    local routed_to = function(s)
-      local list, rps = {}, 0
-      for u, d in pairs(demand_by_name()) do
-        local i = c.user_index[u]
-        if (i ~= nil and route[i] or cheapest) == s then
-          list[#list + 1], rps = u, rps + d
-        end
-      end
-      return list, rps
-    end
-    for j = 1, #cands do
-      local s = cands[j]
-      local w = want[s]
+    local views
+    local e_want, e_kind, e_cap, e_flag = m.e_want, m.e_kind, m.e_cap, m.e_flag
+    for j = 1, nc do
+      local w = want_j[j]
       -- The decision and the units it was taken against: a unit lost or added brings the
       -- explanation back for the action that follows.
-      local e = emitted[s]
-      local flag = (forced[s] and 4 or 0)
-        + (ideal_set[s] and (why[s].minimum and 2 or why[s].kept and 8 or 1) or 0)
-      if w == nil then
-        emitted[s] = nil
-      elseif e == nil or e.want ~= w or e.kind ~= kind[s] or e.cap ~= cap[s]
-          or e.flag ~= flag then
-        emitted[s] = { want = w, kind = kind[s], cap = cap[s], flag = flag }
-        do
-          local routed, load_rps = routed_to(s)
+      if not w then
+        e_want[j] = false
+      else
+        local s = cands[j]
+        local flag = (forced_j[j] and 4 or 0) + (how[j] or 0)
+        local kind, have = kind_j[j], cap[s]
+        if e_want[j] ~= w or e_kind[j] ~= kind or e_cap[j] ~= have or e_flag[j] ~= flag then
+          e_want[j], e_kind[j], e_cap[j], e_flag[j] = w, kind, have, flag
+          views = views or named_views(c, m, serving_j)
+          local routed, load_rps = routed_to(c, m, j)
+          local since = low[s]
           ctx.explain(group, s, explain_region(c, st, s, {
-            kind = kind[s], want = w, have = cap[s], load = load_rps, routed = routed,
-            dem = demand_by_name(), prices = prices, why = why[s], ideal = ideal_set[s] ~= nil,
-            forced = forced[s], hold_left = hold_left[s], waited = waited_for[s],
-            need = needs[s], is_serving = is_serving, now = now, assumed = m.assumed[s],
+            kind = kind, want = w, have = have, load = load_rps, routed = routed,
+            dem = views.dem, prices = prices, why = how[j] and why_of(c, m, target, j),
+            ideal = how[j] ~= false, forced = forced_j[j],
+            hold_left = kind == "hold" and down_s - (now - since) or nil,
+            waited = kind == "lower" and now - since or nil, need = need_j[j],
+            is_serving = views.is_serving, now = now, assumed = m.assumed[s],
           }))
         end
       end
     end
     -- The placement as a set (the greedy's pick order may change with nothing else).
-    local same_placement = m.summary_set ~= nil and m.summary_serving == route_key
+    local sum_t, sum_s = m.sum_t, m.sum_s
+    local same_placement = m.summary_done
     if same_placement then
-      local count = 0
-      for s in pairs(m.summary_set) do
-        count = count + 1
-        same_placement = same_placement and ideal_set[s] ~= nil
+      for j = 1, nc do
+        if sum_t[j] ~= (how[j] ~= false) or sum_s[j] ~= serving_j[j] then
+          same_placement = false
+          break
+        end
       end
-      same_placement = same_placement and count == #ideal
     end
     if not same_placement then
-      m.summary_set, m.summary_serving = ideal_set, route_key
+      m.summary_done = true
+      local placed, serving = {}, {}
+      for j = 1, nc do
+        sum_t[j], sum_s[j] = how[j] ~= false, serving_j[j]
+        if serving_j[j] then
+          serving[#serving + 1] = cands[j]
+        end
+      end
+      for k = 1, npicks do
+        placed[k] = cands[picks[k]]
+      end
+      views = views or named_views(c, m, serving_j)
       local within, unreachable, latencies, measured, user_regions = 0, 0, {}, 0, 0
-      for u, d in pairs(demand_by_name()) do
+      for u, d in pairs(views.dem) do
         user_regions = user_regions + 1
         local i = c.user_index[u]
-        local ms = i ~= nil and route[i] and m.route_ms[i] or nil
+        local ms = i ~= nil and route[i] and route_ms[i] or nil
         if ms == nil then
           unreachable = unreachable + d
         else
@@ -1193,8 +1328,8 @@ return {
         .. "(target %.0f%%), p95 %s; placement %s; serving %s%s", total, user_regions,
         total > 0 and 100 * within / total or 100, c.slo_ms,
         100 * c.slo_share, p95_ms and fmt("%.0f ms", p95_ms) or "n/a",
-        #ideal > 0 and concat(ideal, "+") or "none",
-        #serving > 0 and route_key or "none",
+        #placed > 0 and concat(placed, "+") or "none",
+        #serving > 0 and concat(serving, "+") or "none",
         unreachable > 0 and fmt("; %.0f rps from regions without RTT data", unreachable) or ""))
     end
     return out
