@@ -233,7 +233,19 @@ local function demand(ctx, c, st, m, now)
   st.last_t = now
   local alpha = 1 -- the first tick: the first sample is the average
   if previous ~= nil then
-    alpha = now > previous and smooth.alpha(now - previous, c.half_life_s) or 0
+    local dt = now - previous
+    if dt ~= m.alpha_dt then
+      m.alpha_dt, m.alpha = dt, dt > 0 and smooth.alpha(dt, c.half_life_s) or 0
+    end
+    alpha = m.alpha
+  end
+  if m.first then
+    -- Averages written by an older version of this policy ({v =, t =}) become numbers.
+    for region, a in pairs(avg) do
+      if type(a) == "table" then
+        avg[region] = tonumber(a.v) or 0
+      end
+    end
   end
   local index, cur, nu = c.user_index, m.cur, #c.users
   for i = 1, nu do
@@ -249,9 +261,6 @@ local function demand(ctx, c, st, m, now)
       local a = avg[region]
       if a ~= nil then
         seen = seen + 1
-        if type(a) == "table" then
-          a = a.v -- written by an older version of this policy: {v =, t =}
-        end
       else
         a = 0
       end
@@ -270,9 +279,6 @@ local function demand(ctx, c, st, m, now)
     local count = 0
     for region, a in pairs(avg) do
       if raw[region] == nil then
-        if type(a) == "table" then
-          a = a.v
-        end
         local v = a - alpha * a
         if v < 0.01 then
           avg[region] = nil
@@ -414,23 +420,30 @@ local function price_vector(ctx, c, memo)
   return memo.prices, changed
 end
 
--- Units each candidate holds (ctx.capacity), recounted only when ctx.leases is a new table.
+-- Units each candidate holds (ctx.capacity), and whether they changed. Asking ctx.capacity
+-- per candidate costs less than ctx.leases, whose every lease the runtime compares and
+-- re-ages on each access, just to see whether it is the same table.
 local function capacity_vector(ctx, c, memo)
-  local leases = ctx.leases
-  if memo.cap ~= nil and leases == memo.leases then
-    return memo.cap, false
-  end
-  local cap, changed = {}, memo.cap == nil
-  for _, s in ipairs(c.candidates) do
-    local n = ctx.capacity(c.group, s)
-    cap[s] = n
-    if not changed and memo.cap[s] ~= n then
-      changed = true
+  local capacity, group, cands, last = ctx.capacity, c.group, c.candidates, memo.cap
+  if last ~= nil then
+    local same = true
+    for j = 1, #cands do
+      local s = cands[j]
+      if capacity(group, s) ~= last[s] then
+        same = false
+        break
+      end
+    end
+    if same then
+      return last, false
     end
   end
-  memo.leases = leases
-  memo.cap = changed and cap or memo.cap
-  return memo.cap, changed
+  local cap = {}
+  for j = 1, #cands do
+    cap[cands[j]] = capacity(group, cands[j])
+  end
+  memo.cap = cap
+  return cap, true
 end
 
 -- Demand-weighted mean latency from candidate j to the users of `list` not yet covered.
