@@ -8,6 +8,10 @@
 --      `slo_ms` of a chosen region, add the candidate that covers the most uncovered demand
 --      within the SLO per dollar (its best offer, as ctx.price(region) says, times the
 --      units that demand needs). Never fewer than `min_regions`, never more than `max_regions`.
+--      It replaces the current placement (completed by the same greedy where it no longer
+--      keeps the SLO) only if it costs at least `switch_saving` less, or keeps the SLO for
+--      more demand: near-equal placements would otherwise trade places as demand moves,
+--      and every move pays for new leases.
 --   3. Hysteresis per region (steward.hysteresis): a region joins once the placement has
 --      wanted it for `scale_up_delay_s`, and leaves once it has not for
 --      `scale_down_delay_s` (defaults 30 s and 300 s: the Kubernetes HPA scales down after a
@@ -37,7 +41,7 @@
 --   every region of the RTT table), min_regions (1), max_regions (#candidates),
 --   scale_up_delay_s (30), scale_down_delay_s (300), half_life_s (60), metric ("rps"),
 --   label ("region"), min_rps (0.5: smoothed demand below this is no demand),
---   demand_step_rps (rps_per_unit / 20)
+--   demand_step_rps (rps_per_unit / 20), switch_saving (0.1)
 local geo = require "steward.geo"
 local smooth = require "steward.smooth"
 
@@ -913,8 +917,10 @@ local function explain_region(c, st, s, d)
       user_list(w.users, dem, c, s, 3), prices[s] or 0,
       d.assumed and " (assumed: no offer seen yet)" or "")
   end
-  if d.forced then
+  if d.forced == "min" then
     text = text .. fmt(" (added at once: min_regions = %d)", c.min_regions)
+  elseif d.forced == "start" then
+    text = text .. " (added at once: nothing served yet)"
   end
   return text
 end
@@ -1139,15 +1145,20 @@ return {
         n_serving = n_serving + 1
       end
     end
-    -- Never below min_regions: take the placement's first picks, at once.
+    -- Never below min_regions: take the placement's first picks, at once. A fresh start
+    -- with nothing serving takes the whole placement at once: there is no placement yet for
+    -- the delay to protect, and waiting would route all the demand to the min_regions
+    -- ones, buying units there for a few minutes only.
+    local fresh_start = first_tick and n_serving == 0 and c.min_regions > 0
     for k = 1, npicks do
-      if n_serving >= c.min_regions then
+      if n_serving >= c.min_regions and not fresh_start then
         break
       end
       local j = picks[k]
       if not serving_j[j] then
         sws[cands[j]] = { on = true }
-        serving_j[j], forced_j[j] = true, true
+        serving_j[j] = true
+        forced_j[j] = n_serving >= c.min_regions and "start" or "min"
         n_serving = n_serving + 1
       end
     end

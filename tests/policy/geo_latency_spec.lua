@@ -403,6 +403,17 @@ describe("geo_latency stability", function()
     expect(actions).to_be(6) -- 3 units bought in eu-west, 3 given back in eu-central
   end)
 
+  it("takes the whole placement at once on a fresh start, not all demand in one region",
+    function()
+      local p = t.load_policy("policies/geo_latency.lua", params())
+      local d = p:evaluate(input(1000, { ["eu-west"] = 250, ["as-east"] = 200 }))
+      -- Waiting scale_up_delay_s for as-east would pile its 200 rps on eu-central (5 units
+      -- instead of 3) and give the extra 2 back after scale_down_delay_s.
+      expect(nonzero(d)).to_equal({ ["eu-central"] = 3, ["as-east"] = 2 })
+      expect(explained(p, "as-east")).to_contain("(added at once: nothing served yet)")
+      expect(explained(p, "eu-central")).to_contain("(added at once: min_regions = 1)")
+    end)
+
   it("keeps a placement whose saving is below switch_saving, and says why", function()
     local p = t.load_policy("policies/geo_latency.lua", params { switch_saving = 0.1 })
     local _, units = run_ticks(p, 60, 10, function(k)
