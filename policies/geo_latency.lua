@@ -462,15 +462,17 @@ local function mean_ms(list, j, covered, dv, lat)
   return sum / weight
 end
 
--- Routes every user region with demand to its nearest chosen region (ties: the earliest
--- pick; rank[j] is the pick's number) and returns what that costs an hour once the units
--- follow the demand: each chosen region paid for the units its load needs, at least one,
--- and users with no RTT to any chosen region served by the cheapest one (as evaluate
--- routes them). Fractional units: a comparison on whole units would swing by a unit's price
--- whenever the demand crosses a unit boundary, which is what makes near-equal placements
--- trade places. serves[j] is set for the regions somebody's nearest. Returns the demand
--- of the users with no RTT to any chosen region.
-local function route_loads(c, dv, chosen_j, n, rank, load, serves)
+-- Routes every user region with demand to its nearest chosen region as evaluate will route
+-- it (ties: the cheaper, then the first by name; rank[j] is truthy for chosen ones) and
+-- works out each chosen region's load, for what that costs an hour once the units follow
+-- the demand: each chosen region paid for the units its load needs, at least one, and users
+-- with no RTT to any chosen region served by the cheapest one. Fractional units: a
+-- comparison on whole units would swing by a unit's price whenever the demand crosses a
+-- unit boundary, which is what makes near-equal placements trade places. serves[j] is set
+-- for the regions somebody's nearest. The result depends on the chosen set only, not on
+-- the order of the picks, so a placement computed again from its own regions is itself.
+-- Returns the demand of the users with no RTT to any chosen region.
+local function route_loads(c, dv, pr, chosen_j, n, rank, load, serves)
   local order, lat = c.order, c.lat
   for k = 1, n do
     local j = chosen_j[k]
@@ -487,8 +489,7 @@ local function route_loads(c, dv, chosen_j, n, rank, load, serves)
         if best ~= nil and ms > best_ms then
           break -- nearest first: nothing further on is as near
         end
-        local r = rank[j]
-        if r and (best == nil or r < rank[best]) then
+        if rank[j] and (best == nil or pr[j] < pr[best]) then
           best, best_ms = j, ms
         end
       end
@@ -633,11 +634,10 @@ local function place(c, dv, total, prices, m, slot, seed)
     n = n + 1
     covered_rps = covered_rps + take(c, m, slot, dv, best, PICKED, n, track_gain)
   end
-  -- Drop regions that are nobody's nearest (a later pick is nearer to all their users;
-  -- equally near: the earlier pick, so a kept region beats a new one). Nobody is routed to
-  -- them, so the routing stays as it is.
+  -- Drop regions that are nobody's nearest (another pick is nearer to all their users, or
+  -- as near and cheaper). Nobody is routed to them, so the routing stays as it is.
   local load, serves = m.load, m.serves
-  local stray = route_loads(c, dv, chosen_j, n, rank, load, serves)
+  local stray = route_loads(c, dv, pr, chosen_j, n, rank, load, serves)
   for k = n, 1, -1 do
     local j = chosen_j[k]
     if n <= c.min_regions then
@@ -673,7 +673,7 @@ local function place(c, dv, total, prices, m, slot, seed)
     filled = true
   end
   if filled then
-    stray = route_loads(c, dv, chosen_j, n, rank, load, serves)
+    stray = route_loads(c, dv, pr, chosen_j, n, rank, load, serves)
   end
   slot.n, slot.within = n, covered_rps
   slot.cost = loads_cost(c, pr, chosen_j, n, load, stray)

@@ -414,6 +414,29 @@ describe("geo_latency stability", function()
       expect(explained(p, "eu-central")).to_contain("(added at once: min_regions = 1)")
     end)
 
+  it("decides after a restart what it would have decided running on", function()
+    -- The placement it keeps lives in ctx.state (the hysteresis); its memo does not survive
+    -- a restart, and must not matter: a restarted copy, given the same state and inputs,
+    -- answers every tick as the running policy does.
+    local p = t.load_policy("policies/geo_latency.lua", params { half_life_s = 30 })
+    local units = {}
+    for k = 0, 119 do
+      local phase = k / 40
+      local demand = { ["eu-west"] = 150 + 120 * math.sin(phase),
+                       ["eu-central"] = 150 - 120 * math.sin(phase),
+                       ["us-east"] = 90 + 80 * math.cos(phase), ["us-west"] = 60,
+                       ["as-east"] = 40 + 40 * math.sin(2 * phase) }
+      local prices = { ["eu-west"] = 0.10 + (k // 30) % 2 * 0.002, ["eu-central"] = 0.10,
+                       ["us-east"] = 0.09, ["us-west"] = 0.09, ["as-east"] = 0.30 }
+      local q = t.load_policy("policies/geo_latency.lua", params { half_life_s = 30 })
+      q.state = p.state
+      q:restart()
+      local d = p:evaluate(input(1000 + 10 * k, demand, units, prices))
+      expect(q:evaluate(input(1000 + 10 * k, demand, units, prices))).to_equal(d)
+      units = nonzero(d)
+    end
+  end)
+
   it("keeps a placement whose saving is below switch_saving, and says why", function()
     local p = t.load_policy("policies/geo_latency.lua", params { switch_saving = 0.1 })
     local _, units = run_ticks(p, 60, 10, function(k)
