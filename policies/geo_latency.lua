@@ -8,6 +8,10 @@
 --      `slo_ms` of a chosen region, add the candidate that covers the most uncovered demand
 --      within the SLO per dollar (its best offer, as ctx.price(region) says, times the
 --      units that demand needs). Never fewer than `min_regions`, never more than `max_regions`.
+--      It replaces the current placement (completed by the same greedy where it no longer
+--      keeps the SLO) only if it costs at least `switch_saving` less, or keeps the SLO for
+--      more demand: near-equal placements would otherwise trade places as demand moves,
+--      and every move pays for new leases.
 --   3. Hysteresis per region (steward.hysteresis): a region joins once the placement has
 --      wanted it for `scale_up_delay_s`, and leaves once it has not for
 --      `scale_down_delay_s` (defaults 30 s and 300 s: the Kubernetes HPA scales down after a
@@ -37,7 +41,7 @@
 --   every region of the RTT table), min_regions (1), max_regions (#candidates),
 --   scale_up_delay_s (30), scale_down_delay_s (300), half_life_s (60), metric ("rps"),
 --   label ("region"), min_rps (0.5: smoothed demand below this is no demand),
---   demand_step_rps (rps_per_unit / 20)
+--   demand_step_rps (rps_per_unit / 20), switch_saving (0.1)
 local geo = require "steward.geo"
 local smooth = require "steward.smooth"
 
@@ -55,7 +59,8 @@ local cache = { params = nil }
 -- same text, same derived tables.
 local PARAM_NAMES = { "group", "rps_per_unit", "slo_ms", "slo_share", "server_ms", "min_regions",
                       "max_regions", "scale_up_delay_s", "scale_down_delay_s", "half_life_s",
-                      "min_rps", "metric", "label", "demand_step_rps" }
+                      "min_rps", "metric", "label", "demand_step_rps",
+                      "switch_saving" }
 local function params_text(p, ctx)
   local out = {}
   for k, name in ipairs(PARAM_NAMES) do
@@ -119,6 +124,10 @@ local function prepare(p, ctx)
   c.metric = p.metric or "rps"
   c.label = p.label or "region"
   c.step = number_param(p, "demand_step_rps", c.rps_per_unit / 20, 0.001)
+  c.switch_saving = number_param(p, "switch_saving", 0.1, 0)
+  if c.switch_saving >= 1 then
+    error("params.switch_saving: expected a share below 1 (0.15 = move for 15% less)", 3)
+  end
 
   local rows = {}
   for i, row in ipairs(p.rtt) do
@@ -228,7 +237,19 @@ local function demand(ctx, c, st, m, now)
   st.last_t = now
   local alpha = 1 -- the first tick: the first sample is the average
   if previous ~= nil then
-    alpha = now > previous and smooth.alpha(now - previous, c.half_life_s) or 0
+    local dt = now - previous
+    if dt ~= m.alpha_dt then
+      m.alpha_dt, m.alpha = dt, dt > 0 and smooth.alpha(dt, c.half_life_s) or 0
+    end
+    alpha = m.alpha
+  end
+  if m.first then
+    -- Averages written by an older version of this policy ({v =, t =}) become numbers.
+    for region, a in pairs(avg) do
+      if type(a) == "table" then
+        avg[region] = tonumber(a.v) or 0
+      end
+    end
   end
   local index, cur, nu = c.user_index, m.cur, #c.users
   for i = 1, nu do
@@ -244,9 +265,6 @@ local function demand(ctx, c, st, m, now)
       local a = avg[region]
       if a ~= nil then
         seen = seen + 1
-        if type(a) == "table" then
-          a = a.v -- written by an older version of this policy: {v =, t =}
-        end
       else
         a = 0
       end
@@ -265,9 +283,6 @@ local function demand(ctx, c, st, m, now)
     local count = 0
     for region, a in pairs(avg) do
       if raw[region] == nil then
-        if type(a) == "table" then
-          a = a.v
-        end
         local v = a - alpha * a
         if v < 0.01 then
           avg[region] = nil
@@ -409,23 +424,30 @@ local function price_vector(ctx, c, memo)
   return memo.prices, changed
 end
 
--- Units each candidate holds (ctx.capacity), recounted only when ctx.leases is a new table.
+-- Units each candidate holds (ctx.capacity), and whether they changed. Asking ctx.capacity
+-- per candidate costs less than ctx.leases, whose every lease the runtime compares and
+-- re-ages on each access, just to see whether it is the same table.
 local function capacity_vector(ctx, c, memo)
-  local leases = ctx.leases
-  if memo.cap ~= nil and leases == memo.leases then
-    return memo.cap, false
-  end
-  local cap, changed = {}, memo.cap == nil
-  for _, s in ipairs(c.candidates) do
-    local n = ctx.capacity(c.group, s)
-    cap[s] = n
-    if not changed and memo.cap[s] ~= n then
-      changed = true
+  local capacity, group, cands, last = ctx.capacity, c.group, c.candidates, memo.cap
+  if last ~= nil then
+    local same = true
+    for j = 1, #cands do
+      local s = cands[j]
+      if capacity(group, s) ~= last[s] then
+        same = false
+        break
+      end
+    end
+    if same then
+      return last, false
     end
   end
-  memo.leases = leases
-  memo.cap = changed and cap or memo.cap
-  return memo.cap, changed
+  local cap = {}
+  for j = 1, #cands do
+    cap[cands[j]] = capacity(group, cands[j])
+  end
+  memo.cap = cap
+  return cap, true
 end
 
 -- Demand-weighted mean latency from candidate j to the users of `list` not yet covered.
@@ -440,29 +462,153 @@ local function mean_ms(list, j, covered, dv, lat)
   return sum / weight
 end
 
+-- Routes every user region with demand to its nearest chosen region as evaluate will route
+-- it (ties: the cheaper, then the first by name; rank[j] is truthy for chosen ones) and
+-- works out each chosen region's load, for what that costs an hour once the units follow
+-- the demand: each chosen region paid for the units its load needs, at least one, and users
+-- with no RTT to any chosen region served by the cheapest one. Fractional units: a
+-- comparison on whole units would swing by a unit's price whenever the demand crosses a
+-- unit boundary, which is what makes near-equal placements trade places. serves[j] is set
+-- for the regions somebody's nearest. The result depends on the chosen set only, not on
+-- the order of the picks, so a placement computed again from its own regions is itself.
+-- Returns the demand of the users with no RTT to any chosen region.
+local function route_loads(c, dv, pr, chosen_j, n, rank, load, serves)
+  local order, lat = c.order, c.lat
+  for k = 1, n do
+    local j = chosen_j[k]
+    load[j], serves[j] = 0, false
+  end
+  local stray = 0
+  for i = 1, #dv do
+    local d = dv[i]
+    if d > 0 then
+      local list, row, best, best_ms = order[i], lat[i], nil, nil
+      for k = 1, #list do
+        local j = list[k]
+        local ms = row[j]
+        if best ~= nil and ms > best_ms then
+          break -- nearest first: nothing further on is as near
+        end
+        if rank[j] and (best == nil or pr[j] < pr[best]) then
+          best, best_ms = j, ms
+        end
+      end
+      if best ~= nil then
+        load[best], serves[best] = load[best] + d, true
+      else
+        stray = stray + d
+      end
+    end
+  end
+  return stray
+end
+
+-- The cost of the loads route_loads worked out, the strays on the cheapest chosen region.
+local function loads_cost(c, pr, chosen_j, n, load, stray)
+  local cheapest = nil
+  for k = 1, n do
+    local j = chosen_j[k]
+    if cheapest == nil or pr[j] < pr[cheapest] then
+      cheapest = j
+    end
+  end
+  local cost, rpu = 0, c.rps_per_unit
+  for k = 1, n do
+    local j = chosen_j[k]
+    local units = (load[j] + (j == cheapest and stray or 0)) / rpu
+    cost = cost + pr[j] * (units > 1 and units or 1)
+  end
+  return cost
+end
+
+-- How a region got into a placement (the bits of an explanation's flag).
+local PICKED, KEPT, MINIMUM = 1, 8, 2
+
+-- Marks candidate j the n-th pick of slot (as `kind`) and its uncovered users covered
+-- (with track_gain, taking their demand off the gains of every candidate reaching them).
+-- Returns the demand it brought within the SLO.
+local function take(c, m, slot, dv, j, kind, n, track_gain)
+  local list, covered, reach, gain, brought = c.cover[j], m.covered, c.reach, m.gain, 0
+  for k = 1, #list do
+    local i = list[k]
+    local d = dv[i]
+    if not covered[i] and d > 0 then
+      covered[i] = true
+      brought = brought + d
+      if track_gain then
+        local r = reach[i]
+        for x = 1, #r do
+          local jj = r[x]
+          gain[jj] = gain[jj] - d
+        end
+      end
+    end
+  end
+  m.rank[j], slot.j[n], slot.how[j] = n, j, kind
+  return brought
+end
+
 -- The greedy placement: while less than slo_share of the demand is within the SLO, add
 -- the candidate whose newly covered demand per dollar (its price times the units that
 -- demand needs) is highest; ties go to the one closer to that demand, then the cheaper,
 -- then the first by name. Gains are kept up to date as users get covered, so an iteration
 -- costs O(candidates). Afterwards a region that is nobody's nearest serves nothing and is
 -- dropped, and min_regions is filled with the candidates reaching the most demand.
--- dv: rounded demand by position in c.users. Returns the chosen names (in the order
--- chosen) and a why-table name → {rps = demand it brought within the SLO, users = {...}}.
-local function place(c, dv, total, prices, m)
-  local users, cands, cover, reach, lat, order = c.users, c.candidates, c.cover, c.reach,
-    c.lat, c.order
+-- seed (optional): candidate positions chosen before the greedy starts (the current
+-- placement, which the greedy then only completes).
+-- dv: rounded demand by position in c.users. Fills `slot` (scratch kept in the memo, so a
+-- placement allocates nothing): slot.j[1..slot.n] the chosen candidate positions in the
+-- order chosen, slot.how[j] = PICKED, KEPT or MINIMUM for them (false for the others),
+-- slot.within the demand within the SLO, slot.cost the placement's cost (route_loads,
+-- loads_cost). Returns the slot.
+local function place(c, dv, total, prices, m, slot, seed)
+  local users, cands, cover, reach, lat = c.users, c.candidates, c.cover, c.reach, c.lat
   local nu, nc, rpu = #users, #cands, c.rps_per_unit
   -- Scratch arrays kept in the memo: refilled, never reallocated.
-  local pr, gain, covered, rank, chosen_j = m.pr, m.gain, m.covered, m.rank, {}
+  local pr, gain, covered, rank = m.pr, m.gain, m.covered, m.rank
+  local chosen_j, how = slot.j, slot.how
   for i = 1, nu do
     covered[i] = false
   end
-  local reach_steps, step = m.reach_steps, c.step
   for j = 1, nc do
-    pr[j], rank[j], gain[j] = prices[cands[j]] or false, false, reach_steps[j] * step
+    pr[j], rank[j], how[j] = prices[cands[j]] or false, false, false
   end
-  local why, chosen, n = {}, {}, 0
+  for k = #chosen_j, 1, -1 do
+    chosen_j[k] = nil
+  end
+  local n = 0
   local covered_rps, target, max_regions = 0, c.slo_share * total, c.max_regions
+  local track_gain = false
+  if seed ~= nil then
+    for k = 1, #seed do
+      local j = seed[k]
+      if n < max_regions and pr[j] and not rank[j] then
+        n = n + 1
+        covered_rps = covered_rps + take(c, m, slot, dv, j, KEPT, n, track_gain)
+      end
+    end
+  end
+  if n < max_regions and total > 0 and covered_rps < target - 1e-9 then
+    -- The greedy runs: the gains (demand within the SLO of each candidate, not yet
+    -- covered) from m.reach_steps, less what the seed covered.
+    local reach_steps, step = m.reach_steps, c.step
+    for j = 1, nc do
+      gain[j] = reach_steps[j] * step
+    end
+    if n > 0 then
+      for i = 1, nu do
+        local d = dv[i]
+        if covered[i] and d > 0 then
+          local r = reach[i]
+          for x = 1, #r do
+            local jj = r[x]
+            gain[jj] = gain[jj] - d
+          end
+        end
+      end
+    end
+    track_gain = true
+  end
   while n < max_regions and total > 0 and covered_rps < target - 1e-9 do
     local best, best_score, best_ms
     for j = 1, nc do
@@ -485,55 +631,26 @@ local function place(c, dv, total, prices, m)
     if best == nil then
       break -- nothing left within reach of the SLO
     end
-    local newly, list, brought = {}, cover[best], 0
-    for k = 1, #list do
-      local i = list[k]
-      local d = dv[i]
-      if not covered[i] and d > 0 then
-        covered[i] = true
-        newly[#newly + 1] = users[i]
-        brought = brought + d
-        local r = reach[i]
-        for x = 1, #r do
-          local j = r[x]
-          gain[j] = gain[j] - d
-        end
-      end
-    end
     n = n + 1
-    rank[best], chosen_j[n] = n, best
-    why[cands[best]] = { users = newly, rps = brought }
-    covered_rps = covered_rps + brought
+    covered_rps = covered_rps + take(c, m, slot, dv, best, PICKED, n, track_gain)
   end
-  -- Drop regions that are nobody's nearest (a later pick is nearer to all their users;
-  -- equally near: the earlier pick).
-  if n > c.min_regions then
-    local serves = {}
-    for i = 1, nu do
-      if dv[i] > 0 then
-        local row, best, best_ms = lat[i], nil, nil
-        for k = 1, n do
-          local j = chosen_j[k]
-          local ms = row[j]
-          if ms and (best == nil or ms < best_ms) then
-            best, best_ms = j, ms
-          end
-        end
-        if best ~= nil then
-          serves[best] = true
-        end
-      end
+  -- Drop regions that are nobody's nearest (another pick is nearer to all their users, or
+  -- as near and cheaper). Nobody is routed to them, so the routing stays as it is.
+  local load, serves = m.load, m.serves
+  local stray = route_loads(c, dv, pr, chosen_j, n, rank, load, serves)
+  for k = n, 1, -1 do
+    local j = chosen_j[k]
+    if n <= c.min_regions then
+      break
     end
-    for k = n, 1, -1 do
-      local j = chosen_j[k]
-      if not serves[j] and n > c.min_regions then
-        table.remove(chosen_j, k)
-        n = n - 1
-        rank[j], why[cands[j]] = false, nil
-      end
+    if not serves[j] then
+      table.remove(chosen_j, k)
+      n = n - 1
+      rank[j], how[j] = false, false
     end
   end
   -- min_regions: the remaining candidate that reaches the most demand, cheapest first.
+  local filled = false
   while n < c.min_regions do
     local best, best_reach
     for j = 1, nc do
@@ -552,13 +669,124 @@ local function place(c, dv, total, prices, m)
       break
     end
     n = n + 1
-    rank[best], chosen_j[n] = n, best
-    why[cands[best]] = { rps = 0, users = {}, minimum = true }
+    rank[best], chosen_j[n], how[best] = n, best, MINIMUM
+    filled = true
   end
-  for k = 1, n do
-    chosen[k] = cands[chosen_j[k]]
+  if filled then
+    stray = route_loads(c, dv, pr, chosen_j, n, rank, load, serves)
   end
-  return chosen, why
+  slot.n, slot.within = n, covered_rps
+  slot.cost = loads_cost(c, pr, chosen_j, n, load, stray)
+  slot.alt_cost, slot.alt_floor = nil, nil
+  return slot
+end
+
+-- A lower bound on the cost (as placement_cost counts it) of any placement that keeps the
+-- SLO for slo_share of the demand: a user region served within the SLO pays at least the
+-- cheapest price in its reach, the others at least the cheapest price anywhere, and the
+-- demand allowed outside the SLO is granted to the users whose reach is dearest. When the
+-- current placement costs less than this bound plus switch_saving, no greedy run can win,
+-- and none is needed. m.pr: the prices by candidate position, as place() left them.
+local function cost_floor(c, dv, total, prices, m)
+  if m.floor_prices ~= prices then
+    local pr, reach = m.pr, c.reach
+    local min_pr = huge
+    for j = 1, #c.candidates do
+      local price = pr[j]
+      if price and price < min_pr then
+        min_pr = price
+      end
+    end
+    local mr, by = {}, {}
+    for i = 1, #c.users do
+      local r, best = reach[i], huge
+      for x = 1, #r do
+        local price = pr[r[x]]
+        if price and price < best then
+          best = price
+        end
+      end
+      mr[i], by[i] = best < huge and best or min_pr, i
+    end
+    sort(by, function(a, b)
+      if mr[a] ~= mr[b] then
+        return mr[a] > mr[b]
+      end
+      return a < b
+    end)
+    m.floor_prices, m.mr, m.by_reach_price, m.min_pr = prices, mr, by, min_pr
+  end
+  local mr, by, min_pr = m.mr, m.by_reach_price, m.min_pr
+  if min_pr == huge then
+    return 0
+  end
+  local sum, served = 0, 0
+  for i = 1, #dv do
+    local d = dv[i]
+    sum, served = sum + d * mr[i], served + d
+  end
+  local budget = served - c.slo_share * total
+  for k = 1, #by do
+    if budget <= 0 then
+      break
+    end
+    local i = by[k]
+    local d = dv[i]
+    if d > 0 then
+      local skip = d < budget and d or budget
+      sum, budget = sum - skip * (mr[i] - min_pr), budget - skip
+    end
+  end
+  local floor_cost = sum / c.rps_per_unit
+  local least = math.max(c.min_regions, total > 0 and 1 or 0) * min_pr
+  return floor_cost > least and floor_cost or least
+end
+
+-- The placement to aim for. The current one (the regions serving and staying, and those
+-- waiting to join; on a first tick, the regions already holding units), completed by the
+-- greedy where it no longer keeps the SLO, stays unless the greedy's own placement costs at
+-- least switch_saving less, or keeps the SLO for more demand. Neighbours within the SLO at
+-- similar prices are near-equal placements, and without this they trade places whenever
+-- the demand moves a little: every move buys new leases and gives back good ones.
+-- Returns the slot chosen (place's); a kept one carries the alternative's cost
+-- (slot.alt_cost), or the floor no alternative can go below (slot.alt_floor).
+local function choose(c, st, dq, total, prices, cap, m, first_tick)
+  local cands, sws, seed = c.candidates, st.sw, m.seed
+  local ns = 0
+  for j = 1, #cands do
+    local s = cands[j]
+    local sw = sws[s]
+    if sw ~= nil then
+      if sw.on == (sw.since == nil) then
+        ns = ns + 1 -- serving and not leaving, or waiting to join
+        seed[ns] = j
+      end
+    elseif first_tick and cap[s] > 0 then
+      ns = ns + 1
+      seed[ns] = j
+    end
+  end
+  for k = #seed, ns + 1, -1 do
+    seed[k] = nil
+  end
+  if ns == 0 then
+    return place(c, dq, total, prices, m, m.slot_fresh)
+  end
+  local kept = place(c, dq, total, prices, m, m.slot_kept, seed)
+  local bar = kept.cost * (1 - c.switch_saving)
+  if kept.within >= c.slo_share * total - 1e-9 then
+    local floor_cost = cost_floor(c, dq, total, prices, m)
+    if floor_cost > bar * (1 + 1e-9) then
+      kept.alt_cost, kept.alt_floor = floor_cost, true
+      return kept
+    end
+  end
+  local fresh = place(c, dq, total, prices, m, m.slot_fresh)
+  if kept.within < math.min(c.slo_share * total, fresh.within) - 1e-9 or fresh.cost <= bar then
+    return fresh
+  end
+  kept.alt_cost = fresh.cost
+  return kept
 end
 
 -- Nearest serving region for a user region (ties: the cheaper, then alphabetical): the
@@ -673,6 +901,13 @@ local function explain_region(c, st, s, d)
     local sw = st.sw[s]
     text = text .. fmt("; no longer in the cheapest SLO placement, leaving in %.0fs",
       math.max(0, c.down_s - (d.now - (sw and sw.since or d.now))))
+  elseif w.kept then
+    text = text .. fmt("; kept for %.0f rps within the %g ms SLO (%s) at %.3f USD/h%s: the "
+      .. "current placement costs %.3f USD/h, %s %.3f (a move needs %g%% less)",
+      rps_of(w.users), c.slo_ms, #w.users > 0 and user_list(w.users, dem, c, s, 3) or "none new",
+      prices[s] or 0, d.assumed and " (assumed: no offer seen yet)" or "", w.cost,
+      w.alt_floor and "none can cost less than" or "the cheapest found", w.alt_cost,
+      100 * c.switch_saving)
   elseif w.minimum then
     text = text .. fmt("; kept for min_regions = %d at %.3f USD/h%s", c.min_regions,
       prices[s] or 0, d.assumed and " (assumed: no offer seen yet)" or "")
@@ -682,8 +917,10 @@ local function explain_region(c, st, s, d)
       user_list(w.users, dem, c, s, 3), prices[s] or 0,
       d.assumed and " (assumed: no offer seen yet)" or "")
   end
-  if d.forced then
+  if d.forced == "min" then
     text = text .. fmt(" (added at once: min_regions = %d)", c.min_regions)
+  elseif d.forced == "start" then
+    text = text .. " (added at once: nothing served yet)"
   end
   return text
 end
@@ -714,17 +951,123 @@ local function next_deadline(c, st, now)
   return deadline
 end
 
--- A fresh memo for this state and these derived tables, with its scratch arrays.
+-- A fresh memo for this state and these derived tables, with its scratch arrays (by
+-- position in c.users or c.candidates: a changed tick refills them instead of allocating).
 local function new_memo(st, c)
-  local m = { st = st, c = c, emitted = {}, first = true, cur = {}, dv = {}, dq = {},
-              steps = {}, reach_steps = {}, pr = {}, gain = {}, covered = {}, rank = {} }
+  local m = { st = st, c = c, first = true, cur = {}, dv = {}, dq = {}, steps = {},
+              reach_steps = {}, pr = {}, gain = {}, covered = {}, rank = {}, load = {},
+              serves = {}, seed = {}, slot_kept = { j = {}, how = {} },
+              slot_fresh = { j = {}, how = {} }, serving_j = {}, forced_j = {}, route = {},
+              route_ms = {}, route_serving = {}, sload = {}, want_j = {}, kind_j = {},
+              need_j = {}, out_want = {}, e_want = {}, e_kind = {}, e_cap = {}, e_flag = {},
+              sum_t = {}, sum_s = {} }
   for i = 1, #c.users do
     m.cur[i], m.dv[i], m.dq[i], m.steps[i], m.covered[i] = 0, 0, 0, 0, false
+    m.route[i], m.route_ms[i] = false, false
   end
   for j = 1, #c.candidates do
     m.pr[j], m.gain[j], m.rank[j], m.reach_steps[j] = false, 0, false, 0
+    m.slot_kept.how[j], m.slot_fresh.how[j], m.serving_j[j], m.forced_j[j] = false, false,
+      false, false
+    m.route_serving[j], m.sload[j], m.want_j[j], m.kind_j[j], m.need_j[j] = false, 0, false,
+      false, false
+    m.out_want[j], m.e_want[j], m.e_kind[j], m.e_cap[j], m.e_flag[j] = false, false, false,
+      false, false
+    m.sum_t[j], m.sum_s[j] = false, false
   end
   return m
+end
+
+-- Nearest serving candidate (position) for user i, with its latency (ties: the cheaper,
+-- then alphabetical), as nearest() but on positions.
+local function nearest_j(c, i, serving_j, pr)
+  local order, lat = c.order[i], c.lat[i]
+  local best, best_ms
+  for k = 1, #order do
+    local j = order[k]
+    local ms = lat[j]
+    if best ~= nil and ms > best_ms then
+      break
+    end
+    if serving_j[j] then
+      if best == nil then
+        best, best_ms = j, ms
+      elseif pr[j] < pr[best] then
+        best = j
+      end
+    end
+  end
+  return best, best_ms
+end
+
+-- What an explanation reads by name, built on the first explanation of a tick: the
+-- smoothed demand (regions without RTT data too) and the serving set.
+local function named_views(c, m, serving_j)
+  local dem, is_serving = {}, {}
+  for i = 1, #c.users do
+    if m.dv[i] > 0 then
+      dem[c.users[i]] = m.dv[i]
+    end
+  end
+  for region, v in pairs(m.extra or {}) do
+    dem[region] = v
+  end
+  for j = 1, #c.candidates do
+    if serving_j[j] then
+      is_serving[c.candidates[j]] = true
+    end
+  end
+  return { dem = dem, is_serving = is_serving }
+end
+
+-- Why candidate j is in the placement (slot): the user regions with demand within the SLO
+-- of it and of no region picked before it, or min_regions; for a kept one, the costs.
+local function why_of(c, m, slot, j)
+  local how = slot.how[j]
+  local w = { users = {}, minimum = how == MINIMUM, kept = how == KEPT, cost = slot.cost,
+              alt_cost = slot.alt_cost, alt_floor = slot.alt_floor }
+  if how == MINIMUM then
+    return w
+  end
+  local list, lat, slo, picks = c.cover[j], c.lat, c.slo_ms, slot.j
+  for k = 1, #list do
+    local i = list[k]
+    if m.dv[i] > 0 then
+      local earlier = false
+      for r = 1, slot.n do
+        local jj = picks[r]
+        if jj == j then
+          break
+        end
+        local ms = lat[i][jj]
+        if ms and ms <= slo then
+          earlier = true
+          break
+        end
+      end
+      if not earlier then
+        w.users[#w.users + 1] = c.users[i]
+      end
+    end
+  end
+  return w
+end
+
+-- The user regions routed to candidate j (those without RTT data go to the cheapest
+-- serving region), and their smoothed demand.
+local function routed_to(c, m, j)
+  local list, rps, dv, route, cheapest = {}, 0, m.dv, m.route, m.cheapest
+  for i = 1, #c.users do
+    if dv[i] > 0 and (route[i] or cheapest) == j then
+      list[#list + 1], rps = c.users[i], rps + dv[i]
+    end
+  end
+  if j == cheapest then
+    for region, v in pairs(m.extra or {}) do
+      list[#list + 1], rps = region, rps + v
+    end
+  end
+  return list, rps
 end
 
 return {
@@ -758,34 +1101,32 @@ return {
     end
 
     local users, dv, dq, nu = c.users, m.dv, m.dq, #c.users
-    local ideal, why
-    if dem_changed or prices_changed or m.ideal == nil then
-      ideal, why = place(c, dq, total_q, prices, m)
-      m.ideal, m.why = ideal, why
-    else
-      ideal, why = m.ideal, m.why
+    local cands, nc = c.candidates, #c.candidates
+    local first_tick = st.sw_started == nil
+    local target = m.target
+    if dem_changed or prices_changed or target == nil then
+      target = choose(c, st, dq, total_q, prices, cap, m, first_tick)
+      m.target = target
     end
-    local ideal_set = {}
-    for rank = 1, #ideal do
-      ideal_set[ideal[rank]] = rank
-    end
+    local picks, npicks, how = target.j, target.n, target.how
 
     -- Hysteresis per region (steward.hysteresis's rule, inlined). On the first tick (a fresh
     -- state: a new deployment, or one adopted from another tool), regions already holding
     -- units count as serving.
-    local first_tick = st.sw_started == nil
     st.sw_started = true
-    local serving, is_serving, forced = {}, {}, {}
-    local up_s, down_s, cands, sws = c.up_s, c.down_s, c.candidates, st.sw
-    for j = 1, #cands do
+    local serving_j, forced_j = m.serving_j, m.forced_j
+    local up_s, down_s, sws = c.up_s, c.down_s, st.sw
+    local n_serving = 0
+    for j = 1, nc do
       local s = cands[j]
       local sw = sws[s]
-      if sw == nil and (ideal_set[s] or (first_tick and cap[s] > 0)) then
+      local wants = how[j] ~= false
+      if sw == nil and (wants or (first_tick and cap[s] > 0)) then
         sw = { on = first_tick and cap[s] > 0 }
         sws[s] = sw
       end
+      local on = false
       if sw ~= nil then
-        local wants = ideal_set[s] ~= nil
         if wants == sw.on then
           sw.since = nil
         else
@@ -794,177 +1135,208 @@ return {
             sw.on, sw.since = wants, nil
           end
         end
-        if sw.on then
-          serving[#serving + 1] = s
-          is_serving[s] = true
-        elseif sw.since == nil then
+        on = sw.on
+        if not on and sw.since == nil then
           sws[s] = nil -- off and not wanted: forget it (keeps ctx.state small)
         end
       end
+      serving_j[j], forced_j[j] = on, false
+      if on then
+        n_serving = n_serving + 1
+      end
     end
-    -- Never below min_regions: take the ideal ones first, at once.
-    for k = 1, #ideal do
-      if #serving >= c.min_regions then
+    -- Never below min_regions: take the placement's first picks, at once. A fresh start
+    -- with nothing serving takes the whole placement at once: there is no placement yet for
+    -- the delay to protect, and waiting would route all the demand to the min_regions
+    -- ones, buying units there for a few minutes only.
+    local fresh_start = first_tick and n_serving == 0 and c.min_regions > 0
+    for k = 1, npicks do
+      if n_serving >= c.min_regions and not fresh_start then
         break
       end
-      local s = ideal[k]
-      if not is_serving[s] then
-        sws[s] = { on = true }
-        serving[#serving + 1] = s
-        is_serving[s] = true
-        forced[s] = true
+      local j = picks[k]
+      if not serving_j[j] then
+        sws[cands[j]] = { on = true }
+        serving_j[j] = true
+        forced_j[j] = n_serving >= c.min_regions and "start" or "min"
+        n_serving = n_serving + 1
       end
     end
-    sort(serving)
 
     -- Each user region's nearest serving region, worked out again only when the serving
     -- set or the prices (ties go to the cheaper) change.
-    local route_key = concat(serving, "+")
-    if m.route_key ~= route_key or m.route_prices ~= prices then
-      m.route_key, m.route_prices, m.route, m.route_ms = route_key, prices, {}, {}
-      for i = 1, nu do
-        local s, ms = nearest(c, users[i], is_serving, prices)
-        m.route[i], m.route_ms[i] = s or false, ms
+    local route, route_ms, routed_set = m.route, m.route_ms, m.route_serving
+    local reroute = m.route_prices ~= prices
+    if not reroute then
+      for j = 1, nc do
+        if routed_set[j] ~= serving_j[j] then
+          reroute = true
+          break
+        end
       end
-      local cheapest
-      for k = 1, #serving do
-        local s = serving[k]
-        if cheapest == nil or (prices[s] or huge) < (prices[cheapest] or huge) then
-          cheapest = s
+    end
+    if reroute then
+      local pr = m.pr
+      m.route_prices = prices
+      for j = 1, nc do
+        routed_set[j] = serving_j[j]
+      end
+      for i = 1, nu do
+        local j, ms = nearest_j(c, i, serving_j, pr)
+        route[i], route_ms[i] = j or false, ms or false
+      end
+      local cheapest = false
+      for j = 1, nc do
+        if serving_j[j] and (not cheapest or pr[j] < pr[cheapest]) then
+          cheapest = j
         end
       end
       m.cheapest = cheapest
     end
-    local route, cheapest = m.route, m.cheapest
+    local cheapest = m.cheapest
     -- Units follow the rounded demand routed to each serving region. Demand from regions
     -- without RTT data still needs serving somewhere: the cheapest serving region.
-    local load = {}
-    for k = 1, #serving do
-      load[serving[k]] = 0
+    local sload = m.sload
+    for j = 1, nc do
+      sload[j] = 0
     end
     for i = 1, nu do
       local q = dq[i]
       if q > 0 then
-        local s = route[i] or cheapest
-        if s then
-          load[s] = load[s] + q
+        local j = route[i] or cheapest
+        if j then
+          sload[j] = sload[j] + q
         end
       end
     end
-    if m.extra_q ~= nil and cheapest ~= nil then
+    if m.extra_q ~= nil and cheapest then
       for _, q in pairs(m.extra_q) do
-        load[cheapest] = load[cheapest] + q
+        sload[cheapest] = sload[cheapest] + q
       end
     end
 
-    -- The decision per region: a count, and the state that explains it.
-    local want, kind, hold_left, waited_for, needs = {}, {}, {}, {}, {}
+    -- The decision per region: a count (false: none), and what explains it.
+    local want_j, kind_j, need_j = m.want_j, m.kind_j, m.need_j
     local rpu, low = c.rps_per_unit, st.low_since
-    for k = 1, #serving do
-      local s = serving[k]
-      local need = math.max(1, ceil(load[s] / rpu - 1e-9))
+    for j = 1, nc do
+      local s = cands[j]
       local have = cap[s]
-      if need < have then
-        low[s] = low[s] or now
-        local waited = now - low[s]
-        if waited < down_s then
-          kind[s], hold_left[s], needs[s], need = "hold", down_s - waited, need, have
-        else
-          kind[s], waited_for[s] = "lower", waited
+      if serving_j[j] then
+        local need = -((1e-9 - sload[j] / rpu) // 1) -- ceil without a call
+        if need < 1 then
+          need = 1
         end
+        if need < have then
+          local since = low[s]
+          if since == nil then
+            since = now
+            low[s] = now
+          end
+          if now - since < down_s then
+            kind_j[j], need_j[j], need = "hold", need, have
+          else
+            kind_j[j] = "lower"
+          end
+        else
+          low[s] = nil
+          kind_j[j] = "serve"
+        end
+        want_j[j] = need
+      elseif how[j] then
+        want_j[j], kind_j[j] = have, "wait"
       else
         low[s] = nil
-        kind[s] = "serve"
-      end
-      want[s] = need
-    end
-    for k = 1, #ideal do
-      local s = ideal[k]
-      if not is_serving[s] then
-        want[s], kind[s] = cap[s], "wait"
-      end
-    end
-    for j = 1, #cands do
-      local s = cands[j]
-      if want[s] == nil then
-        low[s] = nil
-        if cap[s] > 0 then
-          want[s], kind[s] = 0, "gone"
+        if have > 0 then
+          want_j[j], kind_j[j] = 0, "gone"
+        else
+          want_j[j], kind_j[j] = false, false
         end
       end
     end
-    local out = { [group] = want }
+    -- The same counts as the last answer: the same table.
+    local out, out_want = m.out, m.out_want
+    local same = out ~= nil
+    if same then
+      for j = 1, nc do
+        if out_want[j] ~= want_j[j] then
+          same = false
+          break
+        end
+      end
+    end
+    if not same then
+      local want = {}
+      for j = 1, nc do
+        local w = want_j[j]
+        out_want[j] = w
+        if w then
+          want[cands[j]] = w
+        end
+      end
+      out = { [group] = want }
+    end
     m.out, m.deadline = out, next_deadline(c, st, now)
 
     -- Explanations, for the regions whose decision or units changed since they were last
     -- explained (the planner attaches them to the actions that follow), and for the whole
     -- placement when it or the serving set changed. They read the smoothed demand by name.
-    local emitted, dem = m.emitted, nil
-    local function demand_by_name()
-      if dem == nil then
-        dem = {}
-        for i = 1, nu do
-          if dv[i] > 0 then
-            dem[users[i]] = dv[i]
-          end
-        end
-        for region, v in pairs(m.extra or {}) do
-          dem[region] = v
-        end
-      end
-      return dem
-    end
-    local routed_to = function(s)
-      local list, rps = {}, 0
-      for u, d in pairs(demand_by_name()) do
-        local i = c.user_index[u]
-        if (i ~= nil and route[i] or cheapest) == s then
-          list[#list + 1], rps = u, rps + d
-        end
-      end
-      return list, rps
-    end
-    for j = 1, #cands do
-      local s = cands[j]
-      local w = want[s]
+    local views
+    local e_want, e_kind, e_cap, e_flag = m.e_want, m.e_kind, m.e_cap, m.e_flag
+    for j = 1, nc do
+      local w = want_j[j]
       -- The decision and the units it was taken against: a unit lost or added brings the
       -- explanation back for the action that follows.
-      local e = emitted[s]
-      local flag = (forced[s] and 4 or 0)
-        + (ideal_set[s] and (why[s].minimum and 2 or 1) or 0)
-      if w == nil then
-        emitted[s] = nil
-      elseif e == nil or e.want ~= w or e.kind ~= kind[s] or e.cap ~= cap[s]
-          or e.flag ~= flag then
-        emitted[s] = { want = w, kind = kind[s], cap = cap[s], flag = flag }
-        do
-          local routed, load_rps = routed_to(s)
+      if not w then
+        e_want[j] = false
+      else
+        local s = cands[j]
+        local flag = (forced_j[j] and 4 or 0) + (how[j] or 0)
+        local kind, have = kind_j[j], cap[s]
+        if e_want[j] ~= w or e_kind[j] ~= kind or e_cap[j] ~= have or e_flag[j] ~= flag then
+          e_want[j], e_kind[j], e_cap[j], e_flag[j] = w, kind, have, flag
+          views = views or named_views(c, m, serving_j)
+          local routed, load_rps = routed_to(c, m, j)
+          local since = low[s]
           ctx.explain(group, s, explain_region(c, st, s, {
-            kind = kind[s], want = w, have = cap[s], load = load_rps, routed = routed,
-            dem = demand_by_name(), prices = prices, why = why[s], ideal = ideal_set[s] ~= nil,
-            forced = forced[s], hold_left = hold_left[s], waited = waited_for[s],
-            need = needs[s], is_serving = is_serving, now = now, assumed = m.assumed[s],
+            kind = kind, want = w, have = have, load = load_rps, routed = routed,
+            dem = views.dem, prices = prices, why = how[j] and why_of(c, m, target, j),
+            ideal = how[j] ~= false, forced = forced_j[j],
+            hold_left = kind == "hold" and down_s - (now - since) or nil,
+            waited = kind == "lower" and now - since or nil, need = need_j[j],
+            is_serving = views.is_serving, now = now, assumed = m.assumed[s],
           }))
         end
       end
     end
     -- The placement as a set (the greedy's pick order may change with nothing else).
-    local same_placement = m.summary_set ~= nil and m.summary_serving == route_key
+    local sum_t, sum_s = m.sum_t, m.sum_s
+    local same_placement = m.summary_done
     if same_placement then
-      local count = 0
-      for s in pairs(m.summary_set) do
-        count = count + 1
-        same_placement = same_placement and ideal_set[s] ~= nil
+      for j = 1, nc do
+        if sum_t[j] ~= (how[j] ~= false) or sum_s[j] ~= serving_j[j] then
+          same_placement = false
+          break
+        end
       end
-      same_placement = same_placement and count == #ideal
     end
     if not same_placement then
-      m.summary_set, m.summary_serving = ideal_set, route_key
+      m.summary_done = true
+      local placed, serving = {}, {}
+      for j = 1, nc do
+        sum_t[j], sum_s[j] = how[j] ~= false, serving_j[j]
+        if serving_j[j] then
+          serving[#serving + 1] = cands[j]
+        end
+      end
+      for k = 1, npicks do
+        placed[k] = cands[picks[k]]
+      end
+      views = views or named_views(c, m, serving_j)
       local within, unreachable, latencies, measured, user_regions = 0, 0, {}, 0, 0
-      for u, d in pairs(demand_by_name()) do
+      for u, d in pairs(views.dem) do
         user_regions = user_regions + 1
         local i = c.user_index[u]
-        local ms = i ~= nil and route[i] and m.route_ms[i] or nil
+        local ms = i ~= nil and route[i] and route_ms[i] or nil
         if ms == nil then
           unreachable = unreachable + d
         else
@@ -980,8 +1352,8 @@ return {
         .. "(target %.0f%%), p95 %s; placement %s; serving %s%s", total, user_regions,
         total > 0 and 100 * within / total or 100, c.slo_ms,
         100 * c.slo_share, p95_ms and fmt("%.0f ms", p95_ms) or "n/a",
-        #ideal > 0 and concat(ideal, "+") or "none",
-        #serving > 0 and route_key or "none",
+        #placed > 0 and concat(placed, "+") or "none",
+        #serving > 0 and concat(serving, "+") or "none",
         unreachable > 0 and fmt("; %.0f rps from regions without RTT data", unreachable) or ""))
     end
     return out

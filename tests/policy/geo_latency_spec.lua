@@ -322,3 +322,136 @@ describe("geo_latency explanations and errors", function()
     expect(d.web["na-us-east"]).to_be(2)
   end)
 end)
+
+-- Stability: the units follow the decisions (every unit asked for is ready on the next
+-- tick), and every change of a region's count after the first `settle` ticks is counted
+-- as actions (one per unit bought or given back).
+local function run_ticks(p, ticks, settle, step)
+  local units, actions, seen = {}, 0, {}
+  for k = 0, ticks - 1 do
+    local demand, prices = step(k)
+    local d = p:evaluate(input(1000 + 10 * k, demand, units, prices))
+    local next_units = {}
+    for region, n in pairs(d.web) do
+      if k >= settle then
+        actions = actions + math.abs(n - (units[region] or 0))
+      end
+      next_units[region] = n > 0 and n or nil
+      if n > 0 then
+        seen[region] = true
+      end
+    end
+    for region, n in pairs(units) do
+      if d.web[region] == nil and k >= settle then
+        actions = actions + n
+      end
+    end
+    units = next_units
+  end
+  return actions, units, seen
+end
+
+describe("geo_latency stability", function()
+  -- eu-west and eu-central are 15 ms apart: either serves both regions' users within the
+  -- 80 ms SLO, and the other regions are out of reach.
+  it("keeps its placement while equivalent regions trade the lead in demand", function()
+    local p = t.load_policy("policies/geo_latency.lua", params { half_life_s = 60 })
+    local prices = { ["eu-west"] = 0.10, ["eu-central"] = 0.10, ["us-east"] = 0.15,
+                     ["us-west"] = 0.08, ["as-east"] = 0.30 }
+    -- Each side leads for 10 minutes in turn, the total steady at 300 rps, plus a jitter
+    -- that crosses the rounding steps tick to tick.
+    local actions, units = run_ticks(p, 360, 10, function(k)
+      local lead = (k // 60) % 2 == 0 and 40 or -40
+      local jitter = (k % 3) * 4
+      return { ["eu-west"] = 150 + lead + jitter, ["eu-central"] = 150 - lead - jitter },
+        prices
+    end)
+    expect(actions).to_be(0)
+    local regions = 0
+    for _ in pairs(units) do
+      regions = regions + 1
+    end
+    expect(regions).to_be(1)
+  end)
+
+  it("keeps its placement while equivalent regions trade the lowest price", function()
+    local p = t.load_policy("policies/geo_latency.lua", params())
+    local actions = run_ticks(p, 360, 10, function(k)
+      -- 1% apart, the cheaper one changing every 10 minutes (longer than either delay).
+      local a, b = 0.100, 0.101
+      if (k // 60) % 2 == 1 then
+        a, b = b, a
+      end
+      return { ["eu-west"] = 260, ["eu-central"] = 20 },
+        { ["eu-west"] = a, ["eu-central"] = b, ["us-east"] = 0.15, ["us-west"] = 0.08,
+          ["as-east"] = 0.30 }
+    end)
+    expect(actions).to_be(0)
+  end)
+
+  it("still moves for a saving above switch_saving, once, after the delays", function()
+    local p = t.load_policy("policies/geo_latency.lua", params { switch_saving = 0.1 })
+    local actions, units, seen = run_ticks(p, 120, 10, function(k)
+      -- eu-west becomes 30% cheaper than eu-central after 5 minutes and stays so.
+      local west = k < 30 and 0.20 or 0.07
+      return { ["eu-west"] = 250 },
+        { ["eu-west"] = west, ["eu-central"] = 0.10, ["us-east"] = 0.15, ["us-west"] = 0.08,
+          ["as-east"] = 0.30 }
+    end)
+    expect(seen["eu-central"]).to_be(true)
+    expect(units).to_equal({ ["eu-west"] = 3 })
+    expect(actions).to_be(6) -- 3 units bought in eu-west, 3 given back in eu-central
+  end)
+
+  it("takes the whole placement at once on a fresh start, not all demand in one region",
+    function()
+      local p = t.load_policy("policies/geo_latency.lua", params())
+      local d = p:evaluate(input(1000, { ["eu-west"] = 250, ["as-east"] = 200 }))
+      -- Waiting scale_up_delay_s for as-east would pile its 200 rps on eu-central (5 units
+      -- instead of 3) and give the extra 2 back after scale_down_delay_s.
+      expect(nonzero(d)).to_equal({ ["eu-central"] = 3, ["as-east"] = 2 })
+      expect(explained(p, "as-east")).to_contain("(added at once: nothing served yet)")
+      expect(explained(p, "eu-central")).to_contain("(added at once: min_regions = 1)")
+    end)
+
+  it("decides after a restart what it would have decided running on", function()
+    -- The placement it keeps lives in ctx.state (the hysteresis); its memo does not survive
+    -- a restart, and must not matter: a restarted copy, given the same state and inputs,
+    -- answers every tick as the running policy does.
+    local p = t.load_policy("policies/geo_latency.lua", params { half_life_s = 30 })
+    local units = {}
+    for k = 0, 119 do
+      local phase = k / 40
+      local demand = { ["eu-west"] = 150 + 120 * math.sin(phase),
+                       ["eu-central"] = 150 - 120 * math.sin(phase),
+                       ["us-east"] = 90 + 80 * math.cos(phase), ["us-west"] = 60,
+                       ["as-east"] = 40 + 40 * math.sin(2 * phase) }
+      local prices = { ["eu-west"] = 0.10 + (k // 30) % 2 * 0.002, ["eu-central"] = 0.10,
+                       ["us-east"] = 0.09, ["us-west"] = 0.09, ["as-east"] = 0.30 }
+      local q = t.load_policy("policies/geo_latency.lua", params { half_life_s = 30 })
+      q.state = p.state
+      q:restart()
+      local d = p:evaluate(input(1000 + 10 * k, demand, units, prices))
+      expect(q:evaluate(input(1000 + 10 * k, demand, units, prices))).to_equal(d)
+      units = nonzero(d)
+    end
+  end)
+
+  it("keeps a placement whose saving is below switch_saving, and says why", function()
+    local p = t.load_policy("policies/geo_latency.lua", params { switch_saving = 0.1 })
+    local _, units = run_ticks(p, 60, 10, function(k)
+      local west = k < 30 and 0.20 or 0.095 -- 5% below eu-central: not worth a move
+      return { ["eu-west"] = 250 },
+        { ["eu-west"] = west, ["eu-central"] = 0.10, ["us-east"] = 0.15, ["us-west"] = 0.08,
+          ["as-east"] = 0.30 }
+    end)
+    expect(units).to_equal({ ["eu-central"] = 3 })
+    -- A new policy state sees the same inputs: the kept region explains itself.
+    local q = t.load_policy("policies/geo_latency.lua", params { switch_saving = 0.1 })
+    q:evaluate(input(1000, { ["eu-west"] = 250 }, { ["eu-central"] = 3 },
+      { ["eu-west"] = 0.095, ["eu-central"] = 0.10, ["us-east"] = 0.15, ["us-west"] = 0.08,
+        ["as-east"] = 0.30 }))
+    expect(explained(q, "eu-central")).to_contain("kept for 250 rps within the 80 ms SLO")
+    expect(explained(q, "eu-central")).to_contain("a move needs 10% less")
+  end)
+end)
