@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "base64.h"
 #include "http_client.h"
 #include "log.h"
 #include "mem.h"
@@ -81,69 +82,6 @@ struct sw_ha {
     uint64_t write_timer;
     uint64_t seq_written;
 };
-
-/* ---- base64 ------------------------------------------------------------------------------ */
-
-static const char B64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-char *sw_ha_base64_encode(const char *data, size_t len)
-{
-    const unsigned char *in = (const unsigned char *)data;
-    char *out = sw_xmalloc((len + 2) / 3 * 4 + 1);
-    size_t o = 0;
-    for (size_t i = 0; i < len; i += 3) {
-        uint32_t v = (uint32_t)in[i] << 16;
-        if (i + 1 < len)
-            v |= (uint32_t)in[i + 1] << 8;
-        if (i + 2 < len)
-            v |= in[i + 2];
-        out[o++] = B64[(v >> 18) & 63];
-        out[o++] = B64[(v >> 12) & 63];
-        out[o++] = i + 1 < len ? B64[(v >> 6) & 63] : '=';
-        out[o++] = i + 2 < len ? B64[v & 63] : '=';
-    }
-    out[o] = '\0';
-    return out;
-}
-
-static int b64_value(char c)
-{
-    const char *p = c != '\0' ? strchr(B64, c) : NULL;
-    return p != NULL ? (int)(p - B64) : -1;
-}
-
-char *sw_ha_base64_decode(const char *text, size_t len, size_t *len_out)
-{
-    if (len % 4 != 0)
-        return NULL;
-    char *out = sw_xmalloc(len / 4 * 3 + 1);
-    size_t o = 0;
-    for (size_t i = 0; i < len; i += 4) {
-        int v[4];
-        int pad = 0;
-        for (int k = 0; k < 4; k++) {
-            char c = text[i + k];
-            if (c == '=' && i + 4 == len && k >= 2) {
-                v[k] = 0;
-                pad++;
-            } else if (pad > 0 || (v[k] = b64_value(c)) < 0) {
-                free(out);
-                return NULL;
-            }
-        }
-        uint32_t w = (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 | (uint32_t)v[2] << 6 |
-                     (uint32_t)v[3];
-        out[o++] = (char)(w >> 16);
-        if (pad < 2)
-            out[o++] = (char)(w >> 8 & 0xff);
-        if (pad < 1)
-            out[o++] = (char)(w & 0xff);
-    }
-    out[o] = '\0';
-    if (len_out != NULL)
-        *len_out = o;
-    return out;
-}
 
 /* ---- reply parsing ------------------------------------------------------------------------- */
 
@@ -277,7 +215,7 @@ static char *decode_field(const cJSON *obj, const char *name, bool required)
         return required ? NULL : sw_xstrdup("");
     if (!cJSON_IsString(item))
         return NULL;
-    return sw_ha_base64_decode(item->valuestring, strlen(item->valuestring), NULL);
+    return sw_base64_decode(item->valuestring, strlen(item->valuestring), NULL);
 }
 
 static int parse_kvs(const cJSON *holder, struct sw_ha_kvs *out, char *msg)
@@ -435,7 +373,7 @@ static int64_t now_ms(struct sw_ha *ha)
 
 static char *b64(const char *text)
 {
-    return sw_ha_base64_encode(text, strlen(text));
+    return sw_base64_encode(text, strlen(text));
 }
 
 static uint64_t post(struct sw_ha *ha, const char *path, const char *body, sw_http_cb cb)
