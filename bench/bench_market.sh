@@ -42,28 +42,9 @@ bid_delay=${BID_DELAY:-500ms}
 ready_delay=${READY_DELAY:-2s}
 n_track=${N_TRACK:-1000}
 watch_interval=${WATCH_INTERVAL:-3s}
-for t in curl jq sqlite3; do
-  command -v $t >/dev/null || { echo "$t is not installed" >&2; exit 77; }
-done
-[ -x "$bin" ] || { echo "no $bin: run make build first" >&2; exit 1; }
-plugin_dir=$(dirname "$(find "$build" -name 'swp_market_akash.so' -print -quit)")
-export STEWARD_PLUGIN_PATH=$plugin_dir
-export STEWARD_MARKET_API_KEY="bench-key-$$-$RANDOM-zz9"
-export BENCH_AKASH_KEY=$STEWARD_MARKET_API_KEY
-
-work=$(mktemp -d "${TMPDIR:-/tmp}/steward-bench-market.XXXXXX")
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  [ -n "${KEEP:-}" ] && echo "workdir kept: $work" >&2 || rm -rf "$work"
-}
-trap cleanup EXIT
+. "$src/bench/bench_lib.sh"
+bench_setup market BENCH_AKASH_KEY curl jq sqlite3
 hz=$(getconf CLK_TCK)
-now_ms() { date +%s%3N; }
-ms_of() { # duration like 500ms / 2s -> ms
-  case $1 in *ms) echo "${1%ms}" ;; *s) echo $((${1%s} * 1000)) ;; *) echo "$1" ;; esac
-}
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 # on-CPU time in µs of every live thread (schedstat: ns), finer than the 10 ms ticks
 cpu_us() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ s += $1 } END { printf "%d", s / 1000 }'; }

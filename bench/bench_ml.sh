@@ -21,24 +21,9 @@ build=${1:-$src/build}
 bin=$build/steward
 n=${N:-10}
 poll=${POLL:-1s}
-for t in curl jq python3; do
-  command -v $t >/dev/null || { echo "$t is not installed" >&2; exit 77; }
-done
-[ -x "$bin" ] || { echo "no $bin: run make build first" >&2; exit 1; }
-plugin_dir=$(dirname "$(find "$build" -name 'swp_market_akash.so' -print -quit)")
-export STEWARD_PLUGIN_PATH=$plugin_dir
-export STEWARD_MARKET_API_KEY="bench-key-$$-$RANDOM-zz9"
-export E2E_AKASH_KEY=$STEWARD_MARKET_API_KEY
-work=$(mktemp -d "${TMPDIR:-/tmp}/steward-bench-ml.XXXXXX")
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  [ -n "${KEEP:-}" ] && echo "workdir kept: $work" >&2 || rm -rf "$work"
-}
-trap cleanup EXIT
-now_ms() { date +%s%3N; }
-case $poll in *ms) poll_ms=${poll%ms} ;; *s) poll_ms=$((${poll%s} * 1000)) ;; *) poll_ms=$poll ;; esac
+. "$src/bench/bench_lib.sh"
+bench_setup ml E2E_AKASH_KEY curl jq python3
+poll_ms=$(ms_of "$poll")
 fix=$src/tests/integration/fixtures
 
 "$bin" market serve --listen 127.0.0.1:0 --state "$work/market.db" \

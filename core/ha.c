@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "base64.h"
 #include "http_client.h"
 #include "log.h"
 #include "mem.h"
@@ -81,69 +82,6 @@ struct sw_ha {
     uint64_t write_timer;
     uint64_t seq_written;
 };
-
-/* ---- base64 ------------------------------------------------------------------------------ */
-
-static const char B64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-char *sw_ha_base64_encode(const char *data, size_t len)
-{
-    const unsigned char *in = (const unsigned char *)data;
-    char *out = sw_xmalloc((len + 2) / 3 * 4 + 1);
-    size_t o = 0;
-    for (size_t i = 0; i < len; i += 3) {
-        uint32_t v = (uint32_t)in[i] << 16;
-        if (i + 1 < len)
-            v |= (uint32_t)in[i + 1] << 8;
-        if (i + 2 < len)
-            v |= in[i + 2];
-        out[o++] = B64[(v >> 18) & 63];
-        out[o++] = B64[(v >> 12) & 63];
-        out[o++] = i + 1 < len ? B64[(v >> 6) & 63] : '=';
-        out[o++] = i + 2 < len ? B64[v & 63] : '=';
-    }
-    out[o] = '\0';
-    return out;
-}
-
-static int b64_value(char c)
-{
-    const char *p = c != '\0' ? strchr(B64, c) : NULL;
-    return p != NULL ? (int)(p - B64) : -1;
-}
-
-char *sw_ha_base64_decode(const char *text, size_t len, size_t *len_out)
-{
-    if (len % 4 != 0)
-        return NULL;
-    char *out = sw_xmalloc(len / 4 * 3 + 1);
-    size_t o = 0;
-    for (size_t i = 0; i < len; i += 4) {
-        int v[4];
-        int pad = 0;
-        for (int k = 0; k < 4; k++) {
-            char c = text[i + k];
-            if (c == '=' && i + 4 == len && k >= 2) {
-                v[k] = 0;
-                pad++;
-            } else if (pad > 0 || (v[k] = b64_value(c)) < 0) {
-                free(out);
-                return NULL;
-            }
-        }
-        uint32_t w = (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 | (uint32_t)v[2] << 6 |
-                     (uint32_t)v[3];
-        out[o++] = (char)(w >> 16);
-        if (pad < 2)
-            out[o++] = (char)(w >> 8 & 0xff);
-        if (pad < 1)
-            out[o++] = (char)(w & 0xff);
-    }
-    out[o] = '\0';
-    if (len_out != NULL)
-        *len_out = o;
-    return out;
-}
 
 /* ---- reply parsing ------------------------------------------------------------------------- */
 
@@ -277,7 +215,7 @@ static char *decode_field(const cJSON *obj, const char *name, bool required)
         return required ? NULL : sw_xstrdup("");
     if (!cJSON_IsString(item))
         return NULL;
-    return sw_ha_base64_decode(item->valuestring, strlen(item->valuestring), NULL);
+    return sw_base64_decode(item->valuestring, strlen(item->valuestring), NULL);
 }
 
 static int parse_kvs(const cJSON *holder, struct sw_ha_kvs *out, char *msg)
@@ -435,7 +373,7 @@ static int64_t now_ms(struct sw_ha *ha)
 
 static char *b64(const char *text)
 {
-    return sw_ha_base64_encode(text, strlen(text));
+    return sw_base64_encode(text, strlen(text));
 }
 
 static uint64_t post(struct sw_ha *ha, const char *path, const char *body, sw_http_cb cb)
@@ -477,19 +415,21 @@ static void note_ok(struct sw_ha *ha)
     ha->etcd_trouble = false;
 }
 
-/* Transport error, or an answer that is not the gateway's (proxy, 5xx). */
-static bool transport_failed(int status, const struct swp_http_resp *resp)
+/* True for a transport error, or an answer that is not the gateway's (proxy, 5xx): then
+ * it was noted (note_trouble) and the caller retries; what names the request in the log. */
+static bool transport_trouble(struct sw_ha *ha, const char *what, int status,
+                              const struct swp_http_resp *resp, const char *error_text)
 {
-    return status < 0 || resp == NULL || resp->status == 0 || resp->status >= 500;
-}
-
-static const char *transport_text(int status, const struct swp_http_resp *resp,
-                                  const char *error_text, char *buf, size_t size)
-{
+    if (status >= 0 && resp != NULL && resp->status != 0 && resp->status < 500)
+        return false;
+    char buf[32];
+    const char *detail = buf;
     if (status < 0)
-        return error_text != NULL && error_text[0] ? error_text : sw_strerror(status);
-    snprintf(buf, size, "HTTP %ld", resp != NULL ? resp->status : 0L);
-    return buf;
+        detail = error_text != NULL && error_text[0] ? error_text : sw_strerror(status);
+    else
+        snprintf(buf, sizeof(buf), "HTTP %ld", resp != NULL ? resp->status : 0L);
+    note_trouble(ha, what, detail);
+    return true;
 }
 
 static void note_leader(struct sw_ha *ha, const char *name, int64_t revision)
@@ -515,10 +455,33 @@ static void follow_tick(void *ud);
 static void keepalive_tick(void *ud);
 static void fail_writes(struct sw_ha *ha, int status);
 
+/* Stops *timer if it runs and zeroes it. */
+static void timer_clear(struct sw_ha *ha, uint64_t *timer)
+{
+    if (*timer != 0)
+        sw_clock_timer_stop(ha->clock, *timer);
+    *timer = 0;
+}
+
+/* Cancels the request *req names, if any; *req is zeroed first, so the callback (which runs
+ * with SW_ECANCELED) finds nothing of its own to clear. */
+static void request_cancel(struct sw_ha *ha, uint64_t *req)
+{
+    uint64_t id = *req;
+    *req = 0;
+    if (id != 0)
+        sw_http_client_cancel(ha->http, id);
+}
+
+/* The body of the lease calls that name one lease (revoke, keepalive). */
+static void lease_body(char *buf, size_t size, int64_t lease_id)
+{
+    snprintf(buf, size, "{\"ID\":\"%" PRId64 "\"}", lease_id);
+}
+
 static void schedule(struct sw_ha *ha, int64_t delay_ms, sw_timer_cb cb)
 {
-    if (ha->timer != 0)
-        sw_clock_timer_stop(ha->clock, ha->timer);
+    timer_clear(ha, &ha->timer);
     ha->timer = sw_clock_timer_start(ha->clock, (uint64_t)delay_ms, cb, ha);
 }
 
@@ -531,7 +494,7 @@ static void revoke_done(void *ud, int status, const struct swp_http_resp *resp,
 static void lease_revoke(struct sw_ha *ha, int64_t lease_id)
 {
     char body[64];
-    snprintf(body, sizeof(body), "{\"ID\":\"%" PRId64 "\"}", lease_id);
+    lease_body(body, sizeof(body), lease_id);
     post(ha, "/v3/lease/revoke", body, revoke_done);
 }
 
@@ -539,8 +502,7 @@ static void stepdown_fired(void *ud);
 
 static void arm_stepdown(struct sw_ha *ha)
 {
-    if (ha->stepdown_timer != 0)
-        sw_clock_timer_stop(ha->clock, ha->stepdown_timer);
+    timer_clear(ha, &ha->stepdown_timer);
     int64_t left = ha->lease_deadline_ms - ha->margin_ms - now_ms(ha);
     ha->stepdown_timer =
         sw_clock_timer_start(ha->clock, left > 0 ? (uint64_t)left : 0, stepdown_fired, ha);
@@ -551,17 +513,9 @@ static void lose(struct sw_ha *ha, const char *why)
     if (ha->state != HA_LEADING)
         return;
     ha->state = HA_LOST;
-    if (ha->timer != 0)
-        sw_clock_timer_stop(ha->clock, ha->timer);
-    ha->timer = 0;
-    if (ha->stepdown_timer != 0)
-        sw_clock_timer_stop(ha->clock, ha->stepdown_timer);
-    ha->stepdown_timer = 0;
-    if (ha->ctl_req != 0) {
-        uint64_t id = ha->ctl_req;
-        ha->ctl_req = 0;
-        sw_http_client_cancel(ha->http, id);
-    }
+    timer_clear(ha, &ha->timer);
+    timer_clear(ha, &ha->stepdown_timer);
+    request_cancel(ha, &ha->ctl_req);
     free(ha->leader_seen);
     ha->leader_seen = NULL;
     sw_log(SW_LOG_ERROR, LOG, "replica %s is no longer the leader: %s; it stops acting", ha->replica,
@@ -593,22 +547,31 @@ static void become_leader(struct sw_ha *ha, int64_t revision)
         ha->opts.on_elected(ha->opts.ud);
 }
 
+/* The start of each reply a follower gets (range, lease grant, campaign): false when the
+ * caller has nothing more to do with it: cancelled, freeing, or a transport trouble (noted,
+ * and the leader key is polled again). */
+static bool follower_reply(struct sw_ha *ha, const char *what, int status,
+                           const struct swp_http_resp *resp, const char *error_text)
+{
+    if (status == SW_ECANCELED || ha->freeing)
+        return false;
+    ha->ctl_req = 0;
+    if (!transport_trouble(ha, what, status, resp, error_text))
+        return true;
+    schedule(ha, ha->poll_ms, follow_tick);
+    return false;
+}
+
 static void campaign_done(void *ud, int status, const struct swp_http_resp *resp,
                           const char *error_text)
 {
     struct sw_ha *ha = ud;
-    if (status == SW_ECANCELED || ha->freeing)
+    /* On a transport trouble the txn may have been applied: the lease is kept so a win is not
+     * lost. If it was applied, the next range shows this replica as the leader and the lease
+     * lapses (nobody keeps it alive): another campaign follows after the TTL. */
+    if (!follower_reply(ha, "campaign", status, resp, error_text))
         return;
-    ha->ctl_req = 0;
-    char buf[32], msg[128];
-    if (transport_failed(status, resp)) {
-        /* The txn may have been applied: keep the lease so a win is not lost. If it was
-         * applied, the next range shows this replica as the leader and the lease lapses
-         * (nobody keeps it alive): another campaign follows after the TTL. */
-        note_trouble(ha, "campaign", transport_text(status, resp, error_text, buf, sizeof(buf)));
-        schedule(ha, ha->poll_ms, follow_tick);
-        return;
-    }
+    char msg[128];
     bool won = false;
     int64_t revision = 0;
     struct sw_ha_kvs kvs = {0};
@@ -638,15 +601,9 @@ static void grant_done(void *ud, int status, const struct swp_http_resp *resp,
                        const char *error_text)
 {
     struct sw_ha *ha = ud;
-    if (status == SW_ECANCELED || ha->freeing)
+    if (!follower_reply(ha, "lease grant", status, resp, error_text))
         return;
-    ha->ctl_req = 0;
-    char buf[32], msg[128];
-    if (transport_failed(status, resp)) {
-        note_trouble(ha, "lease grant", transport_text(status, resp, error_text, buf, sizeof(buf)));
-        schedule(ha, ha->poll_ms, follow_tick);
-        return;
-    }
+    char msg[128];
     int64_t ttl_s = 0;
     if (sw_ha_parse_grant(resp->status, resp->body, resp->body_len, &ha->lease_id, &ttl_s,
                           msg) < 0) {
@@ -675,15 +632,9 @@ static void range_done(void *ud, int status, const struct swp_http_resp *resp,
                        const char *error_text)
 {
     struct sw_ha *ha = ud;
-    if (status == SW_ECANCELED || ha->freeing)
+    if (!follower_reply(ha, "range", status, resp, error_text))
         return;
-    ha->ctl_req = 0;
-    char buf[32], msg[128];
-    if (transport_failed(status, resp)) {
-        note_trouble(ha, "range", transport_text(status, resp, error_text, buf, sizeof(buf)));
-        schedule(ha, ha->poll_ms, follow_tick);
-        return;
-    }
+    char msg[128];
     struct sw_ha_kvs kvs = {0};
     int64_t revision = 0;
     if (sw_ha_parse_range(resp->status, resp->body, resp->body_len, &kvs, &revision, msg) < 0) {
@@ -733,9 +684,8 @@ static void keepalive_done(void *ud, int status, const struct swp_http_resp *res
     ha->ctl_req = 0;
     if (ha->state != HA_LEADING)
         return;
-    char buf[32], msg[128];
-    if (transport_failed(status, resp)) {
-        note_trouble(ha, "keepalive", transport_text(status, resp, error_text, buf, sizeof(buf)));
+    char msg[128];
+    if (transport_trouble(ha, "keepalive", status, resp, error_text)) {
         schedule(ha, KEEPALIVE_RETRY_MS, keepalive_tick);
         return;
     }
@@ -764,7 +714,7 @@ static void keepalive_tick(void *ud)
     if (ha->state != HA_LEADING || ha->ctl_req != 0)
         return;
     char body[64];
-    snprintf(body, sizeof(body), "{\"ID\":\"%" PRId64 "\"}", ha->lease_id);
+    lease_body(body, sizeof(body), ha->lease_id);
     ha->ka_sent_ms = now_ms(ha);
     ha->ctl_req = post(ha, "/v3/lease/keepalive", body, keepalive_done);
 }
@@ -780,6 +730,19 @@ static void entry_free(struct write_entry *e)
     free(e);
 }
 
+/* Takes the head of the write queue off it (NULL when empty). */
+static struct write_entry *queue_pop(struct sw_ha *ha)
+{
+    struct write_entry *e = ha->writes_head;
+    if (e == NULL)
+        return NULL;
+    ha->writes_head = e->next;
+    if (ha->writes_head == NULL)
+        ha->writes_tail = NULL;
+    e->next = NULL;
+    return e;
+}
+
 static void complete(struct write_entry *e, int status, const struct sw_units *units,
                      uint64_t seq)
 {
@@ -792,25 +755,14 @@ static void complete(struct write_entry *e, int status, const struct sw_units *u
 
 static void fail_writes(struct sw_ha *ha, int status)
 {
-    if (ha->write_timer != 0)
-        sw_clock_timer_stop(ha->clock, ha->write_timer);
-    ha->write_timer = 0;
-    if (ha->write_req != 0) {
-        uint64_t id = ha->write_req;
-        ha->write_req = 0;
-        sw_http_client_cancel(ha->http, id); /* write_done leaves the entry to us */
-    }
+    timer_clear(ha, &ha->write_timer);
+    request_cancel(ha, &ha->write_req); /* write_done leaves the entry to us */
     struct write_entry *e = ha->inflight;
     ha->inflight = NULL;
     if (e != NULL)
         complete(e, status, NULL, 0);
-    while (ha->writes_head != NULL) {
-        e = ha->writes_head;
-        ha->writes_head = e->next;
-        if (ha->writes_head == NULL)
-            ha->writes_tail = NULL;
+    while ((e = queue_pop(ha)) != NULL)
         complete(e, status, NULL, 0);
-    }
 }
 
 static void kick(struct sw_ha *ha, uint64_t delay_ms)
@@ -974,10 +926,8 @@ static void write_done(void *ud, int status, const struct swp_http_resp *resp,
         return; /* whoever cancelled completes the entry */
     ha->write_req = 0;
     struct write_entry *e = ha->inflight;
-    char buf[32], msg[128];
-    if (transport_failed(status, resp)) {
-        note_trouble(ha, "fenced write", transport_text(status, resp, error_text, buf,
-                                                        sizeof(buf)));
+    char msg[128];
+    if (transport_trouble(ha, "fenced write", status, resp, error_text)) {
         /* Back to the head: order matters, and the step-down deadline bounds the wait. */
         ha->inflight = NULL;
         e->next = ha->writes_head;
@@ -1035,11 +985,7 @@ static void write_next(void *ud)
         lose(ha, "the lease was not renewed in time (paused or cut off from etcd)");
         return;
     }
-    struct write_entry *e = ha->writes_head;
-    ha->writes_head = e->next;
-    if (ha->writes_head == NULL)
-        ha->writes_tail = NULL;
-    e->next = NULL;
+    struct write_entry *e = queue_pop(ha);
     if (e->kind == W_BARRIER) {
         complete(e, 0, NULL, 0); /* everything before it is acknowledged */
         kick(ha, 0);
@@ -1181,11 +1127,8 @@ void sw_ha_free(struct sw_ha *ha)
 {
     if (ha == NULL)
         return;
-    if (ha->timer != 0)
-        sw_clock_timer_stop(ha->clock, ha->timer);
-    if (ha->stepdown_timer != 0)
-        sw_clock_timer_stop(ha->clock, ha->stepdown_timer);
-    ha->timer = ha->stepdown_timer = 0;
+    timer_clear(ha, &ha->timer);
+    timer_clear(ha, &ha->stepdown_timer);
     fail_writes(ha, SW_ECANCELED);
     ha->freeing = true;
     sw_http_client_close(ha->http); /* cancels what is left; callbacks see freeing */
@@ -1213,7 +1156,7 @@ static bool revoke_now(struct sw_ha *ha, const char *endpoint, long timeout_ms)
         return false;
     char *url = sw_xasprintf("%s/v3/lease/revoke", endpoint);
     char body[64];
-    snprintf(body, sizeof(body), "{\"ID\":\"%" PRId64 "\"}", ha->lease_id);
+    lease_body(body, sizeof(body), ha->lease_id);
     struct curl_slist *headers = curl_slist_append(NULL, "Content-Type: application/json");
     curl_easy_setopt(easy, CURLOPT_URL, url);
     curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");

@@ -153,9 +153,4 @@ int sw_ha_parse_txn(long status, const char *body, size_t len, bool *succeeded,
 char *sw_ha_unit_record(const struct sw_unit *u);
 struct sw_unit *sw_ha_unit_from_record(const char *json, size_t len);
 
-/* RFC 4648 base64 (owned results). decode: NULL on bad input; *len_out excludes the NUL
- * it appends. */
-char *sw_ha_base64_encode(const char *data, size_t len);
-char *sw_ha_base64_decode(const char *text, size_t len, size_t *len_out);
-
 #endif /* SW_HA_H */

@@ -40,6 +40,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "base64.h"
 #include "clock.h"
 #include "config.h"
 #include "http_server.h"
@@ -160,24 +161,6 @@ static void hex_upper(const unsigned char *bytes, size_t len, char *out)
         out[2 * i + 1] = digits[bytes[i] & 15];
     }
     out[2 * len] = '\0';
-}
-
-static void base64_encode(const unsigned char *in, size_t len, char *out)
-{
-    static const char tbl[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    size_t o = 0;
-    for (size_t i = 0; i < len; i += 3) {
-        uint32_t v = (uint32_t)in[i] << 16;
-        if (i + 1 < len)
-            v |= (uint32_t)in[i + 1] << 8;
-        if (i + 2 < len)
-            v |= in[i + 2];
-        out[o++] = tbl[(v >> 18) & 63];
-        out[o++] = tbl[(v >> 12) & 63];
-        out[o++] = i + 1 < len ? tbl[(v >> 6) & 63] : '=';
-        out[o++] = i + 2 < len ? tbl[v & 63] : '=';
-    }
-    out[o] = '\0';
 }
 
 /* "12.500000000000000000": DecCoin amounts carry 18 decimals; ours are exact to 6. */
@@ -3649,9 +3632,9 @@ static int h_deployment_create(struct route_ctx *c)
     int64_t dseq = c->now > last_dseq ? c->now : last_dseq + 1;
     int64_t height = height_at(m, c->now);
     unsigned char digest[32];
-    char hash[48];
+    char hash[SW_BASE64_ENCODED_LEN(sizeof(digest)) + 1];
     digest_bytes(0, s->manifest, digest, sizeof(digest));
-    base64_encode(digest, sizeof(digest), hash);
+    sw_base64_encode_to(digest, sizeof(digest), hash);
     char *env_json = cJSON_PrintUnformatted(s->env);
     if (q_run(m,
               "INSERT INTO deployments(dseq, state, hash, created_ms, created_height, sdl,"

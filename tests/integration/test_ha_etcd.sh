@@ -12,54 +12,10 @@
 #     refused and logged, and it exits.
 set -euo pipefail
 . "$(dirname "$0")/../lib.sh"
-require_tool etcd
-require_tool curl
-require_tool jq
-require_tool sqlite3
-require_tool python3
-[ -n "${STEWARD_BIN:-}" ] && [ -x "$STEWARD_BIN" ] || fail "STEWARD_BIN is not set"
-new_workdir
-. "$SW_SOURCE_DIR/tests/integration/akash_lib.sh"
-TTL=${HA_TTL:-3}
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-now_s() { python3 -c 'import time; print("%.3f" % time.time())'; }
-# log_time FILE PATTERN: epoch seconds of the first line of FILE matching PATTERN (or empty).
-log_time() {
-  python3 - "$1" "$2" <<'PY'
-import re, sys, datetime
-for line in open(sys.argv[1], errors="replace"):
-    if re.search(sys.argv[2], line):
-        m = re.match(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3})Z", line)
-        if m:
-            t = datetime.datetime.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S.%f")
-            print("%.3f" % t.replace(tzinfo=datetime.timezone.utc).timestamp())
-            break
-PY
-}
-wait_log() { # wait_log SECONDS FILE PATTERN WHAT
-  local end=$((SECONDS + $1))
-  until grep -Eq "$3" "$2" 2>/dev/null; do
-    [ "$SECONDS" -lt "$end" ] || { log=$2; fail "timed out after $1 s waiting for $4"; }
-    sleep 0.05
-  done
-}
+. "$(dirname "$0")/ha_lib.sh"
 
 # --- etcd
-EP=$(free_port)
-PP=$(free_port)
-etcd --name t --data-dir "$WORKDIR/etcd" --listen-client-urls "http://127.0.0.1:$EP" \
-  --advertise-client-urls "http://127.0.0.1:$EP" --listen-peer-urls "http://127.0.0.1:$PP" \
-  --initial-advertise-peer-urls "http://127.0.0.1:$PP" --initial-cluster "t=http://127.0.0.1:$PP" \
-  >"$WORKDIR/etcd.log" 2>&1 &
-ETCD_PID=$!
-SW_TEST_PIDS+=("$ETCD_PID")
-for _ in $(seq 1 100); do
-  curl -sf "http://127.0.0.1:$EP/health" 2>/dev/null | grep -q true && break
-  kill -0 "$ETCD_PID" 2>/dev/null || { log=$WORKDIR/etcd.log; fail "etcd exited at start"; }
-  sleep 0.1
-done
-curl -sf "http://127.0.0.1:$EP/health" | grep -q true || { log=$WORKDIR/etcd.log; fail "etcd not healthy"; }
+ha_etcd_start
 
 # --- marketplace, with a foreign deployment (same account, another tool's tag)
 ak_server_start --speed 1
@@ -71,19 +27,7 @@ foreign=$(curl -sS --max-time 10 -H "x-api-key: $STEWARD_MARKET_API_KEY" \
   --data-binary "$(jq -n --arg s "$sdl" '{data: {sdl: $s, deposit: 1}}')" | jq -r .data.dseq)
 [[ $foreign =~ ^[0-9]+$ ]] || fail "could not create the foreign deployment"
 
-# One directory per replica: same config but the replica name (and so its own journal).
-for r in a b c; do
-  mkdir -p "$WORKDIR/$r"
-  cp "$AK_FIX/churn.lua" "$AK_FIX/web.sdl.yaml" "$WORKDIR/$r/"
-  sed -e "s|^  \"id\": \"e2etag\",|  \"id\": \"e2etag\",\n  \"ha\": { \"etcd\": [\"http://127.0.0.1:$EP\"], \"ttl\": \"${TTL}s\", \"replica\": \"$r\" },|" \
-    "$WORKDIR/steward.jsonc" >"$WORKDIR/$r/steward.jsonc"
-  grep -q '"replica"' "$WORKDIR/$r/steward.jsonc" || fail "could not add the ha block"
-done
-start_replica() { # start_replica NAME → PID_<NAME>
-  (cd "$WORKDIR/$1" && exec "$STEWARD_BIN" run -c steward.jsonc 2>>"$WORKDIR/$1/steward.log") &
-  eval "PID_$1=$!"
-  SW_TEST_PIDS+=("$!")
-}
+for r in a b c; do ha_replica_dir "$r" "\"http://127.0.0.1:$EP\""; done
 # docs/market_akash.md: a deployment created within 10 s of a create whose answer was lost is
 # taken for steward's; keep the foreign one out of that window.
 sleep 10.5
@@ -182,9 +126,7 @@ ours_market=$(ak_ours 'map(.dseq) | sort | join(" ")')
 ours_journal=$(sqlite3 "$db" "SELECT market_id FROM units WHERE state != 4 ORDER BY 1" | tr '\n' ' ')
 [ "$ours_market" = "${ours_journal% }" ] ||
   fail "leaked or forgotten units: marketplace [$ours_market] new leader's journal [$ours_journal]"
-dups=$(jq -r '[.data.deployments[] | select(.env.STEWARD_TAG == "e2etag")] | group_by(.env.STEWARD_UNIT_KEY)
-  | map(select(length > 1) | .[0].env.STEWARD_UNIT_KEY) | join(" ")' "$WORKDIR/state.json")
-[ -z "$dups" ] || fail "unit keys with more than one deployment (bought twice): $dups"
+ha_none_bought_twice
 created=$(jq '[.data.deployments[] | select(.env.STEWARD_TAG == "e2etag")] | length' "$WORKDIR/state.json")
 [ "$created" -ge 4 ] || fail "only $created deployments: the test did not exercise buying"
 fstate=$(jq -r ".data.deployments[] | select(.dseq == \"$foreign\") | .state" "$WORKDIR/state.json")

@@ -14,55 +14,12 @@
 #     poll, not after the ttl (printed as the SIGTERM handover figure).
 set -euo pipefail
 . "$(dirname "$0")/../lib.sh"
-require_tool etcd
-require_tool curl
-require_tool jq
-require_tool sqlite3
-require_tool python3
-[ -n "${STEWARD_BIN:-}" ] && [ -x "$STEWARD_BIN" ] || fail "STEWARD_BIN is not set"
-new_workdir
-. "$SW_SOURCE_DIR/tests/integration/akash_lib.sh"
-TTL=${HA_TTL:-3}
+. "$(dirname "$0")/ha_lib.sh"
 DELAY=0.15 # seconds the etcd proxy adds to each reply
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-now_s() { python3 -c 'import time; print("%.3f" % time.time())'; }
-log_time() { # log_time FILE PATTERN: epoch seconds of the first matching line (or empty)
-  python3 - "$1" "$2" <<'PY'
-import re, sys, datetime
-for line in open(sys.argv[1], errors="replace"):
-    if re.search(sys.argv[2], line):
-        m = re.match(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3})Z", line)
-        if m:
-            t = datetime.datetime.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S.%f")
-            print("%.3f" % t.replace(tzinfo=datetime.timezone.utc).timestamp())
-            break
-PY
-}
-wait_log() { # wait_log SECONDS FILE PATTERN WHAT
-  local end=$((SECONDS + $1))
-  until grep -Eq "$3" "$2" 2>/dev/null; do
-    [ "$SECONDS" -lt "$end" ] || { log=$2; fail "timed out after $1 s waiting for $4"; }
-    sleep 0.05
-  done
-}
-
 # --- etcd
-EP=$(free_port)
-PP=$(free_port)
+ha_etcd_start
 DEAD=$(free_port) # nothing listens there
-etcd --name t --data-dir "$WORKDIR/etcd" --listen-client-urls "http://127.0.0.1:$EP" \
-  --advertise-client-urls "http://127.0.0.1:$EP" --listen-peer-urls "http://127.0.0.1:$PP" \
-  --initial-advertise-peer-urls "http://127.0.0.1:$PP" --initial-cluster "t=http://127.0.0.1:$PP" \
-  >"$WORKDIR/etcd.log" 2>&1 &
-ETCD_PID=$!
-SW_TEST_PIDS+=("$ETCD_PID")
-for _ in $(seq 1 100); do
-  curl -sf "http://127.0.0.1:$EP/health" 2>/dev/null | grep -q true && break
-  kill -0 "$ETCD_PID" 2>/dev/null || { log=$WORKDIR/etcd.log; fail "etcd exited at start"; }
-  sleep 0.1
-done
-curl -sf "http://127.0.0.1:$EP/health" | grep -q true || { log=$WORKDIR/etcd.log; fail "etcd not healthy"; }
 
 ak_server_start --speed 1
 ak_config churn.lua 1s 1 12
@@ -144,21 +101,13 @@ read -r EPX MPX <"$WORKDIR/proxy.ports" || fail "the proxies did not start"
 # a and b talk to etcd and to the marketplace through the proxies; c straight to etcd.
 # Every replica's first endpoint is dead. One admin port each.
 for r in a b c; do
-  mkdir -p "$WORKDIR/$r"
-  cp "$AK_FIX/churn.lua" "$AK_FIX/web.sdl.yaml" "$WORKDIR/$r/"
   if [ "$r" = c ]; then etcd_ep=$EP market=$SRV_PORT; else etcd_ep=$EPX market=$MPX; fi
   port=$(free_port)
   eval "API_$r=http://127.0.0.1:$port"
-  sed -e "s|^  \"id\": \"e2etag\",|  \"id\": \"e2etag\",\n  \"ha\": { \"etcd\": [\"http://127.0.0.1:$DEAD\", \"http://127.0.0.1:$etcd_ep\"], \"ttl\": \"${TTL}s\", \"replica\": \"$r\" },\n  \"admin\": { \"listen\": \"127.0.0.1:$port\" },|" \
-      -e "s|127.0.0.1:$SRV_PORT|127.0.0.1:$market|" \
-    "$WORKDIR/steward.jsonc" >"$WORKDIR/$r/steward.jsonc"
-  grep -q '"replica"' "$WORKDIR/$r/steward.jsonc" || fail "could not add the ha block"
+  ha_replica_dir "$r" "\"http://127.0.0.1:$DEAD\", \"http://127.0.0.1:$etcd_ep\"" \
+    "\n  \"admin\": { \"listen\": \"127.0.0.1:$port\" },"
+  sed -i "s|127.0.0.1:$SRV_PORT|127.0.0.1:$market|" "$WORKDIR/$r/steward.jsonc"
 done
-start_replica() { # start_replica NAME → PID_<NAME>
-  (cd "$WORKDIR/$1" && exec "$STEWARD_BIN" run -c steward.jsonc 2>>"$WORKDIR/$1/steward.log") &
-  eval "PID_$1=$!"
-  SW_TEST_PIDS+=("$!")
-}
 api() { curl -sS --max-time 5 -o "$WORKDIR/api.body" -w '%{http_code}' "$1"; }
 
 start_replica a
@@ -289,9 +238,7 @@ PY
 
 # Nothing bought twice.
 ak_state
-dups=$(jq -r '[.data.deployments[] | select(.env.STEWARD_TAG == "e2etag")] | group_by(.env.STEWARD_UNIT_KEY)
-  | map(select(length > 1) | .[0].env.STEWARD_UNIT_KEY) | join(" ")' "$WORKDIR/state.json")
-[ -z "$dups" ] || fail "unit keys with more than one deployment (bought twice): $dups"
+ha_none_bought_twice
 ak_server_stop
 kill "$ETCD_PID"
 echo "ok: step-down ${stepdown_margin}s before the lease could expire, sigterm handover ${handover}s (ttl ${TTL}s), follower endpoints as documented, stale entry removed"

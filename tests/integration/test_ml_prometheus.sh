@@ -13,29 +13,8 @@ require_tool sqlite3
 
 new_workdir
 work=$WORKDIR
-fixtures="$SW_SOURCE_DIR/tests/integration/fixtures"
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-exporter_port=$(free_port)
-prom_port=$(free_port)
-set_queue() { printf '%s\n' "$1" >"$work/queue.json.tmp" && mv "$work/queue.json.tmp" "$work/queue.json"; }
-set_queue '{"bert": {"workers": 4, "depth": 0}}'
-python3 "$fixtures/queue_exporter.py" "$exporter_port" "$work/queue.json" &
-SW_TEST_PIDS+=($!)
-cat >"$work/prometheus.yml" <<YAML
-global:
-  scrape_interval: 1s
-  evaluation_interval: 1s
-scrape_configs:
-  - job_name: trainer
-    static_configs:
-      - targets: ["127.0.0.1:$exporter_port"]
-YAML
-prometheus --config.file="$work/prometheus.yml" --storage.tsdb.path="$work/tsdb" \
-  --web.listen-address="127.0.0.1:$prom_port" --log.level=warn >"$work/prometheus.log" 2>&1 &
-prom_pid=$!
-SW_TEST_PIDS+=("$prom_pid")
+. "$SW_SOURCE_DIR/tests/integration/prom_lib.sh"
+prom_start trainer queue_exporter.py queue.json '{"bert": {"workers": 4, "depth": 0}}'
 
 cat >"$work/providers.json" <<'JSON'
 {"providers": [
@@ -86,14 +65,14 @@ wait_sql() {
 }
 
 wait_sql "SELECT count(*) > 0 FROM evaluations" 1 20
-set_queue '{"bert": {"workers": 4, "depth": 2}}'
+exporter_set '{"bert": {"workers": 4, "depth": 2}}'
 wait_sql "$ready" 8 30
 grep -q 'bert#2: gang 0/4 ready' "$log" || fail "no gang for the second queued job"
 echo "ok 1: depth 2 → 8 workers ready"
-set_queue '{"bert": {"workers": 4, "depth": 1}}'
+exporter_set '{"bert": {"workers": 4, "depth": 1}}'
 wait_sql "$open_units" 4 20
 echo "ok 2: depth 1 → 4 workers (the newest gang released)"
-set_queue '{"bert": {"workers": 4, "depth": 0}}'
+exporter_set '{"bert": {"workers": 4, "depth": 0}}'
 wait_sql "$open_units" 0 20
 sleep 2
 [ "$(q "$open_units")" = 0 ] || fail "workers bought again with an empty queue"

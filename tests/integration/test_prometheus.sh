@@ -17,31 +17,8 @@ new_workdir
 work=$WORKDIR
 log="$work/steward.log"
 fixtures="$SW_SOURCE_DIR/tests/integration/fixtures"
-
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-exporter_port=$(free_port)
-prom_port=$(free_port)
-
-set_rates() { printf '%s\n' "$1" >"$work/rates.json.tmp" && mv "$work/rates.json.tmp" "$work/rates.json"; }
-set_rates '{"eu-west": 50, "as-east": 0}'
-python3 "$fixtures/exporter.py" "$exporter_port" "$work/rates.json" &
-SW_TEST_PIDS+=($!)
-
-cat >"$work/prometheus.yml" <<YAML
-global:
-  scrape_interval: 1s
-  evaluation_interval: 1s
-scrape_configs:
-  - job_name: web
-    static_configs:
-      - targets: ["127.0.0.1:$exporter_port"]
-YAML
-prometheus --config.file="$work/prometheus.yml" --storage.tsdb.path="$work/tsdb" \
-  --web.listen-address="127.0.0.1:$prom_port" --log.level=warn >"$work/prometheus.log" 2>&1 &
-prom_pid=$!
-SW_TEST_PIDS+=("$prom_pid")
+. "$SW_SOURCE_DIR/tests/integration/prom_lib.sh"
+prom_start web exporter.py rates.json '{"eu-west": 50, "as-east": 0}'
 
 query='sum by (region) (rate(http_requests_total[5s]))'
 
@@ -124,7 +101,7 @@ grep -q 'acquire web/eu-west' "$work/phase1.log" || fail "no unit bought in eu-w
 if grep -q 'acquire web/as-east' "$work/phase1.log"; then fail "bought in as-east without demand"; fi
 
 # Demand moves to as-east.
-set_rates '{"eu-west": 0, "as-east": 50}'
+exporter_set '{"eu-west": 0, "as-east": 50}'
 wait_rates 'abs(r.get("as-east", 0) - 50) < 5 and r.get("eu-west", 1) == 0'
 "$STEWARD_BIN" run -c "$work/steward.jsonc" --for 6s 2>"$work/phase2.log" || { log="$work/phase2.log"; fail "phase 2 run failed"; }
 log="$work/phase2.log"
