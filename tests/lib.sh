@@ -35,3 +35,9 @@ new_workdir() {
   WORKDIR=$(mktemp -d "${TMPDIR:-/tmp}/steward-test.XXXXXX")
   SW_TEST_DIRS+=("$WORKDIR")
 }
+
+# free_port: a TCP port on 127.0.0.1 that nothing listens on right now (the kernel's pick).
+free_port() {
+  python3 -c 'import socket
+s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}

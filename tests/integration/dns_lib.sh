@@ -1,10 +1,5 @@
 # Helpers shared by the DNS integration tests (sourced after ../lib.sh).
 
-free_port() {
-  python3 -c 'import socket
-s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
 # dns_query SERVER_PORT NAME TYPE: the answer's records, one per line (empty: none).
 dns_query() {
   dig @127.0.0.1 -p "$1" +short +norecurse +time=2 +tries=1 "$2" "$3"

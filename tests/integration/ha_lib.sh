@@ -12,7 +12,6 @@ new_workdir
 . "$SW_SOURCE_DIR/tests/integration/akash_lib.sh"
 TTL=${HA_TTL:-3}
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 now_s() { python3 -c 'import time; print("%.3f" % time.time())'; }
 # log_time FILE PATTERN: epoch seconds of the first line of FILE matching PATTERN (or empty).
 log_time() {

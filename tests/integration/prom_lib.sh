@@ -2,10 +2,6 @@
 # one of the fixture exporters (fixtures/exporter.py, fixtures/queue_exporter.py) on
 # 127.0.0.1. Source after tests/lib.sh and new_workdir; uses WORKDIR.
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
 # exporter_set JSON: the exporter's state file, replaced whole (it reads it at each scrape).
 exporter_set() {
   printf '%s\n' "$1" >"$PROM_EXPORTER_STATE.tmp" && mv "$PROM_EXPORTER_STATE.tmp" "$PROM_EXPORTER_STATE"

@@ -25,9 +25,6 @@ new_workdir
 . "$SW_SOURCE_DIR/tests/integration/akash_lib.sh"
 work=$WORKDIR
 fixtures="$SW_SOURCE_DIR/tests/integration/fixtures"
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
 
 # --- demand: exporter + Prometheus
 exporter_port=$(free_port)
