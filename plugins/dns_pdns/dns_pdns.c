@@ -21,6 +21,7 @@
 #include <cjson/cJSON.h>
 
 #include "steward/swp_plugin.h"
+#include "steward/swp_util.h"
 
 struct plugin;
 
@@ -48,43 +49,14 @@ struct plugin {
     struct op *ops;
 };
 
-static char *xstrdup(const char *s)
-{
-    if (s == NULL)
-        return NULL;
-    size_t n = strlen(s) + 1;
-    char *copy = malloc(n);
-    if (copy == NULL)
-        abort();
-    memcpy(copy, s, n);
-    return copy;
-}
-
-static char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static char *xasprintf(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    char *out = malloc((size_t)n + 1);
-    if (out == NULL)
-        abort();
-    va_start(ap, fmt);
-    vsnprintf(out, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    return out;
-}
-
 static struct op *op_new(struct plugin *p, const char *zone, const char *what)
 {
     struct op *op = calloc(1, sizeof(*op));
     if (op == NULL)
         abort();
     op->p = p;
-    op->zone = xstrdup(zone);
-    op->what = xstrdup(what);
+    op->zone = swp_xstrdup(zone);
+    op->what = swp_xstrdup(what);
     op->next = p->ops;
     p->ops = op;
     return op;
@@ -146,7 +118,7 @@ static bool url_safe(const char *s)
 static uint64_t http_send(struct op *op, const char *method, const char *body, swp_http_cb cb)
 {
     struct plugin *p = op->p;
-    char *url = xasprintf("%s/api/v1/servers/%s/zones/%s", p->base_url, p->server_id, op->zone);
+    char *url = swp_xasprintf("%s/api/v1/servers/%s/zones/%s", p->base_url, p->server_id, op->zone);
     const char *headers[] = {p->key_header, "Accept: application/json",
                              "Content-Type: application/json"};
     struct swp_http_req req = {
@@ -326,7 +298,7 @@ static char *patch_body(const char *name, const char *type, uint32_t ttl,
     cJSON_AddItemToArray(sets, set);
     char *text = cJSON_PrintUnformatted(root);
     cJSON_Delete(root);
-    char *owned = xstrdup(text);
+    char *owned = swp_xstrdup(text);
     cJSON_free(text);
     return owned;
 }
@@ -413,13 +385,13 @@ static int write_op(struct plugin *p, const char *zone, const struct swp_rrset *
     op->patch_body = patch_body(name, type, ttl, records, count);
     uint64_t id;
     if (expected != NULL) {
-        op->expected.name = xstrdup(name);
-        op->expected.type = xstrdup(type);
+        op->expected.name = swp_xstrdup(name);
+        op->expected.type = swp_xstrdup(type);
         op->expected_records = calloc(expected->record_count + 1, sizeof(char *));
         if (op->expected_records == NULL)
             abort();
         for (size_t i = 0; i < expected->record_count; i++)
-            op->expected_records[i] = xstrdup(expected->records[i]);
+            op->expected_records[i] = swp_xstrdup(expected->records[i]);
         op->expected.records = (const char *const *)op->expected_records;
         op->expected.record_count = expected->record_count;
         id = http_send(op, "GET", NULL, check_done);
@@ -485,12 +457,12 @@ static int pdns_init(const struct swp_host *host, void **state, struct swp_error
     if (p == NULL)
         abort();
     p->host = host;
-    p->base_url = xstrdup(base);
+    p->base_url = swp_xstrdup(base);
     size_t len = strlen(p->base_url);
     while (len > 0 && p->base_url[len - 1] == '/')
         p->base_url[--len] = '\0';
-    p->server_id = xstrdup(server_id);
-    p->key_header = xasprintf("X-API-Key: %s", key);
+    p->server_id = swp_xstrdup(server_id);
+    p->key_header = swp_xasprintf("X-API-Key: %s", key);
     p->timeout_ms = (uint32_t)host->cfg_int(host, "timeout");
     *state = p;
     return SWP_OK;

@@ -29,6 +29,7 @@
 
 #include "dns_wire.h"
 #include "steward/swp_plugin.h"
+#include "steward/swp_util.h"
 
 #define TSIG_FUDGE 300
 #define MAX_TRANSFER_BYTES (16u * 1024 * 1024)
@@ -68,47 +69,15 @@ struct plugin {
     struct op *ops;
 };
 
-static char *xstrdup(const char *s)
-{
-    if (s == NULL)
-        return NULL;
-    size_t n = strlen(s) + 1;
-    char *copy = malloc(n);
-    if (copy == NULL)
-        abort();
-    memcpy(copy, s, n);
-    return copy;
-}
-
-static void *xcalloc(size_t n, size_t size)
-{
-    void *p = calloc(n ? n : 1, size ? size : 1);
-    if (p == NULL)
-        abort();
-    return p;
-}
-
-static void set_error(struct swp_error *err, int code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_error(struct swp_error *err, int code, const char *fmt, ...)
-{
-    err->code = code;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
-    va_end(ap);
-}
-
 /* ---- op lifecycle ----------------------------------------------------------------------- */
 
 static struct op *op_new(struct plugin *p, int kind, const char *zone, const char *what)
 {
-    struct op *op = xcalloc(1, sizeof(*op));
+    struct op *op = swp_xcalloc(1, sizeof(*op));
     op->p = p;
     op->kind = kind;
-    op->zone = xstrdup(zone);
-    op->what = xstrdup(what);
+    op->zone = swp_xstrdup(zone);
+    op->what = swp_xstrdup(what);
     dns_buf_init(&op->unsigned_msg);
     op->next = p->ops;
     p->ops = op;
@@ -395,8 +364,8 @@ static void acc_add(struct rrset_acc *acc, const char *name, const char *type, u
                 abort();
         }
         memset(&acc->sets[i], 0, sizeof(acc->sets[i]));
-        acc->sets[i].name = xstrdup(name);
-        acc->sets[i].type = xstrdup(type);
+        acc->sets[i].name = swp_xstrdup(name);
+        acc->sets[i].type = swp_xstrdup(type);
         acc->sets[i].ttl = ttl;
         acc->records[i] = NULL;
         acc->count++;
@@ -408,7 +377,7 @@ static void acc_add(struct rrset_acc *acc, const char *name, const char *type, u
     acc->records[i] = realloc(acc->records[i], (set->record_count + 1) * sizeof(char *));
     if (acc->records[i] == NULL)
         abort();
-    acc->records[i][set->record_count] = xstrdup(text);
+    acc->records[i][set->record_count] = swp_xstrdup(text);
     set->record_count++;
     set->records = (const char *const *)acc->records[i];
 }
@@ -627,13 +596,14 @@ static int dns_update_if(void *state, const char *zone, const struct swp_rrset *
 static int rfc2136_init(const struct swp_host *host, void **state, struct swp_error *err)
 {
     if (host->size < offsetof(struct swp_host, net_cancel) + sizeof(host->net_cancel)) {
-        set_error(err, SWP_EABI, "this steward has no network exchange service (host ABI %u.%u)",
-                  host->abi_major, host->abi_minor);
+        swp_set_error(err, SWP_EABI,
+                      "this steward has no network exchange service (host ABI %u.%u)",
+                      host->abi_major, host->abi_minor);
         return SWP_EABI;
     }
-    struct plugin *p = xcalloc(1, sizeof(*p));
+    struct plugin *p = swp_xcalloc(1, sizeof(*p));
     p->host = host;
-    p->server = xstrdup(host->cfg_str(host, "server"));
+    p->server = swp_xstrdup(host->cfg_str(host, "server"));
     int64_t port = host->cfg_int(host, "port");
     int64_t udp_max = host->cfg_int(host, "udp_max");
     p->timeout_ms = (uint32_t)host->cfg_int(host, "timeout");
@@ -641,12 +611,12 @@ static int rfc2136_init(const struct swp_host *host, void **state, struct swp_er
     const char *secret = host->cfg_str(host, "tsig_secret_env");
     int rc = SWP_ECONFIG;
     if (port < 1 || port > 65535) {
-        set_error(err, rc, "port: expected 1..65535, got %lld", (long long)port);
+        swp_set_error(err, rc, "port: expected 1..65535, got %lld", (long long)port);
         goto fail;
     }
     p->port = (uint16_t)port;
     if (udp_max < 64 || udp_max > 65535) {
-        set_error(err, rc, "udp_max: expected 64..65535, got %lld", (long long)udp_max);
+        swp_set_error(err, rc, "udp_max: expected 64..65535, got %lld", (long long)udp_max);
         goto fail;
     }
     p->udp_max = (size_t)udp_max;
@@ -654,17 +624,19 @@ static int rfc2136_init(const struct swp_host *host, void **state, struct swp_er
         p->timeout_ms = 5000;
     if (key_name != NULL) {
         if (secret == NULL || secret[0] == '\0') {
-            set_error(err, rc, "tsig_secret_env: the environment variable holding key '%s''s "
-                      "secret is not set", key_name);
+            swp_set_error(err, rc,
+                          "tsig_secret_env: the environment variable holding key '%s''s "
+                          "secret is not set",
+                          key_name);
             goto fail;
         }
         if (dns_tsig_key_init(&p->key, key_name, secret) < 0) {
-            set_error(err, rc, "tsig_key '%s': invalid key name, or the secret is not base64",
-                      key_name);
+            swp_set_error(err, rc, "tsig_key '%s': invalid key name, or the secret is not base64",
+                          key_name);
             goto fail;
         }
         p->signed_updates = true;
-        p->key_name = xstrdup(key_name);
+        p->key_name = swp_xstrdup(key_name);
     } else {
         host->log(host, SWP_LOG_WARN, "no tsig_key: updates to %s are unsigned", p->server);
     }

@@ -39,6 +39,7 @@
 #include <cjson/cJSON.h>
 
 #include "steward/swp_plugin.h"
+#include "steward/swp_util.h"
 
 #define JH_MAX_JOBS 10000
 #define JH_MAX_REPLY_BYTES ((size_t)4 << 20)
@@ -94,39 +95,6 @@ struct jobs_http {
 };
 
 /* ---- small helpers ----------------------------------------------------------------- */
-
-static void *xcalloc(size_t count, size_t size)
-{
-    void *p = calloc(count ? count : 1, size ? size : 1);
-    if (p == NULL) {
-        fputs("jobs_http: out of memory\n", stderr);
-        abort();
-    }
-    return p;
-}
-
-static char *xstrdup(const char *s)
-{
-    if (s == NULL)
-        return NULL;
-    size_t len = strlen(s);
-    char *copy = xcalloc(1, len + 1);
-    memcpy(copy, s, len);
-    return copy;
-}
-
-static void set_error(struct swp_error *err, int code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void set_error(struct swp_error *err, int code, const char *fmt, ...)
-{
-    if (err == NULL)
-        return;
-    err->code = code;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
-    va_end(ap);
-}
 
 static void jobs_free(struct job *jobs, size_t count)
 {
@@ -263,7 +231,7 @@ static bool count_get(const cJSON *item, int64_t fallback, int64_t max, int64_t 
 static char *scalar_text(const cJSON *item)
 {
     if (cJSON_IsString(item) && item->valuestring[0] != '\0')
-        return xstrdup(item->valuestring);
+        return swp_xstrdup(item->valuestring);
     if (cJSON_IsNumber(item) && isfinite(item->valuedouble)) {
         char buf[40];
         double v = item->valuedouble;
@@ -271,7 +239,7 @@ static char *scalar_text(const cJSON *item)
             snprintf(buf, sizeof(buf), "%.0f", v);
         else
             snprintf(buf, sizeof(buf), "%.17g", v);
-        return xstrdup(buf);
+        return swp_xstrdup(buf);
     }
     return NULL;
 }
@@ -401,7 +369,7 @@ static bool parse_reply(struct jobs_http *jh, const char *body, size_t len, stru
         cJSON_Delete(root);
         return false;
     }
-    struct job *jobs = xcalloc((size_t)size, sizeof(*jobs));
+    struct job *jobs = swp_xcalloc((size_t)size, sizeof(*jobs));
     size_t count = 0, skipped = 0;
     char first_skip[160] = "";
     const cJSON *item;
@@ -561,28 +529,28 @@ static int jh_query(void *state, const char *query, swp_samples_cb done, void *u
     } else if (strcmp(query, "jobs_progress") == 0) {
         which = 2;
     } else {
-        set_error(&err, SWP_EINVAL,
-                  "jobs_http: unknown query '%.60s' (known: jobs, jobs_gpus, jobs_progress)",
-                  query);
+        swp_set_error(&err, SWP_EINVAL,
+                      "jobs_http: unknown query '%.60s' (known: jobs, jobs_gpus, jobs_progress)",
+                      query);
         done(ud, SWP_EINVAL, NULL, 0, &err);
         return 0;
     }
     if (!jh->have_list) {
-        set_error(&err, SWP_EAGAIN, "no job list from %.80s yet (%s)", jh->url,
-                  jh->last_error[0] ? jh->last_error : "first poll pending");
+        swp_set_error(&err, SWP_EAGAIN, "no job list from %.80s yet (%s)", jh->url,
+                      jh->last_error[0] ? jh->last_error : "first poll pending");
         done(ud, SWP_EAGAIN, NULL, 0, &err);
         return 0;
     }
     int64_t age = jh->host->now_ms(jh->host) - jh->list_at_ms;
     if (jh->stale_ms > 0 && age > jh->stale_ms) {
-        set_error(&err, SWP_ETIMEDOUT, "job list from %.80s is %llds old (last poll: %s)",
-                  jh->url, (long long)(age / 1000),
-                  jh->last_error[0] ? jh->last_error : "none since");
+        swp_set_error(&err, SWP_ETIMEDOUT, "job list from %.80s is %llds old (last poll: %s)",
+                      jh->url, (long long)(age / 1000),
+                      jh->last_error[0] ? jh->last_error : "none since");
         done(ud, SWP_ETIMEDOUT, NULL, 0, &err);
         return 0;
     }
-    struct swp_sample *samples = xcalloc(jh->job_count, sizeof(*samples));
-    const char **values = xcalloc(jh->job_count * 3, sizeof(*values));
+    struct swp_sample *samples = swp_xcalloc(jh->job_count, sizeof(*samples));
+    const char **values = swp_xcalloc(jh->job_count * 3, sizeof(*values));
     size_t n = 0;
     for (size_t i = 0; i < jh->job_count; i++) {
         const struct job *job = &jh->jobs[i];
@@ -625,8 +593,9 @@ static int load_state_map(struct jobs_http *jh, const char *json, struct swp_err
         return 0;
     jh->state_map = cJSON_Parse(json);
     if (!cJSON_IsObject(jh->state_map)) {
-        set_error(err, SWP_ECONFIG, "state_map: expected an object {\"MASTER_STATE\": "
-                                    "\"queued|running|done|failed\"}");
+        swp_set_error(err, SWP_ECONFIG,
+                      "state_map: expected an object {\"MASTER_STATE\": "
+                      "\"queued|running|done|failed\"}");
         return SWP_ECONFIG;
     }
     const cJSON *entry;
@@ -636,9 +605,10 @@ static int load_state_map(struct jobs_http *jh, const char *json, struct swp_err
         for (size_t i = 0; cJSON_IsString(entry) && i < 4; i++)
             ok = ok || strcmp(entry->valuestring, state_names[i]) == 0;
         if (!ok) {
-            set_error(err, SWP_ECONFIG,
-                      "state_map.%.60s: expected \"queued\", \"running\", \"done\" or \"failed\"",
-                      entry->string);
+            swp_set_error(
+                err, SWP_ECONFIG,
+                "state_map.%.60s: expected \"queued\", \"running\", \"done\" or \"failed\"",
+                entry->string);
             return SWP_ECONFIG;
         }
     }
@@ -647,25 +617,25 @@ static int load_state_map(struct jobs_http *jh, const char *json, struct swp_err
 
 static int jh_init(const struct swp_host *host, void **state, struct swp_error *err)
 {
-    struct jobs_http *jh = xcalloc(1, sizeof(*jh));
+    struct jobs_http *jh = swp_xcalloc(1, sizeof(*jh));
     jh->host = host;
     jh->url = host->cfg_str(host, "url");
     jh->reply_kv = host->cfg_str(host, "reply_kv");
     if (jh->reply_kv != NULL && jh->url == NULL) {
         if (jh->reply_kv[0] == '\0') {
-            set_error(err, SWP_ECONFIG, "reply_kv: expected a key name");
+            swp_set_error(err, SWP_ECONFIG, "reply_kv: expected a key name");
             goto fail;
         }
         size_t len = strlen(jh->reply_kv) + 4;
-        jh->kv_name = xcalloc(1, len);
+        jh->kv_name = swp_xcalloc(1, len);
         snprintf(jh->kv_name, len, "kv:%s", jh->reply_kv);
         jh->url = jh->kv_name;
     } else if (jh->reply_kv != NULL) {
-        set_error(err, SWP_ECONFIG, "reply_kv: set either url or reply_kv, not both");
+        swp_set_error(err, SWP_ECONFIG, "reply_kv: set either url or reply_kv, not both");
         goto fail;
     } else if (jh->url == NULL ||
                (strncmp(jh->url, "http://", 7) != 0 && strncmp(jh->url, "https://", 8) != 0)) {
-        set_error(err, SWP_ECONFIG, "url: expected an http:// or https:// URL");
+        swp_set_error(err, SWP_ECONFIG, "url: expected an http:// or https:// URL");
         goto fail;
     }
     int64_t poll = host->cfg_int(host, "poll_interval");
@@ -673,19 +643,19 @@ static int jh_init(const struct swp_host *host, void **state, struct swp_error *
     jh->stale_ms = host->cfg_int(host, "stale_after");
     jh->default_gpus = host->cfg_int(host, "default_gpus_per_worker");
     if (poll < 100) {
-        set_error(err, SWP_ECONFIG, "poll_interval: expected a duration >= 100ms");
+        swp_set_error(err, SWP_ECONFIG, "poll_interval: expected a duration >= 100ms");
         goto fail;
     }
     if (timeout < 1 || timeout > 600000) {
-        set_error(err, SWP_ECONFIG, "timeout: expected a duration from 1ms to 10m");
+        swp_set_error(err, SWP_ECONFIG, "timeout: expected a duration from 1ms to 10m");
         goto fail;
     }
     if (jh->stale_ms < 0) {
-        set_error(err, SWP_ECONFIG, "stale_after: expected a duration >= 0");
+        swp_set_error(err, SWP_ECONFIG, "stale_after: expected a duration >= 0");
         goto fail;
     }
     if (jh->default_gpus < 0 || jh->default_gpus > 1024) {
-        set_error(err, SWP_ECONFIG, "default_gpus_per_worker: expected an integer 0..1024");
+        swp_set_error(err, SWP_ECONFIG, "default_gpus_per_worker: expected an integer 0..1024");
         goto fail;
     }
     jh->poll_ms = (uint64_t)poll;
@@ -705,10 +675,10 @@ static int jh_init(const struct swp_host *host, void **state, struct swp_error *
     for (size_t i = 0; i < sizeof(pointers) / sizeof(pointers[0]); i++) {
         const char *ptr = host->cfg_str(host, pointers[i].key);
         if (!pointer_valid(ptr)) {
-            set_error(err, SWP_ECONFIG,
-                      "%s: expected a JSON pointer (\"\" or \"/key/0/...\", ~0 for '~' and ~1 "
-                      "for '/')",
-                      pointers[i].key);
+            swp_set_error(err, SWP_ECONFIG,
+                          "%s: expected a JSON pointer (\"\" or \"/key/0/...\", ~0 for '~' and ~1 "
+                          "for '/')",
+                          pointers[i].key);
             goto fail;
         }
         *(const char **)((char *)jh + pointers[i].offset) = ptr;
@@ -718,12 +688,12 @@ static int jh_init(const struct swp_host *host, void **state, struct swp_error *
     const char *token = host->cfg_str(host, "bearer_token_env");
     if (token != NULL) {
         size_t len = strlen(token) + 32;
-        jh->auth_header = xcalloc(1, len);
+        jh->auth_header = swp_xcalloc(1, len);
         snprintf(jh->auth_header, len, "Authorization: Bearer %s", token);
     }
     jh->timer = host->timer_start(host, 0, poll_tick, jh);
     if (jh->timer == 0) {
-        set_error(err, SWP_EIO, "the host could not start the poll timer");
+        swp_set_error(err, SWP_EIO, "the host could not start the poll timer");
         goto fail;
     }
     char every[32];

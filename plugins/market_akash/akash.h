@@ -17,6 +17,7 @@
 #include <cjson/cJSON.h>
 
 #include "steward/swp_plugin.h"
+#include "steward/swp_util.h"
 
 /* ~6 s blocks: the contract's conversion of a per-block price into a price per hour. */
 #define AKASH_BLOCKS_PER_HOUR 600.0
@@ -25,11 +26,7 @@
 
 /* ---- memory and errors (akash_json.c) -------------------------------------------------- */
 
-/* Running out of memory ends the process with a message, like the core's sw_xmalloc, so no
- * code path has to half-undo a state change. Never NULL. */
-void *akash_xcalloc(size_t count, size_t size);
-char *akash_xstrdup(const char *s); /* NULL stays NULL */
-char *akash_xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Allocation: swp_xcalloc, swp_xstrdup, swp_xasprintf (steward/swp_util.h). */
 /* Fill err (may be NULL) with code and the formatted message; returns code. */
 int akash_set_error(struct swp_error *err, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

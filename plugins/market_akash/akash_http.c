@@ -206,12 +206,12 @@ struct akash_call *akash_call_start(struct akash_client *client, const char *met
                                     const char *path, const char *body, bool auth,
                                     enum akash_retry retry, akash_call_cb cb, void *ud)
 {
-    struct akash_call *call = akash_xcalloc(1, sizeof(*call));
+    struct akash_call *call = swp_xcalloc(1, sizeof(*call));
     call->client = client;
-    call->method = akash_xstrdup(method);
-    call->path = akash_xstrdup(path);
-    call->url = akash_xasprintf("%s%s", client->base_url, path);
-    call->body = akash_xstrdup(body);
+    call->method = swp_xstrdup(method);
+    call->path = swp_xstrdup(path);
+    call->url = swp_xasprintf("%s%s", client->base_url, path);
+    call->body = swp_xstrdup(body);
     call->auth = auth;
     call->retry = retry;
     call->cb = cb;

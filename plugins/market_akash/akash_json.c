@@ -16,41 +16,6 @@
 
 /* ---- memory and errors ------------------------------------------------------------------ */
 
-void *akash_xcalloc(size_t count, size_t size)
-{
-    void *p = calloc(count ? count : 1, size ? size : 1);
-    if (p == NULL) {
-        fputs("market_akash: out of memory\n", stderr);
-        abort();
-    }
-    return p;
-}
-
-char *akash_xstrdup(const char *s)
-{
-    if (s == NULL)
-        return NULL;
-    size_t len = strlen(s);
-    char *copy = akash_xcalloc(1, len + 1);
-    memcpy(copy, s, len);
-    return copy;
-}
-
-char *akash_xasprintf(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    int len = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    if (len < 0)
-        len = 0;
-    char *text = akash_xcalloc(1, (size_t)len + 1);
-    va_start(ap, fmt);
-    vsnprintf(text, (size_t)len + 1, fmt, ap);
-    va_end(ap);
-    return text;
-}
-
 int akash_set_error(struct swp_error *err, int code, const char *fmt, ...)
 {
     if (err == NULL)
@@ -87,7 +52,7 @@ char *akash_sanitize(const char *text, size_t len, size_t max_len, const char *s
 {
     static const char redacted[] = "[REDACTED]";
     if (text == NULL)
-        return akash_xstrdup("");
+        return swp_xstrdup("");
     if (len > max_len)
         len = max_len;
     size_t secret_len = secret ? strlen(secret) : 0;
@@ -95,7 +60,7 @@ char *akash_sanitize(const char *text, size_t len, size_t max_len, const char *s
         secret_len = 0;
     /* Worst case every byte starts a redaction: bounded by len / secret_len of them. */
     size_t cap = len + 1 + (secret_len ? (len / secret_len + 1) * sizeof(redacted) : 0);
-    char *out = akash_xcalloc(1, cap);
+    char *out = swp_xcalloc(1, cap);
     size_t o = 0;
     for (size_t i = 0; i < len;) {
         if (secret_len && len - i >= secret_len && memcmp(text + i, secret, secret_len) == 0) {
@@ -352,8 +317,8 @@ static bool coin_read(struct akash_jctx *c, const cJSON *parent, const char *whe
                     amount->valuestring);
         return false;
     }
-    coin->denom = akash_xstrdup(denom);
-    coin->amount = akash_xstrdup(amount->valuestring);
+    coin->denom = swp_xstrdup(denom);
+    coin->amount = swp_xstrdup(amount->valuestring);
     coin->value = value;
     return true;
 }
@@ -372,11 +337,11 @@ static char *id_text(struct akash_jctx *c, const cJSON *parent, const char *wher
         return NULL;
     const cJSON *item = cJSON_GetObjectItemCaseSensitive(parent, name);
     if (item == NULL || cJSON_IsNull(item))
-        return akash_xstrdup("");
+        return swp_xstrdup("");
     if (cJSON_IsString(item))
-        return akash_xstrdup(item->valuestring);
+        return swp_xstrdup(item->valuestring);
     if (cJSON_IsNumber(item))
-        return akash_xasprintf("%.0f", item->valuedouble);
+        return swp_xasprintf("%.0f", item->valuedouble);
     akash_jfail(c, where, name, "expected string or number, got %s", akash_json_type(item));
     return NULL;
 }
@@ -404,7 +369,7 @@ int akash_parse_bids(const cJSON *root, const char *dseq, struct akash_bid **out
     if (c.failed)
         return SWP_EMARKET;
     size_t total = (size_t)cJSON_GetArraySize(data);
-    struct akash_bid *bids = akash_xcalloc(total, sizeof(*bids));
+    struct akash_bid *bids = swp_xcalloc(total, sizeof(*bids));
     size_t n = 0;
     const cJSON *item;
     cJSON_ArrayForEach(item, data)
@@ -429,8 +394,8 @@ int akash_parse_bids(const cJSON *root, const char *dseq, struct akash_bid **out
                         bid_dseq, dseq);
         if (c.failed)
             break;
-        b->provider = akash_xstrdup(provider);
-        b->state = akash_xstrdup(state);
+        b->provider = swp_xstrdup(provider);
+        b->state = swp_xstrdup(state);
     }
     if (c.failed) {
         akash_bids_free(bids, n);
@@ -521,14 +486,10 @@ static void lease_status(struct akash_jctx *c, const cJSON *lease, const char *w
             index++;
             if (l->uri_count == uri_cap) {
                 uri_cap = uri_cap ? uri_cap * 2 : 4;
-                char **grown = realloc(l->uris, uri_cap * sizeof(*grown));
-                if (grown == NULL) {
-                    fputs("market_akash: out of memory\n", stderr);
-                    abort();
-                }
+                char **grown = swp_xrealloc(l->uris, uri_cap * sizeof(*grown));
                 l->uris = grown;
             }
-            l->uris[l->uri_count++] = akash_xstrdup(uri->valuestring);
+            l->uris[l->uri_count++] = swp_xstrdup(uri->valuestring);
         }
     }
     l->ready = all && l->service_count > 0;
@@ -601,10 +562,10 @@ int akash_parse_deployment(const cJSON *dr, const char *where, bool with_status,
     const cJSON *leases = akash_jarr(&c, dr, where, "leases");
     if (c.failed)
         return SWP_EMARKET;
-    out->dseq = akash_xstrdup(dseq);
-    out->state = akash_xstrdup(state);
+    out->dseq = swp_xstrdup(dseq);
+    out->state = swp_xstrdup(state);
     size_t total = (size_t)cJSON_GetArraySize(leases);
-    out->leases = akash_xcalloc(total, sizeof(*out->leases));
+    out->leases = swp_xcalloc(total, sizeof(*out->leases));
     const cJSON *item;
     cJSON_ArrayForEach(item, leases)
     {
@@ -623,9 +584,9 @@ int akash_parse_deployment(const cJSON *dr, const char *where, bool with_status,
             lease_status(&c, item, lpath, l);
         if (c.failed)
             return SWP_EMARKET;
-        l->provider = akash_xstrdup(provider);
-        l->state = akash_xstrdup(lstate);
-        l->reason = akash_xstrdup(reason);
+        l->provider = swp_xstrdup(provider);
+        l->state = swp_xstrdup(lstate);
+        l->reason = swp_xstrdup(reason);
     }
     escrow_read(dr, out);
     markers_read(dr, out);
@@ -662,11 +623,7 @@ int akash_parse_page(const cJSON *root, struct akash_deployment **items, size_t 
         return SWP_EMARKET;
     *has_more = cJSON_IsTrue(more);
     size_t add = (size_t)cJSON_GetArraySize(deployments);
-    struct akash_deployment *grown = realloc(*items, (*count + add + 1) * sizeof(*grown));
-    if (grown == NULL) {
-        fputs("market_akash: out of memory\n", stderr);
-        abort();
-    }
+    struct akash_deployment *grown = swp_xrealloc(*items, (*count + add + 1) * sizeof(*grown));
     *items = grown;
     size_t index = 0;
     const cJSON *item;
@@ -696,8 +653,8 @@ char *akash_error_text(const cJSON *root, const char *secret)
         return NULL;
     const char *what = cJSON_IsString(message) ? message->valuestring : error->valuestring;
     char *clean = akash_sanitize(what, strlen(what), 160, secret);
-    char *text = cJSON_IsString(code) ? akash_xasprintf("%.32s: %s", code->valuestring, clean)
-                                      : akash_xstrdup(clean);
+    char *text = cJSON_IsString(code) ? swp_xasprintf("%.32s: %s", code->valuestring, clean)
+                                      : swp_xstrdup(clean);
     /* The code is the server's too: redact it as well. */
     char *safe = akash_sanitize(text, strlen(text), 200, secret);
     free(clean);

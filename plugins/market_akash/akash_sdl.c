@@ -27,11 +27,7 @@ static void buf_add(struct buf *b, const char *text, size_t len)
         size_t cap = b->cap ? b->cap : 256;
         while (b->len + len + 1 > cap)
             cap *= 2;
-        char *grown = realloc(b->data, cap);
-        if (grown == NULL) {
-            fputs("market_akash: out of memory\n", stderr);
-            abort();
-        }
+        char *grown = swp_xrealloc(b->data, cap);
         b->data = grown;
         b->cap = cap;
     }
@@ -229,8 +225,8 @@ char *akash_sdl_render(const char *tmpl, const struct akash_sdl_vars *v, struct 
      * manifest and the containers. */
     if (b.len > 0 && b.data[b.len - 1] != '\n')
         buf_str(&b, "\n");
-    char *footer = akash_xasprintf("# steward-unit-key: %s\n# steward-tag: %s\n",
-                                   v->key ? v->key : "", v->tag ? v->tag : "");
+    char *footer = swp_xasprintf("# steward-unit-key: %s\n# steward-tag: %s\n",
+                                 v->key ? v->key : "", v->tag ? v->tag : "");
     buf_str(&b, footer);
     free(footer);
     return b.data;
@@ -250,7 +246,7 @@ char *akash_marker_find(const char *text, const char *name)
             len++;
         if (len == 0 || len > 200)
             continue;
-        char *out = akash_xcalloc(1, len + 1);
+        char *out = swp_xcalloc(1, len + 1);
         memcpy(out, value, len);
         return out;
     }

@@ -391,9 +391,9 @@ static char **copy_list(const char *const *list, size_t count)
 {
     if (count == 0 || list == NULL)
         return NULL;
-    char **copy = akash_xcalloc(count, sizeof(*copy));
+    char **copy = swp_xcalloc(count, sizeof(*copy));
     for (size_t i = 0; i < count; i++)
-        copy[i] = akash_xstrdup(list[i] ? list[i] : "");
+        copy[i] = swp_xstrdup(list[i] ? list[i] : "");
     return copy;
 }
 
@@ -406,18 +406,14 @@ static void free_list(char **list, size_t count)
 
 static void list_push(char ***list, size_t *count, const char *value)
 {
-    char **grown = realloc(*list, (*count + 1) * sizeof(*grown));
-    if (grown == NULL) {
-        fputs("market_akash: out of memory\n", stderr);
-        abort();
-    }
-    grown[(*count)++] = akash_xstrdup(value);
+    char **grown = swp_xrealloc(*list, (*count + 1) * sizeof(*grown));
+    grown[(*count)++] = swp_xstrdup(value);
     *list = grown;
 }
 
 static void replace_str(char **slot, const char *value)
 {
-    char *copy = akash_xstrdup(value);
+    char *copy = swp_xstrdup(value);
     free(*slot);
     *slot = copy;
 }
@@ -649,19 +645,15 @@ static void dep_set_uris(struct dep *d, char *const *uris, size_t count)
 
 static struct dep *dep_add(struct market *m, const char *dseq)
 {
-    struct dep *d = akash_xcalloc(1, sizeof(*d));
+    struct dep *d = swp_xcalloc(1, sizeof(*d));
     d->m = m;
-    d->dseq = akash_xstrdup(dseq);
+    d->dseq = swp_xstrdup(dseq);
     d->created_ms = dseq_ms(dseq);
     d->state = SWP_UNIT_CREATED;
     d->runway_hours = -1;
     if (m->dep_count == m->dep_cap) {
         size_t cap = m->dep_cap ? m->dep_cap * 2 : 16;
-        struct dep **grown = realloc(m->deps, cap * sizeof(*grown));
-        if (grown == NULL) {
-            fputs("market_akash: out of memory\n", stderr);
-            abort();
-        }
+        struct dep **grown = swp_xrealloc(m->deps, cap * sizeof(*grown));
         m->deps = grown;
         m->dep_cap = cap;
     }
@@ -735,19 +727,15 @@ static void dep_fill_unit(const struct dep *d, struct swp_unit *u)
 
 static struct pending *pending_add(struct market *m, const struct acq *a, int64_t now)
 {
-    struct pending *p = akash_xcalloc(1, sizeof(*p));
-    p->key = akash_xstrdup(a->key);
-    p->tag = akash_xstrdup(m->tag);
-    p->group = akash_xstrdup(a->group);
-    p->region = akash_xstrdup(a->region);
+    struct pending *p = swp_xcalloc(1, sizeof(*p));
+    p->key = swp_xstrdup(a->key);
+    p->tag = swp_xstrdup(m->tag);
+    p->group = swp_xstrdup(a->group);
+    p->region = swp_xstrdup(a->region);
     p->started_ms = now;
     p->until_ms = now;
     p->live = true;
-    struct pending **grown = realloc(m->pending, (m->pending_count + 1) * sizeof(*grown));
-    if (grown == NULL) {
-        fputs("market_akash: out of memory\n", stderr);
-        abort();
-    }
+    struct pending **grown = swp_xrealloc(m->pending, (m->pending_count + 1) * sizeof(*grown));
     m->pending = grown;
     m->pending[m->pending_count++] = p;
     return p;
@@ -806,15 +794,11 @@ static bool price_note(struct market *m, const char *provider, const char *regio
         free(m->prices[oldest].region);
         m->prices[oldest] = m->prices[--m->price_count];
     }
-    struct price_seen *grown = realloc(m->prices, (m->price_count + 1) * sizeof(*grown));
-    if (grown == NULL) {
-        fputs("market_akash: out of memory\n", stderr);
-        abort();
-    }
+    struct price_seen *grown = swp_xrealloc(m->prices, (m->price_count + 1) * sizeof(*grown));
     m->prices = grown;
     m->prices[m->price_count++] = (struct price_seen){
-        .provider = akash_xstrdup(provider),
-        .region = akash_xstrdup(region),
+        .provider = swp_xstrdup(provider),
+        .region = swp_xstrdup(region),
         .usd_hour = usd,
         .at_ms = now,
     };
@@ -867,7 +851,7 @@ static int providers_parse(struct market *m, const cJSON *root, struct swp_error
         return SWP_EMARKET;
     }
     size_t total = (size_t)cJSON_GetArraySize(root);
-    struct provider_info *list = akash_xcalloc(total, sizeof(*list));
+    struct provider_info *list = swp_xcalloc(total, sizeof(*list));
     size_t n = 0;
     const cJSON *item;
     cJSON_ArrayForEach(item, root)
@@ -889,7 +873,7 @@ static int providers_parse(struct market *m, const cJSON *root, struct swp_error
             akash_jfail(&c, where, "attributes", "expected array, got %s", akash_json_type(attrs));
         if (c.failed)
             break;
-        p->owner = akash_xstrdup(owner);
+        p->owner = swp_xstrdup(owner);
         p->online = online == NULL || cJSON_IsNull(online) || cJSON_IsTrue(online);
         p->audited = cJSON_IsTrue(audited);
         const cJSON *attr;
@@ -907,12 +891,12 @@ static int providers_parse(struct market *m, const cJSON *root, struct swp_error
             p->attr_count--;
             list_push(&p->attr_values, &p->attr_count, value);
             if (strcmp(key, "location-region") == 0 && p->region == NULL)
-                p->region = akash_xstrdup(value);
+                p->region = swp_xstrdup(value);
         }
         if (c.failed)
             break;
         if (p->region == NULL && region != NULL)
-            p->region = akash_xstrdup(region);
+            p->region = swp_xstrdup(region);
     }
     m->providers_valid = false;
     providers_clear(m);
@@ -1073,7 +1057,7 @@ static void pager_page(struct pager *p)
  * start). Returns the pager so its owner can cancel it. */
 static struct pager *pager_start(struct market *m, pager_cb cb, void *ud)
 {
-    struct pager *p = akash_xcalloc(1, sizeof(*p));
+    struct pager *p = swp_xcalloc(1, sizeof(*p));
     p->m = m;
     p->cb = cb;
     p->ud = ud;
@@ -1136,7 +1120,7 @@ static int dep_close_start(struct dep *d, const char *reason, close_cb cb, void 
             d->close_reason ? d->close_reason : "-");
     }
     if (cb != NULL) {
-        struct close_waiter *w = akash_xcalloc(1, sizeof(*w));
+        struct close_waiter *w = swp_xcalloc(1, sizeof(*w));
         w->cb = cb;
         w->ud = ud;
         w->next = d->close_waiters;
@@ -1172,7 +1156,7 @@ static void on_close(void *ud, const struct akash_reply *r)
         status = akash_reply_error(&m->client, r, what, &err);
     struct close_waiter *waiters = d->close_waiters;
     d->close_waiters = NULL;
-    char *dseq = akash_xstrdup(d->dseq);
+    char *dseq = swp_xstrdup(d->dseq);
     if (status == 0) {
         LOG(m, SWP_LOG_INFO, "deployment %s closed%s", dseq,
             r->http_status == 404 ? " (it was already gone)" : "");
@@ -1236,10 +1220,10 @@ static size_t reconcile_pending(struct market *m, struct akash_deployment *items
                 "without its manifest it cannot be leased: closing it",
                 d->dseq, p->key ? p->key : "-");
             struct dep *dep = dep_add(m, d->dseq);
-            dep->key = akash_xstrdup(p->key);
-            dep->tag = akash_xstrdup(p->tag);
-            dep->group = akash_xstrdup(p->group);
-            dep->region = akash_xstrdup(p->region);
+            dep->key = swp_xstrdup(p->key);
+            dep->tag = swp_xstrdup(p->tag);
+            dep->group = swp_xstrdup(p->group);
+            dep->region = swp_xstrdup(p->region);
             persist_index(m);
             if (dep_close_start(dep, "create answer lost", cb, ud) == 0)
                 closed++;
@@ -1735,11 +1719,11 @@ static void on_create(void *ud, const struct akash_reply *r)
         /* dseq is the marketplace's creation time in ms; trust it within a day of ours. */
         if (d->created_ms < now - 86400000 || d->created_ms > now + 86400000)
             d->created_ms = now;
-        d->key = akash_xstrdup(a->key);
-        d->tag = akash_xstrdup(m->tag);
-        d->group = akash_xstrdup(a->group);
-        d->region = akash_xstrdup(a->region);
-        d->manifest = akash_xstrdup(manifest);
+        d->key = swp_xstrdup(a->key);
+        d->tag = swp_xstrdup(m->tag);
+        d->group = swp_xstrdup(a->group);
+        d->region = swp_xstrdup(a->region);
+        d->manifest = swp_xstrdup(manifest);
         d->acq = a;
         a->dep = d;
         persist_dep(d);
@@ -1848,16 +1832,12 @@ static struct poll_scope *scope_get(struct market *m, int kind, const char *name
         sc = m->scopes[oldest];
         free(sc->name);
     } else {
-        struct poll_scope **grown = realloc(m->scopes, (m->scope_count + 1) * sizeof(*grown));
-        if (grown == NULL) {
-            fputs("market_akash: out of memory\n", stderr);
-            abort();
-        }
+        struct poll_scope **grown = swp_xrealloc(m->scopes, (m->scope_count + 1) * sizeof(*grown));
         m->scopes = grown;
-        sc = akash_xcalloc(1, sizeof(*sc));
+        sc = swp_xcalloc(1, sizeof(*sc));
         m->scopes[m->scope_count++] = sc;
     }
-    *sc = (struct poll_scope){.kind = kind, .name = akash_xstrdup(name), .used_ms = now};
+    *sc = (struct poll_scope){.kind = kind, .name = swp_xstrdup(name), .used_ms = now};
     return sc;
 }
 
@@ -2718,11 +2698,11 @@ static int ak_acquire(void *state, const struct swp_acquire_req *req, swp_unit_c
     }
     struct dep *existing = dep_find_key(m, req->key);
 
-    struct acq *a = akash_xcalloc(1, sizeof(*a));
+    struct acq *a = swp_xcalloc(1, sizeof(*a));
     a->m = m;
-    a->key = akash_xstrdup(req->key);
-    a->group = akash_xstrdup(req->group);
-    a->region = akash_xstrdup(req->region);
+    a->key = swp_xstrdup(req->key);
+    a->group = swp_xstrdup(req->group);
+    a->region = swp_xstrdup(req->region);
     a->max_price = req->max_price_usd_hour;
     a->avoid = copy_list(req->avoid_providers, req->avoid_count);
     a->avoid_count = a->avoid ? req->avoid_count : 0;
@@ -2845,9 +2825,9 @@ static int ak_release(void *state, const char *market_id, swp_done_cb done, void
     struct market *m = state;
     if (market_id == NULL || done == NULL || !akash_is_dseq(market_id))
         return SWP_EINVAL;
-    struct relop *r = akash_xcalloc(1, sizeof(*r));
+    struct relop *r = swp_xcalloc(1, sizeof(*r));
     r->m = m;
-    r->dseq = akash_xstrdup(market_id);
+    r->dseq = swp_xstrdup(market_id);
     r->done = done;
     r->ud = ud;
     r->next = m->releases;
@@ -2911,7 +2891,7 @@ static void listop_free(struct listop *l)
 static void list_report(struct listop *l)
 {
     struct market *m = l->m;
-    struct swp_unit *units = akash_xcalloc(l->count, sizeof(*units));
+    struct swp_unit *units = swp_xcalloc(l->count, sizeof(*units));
     size_t n = 0;
     for (size_t i = 0; i < l->count; i++) {
         if (l->skip[i])
@@ -3075,10 +3055,10 @@ static void on_list_pages(void *ud, int status, struct pager *p, const struct sw
     l->count = count;
     p->items = NULL;
     p->count = 0;
-    l->skip = akash_xcalloc(count, sizeof(bool));
-    l->need_check = akash_xcalloc(count, sizeof(bool));
-    l->calls = akash_xcalloc(count, sizeof(*l->calls));
-    l->checks = akash_xcalloc(count, sizeof(*l->checks));
+    l->skip = swp_xcalloc(count, sizeof(bool));
+    l->need_check = swp_xcalloc(count, sizeof(bool));
+    l->calls = swp_xcalloc(count, sizeof(*l->calls));
+    l->checks = swp_xcalloc(count, sizeof(*l->checks));
     for (size_t i = 0; i < count; i++) {
         const struct akash_deployment *item = &items[i];
         const struct dep *d = dep_find(m, item->dseq);
@@ -3103,7 +3083,7 @@ static int ak_list(void *state, swp_units_cb done, void *ud)
     struct market *m = state;
     if (done == NULL)
         return SWP_EINVAL;
-    struct listop *l = akash_xcalloc(1, sizeof(*l));
+    struct listop *l = swp_xcalloc(1, sizeof(*l));
     l->m = m;
     l->done = done;
     l->ud = ud;
@@ -3154,7 +3134,7 @@ static bool provider_acceptable(const struct market *m, const struct provider_in
 static void offers_report(struct offersop *o)
 {
     struct market *m = o->m;
-    struct swp_offer *offers = akash_xcalloc(m->price_count, sizeof(*offers));
+    struct swp_offer *offers = swp_xcalloc(m->price_count, sizeof(*offers));
     size_t n = 0;
     for (size_t i = 0; i < m->price_count; i++) {
         const struct price_seen *seen = &m->prices[i];
@@ -3194,7 +3174,7 @@ static int ak_offers(void *state, swp_offers_cb done, void *ud)
     struct market *m = state;
     if (done == NULL)
         return SWP_EINVAL;
-    struct offersop *o = akash_xcalloc(1, sizeof(*o));
+    struct offersop *o = swp_xcalloc(1, sizeof(*o));
     o->m = m;
     o->done = done;
     o->ud = ud;
@@ -3383,7 +3363,7 @@ static void watch_pump(struct market *m)
             free(dseq);
             continue;
         }
-        struct wcheck *w = akash_xcalloc(1, sizeof(*w));
+        struct wcheck *w = swp_xcalloc(1, sizeof(*w));
         w->m = m;
         w->dseq = dseq;
         w->next = m->checks;
@@ -3505,7 +3485,7 @@ static int read_template(struct market *m, const char *path, struct swp_error *e
     FILE *f = fopen(path, "rb");
     if (f == NULL)
         return akash_set_error(err, SWP_ECONFIG, "sdl_template: cannot open %s", path);
-    char *text = akash_xcalloc(1, (size_t)TEMPLATE_MAX + 1);
+    char *text = swp_xcalloc(1, (size_t)TEMPLATE_MAX + 1);
     size_t len = fread(text, 1, (size_t)TEMPLATE_MAX + 1, f);
     bool bad = ferror(f) != 0;
     fclose(f);
@@ -3554,17 +3534,17 @@ static void load_deps(struct market *m)
         struct dep *d = dep_add(m, dseq);
         d->state = state;
         d->created_ms = (int64_t)json_num(o, "created_ms", (double)d->created_ms);
-        d->key = akash_xstrdup(json_str(o, "key"));
-        d->tag = akash_xstrdup(json_str(o, "tag"));
-        d->group = akash_xstrdup(json_str(o, "group"));
-        d->region = akash_xstrdup(json_str(o, "region"));
-        d->manifest = akash_xstrdup(json_str(o, "manifest"));
-        d->provider = akash_xstrdup(json_str(o, "provider"));
+        d->key = swp_xstrdup(json_str(o, "key"));
+        d->tag = swp_xstrdup(json_str(o, "tag"));
+        d->group = swp_xstrdup(json_str(o, "group"));
+        d->region = swp_xstrdup(json_str(o, "region"));
+        d->manifest = swp_xstrdup(json_str(o, "manifest"));
+        d->provider = swp_xstrdup(json_str(o, "provider"));
         d->gseq = (int64_t)json_num(o, "gseq", 1);
         d->oseq = (int64_t)json_num(o, "oseq", 1);
-        d->price_amount = akash_xstrdup(json_str(o, "price_amount"));
+        d->price_amount = swp_xstrdup(json_str(o, "price_amount"));
         d->leased_ms = (int64_t)json_num(o, "leased_ms", 0);
-        d->close_reason = akash_xstrdup(json_str(o, "close_reason"));
+        d->close_reason = swp_xstrdup(json_str(o, "close_reason"));
         if (d->price_amount != NULL && akash_parse_decimal(d->price_amount, &d->price_uact))
             d->price_usd_hour = usd_hour(d->price_uact);
         const cJSON *uri;
@@ -3591,18 +3571,15 @@ static void load_state(struct market *m)
         const cJSON *item;
         cJSON_ArrayForEach(item, records)
         {
-            struct pending *p = akash_xcalloc(1, sizeof(*p));
-            p->key = akash_xstrdup(json_str(item, "key"));
-            p->tag = akash_xstrdup(json_str(item, "tag"));
-            p->group = akash_xstrdup(json_str(item, "group"));
-            p->region = akash_xstrdup(json_str(item, "region"));
+            struct pending *p = swp_xcalloc(1, sizeof(*p));
+            p->key = swp_xstrdup(json_str(item, "key"));
+            p->tag = swp_xstrdup(json_str(item, "tag"));
+            p->group = swp_xstrdup(json_str(item, "group"));
+            p->region = swp_xstrdup(json_str(item, "region"));
             p->started_ms = (int64_t)json_num(item, "started_ms", 0);
             p->until_ms = (int64_t)json_num(item, "until_ms", 0);
-            struct pending **grown = realloc(m->pending, (m->pending_count + 1) * sizeof(*grown));
-            if (grown == NULL) {
-                fputs("market_akash: out of memory\n", stderr);
-                abort();
-            }
+            struct pending **grown =
+                swp_xrealloc(m->pending, (m->pending_count + 1) * sizeof(*grown));
             m->pending = grown;
             m->pending[m->pending_count++] = p;
         }
@@ -3670,7 +3647,7 @@ static void market_free(struct market *m)
 
 static int ak_init(const struct swp_host *host, void **state, struct swp_error *err)
 {
-    struct market *m = akash_xcalloc(1, sizeof(*m));
+    struct market *m = swp_xcalloc(1, sizeof(*m));
     m->host = host;
     m->tag = host->instance_id(host);
     m->client.host = host;
@@ -3747,9 +3724,9 @@ static int ak_init(const struct swp_host *host, void **state, struct swp_error *
     size_t base_len = strlen(base);
     while (base_len > 0 && base[base_len - 1] == '/')
         base_len--;
-    m->client.base_url = akash_xcalloc(1, base_len + 1);
+    m->client.base_url = swp_xcalloc(1, base_len + 1);
     memcpy(m->client.base_url, base, base_len);
-    m->client.auth_header = akash_xasprintf("x-api-key: %s", key);
+    m->client.auth_header = swp_xasprintf("x-api-key: %s", key);
     m->client.secret = key;
     m->client.timeout_ms = (uint32_t)request_timeout;
     m->client.max_retries = (int)max_retries;

@@ -49,6 +49,7 @@
 #include <cjson/cJSON.h>
 
 #include "steward/swp_plugin.h"
+#include "steward/swp_util.h"
 
 /* Closed deployments kept so that releasing one again still succeeds. Past this many the
  * oldest is forgotten (then it answers SWP_ENOENT, as after a restart). */
@@ -160,41 +161,6 @@ struct market {
 
 /* ---- small helpers ----------------------------------------------------------------- */
 
-/* Like the core's sw_xmalloc: running out of memory ends the process with a message, so
- * no code path has to half-undo a state change. */
-static void *xcalloc(size_t count, size_t size)
-{
-    void *p = calloc(count ? count : 1, size ? size : 1);
-    if (p == NULL) {
-        fputs("market_sim: out of memory\n", stderr);
-        abort();
-    }
-    return p;
-}
-
-static char *xstrdup(const char *s)
-{
-    if (s == NULL)
-        return NULL;
-    size_t len = strlen(s);
-    char *copy = xcalloc(1, len + 1);
-    memcpy(copy, s, len);
-    return copy;
-}
-
-static void set_error(struct swp_error *err, int code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void set_error(struct swp_error *err, int code, const char *fmt, ...)
-{
-    if (err == NULL)
-        return;
-    err->code = code;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
-    va_end(ap);
-}
-
 static const char *state_name(int state)
 {
     switch (state) {
@@ -278,9 +244,9 @@ static char **copy_list(const char *const *list, size_t count)
 {
     if (count == 0 || list == NULL)
         return NULL;
-    char **copy = xcalloc(count, sizeof(*copy));
+    char **copy = swp_xcalloc(count, sizeof(*copy));
     for (size_t i = 0; i < count; i++)
-        copy[i] = xstrdup(list[i] ? list[i] : "");
+        copy[i] = swp_xstrdup(list[i] ? list[i] : "");
     return copy;
 }
 
@@ -338,36 +304,37 @@ static int provider_parse(struct provider *p, const cJSON *obj, const char *orig
                           struct swp_error *err)
 {
     if (!cJSON_IsObject(obj)) {
-        set_error(err, SWP_ECONFIG, "%s: providers[%d]: expected object", origin, index);
+        swp_set_error(err, SWP_ECONFIG, "%s: providers[%d]: expected object", origin, index);
         return SWP_ECONFIG;
     }
     const cJSON *owner = cJSON_GetObjectItemCaseSensitive(obj, "owner");
     if (!cJSON_IsString(owner) || owner->valuestring[0] == '\0') {
-        set_error(err, SWP_ECONFIG, "%s: providers[%d].owner: expected non-empty string", origin,
-                  index);
+        swp_set_error(err, SWP_ECONFIG, "%s: providers[%d].owner: expected non-empty string",
+                      origin, index);
         return SWP_ECONFIG;
     }
-    p->owner = xstrdup(owner->valuestring);
+    p->owner = swp_xstrdup(owner->valuestring);
 
     const cJSON *host_uri = cJSON_GetObjectItemCaseSensitive(obj, "host_uri");
     if (host_uri && !cJSON_IsString(host_uri)) {
-        set_error(err, SWP_ECONFIG, "%s: providers[%d].host_uri: expected string", origin, index);
+        swp_set_error(err, SWP_ECONFIG, "%s: providers[%d].host_uri: expected string", origin,
+                      index);
         return SWP_ECONFIG;
     }
     const cJSON *attrs = cJSON_GetObjectItemCaseSensitive(obj, "attributes");
     const cJSON *attr_region = NULL;
     if (attrs) {
         if (!cJSON_IsObject(attrs)) {
-            set_error(err, SWP_ECONFIG, "%s: providers[%d].attributes: expected object", origin,
-                      index);
+            swp_set_error(err, SWP_ECONFIG, "%s: providers[%d].attributes: expected object", origin,
+                          index);
             return SWP_ECONFIG;
         }
         const cJSON *attr;
         cJSON_ArrayForEach(attr, attrs)
         {
             if (!cJSON_IsString(attr)) {
-                set_error(err, SWP_ECONFIG, "%s: providers[%d].attributes.%s: expected string",
-                          origin, index, attr->string);
+                swp_set_error(err, SWP_ECONFIG, "%s: providers[%d].attributes.%s: expected string",
+                              origin, index, attr->string);
                 return SWP_ECONFIG;
             }
         }
@@ -377,18 +344,19 @@ static int provider_parse(struct provider *p, const cJSON *obj, const char *orig
     if (region == NULL)
         region = attr_region;
     if (!cJSON_IsString(region) || region->valuestring[0] == '\0') {
-        set_error(err, SWP_ECONFIG,
-                  "%s: providers[%d].region: expected non-empty string (or "
-                  "attributes.location-region)",
-                  origin, index);
+        swp_set_error(err, SWP_ECONFIG,
+                      "%s: providers[%d].region: expected non-empty string (or "
+                      "attributes.location-region)",
+                      origin, index);
         return SWP_ECONFIG;
     }
-    p->region = xstrdup(region->valuestring);
+    p->region = swp_xstrdup(region->valuestring);
 
     const cJSON *price = cJSON_GetObjectItemCaseSensitive(obj, "price_uact_per_block");
     if (!cJSON_IsNumber(price) || !(price->valuedouble >= 0)) {
-        set_error(err, SWP_ECONFIG, "%s: providers[%d].price_uact_per_block: expected number >= 0",
-                  origin, index);
+        swp_set_error(err, SWP_ECONFIG,
+                      "%s: providers[%d].price_uact_per_block: expected number >= 0", origin,
+                      index);
         return SWP_ECONFIG;
     }
     p->price_uact = price->valuedouble;
@@ -407,9 +375,9 @@ static int provider_parse(struct provider *p, const cJSON *obj, const char *orig
         uint64_t *slot = (uint64_t *)((char *)p + delays[i].offset);
         *slot = delays[i].fallback;
         if (item && parse_duration(item, slot) < 0) {
-            set_error(err, SWP_ECONFIG,
-                      "%s: providers[%d].%s: expected duration (\"2s\", \"500ms\", seconds)",
-                      origin, index, delays[i].name);
+            swp_set_error(err, SWP_ECONFIG,
+                          "%s: providers[%d].%s: expected duration (\"2s\", \"500ms\", seconds)",
+                          origin, index, delays[i].name);
             return SWP_ECONFIG;
         }
     }
@@ -419,8 +387,8 @@ static int provider_parse(struct provider *p, const cJSON *obj, const char *orig
     if (capacity) {
         if (!cJSON_IsNumber(capacity) || capacity->valuedouble < 0 ||
             capacity->valuedouble != floor(capacity->valuedouble) || capacity->valuedouble > 1e9) {
-            set_error(err, SWP_ECONFIG, "%s: providers[%d].capacity: expected integer >= 0", origin,
-                      index);
+            swp_set_error(err, SWP_ECONFIG, "%s: providers[%d].capacity: expected integer >= 0",
+                          origin, index);
             return SWP_ECONFIG;
         }
         p->capacity = (int64_t)capacity->valuedouble;
@@ -428,15 +396,16 @@ static int provider_parse(struct provider *p, const cJSON *obj, const char *orig
 
     const cJSON *audited = cJSON_GetObjectItemCaseSensitive(obj, "audited");
     if (audited && !cJSON_IsBool(audited)) {
-        set_error(err, SWP_ECONFIG, "%s: providers[%d].audited: expected boolean", origin, index);
+        swp_set_error(err, SWP_ECONFIG, "%s: providers[%d].audited: expected boolean", origin,
+                      index);
         return SWP_ECONFIG;
     }
     p->audited = cJSON_IsTrue(audited);
 
     const cJSON *closures = cJSON_GetObjectItemCaseSensitive(obj, "closures_per_hour");
     if (closures && (!cJSON_IsNumber(closures) || !(closures->valuedouble >= 0))) {
-        set_error(err, SWP_ECONFIG, "%s: providers[%d].closures_per_hour: expected number >= 0",
-                  origin, index);
+        swp_set_error(err, SWP_ECONFIG, "%s: providers[%d].closures_per_hour: expected number >= 0",
+                      origin, index);
         return SWP_ECONFIG;
     }
     p->closures_per_hour = closures ? closures->valuedouble : 0.0;
@@ -447,15 +416,15 @@ static int providers_load(struct market *m, const cJSON *array, const char *orig
                           struct swp_error *err)
 {
     if (!cJSON_IsArray(array)) {
-        set_error(err, SWP_ECONFIG, "%s: providers: expected array", origin);
+        swp_set_error(err, SWP_ECONFIG, "%s: providers: expected array", origin);
         return SWP_ECONFIG;
     }
     int count = cJSON_GetArraySize(array);
     if (count == 0) {
-        set_error(err, SWP_ECONFIG, "%s: providers: expected at least one provider", origin);
+        swp_set_error(err, SWP_ECONFIG, "%s: providers: expected at least one provider", origin);
         return SWP_ECONFIG;
     }
-    m->providers = xcalloc((size_t)count, sizeof(*m->providers));
+    m->providers = swp_xcalloc((size_t)count, sizeof(*m->providers));
     const cJSON *item;
     int index = 0;
     cJSON_ArrayForEach(item, array)
@@ -467,9 +436,9 @@ static int providers_load(struct market *m, const cJSON *array, const char *orig
             return rc;
         for (int j = 0; j < index; j++) {
             if (strcmp(m->providers[j].owner, m->providers[index].owner) == 0) {
-                set_error(err, SWP_ECONFIG,
-                          "%s: providers[%d].owner: \"%s\" already used by providers[%d]", origin,
-                          index, m->providers[index].owner, j);
+                swp_set_error(err, SWP_ECONFIG,
+                              "%s: providers[%d].owner: \"%s\" already used by providers[%d]",
+                              origin, index, m->providers[index].owner, j);
                 return SWP_ECONFIG;
             }
         }
@@ -482,32 +451,32 @@ static int providers_from_file(struct market *m, const char *path, struct swp_er
 {
     FILE *file = fopen(path, "rb");
     if (file == NULL) {
-        set_error(err, SWP_ECONFIG, "providers_file: cannot open %s", path);
+        swp_set_error(err, SWP_ECONFIG, "providers_file: cannot open %s", path);
         return SWP_ECONFIG;
     }
-    char *text = xcalloc(1, (size_t)MS_FILE_MAX + 1);
+    char *text = swp_xcalloc(1, (size_t)MS_FILE_MAX + 1);
     size_t len = fread(text, 1, (size_t)MS_FILE_MAX + 1, file);
     bool failed = ferror(file) != 0;
     fclose(file);
     int rc = SWP_ECONFIG;
     cJSON *root = NULL;
     if (failed) {
-        set_error(err, SWP_ECONFIG, "providers_file: cannot read %s", path);
+        swp_set_error(err, SWP_ECONFIG, "providers_file: cannot read %s", path);
         goto out;
     }
     if (len > (size_t)MS_FILE_MAX) {
-        set_error(err, SWP_ECONFIG, "%s: larger than %ld bytes", path, MS_FILE_MAX);
+        swp_set_error(err, SWP_ECONFIG, "%s: larger than %ld bytes", path, MS_FILE_MAX);
         goto out;
     }
     root = cJSON_ParseWithLength(text, len);
     if (root == NULL) {
         const char *where = cJSON_GetErrorPtr();
         long offset = where && where >= text && where <= text + len ? (long)(where - text) : -1;
-        set_error(err, SWP_ECONFIG, "%s: invalid JSON near byte %ld", path, offset);
+        swp_set_error(err, SWP_ECONFIG, "%s: invalid JSON near byte %ld", path, offset);
         goto out;
     }
     if (!cJSON_IsObject(root)) {
-        set_error(err, SWP_ECONFIG, "%s: expected {\"providers\": [...]}", path);
+        swp_set_error(err, SWP_ECONFIG, "%s: expected {\"providers\": [...]}", path);
         goto out;
     }
     rc = providers_load(m, cJSON_GetObjectItemCaseSensitive(root, "providers"), path, err);
@@ -554,11 +523,7 @@ static void dep_append(struct market *m, struct deployment *d)
 {
     if (m->dep_count == m->dep_cap) {
         size_t cap = m->dep_cap ? m->dep_cap * 2 : 16;
-        struct deployment **grown = realloc(m->deps, cap * sizeof(*grown));
-        if (grown == NULL) {
-            fputs("market_sim: out of memory\n", stderr);
-            abort();
-        }
+        struct deployment **grown = swp_xrealloc(m->deps, cap * sizeof(*grown));
         m->deps = grown;
         m->dep_cap = cap;
     }
@@ -829,7 +794,7 @@ static void lease(struct acquire *a, struct bid *best, size_t offered)
     p->used++;
     d->state = SWP_UNIT_LEASED;
     d->prov = p;
-    d->provider = xstrdup(p->owner);
+    d->provider = swp_xstrdup(p->owner);
     d->price_uact = p->price_uact;
     d->price_usd_hour = p->price_usd_hour;
     d->ready_at_ms = now + (int64_t)p->ready_delay_ms;
@@ -940,22 +905,22 @@ static void on_create(void *ud)
             break;
         dseq++;
     }
-    struct deployment *d = xcalloc(1, sizeof(*d));
+    struct deployment *d = swp_xcalloc(1, sizeof(*d));
     d->m = m;
     memcpy(d->dseq, text, sizeof(text));
     d->created_ms = dseq;
-    d->key = xstrdup(a->key);
-    d->group = xstrdup(a->group);
-    d->region = xstrdup(a->region);
+    d->key = swp_xstrdup(a->key);
+    d->group = swp_xstrdup(a->group);
+    d->region = swp_xstrdup(a->region);
     const char *tag = m->host->instance_id(m->host);
-    d->tag = xstrdup(tag);
+    d->tag = swp_xstrdup(tag);
     d->state = SWP_UNIT_CREATED;
     d->acq = a;
     a->dep = d;
     dep_append(m, d);
 
     size_t in_region = 0, avoided = 0, too_dear = 0, full = 0, unpinned = 0;
-    a->bids = xcalloc(m->provider_count, sizeof(*a->bids));
+    a->bids = swp_xcalloc(m->provider_count, sizeof(*a->bids));
     for (size_t i = 0; i < m->provider_count; i++) {
         struct provider *p = &m->providers[i];
         if (strcmp(p->region, a->region) != 0)
@@ -1016,7 +981,7 @@ static void on_ready(void *ud)
     d->state = SWP_UNIT_READY;
     d->ready_at_ms = 0;
     size_t len = strlen(d->group ? d->group : "unit") + strlen(d->dseq) + strlen(d->region) + 32;
-    d->uri = xcalloc(1, len);
+    d->uri = swp_xcalloc(1, len);
     snprintf(d->uri, len, "%s-%s.%s.sim.steward.test", d->group ? d->group : "unit", d->dseq,
              d->region);
     d->uris[0] = d->uri;
@@ -1103,7 +1068,7 @@ static void on_outage(void *ud)
     /* dseqs first: closing runs client callbacks, which may acquire or release and so
      * reshape the deployment list under the loop. */
     size_t count = 0;
-    char (*dseqs)[24] = xcalloc(m->dep_count, sizeof(*dseqs));
+    char(*dseqs)[24] = swp_xcalloc(m->dep_count, sizeof(*dseqs));
     for (size_t i = 0; i < m->dep_count; i++) {
         const struct deployment *d = m->deps[i];
         if (owner && holds_lease(d, owner))
@@ -1133,24 +1098,26 @@ static int outage_parse(struct market *m, const char *json, struct swp_error *er
     uint64_t after_ms = 0;
     int rc = SWP_ECONFIG;
     if (m->outage_busiest == (provider != NULL))
-        set_error(err, SWP_ECONFIG, "close_provider_at: set either \"provider\" or "
-                                    "\"busiest\": true");
+        swp_set_error(err, SWP_ECONFIG,
+                      "close_provider_at: set either \"provider\" or "
+                      "\"busiest\": true");
     else if (provider && (!cJSON_IsString(provider) ||
                           provider_find(m, provider->valuestring) == NULL))
-        set_error(err, SWP_ECONFIG, "close_provider_at.provider: expected the owner of a "
-                                    "configured provider");
+        swp_set_error(err, SWP_ECONFIG,
+                      "close_provider_at.provider: expected the owner of a "
+                      "configured provider");
     else if (after == NULL || parse_duration(after, &after_ms) < 0)
-        set_error(err, SWP_ECONFIG, "close_provider_at.after: expected duration (\"5s\")");
+        swp_set_error(err, SWP_ECONFIG, "close_provider_at.after: expected duration (\"5s\")");
     else if (every != NULL && (parse_duration(every, &m->outage_every_ms) < 0 ||
                                m->outage_every_ms == 0))
-        set_error(err, SWP_ECONFIG, "close_provider_at.every: expected duration > 0");
+        swp_set_error(err, SWP_ECONFIG, "close_provider_at.every: expected duration > 0");
     else
         rc = 0;
     if (rc == 0) {
-        m->outage_provider = provider ? xstrdup(provider->valuestring) : NULL;
+        m->outage_provider = provider ? swp_xstrdup(provider->valuestring) : NULL;
         m->outage_timer = timer_arm(m, after_ms, on_outage, m);
         if (m->outage_timer == 0) {
-            set_error(err, SWP_EIO, "close_provider_at: the host could not start a timer");
+            swp_set_error(err, SWP_EIO, "close_provider_at: the host could not start a timer");
             rc = SWP_ECONFIG;
         }
     }
@@ -1224,11 +1191,11 @@ static int ms_acquire(void *state, const struct swp_acquire_req *req, swp_unit_c
         existing = dep_find_open_by_key(m, req->key);
     }
 
-    struct acquire *a = xcalloc(1, sizeof(*a));
+    struct acquire *a = swp_xcalloc(1, sizeof(*a));
     a->m = m;
-    a->key = xstrdup(req->key);
-    a->group = xstrdup(req->group);
-    a->region = xstrdup(req->region);
+    a->key = swp_xstrdup(req->key);
+    a->group = swp_xstrdup(req->group);
+    a->region = swp_xstrdup(req->region);
     a->max_price = req->max_price_usd_hour;
     a->avoid = copy_list(req->avoid_providers, req->avoid_count);
     a->avoid_count = a->avoid ? req->avoid_count : 0;
@@ -1282,7 +1249,7 @@ static int ms_release(void *state, const char *market_id, swp_done_cb done, void
     struct deployment *d = dep_find(m, market_id);
     if (d == NULL) {
         struct swp_error err;
-        set_error(&err, SWP_ENOENT, "market_sim: no deployment %s", market_id);
+        swp_set_error(&err, SWP_ENOENT, "market_sim: no deployment %s", market_id);
         done(ud, SWP_ENOENT, &err);
         return 0;
     }
@@ -1312,7 +1279,7 @@ static int ms_list(void *state, swp_units_cb done, void *ud)
     for (size_t i = 0; i < m->dep_count; i++)
         if (m->deps[i]->state != SWP_UNIT_CLOSED)
             count++;
-    struct swp_unit *units = xcalloc(count, sizeof(*units));
+    struct swp_unit *units = swp_xcalloc(count, sizeof(*units));
     size_t n = 0;
     for (size_t i = 0; i < m->dep_count; i++)
         if (m->deps[i]->state != SWP_UNIT_CLOSED)
@@ -1327,7 +1294,7 @@ static int ms_offers(void *state, swp_offers_cb done, void *ud)
     struct market *m = state;
     if (done == NULL)
         return SWP_EINVAL;
-    struct swp_offer *offers = xcalloc(m->provider_count, sizeof(*offers));
+    struct swp_offer *offers = swp_xcalloc(m->provider_count, sizeof(*offers));
     size_t n = 0;
     for (size_t i = 0; i < m->provider_count; i++) {
         const struct provider *p = &m->providers[i];
@@ -1393,14 +1360,14 @@ static void reload_dep(struct market *m, const char *dseq, int64_t now)
         cJSON_Delete(o);
         return;
     }
-    struct deployment *d = xcalloc(1, sizeof(*d));
+    struct deployment *d = swp_xcalloc(1, sizeof(*d));
     d->m = m;
     snprintf(d->dseq, sizeof(d->dseq), "%s", dseq);
     d->created_ms = (int64_t)json_num(o, "created_ms");
-    d->key = xstrdup(json_str(o, "key"));
-    d->group = xstrdup(json_str(o, "group"));
-    d->region = xstrdup(region);
-    d->tag = xstrdup(json_str(o, "tag"));
+    d->key = swp_xstrdup(json_str(o, "key"));
+    d->group = swp_xstrdup(json_str(o, "group"));
+    d->region = swp_xstrdup(region);
+    d->tag = swp_xstrdup(json_str(o, "tag"));
     d->state = st;
     dep_append(m, d);
     if (st == SWP_UNIT_CREATED) {
@@ -1412,11 +1379,11 @@ static void reload_dep(struct market *m, const char *dseq, int64_t now)
         cJSON_Delete(o);
         return;
     }
-    d->provider = xstrdup(provider);
+    d->provider = swp_xstrdup(provider);
     d->prov = provider_find(m, provider);
     d->price_uact = json_num(o, "price_uact_per_block");
     d->price_usd_hour = json_num(o, "price_usd_hour");
-    d->uri = xstrdup(json_str(o, "uri"));
+    d->uri = swp_xstrdup(json_str(o, "uri"));
     d->uris[0] = d->uri;
     d->ready_at_ms = (int64_t)json_num(o, "ready_at_ms");
     d->closure_at_ms = (int64_t)json_num(o, "closure_at_ms");
@@ -1497,7 +1464,7 @@ static void market_free(struct market *m)
 
 static int ms_init(const struct swp_host *host, void **state, struct swp_error *err)
 {
-    struct market *m = xcalloc(1, sizeof(*m));
+    struct market *m = swp_xcalloc(1, sizeof(*m));
     m->host = host;
     int rc = SWP_ECONFIG;
     const char *file = host->cfg_str(host, "providers_file");
@@ -1507,20 +1474,20 @@ static int ms_init(const struct swp_host *host, void **state, struct swp_error *
     m->closure_scale = host->cfg_double(host, "closure_scale");
     m->persist = host->cfg_bool(host, "persist");
     if (create_delay < 0 || bid_window < 0) {
-        set_error(err, SWP_ECONFIG, "create_delay and bid_window must be >= 0");
+        swp_set_error(err, SWP_ECONFIG, "create_delay and bid_window must be >= 0");
         goto fail;
     }
     if (!(m->closure_scale >= 0)) {
-        set_error(err, SWP_ECONFIG, "closure_scale: expected number >= 0");
+        swp_set_error(err, SWP_ECONFIG, "closure_scale: expected number >= 0");
         goto fail;
     }
     m->create_delay_ms = (uint64_t)create_delay;
     m->bid_window_ms = (uint64_t)bid_window;
     if ((file == NULL) == (inline_json == NULL)) {
-        set_error(err, SWP_ECONFIG,
-                  file ? "set either providers_file or providers, not both"
-                       : "providers_file or providers is required (the providers JSON file, "
-                         "or the array inline)");
+        swp_set_error(err, SWP_ECONFIG,
+                      file ? "set either providers_file or providers, not both"
+                           : "providers_file or providers is required (the providers JSON file, "
+                             "or the array inline)");
         goto fail;
     }
     if (file) {
@@ -1529,7 +1496,7 @@ static int ms_init(const struct swp_host *host, void **state, struct swp_error *
         cJSON *array = cJSON_Parse(inline_json);
         rc = providers_load(m, array, "providers", err);
         if (array == NULL)
-            set_error(err, SWP_ECONFIG, "providers: invalid JSON");
+            swp_set_error(err, SWP_ECONFIG, "providers: invalid JSON");
         cJSON_Delete(array);
     }
     if (rc < 0)

@@ -27,6 +27,7 @@
 #include <cjson/cJSON.h>
 
 #include "steward/swp_plugin.h"
+#include "steward/swp_util.h"
 
 #define MAX_BASE_URL 2048
 #define MAX_ERROR_BODY 160
@@ -53,35 +54,6 @@ struct query_op {
     void *ud;
 };
 
-static void *xcalloc(size_t count, size_t size)
-{
-    void *p = calloc(count ? count : 1, size ? size : 1);
-    if (p == NULL) {
-        fputs("metrics_prometheus: out of memory\n", stderr);
-        abort();
-    }
-    return p;
-}
-
-static char *xstrdup(const char *s)
-{
-    size_t len = strlen(s);
-    char *copy = xcalloc(1, len + 1);
-    memcpy(copy, s, len);
-    return copy;
-}
-
-static void set_error(struct swp_error *err, int code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void set_error(struct swp_error *err, int code, const char *fmt, ...)
-{
-    err->code = code;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
-    va_end(ap);
-}
-
 /* ---- URL building ----------------------------------------------------------------------- */
 
 struct buf {
@@ -96,11 +68,7 @@ static void buf_add(struct buf *b, const char *text, size_t len)
         size_t cap = b->cap ? b->cap : 256;
         while (cap < b->len + len + 1)
             cap *= 2;
-        char *grown = realloc(b->data, cap);
-        if (grown == NULL) {
-            fputs("metrics_prometheus: out of memory\n", stderr);
-            abort();
-        }
+        char *grown = swp_xrealloc(b->data, cap);
         b->data = grown;
         b->cap = cap;
     }
@@ -235,8 +203,8 @@ static int parse_series(const cJSON *result, bool matrix, struct parsed *p, stru
         const cJSON *metric = cJSON_GetObjectItemCaseSensitive(item, "metric");
         label_total += cJSON_IsObject(metric) ? (size_t)cJSON_GetArraySize(metric) : 0;
     }
-    p->samples = xcalloc(series, sizeof(*p->samples));
-    p->strings = xcalloc(2 * label_total, sizeof(*p->strings));
+    p->samples = swp_xcalloc(series, sizeof(*p->samples));
+    p->strings = swp_xcalloc(2 * label_total, sizeof(*p->strings));
     size_t used = 0;
     cJSON_ArrayForEach(item, result)
     {
@@ -266,9 +234,10 @@ static int parse_series(const cJSON *result, bool matrix, struct parsed *p, stru
     }
     return 0;
 malformed:
-    set_error(err, SWP_EIO, "prometheus: malformed reply: a %s series without a "
-              "[time, \"value\"] %s or with non-string labels", matrix ? "matrix" : "vector",
-              matrix ? "point" : "pair");
+    swp_set_error(err, SWP_EIO,
+                  "prometheus: malformed reply: a %s series without a "
+                  "[time, \"value\"] %s or with non-string labels",
+                  matrix ? "matrix" : "vector", matrix ? "point" : "pair");
     return SWP_EIO;
 }
 
@@ -286,28 +255,28 @@ static int parse_reply(const char *body, size_t len, long http_status, struct pa
             for (size_t i = 0; i < n; i++)
                 excerpt[i] = (body[i] >= 0x20 && body[i] < 0x7f) ? body[i] : ' ';
             excerpt[n] = '\0';
-            set_error(err, SWP_EIO, "prometheus: HTTP %ld: %s", http_status,
-                      n ? excerpt : "(empty body)");
+            swp_set_error(err, SWP_EIO, "prometheus: HTTP %ld: %s", http_status,
+                          n ? excerpt : "(empty body)");
             return SWP_EIO;
         }
-        set_error(err, SWP_EIO, "prometheus: malformed reply: %s",
-                  root == NULL ? "not JSON" : "no \"status\" field");
+        swp_set_error(err, SWP_EIO, "prometheus: malformed reply: %s",
+                      root == NULL ? "not JSON" : "no \"status\" field");
         return SWP_EIO;
     }
     if (strcmp(status->valuestring, "success") != 0) {
         const cJSON *type = cJSON_GetObjectItemCaseSensitive(root, "errorType");
         const cJSON *msg = cJSON_GetObjectItemCaseSensitive(root, "error");
         const char *type_text = cJSON_IsString(type) ? type->valuestring : "error";
-        set_error(err, strcmp(type_text, "bad_data") == 0 ? SWP_EINVAL : SWP_EIO,
-                  "prometheus: %s: %s (HTTP %ld)", type_text,
-                  cJSON_IsString(msg) ? msg->valuestring : "no message", http_status);
+        swp_set_error(err, strcmp(type_text, "bad_data") == 0 ? SWP_EINVAL : SWP_EIO,
+                      "prometheus: %s: %s (HTTP %ld)", type_text,
+                      cJSON_IsString(msg) ? msg->valuestring : "no message", http_status);
         return err->code;
     }
     const cJSON *data = cJSON_GetObjectItemCaseSensitive(root, "data");
     const cJSON *type = cJSON_GetObjectItemCaseSensitive(data, "resultType");
     const cJSON *result = cJSON_GetObjectItemCaseSensitive(data, "result");
     if (!cJSON_IsString(type) || result == NULL) {
-        set_error(err, SWP_EIO, "prometheus: malformed reply: no data.resultType/data.result");
+        swp_set_error(err, SWP_EIO, "prometheus: malformed reply: no data.resultType/data.result");
         return SWP_EIO;
     }
     const char *kind = type->valuestring;
@@ -315,11 +284,12 @@ static int parse_reply(const char *body, size_t len, long http_status, struct pa
         double value = 0;
         bool finite = false;
         if (!parse_value(result, &value, &finite)) {
-            set_error(err, SWP_EIO, "prometheus: malformed reply: scalar result is not "
-                      "[time, \"value\"]");
+            swp_set_error(err, SWP_EIO,
+                          "prometheus: malformed reply: scalar result is not "
+                          "[time, \"value\"]");
             return SWP_EIO;
         }
-        p->samples = xcalloc(1, sizeof(*p->samples));
+        p->samples = swp_xcalloc(1, sizeof(*p->samples));
         if (finite)
             p->samples[p->count++] = (struct swp_sample){.value = value};
         else
@@ -328,12 +298,14 @@ static int parse_reply(const char *body, size_t len, long http_status, struct pa
     }
     bool matrix = strcmp(kind, "matrix") == 0;
     if (!matrix && strcmp(kind, "vector") != 0) {
-        set_error(err, SWP_EINVAL, "prometheus: the query returned a %s; expected a vector, "
-                  "matrix or scalar", kind);
+        swp_set_error(err, SWP_EINVAL,
+                      "prometheus: the query returned a %s; expected a vector, "
+                      "matrix or scalar",
+                      kind);
         return SWP_EINVAL;
     }
     if (!cJSON_IsArray(result)) {
-        set_error(err, SWP_EIO, "prometheus: malformed reply: data.result is not an array");
+        swp_set_error(err, SWP_EIO, "prometheus: malformed reply: data.result is not an array");
         return SWP_EIO;
     }
     return parse_series(result, matrix, p, err);
@@ -367,28 +339,30 @@ static void on_reply(void *ud, int status, const struct swp_http_resp *resp)
     cJSON *tree = NULL;
     int rc = 0;
     if (status == SWP_ECANCELED) {
-        set_error(&err, SWP_ECANCELED, "prometheus: query canceled");
+        swp_set_error(&err, SWP_ECANCELED, "prometheus: query canceled");
         rc = SWP_ECANCELED;
     } else if (status == SWP_ETIMEDOUT) {
-        set_error(&err, SWP_ETIMEDOUT, "prometheus: no answer from %s within %u ms",
-                  pm->base_url, pm->timeout_ms);
+        swp_set_error(&err, SWP_ETIMEDOUT, "prometheus: no answer from %s within %u ms",
+                      pm->base_url, pm->timeout_ms);
         rc = SWP_ETIMEDOUT;
     } else if (status == SWP_ETOOBIG) {
-        set_error(&err, SWP_ETOOBIG, "prometheus: the reply to '%.80s' is too large",
-                  op->query);
+        swp_set_error(&err, SWP_ETOOBIG, "prometheus: the reply to '%.80s' is too large",
+                      op->query);
         rc = SWP_ETOOBIG;
     } else if (status < 0 || resp == NULL) {
-        set_error(&err, status < 0 ? status : SWP_EHTTP,
-                  "prometheus: cannot reach %s (connection failed)", pm->base_url);
+        swp_set_error(&err, status < 0 ? status : SWP_EHTTP,
+                      "prometheus: cannot reach %s (connection failed)", pm->base_url);
         rc = err.code;
     } else {
         rc = parse_reply(resp->body, resp->body_len, resp->status, &parsed, &tree, &err);
         if (rc == 0 && parsed.count == 0) {
             if (parsed.nonfinite > 0)
-                set_error(&err, SWP_EINVAL, "prometheus: every value is NaN or infinite "
-                          "(%zu samples)", parsed.nonfinite);
+                swp_set_error(&err, SWP_EINVAL,
+                              "prometheus: every value is NaN or infinite "
+                              "(%zu samples)",
+                              parsed.nonfinite);
             else
-                set_error(&err, SWP_ENOENT, "prometheus: query returned no samples");
+                swp_set_error(&err, SWP_ENOENT, "prometheus: query returned no samples");
             rc = err.code;
         }
     }
@@ -411,9 +385,9 @@ static int pm_query(void *state, const char *query, swp_samples_cb done, void *u
     struct prom *pm = state;
     if (query == NULL || query[0] == '\0' || done == NULL)
         return SWP_EINVAL;
-    struct query_op *op = xcalloc(1, sizeof(*op));
+    struct query_op *op = swp_xcalloc(1, sizeof(*op));
     op->pm = pm;
-    op->query = xstrdup(query);
+    op->query = swp_xstrdup(query);
     op->done = done;
     op->ud = ud;
     char *url = query_url(pm, query, pm->host->now_ms(pm->host));
@@ -458,33 +432,37 @@ static int pm_init(const struct swp_host *host, void **state, struct swp_error *
 {
     const char *base = host->cfg_str(host, "base_url");
     if (base == NULL || (strncmp(base, "http://", 7) != 0 && strncmp(base, "https://", 8) != 0)) {
-        set_error(err, SWP_ECONFIG, "base_url: expected an http:// or https:// URL such as "
-                  "\"http://prometheus:9090\"");
+        swp_set_error(err, SWP_ECONFIG,
+                      "base_url: expected an http:// or https:// URL such as "
+                      "\"http://prometheus:9090\"");
         return SWP_ECONFIG;
     }
     size_t len = strlen(base);
     if (len > MAX_BASE_URL || strpbrk(base, "?# \t\r\n") != NULL) {
-        set_error(err, SWP_ECONFIG, "base_url: expected a URL without query, fragment or "
-                  "spaces, up to %d characters", MAX_BASE_URL);
+        swp_set_error(err, SWP_ECONFIG,
+                      "base_url: expected a URL without query, fragment or "
+                      "spaces, up to %d characters",
+                      MAX_BASE_URL);
         return SWP_ECONFIG;
     }
     int64_t timeout = host->cfg_int(host, "timeout");
     int64_t window = host->cfg_int(host, "range_window");
     int64_t step = host->cfg_int(host, "step");
     if (timeout <= 0 || timeout > 600000) {
-        set_error(err, SWP_ECONFIG, "timeout: expected a duration between 1ms and 10m");
+        swp_set_error(err, SWP_ECONFIG, "timeout: expected a duration between 1ms and 10m");
         return SWP_ECONFIG;
     }
     if (window <= 0 || step <= 0 || step > window) {
-        set_error(err, SWP_ECONFIG, "range_window and step: expected durations > 0 with "
-                  "step <= range_window");
+        swp_set_error(err, SWP_ECONFIG,
+                      "range_window and step: expected durations > 0 with "
+                      "step <= range_window");
         return SWP_ECONFIG;
     }
-    struct prom *pm = xcalloc(1, sizeof(*pm));
+    struct prom *pm = swp_xcalloc(1, sizeof(*pm));
     pm->host = host;
     while (len > 0 && base[len - 1] == '/')
         len--;
-    pm->base_url = xcalloc(1, len + 1);
+    pm->base_url = swp_xcalloc(1, len + 1);
     memcpy(pm->base_url, base, len);
     pm->timeout_ms = (uint32_t)timeout;
     pm->range = host->cfg_bool(host, "range");
@@ -493,12 +471,12 @@ static int pm_init(const struct swp_host *host, void **state, struct swp_error *
     const char *token = host->cfg_str(host, "bearer_token_env");
     if (token != NULL) {
         if (strpbrk(token, "\r\n") != NULL) {
-            set_error(err, SWP_ECONFIG, "bearer_token_env: the token holds a line break");
+            swp_set_error(err, SWP_ECONFIG, "bearer_token_env: the token holds a line break");
             pm_free(pm);
             return SWP_ECONFIG;
         }
         size_t size = strlen("Authorization: Bearer ") + strlen(token) + 1;
-        pm->auth_header = xcalloc(1, size);
+        pm->auth_header = swp_xcalloc(1, size);
         snprintf(pm->auth_header, size, "Authorization: Bearer %s", token);
     }
     host->log(host, SWP_LOG_INFO, "%s, %s queries, timeout %lld ms%s", pm->base_url,
@@ -519,7 +497,7 @@ static void pm_destroy(void *state)
         struct query_op *op = pm->ops;
         pm->ops = op->next;
         struct swp_error err;
-        set_error(&err, SWP_ECANCELED, "prometheus: plugin destroyed");
+        swp_set_error(&err, SWP_ECANCELED, "prometheus: plugin destroyed");
         op->done(op->ud, SWP_ECANCELED, NULL, 0, &err);
         op_free(op);
     }

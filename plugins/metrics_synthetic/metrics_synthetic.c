@@ -20,6 +20,7 @@
 #include <cjson/cJSON.h>
 
 #include "steward/swp_plugin.h"
+#include "steward/swp_util.h"
 
 #define MS_PI 3.14159265358979323846
 
@@ -41,29 +42,6 @@ struct metrics {
 
 static const char *const region_label[] = {"region"};
 
-static void *xcalloc(size_t count, size_t size)
-{
-    void *p = calloc(count ? count : 1, size ? size : 1);
-    if (p == NULL) {
-        fputs("metrics_synthetic: out of memory\n", stderr);
-        abort();
-    }
-    return p;
-}
-
-static void set_error(struct swp_error *err, int code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void set_error(struct swp_error *err, int code, const char *fmt, ...)
-{
-    if (err == NULL)
-        return;
-    err->code = code;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
-    va_end(ap);
-}
-
 static void metrics_free(struct metrics *mt)
 {
     for (size_t i = 0; i < mt->region_count; i++)
@@ -83,7 +61,7 @@ static int region_number(const cJSON *obj, const char *region, const char *field
         return 0;
     }
     if (!cJSON_IsNumber(item) || !isfinite(item->valuedouble)) {
-        set_error(err, SWP_ECONFIG, "regions.%s.%s: expected number", region, field);
+        swp_set_error(err, SWP_ECONFIG, "regions.%s.%s: expected number", region, field);
         return SWP_ECONFIG;
     }
     *out = item->valuedouble;
@@ -95,21 +73,21 @@ static int regions_load(struct metrics *mt, const char *json, struct swp_error *
     int rc = SWP_ECONFIG;
     cJSON *root = json ? cJSON_Parse(json) : NULL;
     if (!cJSON_IsObject(root) || cJSON_GetArraySize(root) == 0) {
-        set_error(err, SWP_ECONFIG,
-                  "regions: expected an object such as {\"eu-west\": {\"base\": 20, "
-                  "\"peak\": 400, \"peak_hour_utc\": 13}}");
+        swp_set_error(err, SWP_ECONFIG,
+                      "regions: expected an object such as {\"eu-west\": {\"base\": 20, "
+                      "\"peak\": 400, \"peak_hour_utc\": 13}}");
         goto out;
     }
     size_t count = (size_t)cJSON_GetArraySize(root);
-    mt->regions = xcalloc(count, sizeof(*mt->regions));
-    mt->names = xcalloc(count, sizeof(*mt->names));
-    mt->label_values = xcalloc(count, sizeof(*mt->label_values));
+    mt->regions = swp_xcalloc(count, sizeof(*mt->regions));
+    mt->names = swp_xcalloc(count, sizeof(*mt->names));
+    mt->label_values = swp_xcalloc(count, sizeof(*mt->label_values));
     const cJSON *entry;
     cJSON_ArrayForEach(entry, root)
     {
         const char *name = entry->string;
         if (!cJSON_IsObject(entry)) {
-            set_error(err, SWP_ECONFIG, "regions.%s: expected object with base and peak", name);
+            swp_set_error(err, SWP_ECONFIG, "regions.%s: expected object with base and peak", name);
             goto out;
         }
         struct region *r = &mt->regions[mt->region_count];
@@ -118,15 +96,15 @@ static int regions_load(struct metrics *mt, const char *json, struct swp_error *
             region_number(entry, name, "peak_hour_utc", false, 12, &r->peak_hour_utc, err) < 0)
             goto out;
         if (r->base < 0 || r->peak < 0) {
-            set_error(err, SWP_ECONFIG, "regions.%s: base and peak must be >= 0", name);
+            swp_set_error(err, SWP_ECONFIG, "regions.%s: base and peak must be >= 0", name);
             goto out;
         }
         if (r->peak_hour_utc < 0 || r->peak_hour_utc > 24) {
-            set_error(err, SWP_ECONFIG, "regions.%s.peak_hour_utc: expected 0..24", name);
+            swp_set_error(err, SWP_ECONFIG, "regions.%s.peak_hour_utc: expected 0..24", name);
             goto out;
         }
         size_t len = strlen(name);
-        mt->names[mt->region_count] = xcalloc(1, len + 1);
+        mt->names[mt->region_count] = swp_xcalloc(1, len + 1);
         memcpy(mt->names[mt->region_count], name, len);
         mt->label_values[mt->region_count] = mt->names[mt->region_count];
         mt->region_count++;
@@ -139,16 +117,16 @@ out:
 
 static int mt_init(const struct swp_host *host, void **state, struct swp_error *err)
 {
-    struct metrics *mt = xcalloc(1, sizeof(*mt));
+    struct metrics *mt = swp_xcalloc(1, sizeof(*mt));
     mt->host = host;
     int64_t period = host->cfg_int(host, "period");
     mt->noise = host->cfg_double(host, "noise");
     if (period <= 0) {
-        set_error(err, SWP_ECONFIG, "period: expected a duration > 0");
+        swp_set_error(err, SWP_ECONFIG, "period: expected a duration > 0");
         goto fail;
     }
     if (!(mt->noise >= 0 && mt->noise <= 1)) {
-        set_error(err, SWP_ECONFIG, "noise: expected a number in 0..1");
+        swp_set_error(err, SWP_ECONFIG, "noise: expected a number in 0..1");
         goto fail;
     }
     mt->period_ms = (uint64_t)period;
@@ -185,12 +163,13 @@ static int mt_query(void *state, const char *query, swp_samples_cb done, void *u
         return SWP_EINVAL;
     if (strcmp(query, "rps") != 0) {
         struct swp_error err;
-        set_error(&err, SWP_EINVAL, "metrics_synthetic: unknown query '%s' (known: rps)", query);
+        swp_set_error(&err, SWP_EINVAL, "metrics_synthetic: unknown query '%s' (known: rps)",
+                      query);
         done(ud, SWP_EINVAL, NULL, 0, &err);
         return 0;
     }
     int64_t now = mt->host->now_ms(mt->host);
-    struct swp_sample *samples = xcalloc(mt->region_count, sizeof(*samples));
+    struct swp_sample *samples = swp_xcalloc(mt->region_count, sizeof(*samples));
     for (size_t i = 0; i < mt->region_count; i++) {
         double value = demand(mt, &mt->regions[i], now);
         if (mt->noise > 0) {

@@ -27,6 +27,7 @@
 #include <string.h>
 
 #include "steward/swp_plugin.h"
+#include "steward/swp_util.h"
 
 #define MT_MAX_BYTES ((long)1 << 30)
 
@@ -50,29 +51,6 @@ struct trace {
 };
 
 static const char *const region_label[] = {"region"};
-
-static void *xrealloc(void *p, size_t size)
-{
-    void *q = realloc(p, size ? size : 1);
-    if (q == NULL) {
-        fputs("metrics_trace: out of memory\n", stderr);
-        abort();
-    }
-    return q;
-}
-
-static void set_error(struct swp_error *err, int code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void set_error(struct swp_error *err, int code, const char *fmt, ...)
-{
-    if (err == NULL)
-        return;
-    err->code = code;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
-    va_end(ap);
-}
 
 static void trace_free(struct trace *t)
 {
@@ -102,11 +80,11 @@ static struct series *series_for(struct trace *t, const char *region)
     for (size_t i = 0; i < t->series_count; i++)
         if (strcmp(t->series[i].region, region) == 0)
             return &t->series[i];
-    t->series = xrealloc(t->series, (t->series_count + 1) * sizeof(*t->series));
+    t->series = swp_xrealloc(t->series, (t->series_count + 1) * sizeof(*t->series));
     struct series *s = &t->series[t->series_count++];
     memset(s, 0, sizeof(*s));
     size_t len = strlen(region);
-    s->region = xrealloc(NULL, len + 1);
+    s->region = swp_xrealloc(NULL, len + 1);
     memcpy(s->region, region, len + 1);
     return s;
 }
@@ -145,7 +123,7 @@ static int load(struct trace *t, const char *path, struct swp_error *err)
 {
     FILE *file = fopen(path, "rb");
     if (file == NULL) {
-        set_error(err, SWP_ECONFIG, "file: cannot open %s: %s", path, strerror(errno));
+        swp_set_error(err, SWP_ECONFIG, "file: cannot open %s: %s", path, strerror(errno));
         return SWP_ECONFIG;
     }
     char *line = NULL;
@@ -160,7 +138,7 @@ static int load(struct trace *t, const char *path, struct swp_error *err)
         line_no++;
         bytes += got;
         if (bytes > MT_MAX_BYTES) {
-            set_error(err, SWP_ECONFIG, "%s: larger than %ld MiB", path, MT_MAX_BYTES >> 20);
+            swp_set_error(err, SWP_ECONFIG, "%s: larger than %ld MiB", path, MT_MAX_BYTES >> 20);
             rc = SWP_ECONFIG;
             break;
         }
@@ -171,8 +149,8 @@ static int load(struct trace *t, const char *path, struct swp_error *err)
             continue;
         char *f[3];
         if (split3(p, f) < 0) {
-            set_error(err, SWP_ECONFIG, "%s:%d: expected 3 fields (time_s,region,rps)", path,
-                      line_no);
+            swp_set_error(err, SWP_ECONFIG, "%s:%d: expected 3 fields (time_s,region,rps)", path,
+                          line_no);
             rc = SWP_ECONFIG;
             break;
         }
@@ -183,8 +161,8 @@ static int load(struct trace *t, const char *path, struct swp_error *err)
                     if (strcmp(f[k], names[i]) == 0)
                         map[i] = k;
             if (map[0] < 0 || map[1] < 0 || map[2] < 0) {
-                set_error(err, SWP_ECONFIG, "%s:%d: expected the header time_s,region,rps", path,
-                          line_no);
+                swp_set_error(err, SWP_ECONFIG, "%s:%d: expected the header time_s,region,rps",
+                              path, line_no);
                 rc = SWP_ECONFIG;
                 break;
             }
@@ -195,40 +173,40 @@ static int load(struct trace *t, const char *path, struct swp_error *err)
         const char *region = f[map[1]];
         if (parse_number(f[map[0]], &time_s) < 0 || parse_number(f[map[2]], &rps) < 0 ||
             region[0] == '\0') {
-            set_error(err, SWP_ECONFIG, "%s:%d: expected time_s >= 0, a region and rps >= 0", path,
-                      line_no);
+            swp_set_error(err, SWP_ECONFIG, "%s:%d: expected time_s >= 0, a region and rps >= 0",
+                          path, line_no);
             rc = SWP_ECONFIG;
             break;
         }
         if (time_s < prev) {
-            set_error(err, SWP_ECONFIG, "%s:%d: time_s goes back (rows must be sorted by time)",
-                      path, line_no);
+            swp_set_error(err, SWP_ECONFIG, "%s:%d: time_s goes back (rows must be sorted by time)",
+                          path, line_no);
             rc = SWP_ECONFIG;
             break;
         }
         prev = time_s;
         struct series *s = series_for(t, region);
         if (s->count > 0 && s->time_s[s->count - 1] == time_s) {
-            set_error(err, SWP_ECONFIG, "%s:%d: region '%s' already has a row at this time", path,
-                      line_no, region);
+            swp_set_error(err, SWP_ECONFIG, "%s:%d: region '%s' already has a row at this time",
+                          path, line_no, region);
             rc = SWP_ECONFIG;
             break;
         }
         if (s->count == s->cap) {
             s->cap = s->cap ? s->cap * 2 : 64;
-            s->time_s = xrealloc(s->time_s, s->cap * sizeof(double));
-            s->rps = xrealloc(s->rps, s->cap * sizeof(double));
+            s->time_s = swp_xrealloc(s->time_s, s->cap * sizeof(double));
+            s->rps = swp_xrealloc(s->rps, s->cap * sizeof(double));
         }
         s->time_s[s->count] = time_s;
         s->rps[s->count] = rps;
         s->count++;
     }
     if (rc == 0 && ferror(file)) {
-        set_error(err, SWP_ECONFIG, "%s: cannot read: %s", path, strerror(errno));
+        swp_set_error(err, SWP_ECONFIG, "%s: cannot read: %s", path, strerror(errno));
         rc = SWP_ECONFIG;
     }
     if (rc == 0 && t->series_count == 0) {
-        set_error(err, SWP_ECONFIG, "%s: no rows (expected time_s,region,rps)", path);
+        swp_set_error(err, SWP_ECONFIG, "%s: no rows (expected time_s,region,rps)", path);
         rc = SWP_ECONFIG;
     }
     free(line);
@@ -253,23 +231,23 @@ static int mt_init(const struct swp_host *host, void **state, struct swp_error *
         t->origin_s = (double)host->now_ms(host) / 1000.0;
     t->scale = host->cfg_double(host, "scale");
     if (!isfinite(t->origin_s)) {
-        set_error(err, SWP_ECONFIG, "origin: expected epoch seconds");
+        swp_set_error(err, SWP_ECONFIG, "origin: expected epoch seconds");
         goto fail;
     }
     if (!(t->scale >= 0) || !isfinite(t->scale)) {
-        set_error(err, SWP_ECONFIG, "scale: expected a number >= 0");
+        swp_set_error(err, SWP_ECONFIG, "scale: expected a number >= 0");
         goto fail;
     }
     const char *file = host->cfg_str(host, "file");
     if (file == NULL) {
-        set_error(err, SWP_ECONFIG, "file: the demand trace (time_s,region,rps) is required");
+        swp_set_error(err, SWP_ECONFIG, "file: the demand trace (time_s,region,rps) is required");
         goto fail;
     }
     if (load(t, file, err) < 0)
         goto fail;
     qsort(t->series, t->series_count, sizeof(*t->series), by_region);
-    t->label_values = xrealloc(NULL, t->series_count * sizeof(char *));
-    t->samples = xrealloc(NULL, t->series_count * sizeof(*t->samples));
+    t->label_values = swp_xrealloc(NULL, t->series_count * sizeof(char *));
+    t->samples = swp_xrealloc(NULL, t->series_count * sizeof(*t->samples));
     for (size_t i = 0; i < t->series_count; i++)
         t->label_values[i] = t->series[i].region;
     host->log(host, SWP_LOG_INFO, "%zu regions from %s, origin %.0f, scale %g", t->series_count,
@@ -318,7 +296,7 @@ static int mt_query(void *state, const char *query, swp_samples_cb done, void *u
         return SWP_EINVAL;
     if (strcmp(query, "rps") != 0) {
         struct swp_error err;
-        set_error(&err, SWP_EINVAL, "metrics_trace: unknown query '%s' (known: rps)", query);
+        swp_set_error(&err, SWP_EINVAL, "metrics_trace: unknown query '%s' (known: rps)", query);
         done(ud, SWP_EINVAL, NULL, 0, &err);
         return 0;
     }

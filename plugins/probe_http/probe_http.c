@@ -21,6 +21,7 @@
 #include <cjson/cJSON.h>
 
 #include "steward/swp_plugin.h"
+#include "steward/swp_util.h"
 
 #define MAX_EXPECTED 32
 /* Health endpoints answer small bodies; a large page is still an answer, so the cap is
@@ -51,35 +52,6 @@ struct probe_op {
     swp_probe_cb done;
     void *ud;
 };
-
-static void *xcalloc(size_t count, size_t size)
-{
-    void *p = calloc(count ? count : 1, size ? size : 1);
-    if (p == NULL) {
-        fputs("probe_http: out of memory\n", stderr);
-        abort();
-    }
-    return p;
-}
-
-static char *xstrdup(const char *s)
-{
-    size_t len = strlen(s);
-    char *copy = xcalloc(1, len + 1);
-    memcpy(copy, s, len);
-    return copy;
-}
-
-static void set_error(struct swp_error *err, int code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void set_error(struct swp_error *err, int code, const char *fmt, ...)
-{
-    err->code = code;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
-    va_end(ap);
-}
 
 static bool status_expected(const struct prober *pr, long status)
 {
@@ -164,9 +136,9 @@ static int pr_probe(void *state, const char *target, swp_probe_cb done, void *ud
         return SWP_EINVAL;
     if (strncmp(target, "http://", 7) != 0 && strncmp(target, "https://", 8) != 0)
         return SWP_EINVAL;
-    struct probe_op *op = xcalloc(1, sizeof(*op));
+    struct probe_op *op = swp_xcalloc(1, sizeof(*op));
     op->pr = pr;
-    op->target = xstrdup(target);
+    op->target = swp_xstrdup(target);
     op->done = done;
     op->ud = ud;
     const char *headers[] = {pr->user_agent_header};
@@ -212,8 +184,10 @@ static int load_expected(struct prober *pr, const char *json, struct swp_error *
     }
 out:
     if (rc < 0)
-        set_error(err, rc, "expected_status: expected an array of up to %d HTTP status codes "
-                  "(100..599), e.g. [200, 204]", MAX_EXPECTED);
+        swp_set_error(err, rc,
+                      "expected_status: expected an array of up to %d HTTP status codes "
+                      "(100..599), e.g. [200, 204]",
+                      MAX_EXPECTED);
     cJSON_Delete(root);
     return rc;
 }
@@ -226,11 +200,11 @@ static void pr_free(struct prober *pr)
 
 static int pr_init(const struct swp_host *host, void **state, struct swp_error *err)
 {
-    struct prober *pr = xcalloc(1, sizeof(*pr));
+    struct prober *pr = swp_xcalloc(1, sizeof(*pr));
     pr->host = host;
     int64_t timeout = host->cfg_int(host, "timeout");
     if (timeout <= 0 || timeout > 120000) {
-        set_error(err, SWP_ECONFIG, "timeout: expected a duration between 1ms and 2m");
+        swp_set_error(err, SWP_ECONFIG, "timeout: expected a duration between 1ms and 2m");
         pr_free(pr);
         return SWP_ECONFIG;
     }
@@ -241,12 +215,12 @@ static int pr_init(const struct swp_host *host, void **state, struct swp_error *
     }
     const char *agent = host->cfg_str(host, "user_agent");
     if (agent == NULL || strpbrk(agent, "\r\n") != NULL || strlen(agent) > 200) {
-        set_error(err, SWP_ECONFIG, "user_agent: expected one line of at most 200 characters");
+        swp_set_error(err, SWP_ECONFIG, "user_agent: expected one line of at most 200 characters");
         pr_free(pr);
         return SWP_ECONFIG;
     }
     size_t size = strlen("User-Agent: ") + strlen(agent) + 1;
-    pr->user_agent_header = xcalloc(1, size);
+    pr->user_agent_header = swp_xcalloc(1, size);
     snprintf(pr->user_agent_header, size, "User-Agent: %s", agent);
     host->log(host, SWP_LOG_INFO, "timeout %u ms, healthy statuses %s", pr->timeout_ms,
               pr->expected_count ? "as configured" : "200..399");
