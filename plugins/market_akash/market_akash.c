@@ -2415,6 +2415,45 @@ static void start_lease(struct acq *a)
         acq_fail(a, SWP_ECANCELED, "POST /v1/leases: the host refused the request");
 }
 
+/* The answer to GET /v1/deployments/{dseq} for an acquire in progress: true with *dr filled
+ * (the caller clears it) when the deployment is active; otherwise the acquire has failed
+ * (gone, the server's error, a parse error, or closed_fmt with the dseq for its %s). */
+static bool read_active_deployment(struct acq *a, const struct akash_reply *r,
+                                   const char *closed_fmt, struct akash_deployment *dr)
+{
+    struct market *m = a->m;
+    struct dep *d = a->dep;
+    char what[64];
+    snprintf(what, sizeof(what), "GET /v1/deployments/%s", d->dseq);
+    struct swp_error err = {0};
+    memset(dr, 0, sizeof(*dr));
+    if (r->status == 0 && r->http_status == 404) {
+        acq_fail(a, SWP_EMARKET, "%s: the deployment is gone", what);
+        return false;
+    }
+    if (!akash_reply_2xx(r)) {
+        akash_reply_error(&m->client, r, what, &err);
+        acq_fail_err(a, &err);
+        return false;
+    }
+    const cJSON *root = akash_reply_json(r, what, &err);
+    struct akash_jctx c = {.err = &err};
+    const cJSON *data = root ? akash_jobj(&c, root, "", "data") : NULL;
+    if (root == NULL || c.failed || akash_parse_deployment(data, "data", true, dr, &err) < 0) {
+        akash_deployment_clear(dr);
+        if (root != NULL)
+            akash_error_prefix(&err, what);
+        acq_fail(a, SWP_EMARKET, "%s", err.msg);
+        return false;
+    }
+    if (strcmp(dr->state, "active") != 0) {
+        akash_deployment_clear(dr);
+        acq_fail(a, SWP_EMARKET, closed_fmt, d->dseq);
+        return false;
+    }
+    return true;
+}
+
 static void on_status(void *ud, const struct akash_reply *r)
 {
     struct acq *a = ud;
@@ -2422,38 +2461,10 @@ static void on_status(void *ud, const struct akash_reply *r)
     struct dep *d = a->dep;
     a->call = NULL;
     probe_end(a);
-    char what[64];
-    snprintf(what, sizeof(what), "GET /v1/deployments/%s", d->dseq);
-    struct swp_error err = {0};
-    if (r->status == 0 && r->http_status == 404) {
-        acq_fail(a, SWP_EMARKET, "%s: the deployment is gone", what);
-        return;
-    }
-    if (!akash_reply_2xx(r)) {
-        akash_reply_error(&m->client, r, what, &err);
-        acq_fail_err(a, &err);
-        return;
-    }
-    const cJSON *root = akash_reply_json(r, what, &err);
-    struct akash_jctx c = {.err = &err};
-    const cJSON *data = root ? akash_jobj(&c, root, "", "data") : NULL;
     struct akash_deployment dr;
-    memset(&dr, 0, sizeof(dr));
-    if (root == NULL || c.failed || akash_parse_deployment(data, "data", true, &dr, &err) < 0) {
-        akash_deployment_clear(&dr);
-        if (root != NULL)
-            akash_error_prefix(&err, what);
-        acq_fail(a, SWP_EMARKET, "%s", err.msg);
+    if (!read_active_deployment(
+            a, r, "deployment %s was closed by the marketplace before it was ready", &dr))
         return;
-    }
-    if (strcmp(dr.state, "active") != 0) {
-        acq_fail(a, SWP_EMARKET,
-                 "deployment %s was closed by the marketplace before it was "
-                 "ready",
-                 d->dseq);
-        akash_deployment_clear(&dr);
-        return;
-    }
     const struct akash_lease *lease = akash_active_lease(&dr, d->provider);
     if (lease == NULL) {
         for (size_t i = 0; i < dr.lease_count; i++) {
@@ -2548,35 +2559,9 @@ static void on_resume(void *ud, const struct akash_reply *r)
     struct market *m = a->m;
     struct dep *d = a->dep;
     a->call = NULL;
-    char what[64];
-    snprintf(what, sizeof(what), "GET /v1/deployments/%s", d->dseq);
-    struct swp_error err = {0};
-    if (r->status == 0 && r->http_status == 404) {
-        acq_fail(a, SWP_EMARKET, "deployment %s is gone from the marketplace", d->dseq);
-        return;
-    }
-    if (!akash_reply_2xx(r)) {
-        akash_reply_error(&m->client, r, what, &err);
-        acq_fail_err(a, &err);
-        return;
-    }
-    const cJSON *root = akash_reply_json(r, what, &err);
-    struct akash_jctx c = {.err = &err};
-    const cJSON *data = root ? akash_jobj(&c, root, "", "data") : NULL;
     struct akash_deployment dr;
-    memset(&dr, 0, sizeof(dr));
-    if (root == NULL || c.failed || akash_parse_deployment(data, "data", true, &dr, &err) < 0) {
-        akash_deployment_clear(&dr);
-        if (root != NULL)
-            akash_error_prefix(&err, what);
-        acq_fail(a, SWP_EMARKET, "%s", err.msg);
+    if (!read_active_deployment(a, r, "deployment %s was closed while steward was away", &dr))
         return;
-    }
-    if (strcmp(dr.state, "active") != 0) {
-        akash_deployment_clear(&dr);
-        acq_fail(a, SWP_EMARKET, "deployment %s was closed while steward was away", d->dseq);
-        return;
-    }
     const struct akash_lease *lease = akash_active_lease(&dr, NULL);
     if (lease == NULL) {
         akash_deployment_clear(&dr);
