@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "mem.h"
+#include "name_index.h"
 
 /* Spend sums are floating point; a few cents of rounding must not refuse an exact fit. */
 #define BUDGET_EPSILON 1e-9
@@ -87,7 +88,7 @@ static void add_note(struct sw_guard_notes *notes, const char *fmt, ...)
 static long group_index(const struct sw_guard *guard, const char *name)
 {
     for (size_t i = 0; name != NULL && i < guard->group_count; i++)
-        if (strcmp(guard->groups[i].name, name) == 0)
+        if (sw_name_eq(guard->groups[i].name, name))
             return (long)i;
     return -1;
 }
@@ -95,7 +96,7 @@ static long group_index(const struct sw_guard *guard, const char *name)
 static bool group_in_desired(const struct sw_desired *desired, const char *group)
 {
     for (size_t i = 0; i < desired->count; i++)
-        if (strcmp(desired->entries[i].group, group) == 0)
+        if (sw_name_eq(desired->entries[i].group, group))
             return true;
     return false;
 }
@@ -119,7 +120,7 @@ static void drop_unconfigured(const struct sw_guard *guard, struct sw_desired *d
      * group is configured (every tick, normally). */
     bool all_configured = true;
     for (size_t i = 0; all_configured && i < desired->count; i++)
-        if (i == 0 || strcmp(desired->entries[i].group, desired->entries[i - 1].group) != 0)
+        if (i == 0 || desired->entries[i].group != desired->entries[i - 1].group) /* interned */
             all_configured = group_index(guard, desired->entries[i].group) >= 0;
     if (all_configured)
         return;
@@ -253,12 +254,14 @@ static const char *min_target(const struct sw_group_config *g, const struct sw_u
 static void clamp_group(const struct sw_group_config *g, const struct sw_units *units,
                         struct sw_desired *desired, struct sw_guard_notes *notes)
 {
-    if (!group_in_desired(desired, g->name))
+    /* The desired state's names are interned: compared by pointer against this one. */
+    const char *group = sw_name_intern(g->name);
+    if (!group_in_desired(desired, group))
         fill_from_units(g, units, desired);
 
     for (size_t i = 0; i < desired->count; i++) {
         struct sw_desired_entry *e = &desired->entries[i];
-        if (strcmp(e->group, g->name) != 0)
+        if (e->group != group)
             continue;
         if (e->count < 0) {
             add_note(notes, "%s/%s: desired %d < 0, set to 0", e->group, e->region, e->count);
@@ -273,7 +276,7 @@ static void clamp_group(const struct sw_group_config *g, const struct sw_units *
         }
     }
 
-    int total = sw_desired_group_total(desired, g->name);
+    int total = sw_desired_group_total(desired, group);
     if (total > g->max) {
         add_note(notes, "%s: desired %d > max %d, clamped", g->name, total, g->max);
         reduce_largest(desired, g->name, total - g->max);

@@ -312,7 +312,11 @@ void sw_lua_push_samples(lua_State *L, const struct sw_metric *metric)
 
 void sw_lua_push_sum_by(lua_State *L, const struct sw_metric *metric, const char *label)
 {
+    /* The same table, built by the same inserts in the same order as before (so pairs
+     * visits it in the same order): the key is made once per sample, and raw access skips
+     * the metamethod lookups of a table that has none. */
     lua_createtable(L, 0, 4);
+    int sums = lua_gettop(L);
     for (size_t i = 0; i < metric->sample_count; i++) {
         const struct sw_sample *s = &metric->samples[i];
         const char *value = "";
@@ -320,11 +324,13 @@ void sw_lua_push_sum_by(lua_State *L, const struct sw_metric *metric, const char
             if (s->label_names[j] != NULL && s->label_values[j] != NULL &&
                 strcmp(s->label_names[j], label) == 0)
                 value = s->label_values[j];
-        lua_getfield(L, -1, value);
+        lua_pushstring(L, value);
+        lua_pushvalue(L, -1);
+        lua_rawget(L, sums);
         double sum = lua_tonumber(L, -1) + s->value;
         lua_pop(L, 1);
         lua_pushnumber(L, sum);
-        lua_setfield(L, -2, value);
+        lua_rawset(L, sums);
     }
 }
 

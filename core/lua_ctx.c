@@ -56,10 +56,24 @@ struct sw_lua_ctx {
     size_t counts_cap;
     size_t counts_used;
     bool counts_built;
+    /* What the counts were built from, unit by unit: when the next evaluate's units are
+     * the same (serial, state, unhealthy), the table is reused without hashing a name.
+     * Only units made by sw_unit_new (serial != 0, interned names that outlive the input)
+     * qualify. */
+    struct count_key *count_keys;
+    size_t count_key_count;
+    size_t count_key_cap;
+    bool counts_keyed;
     struct sw_name_index prices_ix; /* region → index in prices */
     double *prices;
     size_t prices_cap;
     bool prices_built;
+};
+
+struct count_key {
+    uint64_t serial;
+    int state;
+    bool unhealthy;
 };
 
 struct count_cell {
@@ -130,6 +144,10 @@ static int handle_gc(lua_State *L)
     forget_indexes(ctx);
     free(ctx->counts);
     ctx->counts = NULL;
+    free(ctx->count_keys);
+    ctx->count_keys = NULL;
+    ctx->count_key_count = ctx->count_key_cap = 0;
+    ctx->counts_keyed = false;
     ctx->counts_cap = 0;
     ctx->counts_used = 0;
     free(ctx->prices);
@@ -493,13 +511,42 @@ static void build_counts(struct sw_lua_ctx *ctx, const struct sw_units *units)
         here->ready += ready;
     }
     ctx->counts_built = true;
+    ctx->counts_keyed = true;
+    if (n > ctx->count_key_cap) {
+        ctx->count_key_cap = n;
+        ctx->count_keys = sw_xrealloc(ctx->count_keys, n * sizeof(*ctx->count_keys));
+    }
+    for (size_t i = 0; i < n && ctx->counts_keyed; i++) {
+        const struct sw_unit *u = units->items[i];
+        ctx->count_keys[i] = (struct count_key){u->serial, u->state, u->unhealthy};
+        ctx->counts_keyed = u->serial != 0;
+    }
+    ctx->count_key_count = n;
+}
+
+static bool counts_still_valid(const struct sw_lua_ctx *ctx, const struct sw_units *units)
+{
+    size_t n = units != NULL ? units->count : 0;
+    if (!ctx->counts_keyed || n != ctx->count_key_count)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        const struct sw_unit *u = units->items[i];
+        const struct count_key *k = &ctx->count_keys[i];
+        if (u->serial != k->serial || u->state != k->state || u->unhealthy != k->unhealthy)
+            return false;
+    }
+    return true;
 }
 
 static const struct count_cell *counts_for(struct sw_lua_ctx *ctx, const char *group,
                                            const char *region)
 {
-    if (!ctx->counts_built)
-        build_counts(ctx, ctx->in->units);
+    if (!ctx->counts_built) {
+        if (counts_still_valid(ctx, ctx->in->units))
+            ctx->counts_built = true;
+        else
+            build_counts(ctx, ctx->in->units);
+    }
     return count_cell(ctx, group, region, false);
 }
 
@@ -888,7 +935,7 @@ void sw_lua_ctx_refresh(lua_State *L, int handle_idx, const struct sw_policy_inp
 void sw_lua_ctx_release(struct sw_lua_ctx *ctx)
 {
     ctx->in = NULL;
-    forget_indexes(ctx); /* they point into the input */
+    forget_indexes(ctx); /* the prices point into the input; counts are rechecked */
 }
 
 void sw_lua_ctx_take_explanations(struct sw_lua_ctx *ctx, struct sw_explanation **out,

@@ -8,6 +8,7 @@
 
 #include "error.h"
 #include "mem.h"
+#include "name_index.h"
 
 /* ---- desired ------------------------------------------------------------------------- */
 
@@ -18,18 +19,15 @@ void sw_desired_init(struct sw_desired *d)
 
 void sw_desired_clear(struct sw_desired *d)
 {
-    for (size_t i = 0; i < d->count; i++) {
-        free(d->entries[i].group);
-        free(d->entries[i].region);
-    }
+    /* The names are interned (sw_name_intern): nothing to free but the array. */
     free(d->entries);
     sw_desired_init(d);
 }
 
 static int entry_cmp(const char *group, const char *region, const struct sw_desired_entry *e)
 {
-    int c = strcmp(group, e->group);
-    return c != 0 ? c : strcmp(region, e->region);
+    int c = group == e->group ? 0 : strcmp(group, e->group);
+    return c != 0 ? c : region == e->region ? 0 : strcmp(region, e->region);
 }
 
 /* Index of (group, region), or the insertion point encoded as -(pos + 1). */
@@ -65,7 +63,8 @@ void sw_desired_set(struct sw_desired *d, const char *group, const char *region,
         d->entries = sw_xrealloc(d->entries, d->cap * sizeof(*d->entries));
     }
     memmove(&d->entries[pos + 1], &d->entries[pos], (d->count - pos) * sizeof(*d->entries));
-    d->entries[pos] = (struct sw_desired_entry){sw_xstrdup(group), sw_xstrdup(region), count};
+    d->entries[pos] = (struct sw_desired_entry){(char *)sw_name_intern(group),
+                                                (char *)sw_name_intern(region), count};
     d->count++;
 }
 
@@ -84,7 +83,7 @@ int sw_desired_group_total(const struct sw_desired *d, const char *group)
 {
     int total = 0;
     for (size_t i = 0; i < d->count; i++)
-        if (strcmp(d->entries[i].group, group) == 0)
+        if (sw_name_eq(d->entries[i].group, group))
             total += d->entries[i].count;
     return total;
 }
@@ -94,8 +93,8 @@ static bool same_keys(const struct sw_desired *a, const struct sw_desired *b)
     if (a->count != b->count)
         return false;
     for (size_t i = 0; i < a->count; i++)
-        if (strcmp(a->entries[i].group, b->entries[i].group) != 0 ||
-            strcmp(a->entries[i].region, b->entries[i].region) != 0)
+        if (!sw_name_eq(a->entries[i].group, b->entries[i].group) ||
+            !sw_name_eq(a->entries[i].region, b->entries[i].region))
             return false;
     return true;
 }
@@ -115,9 +114,9 @@ void sw_desired_copy(struct sw_desired *dst, const struct sw_desired *src)
     dst->cap = src->count;
     dst->entries = src->count ? sw_xcalloc(src->count, sizeof(*dst->entries)) : NULL;
     for (size_t i = 0; i < src->count; i++)
-        dst->entries[i] =
-            (struct sw_desired_entry){sw_xstrdup(src->entries[i].group),
-                                      sw_xstrdup(src->entries[i].region), src->entries[i].count};
+        dst->entries[i] = (struct sw_desired_entry){(char *)sw_name_intern(src->entries[i].group),
+                                                    (char *)sw_name_intern(src->entries[i].region),
+                                                    src->entries[i].count};
     dst->count = src->count;
 }
 
@@ -215,12 +214,20 @@ int sw_unit_state_parse(const char *name)
     return -1;
 }
 
+/* Never 0 (the serial of a unit not made by sw_unit_new), never reused. */
+static uint64_t next_serial(void)
+{
+    static _Atomic uint64_t last;
+    return ++last;
+}
+
 struct sw_unit *sw_unit_new(const char *key, const char *group, const char *region)
 {
     struct sw_unit *u = sw_xcalloc(1, sizeof(*u));
     u->key = sw_xstrdup(key);
-    u->group = sw_xstrdup(group);
-    u->region = sw_xstrdup(region);
+    u->group = (char *)sw_name_intern(group);
+    u->region = (char *)sw_name_intern(region);
+    u->serial = next_serial();
     return u;
 }
 
@@ -239,8 +246,6 @@ void sw_unit_free(struct sw_unit *u)
         return;
     free(u->key);
     free(u->market_id);
-    free(u->group);
-    free(u->region);
     free(u->provider);
     free(u->close_reason);
     free_uris(u);
@@ -270,8 +275,8 @@ struct sw_unit *sw_unit_clone(const struct sw_unit *u)
     *c = *u;
     c->key = sw_xstrdup(u->key);
     c->market_id = sw_xstrdup(u->market_id);
-    c->group = sw_xstrdup(u->group);
-    c->region = sw_xstrdup(u->region);
+    c->group = (char *)sw_name_intern(u->group);
+    c->region = (char *)sw_name_intern(u->region);
     c->provider = sw_xstrdup(u->provider);
     c->close_reason = sw_xstrdup(u->close_reason);
     c->uris = NULL;

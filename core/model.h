@@ -14,6 +14,9 @@
 
 /* ---- desired state: group → region → count ----------------------------------------- */
 
+/* In a struct sw_desired, group and region are interned (sw_name_intern, name_index.h):
+ * equal names are equal pointers, and nothing frees them. Arrays of entries handed to
+ * sw_desired_assign_sorted may hold any strings. */
 struct sw_desired_entry {
     char *group;
     char *region;
@@ -64,8 +67,8 @@ int sw_unit_state_parse(const char *name); /* -1 if unknown */
 struct sw_unit {
     char *key;          /* idempotency key of the acquire intent; unique */
     char *market_id;    /* NULL until the marketplace created it */
-    char *group;
-    char *region;
+    char *group;        /* interned (sw_name_intern): never freed, equal names equal pointers */
+    char *region;       /* interned, as group */
     char *provider;     /* NULL until leased */
     double price_usd_hour;
     int state;          /* enum sw_unit_state */
@@ -78,6 +81,10 @@ struct sw_unit {
     char **uris;
     size_t uri_count;
     char *close_reason;
+    /* Set by sw_unit_new from a process-wide counter, kept by sw_unit_clone, never reused;
+     * 0 for a unit not made by sw_unit_new. Key, group and region never change for one
+     * serial: caches keyed by (serial, state, ...) need not compare names. */
+    uint64_t serial;
 };
 
 struct sw_units {
@@ -86,7 +93,8 @@ struct sw_units {
     size_t cap;
 };
 
-/* A zeroed unit with key, group and region copied. Owned by the caller until added. */
+/* A zeroed unit with key copied, group and region interned, and a new serial. Owned by the
+ * caller until added. */
 struct sw_unit *sw_unit_new(const char *key, const char *group, const char *region);
 void sw_unit_free(struct sw_unit *u);
 struct sw_unit *sw_unit_clone(const struct sw_unit *u);

@@ -1,5 +1,6 @@
 #include "name_index.h"
 
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -82,4 +83,26 @@ bool sw_name_index_get(const struct sw_name_index *ix, const char *name, size_t 
     if (value != NULL)
         *value = slot->value;
     return true;
+}
+
+/* ---- interned names ------------------------------------------------------------------- */
+
+static pthread_mutex_t intern_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct sw_name_index interned; /* name → nothing: the slot's name is the copy */
+
+const char *sw_name_intern(const char *name)
+{
+    if (name == NULL)
+        return NULL;
+    uint64_t h = hash_name(name);
+    pthread_mutex_lock(&intern_lock);
+    if (interned.cap == 0)
+        sw_name_index_init(&interned, 64);
+    const char *copy = find(&interned, name, h)->name;
+    if (copy == NULL) {
+        copy = sw_xstrdup(name);
+        sw_name_index_add(&interned, copy, 0);
+    }
+    pthread_mutex_unlock(&intern_lock);
+    return copy;
 }

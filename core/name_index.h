@@ -32,4 +32,22 @@ void sw_name_index_add(struct sw_name_index *ix, const char *name, size_t value)
 /* True with *value set when name is in the index; false for NULL or absent names. */
 bool sw_name_index_get(const struct sw_name_index *ix, const char *name, size_t *value);
 
+/* ---- interned names ---------------------------------------------------------------------
+ * One process-wide copy of each group and region name: the model (model.h) keeps these
+ * names interned, so two equal names there are one pointer and the pipeline's hot
+ * comparisons (desired vs desired, unit vs unit, unit vs desired) need no strcmp. The
+ * copies live until the process exits (a few dozen names: groups and regions), reachable
+ * from a static table.
+ * Context: any thread (a mutex guards the table; only creating a unit, a desired entry or
+ * an offer interns, never a comparison). */
+
+/* The interned copy of name (equal content, one pointer per content); NULL for NULL. */
+const char *sw_name_intern(const char *name);
+
+/* Equality for names of which either may be interned or not: equal pointers first. */
+static inline bool sw_name_eq(const char *a, const char *b)
+{
+    return a == b || (a != NULL && b != NULL && a[0] == b[0] && __builtin_strcmp(a, b) == 0);
+}
+
 #endif /* SW_NAME_INDEX_H */

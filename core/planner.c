@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "mem.h"
+#include "name_index.h"
 #include "spread.h"
 
 /* The three runs of the output, appended to `out` in this order at the end. */
@@ -193,7 +194,9 @@ static void plan_group(const struct sw_desired *desired, const struct sw_units *
                        const struct sw_offers *offers, const struct sw_group_config *g,
                        struct plan *plan)
 {
-    const char *group = g->name;
+    /* Units' and desired entries' names are interned (model.h): this group's name is
+     * compared by pointer against them. */
+    const char *group = sw_name_intern(g->name);
     const char *heavy = sw_spread_enabled(g)
                             ? sw_spread_heavy(g, units, sw_desired_group_total(desired, group))
                             : NULL;
@@ -209,26 +212,29 @@ static void plan_group(const struct sw_desired *desired, const struct sw_units *
     for (size_t i = 0; i < units->count; i++) {
         const struct sw_unit *u = units->items[i];
         if (u->group != NULL && u->region != NULL && u->state != SW_UNIT_CLOSED &&
-            strcmp(u->group, group) == 0)
+            sw_name_eq(u->group, group))
             placed[placed_count++] = (struct placed){u, i};
     }
     placed_sort(placed, tmp, placed_count);
 
     /* This group's entries: a contiguous run, desired being sorted by (group, region). */
     size_t d = 0;
-    while (d < desired->count && strcmp(desired->entries[d].group, group) != 0)
+    while (d < desired->count && desired->entries[d].group != group)
         d++;
     size_t d_end = d;
-    while (d_end < desired->count && strcmp(desired->entries[d_end].group, group) == 0)
+    while (d_end < desired->count && desired->entries[d_end].group == group)
         d_end++;
 
     size_t p = 0;
     while (d < d_end || p < placed_count) {
         const char *region;
         int want = 0;
+        const char *placed_region = p < placed_count ? placed[p].unit->region : NULL;
         int c = d >= d_end          ? 1
                 : p >= placed_count ? -1
-                                    : strcmp(desired->entries[d].region, placed[p].unit->region);
+                : desired->entries[d].region == placed_region
+                    ? 0
+                    : strcmp(desired->entries[d].region, placed_region);
         if (c <= 0) {
             region = desired->entries[d].region;
             want = desired->entries[d].count;
@@ -238,7 +244,7 @@ static void plan_group(const struct sw_desired *desired, const struct sw_units *
         }
         size_t count = 0;
         if (c >= 0)
-            while (p < placed_count && strcmp(placed[p].unit->region, region) == 0)
+            while (p < placed_count && sw_name_eq(placed[p].unit->region, region))
                 slice[count++] = placed[p++].unit;
         plan_region(units, slice, count, offers, g, region, want, heavy, candidates, plan);
     }
@@ -253,7 +259,7 @@ static void plan_group(const struct sw_desired *desired, const struct sw_units *
 static bool group_in_desired(const struct sw_desired *desired, const char *group)
 {
     for (size_t i = 0; i < desired->count; i++)
-        if (strcmp(desired->entries[i].group, group) == 0)
+        if (sw_name_eq(desired->entries[i].group, group))
             return true;
     return false;
 }
@@ -278,7 +284,7 @@ void sw_planner_plan(const struct sw_desired *desired, const struct sw_units *un
     /* Config order: the operator lists groups by importance, and the guard spends the
      * budget on the first actions it sees. */
     for (size_t gi = 0; gi < group_count; gi++) {
-        const char *group = groups[gi].name;
+        const char *group = sw_name_intern(groups[gi].name);
         if (!group_in_desired(desired, group))
             continue;
         plan_group(desired, units, offers, &groups[gi], &plan);
@@ -286,4 +292,79 @@ void sw_planner_plan(const struct sw_desired *desired, const struct sw_units *un
     append_all(&plan.repairs, out);
     append_all(&plan.acquires, out);
     append_all(&plan.releases, out);
+}
+
+/* ---- memo ------------------------------------------------------------------------------ */
+
+void sw_planner_memo_free(struct sw_planner_memo *memo)
+{
+    if (memo == NULL)
+        return;
+    sw_desired_clear(&memo->desired);
+    free(memo->units);
+    memset(memo, 0, sizeof(*memo));
+}
+
+static struct sw_planner_unit_key unit_key(const struct sw_unit *u)
+{
+    return (struct sw_planner_unit_key){u->serial, u->state, u->unhealthy, u->market_id != NULL,
+                                        u->self};
+}
+
+static bool memo_matches(const struct sw_planner_memo *memo, const struct sw_desired *desired,
+                         const struct sw_units *units, const struct sw_group_config *groups,
+                         size_t group_count)
+{
+    if (!memo->valid || memo->groups != groups || memo->group_count != group_count ||
+        memo->desired.count != desired->count || memo->unit_count != units->count)
+        return false;
+    for (size_t i = 0; i < desired->count; i++) {
+        const struct sw_desired_entry *a = &desired->entries[i], *b = &memo->desired.entries[i];
+        if (a->group != b->group || a->region != b->region || a->count != b->count)
+            return false;
+    }
+    for (size_t i = 0; i < units->count; i++) {
+        struct sw_planner_unit_key k = unit_key(units->items[i]);
+        const struct sw_planner_unit_key *m = &memo->units[i];
+        if (k.serial != m->serial || k.state != m->state || k.unhealthy != m->unhealthy ||
+            k.known != m->known || k.self != m->self)
+            return false;
+    }
+    return true;
+}
+
+static bool memo_allowed(const struct sw_units *units, const struct sw_group_config *groups,
+                         size_t group_count)
+{
+    for (size_t i = 0; i < group_count; i++)
+        if (sw_spread_enabled(&groups[i]))
+            return false;
+    for (size_t i = 0; i < units->count; i++)
+        if (units->items[i]->serial == 0)
+            return false;
+    return true;
+}
+
+void sw_planner_plan_memo(struct sw_planner_memo *memo, const struct sw_desired *desired,
+                          const struct sw_units *units, const struct sw_offers *offers,
+                          const struct sw_group_config *groups, size_t group_count,
+                          struct sw_actions *out)
+{
+    if (memo_matches(memo, desired, units, groups, group_count))
+        return;
+    size_t before = out->count;
+    sw_planner_plan(desired, units, offers, groups, group_count, out);
+    memo->valid = out->count == before && memo_allowed(units, groups, group_count);
+    if (!memo->valid)
+        return;
+    memo->groups = groups;
+    memo->group_count = group_count;
+    sw_desired_copy(&memo->desired, desired);
+    if (units->count > memo->unit_cap) {
+        memo->unit_cap = units->count;
+        memo->units = sw_xrealloc(memo->units, memo->unit_cap * sizeof(*memo->units));
+    }
+    for (size_t i = 0; i < units->count; i++)
+        memo->units[i] = unit_key(units->items[i]);
+    memo->unit_count = units->count;
 }

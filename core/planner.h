@@ -31,4 +31,41 @@ void sw_planner_plan(const struct sw_desired *desired, const struct sw_units *un
                      const struct sw_offers *offers, const struct sw_group_config *groups,
                      size_t group_count, struct sw_actions *out);
 
+/* ---- simfw: skipping a plan whose inputs did not change ------------------------------
+ * Most ticks plan nothing and the next tick's inputs are the same: same desired state,
+ * same units in the same states. A memo keeps what an empty plan was made from; the next
+ * plan with equal inputs is known to be empty without walking the units. Only what the
+ * "nothing to do" decision reads is compared: per unit its serial (model.h: group and
+ * region never change for one), state, health, whether the marketplace knows it and
+ * `self`; the desired entries (interned names: pointers) and counts; the groups array.
+ * Offers only price acquires, prices and keys only order releases: an empty plan reads
+ * neither. Groups with a spread, units without a serial, and plans with actions are not
+ * memoized. */
+struct sw_planner_unit_key {
+    uint64_t serial;
+    int state;
+    bool unhealthy;
+    bool known; /* market_id set */
+    bool self;
+};
+
+struct sw_planner_memo {
+    bool valid;
+    const struct sw_group_config *groups;
+    size_t group_count;
+    struct sw_desired desired;
+    struct sw_planner_unit_key *units; /* owned */
+    size_t unit_count;
+    size_t unit_cap;
+};
+
+/* A zeroed memo is empty and valid to use; sw_planner_memo_free releases it. */
+void sw_planner_memo_free(struct sw_planner_memo *memo);
+/* sw_planner_plan, or nothing appended when memo says the same inputs planned nothing
+ * last time. memo is updated. Same ownership and context as sw_planner_plan. */
+void sw_planner_plan_memo(struct sw_planner_memo *memo, const struct sw_desired *desired,
+                          const struct sw_units *units, const struct sw_offers *offers,
+                          const struct sw_group_config *groups, size_t group_count,
+                          struct sw_actions *out);
+
 #endif /* SW_PLANNER_H */

@@ -102,6 +102,7 @@ struct sw_runtime {
     struct sw_offers offers;
     struct sw_metric_set metrics;
     struct sw_desired desired; /* merged over policies, after the guard's clamp */
+    struct sw_planner_memo plan_memo; /* simfw: the last empty plan's inputs */
 
     struct market_op *ops;
     size_t ops_in_flight;
@@ -1003,7 +1004,7 @@ static void log_desired_change(const char *policy, const struct sw_desired *befo
 static bool desired_names_group(const struct sw_desired *d, const char *group)
 {
     for (size_t i = 0; i < d->count; i++)
-        if (strcmp(d->entries[i].group, group) == 0)
+        if (sw_name_eq(d->entries[i].group, group)) /* simfw: interned names (model.h) */
             return true;
     return false;
 }
@@ -1017,7 +1018,7 @@ static void merge_desired(struct sw_desired *into, const struct sw_desired *from
      * Entries are sorted by group, so each group is looked up once. */
     bool covered = true;
     for (size_t i = 0; covered && i < into->count; i++)
-        if (i == 0 || strcmp(into->entries[i].group, into->entries[i - 1].group) != 0)
+        if (i == 0 || into->entries[i].group != into->entries[i - 1].group) /* interned */
             covered = desired_names_group(from, into->entries[i].group);
     if (covered) {
         sw_desired_copy(into, from);
@@ -1128,8 +1129,9 @@ static void evaluate_policy(struct sw_runtime *rt, struct policy_slot *slot)
     struct sw_actions actions, refused;
     sw_actions_init(&actions);
     sw_actions_init(&refused);
-    sw_planner_plan(&rt->desired, &rt->units, &rt->offers, rt->config->groups,
-                    rt->config->group_count, &actions);
+    /* simfw: nothing is planned again when nothing the last empty plan read changed. */
+    sw_planner_plan_memo(&rt->plan_memo, &rt->desired, &rt->units, &rt->offers,
+                         rt->config->groups, rt->config->group_count, &actions);
     resil_plan(rt, &actions);
     sw_guard_filter(rt->guard, now_ms(rt), &rt->units, &actions, &refused);
     attach_explanations(&actions, &res);
@@ -1996,6 +1998,7 @@ void sw_runtime_free(struct sw_runtime *rt)
     sw_offers_clear(&rt->offers);
     sw_metric_set_clear(&rt->metrics);
     sw_desired_clear(&rt->desired);
+    sw_planner_memo_free(&rt->plan_memo); /* simfw */
     free(rt);
 }
 
