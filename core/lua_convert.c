@@ -312,10 +312,14 @@ void sw_lua_push_samples(lua_State *L, const struct sw_metric *metric)
 
 void sw_lua_push_sum_by(lua_State *L, const struct sw_metric *metric, const char *label)
 {
-    /* The same table, built by the same inserts in the same order as before (so pairs
-     * visits it in the same order): the key is made once per sample, and raw access skips
-     * the metamethod lookups of a table that has none. */
-    lua_createtable(L, 0, 4);
+    /* Sized for a distinct label value per sample (the usual case: one series per region),
+     * so no insert rehashes the table (growing it from 4 was most of the call). Only the
+     * order pairs visits the keys in can differ from a table grown key by key, and that
+     * order already changes from run to run (Lua seeds its string hashes per state). The
+     * key is made once per sample; raw access skips metamethod lookups on a plain table. */
+    size_t size = metric->sample_count < 4 ? 4 : metric->sample_count > 4096 ? 4096
+                                                                            : metric->sample_count;
+    lua_createtable(L, 0, (int)size);
     int sums = lua_gettop(L);
     for (size_t i = 0; i < metric->sample_count; i++) {
         const struct sw_sample *s = &metric->samples[i];

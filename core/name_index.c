@@ -7,14 +7,25 @@
 
 #include "mem.h"
 
+/* Eight bytes at a time (names are ids and keys of 10 to 40 bytes: byte-wise FNV was most
+ * of a lookup). Only the index sees it: nothing depends on its values but lookups. */
 static uint64_t hash_name(const char *name)
 {
-    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
-    for (const unsigned char *p = (const unsigned char *)name; *p; p++) {
-        h ^= *p;
-        h *= 1099511628211ULL;
+    size_t len = strlen(name);
+    const unsigned char *p = (const unsigned char *)name;
+    uint64_t h = 0x9e3779b97f4a7c15ULL ^ (uint64_t)len;
+    uint64_t word;
+    for (; len >= 8; p += 8, len -= 8) {
+        memcpy(&word, p, 8);
+        h = (h ^ word) * 0xff51afd7ed558ccdULL;
+        h ^= h >> 32;
     }
-    return h;
+    word = 0;
+    memcpy(&word, p, len);
+    h = (h ^ word) * 0xc4ceb9fe1a85ec53ULL;
+    h ^= h >> 29;
+    h *= 0xff51afd7ed558ccdULL;
+    return h ^ (h >> 32);
 }
 
 static void place(struct sw_name_index_slot *slots, size_t cap,
@@ -43,6 +54,20 @@ void sw_name_index_init(struct sw_name_index *ix, size_t expected)
         cap *= 2;
     ix->slots = sw_xcalloc(cap, sizeof(*ix->slots));
     ix->cap = cap;
+    ix->count = 0;
+}
+
+void sw_name_index_reset(struct sw_name_index *ix, size_t expected)
+{
+    size_t cap = 16;
+    while (cap < expected * 2)
+        cap *= 2;
+    if (ix->slots == NULL || ix->cap != cap) {
+        free(ix->slots);
+        sw_name_index_init(ix, expected);
+        return;
+    }
+    memset(ix->slots, 0, cap * sizeof(*ix->slots));
     ix->count = 0;
 }
 

@@ -26,6 +26,10 @@ struct sw_name_index {
 /* An empty index sized for about expected names. Free with sw_name_index_free. */
 void sw_name_index_init(struct sw_name_index *ix, size_t expected);
 void sw_name_index_free(struct sw_name_index *ix);
+/* Empties ix and sizes it for about expected names, reusing its slots when the size is
+ * the same (an index rebuilt on every pass allocates nothing). ix is zeroed or was
+ * initialized. */
+void sw_name_index_reset(struct sw_name_index *ix, size_t expected);
 /* Maps name (borrowed) to value unless name is already there: the first one added stays,
  * as in a front-to-back scan. NULL names are ignored. */
 void sw_name_index_add(struct sw_name_index *ix, const char *name, size_t value);

@@ -103,6 +103,10 @@ struct sw_runtime {
     struct sw_metric_set metrics;
     struct sw_desired desired; /* merged over policies, after the guard's clamp */
     struct sw_planner_memo plan_memo; /* simfw: the last empty plan's inputs */
+    /* simfw: the watch pass's indexes, emptied and refilled on each pass (their slots are
+     * kept: four tables allocated per pass were a tenth of a simulation). Between passes
+     * they hold stale borrowed names and are never read. */
+    struct sw_name_index watch_ix[4];
 
     struct market_op *ops;
     size_t ops_in_flight;
@@ -1348,30 +1352,25 @@ static const struct swp_unit *find_listed(const struct swp_unit *listed, size_t 
 struct listed_index {
     bool used;
     size_t count;
-    struct sw_name_index by_market_id;
-    struct sw_name_index by_key;
+    struct sw_name_index *by_market_id; /* rt->watch_ix (simfw) */
+    struct sw_name_index *by_key;
 };
 
-static void listed_index_init(struct listed_index *ix, const struct swp_unit *listed, size_t count)
+static void listed_index_init(struct sw_runtime *rt, struct listed_index *ix,
+                              const struct swp_unit *listed, size_t count)
 {
     ix->count = count;
     ix->used = count >= LISTED_INDEX_FROM;
+    ix->by_market_id = &rt->watch_ix[0];
+    ix->by_key = &rt->watch_ix[1];
     if (!ix->used)
         return;
-    sw_name_index_init(&ix->by_market_id, count);
-    sw_name_index_init(&ix->by_key, count);
+    sw_name_index_reset(ix->by_market_id, count);
+    sw_name_index_reset(ix->by_key, count);
     for (size_t i = 0; i < count; i++) {
-        sw_name_index_add(&ix->by_market_id, listed[i].market_id, i);
-        sw_name_index_add(&ix->by_key, listed[i].key, i);
+        sw_name_index_add(ix->by_market_id, listed[i].market_id, i);
+        sw_name_index_add(ix->by_key, listed[i].key, i);
     }
-}
-
-static void listed_index_free(struct listed_index *ix)
-{
-    if (!ix->used)
-        return;
-    sw_name_index_free(&ix->by_market_id);
-    sw_name_index_free(&ix->by_key);
 }
 
 /* find_listed through the index: the first listed unit matching by market id or by key. */
@@ -1382,9 +1381,9 @@ static const struct swp_unit *find_listed_indexed(const struct swp_unit *listed,
     if (!ix->used)
         return find_listed(listed, ix->count, key, market_id);
     size_t by_id = SIZE_MAX, by_key = SIZE_MAX;
-    if (!sw_name_index_get(&ix->by_market_id, market_id, &by_id))
+    if (!sw_name_index_get(ix->by_market_id, market_id, &by_id))
         by_id = SIZE_MAX;
-    if (!sw_name_index_get(&ix->by_key, key, &by_key))
+    if (!sw_name_index_get(ix->by_key, key, &by_key))
         by_key = SIZE_MAX;
     size_t first = by_id < by_key ? by_id : by_key;
     return first != SIZE_MAX ? &listed[first] : NULL;
@@ -1402,7 +1401,7 @@ static bool op_in_flight_for(const struct sw_runtime *rt, const char *unit_key)
 static void sync_units(struct sw_runtime *rt, const struct swp_unit *listed, size_t count)
 {
     struct listed_index ix;
-    listed_index_init(&ix, listed, count);
+    listed_index_init(rt, &ix, listed, count);
     for (size_t i = 0; i < rt->units.count; i++) {
         struct sw_unit *u = rt->units.items[i];
         if (u->state == SW_UNIT_CLOSED || op_in_flight_for(rt, u->key))
@@ -1437,7 +1436,6 @@ static void sync_units(struct sw_runtime *rt, const struct swp_unit *listed, siz
                    u->key, u->group, u->region, sw_unit_state_name(u->state));
         }
     }
-    listed_index_free(&ix);
 }
 
 /* A unit steward created but lost track of still costs money: close it. */
@@ -1445,13 +1443,13 @@ static void close_orphans(struct sw_runtime *rt, const struct swp_unit *listed, 
 {
     /* simperf: many known units are indexed once, not scanned per listed unit. */
     bool indexed = rt->units.count >= LISTED_INDEX_FROM;
-    struct sw_name_index known_ids = {0}, known_keys = {0};
+    struct sw_name_index *known_ids = &rt->watch_ix[2], *known_keys = &rt->watch_ix[3];
     if (indexed) {
-        sw_name_index_init(&known_ids, rt->units.count);
-        sw_name_index_init(&known_keys, rt->units.count);
+        sw_name_index_reset(known_ids, rt->units.count);
+        sw_name_index_reset(known_keys, rt->units.count);
         for (size_t i = 0; i < rt->units.count; i++) {
-            sw_name_index_add(&known_ids, rt->units.items[i]->market_id, i);
-            sw_name_index_add(&known_keys, rt->units.items[i]->key, i);
+            sw_name_index_add(known_ids, rt->units.items[i]->market_id, i);
+            sw_name_index_add(known_keys, rt->units.items[i]->key, i);
         }
     }
     for (size_t i = 0; i < count; i++) {
@@ -1461,10 +1459,10 @@ static void close_orphans(struct sw_runtime *rt, const struct swp_unit *listed, 
         if (rt->config->self_market_id != NULL &&
             strcmp(rt->config->self_market_id, mu->market_id) == 0)
             continue;
-        if (indexed ? sw_name_index_get(&known_ids, mu->market_id, NULL)
+        if (indexed ? sw_name_index_get(known_ids, mu->market_id, NULL)
                     : sw_units_find_market_id(&rt->units, mu->market_id) != NULL)
             continue;
-        if (mu->key != NULL && (indexed ? sw_name_index_get(&known_keys, mu->key, NULL)
+        if (mu->key != NULL && (indexed ? sw_name_index_get(known_keys, mu->key, NULL)
                                         : sw_units_find_key(&rt->units, mu->key) != NULL))
             continue;
         /* Track it so the release has a unit to act on, then close it. */
@@ -1478,8 +1476,8 @@ static void close_orphans(struct sw_runtime *rt, const struct swp_unit *listed, 
         u->ordered_ms = now_ms(rt);
         sw_units_add(&rt->units, u);
         if (indexed) {
-            sw_name_index_add(&known_ids, u->market_id, rt->units.count - 1);
-            sw_name_index_add(&known_keys, u->key, rt->units.count - 1);
+            sw_name_index_add(known_ids, u->market_id, rt->units.count - 1);
+            sw_name_index_add(known_keys, u->key, rt->units.count - 1);
         }
         save_unit(rt, u);
         rt->stats.recovered_closed_orphans++;
@@ -1487,8 +1485,6 @@ static void close_orphans(struct sw_runtime *rt, const struct swp_unit *listed, 
                "unknown to its journal: closing it", mu->market_id);
         start_release(rt, u, "orphan: created by this steward, not in its journal");
     }
-    sw_name_index_free(&known_ids);
-    sw_name_index_free(&known_keys);
 }
 
 static void resolve_pending_intents(struct sw_runtime *rt, const struct swp_unit *listed,
@@ -1999,6 +1995,8 @@ void sw_runtime_free(struct sw_runtime *rt)
     sw_metric_set_clear(&rt->metrics);
     sw_desired_clear(&rt->desired);
     sw_planner_memo_free(&rt->plan_memo); /* simfw */
+    for (size_t i = 0; i < SW_ARRAY_LEN(rt->watch_ix); i++)
+        sw_name_index_free(&rt->watch_ix[i]);
     free(rt);
 }
 

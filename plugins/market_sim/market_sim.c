@@ -157,6 +157,11 @@ struct market {
     bool outage_busiest;
     uint64_t outage_every_ms; /* 0: once */
     uint64_t outage_timer;
+    /* ms_list's answer, kept between calls (a watch lists every 30 simulated seconds:
+     * allocating it each time was most of a listing). listing: a callback is reading it. */
+    struct swp_unit *list_buf;
+    size_t list_cap;
+    bool listing;
 };
 
 /* ---- small helpers ----------------------------------------------------------------- */
@@ -1275,17 +1280,28 @@ static int ms_list(void *state, swp_units_cb done, void *ud)
     struct market *m = state;
     if (done == NULL)
         return SWP_EINVAL;
-    size_t count = 0;
-    for (size_t i = 0; i < m->dep_count; i++)
-        if (m->deps[i]->state != SWP_UNIT_CLOSED)
-            count++;
-    struct swp_unit *units = swp_xcalloc(count, sizeof(*units));
+    /* A listing asked for from inside a listing's callback gets its own buffer. */
+    bool own = m->listing;
+    struct swp_unit *units = m->list_buf;
+    if (own) {
+        units = swp_xcalloc(m->dep_count ? m->dep_count : 1, sizeof(*units));
+    } else if (m->dep_count > m->list_cap) {
+        free(m->list_buf);
+        m->list_cap = m->dep_count;
+        units = m->list_buf = swp_xcalloc(m->list_cap, sizeof(*units));
+    }
     size_t n = 0;
     for (size_t i = 0; i < m->dep_count; i++)
         if (m->deps[i]->state != SWP_UNIT_CLOSED)
             unit_fill(m->deps[i], &units[n++]);
+    if (own) {
+        done(ud, 0, units, n, NULL);
+        free(units);
+        return 0;
+    }
+    m->listing = true;
     done(ud, 0, units, n, NULL);
-    free(units);
+    m->listing = false;
     return 0;
 }
 
@@ -1458,6 +1474,7 @@ static void market_free(struct market *m)
         dep_free(m->deps[i]);
     }
     free(m->deps);
+    free(m->list_buf);
     providers_free(m);
     free(m);
 }
