@@ -584,20 +584,41 @@ void sw_lua_desired_hint_free(struct sw_lua_desired_hint *hint)
     if (hint == NULL)
         return;
     free(hint->slot);
+    free(hint->lua_names);
+    free(hint->entry_names);
     memset(hint, 0, sizeof(*hint));
+}
+
+static const void *main_thread(lua_State *L)
+{
+    lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
+    const void *main = lua_tothread(L, -1);
+    lua_pop(L, 1);
+    return main;
+}
+
+/* Same content as the entry name `have`, where `lua` is the string Lua gave at position
+ * `at` (0 group, 1 region) of entry k. */
+static bool same_name(const struct sw_lua_desired_hint *hint, bool by_pointer, size_t k, int at,
+                      const char *have, const char *lua)
+{
+    if (by_pointer && hint->lua_names[2 * k + at] == lua && hint->entry_names[2 * k + at] == have)
+        return true;
+    return strcmp(have, lua) == 0;
 }
 
 /* The entries, in lua_next order, are out's entries where the hint says: only the counts
  * may have changed, and they are written. */
-static bool apply_same_keys(struct pending *p, struct sw_desired *out,
+static bool apply_same_keys(lua_State *L, struct pending *p, struct sw_desired *out,
                             const struct sw_lua_desired_hint *hint)
 {
     if (hint == NULL || hint->count != p->count || out->count != p->count)
         return false;
+    bool by_pointer = hint->lua_names != NULL && hint->state == main_thread(L);
     for (size_t k = 0; k < p->count; k++) {
         const struct sw_desired_entry *have = &out->entries[hint->slot[k]];
-        if (strcmp(have->region, p->items[k].e.region) != 0 ||
-            strcmp(have->group, p->items[k].e.group) != 0)
+        if (!same_name(hint, by_pointer, k, 1, have->region, p->items[k].e.region) ||
+            !same_name(hint, by_pointer, k, 0, have->group, p->items[k].e.group))
             return false;
     }
     for (size_t k = 0; k < p->count; k++)
@@ -605,11 +626,58 @@ static bool apply_same_keys(struct pending *p, struct sw_desired *out,
     return true;
 }
 
-static void assign_pending(struct pending *p, struct sw_desired *out,
+/* Records the Lua strings of p's entries (lua_next order) and the entry names they landed
+ * on. C only: anchor_names makes them usable. */
+static void remember_names(const struct pending *p, const struct sw_desired *out,
                            struct sw_lua_desired_hint *hint)
 {
-    if (apply_same_keys(p, out, hint))
+    size_t n = 2 * p->count;
+    hint->state = NULL; /* until anchored */
+    hint->lua_names = sw_xrealloc(hint->lua_names, (n ? n : 1) * sizeof(char *));
+    hint->entry_names = sw_xrealloc(hint->entry_names, (n ? n : 1) * sizeof(char *));
+    for (size_t i = 0; i < p->count; i++) {
+        size_t k = p->items[i].seen;
+        const struct sw_desired_entry *e = &out->entries[hint->slot[k]];
+        hint->lua_names[2 * k] = p->items[i].e.group;
+        hint->lua_names[2 * k + 1] = p->items[i].e.region;
+        hint->entry_names[2 * k] = e->group;
+        hint->entry_names[2 * k + 1] = e->region;
+    }
+}
+
+/* Keeps the recorded strings alive in a registry table (keyed by the hint), so that while
+ * it holds them no other string can take their addresses. Short strings only: Lua interns
+ * those, so pushing the text again finds the very string (still a key of the table being
+ * checked); any other is recorded as NULL and compared by content. May raise a memory
+ * error: the hint is unusable (state NULL) until this completes. Nothing C-allocated is
+ * live on the C stack when it runs. */
+static void anchor_names(lua_State *L, struct sw_lua_desired_hint *hint)
+{
+    size_t n = 2 * hint->count;
+    if (!lua_checkstack(L, 3))
         return;
+    lua_createtable(L, (int)n, 0);
+    for (size_t i = 0; i < n; i++) {
+        const char *name = hint->lua_names[i];
+        size_t len = strlen(name);
+        const char *found = NULL;
+        if (len <= 40) { /* LUAI_MAXSHORTLEN */
+            found = lua_pushlstring(L, name, len);
+            lua_rawseti(L, -2, (lua_Integer)i + 1);
+        }
+        if (found != name)
+            hint->lua_names[i] = NULL;
+    }
+    lua_rawsetp(L, LUA_REGISTRYINDEX, hint);
+    hint->state = main_thread(L);
+}
+
+/* True when the keys were new (the hint was rebuilt and needs anchor_names). */
+static bool assign_pending(lua_State *L, struct pending *p, struct sw_desired *out,
+                           struct sw_lua_desired_hint *hint)
+{
+    if (apply_same_keys(L, p, out, hint))
+        return false;
     struct pending_entry tmp_inline[PENDING_INLINE];
     struct pending_entry *tmp =
         p->count > PENDING_INLINE ? sw_xmalloc(p->count * sizeof(*tmp)) : tmp_inline;
@@ -627,9 +695,11 @@ static void assign_pending(struct pending *p, struct sw_desired *out,
         for (size_t i = 0; i < p->count; i++)
             hint->slot[p->items[i].seen] = i;
         hint->count = p->count;
+        remember_names(p, out, hint);
     }
     if (tmp != tmp_inline)
         free(tmp);
+    return hint != NULL;
 }
 
 static int check_regions(lua_State *L, int idx, const char *group, struct pending *out,
@@ -736,12 +806,15 @@ int sw_lua_check_desired_hinted(lua_State *L, int idx, const struct sw_group_con
                 pending_add(&entries, gc->name, gc->regions[r], 0);
         lua_pop(L, 1);
     }
+    bool anchor = false;
     if (rc == 0)
-        assign_pending(&entries, out, hint);
+        anchor = assign_pending(L, &entries, out, hint);
     else
         sw_desired_clear(out);
     if (entries.items != entries.inline_items)
         free(entries.items);
+    if (anchor)
+        anchor_names(L, hint);
     return rc;
 }
 
@@ -847,6 +920,42 @@ static bool push_proxy_data(lua_State *L, int idx)
     return false;
 }
 
+/* Checking only (no tree), a table whose keys are all strings: the usual ctx.state, checked
+ * after every call. One walk checks keys and values together where table_to_json walks the
+ * keys first and then the values. The verdict is the same: values are checked in the same
+ * order with the same byte count, and a key that would decide differently (an integer, a
+ * bad key, a NUL byte: the key walk reports those before any value) hands the table back
+ * to the two walks, with the byte count as it was. *decided is false then. */
+static int check_string_keyed(struct to_json *c, int idx, const void *self, bool *decided)
+{
+    lua_State *L = c->L;
+    size_t bytes_before = c->bytes;
+    *decided = false;
+    c->stack[c->depth++] = self;
+    int rc = grow(c, 2);
+    lua_pushnil(L);
+    while (lua_next(L, idx) != 0) {
+        size_t key_len = 0;
+        const char *key =
+            lua_type(L, -2) == LUA_TSTRING ? lua_tolstring(L, -2, &key_len) : NULL;
+        if (key == NULL || strlen(key) != key_len) {
+            lua_pop(L, 2);
+            c->depth--;
+            c->bytes = bytes_before;
+            return 0;
+        }
+        if (rc == 0 && (rc = grow(c, key_len + 4)) == 0) {
+            c->seg[c->nseg++].key = key;
+            rc = value_to_json(c, lua_gettop(L), NULL);
+            c->nseg--;
+        }
+        lua_pop(L, 1); /* after an error the keys are still walked: a bad one comes first */
+    }
+    c->depth--;
+    *decided = true;
+    return rc;
+}
+
 static int table_to_json(struct to_json *c, int idx, cJSON **out)
 {
     lua_State *L = c->L;
@@ -865,6 +974,12 @@ static int table_to_json(struct to_json *c, int idx, cJSON **out)
     if (c->depth >= SW_LUA_MAX_DEPTH)
         return sw_error_set(c->err, SW_EINVAL, "%s: nested deeper than %d levels", path_of(c),
                             SW_LUA_MAX_DEPTH);
+    if (!c->build) {
+        bool decided = false;
+        int rc = check_string_keyed(c, idx, self, &decided);
+        if (decided)
+            return rc;
+    }
 
     /* First pass: classify keys. */
     size_t string_keys = 0, int_keys = 0;

@@ -94,6 +94,13 @@ struct sw_lua_desired_hint {
     size_t *slot;
     size_t count;
     size_t cap;
+    /* simfw: per entry (lua_next order) the group and region strings Lua handed over last
+     * time (short strings only, kept alive by a table in the state's registry) and the
+     * interned names of the desired entry they matched: the same Lua string against the
+     * same entry name needs no strcmp. state: the main thread they belong to. */
+    const char **lua_names;   /* 2 per entry: group, region; NULL: compare by content */
+    const char **entry_names; /* 2 per entry */
+    const void *state;
 };
 void sw_lua_desired_hint_free(struct sw_lua_desired_hint *hint);
 

@@ -482,6 +482,8 @@ int sw_policy_reload(struct sw_policy *policy, struct sw_error *err)
     free(state);
     version_free(&policy->cur);
     policy->cur = next;
+    /* The hint's Lua strings lived in the old state: a new one may reuse their addresses. */
+    sw_lua_desired_hint_free(&policy->desired_hint);
     return 0;
 }
 

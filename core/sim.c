@@ -121,6 +121,33 @@ static int cmp_weighted(const void *a, const void *b)
     return x < y ? -1 : x > y ? 1 : 0;
 }
 
+/* glibc's qsort on these arrays, step for step (its merge sort: halves of n / 2 and the
+ * rest, the left item first unless cmp_weighted says it is greater), without the calls
+ * through a comparator pointer: the same order to the item, NaNs included. tmp holds
+ * count items. */
+static void weighted_sort(struct sw_weighted *items, struct sw_weighted *tmp, size_t count)
+{
+    if (count <= 1)
+        return;
+    size_t n1 = count / 2, n2 = count - n1;
+    struct sw_weighted *b1 = items, *b2 = items + n1;
+    weighted_sort(b1, tmp, n1);
+    weighted_sort(b2, tmp, n2);
+    struct sw_weighted *out = tmp;
+    while (n1 > 0 && n2 > 0) {
+        if (!(b1->value > b2->value)) {
+            *out++ = *b1++;
+            n1--;
+        } else {
+            *out++ = *b2++;
+            n2--;
+        }
+    }
+    if (n1 > 0)
+        memcpy(out, b1, n1 * sizeof(*out));
+    memcpy(items, tmp, (count - n2) * sizeof(*items));
+}
+
 static double positive_total(const struct sw_weighted *items, size_t count)
 {
     double total = 0;
@@ -490,6 +517,7 @@ struct sim {
     struct sw_web_model web;
     double *demand_now, *capacity_now, *served, *dropped, *latency, *load;
     struct sw_weighted *wbuf;
+    struct sw_weighted *wsort_tmp; /* weighted_sort's scratch, as many items as wbuf */
     size_t *cursors;
     struct sw_hist hist_all;
     struct sw_hist *hist_user; /* per report region */
@@ -945,7 +973,7 @@ static void web_sample(struct sim *s, int64_t now, double dur_s)
     bool sorted = false;
     if (nserved > 0) {
         double unsorted_total = positive_total(s->wbuf, nserved);
-        qsort(s->wbuf, nserved, sizeof(*s->wbuf), cmp_weighted);
+        weighted_sort(s->wbuf, s->wsort_tmp, nserved);
         sorted = true;
         double total = positive_total(s->wbuf, nserved);
         se->p50[b] += sorted_percentile(s->wbuf, nserved, unsorted_total, 50) * dur_s;
@@ -1483,6 +1511,7 @@ static int prepare_model(struct sim *s, struct sw_error *err)
         s->served = sw_xcalloc(users * serving_count + 1, sizeof(double));
         s->latency = sw_xcalloc(users * serving_count + 1, sizeof(double));
         s->wbuf = sw_xcalloc(users * serving_count + 1, sizeof(*s->wbuf));
+        s->wsort_tmp = sw_xcalloc(users * serving_count + 1, sizeof(*s->wsort_tmp));
         s->cursors = sw_xcalloc(users, sizeof(size_t));
     }
 
@@ -1635,6 +1664,7 @@ static void sim_free(struct sim *s)
     free(s->latency);
     free(s->load);
     free(s->wbuf);
+    free(s->wsort_tmp);
     free(s->cursors);
     free(s->ready);
     free(s->scratch_counts);

@@ -162,6 +162,9 @@ struct market {
     struct swp_unit *list_buf;
     size_t list_cap;
     bool listing;
+    struct swp_offer *offer_buf; /* ms_offers' answer, likewise */
+    size_t offer_cap;
+    bool offering;
 };
 
 /* ---- small helpers ----------------------------------------------------------------- */
@@ -1310,7 +1313,15 @@ static int ms_offers(void *state, swp_offers_cb done, void *ud)
     struct market *m = state;
     if (done == NULL)
         return SWP_EINVAL;
-    struct swp_offer *offers = swp_xcalloc(m->provider_count, sizeof(*offers));
+    bool own = m->offering; /* asked from inside an answer's callback: its own buffer */
+    struct swp_offer *offers = m->offer_buf;
+    if (own) {
+        offers = swp_xcalloc(m->provider_count ? m->provider_count : 1, sizeof(*offers));
+    } else if (m->provider_count > m->offer_cap) {
+        free(m->offer_buf);
+        m->offer_cap = m->provider_count;
+        offers = m->offer_buf = swp_xcalloc(m->offer_cap, sizeof(*offers));
+    }
     size_t n = 0;
     for (size_t i = 0; i < m->provider_count; i++) {
         const struct provider *p = &m->providers[i];
@@ -1323,8 +1334,14 @@ static int ms_offers(void *state, swp_offers_cb done, void *ud)
             .audited = p->audited,
         };
     }
+    if (own) {
+        done(ud, 0, offers, n, NULL);
+        free(offers);
+        return 0;
+    }
+    m->offering = true;
     done(ud, 0, offers, n, NULL);
-    free(offers);
+    m->offering = false;
     return 0;
 }
 
@@ -1475,6 +1492,7 @@ static void market_free(struct market *m)
     }
     free(m->deps);
     free(m->list_buf);
+    free(m->offer_buf);
     providers_free(m);
     free(m);
 }
