@@ -187,6 +187,38 @@ SW_TEST(unit_clone_is_deep)
     sw_unit_free(c);
 }
 
+/* simfw: the model's group and region names are interned (equal names, one pointer) and
+ * every unit gets a serial of its own that its clone keeps. */
+SW_TEST(names_interned_and_serials_unique)
+{
+    char group[8], region[8];
+    snprintf(group, sizeof(group), "web");
+    snprintf(region, sizeof(region), "eu");
+    struct sw_unit *u = sw_unit_new("k1", group, region);
+    struct sw_unit *v = sw_unit_new("k2", "web", "eu");
+    SW_ASSERT(u->group == v->group);
+    SW_ASSERT(u->region == v->region);
+    SW_ASSERT(u->region != region);
+    SW_ASSERT(u->serial != 0 && v->serial != 0 && u->serial != v->serial);
+    struct sw_unit *c = sw_unit_clone(u);
+    SW_ASSERT_EQ(c->serial, u->serial);
+    SW_ASSERT(c->region == u->region);
+    struct sw_desired d;
+    sw_desired_init(&d);
+    sw_desired_set(&d, group, region, 2);
+    SW_ASSERT(d.entries[0].group == u->group);
+    SW_ASSERT(d.entries[0].region == u->region);
+    struct sw_desired_entry view[] = {{group, (char *)"us", 1}};
+    sw_desired_assign_sorted(&d, view, 1);
+    SW_ASSERT(d.entries[0].group == u->group);
+    SW_ASSERT(d.entries[0].region != view[0].region);
+    SW_ASSERT_STREQ(d.entries[0].region, "us");
+    sw_desired_clear(&d);
+    sw_unit_free(c);
+    sw_unit_free(v);
+    sw_unit_free(u);
+}
+
 SW_TEST(units_container_counts_and_spend)
 {
     struct sw_units us;

@@ -46,4 +46,53 @@ SW_TEST(grows_and_compares_by_content)
     SW_ASSERT(ix.slots == NULL);
 }
 
+/* simfw: one pointer per name, whatever buffer it came from; equal names compare equal
+ * through sw_name_eq with or without interning. */
+SW_TEST(intern_gives_one_pointer_per_content)
+{
+    char a[16], b[16];
+    snprintf(a, sizeof(a), "eu-%s", "west");
+    snprintf(b, sizeof(b), "eu-west");
+    const char *ia = sw_name_intern(a), *ib = sw_name_intern(b);
+    SW_ASSERT(ia == ib);
+    SW_ASSERT(ia != a && ia != b);
+    SW_ASSERT_STREQ(ia, "eu-west");
+    SW_ASSERT(sw_name_intern(ia) == ia);
+    SW_ASSERT(sw_name_intern("eu-east") != ia);
+    SW_ASSERT(sw_name_intern(NULL) == NULL);
+    a[0] = 'x'; /* the interned copy does not follow its source */
+    SW_ASSERT_STREQ(ia, "eu-west");
+    SW_ASSERT(sw_name_eq(b, ia));
+    SW_ASSERT(!sw_name_eq("eu-east", ia));
+    SW_ASSERT(!sw_name_eq(NULL, ia));
+    SW_ASSERT(sw_name_eq("", ""));
+}
+
+SW_TEST(reset_empties_and_keeps_working)
+{
+    struct sw_name_index ix = {0};
+    sw_name_index_reset(&ix, 4);
+    sw_name_index_add(&ix, "a", 1);
+    sw_name_index_add(&ix, "b", 2);
+    struct sw_name_index_slot *slots = ix.slots;
+    sw_name_index_reset(&ix, 4);
+    SW_ASSERT(ix.slots == slots); /* same size: same storage */
+    SW_ASSERT_EQ(ix.count, 0);
+    SW_ASSERT(!sw_name_index_get(&ix, "a", NULL));
+    sw_name_index_add(&ix, "b", 7);
+    size_t value = 0;
+    SW_ASSERT(sw_name_index_get(&ix, "b", &value));
+    SW_ASSERT_EQ(value, 7);
+    sw_name_index_reset(&ix, 100); /* bigger */
+    SW_ASSERT(!sw_name_index_get(&ix, "b", NULL));
+    for (size_t i = 0; i < 100; i++) {
+        char name[16];
+        snprintf(name, sizeof(name), "n%zu", i);
+        sw_name_index_add(&ix, sw_name_intern(name), i);
+    }
+    SW_ASSERT(sw_name_index_get(&ix, "n57", &value));
+    SW_ASSERT_EQ(value, 57);
+    sw_name_index_free(&ix);
+}
+
 SW_TEST_MAIN()

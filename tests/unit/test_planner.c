@@ -470,4 +470,68 @@ SW_TEST(spread_rebalance_keeps_the_replacement_then_releases_on_the_heavy_provid
     world_free(&w);
 }
 
+/* simfw: the memo skips only plans whose inputs are those of the last empty plan. */
+SW_TEST(memo_skips_only_unchanged_empty_plans)
+{
+    struct world w;
+    world_init(&w);
+    struct sw_planner_memo memo = {0};
+    sw_offers_add(&w.offers, "p1", "eu", 0.5, false);
+    struct sw_unit *a = unit(&w, "k1", "web", "eu", SW_UNIT_READY, 0.5, 10);
+    a->market_id = sw_xstrdup("m1");
+    sw_desired_set(&w.desired, "web", "eu", 1);
+#define PLAN_MEMO()                                                                           \
+    sw_planner_plan_memo(&memo, &w.desired, &w.units, &w.offers, w.groups, w.group_count, &w.out)
+    PLAN_MEMO();
+    SW_ASSERT_EQ(w.out.count, 0);
+    SW_ASSERT(memo.valid);
+    PLAN_MEMO();
+    SW_ASSERT_EQ(w.out.count, 0);
+
+    /* A count changes: planned again. */
+    sw_desired_set(&w.desired, "web", "eu", 2);
+    PLAN_MEMO();
+    SW_ASSERT_EQ(w.out.count, 1);
+    SW_ASSERT_EQ(w.out.items[0].kind, SW_ACTION_ACQUIRE);
+    SW_ASSERT(!memo.valid); /* a plan with actions is not remembered */
+    PLAN_MEMO();
+    SW_ASSERT_EQ(w.out.count, 2); /* and is made again */
+    sw_actions_clear(&w.out);
+    sw_actions_init(&w.out);
+
+    sw_desired_set(&w.desired, "web", "eu", 1);
+    PLAN_MEMO();
+    SW_ASSERT_EQ(w.out.count, 0);
+    SW_ASSERT(memo.valid);
+    /* A unit's health changes, nothing else: planned again (a repair). */
+    a->unhealthy = true;
+    PLAN_MEMO();
+    SW_ASSERT(w.out.count >= 1);
+    SW_ASSERT_EQ(w.out.items[0].kind, SW_ACTION_RELEASE);
+    sw_actions_clear(&w.out);
+    sw_actions_init(&w.out);
+    a->unhealthy = false;
+    PLAN_MEMO();
+    SW_ASSERT_EQ(w.out.count, 0);
+    /* A unit's state changes: planned again (a releasing unit leaves a shortfall). */
+    a->state = SW_UNIT_RELEASING;
+    PLAN_MEMO();
+    SW_ASSERT_EQ(w.out.count, 1);
+    SW_ASSERT_EQ(w.out.items[0].kind, SW_ACTION_ACQUIRE);
+    sw_actions_clear(&w.out);
+    sw_actions_init(&w.out);
+    a->state = SW_UNIT_READY;
+    PLAN_MEMO();
+    SW_ASSERT_EQ(w.out.count, 0);
+    /* Another unit, same region: planned again (one too many). */
+    struct sw_unit *b = unit(&w, "k2", "web", "eu", SW_UNIT_READY, 0.7, 20);
+    b->market_id = sw_xstrdup("m2");
+    PLAN_MEMO();
+    SW_ASSERT_EQ(w.out.count, 1);
+    SW_ASSERT_STREQ(w.out.items[0].unit_key, "k2");
+#undef PLAN_MEMO
+    sw_planner_memo_free(&memo);
+    world_free(&w);
+}
+
 SW_TEST_MAIN()

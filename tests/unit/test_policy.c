@@ -361,8 +361,7 @@ SW_TEST(ctx_counts_and_prices_follow_the_input)
     batch->state = SW_UNIT_READY;
     sw_units_add(&w.units, batch);
     struct sw_unit *nowhere = sw_unit_new("k-nowhere", "web", "x");
-    free(nowhere->region);
-    nowhere->region = NULL;
+    nowhere->region = NULL; /* interned (model.h): not freed */
     nowhere->state = SW_UNIT_LEASED;
     sw_units_add(&w.units, nowhere);
     struct sw_policy *p =
@@ -520,6 +519,116 @@ SW_TEST(state_persists_across_evaluations_and_restarts)
     world_free(&w);
 }
 
+/* simfw: ctx.capacity's counts are reused while the units are the same, and only then:
+ * a unit changing state or health between calls changes the answer. */
+SW_TEST(ctx_counts_follow_unit_state_changes)
+{
+    struct world w;
+    world_init(&w);
+    struct sw_policy *p = load("counts_state.lua",
+                               "return {evaluate = function(ctx)\n"
+                               "  ctx.state.c = {ctx.capacity('web', 'eu-west'), "
+                               "ctx.ready('web', 'eu-west'), ctx.capacity('web')}\n"
+                               "  return {web = {['eu-west'] = 1}}\n"
+                               "end}\n",
+                               NULL, NULL, 1);
+    SW_ASSERT(p != NULL);
+    struct sw_policy_result out;
+    sw_policy_result_init(&out);
+    struct sw_error err = {0};
+    SW_ASSERT_EQ(sw_policy_eval(p, &w.in, &out, &err), 0);
+    cJSON *s = state_of(p);
+    int cap = (int)num_at(s, "c.0"), ready = (int)num_at(s, "c.1"), all = (int)num_at(s, "c.2");
+    SW_ASSERT_EQ(cap, sw_units_count_capacity(&w.units, "web", "eu-west"));
+    cJSON_Delete(s);
+    struct sw_unit *u = sw_units_find_key(&w.units, "k-ready");
+    SW_ASSERT(u != NULL);
+    u->unhealthy = true; /* same units, one now sick */
+    SW_ASSERT_EQ(sw_policy_eval(p, &w.in, &out, &err), 0);
+    s = state_of(p);
+    SW_ASSERT_EQ(num_at(s, "c.0"), cap - 1);
+    SW_ASSERT_EQ(num_at(s, "c.1"), ready - 1);
+    SW_ASSERT_EQ(num_at(s, "c.2"), all - 1);
+    cJSON_Delete(s);
+    u->unhealthy = false;
+    u->state = SW_UNIT_RELEASING; /* same units, one now going */
+    SW_ASSERT_EQ(sw_policy_eval(p, &w.in, &out, &err), 0);
+    s = state_of(p);
+    SW_ASSERT_EQ(num_at(s, "c.0"), cap - 1);
+    SW_ASSERT_EQ(num_at(s, "c.0"), sw_units_count_capacity(&w.units, "web", "eu-west"));
+    cJSON_Delete(s);
+    u->state = SW_UNIT_READY;
+    SW_ASSERT_EQ(sw_policy_eval(p, &w.in, &out, &err), 0);
+    s = state_of(p);
+    SW_ASSERT_EQ(num_at(s, "c.0"), cap);
+    SW_ASSERT_EQ(num_at(s, "c.1"), ready);
+    cJSON_Delete(s);
+    sw_policy_result_clear(&out);
+    sw_policy_free(p);
+    world_free(&w);
+}
+
+/* simfw: the desired state is right whatever strings name it: the same table, new strings
+ * with the same text, names longer than Lua interns, and after a reload. */
+SW_TEST(desired_follows_names_across_calls)
+{
+    struct world w;
+    world_init(&w);
+    const char *text = "local n = 0\n"
+                       "local long = string.rep('r', 50)\n"
+                       "local same = {web = {['eu-west'] = 1, ['us-east'] = 2}}\n"
+                       "return {evaluate = function(ctx)\n"
+                       "  n = n + 1\n"
+                       "  if n == 1 then return same end\n"
+                       "  if n == 2 then same.web['eu-west'] = 3 return same end\n"
+                       "  if n == 3 then return {web = {[string.format('eu-%s', 'west')] = 4,\n"
+                       "                               [('us-') .. 'east'] = 5}} end\n"
+                       "  if n == 4 then return {web = {[long] = 6, ['us-east'] = 7}} end\n"
+                       "  if n == 5 then return {web = {[string.rep('r', 50)] = 8, "
+                       "['us-east'] = 9}} end\n"
+                       "  return {web = {['us-east'] = n}}\n"
+                       "end}\n";
+    struct sw_policy *p = load("names.lua", text, NULL, NULL, 1);
+    SW_ASSERT(p != NULL);
+    struct sw_policy_result out;
+    sw_policy_result_init(&out);
+    struct sw_error err = {0};
+    char long_name[51];
+    memset(long_name, 'r', 50);
+    long_name[50] = '\0';
+    const struct {
+        const char *region;
+        int count;
+        const char *other;
+        int other_count;
+        size_t entries;
+    } expect[] = {
+        {"eu-west", 1, "us-east", 2, 2}, {"eu-west", 3, "us-east", 2, 2},
+        {"eu-west", 4, "us-east", 5, 2}, {long_name, 6, "us-east", 7, 2},
+        {long_name, 8, "us-east", 9, 2}, {"us-east", 6, "us-east", 6, 1},
+    };
+    for (size_t i = 0; i < SW_ARRAY_LEN(expect); i++) {
+        SW_ASSERT_EQ(sw_policy_eval(p, &w.in, &out, &err), 0);
+        SW_ASSERT_EQ(out.desired.count, expect[i].entries);
+        SW_ASSERT_EQ(sw_desired_get(&out.desired, "web", expect[i].region), expect[i].count);
+        SW_ASSERT_EQ(sw_desired_get(&out.desired, "web", expect[i].other),
+                     expect[i].other_count);
+    }
+    /* A reload starts a new Lua state: the first tick's table again, counted afresh. */
+    write_file("names.lua", "return {evaluate = function(ctx)\n"
+                            "  return {web = {['eu-west'] = 11, ['us-east'] = 12}}\n"
+                            "end}\n");
+    SW_ASSERT_EQ(sw_policy_reload(p, &err), 0);
+    for (int i = 0; i < 2; i++) {
+        SW_ASSERT_EQ(sw_policy_eval(p, &w.in, &out, &err), 0);
+        SW_ASSERT_EQ(sw_desired_get(&out.desired, "web", "eu-west"), 11);
+        SW_ASSERT_EQ(sw_desired_get(&out.desired, "web", "us-east"), 12);
+    }
+    sw_policy_result_clear(&out);
+    sw_policy_free(p);
+    world_free(&w);
+}
+
 SW_TEST(state_holds_plain_data_only)
 {
     struct world w;
@@ -533,6 +642,11 @@ SW_TEST(state_holds_plain_data_only)
         {"ctx.state.m = {1, x = 2}", "ctx.state.m: a table mixing string and integer keys"},
         {"ctx.state.n = 0/0", "ctx.state.n: NaN or an infinite number cannot be stored"},
         {"ctx.state.k = {[true] = 1}", "ctx.state.k: key boolean cannot be stored"},
+        /* A bad key is reported before a bad value, whichever lua_next visits first. */
+        {"ctx.state.z = {a = print, [true] = 1}", "ctx.state.z: key boolean cannot be stored"},
+        {"ctx.state.z = {a = print, [2] = 1}", "ctx.state.z: a table mixing string and integer"},
+        {"ctx.state.z = {a = print, ['b\\0c'] = 1}", "ctx.state.z: a key with NUL bytes"},
+        {"ctx.state.z = {y = {x = print}}", "ctx.state.z.y.x: a function value cannot be stored"},
         {"ctx.state.c = coroutine.create(print)", "ctx.state.c: a thread value cannot be stored"},
         {"ctx.state.big = string.rep('x', 300 * 1024)", "larger than the 262144-byte limit"},
         {"ctx.state.h = {[1] = 1, [1e9] = 2}", "larger than the 262144-byte limit"},
