@@ -47,6 +47,11 @@ static struct sw_name_index_slot *find(const struct sw_name_index *ix, const cha
     return &ix->slots[i];
 }
 
+uint64_t sw_name_hash(const char *name)
+{
+    return name != NULL ? hash_name(name) : 0;
+}
+
 void sw_name_index_init(struct sw_name_index *ix, size_t expected)
 {
     size_t cap = 16;

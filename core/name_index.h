@@ -36,6 +36,10 @@ void sw_name_index_add(struct sw_name_index *ix, const char *name, size_t value)
 /* True with *value set when name is in the index; false for NULL or absent names. */
 bool sw_name_index_get(const struct sw_name_index *ix, const char *name, size_t *value);
 
+/* The hash the index uses (0 for NULL): callers comparing many names against a few can
+ * compare hashes first and strcmp only on a match. */
+uint64_t sw_name_hash(const char *name);
+
 /* ---- interned names ---------------------------------------------------------------------
  * One process-wide copy of each group and region name: the model (model.h) keeps these
  * names interned, so two equal names there are one pointer and the pipeline's hot

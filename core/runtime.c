@@ -1354,6 +1354,10 @@ struct listed_index {
     size_t count;
     struct sw_name_index *by_market_id; /* rt->watch_ix (simfw) */
     struct sw_name_index *by_key;
+    /* simfw: below LISTED_INDEX_FROM, each listed unit's market id and key hashes
+     * (sw_name_hash), so a scan compares integers and calls strcmp only on a match. */
+    uint64_t id_hash[LISTED_INDEX_FROM];
+    uint64_t key_hash[LISTED_INDEX_FROM];
 };
 
 static void listed_index_init(struct sw_runtime *rt, struct listed_index *ix,
@@ -1363,8 +1367,13 @@ static void listed_index_init(struct sw_runtime *rt, struct listed_index *ix,
     ix->used = count >= LISTED_INDEX_FROM;
     ix->by_market_id = &rt->watch_ix[0];
     ix->by_key = &rt->watch_ix[1];
-    if (!ix->used)
+    if (!ix->used) {
+        for (size_t i = 0; i < count; i++) {
+            ix->id_hash[i] = sw_name_hash(listed[i].market_id);
+            ix->key_hash[i] = sw_name_hash(listed[i].key);
+        }
         return;
+    }
     sw_name_index_reset(ix->by_market_id, count);
     sw_name_index_reset(ix->by_key, count);
     for (size_t i = 0; i < count; i++) {
@@ -1378,8 +1387,18 @@ static const struct swp_unit *find_listed_indexed(const struct swp_unit *listed,
                                                   const struct listed_index *ix, const char *key,
                                                   const char *market_id)
 {
-    if (!ix->used)
-        return find_listed(listed, ix->count, key, market_id);
+    if (!ix->used) { /* find_listed, hashes first */
+        uint64_t id_hash = sw_name_hash(market_id), key_hash = sw_name_hash(key);
+        for (size_t i = 0; i < ix->count; i++) {
+            if (market_id != NULL && listed[i].market_id != NULL && ix->id_hash[i] == id_hash &&
+                strcmp(listed[i].market_id, market_id) == 0)
+                return &listed[i];
+            if (key != NULL && listed[i].key != NULL && ix->key_hash[i] == key_hash &&
+                strcmp(listed[i].key, key) == 0)
+                return &listed[i];
+        }
+        return NULL;
+    }
     size_t by_id = SIZE_MAX, by_key = SIZE_MAX;
     if (!sw_name_index_get(ix->by_market_id, market_id, &by_id))
         by_id = SIZE_MAX;
@@ -1438,13 +1457,46 @@ static void sync_units(struct sw_runtime *rt, const struct swp_unit *listed, siz
     }
 }
 
+/* simfw: below LISTED_INDEX_FROM units, the units' market id and key hashes (the first
+ * `hashed` units; any added since are compared by content): sw_units_find_market_id and
+ * sw_units_find_key with integer compares first. */
+struct known_hashes {
+    size_t hashed;
+    uint64_t id_hash[LISTED_INDEX_FROM];
+    uint64_t key_hash[LISTED_INDEX_FROM];
+};
+
+static bool known_by(const struct sw_runtime *rt, const struct known_hashes *kh, bool by_id,
+                     const char *name)
+{
+    uint64_t h = sw_name_hash(name);
+    for (size_t i = 0; name != NULL && i < rt->units.count; i++) {
+        const struct sw_unit *u = rt->units.items[i];
+        const char *have = by_id ? u->market_id : u->key;
+        if (have == NULL)
+            continue;
+        if (i < kh->hashed && (by_id ? kh->id_hash[i] : kh->key_hash[i]) != h)
+            continue;
+        if (strcmp(have, name) == 0)
+            return true;
+    }
+    return false;
+}
+
 /* A unit steward created but lost track of still costs money: close it. */
 static void close_orphans(struct sw_runtime *rt, const struct swp_unit *listed, size_t count)
 {
     /* simperf: many known units are indexed once, not scanned per listed unit. */
     bool indexed = rt->units.count >= LISTED_INDEX_FROM;
     struct sw_name_index *known_ids = &rt->watch_ix[2], *known_keys = &rt->watch_ix[3];
-    if (indexed) {
+    struct known_hashes kh = {.hashed = 0};
+    if (!indexed) {
+        kh.hashed = rt->units.count;
+        for (size_t i = 0; i < kh.hashed; i++) {
+            kh.id_hash[i] = sw_name_hash(rt->units.items[i]->market_id);
+            kh.key_hash[i] = sw_name_hash(rt->units.items[i]->key);
+        }
+    } else {
         sw_name_index_reset(known_ids, rt->units.count);
         sw_name_index_reset(known_keys, rt->units.count);
         for (size_t i = 0; i < rt->units.count; i++) {
@@ -1460,10 +1512,10 @@ static void close_orphans(struct sw_runtime *rt, const struct swp_unit *listed, 
             strcmp(rt->config->self_market_id, mu->market_id) == 0)
             continue;
         if (indexed ? sw_name_index_get(known_ids, mu->market_id, NULL)
-                    : sw_units_find_market_id(&rt->units, mu->market_id) != NULL)
+                    : known_by(rt, &kh, true, mu->market_id))
             continue;
         if (mu->key != NULL && (indexed ? sw_name_index_get(known_keys, mu->key, NULL)
-                                        : sw_units_find_key(&rt->units, mu->key) != NULL))
+                                        : known_by(rt, &kh, false, mu->key)))
             continue;
         /* Track it so the release has a unit to act on, then close it. */
         char *key = mu->key != NULL ? sw_xstrdup(mu->key)
