@@ -25,6 +25,7 @@ struct sw_guard {
     size_t recent_cap;
     int *credits; /* sw_guard_filter's scratch, one slot per group: no allocation a tick */
     bool *planned;
+    const char **names; /* simfw: groups[i].name interned, as the desired state's names */
 };
 
 struct sw_guard *sw_guard_new(const struct sw_guard_config *config,
@@ -40,8 +41,11 @@ struct sw_guard *sw_guard_new(const struct sw_guard_config *config,
     guard->lost = sw_xcalloc(slots, sizeof(int));
     guard->credits = sw_xcalloc(slots, sizeof(int));
     guard->planned = sw_xcalloc(slots, sizeof(bool));
-    for (size_t i = 0; i < group_count; i++)
+    guard->names = sw_xcalloc(slots, sizeof(char *));
+    for (size_t i = 0; i < group_count; i++) {
         guard->last_acquire_ms[i] = guard->last_release_ms[i] = NEVER;
+        guard->names[i] = sw_name_intern(groups[i].name);
+    }
     return guard;
 }
 
@@ -53,6 +57,7 @@ void sw_guard_free(struct sw_guard *guard)
     free(guard->last_release_ms);
     free(guard->lost);
     free(guard->credits);
+    free(guard->names);
     free(guard->planned);
     free(guard->recent_ms);
     free(guard);
@@ -88,7 +93,7 @@ static void add_note(struct sw_guard_notes *notes, const char *fmt, ...)
 static long group_index(const struct sw_guard *guard, const char *name)
 {
     for (size_t i = 0; name != NULL && i < guard->group_count; i++)
-        if (sw_name_eq(guard->groups[i].name, name))
+        if (sw_name_eq(guard->names[i], name))
             return (long)i;
     return -1;
 }
@@ -251,11 +256,11 @@ static const char *min_target(const struct sw_group_config *g, const struct sw_u
     return best;
 }
 
-static void clamp_group(const struct sw_group_config *g, const struct sw_units *units,
-                        struct sw_desired *desired, struct sw_guard_notes *notes)
+static void clamp_group(const struct sw_group_config *g, const char *group,
+                        const struct sw_units *units, struct sw_desired *desired,
+                        struct sw_guard_notes *notes)
 {
-    /* The desired state's names are interned: compared by pointer against this one. */
-    const char *group = sw_name_intern(g->name);
+    /* group: g->name interned, as the desired state's names: compared by pointer. */
     if (!group_in_desired(desired, group))
         fill_from_units(g, units, desired);
 
@@ -301,7 +306,7 @@ void sw_guard_clamp(const struct sw_guard *guard, const struct sw_units *units,
 {
     drop_unconfigured(guard, desired, notes);
     for (size_t i = 0; i < guard->group_count; i++)
-        clamp_group(&guard->groups[i], units, desired, notes);
+        clamp_group(&guard->groups[i], guard->names[i], units, desired, notes);
 }
 
 /* ---- filter -------------------------------------------------------------------------- */

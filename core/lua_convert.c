@@ -1130,8 +1130,17 @@ static int value_to_json(struct to_json *c, int idx, cJSON **out)
 int sw_lua_to_json(lua_State *L, int idx, const char *path, size_t max_bytes, cJSON **out,
                    struct sw_error *err)
 {
-    struct to_json c = {.L = L, .build = out != NULL, .max_bytes = max_bytes, .err = err};
+    /* Fields set one by one: the stack, path and segment arrays (a kilobyte and more) are
+     * written before they are read, and zeroing them was a third of checking a small state. */
+    struct to_json c;
+    c.L = L;
+    c.build = out != NULL;
+    c.max_bytes = max_bytes;
+    c.bytes = 0;
+    c.depth = 0;
+    c.err = err;
     c.root = path;
+    c.nseg = 0;
     idx = lua_absindex(L, idx);
     cJSON *root = NULL;
     int rc = value_to_json(&c, idx, c.build ? &root : NULL);
