@@ -21,7 +21,8 @@ static uint64_t hash_name(const char *name)
         h ^= h >> 32;
     }
     word = 0;
-    memcpy(&word, p, len);
+    for (size_t i = 0; i < len; i++) /* the tail: a byte loop beats a memcpy call here */
+        word |= (uint64_t)p[i] << (8 * i);
     h = (h ^ word) * 0xc4ceb9fe1a85ec53ULL;
     h ^= h >> 29;
     h *= 0xff51afd7ed558ccdULL;

@@ -107,6 +107,11 @@ struct sw_runtime {
      * kept: four tables allocated per pass were a tenth of a simulation). Between passes
      * they hold stale borrowed names and are never read. */
     struct sw_name_index watch_ix[4];
+    /* simfw: which entries of the listing being synced sync_units paired with a unit (it
+     * compared their market id or key): close_orphans knows those already. */
+    bool *listed_matched;
+    size_t listed_matched_count;
+    size_t listed_matched_cap;
 
     struct market_op *ops;
     size_t ops_in_flight;
@@ -1421,6 +1426,14 @@ static void sync_units(struct sw_runtime *rt, const struct swp_unit *listed, siz
 {
     struct listed_index ix;
     listed_index_init(rt, &ix, listed, count);
+    if (count > rt->listed_matched_cap) {
+        rt->listed_matched_cap = count;
+        rt->listed_matched =
+            sw_xrealloc(rt->listed_matched, count * sizeof(*rt->listed_matched));
+    }
+    if (count > 0)
+        memset(rt->listed_matched, 0, count * sizeof(*rt->listed_matched));
+    rt->listed_matched_count = count;
     for (size_t i = 0; i < rt->units.count; i++) {
         struct sw_unit *u = rt->units.items[i];
         if (u->state == SW_UNIT_CLOSED || op_in_flight_for(rt, u->key))
@@ -1440,6 +1453,7 @@ static void sync_units(struct sw_runtime *rt, const struct swp_unit *listed, siz
             resil_unit_closed(rt, u, SW_TRACK_LOST);
             continue;
         }
+        rt->listed_matched[mu - listed] = true;
         int before = u->state;
         apply_unit_report(u, mu);
         if (mu->state == SWP_UNIT_READY && u->state != SW_UNIT_READY &&
@@ -1486,28 +1500,36 @@ static bool known_by(const struct sw_runtime *rt, const struct known_hashes *kh,
 /* A unit steward created but lost track of still costs money: close it. */
 static void close_orphans(struct sw_runtime *rt, const struct swp_unit *listed, size_t count)
 {
+    /* simfw: a listed unit sync_units paired with one of ours is known (they share a
+     * market id or a key): only the others are looked up, and the lookup tables are built
+     * when the first of those comes (on most passes, never). */
+    const bool *matched = rt->listed_matched_count == count ? rt->listed_matched : NULL;
     /* simperf: many known units are indexed once, not scanned per listed unit. */
-    bool indexed = rt->units.count >= LISTED_INDEX_FROM;
+    bool indexed = false, built = false;
     struct sw_name_index *known_ids = &rt->watch_ix[2], *known_keys = &rt->watch_ix[3];
     struct known_hashes kh = {.hashed = 0};
-    if (!indexed) {
-        kh.hashed = rt->units.count;
-        for (size_t i = 0; i < kh.hashed; i++) {
-            kh.id_hash[i] = sw_name_hash(rt->units.items[i]->market_id);
-            kh.key_hash[i] = sw_name_hash(rt->units.items[i]->key);
-        }
-    } else {
-        sw_name_index_reset(known_ids, rt->units.count);
-        sw_name_index_reset(known_keys, rt->units.count);
-        for (size_t i = 0; i < rt->units.count; i++) {
-            sw_name_index_add(known_ids, rt->units.items[i]->market_id, i);
-            sw_name_index_add(known_keys, rt->units.items[i]->key, i);
-        }
-    }
     for (size_t i = 0; i < count; i++) {
         const struct swp_unit *mu = &listed[i];
-        if (!is_ours(rt, mu) || mu->market_id == NULL)
+        if ((matched != NULL && matched[i]) || !is_ours(rt, mu) || mu->market_id == NULL)
             continue;
+        if (!built) {
+            built = true;
+            indexed = rt->units.count >= LISTED_INDEX_FROM;
+            if (!indexed) {
+                kh.hashed = rt->units.count;
+                for (size_t k = 0; k < kh.hashed; k++) {
+                    kh.id_hash[k] = sw_name_hash(rt->units.items[k]->market_id);
+                    kh.key_hash[k] = sw_name_hash(rt->units.items[k]->key);
+                }
+            } else {
+                sw_name_index_reset(known_ids, rt->units.count);
+                sw_name_index_reset(known_keys, rt->units.count);
+                for (size_t k = 0; k < rt->units.count; k++) {
+                    sw_name_index_add(known_ids, rt->units.items[k]->market_id, k);
+                    sw_name_index_add(known_keys, rt->units.items[k]->key, k);
+                }
+            }
+        }
         if (rt->config->self_market_id != NULL &&
             strcmp(rt->config->self_market_id, mu->market_id) == 0)
             continue;
@@ -1537,6 +1559,7 @@ static void close_orphans(struct sw_runtime *rt, const struct swp_unit *listed, 
                "unknown to its journal: closing it", mu->market_id);
         start_release(rt, u, "orphan: created by this steward, not in its journal");
     }
+    rt->listed_matched_count = 0; /* used: the next pass pairs its own listing */
 }
 
 static void resolve_pending_intents(struct sw_runtime *rt, const struct swp_unit *listed,
@@ -2049,6 +2072,7 @@ void sw_runtime_free(struct sw_runtime *rt)
     sw_planner_memo_free(&rt->plan_memo); /* simfw */
     for (size_t i = 0; i < SW_ARRAY_LEN(rt->watch_ix); i++)
         sw_name_index_free(&rt->watch_ix[i]);
+    free(rt->listed_matched);
     free(rt);
 }
 
