@@ -378,13 +378,14 @@ static void push_providers(lua_State *L, const struct sw_policy_input *in)
     lua_remove(L, -2);
 }
 
-/* Push ctx.<key> for a lazily converted field, from the cache when the input is the same
- * as last time. handle is the ctx handle's (pseudo-)index. */
-static bool push_lazy(lua_State *L, int handle, struct sw_lua_ctx *ctx, const char *key)
+/* Push ctx.<lazy_fields[field]>, from the cache when the input is the same as last time.
+ * handle is the ctx handle's (pseudo-)index. */
+static bool push_lazy(lua_State *L, int handle, struct sw_lua_ctx *ctx, size_t field)
 {
     const struct sw_policy_input *in = ctx->in;
+    const char *key = field < SW_ARRAY_LEN(lazy_fields) ? lazy_fields[field] : "";
     int slot;
-    if (strcmp(key, "leases") == 0) {
+    if (key == lazy_fields[0]) { /* leases */
         if (leases_unchanged(ctx, in->units)) {
             push_cached_leases(L, handle, ctx, in->now_ms);
             return true;
@@ -393,7 +394,7 @@ static bool push_lazy(lua_State *L, int handle, struct sw_lua_ctx *ctx, const ch
         sw_lua_push_leases(L, in->units, in->now_ms);
         snapshot_leases(ctx, in->units);
         slot = UV_CACHED_LEASES;
-    } else if (strcmp(key, "offers") == 0) {
+    } else if (key == lazy_fields[1]) { /* offers */
         if (offers_unchanged(ctx, in->offers)) {
             lua_getiuservalue(L, handle, UV_CACHED_OFFERS);
             return true;
@@ -402,7 +403,7 @@ static bool push_lazy(lua_State *L, int handle, struct sw_lua_ctx *ctx, const ch
         sw_lua_push_offers(L, in->offers);
         snapshot_offers(ctx, in->offers);
         slot = UV_CACHED_OFFERS;
-    } else if (strcmp(key, "groups") == 0) {
+    } else if (key == lazy_fields[2]) { /* groups */
         if (groups_unchanged(ctx, in->groups, in->group_count)) {
             lua_getiuservalue(L, handle, UV_CACHED_GROUPS);
             return true;
@@ -411,10 +412,10 @@ static bool push_lazy(lua_State *L, int handle, struct sw_lua_ctx *ctx, const ch
         sw_lua_push_groups(L, in->groups, in->group_count);
         snapshot_groups(ctx, in->groups, in->group_count);
         slot = UV_CACHED_GROUPS;
-    } else if (strcmp(key, "probes") == 0) {
+    } else if (key == lazy_fields[3]) { /* probes */
         push_probes(L, in);
         return true;
-    } else if (strcmp(key, "providers") == 0) {
+    } else if (key == lazy_fields[4]) { /* providers */
         push_providers(L, in);
         return true;
     } else {
@@ -730,17 +731,15 @@ static int l_ctx_index(lua_State *L)
         return luaL_error(L, "ctx[%s]: ctx fields are named by strings", luaL_typename(L, 2));
     const char *key = lua_tostring(L, 2);
     struct sw_lua_ctx *ctx = upvalue_ctx(L);
-    bool lazy = false;
-    for (size_t i = 0; i < SW_ARRAY_LEN(lazy_fields); i++)
-        lazy = lazy || strcmp(key, lazy_fields[i]) == 0;
-    if (!lazy)
+    size_t field = 0; /* simfw: named once, then by index */
+    while (field < SW_ARRAY_LEN(lazy_fields) && strcmp(key, lazy_fields[field]) != 0)
+        field++;
+    if (field == SW_ARRAY_LEN(lazy_fields))
         return luaL_error(L, "ctx.%s: no such field (see docs/policies.md)", key);
     if (ctx->in == NULL)
         return luaL_error(L, "ctx.%s is only available while evaluate or on_event runs", key);
-    push_lazy(L, lua_upvalueindex(1), ctx, key);
-    for (size_t i = 0; i < SW_ARRAY_LEN(lazy_fields); i++)
-        if (strcmp(key, lazy_fields[i]) == 0)
-            ctx->lazy_built |= 1u << i;
+    push_lazy(L, lua_upvalueindex(1), ctx, field);
+    ctx->lazy_built |= 1u << field;
     lua_pushvalue(L, 2);
     lua_pushvalue(L, -2);
     lua_rawset(L, 1);
