@@ -428,12 +428,21 @@ static bool push_lazy(lua_State *L, int handle, struct sw_lua_ctx *ctx, size_t f
 
 /* ---- per-call indexes ----------------------------------------------------------------- */
 
-/* simfw: sw_name_hash (word at a time) per name, combined; only lookups depend on it. */
+static uint64_t hash_str(const char *s, uint64_t h)
+{
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        h ^= *p;
+        h *= 1099511628211ULL; /* FNV-1a */
+    }
+    return h;
+}
+
 static uint64_t cell_hash(const char *group, const char *region)
 {
-    uint64_t h = sw_name_hash(group) * 0x9e3779b97f4a7c15ULL;
-    return region != NULL ? (h ^ sw_name_hash(region)) * 0xff51afd7ed558ccdULL
-                          : h ^ 0x2545f4914f6cdd1dULL;
+    uint64_t h = hash_str(group, 1469598103934665603ULL);
+    h ^= 0xff; /* separator: ("ab", "c") and ("a", "bc") differ */
+    h *= 1099511628211ULL;
+    return region != NULL ? hash_str(region, h) : h ^ 0x9e3779b97f4a7c15ULL;
 }
 
 static bool same_name(const char *a, const char *b)

@@ -7,8 +7,8 @@
 
 #include "mem.h"
 
-/* Eight bytes at a time (names are ids and keys of 10 to 40 bytes: byte-wise FNV was most
- * of a lookup). Only the index sees it: nothing depends on its values but lookups. */
+/* Eight bytes at a time (byte-wise FNV-1a multiplies once per byte, a chain of dependent
+ * multiplies). Only the index sees it: nothing depends on its values but lookups. */
 static uint64_t hash_name(const char *name)
 {
     size_t len = strlen(name);
