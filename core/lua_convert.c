@@ -317,8 +317,9 @@ void sw_lua_push_sum_by(lua_State *L, const struct sw_metric *metric, const char
      * order pairs visits the keys in can differ from a table grown key by key, and that
      * order already changes from run to run (Lua seeds its string hashes per state). The
      * key is made once per sample; raw access skips metamethod lookups on a plain table. */
-    size_t size = metric->sample_count < 4 ? 4 : metric->sample_count > 4096 ? 4096
-                                                                            : metric->sample_count;
+    size_t size = metric->sample_count < 4      ? 4
+                  : metric->sample_count > 4096 ? 4096
+                                                : metric->sample_count;
     lua_createtable(L, 0, (int)size);
     int sums = lua_gettop(L);
     for (size_t i = 0; i < metric->sample_count; i++) {
@@ -936,8 +937,7 @@ static int check_string_keyed(struct to_json *c, int idx, const void *self, bool
     lua_pushnil(L);
     while (lua_next(L, idx) != 0) {
         size_t key_len = 0;
-        const char *key =
-            lua_type(L, -2) == LUA_TSTRING ? lua_tolstring(L, -2, &key_len) : NULL;
+        const char *key = lua_type(L, -2) == LUA_TSTRING ? lua_tolstring(L, -2, &key_len) : NULL;
         if (key == NULL || strlen(key) != key_len) {
             lua_pop(L, 2);
             c->depth--;

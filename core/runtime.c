@@ -1139,8 +1139,8 @@ static void evaluate_policy(struct sw_runtime *rt, struct policy_slot *slot)
     sw_actions_init(&actions);
     sw_actions_init(&refused);
     /* simfw: nothing is planned again when nothing the last empty plan read changed. */
-    sw_planner_plan_memo(&rt->plan_memo, &rt->desired, &rt->units, &rt->offers,
-                         rt->config->groups, rt->config->group_count, &actions);
+    sw_planner_plan_memo(&rt->plan_memo, &rt->desired, &rt->units, &rt->offers, rt->config->groups,
+                         rt->config->group_count, &actions);
     resil_plan(rt, &actions);
     sw_guard_filter(rt->guard, now_ms(rt), &rt->units, &actions, &refused);
     attach_explanations(&actions, &res);
@@ -1428,8 +1428,7 @@ static void sync_units(struct sw_runtime *rt, const struct swp_unit *listed, siz
     listed_index_init(rt, &ix, listed, count);
     if (count > rt->listed_matched_cap) {
         rt->listed_matched_cap = count;
-        rt->listed_matched =
-            sw_xrealloc(rt->listed_matched, count * sizeof(*rt->listed_matched));
+        rt->listed_matched = sw_xrealloc(rt->listed_matched, count * sizeof(*rt->listed_matched));
     }
     if (count > 0)
         memset(rt->listed_matched, 0, count * sizeof(*rt->listed_matched));

@@ -480,7 +480,7 @@ SW_TEST(memo_skips_only_unchanged_empty_plans)
     struct sw_unit *a = unit(&w, "k1", "web", "eu", SW_UNIT_READY, 0.5, 10);
     a->market_id = sw_xstrdup("m1");
     sw_desired_set(&w.desired, "web", "eu", 1);
-#define PLAN_MEMO()                                                                           \
+#define PLAN_MEMO()                                                                                \
     sw_planner_plan_memo(&memo, &w.desired, &w.units, &w.offers, w.groups, w.group_count, &w.out)
     PLAN_MEMO();
     SW_ASSERT_EQ(w.out.count, 0);

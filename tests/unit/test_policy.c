@@ -611,8 +611,7 @@ SW_TEST(desired_follows_names_across_calls)
         SW_ASSERT_EQ(sw_policy_eval(p, &w.in, &out, &err), 0);
         SW_ASSERT_EQ(out.desired.count, expect[i].entries);
         SW_ASSERT_EQ(sw_desired_get(&out.desired, "web", expect[i].region), expect[i].count);
-        SW_ASSERT_EQ(sw_desired_get(&out.desired, "web", expect[i].other),
-                     expect[i].other_count);
+        SW_ASSERT_EQ(sw_desired_get(&out.desired, "web", expect[i].other), expect[i].other_count);
     }
     /* A reload starts a new Lua state: the first tick's table again, counted afresh. */
     write_file("names.lua", "return {evaluate = function(ctx)\n"
