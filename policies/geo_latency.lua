@@ -222,11 +222,12 @@ end
 -- units). Regions missing from this tick's metric decay to 0. Every region is updated on
 -- every tick, so ctx.state keeps one number per region (st.avg) and one time (st.last_t).
 --
--- Regions of the RTT table land in m.dv / m.dq / m.steps, arrays by position in c.users
--- that live as long as the memo (filling a fresh table every tick costs more than the rest
--- of a tick); others in m.extra / m.extra_q (name → value, usually empty). Below min_rps is
--- 0. The totals are summed only when a decision needs them (demand_totals). Returns whether
--- the rounded demand changed.
+-- Regions of the RTT table land in m.dq / m.steps, arrays by position in c.users that live
+-- as long as the memo (filling a fresh table every tick costs more than the rest of a
+-- tick); others in m.extra / m.extra_q (name → value, usually empty). Below min_rps is 0.
+-- What only explanations read is worked out when one is given: the smoothed demand by
+-- position (smoothed() fills m.dv from st.avg) and the totals (demand_total).
+-- Returns whether the rounded demand changed.
 
 -- User i's rounded demand moved to k steps (dk = the change): m.reach_steps follows (in
 -- whole steps, so it never drifts; it spares the placement summing them again), and so do
@@ -247,16 +248,31 @@ local function restep(c, m, i, k, dk)
   end
 end
 
--- User i's smoothed demand is v: rounds it as demand() does inline. Returns whether its
--- rounded demand changed.
-local function set_user(c, m, i, v)
-  local k = 0
+-- Smoothed demand v in steps: rounded up, 0 below min_rps. Never decreases as v grows.
+local function steps_of(c, v)
   if v >= c.min_rps and v > 0 then
-    k = -((1e-6 - v / c.step) // 1) -- ceil without a call
-  else
-    v = 0
+    return -((1e-6 - v / c.step) // 1) -- ceil without a call
   end
-  m.dv[i] = v
+  return 0
+end
+
+-- User i's smoothed demand is v: its rounded demand, and m.lo[i]..m.hi[i], an interval of
+-- demand that rounds to the same steps (both ends checked with steps_of, which never
+-- decreases: everything between rounds the same). demand() rounds again only when the
+-- demand leaves it, which spares most ticks the division. Returns whether the rounded
+-- demand changed.
+local function set_user(c, m, i, v)
+  local k, lo, hi = steps_of(c, v), -huge, 0
+  if k > 0 then
+    lo, hi = (k - 1 + 1e-6) * c.step * (1 + 1e-12), (k + 1e-6) * c.step * (1 - 1e-12)
+    lo = lo > c.min_rps and lo or c.min_rps
+  elseif c.min_rps > 0 then
+    hi = c.min_rps * (1 - 1e-12)
+  end
+  if steps_of(c, lo) ~= k or steps_of(c, hi) ~= k then
+    lo, hi = v, v
+  end
+  m.lo[i], m.hi[i] = v < lo and v or lo, v > hi and v or hi
   local dk = k - m.steps[i]
   if dk ~= 0 then
     restep(c, m, i, k, dk)
@@ -293,36 +309,25 @@ local function demand(ctx, c, st, m, now)
       end
     end
   end
-  local index, users, nu = c.user_index, c.users, #c.users
-  local min_rps, step, dv, steps = c.min_rps, c.step, m.dv, m.steps
+  local index, users, nu, lo, hi = c.user_index, c.users, #c.users, m.lo, m.hi
   local changed, extra = m.first, nil
   -- m.avg_count: the entries of st.avg after the last tick (nil: not counted yet). When
   -- this tick's metric had them all, no region is missing and none needs decaying.
-  local had, seen, nraw, others = m.avg_count, 0, 0, 0
+  local had, seen, fresh, others = m.avg_count, 0, 0, 0
   for region, value in pairs(raw) do
     if region ~= "" then
-      nraw = nraw + 1
       local a = avg[region]
       if a ~= nil then
         seen = seen + 1
       else
-        a = 0
+        a, fresh = 0, fresh + 1
       end
       local v = a + alpha * (value - a)
       avg[region] = v
       local i = index[region]
       if i ~= nil then
-        -- set_user, inlined: this loop is most of a tick
-        local k = 0
-        if v >= min_rps and v > 0 then
-          k = -((1e-6 - v / step) // 1) -- ceil without a call
-        else
-          v = 0
-        end
-        dv[i] = v
-        local dk = k - steps[i]
-        if dk ~= 0 then
-          restep(c, m, i, k, dk)
+        -- (not: NaN rounds again)
+        if not (v >= lo[i] and v <= hi[i]) and set_user(c, m, i, v) then
           changed = true
         end
       else
@@ -332,6 +337,7 @@ local function demand(ctx, c, st, m, now)
       end
     end
   end
+  local nraw = seen + fresh
   if had == nil or seen < had then
     local count = 0
     for region, a in pairs(avg) do
@@ -366,6 +372,7 @@ local function demand(ctx, c, st, m, now)
     end
   end
   -- Regions without RTT data, in the order their demand is added to the totals.
+  local min_rps, step = c.min_rps, c.step
   local extra_v, extra_q, extra_seq = nil, nil, nil
   if extra ~= nil then
     for region, v in pairs(extra) do
@@ -397,21 +404,32 @@ local function demand(ctx, c, st, m, now)
   return changed
 end
 
--- The smoothed and the rounded demand in all, summed in a fixed order (users by position,
--- then regions without RTT data) so that the same demand always gives the same totals.
-local function demand_totals(c, m)
-  local dv, dq, total, total_q = m.dv, m.dq, 0, 0
+-- m.dv[i]: user i's smoothed demand (0 below min_rps), from st.avg, which holds what
+-- demand() worked out this tick (a region missing there has none).
+local function smoothed(c, m, st)
+  local avg, users, dv, min_rps = st.avg, c.users, m.dv, c.min_rps
+  for i = 1, #users do
+    local v = avg[users[i]] or 0
+    dv[i] = (v >= min_rps and v > 0) and v or 0
+  end
+end
+
+-- The demand in all (smoothed, with m.dv filled; or rounded), summed in a fixed order
+-- (users by position, then regions without RTT data) so that the same demand always gives
+-- the same total.
+local function demand_total(c, m, rounded)
+  local d, total = rounded and m.dq or m.dv, 0
   for i = 1, #c.users do
-    total, total_q = total + dv[i], total_q + dq[i]
+    total = total + d[i]
   end
   local seq = m.extra_seq
   if seq ~= nil then
-    local extra_v, extra_q = m.extra, m.extra_q
+    local extra = rounded and m.extra_q or m.extra
     for k = 1, #seq do
-      total, total_q = total + extra_v[seq[k]], total_q + extra_q[seq[k]]
+      total = total + extra[seq[k]]
     end
   end
-  return total, total_q
+  return total
 end
 
 -- Best offer per candidate from ctx.offers (as ctx.price(region) would say), else what its
@@ -1094,11 +1112,12 @@ local function new_memo(st, c)
               slot_fresh = { j = {}, how = {} }, serving_j = {}, forced_j = {}, route = {},
               route_ms = {}, route_serving = {}, sload = {}, want_j = {}, kind_j = {},
               need_j = {}, out_want = {}, e_want = {}, e_kind = {}, e_cap = {}, e_flag = {},
-              sum_t = {}, sum_s = {}, moved = 0,
+              sum_t = {}, sum_s = {}, moved = 0, lo = {}, hi = {}, seed_stale = true,
               pattern_changed = true, ref_seed = {}, sw_how = {}, settled = false,
               dirty = {}, ndirty = 0, todo = {}, all_j = {} }
   for i = 1, #c.users do
     m.dv[i], m.dq[i], m.steps[i], m.covered[i] = 0, 0, 0, false
+    m.lo[i], m.hi[i] = huge, -huge -- empty: the first tick rounds
     m.route[i], m.route_ms[i] = false, false
   end
   for j = 1, #c.candidates do
@@ -1156,7 +1175,8 @@ end
 
 -- What an explanation reads by name, built on the first explanation of a tick: the
 -- smoothed demand (regions without RTT data too) and the serving set.
-local function named_views(c, m, serving_j)
+local function named_views(c, m, st, serving_j)
+  smoothed(c, m, st)
   local dem, is_serving = {}, {}
   for i = 1, #c.users do
     if m.dv[i] > 0 then
@@ -1261,11 +1281,15 @@ return {
     if dem_changed or prices_changed or target == nil then
       -- The placement: the one chosen before while the demand has provably not moved
       -- enough to change choose()'s answer, else choose() again.
-      local seed = current_seed(c, st, cap, m, first_tick)
+      -- st.sw changes only where the hysteresis runs, which then sets m.seed_stale.
+      local seed = m.seed
+      if m.seed_stale then
+        seed, m.seed_stale = current_seed(c, st, cap, m, first_tick), false
+      end
       if target ~= nil and not prices_changed and kept_still_wins(c, m, seed) then
         m.target_stale = true
       else
-        local _, total_q = demand_totals(c, m)
+        local total_q = demand_total(c, m, true)
         target = choose(c, seed, dq, total_q, prices, m)
         m.target = target
         note_choice(c, m, target, seed, total_q)
@@ -1346,7 +1370,7 @@ return {
       for j = 1, nc do
         sw_how[j] = how[j]
       end
-      m.settled = not first_tick and not any_forced
+      m.settled, m.seed_stale = not first_tick and not any_forced, true
     end
 
     -- Each user region's nearest serving region, worked out again only when the serving
@@ -1513,12 +1537,12 @@ return {
           if m.target_stale then
             -- The explanation quotes the placement's costs: those of this tick's demand.
             -- choose() gives the same regions (kept_still_wins), with today's figures.
-            local _, total_q = demand_totals(c, m)
+            local total_q = demand_total(c, m, true)
             target = choose(c, m.ref_seed, dq, total_q, prices, m)
             m.target = target
             note_choice(c, m, target, m.ref_seed, total_q)
           end
-          views = views or named_views(c, m, serving_j)
+          views = views or named_views(c, m, st, serving_j)
           local routed, load_rps = routed_to(c, m, j)
           local since = low[s]
           ctx.explain(group, s, explain_region(c, st, s, {
@@ -1555,7 +1579,7 @@ return {
       for k = 1, npicks do
         placed[k] = cands[picks[k]]
       end
-      views = views or named_views(c, m, serving_j)
+      views = views or named_views(c, m, st, serving_j)
       local within, unreachable, latencies, measured, user_regions = 0, 0, {}, 0, 0
       for u, d in pairs(views.dem) do
         user_regions = user_regions + 1
@@ -1572,7 +1596,7 @@ return {
         end
       end
       local p95_ms = p95(latencies, measured)
-      local total = demand_totals(c, m)
+      local total = demand_total(c, m, false)
       ctx.explain(group, nil, fmt("%.0f rps from %d user regions; %.1f%% within %g ms "
         .. "(target %.0f%%), p95 %s; placement %s; serving %s%s", total, user_regions,
         total > 0 and 100 * within / total or 100, c.slo_ms,
