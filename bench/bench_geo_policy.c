@@ -5,6 +5,10 @@
  *   GEO_BENCH_STEADY=1                   demand held at its first value: every tick after
  *                                        the first is an "unchanged" one (the common tick
  *                                        of a simulation), instead of moving every tick
+ *   GEO_BENCH_ROWS=N                     demand moves every N calls only (30: 5-minute rows
+ *                                        at 10 s ticks, as bench_sim and `steward simulate`
+ *                                        feed it): the smoothed demand then crosses a rounding
+ *                                        step on some ticks only, as in a simulation
  *   GEO_BENCH_STRICT=1                   strict mode (an instruction budget, the count hook):
  *                                        counts Lua instructions, at the hook's cost
  *
@@ -111,6 +115,10 @@ int main(int argc, char **argv)
     }
     const char *steady_env = getenv("GEO_BENCH_STEADY");
     bool steady = steady_env != NULL && strcmp(steady_env, "1") == 0;
+    const char *rows_env = getenv("GEO_BENCH_ROWS");
+    long rows = rows_env != NULL ? atol(rows_env) : 1;
+    if (rows < 1)
+        rows = 1;
     int unit_count = region_count / 2 > 2 ? region_count / 2 : 2;
     make_places();
     struct sw_units units;
@@ -182,7 +190,7 @@ int main(int argc, char **argv)
     uint64_t lua_kinstructions = 0;
     for (long n = 1; n <= iterations; n++) {
         in.now_ms += 10000;
-        set_demand(&metrics, in.now_ms, steady ? 0 : n);
+        set_demand(&metrics, in.now_ms, steady ? 0 : n - n % rows);
         start = uv_hrtime();
         double cpu_start = thread_cpu_ns();
         int rc = sw_policy_eval(p, &in, &out, &err);
@@ -209,7 +217,8 @@ int main(int argc, char **argv)
     printf("bench_geo_policy: %d regions, %d RTT rows, %s demand: first call %.0f us (builds "
            "tables), then %.1f us/eval CPU (%.1f us wall, %.0f us worst) over %ld calls; %.1f "
            "regions asked for, %.1f explanations and %s (target <= 200 us at 48)\n",
-           region_count, region_count * region_count, steady ? "steady" : "moving", first_us,
+           region_count, region_count * region_count,
+           steady ? "steady" : (rows > 1 ? "stepped" : "moving"), first_us,
            cpu_us, mean_us, worst_ns / 1e3, iterations,
            (double)regions_asked / (double)iterations, (double)explanations / (double)iterations,
            counted);

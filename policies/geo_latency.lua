@@ -30,6 +30,9 @@
 -- are those of the previous tick decides what that tick decided: it smooths the demand,
 -- compares, and returns the previous answer unexplained. That is most ticks (86% of the
 -- week in examples/geo), and it keeps the policy cheap enough for month-long simulations.
+-- A tick whose rounded demand moved keeps the placement without running choose() while
+-- the move provably cannot change its answer (kept_still_wins), and, with the serving set
+-- settled, works out again only the regions serving the user regions that moved.
 --
 -- Latency of a request = RTT(user region, serving region) + server_ms. RTTs come from
 -- params.rtt: rows {from = user region, to = serving region, rtt_ms = n} (or {from, to, ms}
@@ -219,10 +222,65 @@ end
 -- units). Regions missing from this tick's metric decay to 0. Every region is updated on
 -- every tick, so ctx.state keeps one number per region (st.avg) and one time (st.last_t).
 --
--- Regions of the RTT table land in m.dv / m.dq, arrays by position in c.users that live as
--- long as the memo (filling a fresh table every tick costs more than the rest of a tick);
--- others in m.extra / m.extra_q (name → value, usually empty). Below min_rps is 0.
--- Returns the smoothed total, the rounded total, and whether the rounded demand changed.
+-- Regions of the RTT table land in m.dq / m.steps, arrays by position in c.users that live
+-- as long as the memo (filling a fresh table every tick costs more than the rest of a
+-- tick); others in m.extra / m.extra_q (name → value, usually empty). Below min_rps is 0.
+-- What only explanations read is worked out when one is given: the smoothed demand by
+-- position (smoothed() fills m.dv from st.avg) and the totals (demand_total).
+-- Returns whether the rounded demand changed.
+
+-- User i's rounded demand moved to k steps (dk = the change): m.reach_steps follows (in
+-- whole steps, so it never drifts; it spares the placement summing them again), and so do
+-- m.moved (steps moved since the last exact placement) and m.pattern_changed (a user
+-- gained or lost all its demand), which tell whether the placement must be worked out again.
+local function restep(c, m, i, k, dk)
+  m.steps[i], m.dq[i] = k, k * c.step
+  local r, reach_steps = c.reach[i], m.reach_steps
+  for x = 1, #r do
+    local j = r[x]
+    reach_steps[j] = reach_steps[j] + dk
+  end
+  m.moved = m.moved + (dk > 0 and dk or -dk)
+  local n = m.ndirty + 1
+  m.ndirty, m.dirty[n] = n, i
+  if k == 0 or k == dk then
+    m.pattern_changed = true
+  end
+end
+
+-- Smoothed demand v in steps: rounded up, 0 below min_rps. Never decreases as v grows.
+local function steps_of(c, v)
+  if v >= c.min_rps and v > 0 then
+    return -((1e-6 - v / c.step) // 1) -- ceil without a call
+  end
+  return 0
+end
+
+-- User i's smoothed demand is v: its rounded demand, and m.lo[i]..m.hi[i], an interval of
+-- demand that rounds to the same steps (both ends checked with steps_of, which never
+-- decreases: everything between rounds the same). demand() rounds again only when the
+-- demand leaves it, which spares most ticks the division. Returns whether the rounded
+-- demand changed.
+local function set_user(c, m, i, v)
+  local k, lo, hi = steps_of(c, v), -huge, 0
+  if k > 0 then
+    lo, hi = (k - 1 + 1e-6) * c.step * (1 + 1e-12), (k + 1e-6) * c.step * (1 - 1e-12)
+    lo = lo > c.min_rps and lo or c.min_rps
+  elseif c.min_rps > 0 then
+    hi = c.min_rps * (1 - 1e-12)
+  end
+  if steps_of(c, lo) ~= k or steps_of(c, hi) ~= k then
+    lo, hi = v, v
+  end
+  m.lo[i], m.hi[i] = v < lo and v or lo, v > hi and v or hi
+  local dk = k - m.steps[i]
+  if dk ~= 0 then
+    restep(c, m, i, k, dk)
+    return true
+  end
+  return false
+end
+
 local function demand(ctx, c, st, m, now)
   local raw, err = ctx.metrics.sum_by(c.metric, c.label)
   if not raw then
@@ -251,34 +309,35 @@ local function demand(ctx, c, st, m, now)
       end
     end
   end
-  local index, cur, nu = c.user_index, m.cur, #c.users
-  for i = 1, nu do
-    cur[i] = 0
-  end
-  local extra
+  local index, users, nu, lo, hi = c.user_index, c.users, #c.users, m.lo, m.hi
+  local changed, extra = m.first, nil
   -- m.avg_count: the entries of st.avg after the last tick (nil: not counted yet). When
   -- this tick's metric had them all, no region is missing and none needs decaying.
-  local had, seen, nraw = m.avg_count, 0, 0
+  local had, seen, fresh, others = m.avg_count, 0, 0, 0
   for region, value in pairs(raw) do
     if region ~= "" then
-      nraw = nraw + 1
       local a = avg[region]
       if a ~= nil then
         seen = seen + 1
       else
-        a = 0
+        a, fresh = 0, fresh + 1
       end
       local v = a + alpha * (value - a)
       avg[region] = v
       local i = index[region]
       if i ~= nil then
-        cur[i] = v
+        -- (not: NaN rounds again)
+        if not (v >= lo[i] and v <= hi[i]) and set_user(c, m, i, v) then
+          changed = true
+        end
       else
+        others = others + 1
         extra = extra or {}
         extra[region] = v
       end
     end
   end
+  local nraw = seen + fresh
   if had == nil or seen < had then
     local count = 0
     for region, a in pairs(avg) do
@@ -290,7 +349,7 @@ local function demand(ctx, c, st, m, now)
           avg[region] = v
           local i = index[region]
           if i ~= nil then
-            cur[i] = v
+            changed = set_user(c, m, i, v) or changed
           else
             extra = extra or {}
             extra[region] = v
@@ -303,57 +362,74 @@ local function demand(ctx, c, st, m, now)
   else
     m.avg_count = nraw -- every earlier entry was in raw: st.avg holds raw's regions
   end
-  -- m.steps[i]: user i's rounded demand in steps; m.reach_steps[j]: the steps of all the
-  -- demand within the SLO of candidate j, kept up to date from the users that changed (in
-  -- whole steps, so it never drifts), which spares the placement summing them again.
-  local min_rps, step, dv, dq, steps, reach_steps = c.min_rps, c.step, m.dv, m.dq, m.steps,
-    m.reach_steps
-  local reach = c.reach
-  local total, total_q, changed = 0, 0, m.first
-  for i = 1, nu do
-    local v, k = cur[i], 0
-    if v >= min_rps and v > 0 then
-      k = -((1e-6 - v / step) // 1) -- ceil without a call
-    else
-      v = 0
-    end
-    dv[i] = v
-    local q = k * step
-    total, total_q = total + v, total_q + q
-    local dk = k - steps[i]
-    if dk ~= 0 then
-      steps[i], dq[i], changed = k, q, true
-      local r = reach[i]
-      for x = 1, #r do
-        local j = r[x]
-        reach_steps[j] = reach_steps[j] + dk
+  -- Users neither in this tick's metric nor still decaying (then in st.avg) have none.
+  if nraw - others < nu then
+    for i = 1, nu do
+      local u = users[i]
+      if raw[u] == nil and avg[u] == nil then
+        changed = set_user(c, m, i, 0) or changed
       end
     end
   end
-  local extra_v, extra_q = nil, nil
+  -- Regions without RTT data, in the order their demand is added to the totals.
+  local min_rps, step = c.min_rps, c.step
+  local extra_v, extra_q, extra_seq = nil, nil, nil
   if extra ~= nil then
     for region, v in pairs(extra) do
       if v >= min_rps and v > 0 then
         local q = -((1e-6 - v / step) // 1) * step
-        extra_v, extra_q = extra_v or {}, extra_q or {}
+        extra_v, extra_q, extra_seq = extra_v or {}, extra_q or {}, extra_seq or {}
         extra_v[region], extra_q[region] = v, q
-        total, total_q = total + v, total_q + q
+        extra_seq[#extra_seq + 1] = region
       end
     end
   end
   local last = m.extra_q
+  local extra_changed = false
   if (last == nil) ~= (extra_q == nil) then
-    changed = true
+    extra_changed = true
   elseif last ~= nil then
     for region, q in pairs(extra_q) do
-      changed = changed or last[region] ~= q
+      extra_changed = extra_changed or last[region] ~= q
     end
     for region in pairs(last) do
-      changed = changed or extra_q[region] == nil
+      extra_changed = extra_changed or extra_q[region] == nil
     end
   end
-  m.extra, m.extra_q, m.first = extra_v, extra_q, false
-  return total, total_q, changed
+  if extra_changed then
+    changed, m.pattern_changed = true, true
+  end
+  m.extra_changed = extra_changed
+  m.extra, m.extra_q, m.extra_seq, m.first = extra_v, extra_q, extra_seq, false
+  return changed
+end
+
+-- m.dv[i]: user i's smoothed demand (0 below min_rps), from st.avg, which holds what
+-- demand() worked out this tick (a region missing there has none).
+local function smoothed(c, m, st)
+  local avg, users, dv, min_rps = st.avg, c.users, m.dv, c.min_rps
+  for i = 1, #users do
+    local v = avg[users[i]] or 0
+    dv[i] = (v >= min_rps and v > 0) and v or 0
+  end
+end
+
+-- The demand in all (smoothed, with m.dv filled; or rounded), summed in a fixed order
+-- (users by position, then regions without RTT data) so that the same demand always gives
+-- the same total.
+local function demand_total(c, m, rounded)
+  local d, total = rounded and m.dq or m.dv, 0
+  for i = 1, #c.users do
+    total = total + d[i]
+  end
+  local seq = m.extra_seq
+  if seq ~= nil then
+    local extra = rounded and m.extra_q or m.extra
+    for k = 1, #seq do
+      total = total + extra[seq[k]]
+    end
+  end
+  return total
 end
 
 -- Best offer per candidate from ctx.offers (as ctx.price(region) would say), else what its
@@ -675,7 +751,7 @@ local function place(c, dv, total, prices, m, slot, seed)
   if filled then
     stray = route_loads(c, dv, pr, chosen_j, n, rank, load, serves)
   end
-  slot.n, slot.within = n, covered_rps
+  slot.n, slot.within, slot.filled = n, covered_rps, filled
   slot.cost = loads_cost(c, pr, chosen_j, n, load, stray)
   slot.alt_cost, slot.alt_floor = nil, nil
   return slot
@@ -742,15 +818,10 @@ local function cost_floor(c, dv, total, prices, m)
   return floor_cost > least and floor_cost or least
 end
 
--- The placement to aim for. The current one (the regions serving and staying, and those
--- waiting to join; on a first tick, the regions already holding units), completed by the
--- greedy where it no longer keeps the SLO, stays unless the greedy's own placement costs at
--- least switch_saving less, or keeps the SLO for more demand. Neighbours within the SLO at
--- similar prices are near-equal placements, and without this they trade places whenever
--- the demand moves a little: every move buys new leases and gives back good ones.
--- Returns the slot chosen (place's); a kept one carries the alternative's cost
--- (slot.alt_cost), or the floor no alternative can go below (slot.alt_floor).
-local function choose(c, st, dq, total, prices, cap, m, first_tick)
+-- The current placement, as the seed of choose(): the regions serving and staying, and those
+-- waiting to join; on a first tick, the regions already holding units. Fills m.seed and
+-- returns it.
+local function current_seed(c, st, cap, m, first_tick)
   local cands, sws, seed = c.candidates, st.sw, m.seed
   local ns = 0
   for j = 1, #cands do
@@ -769,7 +840,18 @@ local function choose(c, st, dq, total, prices, cap, m, first_tick)
   for k = #seed, ns + 1, -1 do
     seed[k] = nil
   end
-  if ns == 0 then
+  return seed
+end
+
+-- The placement to aim for. The current one (seed), completed by the greedy where it no
+-- longer keeps the SLO, stays unless the greedy's own placement costs at least
+-- switch_saving less, or keeps the SLO for more demand. Neighbours within the SLO at
+-- similar prices are near-equal placements, and without this they trade places whenever
+-- the demand moves a little: every move buys new leases and gives back good ones.
+-- Returns the slot chosen (place's); a kept one carries the alternative's cost
+-- (slot.alt_cost), or the floor no alternative can go below (slot.alt_floor).
+local function choose(c, seed, dq, total, prices, m)
+  if #seed == 0 then
     return place(c, dq, total, prices, m, m.slot_fresh)
   end
   local kept = place(c, dq, total, prices, m, m.slot_kept, seed)
@@ -787,6 +869,76 @@ local function choose(c, st, dq, total, prices, cap, m, first_tick)
   end
   kept.alt_cost = fresh.cost
   return kept
+end
+
+-- What choose() decided, as the reference the next ticks' demand is measured against: when
+-- it kept the seed because no placement can cost less than cost_floor allows (the common
+-- case), the margins by which it kept it. m.moved and m.pattern_changed start again.
+local function note_choice(c, m, target, seed, total_q)
+  m.moved, m.pattern_changed, m.target_stale = 0, false, false
+  m.ref_ok = target == m.slot_kept and target.alt_floor == true and not target.filled
+  if not m.ref_ok then
+    return
+  end
+  local ref_seed = m.ref_seed
+  for k = 1, #seed do
+    ref_seed[k] = seed[k]
+  end
+  for k = #ref_seed, #seed + 1, -1 do
+    ref_seed[k] = nil
+  end
+  local floor_cost, cost = target.alt_cost, target.cost
+  m.ref_cost_margin = floor_cost - cost * (1 - c.switch_saving) * (1 + 1e-9)
+  m.ref_slo_margin = target.within - (c.slo_share * total_q - 1e-9)
+  -- Rounding slack: far below any margin that matters, far above float error.
+  m.ref_tol = 1e-7 * (floor_cost + cost + total_q + 1)
+  -- How fast the margins can shrink per rps of demand moved. Only users with demand move
+  -- (the same ones keep having it). The placement's cost moves by at most the dearest
+  -- price among its regions per unit of demand. The floor moves by at most the dearest
+  -- cheapest-price-in-reach of those users (m.mr, cost_floor's), plus twice the spread
+  -- between that and the cheapest price for the demand it lets outside the SLO (granted to
+  -- the dearest reach first; the grant moves with each user's demand and with the budget,
+  -- (1 - slo_share) of the total). The demand within the SLO moves by at most the demand
+  -- moved, its target by slo_share of it.
+  local pr, mr, dq = m.pr, m.mr, m.dq
+  local max_chosen, max_mr = 0, 0
+  for k = 1, target.n do
+    local price = pr[target.j[k]]
+    max_chosen = price > max_chosen and price or max_chosen
+  end
+  for i = 1, #c.users do
+    if dq[i] > 0 and mr[i] > max_mr then
+      max_mr = mr[i]
+    end
+  end
+  m.ref_cost_rate = (max_chosen * (1 - c.switch_saving) * (1 + 1e-9) + max_mr
+    + 2 * (max_mr - m.min_pr)) / c.rps_per_unit
+end
+
+-- Whether the placement choose() kept at the reference still wins, without running it: the
+-- same seed, every user with demand then has demand now (and none more), and the demand
+-- moved since (m.moved, in steps: an upper bound on the distance) cannot have eaten the
+-- margins by which it won. Then choose() would return the same regions, the same way; only
+-- the costs it carries are those of the reference (m.target_stale).
+local function kept_still_wins(c, m, seed)
+  if not m.ref_ok or m.pattern_changed then
+    return false
+  end
+  local moved = m.moved * c.step
+  if m.ref_cost_margin - m.ref_cost_rate * moved <= m.ref_tol
+      or m.ref_slo_margin - (1 + c.slo_share) * moved <= m.ref_tol then
+    return false
+  end
+  local ref_seed = m.ref_seed
+  if #seed ~= #ref_seed then
+    return false
+  end
+  for k = 1, #seed do
+    if seed[k] ~= ref_seed[k] then
+      return false
+    end
+  end
+  return true
 end
 
 -- Nearest serving region for a user region (ties: the cheaper, then alphabetical): the
@@ -954,15 +1106,18 @@ end
 -- A fresh memo for this state and these derived tables, with its scratch arrays (by
 -- position in c.users or c.candidates: a changed tick refills them instead of allocating).
 local function new_memo(st, c)
-  local m = { st = st, c = c, first = true, cur = {}, dv = {}, dq = {}, steps = {},
+  local m = { st = st, c = c, first = true, dv = {}, dq = {}, steps = {},
               reach_steps = {}, pr = {}, gain = {}, covered = {}, rank = {}, load = {},
               serves = {}, seed = {}, slot_kept = { j = {}, how = {} },
               slot_fresh = { j = {}, how = {} }, serving_j = {}, forced_j = {}, route = {},
               route_ms = {}, route_serving = {}, sload = {}, want_j = {}, kind_j = {},
               need_j = {}, out_want = {}, e_want = {}, e_kind = {}, e_cap = {}, e_flag = {},
-              sum_t = {}, sum_s = {} }
+              sum_t = {}, sum_s = {}, moved = 0, lo = {}, hi = {}, seed_stale = true,
+              pattern_changed = true, ref_seed = {}, sw_how = {}, settled = false,
+              dirty = {}, ndirty = 0, todo = {}, all_j = {} }
   for i = 1, #c.users do
-    m.cur[i], m.dv[i], m.dq[i], m.steps[i], m.covered[i] = 0, 0, 0, 0, false
+    m.dv[i], m.dq[i], m.steps[i], m.covered[i] = 0, 0, 0, false
+    m.lo[i], m.hi[i] = huge, -huge -- empty: the first tick rounds
     m.route[i], m.route_ms[i] = false, false
   end
   for j = 1, #c.candidates do
@@ -973,9 +1128,27 @@ local function new_memo(st, c)
       false, false
     m.out_want[j], m.e_want[j], m.e_kind[j], m.e_cap[j], m.e_flag[j] = false, false, false,
       false, false
-    m.sum_t[j], m.sum_s[j] = false, false
+    m.sum_t[j], m.sum_s[j], m.sw_how[j], m.all_j[j] = false, false, false, j
   end
   return m
+end
+
+-- The rounded demand routed to serving candidate j (as evaluate sums it for every region,
+-- in the same order: the same sum).
+local function routed_load(c, m, j, cheapest)
+  local dq, route, sum = m.dq, m.route, 0
+  for i = 1, #c.users do
+    local q = dq[i]
+    if q > 0 and (route[i] or cheapest) == j then
+      sum = sum + q
+    end
+  end
+  if j == cheapest and m.extra_q ~= nil then
+    for _, q in pairs(m.extra_q) do
+      sum = sum + q
+    end
+  end
+  return sum
 end
 
 -- Nearest serving candidate (position) for user i, with its latency (ties: the cheaper,
@@ -1002,7 +1175,8 @@ end
 
 -- What an explanation reads by name, built on the first explanation of a tick: the
 -- smoothed demand (regions without RTT data too) and the serving set.
-local function named_views(c, m, serving_j)
+local function named_views(c, m, st, serving_j)
+  smoothed(c, m, st)
   local dem, is_serving = {}, {}
   for i = 1, #c.users do
     if m.dv[i] > 0 then
@@ -1093,7 +1267,7 @@ return {
     st.low_since = st.low_since or {}
     local now = ctx.now
 
-    local total, total_q, dem_changed = demand(ctx, c, st, m, now)
+    local dem_changed = demand(ctx, c, st, m, now)
     local prices, prices_changed = price_vector(ctx, c, m)
     local cap, cap_changed = capacity_vector(ctx, c, m)
     if not (dem_changed or prices_changed or cap_changed) and now < m.deadline then
@@ -1105,10 +1279,38 @@ return {
     local first_tick = st.sw_started == nil
     local target = m.target
     if dem_changed or prices_changed or target == nil then
-      target = choose(c, st, dq, total_q, prices, cap, m, first_tick)
-      m.target = target
+      -- The placement: the one chosen before while the demand has provably not moved
+      -- enough to change choose()'s answer, else choose() again.
+      -- st.sw changes only where the hysteresis runs, which then sets m.seed_stale.
+      local seed = m.seed
+      if m.seed_stale then
+        seed, m.seed_stale = current_seed(c, st, cap, m, first_tick), false
+      end
+      if target ~= nil and not prices_changed and kept_still_wins(c, m, seed) then
+        m.target_stale = true
+      else
+        local total_q = demand_total(c, m, true)
+        target = choose(c, seed, dq, total_q, prices, m)
+        m.target = target
+        note_choice(c, m, target, seed, total_q)
+      end
     end
     local picks, npicks, how = target.j, target.n, target.how
+
+    -- The serving set is the last tick's when nothing it depends on moved: the same
+    -- placement, no hysteresis timer due (m.deadline), nobody added at once last tick (that
+    -- changes their explanation), and the same prices (routing). Then the hysteresis, the
+    -- routing and the placement summary have nothing to do.
+    local settled = m.settled and now < m.deadline and not prices_changed
+    local sw_how = m.sw_how
+    if settled then
+      for j = 1, nc do
+        if sw_how[j] ~= how[j] then
+          settled = false
+          break
+        end
+      end
+    end
 
     -- Hysteresis per region (steward.hysteresis's rule, inlined). On the first tick (a fresh
     -- state: a new deployment, or one adopted from another tool), regions already holding
@@ -1116,58 +1318,66 @@ return {
     st.sw_started = true
     local serving_j, forced_j = m.serving_j, m.forced_j
     local up_s, down_s, sws = c.up_s, c.down_s, st.sw
-    local n_serving = 0
-    for j = 1, nc do
-      local s = cands[j]
-      local sw = sws[s]
-      local wants = how[j] ~= false
-      if sw == nil and (wants or (first_tick and cap[s] > 0)) then
-        sw = { on = first_tick and cap[s] > 0 }
-        sws[s] = sw
-      end
-      local on = false
-      if sw ~= nil then
-        if wants == sw.on then
-          sw.since = nil
-        else
-          sw.since = sw.since or now
-          if now - sw.since >= (sw.on and down_s or up_s) then
-            sw.on, sw.since = wants, nil
+    if not settled then
+      local n_serving = 0
+      for j = 1, nc do
+        local s = cands[j]
+        local sw = sws[s]
+        local wants = how[j] ~= false
+        if sw == nil and (wants or (first_tick and cap[s] > 0)) then
+          sw = { on = first_tick and cap[s] > 0 }
+          sws[s] = sw
+        end
+        local on = false
+        if sw ~= nil then
+          if wants == sw.on then
+            sw.since = nil
+          else
+            sw.since = sw.since or now
+            if now - sw.since >= (sw.on and down_s or up_s) then
+              sw.on, sw.since = wants, nil
+            end
+          end
+          on = sw.on
+          if not on and sw.since == nil then
+            sws[s] = nil -- off and not wanted: forget it (keeps ctx.state small)
           end
         end
-        on = sw.on
-        if not on and sw.since == nil then
-          sws[s] = nil -- off and not wanted: forget it (keeps ctx.state small)
+        serving_j[j], forced_j[j] = on, false
+        if on then
+          n_serving = n_serving + 1
         end
       end
-      serving_j[j], forced_j[j] = on, false
-      if on then
-        n_serving = n_serving + 1
+      -- Never below min_regions: take the placement's first picks, at once. A fresh start
+      -- with nothing serving takes the whole placement at once: there is no placement yet for
+      -- the delay to protect, and waiting would route all the demand to the min_regions
+      -- ones, buying units there for a few minutes only.
+      local fresh_start = first_tick and n_serving == 0 and c.min_regions > 0
+      local any_forced = false
+      for k = 1, npicks do
+        if n_serving >= c.min_regions and not fresh_start then
+          break
+        end
+        local j = picks[k]
+        if not serving_j[j] then
+          sws[cands[j]] = { on = true }
+          serving_j[j] = true
+          forced_j[j] = n_serving >= c.min_regions and "start" or "min"
+          n_serving = n_serving + 1
+          any_forced = true
+        end
       end
-    end
-    -- Never below min_regions: take the placement's first picks, at once. A fresh start
-    -- with nothing serving takes the whole placement at once: there is no placement yet for
-    -- the delay to protect, and waiting would route all the demand to the min_regions
-    -- ones, buying units there for a few minutes only.
-    local fresh_start = first_tick and n_serving == 0 and c.min_regions > 0
-    for k = 1, npicks do
-      if n_serving >= c.min_regions and not fresh_start then
-        break
+      for j = 1, nc do
+        sw_how[j] = how[j]
       end
-      local j = picks[k]
-      if not serving_j[j] then
-        sws[cands[j]] = { on = true }
-        serving_j[j] = true
-        forced_j[j] = n_serving >= c.min_regions and "start" or "min"
-        n_serving = n_serving + 1
-      end
+      m.settled, m.seed_stale = not first_tick and not any_forced, true
     end
 
     -- Each user region's nearest serving region, worked out again only when the serving
     -- set or the prices (ties go to the cheaper) change.
     local route, route_ms, routed_set = m.route, m.route_ms, m.route_serving
     local reroute = m.route_prices ~= prices
-    if not reroute then
+    if not reroute and not settled then
       for j = 1, nc do
         if routed_set[j] ~= serving_j[j] then
           reroute = true
@@ -1196,29 +1406,57 @@ return {
     local cheapest = m.cheapest
     -- Units follow the rounded demand routed to each serving region. Demand from regions
     -- without RTT data still needs serving somewhere: the cheapest serving region.
-    local sload = m.sload
-    for j = 1, nc do
-      sload[j] = 0
-    end
-    for i = 1, nu do
-      local q = dq[i]
-      if q > 0 then
-        local j = route[i] or cheapest
+    -- todo[1..ntodo]: the regions whose decision is worked out again. With the serving set
+    -- settled, the same units and the same demand without RTT data, that is the regions
+    -- serving a user whose rounded demand moved (m.dirty): for the others the load, the
+    -- units and the timers (m.deadline) are those of the last tick, and so is the decision.
+    local sload, todo, ntodo = m.sload, m.all_j, nc
+    if settled and not cap_changed and not m.extra_changed then
+      todo, ntodo = m.todo, 0
+      local dirty = m.dirty
+      for x = 1, m.ndirty do
+        local j = route[dirty[x]] or cheapest
         if j then
-          sload[j] = sload[j] + q
+          -- Kept in region order, the order their explanations go out in.
+          local y = ntodo
+          while y > 0 and todo[y] > j do
+            y = y - 1
+          end
+          if y == 0 or todo[y] ~= j then
+            for z = ntodo, y + 1, -1 do
+              todo[z + 1] = todo[z]
+            end
+            todo[y + 1], ntodo = j, ntodo + 1
+            sload[j] = routed_load(c, m, j, cheapest)
+          end
+        end
+      end
+    else
+      for j = 1, nc do
+        sload[j] = 0
+      end
+      for i = 1, nu do
+        local q = dq[i]
+        if q > 0 then
+          local j = route[i] or cheapest
+          if j then
+            sload[j] = sload[j] + q
+          end
+        end
+      end
+      if m.extra_q ~= nil and cheapest then
+        for _, q in pairs(m.extra_q) do
+          sload[cheapest] = sload[cheapest] + q
         end
       end
     end
-    if m.extra_q ~= nil and cheapest then
-      for _, q in pairs(m.extra_q) do
-        sload[cheapest] = sload[cheapest] + q
-      end
-    end
+    m.ndirty = 0
 
     -- The decision per region: a count (false: none), and what explains it.
     local want_j, kind_j, need_j = m.want_j, m.kind_j, m.need_j
     local rpu, low = c.rps_per_unit, st.low_since
-    for j = 1, nc do
+    for x = 1, ntodo do
+      local j = todo[x]
       local s = cands[j]
       local have = cap[s]
       if serving_j[j] then
@@ -1257,7 +1495,8 @@ return {
     local out, out_want = m.out, m.out_want
     local same = out ~= nil
     if same then
-      for j = 1, nc do
+      for x = 1, ntodo do
+        local j = todo[x]
         if out_want[j] ~= want_j[j] then
           same = false
           break
@@ -1282,7 +1521,8 @@ return {
     -- placement when it or the serving set changed. They read the smoothed demand by name.
     local views
     local e_want, e_kind, e_cap, e_flag = m.e_want, m.e_kind, m.e_cap, m.e_flag
-    for j = 1, nc do
+    for x = 1, ntodo do
+      local j = todo[x]
       local w = want_j[j]
       -- The decision and the units it was taken against: a unit lost or added brings the
       -- explanation back for the action that follows.
@@ -1294,7 +1534,15 @@ return {
         local kind, have = kind_j[j], cap[s]
         if e_want[j] ~= w or e_kind[j] ~= kind or e_cap[j] ~= have or e_flag[j] ~= flag then
           e_want[j], e_kind[j], e_cap[j], e_flag[j] = w, kind, have, flag
-          views = views or named_views(c, m, serving_j)
+          if m.target_stale then
+            -- The explanation quotes the placement's costs: those of this tick's demand.
+            -- choose() gives the same regions (kept_still_wins), with today's figures.
+            local total_q = demand_total(c, m, true)
+            target = choose(c, m.ref_seed, dq, total_q, prices, m)
+            m.target = target
+            note_choice(c, m, target, m.ref_seed, total_q)
+          end
+          views = views or named_views(c, m, st, serving_j)
           local routed, load_rps = routed_to(c, m, j)
           local since = low[s]
           ctx.explain(group, s, explain_region(c, st, s, {
@@ -1311,7 +1559,7 @@ return {
     -- The placement as a set (the greedy's pick order may change with nothing else).
     local sum_t, sum_s = m.sum_t, m.sum_s
     local same_placement = m.summary_done
-    if same_placement then
+    if same_placement and not settled then
       for j = 1, nc do
         if sum_t[j] ~= (how[j] ~= false) or sum_s[j] ~= serving_j[j] then
           same_placement = false
@@ -1331,7 +1579,7 @@ return {
       for k = 1, npicks do
         placed[k] = cands[picks[k]]
       end
-      views = views or named_views(c, m, serving_j)
+      views = views or named_views(c, m, st, serving_j)
       local within, unreachable, latencies, measured, user_regions = 0, 0, {}, 0, 0
       for u, d in pairs(views.dem) do
         user_regions = user_regions + 1
@@ -1348,6 +1596,7 @@ return {
         end
       end
       local p95_ms = p95(latencies, measured)
+      local total = demand_total(c, m, false)
       ctx.explain(group, nil, fmt("%.0f rps from %d user regions; %.1f%% within %g ms "
         .. "(target %.0f%%), p95 %s; placement %s; serving %s%s", total, user_regions,
         total > 0 and 100 * within / total or 100, c.slo_ms,

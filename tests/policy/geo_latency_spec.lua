@@ -437,6 +437,39 @@ describe("geo_latency stability", function()
     end
   end)
 
+  it("decides and explains with its short-cuts what a full evaluation does", function()
+    -- A running policy keeps its placement without choosing again while the demand moves
+    -- little, and works out only the regions whose load moved; a restarted copy (no memo)
+    -- decides everything afresh. Every answer, and every explanation the running one gives,
+    -- must be the restarted copy's: kept regions quote this tick's costs, not stale ones.
+    local p = t.load_policy("policies/geo_latency.lua", params { half_life_s = 30 })
+    local prices = { ["eu-west"] = 0.11, ["eu-central"] = 0.10, ["us-east"] = 0.09,
+                     ["us-west"] = 0.09, ["as-east"] = 0.30 }
+    local units, kept_explained = {}, 0
+    for k = 0, 239 do
+      -- A slow ramp up and down in eu-west: its rounded demand moves every other tick, a
+      -- unit of eu-central's (which serves it) now and then.
+      local ramp = (k % 120) < 60 and (k % 120) or 120 - (k % 120)
+      local demand = { ["eu-west"] = 300 + 2.5 * ramp, ["eu-central"] = 200,
+                       ["us-west"] = 100 }
+      local q = t.load_policy("policies/geo_latency.lua", params { half_life_s = 30 })
+      q.state = p.state
+      q:restart()
+      local d = p:evaluate(input(1000 + 10 * k, demand, units, prices))
+      expect(q:evaluate(input(1000 + 10 * k, demand, units, prices))).to_equal(d)
+      for _, e in ipairs(p.explanations) do
+        if e.region ~= nil then
+          expect(e.text).to_equal(explained(q, e.region))
+          if e.text:find("kept for", 1, true) then
+            kept_explained = kept_explained + 1
+          end
+        end
+      end
+      units = nonzero(d)
+    end
+    expect(kept_explained > 5).to_be(true)
+  end)
+
   it("keeps a placement whose saving is below switch_saving, and says why", function()
     local p = t.load_policy("policies/geo_latency.lua", params { switch_saving = 0.1 })
     local _, units = run_ticks(p, 60, 10, function(k)
