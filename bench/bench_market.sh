@@ -32,8 +32,10 @@
 #   env: BID_DELAY=500ms READY_DELAY=2s POLL_INTERVAL=3s RUNS=1 (acquire_50 repetitions)
 #        N_TRACK=1000 (0 skips track_1000) WATCH_INTERVAL=3s KEEP=1 (keep workdir)
 #        PERF=1 (perf record -g on steward during the first burst: perf.data in the workdir;
+#        PERF=all: during every burst, perf.data.<run>, to add up several runs' samples;
 #        PERF_FREQ=4000 samples per second)
-#        STRACE=1 (strace -c -f on steward during the first burst: syscall counts printed)
+#        STRACE=1 (strace -c -f on steward during the first burst: syscall counts printed;
+#        STRACE=2: the full trace with timestamps in strace.txt, kept with KEEP=1)
 set -euo pipefail
 src=$(cd "$(dirname "$0")/.." && pwd)
 build=$(cd "${1:-$src/build}" && pwd)
@@ -148,8 +150,14 @@ acquire_run() { # acquire_run N: one burst of 50 in $work/acquire$N
   if [ "${PERF:-0}" = 1 ] && [ "$1" = 1 ]; then
     perf record --call-graph dwarf,16384 -F ${PERF_FREQ:-4000} -o "$work/perf.data" -p "$spid" 2>"$work/perf.log" &
     perf_pid=$!
+  elif [ "${PERF:-0}" = all ]; then
+    perf record --call-graph dwarf,16384 -F ${PERF_FREQ:-4000} -o "$work/perf.data.$1" -p "$spid" 2>>"$work/perf.log" &
+    perf_pid=$!
   elif [ "${STRACE:-0}" = 1 ] && [ "$1" = 1 ]; then
     strace -c -f -o "$work/strace.txt" -p "$spid" 2>/dev/null &
+    perf_pid=$!
+  elif [ "${STRACE:-0}" = 2 ] && [ "$1" = 1 ]; then
+    strace -f -tt -s 200 -o "$work/strace.txt" -p "$spid" 2>/dev/null &
     perf_pid=$!
   fi
   # steward's own view: the journal's units in state ready (polled every 20 ms)
@@ -203,8 +211,9 @@ acquire_run() { # acquire_run N: one burst of 50 in $work/acquire$N
 }
 poll_interval=${POLL_INTERVAL:-3s}
 for run in $(seq 1 "${RUNS:-1}"); do acquire_run "$run"; done
-[ "${PERF:-0}" = 1 ] && echo "perf data: $work/perf.data (KEEP=1 keeps it)"
+[ "${PERF:-0}" != 0 ] && echo "perf data: $work/perf.data* (KEEP=1 keeps it)"
 [ "${STRACE:-0}" = 1 ] && cat "$work/strace.txt"
+[ "${STRACE:-0}" = 2 ] && echo "strace: $work/strace.txt (KEEP=1 keeps it)"
 [ "$n_track" -gt 0 ] || exit 0
 
 # ---------------------------------------------------------------- track_1000

@@ -13,8 +13,13 @@
  * for jitter, and the KV space that makes acquires idempotent across restarts:
  *
  *   "index"          JSON array of the dseqs this instance owns (the KV has no listing)
- *   "dep/<dseq>"     one deployment: key, tag, group, region, state, manifest, provider, price,
- *                    uris; written as soon as the create answers, before progress CREATED
+ *   "dep/<dseq>"     one deployment: key, tag, group, region, state, provider, price, uris;
+ *                    written as soon as the create answers, before progress CREATED, and
+ *                    rewritten at every state change (so it stays small: no manifest)
+ *   "manifest/<dseq>" the manifest exactly as the create returned it (raw text), written
+ *                    once with the first "dep/<dseq>" and read back only to send a lease
+ *                    after a restart; dropped with the deployment. Records written before
+ *                    this key existed carry the manifest in "dep/<dseq>"; loading moves it.
  *   "pending"        creates in flight: {key, tag, group, region, started_ms, until_ms},
  *                    written before each attempt is sent. A crash between the marketplace
  *                    creating a deployment and "dep/<dseq>" being written leaves a record
@@ -87,7 +92,10 @@ struct dep {
     char *group;
     char *region;
     int state;
-    char *manifest; /* NULL when unknown (a deployment found in a create's window) */
+    /* In memory from the create until the unit is ready; "manifest/<dseq>" holds it for
+     * a lease after a restart. NULL when not in memory or unknown (a deployment found in a
+     * create's window has none). */
+    char *manifest;
     char *provider;
     int64_t gseq;
     int64_t oseq;
@@ -555,7 +563,6 @@ static void persist_dep(struct dep *d)
     json_add_str(o, "tag", d->tag);
     json_add_str(o, "group", d->group);
     json_add_str(o, "region", d->region);
-    json_add_str(o, "manifest", d->manifest);
     json_add_str(o, "provider", d->provider);
     cJSON_AddNumberToObject(o, "gseq", (double)d->gseq);
     cJSON_AddNumberToObject(o, "oseq", (double)d->oseq);
@@ -568,6 +575,30 @@ static void persist_dep(struct dep *d)
     char key[48];
     snprintf(key, sizeof(key), "dep/%s", d->dseq);
     kv_put(d->m, key, o);
+}
+
+/* Raw text, not JSON: written once, sent back byte for byte. */
+static void persist_manifest(struct dep *d)
+{
+    char key[48];
+    snprintf(key, sizeof(key), "manifest/%s", d->dseq);
+    int rc = d->manifest ? d->m->host->kv_set(d->m->host, key, d->manifest) : SWP_EINVAL;
+    if (rc < 0)
+        LOG(d->m, SWP_LOG_WARN, "cannot save %s (error %d)", key, rc);
+}
+
+/* The manifest to send with a lease: in memory, or the stored copy (after a restart). */
+static const char *dep_manifest(struct dep *d)
+{
+    if (d->manifest != NULL)
+        return d->manifest;
+    char key[48], *value = NULL;
+    snprintf(key, sizeof(key), "manifest/%s", d->dseq);
+    if (d->m->host->kv_get(d->m->host, key, &value) < 0)
+        return NULL;
+    d->manifest = swp_xstrdup(value);
+    d->m->host->free(value);
+    return d->manifest;
 }
 
 static void persist_pending(struct market *m)
@@ -701,6 +732,8 @@ static void dep_remove(struct dep *d)
     persist_index(m);
     char key[48];
     snprintf(key, sizeof(key), "dep/%s", d->dseq);
+    kv_drop(m, key);
+    snprintf(key, sizeof(key), "manifest/%s", d->dseq);
     kv_drop(m, key);
     dep_free(d);
 }
@@ -1398,7 +1431,7 @@ static void acq_finish(struct acq *a, int status, const char *fmt, ...)
         LOG(m, SWP_LOG_WARN, "acquire %s in %s failed: %s", a->key ? a->key : "-", a->region,
             err.msg);
     else if (status == 0)
-        LOG(m, SWP_LOG_INFO, "unit %s ready: deployment %s on %s at %.4f USD/h%s%s",
+        LOG(m, SWP_LOG_DEBUG, "unit %s ready: deployment %s on %s at %.4f USD/h%s%s",
             a->key ? a->key : "-", d->dseq, d->provider, d->price_usd_hour,
             d->uri_count ? ", serving " : "", d->uri_count ? d->uris[0] : "");
     a->done(a->ud, status, d || a->closed_dseq ? &unit : NULL, status < 0 ? &err : NULL);
@@ -1726,12 +1759,15 @@ static void on_create(void *ud, const struct akash_reply *r)
         d->manifest = swp_xstrdup(manifest);
         d->acq = a;
         a->dep = d;
+        /* Manifest, record, then index: whatever a crash leaves in between is unreferenced
+         * (and the create's pending record still covers the deployment). */
+        persist_manifest(d);
         persist_dep(d);
         persist_index(m);
         a->unsure = false;
         pending_settle(a);
         slot_release(a);
-        LOG(m, SWP_LOG_INFO, "unit %s: deployment %s created in %s (deposit %.2f USD)",
+        LOG(m, SWP_LOG_DEBUG, "unit %s: deployment %s created in %s (deposit %.2f USD)",
             a->key ? a->key : "-", dseq, a->region, m->deposit_usd);
         if (a->expired) {
             acq_fail(a, SWP_ETIMEDOUT, "deployment %s was created after the deadline", dseq);
@@ -2158,7 +2194,7 @@ static void choose(struct acq *a)
     a->lease_price_uact = best->price.value;
     a->lease_gseq = best->gseq;
     a->lease_oseq = best->oseq;
-    LOG(m, SWP_LOG_INFO,
+    LOG(m, SWP_LOG_DEBUG,
         "unit %s: deployment %s chooses %s at %s uact/block (%.4f USD/h, %s) among %zu "
         "acceptable of %zu bids",
         a->key ? a->key : "-", a->dep->dseq, best->provider, best->price.amount,
@@ -2349,7 +2385,7 @@ static void on_lease(void *ud, const struct akash_reply *r)
         d->oseq = a->lease_oseq;
         d->leased_ms = now_ms(m);
         persist_dep(d);
-        LOG(m, SWP_LOG_INFO, "unit %s: deployment %s leased from %s at %.4f USD/h",
+        LOG(m, SWP_LOG_DEBUG, "unit %s: deployment %s leased from %s at %.4f USD/h",
             a->key ? a->key : "-", d->dseq, d->provider, d->price_usd_hour);
         if (!acq_progress(a, SWP_UNIT_LEASED))
             return;
@@ -2388,7 +2424,8 @@ static void start_lease(struct acq *a)
 {
     struct market *m = a->m;
     struct dep *d = a->dep;
-    if (d->manifest == NULL) {
+    const char *manifest = dep_manifest(d);
+    if (manifest == NULL) {
         acq_fail(a, SWP_EMARKET,
                  "deployment %s has no manifest to send (its create answer "
                  "was lost)",
@@ -2397,7 +2434,7 @@ static void start_lease(struct acq *a)
     }
     /* Not wrapped in {"data": ...}, and the manifest exactly as the create returned it. */
     cJSON *body = cJSON_CreateObject();
-    cJSON_AddStringToObject(body, "manifest", d->manifest);
+    cJSON_AddStringToObject(body, "manifest", manifest);
     cJSON *leases = cJSON_AddArrayToObject(body, "leases");
     cJSON *lease = cJSON_CreateObject();
     cJSON_AddStringToObject(lease, "dseq", d->dseq);
@@ -2483,6 +2520,9 @@ static void on_status(void *ud, const struct akash_reply *r)
                    now_ms(m) - a->poll_from_ms);
         dep_set_uris(d, lease->uris, lease->uri_count);
         d->state = SWP_UNIT_READY;
+        /* No lease call follows for this deployment in this process. */
+        free(d->manifest);
+        d->manifest = NULL;
         persist_dep(d);
         akash_deployment_clear(&dr);
         acq_finish(a, 0, NULL);
@@ -3523,7 +3563,13 @@ static void load_deps(struct market *m)
         d->tag = swp_xstrdup(json_str(o, "tag"));
         d->group = swp_xstrdup(json_str(o, "group"));
         d->region = swp_xstrdup(json_str(o, "region"));
-        d->manifest = swp_xstrdup(json_str(o, "manifest"));
+        const char *legacy = json_str(o, "manifest");
+        if (legacy != NULL && d->state < SWP_UNIT_READY) {
+            /* A record from before "manifest/<dseq>" that may still need a lease: move the
+             * manifest there (the record loses it at its next rewrite). */
+            d->manifest = swp_xstrdup(legacy);
+            persist_manifest(d);
+        }
         d->provider = swp_xstrdup(json_str(o, "provider"));
         d->gseq = (int64_t)json_num(o, "gseq", 1);
         d->oseq = (int64_t)json_num(o, "oseq", 1);
