@@ -128,7 +128,9 @@ struct pending {
 
 /* What the polls of one scope (bids: a region; readiness: a provider) have learned: the
  * delay it takes (hint) and the longest wait after which one of its deployments still had
- * nothing (quiet), so other deployments of the scope need not ask earlier (poll_skip). */
+ * nothing (quiet), so other deployments of the scope need not ask earlier (poll_skip).
+ * Scopes that have never seen their thing (no hint) also share one "cold" scope per kind,
+ * see poll_decide. */
 enum scope_kind { SCOPE_BIDS = 0, SCOPE_READY = 1 };
 
 struct poll_scope {
@@ -262,6 +264,7 @@ struct acq {
     int64_t poll_retry_after_ms; /* the last poll reply's Retry-After */
     int64_t poll_sent_ms;        /* when the last poll request of the stage went out */
     struct poll_scope *probing;  /* the scope whose prober this acquire is */
+    struct poll_scope *probing_cold; /* the cold scope, when it probes for that too */
     bool bid_learned;
     int in_cb;
     bool finished;
@@ -374,6 +377,7 @@ struct market {
     /* learned delays (ms, 0: none yet): create → min_bids acceptable bids, lease → ready */
     double bid_hint_ms;
     double ready_hint_ms;
+    struct poll_scope cold[2]; /* by scope_kind: what scopes without a hint share */
     struct poll_scope **scopes;
     size_t scope_count;
 };
@@ -1322,6 +1326,18 @@ static void slot_release(struct acq *a)
         m->slot_timer = timer_arm(m, 0, on_slot_timer, m);
 }
 
+/* The next queued create goes out from this turn rather than from the slot timer: the
+ * barrier before it then commits this turn's records (the answered create's deployment
+ * record, its progress) together with its own, one journal commit instead of two. Only
+ * from a reply callback, where no plugin op is on the stack. */
+static void slot_pass_now(struct market *m)
+{
+    if (m->slot_timer == 0)
+        return;
+    timer_disarm(m, &m->slot_timer);
+    on_slot_timer(m);
+}
+
 static void queue_remove(struct acq *a)
 {
     struct market *m = a->m;
@@ -1776,6 +1792,7 @@ static void on_create(void *ud, const struct akash_reply *r)
         if (!acq_progress(a, SWP_UNIT_CREATED))
             return;
         start_bidding(a, -1, false);
+        slot_pass_now(m);
         return;
     }
     if (r->status == 0 && r->http_status == 402) {
@@ -1884,8 +1901,12 @@ static double scope_hint(const struct market *m, const struct poll_scope *sc)
     return sc->kind == SCOPE_BIDS ? m->bid_hint_ms : m->ready_hint_ms;
 }
 
-/* A poll `elapsed` ms in still saw nothing. */
-static void scope_quiet(struct market *m, struct poll_scope *sc, int64_t elapsed)
+static bool scope_cold(const struct poll_scope *sc)
+{
+    return sc->hint_ms <= 0;
+}
+
+static void quiet_note(const struct market *m, struct poll_scope *sc, int64_t elapsed)
 {
     int64_t now = now_ms(m);
     if (sc->quiet_at_ms == 0 || elapsed > sc->quiet_elapsed_ms ||
@@ -1895,12 +1916,22 @@ static void scope_quiet(struct market *m, struct poll_scope *sc, int64_t elapsed
     }
 }
 
+/* A poll `elapsed` ms in still saw nothing. */
+static void scope_quiet(struct market *m, struct poll_scope *sc, int64_t elapsed)
+{
+    quiet_note(m, sc, elapsed);
+    if (scope_cold(sc))
+        quiet_note(m, &m->cold[sc->kind], elapsed);
+}
+
 /* A poll `elapsed` ms in saw it (quiet: this acquire's last quiet poll, QUIET_*). */
 static void scope_seen(struct market *m, struct poll_scope *sc, int64_t quiet, int64_t elapsed)
 {
     hint_learn(&sc->hint_ms, quiet, elapsed);
     hint_learn(sc->kind == SCOPE_BIDS ? &m->bid_hint_ms : &m->ready_hint_ms, quiet, elapsed);
     sc->quiet_at_ms = 0;
+    /* Something of the kind was seen: another scope's quiet poll no longer says much. */
+    m->cold[sc->kind].quiet_at_ms = 0;
 }
 
 enum poll_action { POLL_SEND, POLL_SKIP, POLL_DEFER };
@@ -1915,14 +1946,18 @@ enum poll_action { POLL_SEND, POLL_SKIP, POLL_DEFER };
  * "As far": deployments of a burst reach an age a few ms apart and timers fire late, so a
  * quarter of the wait short counts (the schedule already accepts seeing the thing up to
  * half a wait late). An acquire still asks at least every poll_interval, so a scope whose
- * deployments differ costs latency only that long. */
-static enum poll_action poll_decide(const struct market *m, const struct poll_scope *sc,
-                                    const struct acq *a, int64_t elapsed)
+ * deployments differ costs latency only that long.
+ * A scope that has never seen its thing (no hint: a fresh process, a new region or
+ * provider) searches for the delay with polls whose gaps grow by half (poll_delay); the
+ * cold scopes of a kind share that search (the cold scope), so a burst over ten providers
+ * makes one search, not ten. Providers whose delays differ cost the same bounded latency as
+ * above, and only until their scope has seen the thing once. *via is the scope that
+ * decided (for defer_ms). */
+static enum poll_action decide_in(const struct market *m, const struct poll_scope *sc,
+                                  const struct acq *a, int64_t elapsed)
 {
     int64_t now = now_ms(m);
     int64_t cap = (int64_t)m->poll_interval_ms;
-    if (now - a->poll_sent_ms >= cap)
-        return POLL_SEND;
     if (sc->prober != NULL && sc->prober != a && sc->probe_age_ms + elapsed / 4 >= elapsed)
         return POLL_DEFER;
     if (sc->quiet_at_ms != 0 && now - sc->quiet_at_ms <= cap &&
@@ -1931,26 +1966,55 @@ static enum poll_action poll_decide(const struct market *m, const struct poll_sc
     return POLL_SEND;
 }
 
-static void probe_begin(struct acq *a, struct poll_scope *sc, int64_t elapsed)
+static enum poll_action poll_decide(const struct market *m, const struct poll_scope *sc,
+                                    const struct acq *a, int64_t elapsed,
+                                    const struct poll_scope **via)
 {
-    a->poll_sent_ms = now_ms(a->m);
+    *via = sc;
+    if (now_ms(m) - a->poll_sent_ms >= (int64_t)m->poll_interval_ms)
+        return POLL_SEND;
+    enum poll_action act = decide_in(m, sc, a, elapsed);
+    if (act == POLL_SEND && scope_cold(sc)) {
+        *via = &m->cold[sc->kind];
+        act = decide_in(m, *via, a, elapsed);
+    }
+    return act;
+}
+
+static void probe_take(struct acq *a, struct poll_scope *sc, int64_t elapsed,
+                       struct poll_scope **slot)
+{
     if (sc->prober != NULL)
         return;
     sc->prober = a;
     sc->probe_age_ms = elapsed;
     sc->probe_sent_ms = a->poll_sent_ms;
-    a->probing = sc;
+    *slot = sc;
+}
+
+static void probe_begin(struct acq *a, struct poll_scope *sc, int64_t elapsed)
+{
+    a->poll_sent_ms = now_ms(a->m);
+    probe_take(a, sc, elapsed, &a->probing);
+    if (scope_cold(sc))
+        probe_take(a, &a->m->cold[sc->kind], elapsed, &a->probing_cold);
+}
+
+static void probe_drop(struct acq *a, struct poll_scope **slot)
+{
+    struct poll_scope *sc = *slot;
+    if (sc == NULL)
+        return;
+    sc->rtt_ms = now_ms(a->m) - a->poll_sent_ms;
+    sc->prober = NULL;
+    *slot = NULL;
 }
 
 /* The prober's answer is in (or it stopped): the deferred polls go on. */
 static void probe_end(struct acq *a)
 {
-    struct poll_scope *sc = a->probing;
-    if (sc == NULL)
-        return;
-    sc->rtt_ms = now_ms(a->m) - a->poll_sent_ms;
-    sc->prober = NULL;
-    a->probing = NULL;
+    probe_drop(a, &a->probing);
+    probe_drop(a, &a->probing_cold);
 }
 
 /* How long a deferred poll waits before it looks again: about a round trip, longer while
@@ -2297,10 +2361,11 @@ static void on_bids_timer(void *ud)
     int64_t now = now_ms(m);
     if (m->min_bids > 0 && !a->choose_now && now < a->window_end_ms) {
         struct poll_scope *sc = scope_get(m, SCOPE_BIDS, a->region);
+        const struct poll_scope *via;
         int64_t elapsed = now - a->poll_from_ms;
-        enum poll_action act = poll_decide(m, sc, a, elapsed);
+        enum poll_action act = poll_decide(m, sc, a, elapsed, &via);
         if (act == POLL_DEFER) {
-            schedule_poll(a, (int64_t)defer_ms(m, sc));
+            schedule_poll(a, (int64_t)defer_ms(m, via));
             return;
         }
         if (act == POLL_SKIP) {
@@ -2543,9 +2608,10 @@ static void on_ready_timer(void *ud)
     a->timer = 0;
     int64_t elapsed = now_ms(m) - a->poll_from_ms;
     struct poll_scope *sc = scope_get(m, SCOPE_READY, a->dep->provider);
-    enum poll_action act = poll_decide(m, sc, a, elapsed);
+    const struct poll_scope *via;
+    enum poll_action act = poll_decide(m, sc, a, elapsed, &via);
     if (act == POLL_DEFER) {
-        schedule_ready_poll(a, defer_ms(m, sc));
+        schedule_ready_poll(a, defer_ms(m, via));
         return;
     }
     if (act == POLL_SKIP) {
@@ -3682,6 +3748,8 @@ static int ak_init(const struct swp_host *host, void **state, struct swp_error *
     m->host = host;
     m->tag = host->instance_id(host);
     m->client.host = host;
+    m->cold[SCOPE_BIDS].kind = SCOPE_BIDS;
+    m->cold[SCOPE_READY].kind = SCOPE_READY;
     const char *base = host->cfg_str(host, "base_url");
     const char *key = host->cfg_str(host, "api_key_env");
     const char *tmpl_path = host->cfg_str(host, "sdl_template");
