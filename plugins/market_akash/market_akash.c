@@ -55,6 +55,9 @@
 #define MAX_PAGES 10000
 #define CHECK_CONCURRENCY 8
 #define PROVIDERS_TTL_MS 300000
+/* New prices reach the KV at most this long after they were seen: a burst of acquires
+ * notes a price per provider and region, and the record holds all of them. */
+#define PRICES_FLUSH_MS 1000
 /* Allowed difference between steward's clock and the marketplace's (dseq is its clock). */
 #define CLOCK_SKEW_MS 10000
 #define PRICES_MAX 4096
@@ -67,6 +70,8 @@
 /* Polls of bids and readiness follow the marketplace's own timing (see poll_delay): the
  * shortest gap, and the weight of a new observation in the learned delays. */
 #define POLL_FLOOR_MS 250
+/* Poll timers end on a grid of this many ms (less for short delays, see poll_timer_arm). */
+#define POLL_GRAIN_MS 10
 #define HINT_WEIGHT 0.25
 #define SCOPES_MAX 1024
 
@@ -362,6 +367,8 @@ struct market {
     struct acq *queue_head;
     struct acq *queue_tail;
     uint64_t slot_timer;
+    uint64_t prices_timer; /* a flush of the prices is due */
+    bool pending_dirty;    /* "pending" in the KV still lists a settled create */
     struct listop *lists;
     struct offersop *offers;
     struct relop *releases;
@@ -483,6 +490,21 @@ static int64_t dseq_ms(const char *dseq)
 static uint64_t timer_arm(struct market *m, uint64_t delay_ms, swp_timer_cb cb, void *ud)
 {
     return m->host->timer_start(m->host, delay_ms, cb, ud);
+}
+
+/* A poll timer whose end is rounded up to the poll grid: the timers of a burst's acquires
+ * (created a millisecond or two apart, all following the same schedule) then fire in one
+ * wake-up of the loop instead of one each, most of which only decide to skip or defer.
+ * The grain is at most an eighth of the delay, so a poll is never late by more than that. */
+static uint64_t poll_timer_arm(struct market *m, uint64_t delay_ms, swp_timer_cb cb, void *ud)
+{
+    uint64_t grain = delay_ms / 8 < POLL_GRAIN_MS ? delay_ms / 8 : POLL_GRAIN_MS;
+    int64_t now = now_ms(m);
+    if (grain > 1 && now >= 0) {
+        uint64_t due = (uint64_t)now + delay_ms;
+        delay_ms += (grain - due % grain) % grain;
+    }
+    return timer_arm(m, delay_ms, cb, ud);
 }
 
 static void timer_disarm(struct market *m, uint64_t *id)
@@ -607,6 +629,7 @@ static const char *dep_manifest(struct dep *d)
 
 static void persist_pending(struct market *m)
 {
+    m->pending_dirty = false;
     if (m->pending_count == 0) {
         kv_drop(m, PENDING_KEY);
         return;
@@ -641,6 +664,23 @@ static void persist_prices(struct market *m)
         cJSON_AddItemToObject(o, name, item);
     }
     kv_put(m, PRICES_KEY, o);
+}
+
+static void on_prices_timer(void *ud)
+{
+    struct market *m = ud;
+    m->prices_timer = 0;
+    persist_prices(m);
+}
+
+/* The prices are a cache for offers (what a policy sees before buying): losing the last
+ * second of them to a crash costs nothing, rewriting the whole record per new price does. */
+static void prices_changed(struct market *m)
+{
+    if (m->prices_timer == 0 && !m->destroying)
+        m->prices_timer = timer_arm(m, PRICES_FLUSH_MS, on_prices_timer, m);
+    if (m->prices_timer == 0)
+        persist_prices(m);
 }
 
 static void persist_funds(struct market *m)
@@ -1356,8 +1396,9 @@ static void queue_remove(struct acq *a)
 }
 
 /* The create record of a finishing acquire: kept (as stale, for the watch to reconcile) if
- * an attempt may have made a deployment that was never accounted for; dropped otherwise. */
-static void pending_settle(struct acq *a)
+ * an attempt may have made a deployment that was never accounted for; dropped otherwise.
+ * lazy: the drop reaches the KV with the next write of the records (pending_flush). */
+static void pending_settle_as(struct acq *a, bool lazy)
 {
     struct market *m = a->m;
     if (a->pend == NULL)
@@ -1372,9 +1413,23 @@ static void pending_settle(struct acq *a)
             a->key ? a->key : "-");
     } else {
         pending_remove(m, a->pend);
-        persist_pending(m);
+        if (lazy)
+            m->pending_dirty = true;
+        else
+            persist_pending(m);
     }
     a->pend = NULL;
+}
+
+static void pending_settle(struct acq *a)
+{
+    pending_settle_as(a, false);
+}
+
+static void pending_flush(struct market *m)
+{
+    if (m->pending_dirty)
+        persist_pending(m);
 }
 
 static void probe_end(struct acq *a);
@@ -1781,18 +1836,25 @@ static void on_create(void *ud, const struct akash_reply *r)
         persist_dep(d);
         persist_index(m);
         a->unsure = false;
-        pending_settle(a);
+        /* In a burst the next create's own write of the records (slot_pass_now) drops this
+         * one: one KV write, not two. Until then a leftover entry is harmless: its
+         * deployment's record is written above, and recovery skips a known dseq. */
+        pending_settle_as(a, true);
         slot_release(a);
         LOG(m, SWP_LOG_DEBUG, "unit %s: deployment %s created in %s (deposit %.2f USD)",
             a->key ? a->key : "-", dseq, a->region, m->deposit_usd);
         if (a->expired) {
+            pending_flush(m);
             acq_fail(a, SWP_ETIMEDOUT, "deployment %s was created after the deadline", dseq);
             return;
         }
-        if (!acq_progress(a, SWP_UNIT_CREATED))
+        if (!acq_progress(a, SWP_UNIT_CREATED)) {
+            pending_flush(m);
             return;
+        }
         start_bidding(a, -1, false);
         slot_pass_now(m);
+        pending_flush(m);
         return;
     }
     if (r->status == 0 && r->http_status == 402) {
@@ -2033,7 +2095,7 @@ static void on_bids_timer(void *ud);
 static void schedule_poll(struct acq *a, int64_t delay)
 {
     a->stage = ST_BIDS;
-    a->timer = timer_arm(a->m, delay > 0 ? (uint64_t)delay : 0, on_bids_timer, a);
+    a->timer = poll_timer_arm(a->m, delay > 0 ? (uint64_t)delay : 0, on_bids_timer, a);
     if (a->timer == 0)
         acq_no_timer(a);
 }
@@ -2349,7 +2411,7 @@ static void on_bids(void *ud, const struct akash_reply *r)
             noted = true;
     }
     if (noted)
-        persist_prices(m);
+        prices_changed(m);
     evaluate_bids(a);
 }
 
@@ -2393,7 +2455,7 @@ static void on_ready_timeout(void *ud);
 static void schedule_ready_poll(struct acq *a, uint64_t delay)
 {
     a->stage = ST_READY;
-    a->timer = timer_arm(a->m, delay, on_ready_timer, a);
+    a->timer = poll_timer_arm(a->m, delay, on_ready_timer, a);
     if (a->timer == 0)
         acq_no_timer(a);
 }
@@ -3875,6 +3937,10 @@ static void ak_destroy(void *state)
     m->destroying = true;
     timer_disarm(m, &m->watch_timer);
     timer_disarm(m, &m->slot_timer);
+    if (m->prices_timer != 0) {
+        timer_disarm(m, &m->prices_timer);
+        persist_prices(m);
+    }
     /* Deployments stay in the KV as they are: the next start resumes them. */
     while (m->acqs != NULL)
         acq_finish(m->acqs, SWP_ECANCELED, "market_akash is shutting down");

@@ -2361,6 +2361,13 @@ SW_TEST(offers_from_providers_and_seen_bids)
     SW_ASSERT(offer_of(&o, "akash1cheap", &i) != NULL);
     SW_ASSERT(!o.audited[i]);
     SW_ASSERT(offer_of(&o, "akash1dear", &i) == NULL);
+    /* New prices reach the KV within a second without a restart too. */
+    struct rec r2;
+    acquire_wait(&r2, (struct acq_opts){.key = "priced-2", .region = "eu-central"});
+    SW_ASSERT_EQ(r2.done_status, 0);
+    run_quiet(1200);
+    SW_ASSERT(kv_find("prices") != NULL);
+    SW_ASSERT_CONTAINS(kv_find("prices")->value, "eu-central");
     /* A malformed providers list is an error. */
     unload_plugin();
     load_ok(NULL);
