@@ -90,7 +90,7 @@ EOF
   "id": "benchtag",
   "state": "steward.db",
   "seed": 3,
-  "log": { "format": "text", "level": "info" },
+  "log": { "format": "text", "level": "${STEWARD_BENCH_LOG:-info}" },
   "market": "market_akash",
   "plugins": {
     "market_akash": {

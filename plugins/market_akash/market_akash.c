@@ -70,8 +70,6 @@
 /* Polls of bids and readiness follow the marketplace's own timing (see poll_delay): the
  * shortest gap, and the weight of a new observation in the learned delays. */
 #define POLL_FLOOR_MS 250
-/* Poll timers end on a grid of this many ms (less for short delays, see poll_timer_arm). */
-#define POLL_GRAIN_MS 10
 #define HINT_WEIGHT 0.25
 #define SCOPES_MAX 1024
 
@@ -492,13 +490,18 @@ static uint64_t timer_arm(struct market *m, uint64_t delay_ms, swp_timer_cb cb, 
     return m->host->timer_start(m->host, delay_ms, cb, ud);
 }
 
-/* A poll timer whose end is rounded up to the poll grid: the timers of a burst's acquires
- * (created a millisecond or two apart, all following the same schedule) then fire in one
- * wake-up of the loop instead of one each, most of which only decide to skip or defer.
- * The grain is at most an eighth of the delay, so a poll is never late by more than that. */
+/* A poll timer whose end is rounded up to a grid: the timers of a burst's acquires (created
+ * milliseconds apart, following schedules of about the same length) then fire in one
+ * wake-up of the loop instead of one each, most of which only decide to skip or defer. The
+ * grain is the largest of a few fixed ones (so that schedules of similar lengths share a
+ * grid) that is at most an eighth of the delay: a poll is never later by more than that. */
 static uint64_t poll_timer_arm(struct market *m, uint64_t delay_ms, swp_timer_cb cb, void *ud)
 {
-    uint64_t grain = delay_ms / 8 < POLL_GRAIN_MS ? delay_ms / 8 : POLL_GRAIN_MS;
+    static const uint64_t grains[] = {50, 25, 10, 5, 2};
+    uint64_t grain = 1;
+    for (size_t i = 0; i < sizeof(grains) / sizeof(grains[0]) && grain == 1; i++)
+        if (grains[i] <= delay_ms / 8)
+            grain = grains[i];
     int64_t now = now_ms(m);
     if (grain > 1 && now >= 0) {
         uint64_t due = (uint64_t)now + delay_ms;
@@ -1889,6 +1892,8 @@ static void on_create(void *ud, const struct akash_reply *r)
  *   before it, so a steady marketplace is seen in one or two polls;
  * - otherwise, and after that, the gap grows with the time already waited (half of it): the
  *   thing is seen at most 50% late, in O(log) polls;
+ * - with nothing learned at all (hint 0: a fresh process) a quarter of it, at most 25% late:
+ *   all scopes without a hint then share one search (poll_decide), whose polls are few;
  * - never under POLL_FLOOR_MS (or poll_interval if smaller), never over poll_interval, and
  *   never sooner than the server's Retry-After. */
 static int64_t poll_delay(const struct market *m, int64_t elapsed, double hint_ms,
@@ -1898,7 +1903,7 @@ static int64_t poll_delay(const struct market *m, int64_t elapsed, double hint_m
     int64_t floor = cap < POLL_FLOOR_MS ? cap : POLL_FLOOR_MS;
     if (elapsed < 0)
         elapsed = 0;
-    int64_t delay = elapsed / 2;
+    int64_t delay = hint_ms > 0 ? elapsed / 2 : elapsed / 4;
     int64_t lead = (int64_t)(hint_ms * 0.9);
     if (hint_ms > 0 && elapsed < lead)
         delay = lead - elapsed;
@@ -2016,14 +2021,14 @@ enum poll_action { POLL_SEND, POLL_SKIP, POLL_DEFER };
  * above, and only until their scope has seen the thing once. *via is the scope that
  * decided (for defer_ms). */
 static enum poll_action decide_in(const struct market *m, const struct poll_scope *sc,
-                                  const struct acq *a, int64_t elapsed)
+                                  const struct acq *a, int64_t elapsed, int64_t slack)
 {
     int64_t now = now_ms(m);
     int64_t cap = (int64_t)m->poll_interval_ms;
-    if (sc->prober != NULL && sc->prober != a && sc->probe_age_ms + elapsed / 4 >= elapsed)
+    if (sc->prober != NULL && sc->prober != a && sc->probe_age_ms + slack >= elapsed)
         return POLL_DEFER;
     if (sc->quiet_at_ms != 0 && now - sc->quiet_at_ms <= cap &&
-        sc->quiet_elapsed_ms + elapsed / 4 >= elapsed)
+        sc->quiet_elapsed_ms + slack >= elapsed)
         return POLL_SKIP;
     return POLL_SEND;
 }
@@ -2035,10 +2040,13 @@ static enum poll_action poll_decide(const struct market *m, const struct poll_sc
     *via = sc;
     if (now_ms(m) - a->poll_sent_ms >= (int64_t)m->poll_interval_ms)
         return POLL_SEND;
-    enum poll_action act = decide_in(m, sc, a, elapsed);
+    /* The finer steps of a search with nothing learned (poll_delay) need a finer "as far":
+     * an eighth, below their quarter. */
+    int64_t slack = scope_hint(m, sc) > 0 ? elapsed / 4 : elapsed / 8;
+    enum poll_action act = decide_in(m, sc, a, elapsed, slack);
     if (act == POLL_SEND && scope_cold(sc)) {
         *via = &m->cold[sc->kind];
-        act = decide_in(m, *via, a, elapsed);
+        act = decide_in(m, *via, a, elapsed, slack);
     }
     return act;
 }
