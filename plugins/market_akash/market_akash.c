@@ -16,10 +16,12 @@
  *   "dep/<dseq>"     one deployment: key, tag, group, region, state, provider, price, uris;
  *                    written as soon as the create answers, before progress CREATED, and
  *                    rewritten at every state change (so it stays small: no manifest)
- *   "manifest/<dseq>" the manifest exactly as the create returned it (raw text), written
- *                    once with the first "dep/<dseq>" and read back only to send a lease
- *                    after a restart; dropped with the deployment. Records written before
- *                    this key existed carry the manifest in "dep/<dseq>"; loading moves it.
+ *   "dep/<dseq>/manifest"  the manifest exactly as the create returned it (raw text),
+ *                    written once with the first "dep/<dseq>" and read back only to send a
+ *                    lease after a restart; dropped with the deployment. It sorts next to
+ *                    "dep/<dseq>", so the create's journal commit touches one page for both.
+ *                    Records written before this key existed carry the manifest in
+ *                    "dep/<dseq>"; loading moves it.
  *   "pending"        creates in flight: {key, tag, group, region, started_ms, until_ms},
  *                    written before each attempt is sent. A crash between the marketplace
  *                    creating a deployment and "dep/<dseq>" being written leaves a record
@@ -95,7 +97,7 @@ struct dep {
     char *group;
     char *region;
     int state;
-    /* In memory from the create until the unit is ready; "manifest/<dseq>" holds it for
+    /* In memory from the create until the unit is ready; "dep/<dseq>/manifest" holds it for
      * a lease after a restart. NULL when not in memory or unknown (a deployment found in a
      * create's window has none). */
     char *manifest;
@@ -610,7 +612,7 @@ static void persist_dep(struct dep *d)
 static void persist_manifest(struct dep *d)
 {
     char key[48];
-    snprintf(key, sizeof(key), "manifest/%s", d->dseq);
+    snprintf(key, sizeof(key), "dep/%s/manifest", d->dseq);
     int rc = d->manifest ? d->m->host->kv_set(d->m->host, key, d->manifest) : SWP_EINVAL;
     if (rc < 0)
         LOG(d->m, SWP_LOG_WARN, "cannot save %s (error %d)", key, rc);
@@ -622,7 +624,7 @@ static const char *dep_manifest(struct dep *d)
     if (d->manifest != NULL)
         return d->manifest;
     char key[48], *value = NULL;
-    snprintf(key, sizeof(key), "manifest/%s", d->dseq);
+    snprintf(key, sizeof(key), "dep/%s/manifest", d->dseq);
     if (d->m->host->kv_get(d->m->host, key, &value) < 0)
         return NULL;
     d->manifest = swp_xstrdup(value);
@@ -780,7 +782,7 @@ static void dep_remove(struct dep *d)
     char key[48];
     snprintf(key, sizeof(key), "dep/%s", d->dseq);
     kv_drop(m, key);
-    snprintf(key, sizeof(key), "manifest/%s", d->dseq);
+    snprintf(key, sizeof(key), "dep/%s/manifest", d->dseq);
     kv_drop(m, key);
     dep_free(d);
 }
@@ -3701,7 +3703,7 @@ static void load_deps(struct market *m)
         d->region = swp_xstrdup(json_str(o, "region"));
         const char *legacy = json_str(o, "manifest");
         if (legacy != NULL && d->state < SWP_UNIT_READY) {
-            /* A record from before "manifest/<dseq>" that may still need a lease: move the
+            /* A record from before "dep/<dseq>/manifest" that may still need a lease: move the
              * manifest there (the record loses it at its next rewrite). */
             d->manifest = swp_xstrdup(legacy);
             persist_manifest(d);

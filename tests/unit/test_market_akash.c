@@ -1224,7 +1224,7 @@ SW_TEST(lowest_price_earliest_tie_lease_and_ready)
     /* The manifest is stored once, apart, byte for byte: the record rewritten at every
      * state change does not carry it. */
     SW_ASSERT(strstr(kv_find(kvkey)->value, "manifest") == NULL);
-    snprintf(kvkey, sizeof(kvkey), "manifest/%s", F.con.deps[0].dseq);
+    snprintf(kvkey, sizeof(kvkey), "dep/%s/manifest", F.con.deps[0].dseq);
     SW_ASSERT(kv_find(kvkey) != NULL);
     SW_ASSERT_STREQ(kv_find(kvkey)->value, F.con.deps[0].manifest);
     SW_ASSERT(kv_find("pending") == NULL);
@@ -1811,7 +1811,7 @@ SW_TEST(cold_scopes_share_one_search)
     fixture_finish();
 }
 
-/* A record written before "manifest/<dseq>" existed carries the manifest itself: a restart
+/* A record written before "dep/<dseq>/manifest" existed carries the manifest itself: a restart
  * resumes the deployment and leases it with that manifest, which moves to its own key. */
 SW_TEST(legacy_record_with_its_manifest_resumes)
 {
@@ -1840,7 +1840,7 @@ SW_TEST(legacy_record_with_its_manifest_resumes)
     SW_ASSERT(con_find(dseq)->leased);
     SW_ASSERT_EQ(con_requests("POST", "/v1/deployments"), 0);
     SW_ASSERT(strstr(kv_find(kvkey)->value, "manifest") == NULL);
-    snprintf(kvkey, sizeof(kvkey), "manifest/%s", dseq);
+    snprintf(kvkey, sizeof(kvkey), "dep/%s/manifest", dseq);
     SW_ASSERT(kv_find(kvkey) != NULL);
     SW_ASSERT_STREQ(kv_find(kvkey)->value, "legacy \"manifest\" body");
     fixture_finish();
