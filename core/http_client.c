@@ -107,7 +107,7 @@ struct sw_http_client {
     size_t spare_count;
     int open_handles; /* the timer plus every poll handle, until their close callbacks */
     int depth;        /* client_drive frames on the stack */
-    bool in_timeout;  /* on_uv_timeout is driving curl */
+    bool in_timeout;  /* curl is handling its timeout (curl_multi_socket_action) */
     bool closing;
     bool torn_down;
 };
@@ -340,7 +340,11 @@ static void client_drive(struct sw_http_client *client, curl_socket_t fd, int fl
 {
     int running;
     client->depth++;
+    /* Only curl's own request for 0 while it handles its timeout can spin; a request the
+     * drain's callbacks start below may go out at once. */
+    client->in_timeout = fd == CURL_SOCKET_TIMEOUT;
     CURLMcode mc = curl_multi_socket_action(client->multi, fd, flags, &running);
+    client->in_timeout = false;
     if (mc != CURLM_OK)
         sw_log(SW_LOG_ERROR, "http_client", "curl_multi_socket_action: %s",
                curl_multi_strerror(mc));
@@ -374,12 +378,7 @@ static void on_poll(uv_poll_t *handle, int status, int events)
 
 static void on_uv_timeout(uv_timer_t *timer)
 {
-    struct sw_http_client *client = timer->data;
-    client->in_timeout = true;
-    client_drive(client, CURL_SOCKET_TIMEOUT, 0);
-    /* A close inside the drive may have freed client only once its timer's close callback
-     * ran, which is after this returns: client is still valid here. */
-    client->in_timeout = false;
+    client_drive(timer->data, CURL_SOCKET_TIMEOUT, 0);
 }
 
 /* curl forgets a socket's socketp at every REMOVE, so the watch is found by descriptor
