@@ -31,6 +31,7 @@
 #   make build && bash bench/bench_market.sh [build-dir]
 #   env: BID_DELAY=500ms READY_DELAY=2s POLL_INTERVAL=3s RUNS=1 (acquire_50 repetitions)
 #        N_TRACK=1000 (0 skips track_1000) WATCH_INTERVAL=3s KEEP=1 (keep workdir)
+#        RSS_DETAIL=1 (track_1000: steward's resident memory by mapping)
 #        PERF=1 (perf record -g on steward during the first burst: perf.data in the workdir;
 #        PERF=all: during every burst, perf.data.<run>, to add up several runs' samples;
 #        PERF_FREQ=4000 samples per second)
@@ -242,6 +243,9 @@ t_all=$(sqlite3 "$d2/steward.db" "SELECT max(ready_ms) % 86400000 FROM units WHE
 w_ms=$(ms_of "$watch_interval")
 sleep $(awk -v w="$w_ms" 'BEGIN { print 3.5 * w / 1000 }')
 rss=$(rss_kb "$spid")
+# RSS_DETAIL=1: where the resident memory is (heap, anonymous maps, libraries)
+[ "${RSS_DETAIL:-0}" = 1 ] && awk '/^[0-9a-f]+-/ { name = $6 ? $6 : "[anon]" } /^Rss:/ { r[name] += $2 }
+  END { for (n in r) if (r[n] >= 256) printf "  %7d kB %s\n", r[n], n }' "/proc/$spid/smaps" | sort -rn
 kill -TERM "$spid"; wait "$spid" || true
 on_server=$(ready_count)
 # Watch passes: bursts of GET /v1/deployments/<dseq> separated by > half a watch interval.

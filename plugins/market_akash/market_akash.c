@@ -74,6 +74,12 @@
 #define POLL_FLOOR_MS 250
 #define HINT_WEIGHT 0.25
 #define SCOPES_MAX 1024
+/* Bid and readiness polls on the wire at once. Shared polls end together (a scope's thing
+ * was seen: every deployment of it asks now), and a herd of a hundred requests costs a
+ * connection, buffers and an easy handle each at once (the resident size of a steward
+ * tracking a thousand deployments); the host keeps 32 connections, so more in flight
+ * would also open connections only to close them. The rest wait their turn (FIFO). */
+#define POLL_CONCURRENCY 32
 
 struct market;
 struct acq;
@@ -270,6 +276,10 @@ struct acq {
     int64_t poll_sent_ms;        /* when the last poll request of the stage went out */
     struct poll_scope *probing;  /* the scope whose prober this acquire is */
     struct poll_scope *probing_cold; /* the cold scope, when it probes for that too */
+    bool poll_out;               /* holds one of the POLL_CONCURRENCY slots */
+    bool poll_queued;            /* waits for one (poll_cb runs when it is free) */
+    swp_timer_cb poll_cb;
+    struct acq *poll_next;
     bool bid_learned;
     int in_cb;
     bool finished;
@@ -385,6 +395,9 @@ struct market {
     double bid_hint_ms;
     double ready_hint_ms;
     struct poll_scope cold[2]; /* by scope_kind: what scopes without a hint share */
+    size_t polls_in_flight;
+    struct acq *poll_wait_head;
+    struct acq *poll_wait_tail;
     struct poll_scope **scopes;
     size_t scope_count;
 };
@@ -2082,11 +2095,71 @@ static void probe_drop(struct acq *a, struct poll_scope **slot)
     *slot = NULL;
 }
 
+/* true: a may send its poll now. false: it waits in line; cb(a) runs when a slot frees. */
+static bool poll_slot_take(struct acq *a, swp_timer_cb cb)
+{
+    struct market *m = a->m;
+    if (m->polls_in_flight < POLL_CONCURRENCY) {
+        m->polls_in_flight++;
+        a->poll_out = true;
+        return true;
+    }
+    a->poll_cb = cb;
+    a->poll_queued = true;
+    a->poll_next = NULL;
+    if (m->poll_wait_tail != NULL)
+        m->poll_wait_tail->poll_next = a;
+    else
+        m->poll_wait_head = a;
+    m->poll_wait_tail = a;
+    return false;
+}
+
+static void poll_unqueue(struct acq *a)
+{
+    struct market *m = a->m;
+    struct acq *prev = NULL;
+    for (struct acq *w = m->poll_wait_head; w != NULL; prev = w, w = w->poll_next) {
+        if (w != a)
+            continue;
+        if (prev != NULL)
+            prev->poll_next = a->poll_next;
+        else
+            m->poll_wait_head = a->poll_next;
+        if (m->poll_wait_tail == a)
+            m->poll_wait_tail = prev;
+        break;
+    }
+    a->poll_next = NULL;
+    a->poll_queued = false;
+}
+
+/* a's poll is answered (or a stopped): its slot goes to the first in line. */
+static void poll_slot_release(struct acq *a)
+{
+    struct market *m = a->m;
+    if (a->poll_queued)
+        poll_unqueue(a);
+    if (!a->poll_out)
+        return;
+    a->poll_out = false;
+    m->polls_in_flight--;
+    struct acq *w = m->poll_wait_head;
+    if (w == NULL || m->destroying)
+        return;
+    poll_unqueue(w);
+    /* From a timer, not from here: the caller is in the middle of a's own callback. */
+    w->timer = timer_arm(m, 0, w->poll_cb, w);
+    if (w->timer == 0)
+        acq_no_timer(w);
+}
+
 /* The prober's answer is in (or it stopped): the deferred polls go on. */
 static void probe_end(struct acq *a)
 {
     probe_drop(a, &a->probing);
     probe_drop(a, &a->probing_cold);
+    poll_slot_release(a);
 }
 
 /* How long a deferred poll waits before it looks again: about a round trip, longer while
@@ -2446,8 +2519,12 @@ static void on_bids_timer(void *ud)
             a->poll_quiet_ms = quiet; /* nothing was observed */
             return;
         }
+        if (!poll_slot_take(a, on_bids_timer))
+            return;
         probe_begin(a, sc, elapsed);
     } else {
+        if (!poll_slot_take(a, on_bids_timer))
+            return;
         a->poll_sent_ms = now;
     }
     char path[64];
@@ -2690,6 +2767,8 @@ static void on_ready_timer(void *ud)
         schedule_ready_poll(a, (uint64_t)poll_delay(m, elapsed, scope_hint(m, sc), 0));
         return;
     }
+    if (!poll_slot_take(a, on_ready_timer))
+        return;
     probe_begin(a, sc, elapsed);
     char path[64];
     snprintf(path, sizeof(path), "/v1/deployments/%s", a->dep->dseq);

@@ -1846,6 +1846,32 @@ SW_TEST(legacy_record_with_its_manifest_resumes)
     fixture_finish();
 }
 
+/* More acquires polling at once than the plugin lets on the wire (32): the rest wait their
+ * turn, and every one of them still finishes. (The fake's readiness counts each
+ * deployment's polls, so a short poll_interval makes every deployment ask.) */
+SW_TEST(polls_beyond_the_concurrency_wait_their_turn)
+{
+    fixture_start();
+    load_ok("\"bid_window\": \"8s\", \"min_bids\": 1, \"poll_interval\": \"300ms\","
+            " \"ready_timeout\": \"10s\"");
+    static const struct bid_spec slow[] = {{"akash1mid", "120.0", "1005", NULL, 300}};
+    set_bids(slow, 1);
+    F.con.ready_after_polls = 0;
+    enum { N = 80 };
+    static struct rec r[N];
+    char keys[N][16];
+    for (size_t i = 0; i < N; i++) {
+        snprintf(keys[i], sizeof(keys[i]), "herd-%zu", i);
+        SW_ASSERT_EQ(acquire(&r[i], (struct acq_opts){.key = keys[i]}), 0);
+    }
+    for (size_t i = 0; i < N; i++) {
+        SW_ASSERT(run_until(rec_finished, &r[i], 15000));
+        SW_ASSERT_EQ(r[i].done_status, 0);
+    }
+    SW_ASSERT_EQ(con_active(), N);
+    fixture_finish();
+}
+
 SW_TEST(min_bids_chooses_early)
 {
     fixture_start();
