@@ -37,6 +37,7 @@
 #        PERF_FREQ=4000 samples per second)
 #        STRACE=1 (strace -c -f on steward during the first burst: syscall counts printed;
 #        STRACE=2: the full trace with timestamps in strace.txt, kept with KEEP=1)
+#        STEWARD_BENCH_LOG=debug (steward's log level in the runs; default info)
 set -euo pipefail
 src=$(cd "$(dirname "$0")/.." && pwd)
 build=$(cd "${1:-$src/build}" && pwd)
