@@ -31,9 +31,13 @@
 #   make build && bash bench/bench_market.sh [build-dir]
 #   env: BID_DELAY=500ms READY_DELAY=2s POLL_INTERVAL=3s RUNS=1 (acquire_50 repetitions)
 #        N_TRACK=1000 (0 skips track_1000) WATCH_INTERVAL=3s KEEP=1 (keep workdir)
+#        RSS_DETAIL=1 (track_1000: steward's resident memory by mapping)
 #        PERF=1 (perf record -g on steward during the first burst: perf.data in the workdir;
+#        PERF=all: during every burst, perf.data.<run>, to add up several runs' samples;
 #        PERF_FREQ=4000 samples per second)
-#        STRACE=1 (strace -c -f on steward during the first burst: syscall counts printed)
+#        STRACE=1 (strace -c -f on steward during the first burst: syscall counts printed;
+#        STRACE=2: the full trace with timestamps in strace.txt, kept with KEEP=1)
+#        STEWARD_BENCH_LOG=debug (steward's log level in the runs; default info)
 set -euo pipefail
 src=$(cd "$(dirname "$0")/.." && pwd)
 build=$(cd "${1:-$src/build}" && pwd)
@@ -88,7 +92,7 @@ EOF
   "id": "benchtag",
   "state": "steward.db",
   "seed": 3,
-  "log": { "format": "text", "level": "info" },
+  "log": { "format": "text", "level": "${STEWARD_BENCH_LOG:-info}" },
   "market": "market_akash",
   "plugins": {
     "market_akash": {
@@ -138,20 +142,29 @@ acquire_run() { # acquire_run N: one burst of 50 in $work/acquire$N
   (cd "$d1" && exec "$bin" run -c steward.jsonc 2>steward.log) &
   local spid=$!
   pids+=("$spid")
-  # start-up is over well before START; sample the CPU just before the policy asks
+  # A tracer attaches in a few hundred ms on a loaded machine: start it before START, or
+  # it misses the creates (the first thing the burst does). Start-up is over by then.
+  while [ "$(now_ms)" -lt $((start - 700)) ]; do sleep 0.01; done
+  local perf_pid=
+  if [ "${PERF:-0}" = 1 ] && [ "$1" = 1 ]; then
+    perf record --call-graph dwarf,16384 -F ${PERF_FREQ:-4000} -o "$work/perf.data" -p "$spid" 2>"$work/perf.log" &
+    perf_pid=$!
+  elif [ "${PERF:-0}" = all ]; then
+    perf record --call-graph dwarf,16384 -F ${PERF_FREQ:-4000} -o "$work/perf.data.$1" -p "$spid" 2>>"$work/perf.log" &
+    perf_pid=$!
+  elif [ "${STRACE:-0}" = 1 ] && [ "$1" = 1 ]; then
+    strace -c -f -o "$work/strace.txt" -p "$spid" 2>/dev/null &
+    perf_pid=$!
+  elif [ "${STRACE:-0}" = 2 ] && [ "$1" = 1 ]; then
+    strace -f -tt -s 200 -o "$work/strace.txt" -p "$spid" 2>/dev/null &
+    perf_pid=$!
+  fi
+  # sample the CPU just before the policy asks
   while [ "$(now_ms)" -lt $((start - 20)) ]; do sleep 0.01; done
   local c0 u0 t_c0
   c0=$(cpu_ticks "$spid")
   u0=$(cpu_us "$spid")
   t_c0=$(now_ms)
-  local perf_pid=
-  if [ "${PERF:-0}" = 1 ] && [ "$1" = 1 ]; then
-    perf record --call-graph dwarf,16384 -F ${PERF_FREQ:-4000} -o "$work/perf.data" -p "$spid" 2>"$work/perf.log" &
-    perf_pid=$!
-  elif [ "${STRACE:-0}" = 1 ] && [ "$1" = 1 ]; then
-    strace -c -f -o "$work/strace.txt" -p "$spid" 2>/dev/null &
-    perf_pid=$!
-  fi
   # steward's own view: the journal's units in state ready (polled every 20 ms)
   local n=0 deadline=$((start + 60000))
   while [ "$(now_ms)" -lt "$deadline" ]; do
@@ -203,8 +216,9 @@ acquire_run() { # acquire_run N: one burst of 50 in $work/acquire$N
 }
 poll_interval=${POLL_INTERVAL:-3s}
 for run in $(seq 1 "${RUNS:-1}"); do acquire_run "$run"; done
-[ "${PERF:-0}" = 1 ] && echo "perf data: $work/perf.data (KEEP=1 keeps it)"
+[ "${PERF:-0}" != 0 ] && echo "perf data: $work/perf.data* (KEEP=1 keeps it)"
 [ "${STRACE:-0}" = 1 ] && cat "$work/strace.txt"
+[ "${STRACE:-0}" = 2 ] && echo "strace: $work/strace.txt (KEEP=1 keeps it)"
 [ "$n_track" -gt 0 ] || exit 0
 
 # ---------------------------------------------------------------- track_1000
@@ -230,6 +244,9 @@ t_all=$(sqlite3 "$d2/steward.db" "SELECT max(ready_ms) % 86400000 FROM units WHE
 w_ms=$(ms_of "$watch_interval")
 sleep $(awk -v w="$w_ms" 'BEGIN { print 3.5 * w / 1000 }')
 rss=$(rss_kb "$spid")
+# RSS_DETAIL=1: where the resident memory is (heap, anonymous maps, libraries)
+[ "${RSS_DETAIL:-0}" = 1 ] && awk '/^[0-9a-f]+-/ { name = $6 ? $6 : "[anon]" } /^Rss:/ { r[name] += $2 }
+  END { for (n in r) if (r[n] >= 256) printf "  %7d kB %s\n", r[n], n }' "/proc/$spid/smaps" | sort -rn
 kill -TERM "$spid"; wait "$spid" || true
 on_server=$(ready_count)
 # Watch passes: bursts of GET /v1/deployments/<dseq> separated by > half a watch interval.

@@ -1,10 +1,18 @@
 /* http_client.c — libcurl multi on libuv, after curl's docs/examples/multi-uv.c.
  *
  * curl tells us which sockets to watch (CURLMOPT_SOCKETFUNCTION: one uv_poll_t context
- * per socket) and when to wake it (CURLMOPT_TIMERFUNCTION: one non-repeating uv timer;
- * 0 becomes 1 ms as in multi-uv.c, so curl is never re-entered from its own callback).
+ * per socket) and when to wake it (CURLMOPT_TIMERFUNCTION: one non-repeating uv timer).
  * Every poll event and timer expiry goes through client_drive, which calls
  * curl_multi_socket_action and then drains curl_multi_info_read.
+ *
+ * A timeout of 0 ("act now": every new request asks for it) stays 0, unlike multi-uv.c,
+ * which makes it 1 ms: a uv timer never fires inside uv_timer_start, so curl is not
+ * re-entered either way, and 1 ms made the loop sleep and wake once more per request
+ * before sending it (a context switch each, a sixth of the wake-ups of an acquire burst).
+ * What multi-uv.c's 1 ms also prevents is a spin: libuv runs a 0 ms timer started from a
+ * timer callback in the same pass, so a curl that kept asking for 0 from its own timeout
+ * would never let the loop poll. A 0 asked for while the timeout is being driven is
+ * therefore still made 1 ms.
  *
  * Socket watches live as long as the socket (curl's pooled keep-alive connections included):
  * CURL_POLL_REMOVE only means "not needed by a transfer now". A uv_poll_start costs two
@@ -99,6 +107,7 @@ struct sw_http_client {
     size_t spare_count;
     int open_handles; /* the timer plus every poll handle, until their close callbacks */
     int depth;        /* client_drive frames on the stack */
+    bool in_timeout;  /* curl is handling its timeout (curl_multi_socket_action) */
     bool closing;
     bool torn_down;
 };
@@ -331,7 +340,11 @@ static void client_drive(struct sw_http_client *client, curl_socket_t fd, int fl
 {
     int running;
     client->depth++;
+    /* Only curl's own request for 0 while it handles its timeout can spin; a request the
+     * drain's callbacks start below may go out at once. */
+    client->in_timeout = fd == CURL_SOCKET_TIMEOUT;
     CURLMcode mc = curl_multi_socket_action(client->multi, fd, flags, &running);
+    client->in_timeout = false;
     if (mc != CURLM_OK)
         sw_log(SW_LOG_ERROR, "http_client", "curl_multi_socket_action: %s",
                curl_multi_strerror(mc));
@@ -464,8 +477,8 @@ static int on_curl_timer(CURLM *multi, long timeout_ms, void *userp)
     if (timeout_ms < 0)
         uv_timer_stop(&client->timer);
     else
-        uv_timer_start(&client->timer, on_uv_timeout, timeout_ms == 0 ? 1 : (uint64_t)timeout_ms,
-                       0);
+        uv_timer_start(&client->timer, on_uv_timeout,
+                       timeout_ms == 0 && client->in_timeout ? 1 : (uint64_t)timeout_ms, 0);
     return 0;
 }
 

@@ -1,6 +1,6 @@
 /* http_client.h — asynchronous HTTP(S) on the loop: libcurl multi driven by libuv
  * (after curl's multi-uv.c). One context per socket, one non-repeating uv timer for
- * curl's timeout (0 becomes 1 ms), CURLINFO_PRIVATE carries the request, info_read is
+ * curl's timeout (0 stays 0, see http_client.c), CURLINFO_PRIVATE carries the request, info_read is
  * drained after every action. TLS verification is always on; bodies are capped.
  * Context: loop thread only.
  */

@@ -13,8 +13,15 @@
  * for jitter, and the KV space that makes acquires idempotent across restarts:
  *
  *   "index"          JSON array of the dseqs this instance owns (the KV has no listing)
- *   "dep/<dseq>"     one deployment: key, tag, group, region, state, manifest, provider, price,
- *                    uris; written as soon as the create answers, before progress CREATED
+ *   "dep/<dseq>"     one deployment: key, tag, group, region, state, provider, price, uris;
+ *                    written as soon as the create answers, before progress CREATED, and
+ *                    rewritten at every state change (so it stays small: no manifest)
+ *   "dep/<dseq>/manifest"  the manifest exactly as the create returned it (raw text),
+ *                    written once with the first "dep/<dseq>" and read back only to send a
+ *                    lease after a restart; dropped with the deployment. It sorts next to
+ *                    "dep/<dseq>", so the create's journal commit touches one page for both.
+ *                    Records written before this key existed carry the manifest in
+ *                    "dep/<dseq>"; loading moves it.
  *   "pending"        creates in flight: {key, tag, group, region, started_ms, until_ms},
  *                    written before each attempt is sent. A crash between the marketplace
  *                    creating a deployment and "dep/<dseq>" being written leaves a record
@@ -50,6 +57,9 @@
 #define MAX_PAGES 10000
 #define CHECK_CONCURRENCY 8
 #define PROVIDERS_TTL_MS 300000
+/* New prices reach the KV at most this long after they were seen: a burst of acquires
+ * notes a price per provider and region, and the record holds all of them. */
+#define PRICES_FLUSH_MS 1000
 /* Allowed difference between steward's clock and the marketplace's (dseq is its clock). */
 #define CLOCK_SKEW_MS 10000
 #define PRICES_MAX 4096
@@ -64,6 +74,12 @@
 #define POLL_FLOOR_MS 250
 #define HINT_WEIGHT 0.25
 #define SCOPES_MAX 1024
+/* Bid and readiness polls on the wire at once. Shared polls end together (a scope's thing
+ * was seen: every deployment of it asks now), and a herd of a hundred requests costs a
+ * connection, buffers and an easy handle each at once (the resident size of a steward
+ * tracking a thousand deployments); the host keeps 32 connections, so more in flight
+ * would also open connections only to close them. The rest wait their turn (FIFO). */
+#define POLL_CONCURRENCY 32
 
 struct market;
 struct acq;
@@ -87,7 +103,10 @@ struct dep {
     char *group;
     char *region;
     int state;
-    char *manifest; /* NULL when unknown (a deployment found in a create's window) */
+    /* In memory from the create until the unit is ready; "dep/<dseq>/manifest" holds it for
+     * a lease after a restart. NULL when not in memory or unknown (a deployment found in a
+     * create's window has none). */
+    char *manifest;
     char *provider;
     int64_t gseq;
     int64_t oseq;
@@ -120,7 +139,9 @@ struct pending {
 
 /* What the polls of one scope (bids: a region; readiness: a provider) have learned: the
  * delay it takes (hint) and the longest wait after which one of its deployments still had
- * nothing (quiet), so other deployments of the scope need not ask earlier (poll_skip). */
+ * nothing (quiet), so other deployments of the scope need not ask earlier (poll_skip).
+ * Scopes that have never seen their thing (no hint) also share one "cold" scope per kind,
+ * see poll_decide. */
 enum scope_kind { SCOPE_BIDS = 0, SCOPE_READY = 1 };
 
 struct poll_scope {
@@ -254,6 +275,11 @@ struct acq {
     int64_t poll_retry_after_ms; /* the last poll reply's Retry-After */
     int64_t poll_sent_ms;        /* when the last poll request of the stage went out */
     struct poll_scope *probing;  /* the scope whose prober this acquire is */
+    struct poll_scope *probing_cold; /* the cold scope, when it probes for that too */
+    bool poll_out;               /* holds one of the POLL_CONCURRENCY slots */
+    bool poll_queued;            /* waits for one (poll_cb runs when it is free) */
+    swp_timer_cb poll_cb;
+    struct acq *poll_next;
     bool bid_learned;
     int in_cb;
     bool finished;
@@ -351,6 +377,8 @@ struct market {
     struct acq *queue_head;
     struct acq *queue_tail;
     uint64_t slot_timer;
+    uint64_t prices_timer; /* a flush of the prices is due */
+    bool pending_dirty;    /* "pending" in the KV still lists a settled create */
     struct listop *lists;
     struct offersop *offers;
     struct relop *releases;
@@ -366,6 +394,10 @@ struct market {
     /* learned delays (ms, 0: none yet): create → min_bids acceptable bids, lease → ready */
     double bid_hint_ms;
     double ready_hint_ms;
+    struct poll_scope cold[2]; /* by scope_kind: what scopes without a hint share */
+    size_t polls_in_flight;
+    struct acq *poll_wait_head;
+    struct acq *poll_wait_tail;
     struct poll_scope **scopes;
     size_t scope_count;
 };
@@ -473,6 +505,26 @@ static uint64_t timer_arm(struct market *m, uint64_t delay_ms, swp_timer_cb cb, 
     return m->host->timer_start(m->host, delay_ms, cb, ud);
 }
 
+/* A poll timer whose end is rounded up to a grid: the timers of a burst's acquires (created
+ * milliseconds apart, following schedules of about the same length) then fire in one
+ * wake-up of the loop instead of one each, most of which only decide to skip or defer. The
+ * grain is the largest of a few fixed ones (so that schedules of similar lengths share a
+ * grid) that is at most an eighth of the delay: a poll is never later by more than that. */
+static uint64_t poll_timer_arm(struct market *m, uint64_t delay_ms, swp_timer_cb cb, void *ud)
+{
+    static const uint64_t grains[] = {50, 25, 10, 5, 2};
+    uint64_t grain = 1;
+    for (size_t i = 0; i < sizeof(grains) / sizeof(grains[0]) && grain == 1; i++)
+        if (grains[i] <= delay_ms / 8)
+            grain = grains[i];
+    int64_t now = now_ms(m);
+    if (grain > 1 && now >= 0) {
+        uint64_t due = (uint64_t)now + delay_ms;
+        delay_ms += (grain - due % grain) % grain;
+    }
+    return timer_arm(m, delay_ms, cb, ud);
+}
+
 static void timer_disarm(struct market *m, uint64_t *id)
 {
     if (*id != 0)
@@ -555,7 +607,6 @@ static void persist_dep(struct dep *d)
     json_add_str(o, "tag", d->tag);
     json_add_str(o, "group", d->group);
     json_add_str(o, "region", d->region);
-    json_add_str(o, "manifest", d->manifest);
     json_add_str(o, "provider", d->provider);
     cJSON_AddNumberToObject(o, "gseq", (double)d->gseq);
     cJSON_AddNumberToObject(o, "oseq", (double)d->oseq);
@@ -570,8 +621,33 @@ static void persist_dep(struct dep *d)
     kv_put(d->m, key, o);
 }
 
+/* Raw text, not JSON: written once, sent back byte for byte. */
+static void persist_manifest(struct dep *d)
+{
+    char key[48];
+    snprintf(key, sizeof(key), "dep/%s/manifest", d->dseq);
+    int rc = d->manifest ? d->m->host->kv_set(d->m->host, key, d->manifest) : SWP_EINVAL;
+    if (rc < 0)
+        LOG(d->m, SWP_LOG_WARN, "cannot save %s (error %d)", key, rc);
+}
+
+/* The manifest to send with a lease: in memory, or the stored copy (after a restart). */
+static const char *dep_manifest(struct dep *d)
+{
+    if (d->manifest != NULL)
+        return d->manifest;
+    char key[48], *value = NULL;
+    snprintf(key, sizeof(key), "dep/%s/manifest", d->dseq);
+    if (d->m->host->kv_get(d->m->host, key, &value) < 0)
+        return NULL;
+    d->manifest = swp_xstrdup(value);
+    d->m->host->free(value);
+    return d->manifest;
+}
+
 static void persist_pending(struct market *m)
 {
+    m->pending_dirty = false;
     if (m->pending_count == 0) {
         kv_drop(m, PENDING_KEY);
         return;
@@ -606,6 +682,23 @@ static void persist_prices(struct market *m)
         cJSON_AddItemToObject(o, name, item);
     }
     kv_put(m, PRICES_KEY, o);
+}
+
+static void on_prices_timer(void *ud)
+{
+    struct market *m = ud;
+    m->prices_timer = 0;
+    persist_prices(m);
+}
+
+/* The prices are a cache for offers (what a policy sees before buying): losing the last
+ * second of them to a crash costs nothing, rewriting the whole record per new price does. */
+static void prices_changed(struct market *m)
+{
+    if (m->prices_timer == 0 && !m->destroying)
+        m->prices_timer = timer_arm(m, PRICES_FLUSH_MS, on_prices_timer, m);
+    if (m->prices_timer == 0)
+        persist_prices(m);
 }
 
 static void persist_funds(struct market *m)
@@ -701,6 +794,8 @@ static void dep_remove(struct dep *d)
     persist_index(m);
     char key[48];
     snprintf(key, sizeof(key), "dep/%s", d->dseq);
+    kv_drop(m, key);
+    snprintf(key, sizeof(key), "dep/%s/manifest", d->dseq);
     kv_drop(m, key);
     dep_free(d);
 }
@@ -1289,6 +1384,18 @@ static void slot_release(struct acq *a)
         m->slot_timer = timer_arm(m, 0, on_slot_timer, m);
 }
 
+/* The next queued create goes out from this turn rather than from the slot timer: the
+ * barrier before it then commits this turn's records (the answered create's deployment
+ * record, its progress) together with its own, one journal commit instead of two. Only
+ * from a reply callback, where no plugin op is on the stack. */
+static void slot_pass_now(struct market *m)
+{
+    if (m->slot_timer == 0)
+        return;
+    timer_disarm(m, &m->slot_timer);
+    on_slot_timer(m);
+}
+
 static void queue_remove(struct acq *a)
 {
     struct market *m = a->m;
@@ -1307,8 +1414,9 @@ static void queue_remove(struct acq *a)
 }
 
 /* The create record of a finishing acquire: kept (as stale, for the watch to reconcile) if
- * an attempt may have made a deployment that was never accounted for; dropped otherwise. */
-static void pending_settle(struct acq *a)
+ * an attempt may have made a deployment that was never accounted for; dropped otherwise.
+ * lazy: the drop reaches the KV with the next write of the records (pending_flush). */
+static void pending_settle_as(struct acq *a, bool lazy)
 {
     struct market *m = a->m;
     if (a->pend == NULL)
@@ -1323,9 +1431,23 @@ static void pending_settle(struct acq *a)
             a->key ? a->key : "-");
     } else {
         pending_remove(m, a->pend);
-        persist_pending(m);
+        if (lazy)
+            m->pending_dirty = true;
+        else
+            persist_pending(m);
     }
     a->pend = NULL;
+}
+
+static void pending_settle(struct acq *a)
+{
+    pending_settle_as(a, false);
+}
+
+static void pending_flush(struct market *m)
+{
+    if (m->pending_dirty)
+        persist_pending(m);
 }
 
 static void probe_end(struct acq *a);
@@ -1398,7 +1520,7 @@ static void acq_finish(struct acq *a, int status, const char *fmt, ...)
         LOG(m, SWP_LOG_WARN, "acquire %s in %s failed: %s", a->key ? a->key : "-", a->region,
             err.msg);
     else if (status == 0)
-        LOG(m, SWP_LOG_INFO, "unit %s ready: deployment %s on %s at %.4f USD/h%s%s",
+        LOG(m, SWP_LOG_DEBUG, "unit %s ready: deployment %s on %s at %.4f USD/h%s%s",
             a->key ? a->key : "-", d->dseq, d->provider, d->price_usd_hour,
             d->uri_count ? ", serving " : "", d->uri_count ? d->uris[0] : "");
     a->done(a->ud, status, d || a->closed_dseq ? &unit : NULL, status < 0 ? &err : NULL);
@@ -1726,20 +1848,31 @@ static void on_create(void *ud, const struct akash_reply *r)
         d->manifest = swp_xstrdup(manifest);
         d->acq = a;
         a->dep = d;
+        /* Manifest, record, then index: whatever a crash leaves in between is unreferenced
+         * (and the create's pending record still covers the deployment). */
+        persist_manifest(d);
         persist_dep(d);
         persist_index(m);
         a->unsure = false;
-        pending_settle(a);
+        /* In a burst the next create's own write of the records (slot_pass_now) drops this
+         * one: one KV write, not two. Until then a leftover entry is harmless: its
+         * deployment's record is written above, and recovery skips a known dseq. */
+        pending_settle_as(a, true);
         slot_release(a);
-        LOG(m, SWP_LOG_INFO, "unit %s: deployment %s created in %s (deposit %.2f USD)",
+        LOG(m, SWP_LOG_DEBUG, "unit %s: deployment %s created in %s (deposit %.2f USD)",
             a->key ? a->key : "-", dseq, a->region, m->deposit_usd);
         if (a->expired) {
+            pending_flush(m);
             acq_fail(a, SWP_ETIMEDOUT, "deployment %s was created after the deadline", dseq);
             return;
         }
-        if (!acq_progress(a, SWP_UNIT_CREATED))
+        if (!acq_progress(a, SWP_UNIT_CREATED)) {
+            pending_flush(m);
             return;
+        }
         start_bidding(a, -1, false);
+        slot_pass_now(m);
+        pending_flush(m);
         return;
     }
     if (r->status == 0 && r->http_status == 402) {
@@ -1774,6 +1907,8 @@ static void on_create(void *ud, const struct akash_reply *r)
  *   before it, so a steady marketplace is seen in one or two polls;
  * - otherwise, and after that, the gap grows with the time already waited (half of it): the
  *   thing is seen at most 50% late, in O(log) polls;
+ * - with nothing learned at all (hint 0: a fresh process) a quarter of it, at most 25% late:
+ *   all scopes without a hint then share one search (poll_decide), whose polls are few;
  * - never under POLL_FLOOR_MS (or poll_interval if smaller), never over poll_interval, and
  *   never sooner than the server's Retry-After. */
 static int64_t poll_delay(const struct market *m, int64_t elapsed, double hint_ms,
@@ -1783,7 +1918,7 @@ static int64_t poll_delay(const struct market *m, int64_t elapsed, double hint_m
     int64_t floor = cap < POLL_FLOOR_MS ? cap : POLL_FLOOR_MS;
     if (elapsed < 0)
         elapsed = 0;
-    int64_t delay = elapsed / 2;
+    int64_t delay = hint_ms > 0 ? elapsed / 2 : elapsed / 4;
     int64_t lead = (int64_t)(hint_ms * 0.9);
     if (hint_ms > 0 && elapsed < lead)
         delay = lead - elapsed;
@@ -1848,8 +1983,12 @@ static double scope_hint(const struct market *m, const struct poll_scope *sc)
     return sc->kind == SCOPE_BIDS ? m->bid_hint_ms : m->ready_hint_ms;
 }
 
-/* A poll `elapsed` ms in still saw nothing. */
-static void scope_quiet(struct market *m, struct poll_scope *sc, int64_t elapsed)
+static bool scope_cold(const struct poll_scope *sc)
+{
+    return sc->hint_ms <= 0;
+}
+
+static void quiet_note(const struct market *m, struct poll_scope *sc, int64_t elapsed)
 {
     int64_t now = now_ms(m);
     if (sc->quiet_at_ms == 0 || elapsed > sc->quiet_elapsed_ms ||
@@ -1859,12 +1998,22 @@ static void scope_quiet(struct market *m, struct poll_scope *sc, int64_t elapsed
     }
 }
 
+/* A poll `elapsed` ms in still saw nothing. */
+static void scope_quiet(struct market *m, struct poll_scope *sc, int64_t elapsed)
+{
+    quiet_note(m, sc, elapsed);
+    if (scope_cold(sc))
+        quiet_note(m, &m->cold[sc->kind], elapsed);
+}
+
 /* A poll `elapsed` ms in saw it (quiet: this acquire's last quiet poll, QUIET_*). */
 static void scope_seen(struct market *m, struct poll_scope *sc, int64_t quiet, int64_t elapsed)
 {
     hint_learn(&sc->hint_ms, quiet, elapsed);
     hint_learn(sc->kind == SCOPE_BIDS ? &m->bid_hint_ms : &m->ready_hint_ms, quiet, elapsed);
     sc->quiet_at_ms = 0;
+    /* Something of the kind was seen: another scope's quiet poll no longer says much. */
+    m->cold[sc->kind].quiet_at_ms = 0;
 }
 
 enum poll_action { POLL_SEND, POLL_SKIP, POLL_DEFER };
@@ -1879,42 +2028,138 @@ enum poll_action { POLL_SEND, POLL_SKIP, POLL_DEFER };
  * "As far": deployments of a burst reach an age a few ms apart and timers fire late, so a
  * quarter of the wait short counts (the schedule already accepts seeing the thing up to
  * half a wait late). An acquire still asks at least every poll_interval, so a scope whose
- * deployments differ costs latency only that long. */
-static enum poll_action poll_decide(const struct market *m, const struct poll_scope *sc,
-                                    const struct acq *a, int64_t elapsed)
+ * deployments differ costs latency only that long.
+ * A scope that has never seen its thing (no hint: a fresh process, a new region or
+ * provider) searches for the delay with polls whose gaps grow by half (poll_delay); the
+ * cold scopes of a kind share that search (the cold scope), so a burst over ten providers
+ * makes one search, not ten. Providers whose delays differ cost the same bounded latency as
+ * above, and only until their scope has seen the thing once. *via is the scope that
+ * decided (for defer_ms). */
+static enum poll_action decide_in(const struct market *m, const struct poll_scope *sc,
+                                  const struct acq *a, int64_t elapsed, int64_t slack)
 {
     int64_t now = now_ms(m);
     int64_t cap = (int64_t)m->poll_interval_ms;
-    if (now - a->poll_sent_ms >= cap)
-        return POLL_SEND;
-    if (sc->prober != NULL && sc->prober != a && sc->probe_age_ms + elapsed / 4 >= elapsed)
+    if (sc->prober != NULL && sc->prober != a && sc->probe_age_ms + slack >= elapsed)
         return POLL_DEFER;
     if (sc->quiet_at_ms != 0 && now - sc->quiet_at_ms <= cap &&
-        sc->quiet_elapsed_ms + elapsed / 4 >= elapsed)
+        sc->quiet_elapsed_ms + slack >= elapsed)
         return POLL_SKIP;
     return POLL_SEND;
 }
 
-static void probe_begin(struct acq *a, struct poll_scope *sc, int64_t elapsed)
+static enum poll_action poll_decide(const struct market *m, const struct poll_scope *sc,
+                                    const struct acq *a, int64_t elapsed,
+                                    const struct poll_scope **via)
 {
-    a->poll_sent_ms = now_ms(a->m);
+    *via = sc;
+    if (now_ms(m) - a->poll_sent_ms >= (int64_t)m->poll_interval_ms)
+        return POLL_SEND;
+    /* The finer steps of a search with nothing learned (poll_delay) need a finer "as far":
+     * an eighth, below their quarter. */
+    int64_t slack = scope_hint(m, sc) > 0 ? elapsed / 4 : elapsed / 8;
+    enum poll_action act = decide_in(m, sc, a, elapsed, slack);
+    if (act == POLL_SEND && scope_cold(sc)) {
+        *via = &m->cold[sc->kind];
+        act = decide_in(m, *via, a, elapsed, slack);
+    }
+    return act;
+}
+
+static void probe_take(struct acq *a, struct poll_scope *sc, int64_t elapsed,
+                       struct poll_scope **slot)
+{
     if (sc->prober != NULL)
         return;
     sc->prober = a;
     sc->probe_age_ms = elapsed;
     sc->probe_sent_ms = a->poll_sent_ms;
-    a->probing = sc;
+    *slot = sc;
+}
+
+static void probe_begin(struct acq *a, struct poll_scope *sc, int64_t elapsed)
+{
+    a->poll_sent_ms = now_ms(a->m);
+    probe_take(a, sc, elapsed, &a->probing);
+    if (scope_cold(sc))
+        probe_take(a, &a->m->cold[sc->kind], elapsed, &a->probing_cold);
+}
+
+static void probe_drop(struct acq *a, struct poll_scope **slot)
+{
+    struct poll_scope *sc = *slot;
+    if (sc == NULL)
+        return;
+    sc->rtt_ms = now_ms(a->m) - a->poll_sent_ms;
+    sc->prober = NULL;
+    *slot = NULL;
+}
+
+/* true: a may send its poll now. false: it waits in line; cb(a) runs when a slot frees. */
+static bool poll_slot_take(struct acq *a, swp_timer_cb cb)
+{
+    struct market *m = a->m;
+    if (m->polls_in_flight < POLL_CONCURRENCY) {
+        m->polls_in_flight++;
+        a->poll_out = true;
+        return true;
+    }
+    a->poll_cb = cb;
+    a->poll_queued = true;
+    a->poll_next = NULL;
+    if (m->poll_wait_tail != NULL)
+        m->poll_wait_tail->poll_next = a;
+    else
+        m->poll_wait_head = a;
+    m->poll_wait_tail = a;
+    return false;
+}
+
+static void poll_unqueue(struct acq *a)
+{
+    struct market *m = a->m;
+    struct acq *prev = NULL;
+    for (struct acq *w = m->poll_wait_head; w != NULL; prev = w, w = w->poll_next) {
+        if (w != a)
+            continue;
+        if (prev != NULL)
+            prev->poll_next = a->poll_next;
+        else
+            m->poll_wait_head = a->poll_next;
+        if (m->poll_wait_tail == a)
+            m->poll_wait_tail = prev;
+        break;
+    }
+    a->poll_next = NULL;
+    a->poll_queued = false;
+}
+
+/* a's poll is answered (or a stopped): its slot goes to the first in line. */
+static void poll_slot_release(struct acq *a)
+{
+    struct market *m = a->m;
+    if (a->poll_queued)
+        poll_unqueue(a);
+    if (!a->poll_out)
+        return;
+    a->poll_out = false;
+    m->polls_in_flight--;
+    struct acq *w = m->poll_wait_head;
+    if (w == NULL || m->destroying)
+        return;
+    poll_unqueue(w);
+    /* From a timer, not from here: the caller is in the middle of a's own callback. */
+    w->timer = timer_arm(m, 0, w->poll_cb, w);
+    if (w->timer == 0)
+        acq_no_timer(w);
 }
 
 /* The prober's answer is in (or it stopped): the deferred polls go on. */
 static void probe_end(struct acq *a)
 {
-    struct poll_scope *sc = a->probing;
-    if (sc == NULL)
-        return;
-    sc->rtt_ms = now_ms(a->m) - a->poll_sent_ms;
-    sc->prober = NULL;
-    a->probing = NULL;
+    probe_drop(a, &a->probing);
+    probe_drop(a, &a->probing_cold);
+    poll_slot_release(a);
 }
 
 /* How long a deferred poll waits before it looks again: about a round trip, longer while
@@ -1933,7 +2178,7 @@ static void on_bids_timer(void *ud);
 static void schedule_poll(struct acq *a, int64_t delay)
 {
     a->stage = ST_BIDS;
-    a->timer = timer_arm(a->m, delay > 0 ? (uint64_t)delay : 0, on_bids_timer, a);
+    a->timer = poll_timer_arm(a->m, delay > 0 ? (uint64_t)delay : 0, on_bids_timer, a);
     if (a->timer == 0)
         acq_no_timer(a);
 }
@@ -2158,7 +2403,7 @@ static void choose(struct acq *a)
     a->lease_price_uact = best->price.value;
     a->lease_gseq = best->gseq;
     a->lease_oseq = best->oseq;
-    LOG(m, SWP_LOG_INFO,
+    LOG(m, SWP_LOG_DEBUG,
         "unit %s: deployment %s chooses %s at %s uact/block (%.4f USD/h, %s) among %zu "
         "acceptable of %zu bids",
         a->key ? a->key : "-", a->dep->dseq, best->provider, best->price.amount,
@@ -2249,7 +2494,7 @@ static void on_bids(void *ud, const struct akash_reply *r)
             noted = true;
     }
     if (noted)
-        persist_prices(m);
+        prices_changed(m);
     evaluate_bids(a);
 }
 
@@ -2261,10 +2506,11 @@ static void on_bids_timer(void *ud)
     int64_t now = now_ms(m);
     if (m->min_bids > 0 && !a->choose_now && now < a->window_end_ms) {
         struct poll_scope *sc = scope_get(m, SCOPE_BIDS, a->region);
+        const struct poll_scope *via;
         int64_t elapsed = now - a->poll_from_ms;
-        enum poll_action act = poll_decide(m, sc, a, elapsed);
+        enum poll_action act = poll_decide(m, sc, a, elapsed, &via);
         if (act == POLL_DEFER) {
-            schedule_poll(a, (int64_t)defer_ms(m, sc));
+            schedule_poll(a, (int64_t)defer_ms(m, via));
             return;
         }
         if (act == POLL_SKIP) {
@@ -2273,8 +2519,12 @@ static void on_bids_timer(void *ud)
             a->poll_quiet_ms = quiet; /* nothing was observed */
             return;
         }
+        if (!poll_slot_take(a, on_bids_timer))
+            return;
         probe_begin(a, sc, elapsed);
     } else {
+        if (!poll_slot_take(a, on_bids_timer))
+            return;
         a->poll_sent_ms = now;
     }
     char path[64];
@@ -2292,7 +2542,7 @@ static void on_ready_timeout(void *ud);
 static void schedule_ready_poll(struct acq *a, uint64_t delay)
 {
     a->stage = ST_READY;
-    a->timer = timer_arm(a->m, delay, on_ready_timer, a);
+    a->timer = poll_timer_arm(a->m, delay, on_ready_timer, a);
     if (a->timer == 0)
         acq_no_timer(a);
 }
@@ -2349,7 +2599,7 @@ static void on_lease(void *ud, const struct akash_reply *r)
         d->oseq = a->lease_oseq;
         d->leased_ms = now_ms(m);
         persist_dep(d);
-        LOG(m, SWP_LOG_INFO, "unit %s: deployment %s leased from %s at %.4f USD/h",
+        LOG(m, SWP_LOG_DEBUG, "unit %s: deployment %s leased from %s at %.4f USD/h",
             a->key ? a->key : "-", d->dseq, d->provider, d->price_usd_hour);
         if (!acq_progress(a, SWP_UNIT_LEASED))
             return;
@@ -2388,7 +2638,8 @@ static void start_lease(struct acq *a)
 {
     struct market *m = a->m;
     struct dep *d = a->dep;
-    if (d->manifest == NULL) {
+    const char *manifest = dep_manifest(d);
+    if (manifest == NULL) {
         acq_fail(a, SWP_EMARKET,
                  "deployment %s has no manifest to send (its create answer "
                  "was lost)",
@@ -2397,7 +2648,7 @@ static void start_lease(struct acq *a)
     }
     /* Not wrapped in {"data": ...}, and the manifest exactly as the create returned it. */
     cJSON *body = cJSON_CreateObject();
-    cJSON_AddStringToObject(body, "manifest", d->manifest);
+    cJSON_AddStringToObject(body, "manifest", manifest);
     cJSON *leases = cJSON_AddArrayToObject(body, "leases");
     cJSON *lease = cJSON_CreateObject();
     cJSON_AddStringToObject(lease, "dseq", d->dseq);
@@ -2483,6 +2734,9 @@ static void on_status(void *ud, const struct akash_reply *r)
                    now_ms(m) - a->poll_from_ms);
         dep_set_uris(d, lease->uris, lease->uri_count);
         d->state = SWP_UNIT_READY;
+        /* No lease call follows for this deployment in this process. */
+        free(d->manifest);
+        d->manifest = NULL;
         persist_dep(d);
         akash_deployment_clear(&dr);
         acq_finish(a, 0, NULL);
@@ -2503,15 +2757,18 @@ static void on_ready_timer(void *ud)
     a->timer = 0;
     int64_t elapsed = now_ms(m) - a->poll_from_ms;
     struct poll_scope *sc = scope_get(m, SCOPE_READY, a->dep->provider);
-    enum poll_action act = poll_decide(m, sc, a, elapsed);
+    const struct poll_scope *via;
+    enum poll_action act = poll_decide(m, sc, a, elapsed, &via);
     if (act == POLL_DEFER) {
-        schedule_ready_poll(a, defer_ms(m, sc));
+        schedule_ready_poll(a, defer_ms(m, via));
         return;
     }
     if (act == POLL_SKIP) {
         schedule_ready_poll(a, (uint64_t)poll_delay(m, elapsed, scope_hint(m, sc), 0));
         return;
     }
+    if (!poll_slot_take(a, on_ready_timer))
+        return;
     probe_begin(a, sc, elapsed);
     char path[64];
     snprintf(path, sizeof(path), "/v1/deployments/%s", a->dep->dseq);
@@ -3523,7 +3780,13 @@ static void load_deps(struct market *m)
         d->tag = swp_xstrdup(json_str(o, "tag"));
         d->group = swp_xstrdup(json_str(o, "group"));
         d->region = swp_xstrdup(json_str(o, "region"));
-        d->manifest = swp_xstrdup(json_str(o, "manifest"));
+        const char *legacy = json_str(o, "manifest");
+        if (legacy != NULL && d->state < SWP_UNIT_READY) {
+            /* A record from before "dep/<dseq>/manifest" that may still need a lease: move the
+             * manifest there (the record loses it at its next rewrite). */
+            d->manifest = swp_xstrdup(legacy);
+            persist_manifest(d);
+        }
         d->provider = swp_xstrdup(json_str(o, "provider"));
         d->gseq = (int64_t)json_num(o, "gseq", 1);
         d->oseq = (int64_t)json_num(o, "oseq", 1);
@@ -3636,6 +3899,8 @@ static int ak_init(const struct swp_host *host, void **state, struct swp_error *
     m->host = host;
     m->tag = host->instance_id(host);
     m->client.host = host;
+    m->cold[SCOPE_BIDS].kind = SCOPE_BIDS;
+    m->cold[SCOPE_READY].kind = SCOPE_READY;
     const char *base = host->cfg_str(host, "base_url");
     const char *key = host->cfg_str(host, "api_key_env");
     const char *tmpl_path = host->cfg_str(host, "sdl_template");
@@ -3761,6 +4026,10 @@ static void ak_destroy(void *state)
     m->destroying = true;
     timer_disarm(m, &m->watch_timer);
     timer_disarm(m, &m->slot_timer);
+    if (m->prices_timer != 0) {
+        timer_disarm(m, &m->prices_timer);
+        persist_prices(m);
+    }
     /* Deployments stay in the KV as they are: the next start resumes them. */
     while (m->acqs != NULL)
         acq_finish(m->acqs, SWP_ECANCELED, "market_akash is shutting down");

@@ -1221,6 +1221,12 @@ SW_TEST(lowest_price_earliest_tie_lease_and_ready)
     SW_ASSERT(kv_find(kvkey) != NULL);
     SW_ASSERT_CONTAINS(kv_find(kvkey)->value, "\"state\":\"ready\"");
     SW_ASSERT_CONTAINS(kv_find(kvkey)->value, "\"key\":\"steward-test-u1\"");
+    /* The manifest is stored once, apart, byte for byte: the record rewritten at every
+     * state change does not carry it. */
+    SW_ASSERT(strstr(kv_find(kvkey)->value, "manifest") == NULL);
+    snprintf(kvkey, sizeof(kvkey), "dep/%s/manifest", F.con.deps[0].dseq);
+    SW_ASSERT(kv_find(kvkey) != NULL);
+    SW_ASSERT_STREQ(kv_find(kvkey)->value, F.con.deps[0].manifest);
     SW_ASSERT(kv_find("pending") == NULL);
     fixture_finish();
 }
@@ -1778,6 +1784,94 @@ SW_TEST(polls_follow_the_marketplace_timing)
     fixture_finish();
 }
 
+/* Scopes that have never seen bids (a fresh process: every region is new) share one
+ * search for the delay: three regions at once make the quiet polls of one search, then each
+ * deployment polls once when bids are there. A search per region would be 2 polls each. */
+SW_TEST(cold_scopes_share_one_search)
+{
+    fixture_start();
+    load_ok("\"bid_window\": \"8s\", \"min_bids\": 1, \"poll_interval\": \"2s\"");
+    static const struct bid_spec slow[] = {{"akash1mid", "120.0", "1005", NULL, 400}};
+    set_bids(slow, 1);
+    F.con.ready_after_polls = 0;
+    static const char *const regions[] = {"eu-west", "eu-central", "us-east"};
+    static const char *const keys[] = {"cold-1", "cold-2", "cold-3"};
+    struct rec r[3];
+    for (size_t i = 0; i < 3; i++)
+        SW_ASSERT_EQ(acquire(&r[i], (struct acq_opts){.key = keys[i], .region = regions[i]}), 0);
+    for (size_t i = 0; i < 3; i++) {
+        SW_ASSERT(run_until(rec_finished, &r[i], 15000));
+        SW_ASSERT_EQ(r[i].done_status, 0);
+    }
+    size_t polls = con_requests("GET", "/v1/bids?dseq=");
+    /* 250 ms quiet (one poll for all), 500 ms seen (one poll each). */
+    SW_ASSERT(polls >= 3);
+    SW_ASSERT(polls <= 4);
+    /* Each region has now seen bids: its own learned delay decides from here on. */
+    fixture_finish();
+}
+
+/* A record written before "dep/<dseq>/manifest" existed carries the manifest itself: a restart
+ * resumes the deployment and leases it with that manifest, which moves to its own key. */
+SW_TEST(legacy_record_with_its_manifest_resumes)
+{
+    fixture_start();
+    set_bids(STANDARD_BIDS, 5);
+    char dseq[24], record[512], index[64], kvkey[48];
+    long long created = (long long)sw_clock_now(F.clock) - 1000;
+    snprintf(dseq, sizeof(dseq), "%lld", created);
+    struct fdep *d = con_add(dseq);
+    d->ours = true;
+    d->manifest = sw_xstrdup("legacy \"manifest\" body");
+    snprintf(record, sizeof(record),
+             "{\"dseq\":\"%s\",\"state\":\"created\",\"created_ms\":%lld,\"key\":\"legacy\","
+             "\"tag\":\"" INSTANCE "\",\"group\":\"web\",\"region\":\"eu-west\","
+             "\"manifest\":\"legacy \\\"manifest\\\" body\"}",
+             dseq, created);
+    snprintf(kvkey, sizeof(kvkey), "dep/%s", dseq);
+    snprintf(index, sizeof(index), "[\"%s\"]", dseq);
+    svc_kv_set(NULL, NULL, kvkey, record);
+    svc_kv_set(NULL, NULL, "index", index);
+    load_ok(NULL);
+    struct rec r;
+    acquire_wait(&r, (struct acq_opts){.key = "legacy"});
+    SW_ASSERT_EQ(r.done_status, 0);
+    SW_ASSERT_STREQ(r.market_id, dseq);
+    SW_ASSERT(con_find(dseq)->leased);
+    SW_ASSERT_EQ(con_requests("POST", "/v1/deployments"), 0);
+    SW_ASSERT(strstr(kv_find(kvkey)->value, "manifest") == NULL);
+    snprintf(kvkey, sizeof(kvkey), "dep/%s/manifest", dseq);
+    SW_ASSERT(kv_find(kvkey) != NULL);
+    SW_ASSERT_STREQ(kv_find(kvkey)->value, "legacy \"manifest\" body");
+    fixture_finish();
+}
+
+/* More acquires polling at once than the plugin lets on the wire (32): the rest wait their
+ * turn, and every one of them still finishes. (The fake's readiness counts each
+ * deployment's polls, so a short poll_interval makes every deployment ask.) */
+SW_TEST(polls_beyond_the_concurrency_wait_their_turn)
+{
+    fixture_start();
+    load_ok("\"bid_window\": \"8s\", \"min_bids\": 1, \"poll_interval\": \"300ms\","
+            " \"ready_timeout\": \"10s\"");
+    static const struct bid_spec slow[] = {{"akash1mid", "120.0", "1005", NULL, 300}};
+    set_bids(slow, 1);
+    F.con.ready_after_polls = 0;
+    enum { N = 80 };
+    static struct rec r[N];
+    char keys[N][16];
+    for (size_t i = 0; i < N; i++) {
+        snprintf(keys[i], sizeof(keys[i]), "herd-%zu", i);
+        SW_ASSERT_EQ(acquire(&r[i], (struct acq_opts){.key = keys[i]}), 0);
+    }
+    for (size_t i = 0; i < N; i++) {
+        SW_ASSERT(run_until(rec_finished, &r[i], 15000));
+        SW_ASSERT_EQ(r[i].done_status, 0);
+    }
+    SW_ASSERT_EQ(con_active(), N);
+    fixture_finish();
+}
+
 SW_TEST(min_bids_chooses_early)
 {
     fixture_start();
@@ -2293,6 +2387,13 @@ SW_TEST(offers_from_providers_and_seen_bids)
     SW_ASSERT(offer_of(&o, "akash1cheap", &i) != NULL);
     SW_ASSERT(!o.audited[i]);
     SW_ASSERT(offer_of(&o, "akash1dear", &i) == NULL);
+    /* New prices reach the KV within a second without a restart too. */
+    struct rec r2;
+    acquire_wait(&r2, (struct acq_opts){.key = "priced-2", .region = "eu-central"});
+    SW_ASSERT_EQ(r2.done_status, 0);
+    run_quiet(1200);
+    SW_ASSERT(kv_find("prices") != NULL);
+    SW_ASSERT_CONTAINS(kv_find("prices")->value, "eu-central");
     /* A malformed providers list is an error. */
     unload_plugin();
     load_ok(NULL);
