@@ -15,7 +15,9 @@
  *   "index"          JSON array of the dseqs this instance owns (the KV has no listing)
  *   "dep/<dseq>"     one deployment: key, tag, group, region, state, provider, price, uris;
  *                    written as soon as the create answers, before progress CREATED, and
- *                    rewritten at every state change (so it stays small: no manifest)
+ *                    rewritten at every state change but the lease (the record says
+ *                    "created" until ready: what a restart needs of a lease, the
+ *                    marketplace shows) (so it stays small: no manifest)
  *   "dep/<dseq>/manifest"  the manifest exactly as the create returned it (raw text),
  *                    written once with the first "dep/<dseq>" and read back only to send a
  *                    lease after a restart; dropped with the deployment. It sorts next to
@@ -597,21 +599,30 @@ static void persist_index(struct market *m)
     kv_put(m, INDEX_KEY, array);
 }
 
+/* An integer as raw JSON: cJSON prints every number as a double with "%1.15g" and reads it
+ * back with sscanf to check it, a large share of a record's cost; the text is the same. */
+static void json_add_int(cJSON *o, const char *name, int64_t v)
+{
+    char text[24];
+    snprintf(text, sizeof(text), "%" PRId64, v);
+    cJSON_AddRawToObject(o, name, text);
+}
+
 static void persist_dep(struct dep *d)
 {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "dseq", d->dseq);
     cJSON_AddStringToObject(o, "state", state_name(d->state));
-    cJSON_AddNumberToObject(o, "created_ms", (double)d->created_ms);
+    json_add_int(o, "created_ms", d->created_ms);
     json_add_str(o, "key", d->key);
     json_add_str(o, "tag", d->tag);
     json_add_str(o, "group", d->group);
     json_add_str(o, "region", d->region);
     json_add_str(o, "provider", d->provider);
-    cJSON_AddNumberToObject(o, "gseq", (double)d->gseq);
-    cJSON_AddNumberToObject(o, "oseq", (double)d->oseq);
+    json_add_int(o, "gseq", d->gseq);
+    json_add_int(o, "oseq", d->oseq);
     json_add_str(o, "price_amount", d->price_amount);
-    cJSON_AddNumberToObject(o, "leased_ms", (double)d->leased_ms);
+    json_add_int(o, "leased_ms", d->leased_ms);
     json_add_str(o, "close_reason", d->close_reason);
     cJSON *uris = cJSON_AddArrayToObject(o, "uris");
     for (size_t i = 0; i < d->uri_count; i++)
@@ -660,8 +671,8 @@ static void persist_pending(struct market *m)
         json_add_str(o, "tag", p->tag);
         json_add_str(o, "group", p->group);
         json_add_str(o, "region", p->region);
-        cJSON_AddNumberToObject(o, "started_ms", (double)p->started_ms);
-        cJSON_AddNumberToObject(o, "until_ms", (double)p->until_ms);
+        json_add_int(o, "started_ms", p->started_ms);
+        json_add_int(o, "until_ms", p->until_ms);
         cJSON_AddItemToArray(array, o);
     }
     kv_put(m, PENDING_KEY, array);
@@ -2598,7 +2609,10 @@ static void on_lease(void *ud, const struct akash_reply *r)
         d->gseq = a->lease_gseq;
         d->oseq = a->lease_oseq;
         d->leased_ms = now_ms(m);
-        persist_dep(d);
+        /* Not written here: the record says "created" until the unit is ready (one KV
+         * write per acquire fewer). A restart in between re-derives the lease from the
+         * marketplace: the resume's GET of the deployment shows it, and the lease is sent
+         * again (idempotent) with the stored manifest; a listing updates the record. */
         LOG(m, SWP_LOG_DEBUG, "unit %s: deployment %s leased from %s at %.4f USD/h",
             a->key ? a->key : "-", d->dseq, d->provider, d->price_usd_hour);
         if (!acq_progress(a, SWP_UNIT_LEASED))

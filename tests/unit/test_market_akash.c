@@ -1601,6 +1601,46 @@ static bool rec_created(void *arg)
     return ((struct rec *)arg)->progress_count >= 1 || ((struct rec *)arg)->done_count > 0;
 }
 
+static bool rec_leased(void *arg)
+{
+    return ((struct rec *)arg)->progress_count >= 2 || ((struct rec *)arg)->done_count > 0;
+}
+
+/* The lease is not written to the KV (one write per acquire fewer): a restart between the
+ * lease and readiness finds "created", and the resume re-derives the lease from the
+ * marketplace (sent again, idempotent) instead of buying again. */
+SW_TEST(restart_after_the_lease_resumes_from_the_marketplace)
+{
+    fixture_start();
+    load_ok(NULL);
+    set_bids(STANDARD_BIDS, 5);
+    F.con.ready_after_polls = 1000000;
+    struct rec r;
+    SW_ASSERT_EQ(acquire(&r, (struct acq_opts){.key = "leased"}), 0);
+    SW_ASSERT(run_until(rec_leased, &r, 15000));
+    SW_ASSERT_EQ(r.progress_count, 2);
+    SW_ASSERT_EQ(r.states[1], SWP_UNIT_LEASED);
+    char dseq[32], kvkey[48];
+    snprintf(dseq, sizeof(dseq), "%s", r.created_id);
+    snprintf(kvkey, sizeof(kvkey), "dep/%s", dseq);
+    SW_ASSERT(con_find(dseq)->leased);
+    SW_ASSERT_CONTAINS(kv_find(kvkey)->value, "\"state\":\"created\"");
+    unload_plugin();
+    size_t leases_before = con_requests("POST", "/v1/leases");
+    F.con.ready_after_polls = 0;
+    load_ok(NULL);
+    acquire_wait(&r, (struct acq_opts){.key = "leased"});
+    SW_ASSERT_EQ(r.done_status, 0);
+    SW_ASSERT_STREQ(r.market_id, dseq);
+    SW_ASSERT_STREQ(r.provider, "akash1cheap");
+    SW_ASSERT_EQ(con_requests("POST", "/v1/deployments"), 1);
+    SW_ASSERT_EQ(con_requests("POST", "/v1/leases"), leases_before + 1);
+    SW_ASSERT_EQ(con_active(), 1);
+    SW_ASSERT_CONTAINS(kv_find(kvkey)->value, "\"state\":\"ready\"");
+    SW_ASSERT_CONTAINS(kv_find(kvkey)->value, "\"provider\":\"akash1cheap\"");
+    fixture_finish();
+}
+
 SW_TEST(acquire_with_an_existing_key_resumes)
 {
     fixture_start();
