@@ -276,6 +276,7 @@ struct acq {
     int64_t poll_quiet_ms;       /* elapsed at the last poll that did not see it yet (QUIET_*) */
     int64_t poll_retry_after_ms; /* the last poll reply's Retry-After */
     int64_t poll_sent_ms;        /* when the last poll request of the stage went out */
+    int64_t poll_due_ms;         /* when the readiness poll timer (timer) is due */
     struct poll_scope *probing;  /* the scope whose prober this acquire is */
     struct poll_scope *probing_cold; /* the cold scope, when it probes for that too */
     bool poll_out;               /* holds one of the POLL_CONCURRENCY slots */
@@ -2053,8 +2054,12 @@ static enum poll_action decide_in(const struct market *m, const struct poll_scop
     int64_t cap = (int64_t)m->poll_interval_ms;
     if (sc->prober != NULL && sc->prober != a && sc->probe_age_ms + slack >= elapsed)
         return POLL_DEFER;
+    /* Only another deployment's quiet poll, further in than a's own last one, says
+     * anything: a's own is what its schedule (poll_delay) already stepped from, and with
+     * the hint's wider slack it would skip every step of a search begun cold (a burst's
+     * first units, a second late). */
     if (sc->quiet_at_ms != 0 && now - sc->quiet_at_ms <= cap &&
-        sc->quiet_elapsed_ms + slack >= elapsed)
+        sc->quiet_elapsed_ms + slack >= elapsed && sc->quiet_elapsed_ms > a->poll_quiet_ms)
         return POLL_SKIP;
     return POLL_SEND;
 }
@@ -2553,9 +2558,38 @@ static void on_ready_timeout(void *ud);
 static void schedule_ready_poll(struct acq *a, uint64_t delay)
 {
     a->stage = ST_READY;
+    a->poll_due_ms = now_ms(a->m) + (int64_t)delay;
     a->timer = poll_timer_arm(a->m, delay, on_ready_timer, a);
     if (a->timer == 0)
         acq_no_timer(a);
+}
+
+/* a's deployment was seen ready `elapsed` ms after its lease. The other deployments of its
+ * scope (and those of cold scopes, which go by the hint just learned) wait for the same
+ * delay, but their timers were set by the schedule before anything was known: one leased a
+ * little later than the shared poll's took a 50% step and would poll up to half a wait late
+ * (a burst's last units, a second more). Each poll due later than the moment its own
+ * deployment is as old as this one is brought forward to that moment: the poll it would
+ * have sent anyway, sent when its thing is likely there. */
+static void ready_peers_forward(struct acq *a, const struct poll_scope *sc, int64_t elapsed)
+{
+    struct market *m = a->m;
+    int64_t now = now_ms(m);
+    for (struct acq *o = m->acqs; o != NULL; o = o->next) {
+        if (o == a || o->stage != ST_READY || o->timer == 0 || o->dep == NULL ||
+            o->poll_out || o->poll_queued)
+            continue;
+        int64_t at = o->poll_from_ms + elapsed;
+        if (at < now)
+            at = now;
+        if (at + 5 >= o->poll_due_ms)
+            continue;
+        const struct poll_scope *osc = scope_get(m, SCOPE_READY, o->dep->provider);
+        if (osc != sc && !scope_cold(osc))
+            continue;
+        timer_disarm(m, &o->timer);
+        schedule_ready_poll(o, (uint64_t)(at - now));
+    }
 }
 
 /* first_delay < 0: the first poll follows the schedule (poll_delay). */
@@ -2744,8 +2778,10 @@ static void on_status(void *ud, const struct akash_reply *r)
             return;
         }
     } else if (lease->ready) {
-        scope_seen(m, scope_get(m, SCOPE_READY, d->provider), a->poll_quiet_ms,
-                   now_ms(m) - a->poll_from_ms);
+        struct poll_scope *seen_sc = scope_get(m, SCOPE_READY, d->provider);
+        int64_t seen_elapsed = now_ms(m) - a->poll_from_ms;
+        scope_seen(m, seen_sc, a->poll_quiet_ms, seen_elapsed);
+        ready_peers_forward(a, seen_sc, seen_elapsed);
         dep_set_uris(d, lease->uris, lease->uri_count);
         d->state = SWP_UNIT_READY;
         /* No lease call follows for this deployment in this process. */
