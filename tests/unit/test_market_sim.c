@@ -773,6 +773,48 @@ SW_TEST(list_and_offers_contents)
     SW_ASSERT(finish(h));
 }
 
+/* simfw2: the listing comes from the open deployments alone and a dseq is found by
+ * bisection while every dseq is canonical and increasing: same-millisecond creations
+ * (bumped dseqs), a release in the middle, text that only reads as a number. */
+SW_TEST(list_order_and_lookup_after_closes)
+{
+    struct fake_host *h = start(CONFIG, 1);
+    SW_ASSERT(h != NULL);
+    struct rec r[4];
+    const char *keys[4] = {"o1", "o2", "o3", "o4"};
+    for (int i = 0; i < 3; i++)
+        SW_ASSERT_EQ(acquire(h, &r[i], (struct req_opts){.key = keys[i], .region = "eu-west"}), 0);
+    fake_advance_to(h, 30000);
+    SW_ASSERT_EQ(acquire(h, &r[3], (struct req_opts){.key = keys[3], .region = "eu-west"}), 0);
+    fake_advance_to(h, 60000);
+    struct listed l = list(h);
+    SW_ASSERT_EQ(l.count, 4);
+    SW_ASSERT_STREQ(l.market_id[0], "1700000000200");
+    SW_ASSERT_STREQ(l.market_id[1], "1700000000201");
+    SW_ASSERT_STREQ(l.market_id[2], "1700000000202");
+    SW_ASSERT_STREQ(l.market_id[3], "1700000030200");
+    struct release_rec rr;
+    SW_ASSERT_EQ(release(h, "1700000000201", &rr), 0);
+    SW_ASSERT_EQ(rr.calls, 1);
+    l = list(h);
+    SW_ASSERT_EQ(l.count, 3);
+    SW_ASSERT_STREQ(l.key[0], "o1");
+    SW_ASSERT_STREQ(l.key[1], "o3");
+    SW_ASSERT_STREQ(l.key[2], "o4");
+    /* A closed one is still known (released again: no error); near misses are not. */
+    SW_ASSERT_EQ(release(h, "1700000000201", &rr), 0);
+    SW_ASSERT_EQ(release(h, "01700000000202", &rr), SWP_ENOENT);
+    SW_ASSERT_EQ(release(h, "1700000000202 ", &rr), SWP_ENOENT);
+    SW_ASSERT_EQ(release(h, "1700000000203", &rr), SWP_ENOENT);
+    SW_ASSERT_EQ(release(h, "-1", &rr), SWP_ENOENT);
+    SW_ASSERT_EQ(release(h, "1700000030200", &rr), 0);
+    SW_ASSERT_EQ(release(h, "1700000000200", &rr), 0);
+    l = list(h);
+    SW_ASSERT_EQ(l.count, 1);
+    SW_ASSERT_STREQ(l.market_id[0], "1700000000202");
+    SW_ASSERT(finish(h));
+}
+
 #define CLOSURE_CONFIG                                                                             \
     "{\"closure_scale\": %s, \"providers\": [{\"owner\": \"akash1flaky\", "                        \
     "\"region\": \"eu-west\", \"price_uact_per_block\": 100, \"bid_delay\": \"1s\", "              \
