@@ -339,6 +339,37 @@ void sw_lua_push_sum_by(lua_State *L, const struct sw_metric *metric, const char
     }
 }
 
+void sw_lua_push_sum_by_keyed(lua_State *L, const struct sw_metric *metric, const char *label,
+                              int keys_idx, bool fill)
+{
+    if (fill) {
+        for (size_t i = 0; i < metric->sample_count; i++) {
+            const struct sw_sample *s = &metric->samples[i];
+            const char *value = "";
+            for (size_t j = 0; j < s->label_count; j++)
+                if (s->label_names[j] != NULL && s->label_values[j] != NULL &&
+                    strcmp(s->label_names[j], label) == 0)
+                    value = s->label_values[j];
+            lua_pushstring(L, value);
+            lua_rawseti(L, keys_idx, (lua_Integer)i + 1);
+        }
+    }
+    size_t size = metric->sample_count < 4      ? 4
+                  : metric->sample_count > 4096 ? 4096
+                                                : metric->sample_count;
+    lua_createtable(L, 0, (int)size);
+    int sums = lua_gettop(L);
+    for (size_t i = 0; i < metric->sample_count; i++) {
+        lua_rawgeti(L, keys_idx, (lua_Integer)i + 1);
+        lua_pushvalue(L, -1);
+        lua_rawget(L, sums);
+        double sum = lua_tonumber(L, -1) + metric->samples[i].value;
+        lua_pop(L, 1);
+        lua_pushnumber(L, sum);
+        lua_rawset(L, sums);
+    }
+}
+
 static void push_json_number(lua_State *L, double d)
 {
     if (isfinite(d) && floor(d) == d && fabs(d) <= MAX_EXACT_INT)

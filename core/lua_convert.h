@@ -61,6 +61,11 @@ void sw_lua_push_samples(lua_State *L, const struct sw_metric *metric);
 /* Plain map label value → sum of values; samples without the label sum under "" (as
  * Prometheus' `sum by` does). */
 void sw_lua_push_sum_by(lua_State *L, const struct sw_metric *metric, const char *label);
+/* simfw2: sw_lua_push_sum_by with each sample's key (its label value, or "") taken from the
+ * table at keys_idx (keys[i] for sample i), filled first when fill is true; the sums and
+ * their order of addition are the same. keys_idx: an absolute index of a plain table. */
+void sw_lua_push_sum_by_keyed(lua_State *L, const struct sw_metric *metric, const char *label,
+                              int keys_idx, bool fill);
 
 /* Push a JSON value as plain Lua data: objects → tables with string keys, arrays →
  * sequences (a null leaves a hole), integral numbers up to 2^53 → integers, null → nil.

@@ -23,7 +23,8 @@ enum {
     UV_CACHED_LEASES = 5, /* ctx.leases as last built */
     UV_CACHED_OFFERS = 6,
     UV_CACHED_GROUPS = 7,
-    UV_COUNT = 7,
+    UV_SUMBY_KEYS = 8, /* simfw2: sumby[i]'s key table at [i + 1] */
+    UV_COUNT = 8,
 };
 
 struct sw_lua_ctx {
@@ -68,6 +69,15 @@ struct sw_lua_ctx {
     double *prices;
     size_t prices_cap;
     bool prices_built;
+    /* simfw2: metrics.sum_by's key per sample (its label value as a Lua string, in the
+     * UV_SUMBY_KEYS table) for the last few (series, label) pairs: pushing each key again
+     * hashed it and searched the labels every call, while a metric's labels change far less
+     * often than its values. serial 0: the slot is empty (or its filling failed). */
+    struct {
+        uint64_t serial;
+        char *label;
+    } sumby[4];
+    unsigned sumby_next;
 };
 
 struct count_key {
@@ -153,6 +163,11 @@ static int handle_gc(lua_State *L)
     free(ctx->prices);
     ctx->prices = NULL;
     ctx->prices_cap = 0;
+    for (size_t i = 0; i < SW_ARRAY_LEN(ctx->sumby); i++) {
+        free(ctx->sumby[i].label);
+        ctx->sumby[i].label = NULL;
+        ctx->sumby[i].serial = 0;
+    }
     free_explanations(ctx);
     sw_units_clear(&ctx->lease_snap);
     sw_offers_clear(&ctx->offer_snap);
@@ -661,7 +676,38 @@ static int l_metrics_sum_by(lua_State *L)
     const struct sw_metric *metric = metric_or_error(L, "metrics.sum_by");
     if (metric == NULL)
         return 2;
-    sw_lua_push_sum_by(L, metric, label);
+    if (metric->series_serial == 0) {
+        sw_lua_push_sum_by(L, metric, label);
+        return 1;
+    }
+    struct sw_lua_ctx *ctx = upvalue_ctx(L);
+    size_t slot = SW_ARRAY_LEN(ctx->sumby);
+    for (size_t i = 0; i < SW_ARRAY_LEN(ctx->sumby); i++)
+        if (ctx->sumby[i].serial == metric->series_serial && strcmp(ctx->sumby[i].label, label) == 0)
+            slot = i;
+    bool fill = slot == SW_ARRAY_LEN(ctx->sumby);
+    if (fill) {
+        slot = ctx->sumby_next++ % SW_ARRAY_LEN(ctx->sumby);
+        ctx->sumby[slot].serial = 0; /* until the keys are all in (a memory error stops it) */
+        free(ctx->sumby[slot].label);
+        ctx->sumby[slot].label = sw_xstrdup(label);
+    }
+    if (lua_getiuservalue(L, lua_upvalueindex(1), UV_SUMBY_KEYS) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        lua_createtable(L, (int)SW_ARRAY_LEN(ctx->sumby), 0);
+        lua_pushvalue(L, -1);
+        lua_setiuservalue(L, lua_upvalueindex(1), UV_SUMBY_KEYS);
+    }
+    if (fill) {
+        lua_createtable(L, metric->sample_count > 4096 ? 4096 : (int)metric->sample_count, 0);
+        lua_pushvalue(L, -1);
+        lua_rawseti(L, -3, (lua_Integer)slot + 1);
+    } else {
+        lua_rawgeti(L, -1, (lua_Integer)slot + 1);
+    }
+    sw_lua_push_sum_by_keyed(L, metric, label, lua_gettop(L), fill);
+    if (fill)
+        ctx->sumby[slot].serial = metric->series_serial;
     return 1;
 }
 

@@ -551,6 +551,9 @@ void sw_metric_set_put(struct sw_metric_set *m, const char *name, int64_t at_ms,
     }
     struct sw_metric *slot = metric_slot(m, name);
     slot->at_ms = at_ms;
+    /* simfw2: atomic: compared runs may put metrics on several threads. */
+    static _Atomic uint64_t last_series_serial;
+    slot->series_serial = ++last_series_serial;
     slot->samples = count ? sw_xcalloc(count, sizeof(*slot->samples)) : NULL;
     slot->sample_count = count;
     for (size_t i = 0; i < count; i++) {

@@ -164,6 +164,10 @@ struct sw_metric {
     int64_t at_ms;
     struct sw_sample *samples;
     size_t sample_count;
+    /* simfw2: set when sw_metric_set_put makes the samples' labels anew, never twice to the
+     * same value, kept while a scrape of the same series changes only values; 0 for a
+     * metric not made by sw_metric_set_put. Lets sum_by reuse what it derived from labels. */
+    uint64_t series_serial;
 };
 
 struct sw_metric_set {
