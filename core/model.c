@@ -281,6 +281,7 @@ struct sw_unit *sw_unit_clone(const struct sw_unit *u)
     c->close_reason = sw_xstrdup(u->close_reason);
     c->uris = NULL;
     c->uri_count = 0;
+    c->watch_version = 0; /* simfw2: pairs anew */
     sw_unit_set_uris(c, (const char *const *)u->uris, u->uri_count);
     return c;
 }

@@ -85,6 +85,13 @@ struct sw_unit {
      * 0 for a unit not made by sw_unit_new. Key, group and region never change for one
      * serial: caches keyed by (serial, state, ...) need not compare names. */
     uint64_t serial;
+    /* simfw2: the runtime's watch pass: this unit was paired with listing entry watch_pos
+     * under the market's listing version watch_version (0: never), when it had a market id
+     * or not (watch_had_id). Its key never changes and its market id is only ever set once,
+     * so under the same version the pairing is the same. */
+    uint64_t watch_version;
+    size_t watch_pos;
+    bool watch_had_id;
 };
 
 struct sw_units {

@@ -157,6 +157,9 @@ struct market {
     size_t open_count;
     size_t open_cap;
     bool deps_sorted;
+    /* simfw2: list_version's answer: bumped wherever a listed deployment appears, closes
+     * or has a listed field set (dep_append, dep_close, lease, on_ready, reload_dep). */
+    uint64_t list_version;
     size_t closed_count;
     uint64_t close_seq;
     bool reloading;           /* the index is written once at the end of a reload */
@@ -582,6 +585,7 @@ static void dep_append(struct market *m, struct deployment *d)
     if (d->dseq_num < 0 || (m->dep_count > 0 && m->deps[m->dep_count - 1]->dseq_num >= d->dseq_num))
         m->deps_sorted = false;
     m->deps[m->dep_count++] = d;
+    m->list_version++;
     if (d->state != SWP_UNIT_CLOSED) {
         if (m->open_count == m->open_cap) {
             m->open_cap = m->open_cap ? m->open_cap * 2 : 16;
@@ -707,6 +711,7 @@ static void dep_close(struct deployment *d, const char *reason)
         d->prov->used--;
     d->state = SWP_UNIT_CLOSED;
     open_remove(m, d);
+    m->list_version++;
     d->reason = reason;
     d->closed_seq = ++m->close_seq;
     unpersist_dep(d);
@@ -865,6 +870,7 @@ static void lease(struct acquire *a, struct bid *best, size_t offered)
     struct provider *p = best->prov;
     int64_t now = m->host->now_ms(m->host);
     p->used++;
+    m->list_version++;
     d->state = SWP_UNIT_LEASED;
     d->prov = p;
     d->provider = swp_xstrdup(p->owner);
@@ -1051,6 +1057,7 @@ static void on_ready(void *ud)
     struct deployment *d = ud;
     struct market *m = d->m;
     d->ready_timer = 0;
+    m->list_version++;
     d->state = SWP_UNIT_READY;
     d->ready_at_ms = 0;
     size_t len = strlen(d->group ? d->group : "unit") + strlen(d->dseq) + strlen(d->region) + 32;
@@ -1372,6 +1379,12 @@ static int ms_list(void *state, swp_units_cb done, void *ud)
     return 0;
 }
 
+static uint64_t ms_list_version(void *state)
+{
+    const struct market *m = state;
+    return m->list_version;
+}
+
 static int ms_offers(void *state, swp_offers_cb done, void *ud)
 {
     struct market *m = state;
@@ -1503,6 +1516,7 @@ static void reload_dep(struct market *m, const char *dseq, int64_t now)
         int64_t left = d->closure_at_ms > now ? d->closure_at_ms - now : 0;
         d->closure_timer = timer_arm(m, (uint64_t)left, on_closure, d);
     }
+    m->list_version++; /* simfw2: its provider, price and uri were set after dep_append */
     m->host->log(m->host, SWP_LOG_INFO, "deployment %s (%s, %s) restored: %s on %s at %.4f USD/h%s",
                  d->dseq, d->group ? d->group : "-", d->region, state_name(d->state), d->provider,
                  d->price_usd_hour, st == SWP_UNIT_LEASED ? ", ready timer resumed" : "");
@@ -1565,6 +1579,7 @@ static void market_free(struct market *m)
 static int ms_init(const struct swp_host *host, void **state, struct swp_error *err)
 {
     struct market *m = swp_xcalloc(1, sizeof(*m));
+    m->list_version = 1; /* never 0 */
     m->host = host;
     int rc = SWP_ECONFIG;
     const char *file = host->cfg_str(host, "providers_file");
@@ -1668,6 +1683,7 @@ static const struct swp_market_ops ms_market_ops = {
     .release = ms_release,
     .list = ms_list,
     .offers = ms_offers,
+    .list_version = ms_list_version,
 };
 
 static const struct swp_plugin ms_plugin = {

@@ -866,6 +866,57 @@ SW_TEST(closures_emit_unit_lost)
     SW_ASSERT(finish(h));
 }
 
+/* simfw2: list_version changes with every change a listing would show (the core keeps its
+ * pairing of units with the listing while it does not), and only then. */
+static uint64_t version(struct fake_host *h)
+{
+    return h->plugin->market->list_version(h->state);
+}
+
+SW_TEST(list_version_follows_the_listing)
+{
+    struct fake_host *h = start_closures("20", 3);
+    SW_ASSERT(h != NULL);
+    SW_ASSERT(h->plugin->market->list_version != NULL);
+    uint64_t v = version(h);
+    SW_ASSERT(v != 0);
+    struct rec r;
+    SW_ASSERT_EQ(acquire(h, &r, (struct req_opts){.key = "v1", .region = "eu-west"}), 0);
+    SW_ASSERT_EQ(version(h), v); /* nothing listed yet */
+    fake_advance_to(h, 200);     /* created */
+    SW_ASSERT(version(h) != v);
+    v = version(h);
+    (void)list(h);
+    (void)offers(h);
+    SW_ASSERT_EQ(version(h), v); /* reading changes nothing */
+    fake_advance_to(h, 1200); /* leased: provider and price */
+    SW_ASSERT_EQ(list(h).state[0], SWP_UNIT_LEASED);
+    SW_ASSERT(version(h) != v);
+    v = version(h);
+    fake_advance_to(h, 6200); /* ready: the uri */
+    SW_ASSERT_EQ(r.done_status, 0);
+    SW_ASSERT(version(h) != v);
+    v = version(h);
+    fake_advance(h, 24 * 3600 * 1000LL); /* the provider closes it */
+    SW_ASSERT_EQ(list(h).count, 0);
+    SW_ASSERT(version(h) != v);
+    v = version(h);
+    struct release_rec rr;
+    SW_ASSERT_EQ(release(h, r.market_id, &rr), 0); /* already closed: no change */
+    SW_ASSERT_EQ(version(h), v);
+    SW_ASSERT(finish(h));
+
+    /* A release closes it too. */
+    h = start_closures("0", 3);
+    SW_ASSERT(h != NULL);
+    SW_ASSERT_EQ(acquire(h, &r, (struct req_opts){.key = "v2", .region = "eu-west"}), 0);
+    fake_advance(h, 10000);
+    v = version(h);
+    SW_ASSERT_EQ(release(h, r.market_id, &rr), 0);
+    SW_ASSERT(version(h) != v);
+    SW_ASSERT(finish(h));
+}
+
 SW_TEST(closure_before_ready_fails_the_acquire)
 {
     /* 0.05/h × 1e6: closures within a fraction of a second, long before ready. */
