@@ -41,6 +41,7 @@ struct sw_lua_ctx {
     bool leases_cached;
     struct sw_offers offer_snap;
     bool offers_cached;
+    uint64_t offer_snap_names; /* simfw2: the input's names_serial when offer_snap was taken */
     struct sw_group_config *group_snap;
     size_t group_snap_count;
     bool groups_cached;
@@ -218,10 +219,14 @@ static bool offers_unchanged(const struct sw_lua_ctx *ctx, const struct sw_offer
     size_t count = offers != NULL ? offers->count : 0;
     if (!ctx->offers_cached || count != ctx->offer_snap.count)
         return false;
+    /* simfw2: the same names serial as at the snapshot: the names are the same. */
+    bool names_same = count > 0 && offers->names_serial != 0 &&
+                      offers->names_serial == ctx->offer_snap_names;
     for (size_t i = 0; i < count; i++) {
         const struct sw_offer *a = &offers->items[i], *b = &ctx->offer_snap.items[i];
         if (a->price_usd_hour != b->price_usd_hour || a->audited != b->audited ||
-            !str_same(a->provider, b->provider) || !str_same(a->region, b->region))
+            (!names_same &&
+             (!str_same(a->provider, b->provider) || !str_same(a->region, b->region))))
             return false;
     }
     return true;
@@ -267,6 +272,7 @@ static void snapshot_offers(struct sw_lua_ctx *ctx, const struct sw_offers *offe
         const struct sw_offer *o = &offers->items[i];
         sw_offers_add(&ctx->offer_snap, o->provider, o->region, o->price_usd_hour, o->audited);
     }
+    ctx->offer_snap_names = offers != NULL ? offers->names_serial : 0;
     ctx->offers_cached = true;
 }
 

@@ -403,6 +403,8 @@ void sw_offers_add(struct sw_offers *o, const char *provider, const char *region
     }
     o->items[o->count++] =
         (struct sw_offer){sw_xstrdup(provider), sw_xstrdup(region), price_usd_hour, audited};
+    static _Atomic uint64_t last_names_serial; /* simfw2; atomic: compared runs use threads */
+    o->names_serial = ++last_names_serial;
 }
 
 void sw_offers_replace(struct sw_offers *o, const struct swp_offer *offers, size_t count)

@@ -139,6 +139,10 @@ struct sw_offers {
     struct sw_offer *items;
     size_t count;
     size_t cap;
+    /* simfw2: set anew (never twice the same) by every sw_offers_add, 0 after init or
+     * clear, kept by sw_offers_replace when it writes only prices and audit flags: equal
+     * non-zero serials mean the same providers and regions in the same order. */
+    uint64_t names_serial;
 };
 
 void sw_offers_init(struct sw_offers *o);

@@ -345,6 +345,52 @@ SW_TEST(sum_by_reuses_keys_only_for_the_same_series)
     world_free(&w);
 }
 
+/* simfw2: ctx.offers is reused while the offers' names serial says the names are the same:
+ * new prices show, and new names at the same count show too. */
+static const char offers_policy[] =
+    "return {name = 'offers', interval = '10s', evaluate = function(ctx)\n"
+    "  ctx.state.p, ctx.state.r = ctx.offers[1].provider, ctx.offers[1].region\n"
+    "  ctx.state.price = ctx.offers[1].price_usd_hour\n"
+    "  return {web = {}, batch = {}}\n"
+    "end}\n";
+
+SW_TEST(ctx_offers_follow_names_and_prices)
+{
+    struct world w;
+    world_init(&w);
+    struct sw_policy *p = load("offers.lua", offers_policy, NULL, NULL, 1);
+    SW_ASSERT(p != NULL);
+    struct sw_policy_result out;
+    sw_policy_result_init(&out);
+    struct sw_error err = {0};
+    SW_ASSERT_EQ(sw_policy_eval(p, &w.in, &out, &err), 0);
+    cJSON *s = state_of(p);
+    SW_ASSERT_STREQ(str_at(s, "p"), "p1");
+    cJSON_Delete(s);
+    struct swp_offer o[3] = {{.provider = "p1", .region = "us-east", .price_usd_hour = 2.5},
+                             {.provider = "p2", .region = "eu-west", .price_usd_hour = 0.6},
+                             {.provider = "p3", .region = "eu-west", .price_usd_hour = 0.4}};
+    uint64_t serial = w.offers.names_serial;
+    sw_offers_replace(&w.offers, o, 3);
+    SW_ASSERT_EQ(w.offers.names_serial, serial); /* prices only */
+    SW_ASSERT_EQ(sw_policy_eval(p, &w.in, &out, &err), 0);
+    s = state_of(p);
+    SW_ASSERT_NEAR(num_at(s, "price"), 2.5, 1e-12);
+    cJSON_Delete(s);
+    o[0].provider = "p9";
+    o[0].region = "as-east";
+    sw_offers_replace(&w.offers, o, 3);
+    SW_ASSERT(w.offers.names_serial != serial);
+    SW_ASSERT_EQ(sw_policy_eval(p, &w.in, &out, &err), 0);
+    s = state_of(p);
+    SW_ASSERT_STREQ(str_at(s, "p"), "p9");
+    SW_ASSERT_STREQ(str_at(s, "r"), "as-east");
+    cJSON_Delete(s);
+    sw_policy_result_clear(&out);
+    sw_policy_free(p);
+    world_free(&w);
+}
+
 SW_TEST(ctx_contents)
 {
     struct world w;
