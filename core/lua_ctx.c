@@ -77,8 +77,13 @@ struct sw_lua_ctx {
     struct {
         uint64_t serial;
         char *label;
+        size_t *key_of; /* per sample: its key's position (sw_lua_push_sum_by_keyed) */
+        size_t key_of_cap;
+        size_t distinct;
     } sumby[4];
     unsigned sumby_next;
+    double *sumby_sums; /* scratch */
+    size_t sumby_sums_cap;
 };
 
 struct count_key {
@@ -168,7 +173,13 @@ static int handle_gc(lua_State *L)
         free(ctx->sumby[i].label);
         ctx->sumby[i].label = NULL;
         ctx->sumby[i].serial = 0;
+        free(ctx->sumby[i].key_of);
+        ctx->sumby[i].key_of = NULL;
+        ctx->sumby[i].key_of_cap = 0;
     }
+    free(ctx->sumby_sums);
+    ctx->sumby_sums = NULL;
+    ctx->sumby_sums_cap = 0;
     free_explanations(ctx);
     sw_units_clear(&ctx->lease_snap);
     sw_offers_clear(&ctx->offer_snap);
@@ -697,6 +708,15 @@ static int l_metrics_sum_by(lua_State *L)
         ctx->sumby[slot].serial = 0; /* until the keys are all in (a memory error stops it) */
         free(ctx->sumby[slot].label);
         ctx->sumby[slot].label = sw_xstrdup(label);
+        if (metric->sample_count > ctx->sumby[slot].key_of_cap) {
+            ctx->sumby[slot].key_of_cap = metric->sample_count;
+            ctx->sumby[slot].key_of = sw_xrealloc(ctx->sumby[slot].key_of,
+                                                  metric->sample_count * sizeof(size_t));
+        }
+    }
+    if (metric->sample_count > ctx->sumby_sums_cap) {
+        ctx->sumby_sums_cap = metric->sample_count;
+        ctx->sumby_sums = sw_xrealloc(ctx->sumby_sums, metric->sample_count * sizeof(double));
     }
     if (lua_getiuservalue(L, lua_upvalueindex(1), UV_SUMBY_KEYS) != LUA_TTABLE) {
         lua_pop(L, 1);
@@ -711,7 +731,8 @@ static int l_metrics_sum_by(lua_State *L)
     } else {
         lua_rawgeti(L, -1, (lua_Integer)slot + 1);
     }
-    sw_lua_push_sum_by_keyed(L, metric, label, lua_gettop(L), fill);
+    sw_lua_push_sum_by_keyed(L, metric, label, lua_gettop(L), fill, ctx->sumby[slot].key_of,
+                             &ctx->sumby[slot].distinct, ctx->sumby_sums);
     if (fill)
         ctx->sumby[slot].serial = metric->series_serial;
     return 1;
