@@ -231,8 +231,8 @@ static bool offers_unchanged(const struct sw_lua_ctx *ctx, const struct sw_offer
     if (!ctx->offers_cached || count != ctx->offer_snap.count)
         return false;
     /* simfw2: the same names serial as at the snapshot: the names are the same. */
-    bool names_same = count > 0 && offers->names_serial != 0 &&
-                      offers->names_serial == ctx->offer_snap_names;
+    bool names_same =
+        count > 0 && offers->names_serial != 0 && offers->names_serial == ctx->offer_snap_names;
     for (size_t i = 0; i < count; i++) {
         const struct sw_offer *a = &offers->items[i], *b = &ctx->offer_snap.items[i];
         if (a->price_usd_hour != b->price_usd_hour || a->audited != b->audited ||
@@ -700,7 +700,8 @@ static int l_metrics_sum_by(lua_State *L)
     struct sw_lua_ctx *ctx = upvalue_ctx(L);
     size_t slot = SW_ARRAY_LEN(ctx->sumby);
     for (size_t i = 0; i < SW_ARRAY_LEN(ctx->sumby); i++)
-        if (ctx->sumby[i].serial == metric->series_serial && strcmp(ctx->sumby[i].label, label) == 0)
+        if (ctx->sumby[i].serial == metric->series_serial &&
+            strcmp(ctx->sumby[i].label, label) == 0)
             slot = i;
     bool fill = slot == SW_ARRAY_LEN(ctx->sumby);
     if (fill) {
@@ -710,8 +711,8 @@ static int l_metrics_sum_by(lua_State *L)
         ctx->sumby[slot].label = sw_xstrdup(label);
         if (metric->sample_count > ctx->sumby[slot].key_of_cap) {
             ctx->sumby[slot].key_of_cap = metric->sample_count;
-            ctx->sumby[slot].key_of = sw_xrealloc(ctx->sumby[slot].key_of,
-                                                  metric->sample_count * sizeof(size_t));
+            ctx->sumby[slot].key_of =
+                sw_xrealloc(ctx->sumby[slot].key_of, metric->sample_count * sizeof(size_t));
         }
     }
     if (metric->sample_count > ctx->sumby_sums_cap) {

@@ -889,7 +889,7 @@ SW_TEST(list_version_follows_the_listing)
     (void)list(h);
     (void)offers(h);
     SW_ASSERT_EQ(version(h), v); /* reading changes nothing */
-    fake_advance_to(h, 1200); /* leased: provider and price */
+    fake_advance_to(h, 1200);    /* leased: provider and price */
     SW_ASSERT_EQ(list(h).state[0], SWP_UNIT_LEASED);
     SW_ASSERT(version(h) != v);
     v = version(h);
