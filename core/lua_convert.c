@@ -339,6 +339,55 @@ void sw_lua_push_sum_by(lua_State *L, const struct sw_metric *metric, const char
     }
 }
 
+void sw_lua_push_sum_by_keyed(lua_State *L, const struct sw_metric *metric, const char *label,
+                              int keys_idx, bool fill, size_t *key_of, size_t *distinct,
+                              double *sums)
+{
+    if (fill) {
+        lua_createtable(L, 0, 4); /* key → 1-based position in keys */
+        int seen = lua_gettop(L);
+        size_t d = 0;
+        for (size_t i = 0; i < metric->sample_count; i++) {
+            const struct sw_sample *s = &metric->samples[i];
+            const char *value = "";
+            for (size_t j = 0; j < s->label_count; j++)
+                if (s->label_names[j] != NULL && s->label_values[j] != NULL &&
+                    strcmp(s->label_names[j], label) == 0)
+                    value = s->label_values[j];
+            lua_pushstring(L, value);
+            lua_pushvalue(L, -1);
+            if (lua_rawget(L, seen) == LUA_TNUMBER) {
+                key_of[i] = (size_t)lua_tointeger(L, -1) - 1;
+                lua_pop(L, 2);
+                continue;
+            }
+            lua_pop(L, 1);
+            key_of[i] = d++;
+            lua_pushvalue(L, -1);
+            lua_rawseti(L, keys_idx, (lua_Integer)d);
+            lua_pushinteger(L, (lua_Integer)d);
+            lua_rawset(L, seen);
+        }
+        lua_pop(L, 1);
+        *distinct = d;
+    }
+    /* Each key's sum starts at 0 and takes its samples in order, as the table's did
+     * (nil read as 0, then + value); each key goes in once, at its first sample's turn. */
+    for (size_t k = 0; k < *distinct; k++)
+        sums[k] = 0;
+    for (size_t i = 0; i < metric->sample_count; i++)
+        sums[key_of[i]] += metric->samples[i].value;
+    size_t size = metric->sample_count < 4      ? 4
+                  : metric->sample_count > 4096 ? 4096
+                                                : metric->sample_count;
+    lua_createtable(L, 0, (int)size);
+    for (size_t k = 0; k < *distinct; k++) {
+        lua_rawgeti(L, keys_idx, (lua_Integer)k + 1);
+        lua_pushnumber(L, sums[k]);
+        lua_rawset(L, -3);
+    }
+}
+
 static void push_json_number(lua_State *L, double d)
 {
     if (isfinite(d) && floor(d) == d && fabs(d) <= MAX_EXACT_INT)

@@ -61,6 +61,15 @@ void sw_lua_push_samples(lua_State *L, const struct sw_metric *metric);
 /* Plain map label value → sum of values; samples without the label sum under "" (as
  * Prometheus' `sum by` does). */
 void sw_lua_push_sum_by(lua_State *L, const struct sw_metric *metric, const char *label);
+/* simfw2: sw_lua_push_sum_by from a kept grouping of the samples: the distinct keys (label
+ * values, or "") in order of first appearance at keys[1..*distinct] of the plain table at
+ * keys_idx (an absolute index), and key_of[i] the 0-based position of sample i's key there.
+ * fill: work both out first (key_of has sample_count entries). sums: scratch of
+ * sample_count doubles. Same sums, added in the same order, and the same keys inserted in
+ * the same order as sw_lua_push_sum_by. */
+void sw_lua_push_sum_by_keyed(lua_State *L, const struct sw_metric *metric, const char *label,
+                              int keys_idx, bool fill, size_t *key_of, size_t *distinct,
+                              double *sums);
 
 /* Push a JSON value as plain Lua data: objects → tables with string keys, arrays →
  * sequences (a null leaves a hole), integral numbers up to 2^53 → integers, null → nil.

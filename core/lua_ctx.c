@@ -23,7 +23,8 @@ enum {
     UV_CACHED_LEASES = 5, /* ctx.leases as last built */
     UV_CACHED_OFFERS = 6,
     UV_CACHED_GROUPS = 7,
-    UV_COUNT = 7,
+    UV_SUMBY_KEYS = 8, /* simfw2: sumby[i]'s key table at [i + 1] */
+    UV_COUNT = 8,
 };
 
 struct sw_lua_ctx {
@@ -40,6 +41,7 @@ struct sw_lua_ctx {
     bool leases_cached;
     struct sw_offers offer_snap;
     bool offers_cached;
+    uint64_t offer_snap_names; /* simfw2: the input's names_serial when offer_snap was taken */
     struct sw_group_config *group_snap;
     size_t group_snap_count;
     bool groups_cached;
@@ -68,6 +70,20 @@ struct sw_lua_ctx {
     double *prices;
     size_t prices_cap;
     bool prices_built;
+    /* simfw2: metrics.sum_by's key per sample (its label value as a Lua string, in the
+     * UV_SUMBY_KEYS table) for the last few (series, label) pairs: pushing each key again
+     * hashed it and searched the labels every call, while a metric's labels change far less
+     * often than its values. serial 0: the slot is empty (or its filling failed). */
+    struct {
+        uint64_t serial;
+        char *label;
+        size_t *key_of; /* per sample: its key's position (sw_lua_push_sum_by_keyed) */
+        size_t key_of_cap;
+        size_t distinct;
+    } sumby[4];
+    unsigned sumby_next;
+    double *sumby_sums; /* scratch */
+    size_t sumby_sums_cap;
 };
 
 struct count_key {
@@ -153,6 +169,17 @@ static int handle_gc(lua_State *L)
     free(ctx->prices);
     ctx->prices = NULL;
     ctx->prices_cap = 0;
+    for (size_t i = 0; i < SW_ARRAY_LEN(ctx->sumby); i++) {
+        free(ctx->sumby[i].label);
+        ctx->sumby[i].label = NULL;
+        ctx->sumby[i].serial = 0;
+        free(ctx->sumby[i].key_of);
+        ctx->sumby[i].key_of = NULL;
+        ctx->sumby[i].key_of_cap = 0;
+    }
+    free(ctx->sumby_sums);
+    ctx->sumby_sums = NULL;
+    ctx->sumby_sums_cap = 0;
     free_explanations(ctx);
     sw_units_clear(&ctx->lease_snap);
     sw_offers_clear(&ctx->offer_snap);
@@ -203,10 +230,14 @@ static bool offers_unchanged(const struct sw_lua_ctx *ctx, const struct sw_offer
     size_t count = offers != NULL ? offers->count : 0;
     if (!ctx->offers_cached || count != ctx->offer_snap.count)
         return false;
+    /* simfw2: the same names serial as at the snapshot: the names are the same. */
+    bool names_same =
+        count > 0 && offers->names_serial != 0 && offers->names_serial == ctx->offer_snap_names;
     for (size_t i = 0; i < count; i++) {
         const struct sw_offer *a = &offers->items[i], *b = &ctx->offer_snap.items[i];
         if (a->price_usd_hour != b->price_usd_hour || a->audited != b->audited ||
-            !str_same(a->provider, b->provider) || !str_same(a->region, b->region))
+            (!names_same &&
+             (!str_same(a->provider, b->provider) || !str_same(a->region, b->region))))
             return false;
     }
     return true;
@@ -252,6 +283,7 @@ static void snapshot_offers(struct sw_lua_ctx *ctx, const struct sw_offers *offe
         const struct sw_offer *o = &offers->items[i];
         sw_offers_add(&ctx->offer_snap, o->provider, o->region, o->price_usd_hour, o->audited);
     }
+    ctx->offer_snap_names = offers != NULL ? offers->names_serial : 0;
     ctx->offers_cached = true;
 }
 
@@ -661,7 +693,49 @@ static int l_metrics_sum_by(lua_State *L)
     const struct sw_metric *metric = metric_or_error(L, "metrics.sum_by");
     if (metric == NULL)
         return 2;
-    sw_lua_push_sum_by(L, metric, label);
+    if (metric->series_serial == 0) {
+        sw_lua_push_sum_by(L, metric, label);
+        return 1;
+    }
+    struct sw_lua_ctx *ctx = upvalue_ctx(L);
+    size_t slot = SW_ARRAY_LEN(ctx->sumby);
+    for (size_t i = 0; i < SW_ARRAY_LEN(ctx->sumby); i++)
+        if (ctx->sumby[i].serial == metric->series_serial &&
+            strcmp(ctx->sumby[i].label, label) == 0)
+            slot = i;
+    bool fill = slot == SW_ARRAY_LEN(ctx->sumby);
+    if (fill) {
+        slot = ctx->sumby_next++ % SW_ARRAY_LEN(ctx->sumby);
+        ctx->sumby[slot].serial = 0; /* until the keys are all in (a memory error stops it) */
+        free(ctx->sumby[slot].label);
+        ctx->sumby[slot].label = sw_xstrdup(label);
+        if (metric->sample_count > ctx->sumby[slot].key_of_cap) {
+            ctx->sumby[slot].key_of_cap = metric->sample_count;
+            ctx->sumby[slot].key_of =
+                sw_xrealloc(ctx->sumby[slot].key_of, metric->sample_count * sizeof(size_t));
+        }
+    }
+    if (metric->sample_count > ctx->sumby_sums_cap) {
+        ctx->sumby_sums_cap = metric->sample_count;
+        ctx->sumby_sums = sw_xrealloc(ctx->sumby_sums, metric->sample_count * sizeof(double));
+    }
+    if (lua_getiuservalue(L, lua_upvalueindex(1), UV_SUMBY_KEYS) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        lua_createtable(L, (int)SW_ARRAY_LEN(ctx->sumby), 0);
+        lua_pushvalue(L, -1);
+        lua_setiuservalue(L, lua_upvalueindex(1), UV_SUMBY_KEYS);
+    }
+    if (fill) {
+        lua_createtable(L, metric->sample_count > 4096 ? 4096 : (int)metric->sample_count, 0);
+        lua_pushvalue(L, -1);
+        lua_rawseti(L, -3, (lua_Integer)slot + 1);
+    } else {
+        lua_rawgeti(L, -1, (lua_Integer)slot + 1);
+    }
+    sw_lua_push_sum_by_keyed(L, metric, label, lua_gettop(L), fill, ctx->sumby[slot].key_of,
+                             &ctx->sumby[slot].distinct, ctx->sumby_sums);
+    if (fill)
+        ctx->sumby[slot].serial = metric->series_serial;
     return 1;
 }
 

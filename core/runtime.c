@@ -112,6 +112,10 @@ struct sw_runtime {
     bool *listed_matched;
     size_t listed_matched_count;
     size_t listed_matched_cap;
+    /* simfw2: the market's list_version read before the watch pass's list call (0: none
+     * or not a watch pass): equal when the answer arrives, units paired under it keep
+     * their pairing (struct sw_unit watch_*) and the listing is indexed only for others. */
+    uint64_t watch_version_before;
 
     struct market_op *ops;
     size_t ops_in_flight;
@@ -1424,8 +1428,14 @@ static bool op_in_flight_for(const struct sw_runtime *rt, const char *unit_key)
 /* Bring the in-memory units in line with what the marketplace lists. */
 static void sync_units(struct sw_runtime *rt, const struct swp_unit *listed, size_t count)
 {
+    /* simfw2: the listing version this answer is known to be under (0: unknown); the index
+     * is built when the first unit without a pairing under it needs a lookup. */
+    uint64_t version = 0;
+    if (rt->watch_version_before != 0 &&
+        rt->market_ops->list_version(sw_plugin_state(rt->market)) == rt->watch_version_before)
+        version = rt->watch_version_before;
     struct listed_index ix;
-    listed_index_init(rt, &ix, listed, count);
+    bool ix_built = false;
     if (count > rt->listed_matched_cap) {
         rt->listed_matched_cap = count;
         rt->listed_matched = sw_xrealloc(rt->listed_matched, count * sizeof(*rt->listed_matched));
@@ -1437,7 +1447,24 @@ static void sync_units(struct sw_runtime *rt, const struct swp_unit *listed, siz
         struct sw_unit *u = rt->units.items[i];
         if (u->state == SW_UNIT_CLOSED || op_in_flight_for(rt, u->key))
             continue;
-        const struct swp_unit *mu = find_listed_indexed(listed, &ix, u->key, u->market_id);
+        const struct swp_unit *mu = NULL;
+        bool has_id = u->market_id != NULL;
+        if (version != 0 && u->watch_version == version && u->watch_had_id == has_id &&
+            u->watch_pos < count) {
+            mu = &listed[u->watch_pos]; /* simfw2: paired under this version already */
+        } else {
+            if (!ix_built) {
+                listed_index_init(rt, &ix, listed, count);
+                ix_built = true;
+            }
+            mu = find_listed_indexed(listed, &ix, u->key, u->market_id);
+            u->watch_version = 0;
+            if (mu != NULL && version != 0) {
+                u->watch_version = version;
+                u->watch_pos = (size_t)(mu - listed);
+                u->watch_had_id = has_id;
+            }
+        }
         if (mu == NULL) {
             if (u->state == SW_UNIT_ORDERED && u->market_id == NULL)
                 continue; /* never reached the marketplace; recovery decides */
@@ -1678,6 +1705,7 @@ static void watch_listed(void *ud, int status, const struct swp_unit *listed, si
     }
     sync_units(rt, listed, count);
     close_orphans(rt, listed, count);
+    rt->watch_version_before = 0; /* simfw2: read again before the next list call */
 }
 
 static void watch_tick(void *ud)
@@ -1688,6 +1716,10 @@ static void watch_tick(void *ud)
         return;
     if (!rt->watch_in_flight && rt->market_ops->list != NULL) {
         rt->watch_in_flight = true;
+        /* simfw2 */
+        rt->watch_version_before = rt->market_ops->list_version != NULL
+                                       ? rt->market_ops->list_version(sw_plugin_state(rt->market))
+                                       : 0;
         if (rt->market_ops->list(sw_plugin_state(rt->market), watch_listed, rt) < 0)
             rt->watch_in_flight = false;
     }

@@ -40,6 +40,7 @@
  * as a random closure does. The provider keeps bidding afterwards: avoiding it is the
  * client's job.
  */
+#include <errno.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -76,6 +77,7 @@ struct acquire;
 struct deployment {
     struct market *m;
     char dseq[24];
+    int64_t dseq_num; /* dseq as a number when it is one's canonical text, else -1 */
     int64_t created_ms;
     char *key;
     char *group;
@@ -148,6 +150,16 @@ struct market {
     struct deployment **deps; /* creation order, open and closed */
     size_t dep_count;
     size_t dep_cap;
+    /* simfw2: the open ones alone, in creation order (what ms_list answers: a watch lists
+     * every 30 simulated seconds, and up to MS_CLOSED_KEEP closed ones are kept), and
+     * whether deps is sorted by dseq_num with every dseq canonical, so dep_find can bisect. */
+    struct deployment **open;
+    size_t open_count;
+    size_t open_cap;
+    bool deps_sorted;
+    /* simfw2: list_version's answer: bumped wherever a listed deployment appears, closes
+     * or has a listed field set (dep_append, dep_close, lease, on_ready, reload_dep). */
+    uint64_t list_version;
     size_t closed_count;
     uint64_t close_seq;
     bool reloading;           /* the index is written once at the end of a reload */
@@ -509,8 +521,40 @@ static void dep_free(struct deployment *d)
     free(d);
 }
 
+/* A dseq's number when the text is its canonical decimal form ("0012" and "12x" are not),
+ * else -1. */
+static int64_t dseq_number(const char *dseq)
+{
+    if (dseq[0] < '0' || dseq[0] > '9')
+        return -1;
+    char *end = NULL;
+    errno = 0;
+    long long v = strtoll(dseq, &end, 10);
+    char canon[24];
+    if (errno != 0 || *end != '\0' || v < 0)
+        return -1;
+    snprintf(canon, sizeof(canon), "%lld", v);
+    return strcmp(canon, dseq) == 0 ? (int64_t)v : -1;
+}
+
 static struct deployment *dep_find(struct market *m, const char *dseq)
 {
+    if (m->deps_sorted) {
+        /* Every dseq is canonical and they increase: text that is not canonical names none,
+         * and a number is found by bisection. */
+        int64_t num = dseq_number(dseq);
+        if (num < 0)
+            return NULL;
+        size_t lo = 0, hi = m->dep_count;
+        while (lo < hi) {
+            size_t mid = lo + (hi - lo) / 2;
+            if (m->deps[mid]->dseq_num < num)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        return lo < m->dep_count && m->deps[lo]->dseq_num == num ? m->deps[lo] : NULL;
+    }
     for (size_t i = m->dep_count; i-- > 0;)
         if (strcmp(m->deps[i]->dseq, dseq) == 0)
             return m->deps[i];
@@ -519,9 +563,9 @@ static struct deployment *dep_find(struct market *m, const char *dseq)
 
 static struct deployment *dep_find_open_by_key(struct market *m, const char *key)
 {
-    for (size_t i = m->dep_count; key && i-- > 0;) {
-        struct deployment *d = m->deps[i];
-        if (d->state != SWP_UNIT_CLOSED && d->key && strcmp(d->key, key) == 0)
+    for (size_t i = m->open_count; key && i-- > 0;) {
+        struct deployment *d = m->open[i];
+        if (d->key && strcmp(d->key, key) == 0)
             return d;
     }
     return NULL;
@@ -535,7 +579,31 @@ static void dep_append(struct market *m, struct deployment *d)
         m->deps = grown;
         m->dep_cap = cap;
     }
+    d->dseq_num = dseq_number(d->dseq);
+    if (m->dep_count == 0)
+        m->deps_sorted = true;
+    if (d->dseq_num < 0 || (m->dep_count > 0 && m->deps[m->dep_count - 1]->dseq_num >= d->dseq_num))
+        m->deps_sorted = false;
     m->deps[m->dep_count++] = d;
+    m->list_version++;
+    if (d->state != SWP_UNIT_CLOSED) {
+        if (m->open_count == m->open_cap) {
+            m->open_cap = m->open_cap ? m->open_cap * 2 : 16;
+            m->open = swp_xrealloc(m->open, m->open_cap * sizeof(*m->open));
+        }
+        m->open[m->open_count++] = d;
+    }
+}
+
+/* simfw2: d leaves the open list (it is closing); the others keep their order. */
+static void open_remove(struct market *m, const struct deployment *d)
+{
+    for (size_t i = m->open_count; i-- > 0;)
+        if (m->open[i] == d) {
+            memmove(&m->open[i], &m->open[i + 1], (m->open_count - i - 1) * sizeof(*m->open));
+            m->open_count--;
+            return;
+        }
 }
 
 /* Forget the deployment closed longest ago once too many are kept. One a callback is looking
@@ -642,6 +710,8 @@ static void dep_close(struct deployment *d, const char *reason)
     if ((d->state == SWP_UNIT_LEASED || d->state == SWP_UNIT_READY) && d->prov && d->prov->used > 0)
         d->prov->used--;
     d->state = SWP_UNIT_CLOSED;
+    open_remove(m, d);
+    m->list_version++;
     d->reason = reason;
     d->closed_seq = ++m->close_seq;
     unpersist_dep(d);
@@ -800,6 +870,7 @@ static void lease(struct acquire *a, struct bid *best, size_t offered)
     struct provider *p = best->prov;
     int64_t now = m->host->now_ms(m->host);
     p->used++;
+    m->list_version++;
     d->state = SWP_UNIT_LEASED;
     d->prov = p;
     d->provider = swp_xstrdup(p->owner);
@@ -986,6 +1057,7 @@ static void on_ready(void *ud)
     struct deployment *d = ud;
     struct market *m = d->m;
     d->ready_timer = 0;
+    m->list_version++;
     d->state = SWP_UNIT_READY;
     d->ready_at_ms = 0;
     size_t len = strlen(d->group ? d->group : "unit") + strlen(d->dseq) + strlen(d->region) + 32;
@@ -1287,16 +1359,15 @@ static int ms_list(void *state, swp_units_cb done, void *ud)
     bool own = m->listing;
     struct swp_unit *units = m->list_buf;
     if (own) {
-        units = swp_xcalloc(m->dep_count ? m->dep_count : 1, sizeof(*units));
-    } else if (m->dep_count > m->list_cap) {
+        units = swp_xcalloc(m->open_count ? m->open_count : 1, sizeof(*units));
+    } else if (m->open_count > m->list_cap) {
         free(m->list_buf);
-        m->list_cap = m->dep_count;
+        m->list_cap = m->open_count;
         units = m->list_buf = swp_xcalloc(m->list_cap, sizeof(*units));
     }
     size_t n = 0;
-    for (size_t i = 0; i < m->dep_count; i++)
-        if (m->deps[i]->state != SWP_UNIT_CLOSED)
-            unit_fill(m->deps[i], &units[n++]);
+    for (size_t i = 0; i < m->open_count; i++)
+        unit_fill(m->open[i], &units[n++]);
     if (own) {
         done(ud, 0, units, n, NULL);
         free(units);
@@ -1306,6 +1377,12 @@ static int ms_list(void *state, swp_units_cb done, void *ud)
     done(ud, 0, units, n, NULL);
     m->listing = false;
     return 0;
+}
+
+static uint64_t ms_list_version(void *state)
+{
+    const struct market *m = state;
+    return m->list_version;
 }
 
 static int ms_offers(void *state, swp_offers_cb done, void *ud)
@@ -1439,6 +1516,7 @@ static void reload_dep(struct market *m, const char *dseq, int64_t now)
         int64_t left = d->closure_at_ms > now ? d->closure_at_ms - now : 0;
         d->closure_timer = timer_arm(m, (uint64_t)left, on_closure, d);
     }
+    m->list_version++; /* simfw2: its provider, price and uri were set after dep_append */
     m->host->log(m->host, SWP_LOG_INFO, "deployment %s (%s, %s) restored: %s on %s at %.4f USD/h%s",
                  d->dseq, d->group ? d->group : "-", d->region, state_name(d->state), d->provider,
                  d->price_usd_hour, st == SWP_UNIT_LEASED ? ", ready timer resumed" : "");
@@ -1491,6 +1569,7 @@ static void market_free(struct market *m)
         dep_free(m->deps[i]);
     }
     free(m->deps);
+    free(m->open);
     free(m->list_buf);
     free(m->offer_buf);
     providers_free(m);
@@ -1500,6 +1579,7 @@ static void market_free(struct market *m)
 static int ms_init(const struct swp_host *host, void **state, struct swp_error *err)
 {
     struct market *m = swp_xcalloc(1, sizeof(*m));
+    m->list_version = 1; /* never 0 */
     m->host = host;
     int rc = SWP_ECONFIG;
     const char *file = host->cfg_str(host, "providers_file");
@@ -1603,6 +1683,7 @@ static const struct swp_market_ops ms_market_ops = {
     .release = ms_release,
     .list = ms_list,
     .offers = ms_offers,
+    .list_version = ms_list_version,
 };
 
 static const struct swp_plugin ms_plugin = {

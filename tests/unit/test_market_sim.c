@@ -773,6 +773,48 @@ SW_TEST(list_and_offers_contents)
     SW_ASSERT(finish(h));
 }
 
+/* simfw2: the listing comes from the open deployments alone and a dseq is found by
+ * bisection while every dseq is canonical and increasing: same-millisecond creations
+ * (bumped dseqs), a release in the middle, text that only reads as a number. */
+SW_TEST(list_order_and_lookup_after_closes)
+{
+    struct fake_host *h = start(CONFIG, 1);
+    SW_ASSERT(h != NULL);
+    struct rec r[4];
+    const char *keys[4] = {"o1", "o2", "o3", "o4"};
+    for (int i = 0; i < 3; i++)
+        SW_ASSERT_EQ(acquire(h, &r[i], (struct req_opts){.key = keys[i], .region = "eu-west"}), 0);
+    fake_advance_to(h, 30000);
+    SW_ASSERT_EQ(acquire(h, &r[3], (struct req_opts){.key = keys[3], .region = "eu-west"}), 0);
+    fake_advance_to(h, 60000);
+    struct listed l = list(h);
+    SW_ASSERT_EQ(l.count, 4);
+    SW_ASSERT_STREQ(l.market_id[0], "1700000000200");
+    SW_ASSERT_STREQ(l.market_id[1], "1700000000201");
+    SW_ASSERT_STREQ(l.market_id[2], "1700000000202");
+    SW_ASSERT_STREQ(l.market_id[3], "1700000030200");
+    struct release_rec rr;
+    SW_ASSERT_EQ(release(h, "1700000000201", &rr), 0);
+    SW_ASSERT_EQ(rr.calls, 1);
+    l = list(h);
+    SW_ASSERT_EQ(l.count, 3);
+    SW_ASSERT_STREQ(l.key[0], "o1");
+    SW_ASSERT_STREQ(l.key[1], "o3");
+    SW_ASSERT_STREQ(l.key[2], "o4");
+    /* A closed one is still known (released again: no error); near misses are not. */
+    SW_ASSERT_EQ(release(h, "1700000000201", &rr), 0);
+    SW_ASSERT_EQ(release(h, "01700000000202", &rr), SWP_ENOENT);
+    SW_ASSERT_EQ(release(h, "1700000000202 ", &rr), SWP_ENOENT);
+    SW_ASSERT_EQ(release(h, "1700000000203", &rr), SWP_ENOENT);
+    SW_ASSERT_EQ(release(h, "-1", &rr), SWP_ENOENT);
+    SW_ASSERT_EQ(release(h, "1700000030200", &rr), 0);
+    SW_ASSERT_EQ(release(h, "1700000000200", &rr), 0);
+    l = list(h);
+    SW_ASSERT_EQ(l.count, 1);
+    SW_ASSERT_STREQ(l.market_id[0], "1700000000202");
+    SW_ASSERT(finish(h));
+}
+
 #define CLOSURE_CONFIG                                                                             \
     "{\"closure_scale\": %s, \"providers\": [{\"owner\": \"akash1flaky\", "                        \
     "\"region\": \"eu-west\", \"price_uact_per_block\": 100, \"bid_delay\": \"1s\", "              \
@@ -821,6 +863,57 @@ SW_TEST(closures_emit_unit_lost)
     fake_advance(h, 1000 * 3600 * 1000LL);
     SW_ASSERT_EQ(h->event_count, 0);
     SW_ASSERT_EQ(list(h).count, 1);
+    SW_ASSERT(finish(h));
+}
+
+/* simfw2: list_version changes with every change a listing would show (the core keeps its
+ * pairing of units with the listing while it does not), and only then. */
+static uint64_t version(struct fake_host *h)
+{
+    return h->plugin->market->list_version(h->state);
+}
+
+SW_TEST(list_version_follows_the_listing)
+{
+    struct fake_host *h = start_closures("20", 3);
+    SW_ASSERT(h != NULL);
+    SW_ASSERT(h->plugin->market->list_version != NULL);
+    uint64_t v = version(h);
+    SW_ASSERT(v != 0);
+    struct rec r;
+    SW_ASSERT_EQ(acquire(h, &r, (struct req_opts){.key = "v1", .region = "eu-west"}), 0);
+    SW_ASSERT_EQ(version(h), v); /* nothing listed yet */
+    fake_advance_to(h, 200);     /* created */
+    SW_ASSERT(version(h) != v);
+    v = version(h);
+    (void)list(h);
+    (void)offers(h);
+    SW_ASSERT_EQ(version(h), v); /* reading changes nothing */
+    fake_advance_to(h, 1200);    /* leased: provider and price */
+    SW_ASSERT_EQ(list(h).state[0], SWP_UNIT_LEASED);
+    SW_ASSERT(version(h) != v);
+    v = version(h);
+    fake_advance_to(h, 6200); /* ready: the uri */
+    SW_ASSERT_EQ(r.done_status, 0);
+    SW_ASSERT(version(h) != v);
+    v = version(h);
+    fake_advance(h, 24 * 3600 * 1000LL); /* the provider closes it */
+    SW_ASSERT_EQ(list(h).count, 0);
+    SW_ASSERT(version(h) != v);
+    v = version(h);
+    struct release_rec rr;
+    SW_ASSERT_EQ(release(h, r.market_id, &rr), 0); /* already closed: no change */
+    SW_ASSERT_EQ(version(h), v);
+    SW_ASSERT(finish(h));
+
+    /* A release closes it too. */
+    h = start_closures("0", 3);
+    SW_ASSERT(h != NULL);
+    SW_ASSERT_EQ(acquire(h, &r, (struct req_opts){.key = "v2", .region = "eu-west"}), 0);
+    fake_advance(h, 10000);
+    v = version(h);
+    SW_ASSERT_EQ(release(h, r.market_id, &rr), 0);
+    SW_ASSERT(version(h) != v);
     SW_ASSERT(finish(h));
 }
 

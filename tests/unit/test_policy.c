@@ -254,6 +254,143 @@ static const char *ctx_policy =
     "  return {web = {['eu-west'] = 2, ['us-east'] = 0}, batch = {}}\n"
     "end}\n";
 
+/* simfw2: sum_by keeps each sample's key per (series, label): values that change, labels
+ * that change at the same sample count, two labels in turn, a returned table the policy
+ * changes and a metric that failed must all answer as a fresh computation would. */
+static const char sum_by_policy[] =
+    "return {name = 'sums', interval = '10s', evaluate = function(ctx)\n"
+    "  local r, e = ctx.metrics.sum_by('rps', 'region')\n"
+    "  local c = ctx.metrics.sum_by('rps', 'code')\n"
+    "  ctx.state.err = e or 'none'\n"
+    "  ctx.state.r, ctx.state.c = r or {}, c or {}\n"
+    "  if r then r['eu-west'] = -1; r.extra = 99 end\n"
+    "  ctx.state.r2 = ctx.metrics.sum_by('rps', 'region')\n"
+    "  return {web = {}, batch = {}}\n"
+    "end}\n";
+
+static void put_rps(struct world *w, const char *label, const char *a, const char *b, double va,
+                    double vb)
+{
+    const char *names[] = {label, "code"};
+    const char *first[] = {a, "200"};
+    const char *second[] = {b, "500"};
+    struct swp_sample samples[] = {{names, first, 2, va}, {names, second, 2, vb}};
+    sw_metric_set_put(&w->metrics, "rps", w->in.now_ms, samples, 2);
+}
+
+SW_TEST(sum_by_reuses_keys_only_for_the_same_series)
+{
+    struct world w;
+    world_init(&w);
+    struct sw_policy *p = load("sums.lua", sum_by_policy, NULL, NULL, 1);
+    SW_ASSERT(p != NULL);
+    struct sw_policy_result out;
+    sw_policy_result_init(&out);
+    struct sw_error err = {0};
+    /* world_init's rps: eu-west 10 + 2, us-east 5, one sample without a region. */
+    SW_ASSERT_EQ(sw_policy_eval(p, &w.in, &out, &err), 0);
+    cJSON *s = state_of(p);
+    SW_ASSERT_NEAR(num_at(s, "r.eu-west"), -1, 1e-12); /* the policy's change */
+    SW_ASSERT_NEAR(num_at(s, "r.us-east"), 5, 1e-12);
+    SW_ASSERT_NEAR(num_at(s, "r2.eu-west"), 12, 1e-12); /* not the changed table */
+    SW_ASSERT(cJSON_GetObjectItem(cJSON_GetObjectItem(s, "r2"), "extra") == NULL);
+    SW_ASSERT_NEAR(num_at(s, "c.200"), 16, 1e-12);
+    cJSON_Delete(s);
+
+    put_rps(&w, "region", "eu-west", "us-east", 1.5, 2.5); /* new series */
+    SW_ASSERT_EQ(sw_policy_eval(p, &w.in, &out, &err), 0);
+    s = state_of(p);
+    SW_ASSERT_NEAR(num_at(s, "r2.eu-west"), 1.5, 1e-12);
+    SW_ASSERT_NEAR(num_at(s, "r.us-east"), 2.5, 1e-12);
+    SW_ASSERT(cJSON_GetObjectItem(cJSON_GetObjectItem(s, "r"), "") == NULL);
+    SW_ASSERT_NEAR(num_at(s, "c.500"), 2.5, 1e-12);
+    cJSON_Delete(s);
+
+    put_rps(&w, "region", "eu-west", "us-east", 7, 8); /* same series, new values */
+    SW_ASSERT_EQ(sw_policy_eval(p, &w.in, &out, &err), 0);
+    s = state_of(p);
+    SW_ASSERT_NEAR(num_at(s, "r2.eu-west"), 7, 1e-12);
+    SW_ASSERT_NEAR(num_at(s, "r2.us-east"), 8, 1e-12);
+    SW_ASSERT_NEAR(num_at(s, "c.200"), 7, 1e-12);
+    cJSON_Delete(s);
+
+    put_rps(&w, "region", "as-east", "as-east", 3, 4); /* same count, other label values */
+    SW_ASSERT_EQ(sw_policy_eval(p, &w.in, &out, &err), 0);
+    s = state_of(p);
+    SW_ASSERT_NEAR(num_at(s, "r2.as-east"), 7, 1e-12);
+    SW_ASSERT(cJSON_GetObjectItem(cJSON_GetObjectItem(s, "r2"), "eu-west") == NULL);
+    cJSON_Delete(s);
+
+    put_rps(&w, "zone", "as-east", "as-east", 3, 4); /* the label is gone: all under "" */
+    SW_ASSERT_EQ(sw_policy_eval(p, &w.in, &out, &err), 0);
+    s = state_of(p);
+    SW_ASSERT_NEAR(cJSON_GetObjectItem(cJSON_GetObjectItem(s, "r2"), "")->valuedouble, 7, 1e-12);
+    SW_ASSERT(cJSON_GetObjectItem(cJSON_GetObjectItem(s, "r2"), "as-east") == NULL);
+    cJSON_Delete(s);
+
+    sw_metric_set_put_error(&w.metrics, "rps", w.in.now_ms, SW_ETIMEDOUT, "timeout");
+    SW_ASSERT_EQ(sw_policy_eval(p, &w.in, &out, &err), 0);
+    s = state_of(p);
+    SW_ASSERT_STREQ(str_at(s, "err"), "metric 'rps': timeout");
+    cJSON_Delete(s);
+
+    put_rps(&w, "region", "eu-west", "us-east", 1, 1);
+    SW_ASSERT_EQ(sw_policy_eval(p, &w.in, &out, &err), 0);
+    s = state_of(p);
+    SW_ASSERT_NEAR(num_at(s, "r2.eu-west"), 1, 1e-12);
+    SW_ASSERT_STREQ(str_at(s, "err"), "none");
+    cJSON_Delete(s);
+    sw_policy_result_clear(&out);
+    sw_policy_free(p);
+    world_free(&w);
+}
+
+/* simfw2: ctx.offers is reused while the offers' names serial says the names are the same:
+ * new prices show, and new names at the same count show too. */
+static const char offers_policy[] =
+    "return {name = 'offers', interval = '10s', evaluate = function(ctx)\n"
+    "  ctx.state.p, ctx.state.r = ctx.offers[1].provider, ctx.offers[1].region\n"
+    "  ctx.state.price = ctx.offers[1].price_usd_hour\n"
+    "  return {web = {}, batch = {}}\n"
+    "end}\n";
+
+SW_TEST(ctx_offers_follow_names_and_prices)
+{
+    struct world w;
+    world_init(&w);
+    struct sw_policy *p = load("offers.lua", offers_policy, NULL, NULL, 1);
+    SW_ASSERT(p != NULL);
+    struct sw_policy_result out;
+    sw_policy_result_init(&out);
+    struct sw_error err = {0};
+    SW_ASSERT_EQ(sw_policy_eval(p, &w.in, &out, &err), 0);
+    cJSON *s = state_of(p);
+    SW_ASSERT_STREQ(str_at(s, "p"), "p1");
+    cJSON_Delete(s);
+    struct swp_offer o[3] = {{.provider = "p1", .region = "us-east", .price_usd_hour = 2.5},
+                             {.provider = "p2", .region = "eu-west", .price_usd_hour = 0.6},
+                             {.provider = "p3", .region = "eu-west", .price_usd_hour = 0.4}};
+    uint64_t serial = w.offers.names_serial;
+    sw_offers_replace(&w.offers, o, 3);
+    SW_ASSERT_EQ(w.offers.names_serial, serial); /* prices only */
+    SW_ASSERT_EQ(sw_policy_eval(p, &w.in, &out, &err), 0);
+    s = state_of(p);
+    SW_ASSERT_NEAR(num_at(s, "price"), 2.5, 1e-12);
+    cJSON_Delete(s);
+    o[0].provider = "p9";
+    o[0].region = "as-east";
+    sw_offers_replace(&w.offers, o, 3);
+    SW_ASSERT(w.offers.names_serial != serial);
+    SW_ASSERT_EQ(sw_policy_eval(p, &w.in, &out, &err), 0);
+    s = state_of(p);
+    SW_ASSERT_STREQ(str_at(s, "p"), "p9");
+    SW_ASSERT_STREQ(str_at(s, "r"), "as-east");
+    cJSON_Delete(s);
+    sw_policy_result_clear(&out);
+    sw_policy_free(p);
+    world_free(&w);
+}
+
 SW_TEST(ctx_contents)
 {
     struct world w;

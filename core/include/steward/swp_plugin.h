@@ -100,6 +100,13 @@ struct swp_market_ops {
     int (*list)(void *state, swp_units_cb done, void *ud);
     /* Current asking prices per region (for ctx.offers and the budget guard). */
     int (*offers)(void *state, swp_offers_cb done, void *ud);
+    /* since 1.0 — optional (NULL: not offered). A number that changes whenever what list
+     * would answer may change (a unit added or closed, any listed field set); equal numbers
+     * read before a list call and when its answer arrives promise that answer lists the
+     * same units, in the same order, with the same values, as the last answer read under
+     * that number. Never 0. Lets the core skip re-pairing its units with an unchanged
+     * listing (a simulated marketplace is listed every 30 simulated seconds). */
+    uint64_t (*list_version)(void *state);
 };
 
 /* ---- dns ---------------------------------------------------------------------------- */
