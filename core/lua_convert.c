@@ -310,6 +310,18 @@ void sw_lua_push_samples(lua_State *L, const struct sw_metric *metric)
     }
 }
 
+/* The value of label `name` on a sample; "" when it has none (the last one when repeated).
+ * Borrowed from the sample. */
+static const char *sample_label(const struct sw_sample *s, const char *name)
+{
+    const char *value = "";
+    for (size_t j = 0; j < s->label_count; j++)
+        if (s->label_names[j] != NULL && s->label_values[j] != NULL &&
+            strcmp(s->label_names[j], name) == 0)
+            value = s->label_values[j];
+    return value;
+}
+
 void sw_lua_push_sum_by(lua_State *L, const struct sw_metric *metric, const char *label)
 {
     /* Sized for a distinct label value per sample (the usual case: one series per region),
@@ -324,12 +336,7 @@ void sw_lua_push_sum_by(lua_State *L, const struct sw_metric *metric, const char
     int sums = lua_gettop(L);
     for (size_t i = 0; i < metric->sample_count; i++) {
         const struct sw_sample *s = &metric->samples[i];
-        const char *value = "";
-        for (size_t j = 0; j < s->label_count; j++)
-            if (s->label_names[j] != NULL && s->label_values[j] != NULL &&
-                strcmp(s->label_names[j], label) == 0)
-                value = s->label_values[j];
-        lua_pushstring(L, value);
+        lua_pushstring(L, sample_label(s, label));
         lua_pushvalue(L, -1);
         lua_rawget(L, sums);
         double sum = lua_tonumber(L, -1) + s->value;
@@ -348,13 +355,7 @@ void sw_lua_push_sum_by_keyed(lua_State *L, const struct sw_metric *metric, cons
         int seen = lua_gettop(L);
         size_t d = 0;
         for (size_t i = 0; i < metric->sample_count; i++) {
-            const struct sw_sample *s = &metric->samples[i];
-            const char *value = "";
-            for (size_t j = 0; j < s->label_count; j++)
-                if (s->label_names[j] != NULL && s->label_values[j] != NULL &&
-                    strcmp(s->label_names[j], label) == 0)
-                    value = s->label_values[j];
-            lua_pushstring(L, value);
+            lua_pushstring(L, sample_label(&metric->samples[i], label));
             lua_pushvalue(L, -1);
             if (lua_rawget(L, seen) == LUA_TNUMBER) {
                 key_of[i] = (size_t)lua_tointeger(L, -1) - 1;
