@@ -250,6 +250,29 @@ SW_TEST(memory_budget_unchanged)
     sw_lua_sandbox_free(sb);
 }
 
+/* Generational collection: garbage far past the cap, made across many calls and within
+ * one, is collected (young or by the full collection a refused allocation triggers), and
+ * data kept across calls survives. */
+SW_TEST(garbage_never_counts_against_the_cap)
+{
+    struct sw_lua_sandbox *sb = new_sandbox(60000, 0, 4u << 20);
+    SW_ASSERT(sb != NULL);
+    struct sw_error err = {0};
+    SW_ASSERT_EQ(run(sb, "kept = {} for i = 1, 1000 do kept[i] = string.rep('k', 100) .. i end",
+                     NULL, &err),
+                 0);
+    for (int call = 0; call < 50; call++)
+        SW_ASSERT_EQ(run(sb, "for i = 1, 2000 do local t = {string.rep('x', 200) .. i} end", NULL,
+                         &err),
+                     0);
+    SW_ASSERT_EQ(run(sb, "for i = 1, 200000 do local t = {i, string.rep('y', 64) .. i} end "
+                         "assert(#kept == 1000 and kept[1000] == string.rep('k', 100) .. 1000)",
+                     NULL, &err),
+                 0);
+    SW_ASSERT(lua_gc(sw_lua_sandbox_state(sb), LUA_GCCOUNT, 0) < 4096);
+    sw_lua_sandbox_free(sb);
+}
+
 SW_TEST(normal_calls_are_never_interrupted)
 {
     /* Calls of about a fifth of the budget, next to a sandbox with a far smaller one: each
