@@ -346,19 +346,8 @@ struct sw_unit *sw_ha_unit_from_record(const char *json, size_t len)
     num = cJSON_GetObjectItemCaseSensitive(o, "ready_ms");
     u->ready_ms = cJSON_IsNumber(num) ? (int64_t)num->valuedouble : 0;
     const cJSON *uris = cJSON_GetObjectItemCaseSensitive(o, "uris");
-    size_t n = cJSON_IsArray(uris) ? (size_t)cJSON_GetArraySize(uris) : 0;
-    if (n > 0) {
-        const char **list = sw_xcalloc(n, sizeof(*list));
-        size_t count = 0;
-        const cJSON *item;
-        cJSON_ArrayForEach(item, uris)
-        {
-            if (cJSON_IsString(item))
-                list[count++] = item->valuestring;
-        }
-        sw_unit_set_uris(u, list, count);
-        free(list);
-    }
+    if (cJSON_IsArray(uris))
+        sw_unit_set_uris_json(u, uris);
 out:
     cJSON_Delete(o);
     return u;

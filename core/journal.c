@@ -794,17 +794,7 @@ static void uris_from_json(struct sw_unit *u, const char *path, const char *text
         cJSON_Delete(arr);
         return;
     }
-    int n = cJSON_GetArraySize(arr);
-    const char **list = n > 0 ? sw_xcalloc((size_t)n, sizeof(char *)) : NULL;
-    size_t count = 0;
-    const cJSON *item;
-    cJSON_ArrayForEach(item, arr)
-    {
-        if (cJSON_IsString(item))
-            list[count++] = item->valuestring;
-    }
-    sw_unit_set_uris(u, list, count);
-    free(list);
+    sw_unit_set_uris_json(u, arr);
     cJSON_Delete(arr);
 }
 

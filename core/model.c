@@ -269,6 +269,22 @@ void sw_unit_set_uris(struct sw_unit *u, const char *const *uris, size_t count)
     u->uri_count = count;
 }
 
+void sw_unit_set_uris_json(struct sw_unit *u, const void *array)
+{
+    const cJSON *arr = array;
+    int n = cJSON_IsArray(arr) ? cJSON_GetArraySize(arr) : 0;
+    const char **list = n > 0 ? sw_xcalloc((size_t)n, sizeof(*list)) : NULL;
+    size_t count = 0;
+    const cJSON *item;
+    cJSON_ArrayForEach(item, arr)
+    {
+        if (cJSON_IsString(item))
+            list[count++] = item->valuestring;
+    }
+    sw_unit_set_uris(u, list, count);
+    free(list);
+}
+
 struct sw_unit *sw_unit_clone(const struct sw_unit *u)
 {
     struct sw_unit *c = sw_xcalloc(1, sizeof(*c));

@@ -106,6 +106,9 @@ struct sw_unit *sw_unit_new(const char *key, const char *group, const char *regi
 void sw_unit_free(struct sw_unit *u);
 struct sw_unit *sw_unit_clone(const struct sw_unit *u);
 void sw_unit_set_uris(struct sw_unit *u, const char *const *uris, size_t count);
+/* The same from a JSON array (a `const cJSON *`, kept out of this header's includes): its
+ * string items, in order; other items are skipped. The array stays the caller's. */
+void sw_unit_set_uris_json(struct sw_unit *u, const void *array);
 /* ORDERED, CREATED or LEASED: capacity on its way. */
 bool sw_unit_is_pending(const struct sw_unit *u);
 /* Counts as capacity for planning: pending or ready, not releasing, not closed, healthy. */

@@ -600,6 +600,14 @@ end
 -- How a region got into a placement (the bits of an explanation's flag).
 local PICKED, KEPT, MINIMUM = 1, 8, 2
 
+-- Takes a user region's demand d off the gain of every candidate in its reach r.
+local function discount(gain, r, d)
+  for x = 1, #r do
+    local j = r[x]
+    gain[j] = gain[j] - d
+  end
+end
+
 -- Marks candidate j the n-th pick of slot (as `kind`) and its uncovered users covered
 -- (with track_gain, taking their demand off the gains of every candidate reaching them).
 -- Returns the demand it brought within the SLO.
@@ -612,11 +620,7 @@ local function take(c, m, slot, dv, j, kind, n, track_gain)
       covered[i] = true
       brought = brought + d
       if track_gain then
-        local r = reach[i]
-        for x = 1, #r do
-          local jj = r[x]
-          gain[jj] = gain[jj] - d
-        end
+        discount(gain, reach[i], d)
       end
     end
   end
@@ -675,11 +679,7 @@ local function place(c, dv, total, prices, m, slot, seed)
       for i = 1, nu do
         local d = dv[i]
         if covered[i] and d > 0 then
-          local r = reach[i]
-          for x = 1, #r do
-            local jj = r[x]
-            gain[jj] = gain[jj] - d
-          end
+          discount(gain, reach[i], d)
         end
       end
     end

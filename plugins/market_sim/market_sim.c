@@ -1350,6 +1350,21 @@ static int ms_release(void *state, const char *market_id, swp_done_cb done, void
     return 0;
 }
 
+/* Room for `need` items of `size` bytes to answer in: the kept buffer (grown when too
+ * small), or, when `own` (an answer asked for from inside an answer's callback, while the
+ * kept one is in use), a new one the caller frees. */
+static void *answer_buffer(void **kept, size_t *cap, size_t need, size_t size, bool own)
+{
+    if (own)
+        return swp_xcalloc(need ? need : 1, size);
+    if (need > *cap) {
+        free(*kept);
+        *cap = need;
+        *kept = swp_xcalloc(need, size);
+    }
+    return *kept;
+}
+
 static int ms_list(void *state, swp_units_cb done, void *ud)
 {
     struct market *m = state;
@@ -1357,14 +1372,8 @@ static int ms_list(void *state, swp_units_cb done, void *ud)
         return SWP_EINVAL;
     /* A listing asked for from inside a listing's callback gets its own buffer. */
     bool own = m->listing;
-    struct swp_unit *units = m->list_buf;
-    if (own) {
-        units = swp_xcalloc(m->open_count ? m->open_count : 1, sizeof(*units));
-    } else if (m->open_count > m->list_cap) {
-        free(m->list_buf);
-        m->list_cap = m->open_count;
-        units = m->list_buf = swp_xcalloc(m->list_cap, sizeof(*units));
-    }
+    struct swp_unit *units =
+        answer_buffer((void **)&m->list_buf, &m->list_cap, m->open_count, sizeof(*units), own);
     size_t n = 0;
     for (size_t i = 0; i < m->open_count; i++)
         unit_fill(m->open[i], &units[n++]);
@@ -1391,14 +1400,8 @@ static int ms_offers(void *state, swp_offers_cb done, void *ud)
     if (done == NULL)
         return SWP_EINVAL;
     bool own = m->offering; /* asked from inside an answer's callback: its own buffer */
-    struct swp_offer *offers = m->offer_buf;
-    if (own) {
-        offers = swp_xcalloc(m->provider_count ? m->provider_count : 1, sizeof(*offers));
-    } else if (m->provider_count > m->offer_cap) {
-        free(m->offer_buf);
-        m->offer_cap = m->provider_count;
-        offers = m->offer_buf = swp_xcalloc(m->offer_cap, sizeof(*offers));
-    }
+    struct swp_offer *offers = answer_buffer((void **)&m->offer_buf, &m->offer_cap,
+                                             m->provider_count, sizeof(*offers), own);
     size_t n = 0;
     for (size_t i = 0; i < m->provider_count; i++) {
         const struct provider *p = &m->providers[i];
