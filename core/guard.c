@@ -25,7 +25,7 @@ struct sw_guard {
     size_t recent_cap;
     int *credits; /* sw_guard_filter's scratch, one slot per group: no allocation a tick */
     bool *planned;
-    const char **names; /* simfw: groups[i].name interned, as the desired state's names */
+    const char **names; /* groups[i].name interned, as the desired state's names */
 };
 
 struct sw_guard *sw_guard_new(const struct sw_guard_config *config,

@@ -61,7 +61,7 @@ void sw_lua_push_samples(lua_State *L, const struct sw_metric *metric);
 /* Plain map label value → sum of values; samples without the label sum under "" (as
  * Prometheus' `sum by` does). */
 void sw_lua_push_sum_by(lua_State *L, const struct sw_metric *metric, const char *label);
-/* simfw2: sw_lua_push_sum_by from a kept grouping of the samples: the distinct keys (label
+/* sw_lua_push_sum_by from a kept grouping of the samples: the distinct keys (label
  * values, or "") in order of first appearance at keys[1..*distinct] of the plain table at
  * keys_idx (an absolute index), and key_of[i] the 0-based position of sample i's key there.
  * fill: work both out first (key_of has sample_count entries). sums: scratch of
@@ -103,7 +103,7 @@ struct sw_lua_desired_hint {
     size_t *slot;
     size_t count;
     size_t cap;
-    /* simfw: per entry (lua_next order) the group and region strings Lua handed over last
+    /* per entry (lua_next order) the group and region strings Lua handed over last
      * time (short strings only, kept alive by a table in the state's registry) and the
      * interned names of the desired entry they matched: the same Lua string against the
      * same entry name needs no strcmp. state: the main thread they belong to. */

@@ -23,7 +23,7 @@ enum {
     UV_CACHED_LEASES = 5, /* ctx.leases as last built */
     UV_CACHED_OFFERS = 6,
     UV_CACHED_GROUPS = 7,
-    UV_SUMBY_KEYS = 8, /* simfw2: sumby[i]'s key table at [i + 1] */
+    UV_SUMBY_KEYS = 8, /* sumby[i]'s key table at [i + 1] */
     UV_COUNT = 8,
 };
 
@@ -41,7 +41,7 @@ struct sw_lua_ctx {
     bool leases_cached;
     struct sw_offers offer_snap;
     bool offers_cached;
-    uint64_t offer_snap_names; /* simfw2: the input's names_serial when offer_snap was taken */
+    uint64_t offer_snap_names; /* the input's names_serial when offer_snap was taken */
     struct sw_group_config *group_snap;
     size_t group_snap_count;
     bool groups_cached;
@@ -70,7 +70,7 @@ struct sw_lua_ctx {
     double *prices;
     size_t prices_cap;
     bool prices_built;
-    /* simfw2: metrics.sum_by's key per sample (its label value as a Lua string, in the
+    /* metrics.sum_by's key per sample (its label value as a Lua string, in the
      * UV_SUMBY_KEYS table) for the last few (series, label) pairs: pushing each key again
      * hashed it and searched the labels every call, while a metric's labels change far less
      * often than its values. serial 0: the slot is empty (or its filling failed). */
@@ -230,7 +230,7 @@ static bool offers_unchanged(const struct sw_lua_ctx *ctx, const struct sw_offer
     size_t count = offers != NULL ? offers->count : 0;
     if (!ctx->offers_cached || count != ctx->offer_snap.count)
         return false;
-    /* simfw2: the same names serial as at the snapshot: the names are the same. */
+    /* the same names serial as at the snapshot: the names are the same. */
     bool names_same =
         count > 0 && offers->names_serial != 0 && offers->names_serial == ctx->offer_snap_names;
     for (size_t i = 0; i < count; i++) {
@@ -814,7 +814,7 @@ static int l_ctx_index(lua_State *L)
         return luaL_error(L, "ctx[%s]: ctx fields are named by strings", luaL_typename(L, 2));
     const char *key = lua_tostring(L, 2);
     struct sw_lua_ctx *ctx = upvalue_ctx(L);
-    size_t field = 0; /* simfw: named once, then by index */
+    size_t field = 0; /* named once, then by index */
     while (field < SW_ARRAY_LEN(lazy_fields) && strcmp(key, lazy_fields[field]) != 0)
         field++;
     if (field == SW_ARRAY_LEN(lazy_fields))

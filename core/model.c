@@ -297,7 +297,7 @@ struct sw_unit *sw_unit_clone(const struct sw_unit *u)
     c->close_reason = sw_xstrdup(u->close_reason);
     c->uris = NULL;
     c->uri_count = 0;
-    c->watch_version = 0; /* simfw2: pairs anew */
+    c->watch_version = 0; /* pairs anew */
     sw_unit_set_uris(c, (const char *const *)u->uris, u->uri_count);
     return c;
 }
@@ -419,7 +419,7 @@ void sw_offers_add(struct sw_offers *o, const char *provider, const char *region
     }
     o->items[o->count++] =
         (struct sw_offer){sw_xstrdup(provider), sw_xstrdup(region), price_usd_hour, audited};
-    static _Atomic uint64_t last_names_serial; /* simfw2; atomic: compared runs use threads */
+    static _Atomic uint64_t last_names_serial; /* atomic: compared runs use threads */
     o->names_serial = ++last_names_serial;
 }
 
@@ -570,7 +570,7 @@ void sw_metric_set_put(struct sw_metric_set *m, const char *name, int64_t at_ms,
     }
     struct sw_metric *slot = metric_slot(m, name);
     slot->at_ms = at_ms;
-    /* simfw2: atomic: compared runs may put metrics on several threads. */
+    /* atomic: compared runs may put metrics on several threads. */
     static _Atomic uint64_t last_series_serial;
     slot->series_serial = ++last_series_serial;
     slot->samples = count ? sw_xcalloc(count, sizeof(*slot->samples)) : NULL;

@@ -85,7 +85,7 @@ struct sw_unit {
      * 0 for a unit not made by sw_unit_new. Key, group and region never change for one
      * serial: caches keyed by (serial, state, ...) need not compare names. */
     uint64_t serial;
-    /* simfw2: the runtime's watch pass: this unit was paired with listing entry watch_pos
+    /* the runtime's watch pass: this unit was paired with listing entry watch_pos
      * under the market's listing version watch_version (0: never), when it had a market id
      * or not (watch_had_id). Its key never changes and its market id is only ever set once,
      * so under the same version the pairing is the same. */
@@ -142,7 +142,7 @@ struct sw_offers {
     struct sw_offer *items;
     size_t count;
     size_t cap;
-    /* simfw2: set anew (never twice the same) by every sw_offers_add, 0 after init or
+    /* set anew (never twice the same) by every sw_offers_add, 0 after init or
      * clear, kept by sw_offers_replace when it writes only prices and audit flags: equal
      * non-zero serials mean the same providers and regions in the same order. */
     uint64_t names_serial;
@@ -178,7 +178,7 @@ struct sw_metric {
     int64_t at_ms;
     struct sw_sample *samples;
     size_t sample_count;
-    /* simfw2: set when sw_metric_set_put makes the samples' labels anew, never twice to the
+    /* set when sw_metric_set_put makes the samples' labels anew, never twice to the
      * same value, kept while a scrape of the same series changes only values; 0 for a
      * metric not made by sw_metric_set_put. Lets sum_by reuse what it derived from labels. */
     uint64_t series_serial;

@@ -31,7 +31,7 @@ void sw_planner_plan(const struct sw_desired *desired, const struct sw_units *un
                      const struct sw_offers *offers, const struct sw_group_config *groups,
                      size_t group_count, struct sw_actions *out);
 
-/* ---- simfw: skipping a plan whose inputs did not change ------------------------------
+/* ---- skipping a plan whose inputs did not change ------------------------------
  * Most ticks plan nothing and the next tick's inputs are the same: same desired state,
  * same units in the same states. A memo keeps what an empty plan was made from; the next
  * plan with equal inputs is known to be empty without walking the units. Only what the

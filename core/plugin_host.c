@@ -991,7 +991,7 @@ static void copy_vtables(struct sw_plugin *plugin)
         COPY_OP(struct swp_market_ops, &plugin->market, desc->market, release);
         COPY_OP(struct swp_market_ops, &plugin->market, desc->market, list);
         COPY_OP(struct swp_market_ops, &plugin->market, desc->market, offers);
-        COPY_OP(struct swp_market_ops, &plugin->market, desc->market, list_version); /* simfw2 */
+        COPY_OP(struct swp_market_ops, &plugin->market, desc->market, list_version);
     }
     if (desc->dns != NULL) {
         plugin->has_dns = true;

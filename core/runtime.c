@@ -54,7 +54,7 @@ struct policy_slot {
     double last_duration_ms;
     char *last_error;
     struct sw_runtime_hist duration;
-    struct sw_policy_result res; /* simperf: reused by every tick (sw_policy_result_reset) */
+    struct sw_policy_result res; /* reused by every tick (sw_policy_result_reset) */
 };
 
 struct metric_slot {
@@ -102,17 +102,17 @@ struct sw_runtime {
     struct sw_offers offers;
     struct sw_metric_set metrics;
     struct sw_desired desired; /* merged over policies, after the guard's clamp */
-    struct sw_planner_memo plan_memo; /* simfw: the last empty plan's inputs */
-    /* simfw: the watch pass's indexes, emptied and refilled on each pass (their slots are
+    struct sw_planner_memo plan_memo; /* the last empty plan's inputs */
+    /* the watch pass's indexes, emptied and refilled on each pass (their slots are
      * kept: four tables allocated per pass were a tenth of a simulation). Between passes
      * they hold stale borrowed names and are never read. */
     struct sw_name_index watch_ix[4];
-    /* simfw: which entries of the listing being synced sync_units paired with a unit (it
+    /* which entries of the listing being synced sync_units paired with a unit (it
      * compared their market id or key): close_orphans knows those already. */
     bool *listed_matched;
     size_t listed_matched_count;
     size_t listed_matched_cap;
-    /* simfw2: the market's list_version read before the watch pass's list call (0: none
+    /* the market's list_version read before the watch pass's list call (0: none
      * or not a watch pass): equal when the answer arrives, units paired under it keep
      * their pairing (struct sw_unit watch_*) and the listing is indexed only for others. */
     uint64_t watch_version_before;
@@ -1017,7 +1017,7 @@ static void log_desired_change(const char *policy, const struct sw_desired *befo
 static bool desired_names_group(const struct sw_desired *d, const char *group)
 {
     for (size_t i = 0; i < d->count; i++)
-        if (sw_name_eq(d->entries[i].group, group)) /* simfw: interned names (model.h) */
+        if (sw_name_eq(d->entries[i].group, group)) /* interned names (model.h) */
             return true;
     return false;
 }
@@ -1026,7 +1026,7 @@ static bool desired_names_group(const struct sw_desired *d, const char *group)
  * the others (owned by other policies, or nobody) stay as they were. */
 static void merge_desired(struct sw_desired *into, const struct sw_desired *from)
 {
-    /* simperf: when from names every group into has (one policy, the usual case), the
+    /* when from names every group into has (one policy, the usual case), the
      * merge is from itself; the copy then allocates nothing if only counts changed.
      * Entries are sorted by group, so each group is looked up once. */
     bool covered = true;
@@ -1111,7 +1111,7 @@ static void evaluate_policy(struct sw_runtime *rt, struct policy_slot *slot)
     uint64_t started = uv_hrtime();
     struct sw_policy_input in;
     fill_policy_input(rt, &in);
-    struct sw_policy_result res = slot->res; /* simperf: written back at the end */
+    struct sw_policy_result res = slot->res; /* written back at the end */
     struct sw_error err = {0};
     int rc = sw_policy_eval(slot->policy, &in, &res, &err);
     rt->stats.evaluations++;
@@ -1125,7 +1125,7 @@ static void evaluate_policy(struct sw_runtime *rt, struct policy_slot *slot)
 
     struct sw_desired before;
     sw_desired_init(&before);
-    /* simperf: the copy only feeds an info line; skipped when info is not logged. */
+    /* the copy only feeds an info line; skipped when info is not logged. */
     bool log_change = sw_log_min_level() <= SW_LOG_INFO;
     if (log_change)
         sw_desired_copy(&before, &rt->desired);
@@ -1142,7 +1142,7 @@ static void evaluate_policy(struct sw_runtime *rt, struct policy_slot *slot)
     struct sw_actions actions, refused;
     sw_actions_init(&actions);
     sw_actions_init(&refused);
-    /* simfw: nothing is planned again when nothing the last empty plan read changed. */
+    /* nothing is planned again when nothing the last empty plan read changed. */
     sw_planner_plan_memo(&rt->plan_memo, &rt->desired, &rt->units, &rt->offers, rt->config->groups,
                          rt->config->group_count, &actions);
     resil_plan(rt, &actions);
@@ -1310,7 +1310,7 @@ static void offers_done(void *ud, int status, const struct swp_offer *offers, si
                perr != NULL && perr->msg[0] ? perr->msg : sw_strerror(status));
         return;
     }
-    sw_offers_replace(&rt->offers, offers, count); /* simperf: reuses unchanged strings */
+    sw_offers_replace(&rt->offers, offers, count); /* reuses unchanged strings */
 }
 
 static void offers_fetch(struct sw_runtime *rt)
@@ -1353,7 +1353,7 @@ static const struct swp_unit *find_listed(const struct swp_unit *listed, size_t 
     return NULL;
 }
 
-/* simperf: past a few dozen units the listing is indexed by market id and by key (first
+/* past a few dozen units the listing is indexed by market id and by key (first
  * occurrence of each), so find_listed is two lookups instead of a scan per unit; below,
  * scanning is cheaper than hashing. */
 #define LISTED_INDEX_FROM 32
@@ -1361,9 +1361,9 @@ static const struct swp_unit *find_listed(const struct swp_unit *listed, size_t 
 struct listed_index {
     bool used;
     size_t count;
-    struct sw_name_index *by_market_id; /* rt->watch_ix (simfw) */
+    struct sw_name_index *by_market_id; /* rt->watch_ix */
     struct sw_name_index *by_key;
-    /* simfw: below LISTED_INDEX_FROM, each listed unit's market id and key hashes
+    /* below LISTED_INDEX_FROM, each listed unit's market id and key hashes
      * (sw_name_hash), so a scan compares integers and calls strcmp only on a match. */
     uint64_t id_hash[LISTED_INDEX_FROM];
     uint64_t key_hash[LISTED_INDEX_FROM];
@@ -1428,7 +1428,7 @@ static bool op_in_flight_for(const struct sw_runtime *rt, const char *unit_key)
 /* Bring the in-memory units in line with what the marketplace lists. */
 static void sync_units(struct sw_runtime *rt, const struct swp_unit *listed, size_t count)
 {
-    /* simfw2: the listing version this answer is known to be under (0: unknown); the index
+    /* the listing version this answer is known to be under (0: unknown); the index
      * is built when the first unit without a pairing under it needs a lookup. */
     uint64_t version = 0;
     if (rt->watch_version_before != 0 &&
@@ -1451,7 +1451,7 @@ static void sync_units(struct sw_runtime *rt, const struct swp_unit *listed, siz
         bool has_id = u->market_id != NULL;
         if (version != 0 && u->watch_version == version && u->watch_had_id == has_id &&
             u->watch_pos < count) {
-            mu = &listed[u->watch_pos]; /* simfw2: paired under this version already */
+            mu = &listed[u->watch_pos]; /* paired under this version already */
         } else {
             if (!ix_built) {
                 listed_index_init(rt, &ix, listed, count);
@@ -1497,7 +1497,7 @@ static void sync_units(struct sw_runtime *rt, const struct swp_unit *listed, siz
     }
 }
 
-/* simfw: below LISTED_INDEX_FROM units, the units' market id and key hashes (the first
+/* below LISTED_INDEX_FROM units, the units' market id and key hashes (the first
  * `hashed` units; any added since are compared by content): sw_units_find_market_id and
  * sw_units_find_key with integer compares first. */
 struct known_hashes {
@@ -1526,11 +1526,11 @@ static bool known_by(const struct sw_runtime *rt, const struct known_hashes *kh,
 /* A unit steward created but lost track of still costs money: close it. */
 static void close_orphans(struct sw_runtime *rt, const struct swp_unit *listed, size_t count)
 {
-    /* simfw: a listed unit sync_units paired with one of ours is known (they share a
+    /* a listed unit sync_units paired with one of ours is known (they share a
      * market id or a key): only the others are looked up, and the lookup tables are built
      * when the first of those comes (on most passes, never). */
     const bool *matched = rt->listed_matched_count == count ? rt->listed_matched : NULL;
-    /* simperf: many known units are indexed once, not scanned per listed unit. */
+    /* many known units are indexed once, not scanned per listed unit. */
     bool indexed = false, built = false;
     struct sw_name_index *known_ids = &rt->watch_ix[2], *known_keys = &rt->watch_ix[3];
     struct known_hashes kh = {.hashed = 0};
@@ -1705,7 +1705,7 @@ static void watch_listed(void *ud, int status, const struct swp_unit *listed, si
     }
     sync_units(rt, listed, count);
     close_orphans(rt, listed, count);
-    rt->watch_version_before = 0; /* simfw2: read again before the next list call */
+    rt->watch_version_before = 0; /* read again before the next list call */
 }
 
 static void watch_tick(void *ud)
@@ -1716,7 +1716,6 @@ static void watch_tick(void *ud)
         return;
     if (!rt->watch_in_flight && rt->market_ops->list != NULL) {
         rt->watch_in_flight = true;
-        /* simfw2 */
         rt->watch_version_before = rt->market_ops->list_version != NULL
                                        ? rt->market_ops->list_version(sw_plugin_state(rt->market))
                                        : 0;
@@ -2100,7 +2099,7 @@ void sw_runtime_free(struct sw_runtime *rt)
     sw_offers_clear(&rt->offers);
     sw_metric_set_clear(&rt->metrics);
     sw_desired_clear(&rt->desired);
-    sw_planner_memo_free(&rt->plan_memo); /* simfw */
+    sw_planner_memo_free(&rt->plan_memo);
     for (size_t i = 0; i < SW_ARRAY_LEN(rt->watch_ix); i++)
         sw_name_index_free(&rt->watch_ix[i]);
     free(rt->listed_matched);
@@ -3114,7 +3113,7 @@ static void resil_plan(struct sw_runtime *rt, struct sw_actions *actions)
     sw_names_clear(&backed_off);
 }
 
-/* simperf: built when the policy reads ctx.providers, not on every tick. */
+/* built when the policy reads ctx.providers, not on every tick. */
 static const struct sw_provider_record *resil_providers(void *ud, size_t *count)
 {
     struct sw_runtime *rt = ud;

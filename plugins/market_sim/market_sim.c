@@ -150,14 +150,14 @@ struct market {
     struct deployment **deps; /* creation order, open and closed */
     size_t dep_count;
     size_t dep_cap;
-    /* simfw2: the open ones alone, in creation order (what ms_list answers: a watch lists
+    /* the open ones alone, in creation order (what ms_list answers: a watch lists
      * every 30 simulated seconds, and up to MS_CLOSED_KEEP closed ones are kept), and
      * whether deps is sorted by dseq_num with every dseq canonical, so dep_find can bisect. */
     struct deployment **open;
     size_t open_count;
     size_t open_cap;
     bool deps_sorted;
-    /* simfw2: list_version's answer: bumped wherever a listed deployment appears, closes
+    /* list_version's answer: bumped wherever a listed deployment appears, closes
      * or has a listed field set (dep_append, dep_close, lease, on_ready, reload_dep). */
     uint64_t list_version;
     size_t closed_count;
@@ -595,7 +595,7 @@ static void dep_append(struct market *m, struct deployment *d)
     }
 }
 
-/* simfw2: d leaves the open list (it is closing); the others keep their order. */
+/* d leaves the open list (it is closing); the others keep their order. */
 static void open_remove(struct market *m, const struct deployment *d)
 {
     for (size_t i = m->open_count; i-- > 0;)
@@ -1519,7 +1519,7 @@ static void reload_dep(struct market *m, const char *dseq, int64_t now)
         int64_t left = d->closure_at_ms > now ? d->closure_at_ms - now : 0;
         d->closure_timer = timer_arm(m, (uint64_t)left, on_closure, d);
     }
-    m->list_version++; /* simfw2: its provider, price and uri were set after dep_append */
+    m->list_version++; /* its provider, price and uri were set after dep_append */
     m->host->log(m->host, SWP_LOG_INFO, "deployment %s (%s, %s) restored: %s on %s at %.4f USD/h%s",
                  d->dseq, d->group ? d->group : "-", d->region, state_name(d->state), d->provider,
                  d->price_usd_hour, st == SWP_UNIT_LEASED ? ", ready timer resumed" : "");

@@ -773,7 +773,7 @@ SW_TEST(list_and_offers_contents)
     SW_ASSERT(finish(h));
 }
 
-/* simfw2: the listing comes from the open deployments alone and a dseq is found by
+/* the listing comes from the open deployments alone and a dseq is found by
  * bisection while every dseq is canonical and increasing: same-millisecond creations
  * (bumped dseqs), a release in the middle, text that only reads as a number. */
 SW_TEST(list_order_and_lookup_after_closes)
@@ -866,7 +866,7 @@ SW_TEST(closures_emit_unit_lost)
     SW_ASSERT(finish(h));
 }
 
-/* simfw2: list_version changes with every change a listing would show (the core keeps its
+/* list_version changes with every change a listing would show (the core keeps its
  * pairing of units with the listing while it does not), and only then. */
 static uint64_t version(struct fake_host *h)
 {

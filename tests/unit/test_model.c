@@ -187,7 +187,7 @@ SW_TEST(unit_clone_is_deep)
     sw_unit_free(c);
 }
 
-/* simfw: the model's group and region names are interned (equal names, one pointer) and
+/* the model's group and region names are interned (equal names, one pointer) and
  * every unit gets a serial of its own that its clone keeps. */
 SW_TEST(names_interned_and_serials_unique)
 {

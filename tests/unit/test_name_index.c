@@ -46,7 +46,7 @@ SW_TEST(grows_and_compares_by_content)
     SW_ASSERT(ix.slots == NULL);
 }
 
-/* simfw: one pointer per name, whatever buffer it came from; equal names compare equal
+/* one pointer per name, whatever buffer it came from; equal names compare equal
  * through sw_name_eq with or without interning. */
 SW_TEST(intern_gives_one_pointer_per_content)
 {

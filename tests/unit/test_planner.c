@@ -470,7 +470,7 @@ SW_TEST(spread_rebalance_keeps_the_replacement_then_releases_on_the_heavy_provid
     world_free(&w);
 }
 
-/* simfw: the memo skips only plans whose inputs are those of the last empty plan. */
+/* the memo skips only plans whose inputs are those of the last empty plan. */
 SW_TEST(memo_skips_only_unchanged_empty_plans)
 {
     struct world w;

@@ -254,7 +254,7 @@ static const char *ctx_policy =
     "  return {web = {['eu-west'] = 2, ['us-east'] = 0}, batch = {}}\n"
     "end}\n";
 
-/* simfw2: sum_by keeps each sample's key per (series, label): values that change, labels
+/* sum_by keeps each sample's key per (series, label): values that change, labels
  * that change at the same sample count, two labels in turn, a returned table the policy
  * changes and a metric that failed must all answer as a fresh computation would. */
 static const char sum_by_policy[] =
@@ -345,7 +345,7 @@ SW_TEST(sum_by_reuses_keys_only_for_the_same_series)
     world_free(&w);
 }
 
-/* simfw2: ctx.offers is reused while the offers' names serial says the names are the same:
+/* ctx.offers is reused while the offers' names serial says the names are the same:
  * new prices show, and new names at the same count show too. */
 static const char offers_policy[] =
     "return {name = 'offers', interval = '10s', evaluate = function(ctx)\n"
@@ -656,7 +656,7 @@ SW_TEST(state_persists_across_evaluations_and_restarts)
     world_free(&w);
 }
 
-/* simfw: ctx.capacity's counts are reused while the units are the same, and only then:
+/* ctx.capacity's counts are reused while the units are the same, and only then:
  * a unit changing state or health between calls changes the answer. */
 SW_TEST(ctx_counts_follow_unit_state_changes)
 {
@@ -705,7 +705,7 @@ SW_TEST(ctx_counts_follow_unit_state_changes)
     world_free(&w);
 }
 
-/* simfw: the desired state is right whatever strings name it: the same table, new strings
+/* the desired state is right whatever strings name it: the same table, new strings
  * with the same text, names longer than Lua interns, and after a reload. */
 SW_TEST(desired_follows_names_across_calls)
 {
