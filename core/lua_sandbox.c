@@ -17,6 +17,7 @@
 #include <uv.h>
 
 #include "log.h"
+#include "lua_ewma.h"
 #include "lua_pattern.h"
 #include "mem.h"
 
@@ -1202,6 +1203,10 @@ static int init_libs(lua_State *L)
             return lua_error(L);
         lua_setfield(L, preload, m->name);
     }
+    /* lua_ewma: steward.ewma, written in C (a module of the same name on lua_path is
+     * replaced by it). */
+    lua_pushcfunction(L, sw_lua_ewma_open);
+    lua_setfield(L, preload, "steward.ewma");
     lua_pushvalue(L, preload);
     lua_setfield(L, pkg, "preload");
     lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);

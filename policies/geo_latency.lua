@@ -47,6 +47,7 @@
 --   demand_step_rps (rps_per_unit / 20), switch_saving (0.1)
 local geo = require "steward.geo"
 local smooth = require "steward.smooth"
+local ewma_update = require("steward.ewma").update
 
 local floor, ceil, huge = math.floor, math.ceil, math.huge
 local sort, concat = table.sort, table.concat
@@ -216,8 +217,8 @@ local function prepare(p, ctx)
   return c
 end
 
--- Smoothed demand per user region (steward.smooth's time-aware EWMA, inlined: it runs for
--- every region every tick), and the same rounded up to a multiple of c.step: decisions are
+-- Smoothed demand per user region (steward.smooth's time-aware weight, the averages updated
+-- by steward.ewma in one C call: it runs for every region every tick), and the same rounded up to a multiple of c.step: decisions are
 -- taken on the rounded demand (never below the real one, so rounding never buys too few
 -- units). Regions missing from this tick's metric decay to 0. Every region is updated on
 -- every tick, so ctx.state keeps one number per region (st.avg) and one time (st.last_t).
@@ -256,8 +257,8 @@ local function steps_of(c, v)
   return 0
 end
 
--- User i's smoothed demand is v: its rounded demand, and m.lo[i]..m.hi[i], an interval of
--- demand that rounds to the same steps (both ends checked with steps_of, which never
+-- User i's smoothed demand is v: its rounded demand, and m.lo[u]..m.hi[u] (u: its name, as
+-- steward.ewma checks them), an interval of demand that rounds to the same steps (both ends checked with steps_of, which never
 -- decreases: everything between rounds the same). demand() rounds again only when the
 -- demand leaves it, which spares most ticks the division. Returns whether the rounded
 -- demand changed.
@@ -272,7 +273,8 @@ local function set_user(c, m, i, v)
   if steps_of(c, lo) ~= k or steps_of(c, hi) ~= k then
     lo, hi = v, v
   end
-  m.lo[i], m.hi[i] = v < lo and v or lo, v > hi and v or hi
+  local u = c.users[i]
+  m.lo[u], m.hi[u] = v < lo and v or lo, v > hi and v or hi
   local dk = k - m.steps[i]
   if dk ~= 0 then
     restep(c, m, i, k, dk)
@@ -309,32 +311,28 @@ local function demand(ctx, c, st, m, now)
       end
     end
   end
-  local index, users, nu, lo, hi = c.user_index, c.users, #c.users, m.lo, m.hi
+  local index, users, nu = c.user_index, c.users, #c.users
   local changed, extra = m.first, nil
   -- m.avg_count: the entries of st.avg after the last tick (nil: not counted yet). When
   -- this tick's metric had them all, no region is missing and none needs decaying.
-  local had, seen, fresh, others = m.avg_count, 0, 0, 0
-  for region, value in pairs(raw) do
-    if region ~= "" then
-      local a = avg[region]
-      if a ~= nil then
-        seen = seen + 1
-      else
-        a, fresh = 0, fresh + 1
+  local had, others = m.avg_count, 0
+  -- Every region of the metric (but ""): avg = avg + alpha * (value - avg), a region new to
+  -- st.avg starting from 0; `moved` lists, in pairs() order, those whose average left its
+  -- band m.lo..m.hi (set_user's; NaN leaves it too), and every region without RTT data.
+  local moved = m.moved_regions
+  local seen, fresh, nmoved = ewma_update(avg, raw, alpha, m.lo, m.hi, moved)
+  for x = 1, nmoved do
+    local region = moved[x]
+    local v = avg[region]
+    local i = index[region]
+    if i ~= nil then
+      if set_user(c, m, i, v) then
+        changed = true
       end
-      local v = a + alpha * (value - a)
-      avg[region] = v
-      local i = index[region]
-      if i ~= nil then
-        -- (not: NaN rounds again)
-        if not (v >= lo[i] and v <= hi[i]) and set_user(c, m, i, v) then
-          changed = true
-        end
-      else
-        others = others + 1
-        extra = extra or {}
-        extra[region] = v
-      end
+    else
+      others = others + 1
+      extra = extra or {}
+      extra[region] = v
     end
   end
   local nraw = seen + fresh
@@ -1112,12 +1110,14 @@ local function new_memo(st, c)
               slot_fresh = { j = {}, how = {} }, serving_j = {}, forced_j = {}, route = {},
               route_ms = {}, route_serving = {}, sload = {}, want_j = {}, kind_j = {},
               need_j = {}, out_want = {}, e_want = {}, e_kind = {}, e_cap = {}, e_flag = {},
-              sum_t = {}, sum_s = {}, moved = 0, lo = {}, hi = {}, seed_stale = true,
+              sum_t = {}, sum_s = {}, moved = 0, lo = {}, hi = {}, moved_regions = {},
+              seed_stale = true,
               pattern_changed = true, ref_seed = {}, sw_how = {}, settled = false,
               dirty = {}, ndirty = 0, todo = {}, all_j = {} }
   for i = 1, #c.users do
     m.dv[i], m.dq[i], m.steps[i], m.covered[i] = 0, 0, 0, false
-    m.lo[i], m.hi[i] = huge, -huge -- empty: the first tick rounds
+    local u = c.users[i]
+    m.lo[u], m.hi[u] = huge, -huge -- empty: the first tick rounds
     m.route[i], m.route_ms[i] = false, false
   end
   for j = 1, #c.candidates do

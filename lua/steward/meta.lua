@@ -113,3 +113,21 @@
 ---@field type string                    "unit_lost", "alert", "job_started", ...
 ---@field market_id? string
 ---@field reason? string
+
+---steward.ewma (C): many exponentially weighted moving averages in one call
+---(docs/policies.md, "steward.ewma").
+---@class steward.ewma
+local ewma = {}
+
+---avg[k] = a + alpha * (samples[k] - a), a = avg[k] or 0, for every key of samples but "".
+---With lo, hi and moved: the keys whose new average left lo[k]..hi[k] fill moved[1..n].
+---@param avg table<any, number>
+---@param samples table<any, number>
+---@param alpha number
+---@param lo? table<any, number>
+---@param hi? table<any, number>
+---@param moved? any[]
+---@return integer seen   keys that had an average
+---@return integer fresh  keys that had none
+---@return integer n      keys written to moved
+function ewma.update(avg, samples, alpha, lo, hi, moved) end
