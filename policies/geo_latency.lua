@@ -218,10 +218,11 @@ local function prepare(p, ctx)
 end
 
 -- Smoothed demand per user region (steward.smooth's time-aware weight, the averages updated
--- by steward.ewma in one C call: it runs for every region every tick), and the same rounded up to a multiple of c.step: decisions are
--- taken on the rounded demand (never below the real one, so rounding never buys too few
--- units). Regions missing from this tick's metric decay to 0. Every region is updated on
--- every tick, so ctx.state keeps one number per region (st.avg) and one time (st.last_t).
+-- by steward.ewma in one C call: it runs for every region every tick), and the same rounded
+-- up to a multiple of c.step: decisions are taken on the rounded demand (never below the
+-- real one, so rounding never buys too few units). Regions missing from this tick's metric
+-- decay to 0. Every region is updated on every tick, so ctx.state keeps one number per
+-- region (st.avg) and one time (st.last_t).
 --
 -- Regions of the RTT table land in m.dq / m.steps, arrays by position in c.users that live
 -- as long as the memo (filling a fresh table every tick costs more than the rest of a
@@ -257,13 +258,11 @@ local function steps_of(c, v)
   return 0
 end
 
--- User i's smoothed demand is v: its rounded demand, and m.lo[u]..m.hi[u] (u: its name, as
--- steward.ewma checks them), an interval of demand that rounds to the same steps (both ends checked with steps_of, which never
--- decreases: everything between rounds the same). demand() rounds again only when the
--- demand leaves it, which spares most ticks the division. Returns whether the rounded
--- demand changed.
-local function set_user(c, m, i, v)
-  local k, lo, hi = steps_of(c, v), -huge, 0
+-- The interval of demand that rounds to k steps, { lo, hi }, both ends checked with
+-- steps_of (which never decreases: everything between rounds the same); false when the
+-- check fails (float error at the edges), and then only the demand itself is known to.
+local function band_of(c, k)
+  local lo, hi = -huge, 0
   if k > 0 then
     lo, hi = (k - 1 + 1e-6) * c.step * (1 + 1e-12), (k + 1e-6) * c.step * (1 - 1e-12)
     lo = lo > c.min_rps and lo or c.min_rps
@@ -271,7 +270,29 @@ local function set_user(c, m, i, v)
     hi = c.min_rps * (1 - 1e-12)
   end
   if steps_of(c, lo) ~= k or steps_of(c, hi) ~= k then
-    lo, hi = v, v
+    return false
+  end
+  return { lo, hi }
+end
+
+-- User i's smoothed demand is v: its rounded demand, and m.lo[u]..m.hi[u] (u: its name, as
+-- steward.ewma checks them), an interval of demand that rounds to the same steps (band_of,
+-- kept per step count in m.bands: it depends on k alone). demand() rounds again only when
+-- the demand leaves it, which spares most ticks the division. Returns whether the rounded
+-- demand changed.
+local function set_user(c, m, i, v)
+  local k = 0
+  if v >= c.min_rps and v > 0 then
+    k = -((1e-6 - v / c.step) // 1) -- steps_of, inlined
+  end
+  local band = m.bands[k]
+  if band == nil then
+    band = band_of(c, k)
+    m.bands[k] = band
+  end
+  local lo, hi = v, v
+  if band then
+    lo, hi = band[1], band[2]
   end
   local u = c.users[i]
   m.lo[u], m.hi[u] = v < lo and v or lo, v > hi and v or hi
@@ -502,25 +523,27 @@ end
 -- per candidate costs less than ctx.leases, whose every lease the runtime compares and
 -- re-ages on each access, just to see whether it is the same table.
 local function capacity_vector(ctx, c, memo)
-  local capacity, group, cands, last = ctx.capacity, c.group, c.candidates, memo.cap
-  if last ~= nil then
+  local capacity, group, cands, last_j = ctx.capacity, c.group, c.candidates, memo.cap_j
+  local nc = #cands
+  if last_j ~= nil then
     local same = true
-    for j = 1, #cands do
-      local s = cands[j]
-      if capacity(group, s) ~= last[s] then
+    for j = 1, nc do
+      if capacity(group, cands[j]) ~= last_j[j] then
         same = false
         break
       end
     end
     if same then
-      return last, false
+      return memo.cap, false
     end
   end
-  local cap = {}
-  for j = 1, #cands do
-    cap[cands[j]] = capacity(group, cands[j])
+  local cap, cap_j = {}, {}
+  for j = 1, nc do
+    local s = cands[j]
+    local n = capacity(group, s)
+    cap[s], cap_j[j] = n, n
   end
-  memo.cap = cap
+  memo.cap, memo.cap_j = cap, cap_j
   return cap, true
 end
 
@@ -1110,7 +1133,7 @@ local function new_memo(st, c)
               slot_fresh = { j = {}, how = {} }, serving_j = {}, forced_j = {}, route = {},
               route_ms = {}, route_serving = {}, sload = {}, want_j = {}, kind_j = {},
               need_j = {}, out_want = {}, e_want = {}, e_kind = {}, e_cap = {}, e_flag = {},
-              sum_t = {}, sum_s = {}, moved = 0, lo = {}, hi = {}, moved_regions = {},
+              sum_t = {}, sum_s = {}, moved = 0, lo = {}, hi = {}, moved_regions = {}, bands = {},
               seed_stale = true,
               pattern_changed = true, ref_seed = {}, sw_how = {}, settled = false,
               dirty = {}, ndirty = 0, todo = {}, all_j = {} }
