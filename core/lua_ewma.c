@@ -47,15 +47,23 @@ static void push_num(lua_State *L, struct num n)
         lua_pushnumber(L, n.f);
 }
 
+/* Raises "what[key] is a <type>, expected a number" (the key at key_idx). Out of line: the
+ * loop below stays small. */
+__attribute__((noinline, cold)) static void not_a_number(lua_State *L, int idx, const char *what,
+                                                         int key_idx)
+{
+    luaL_error(L, "ewma.update: %s[%s] is a %s, expected a number", what,
+               luaL_tolstring(L, key_idx, NULL), luaL_typename(L, idx));
+}
+
 /* The number at idx (an absolute index), or an error naming the field: what[key], the key
  * at key_idx. */
-static struct num check_num(lua_State *L, int idx, const char *what, int key_idx)
+static inline struct num check_num(lua_State *L, int idx, const char *what, int key_idx)
 {
-    if (lua_type(L, idx) != LUA_TNUMBER)
-        luaL_error(L, "ewma.update: %s[%s] is a %s, expected a number", what,
-                   luaL_tolstring(L, key_idx, NULL), luaL_typename(L, idx));
     if (lua_isinteger(L, idx))
         return (struct num){true, lua_tointeger(L, idx), 0};
+    if (lua_type(L, idx) != LUA_TNUMBER)
+        not_a_number(L, idx, what, key_idx);
     return (struct num){false, 0, lua_tonumber(L, idx)};
 }
 

@@ -668,6 +668,7 @@ local function place(c, dv, total, prices, m, slot, seed)
   -- Scratch arrays kept in the memo: refilled, never reallocated.
   local pr, gain, covered, rank = m.pr, m.gain, m.covered, m.rank
   local chosen_j, how = slot.j, slot.how
+  m.placed = m.placed + 1 -- slot.how changes: the serving set compares it again (evaluate)
   for i = 1, nu do
     covered[i] = false
   end
@@ -1136,7 +1137,7 @@ local function new_memo(st, c)
               sum_t = {}, sum_s = {}, moved = 0, lo = {}, hi = {}, moved_regions = {}, bands = {},
               seed_stale = true,
               pattern_changed = true, ref_seed = {}, sw_how = {}, settled = false,
-              dirty = {}, ndirty = 0, todo = {}, all_j = {} }
+              dirty = {}, ndirty = 0, todo = {}, all_j = {}, users_of = {}, placed = 0 }
   for i = 1, #c.users do
     m.dv[i], m.dq[i], m.steps[i], m.covered[i] = 0, 0, 0, false
     local u = c.users[i]
@@ -1152,17 +1153,18 @@ local function new_memo(st, c)
     m.out_want[j], m.e_want[j], m.e_kind[j], m.e_cap[j], m.e_flag[j] = false, false, false,
       false, false
     m.sum_t[j], m.sum_s[j], m.sw_how[j], m.all_j[j] = false, false, false, j
+    m.users_of[j] = {}
   end
   return m
 end
 
 -- The rounded demand routed to serving candidate j (as evaluate sums it for every region,
--- in the same order: the same sum).
+-- in the same order: the same sum). m.users_of[j]: the users routed to j, by position.
 local function routed_load(c, m, j, cheapest)
-  local dq, route, sum = m.dq, m.route, 0
-  for i = 1, #c.users do
-    local q = dq[i]
-    if q > 0 and (route[i] or cheapest) == j then
+  local dq, list, sum = m.dq, m.users_of[j], 0
+  for k = 1, #list do
+    local q = dq[list[k]]
+    if q > 0 then
       sum = sum + q
     end
   end
@@ -1326,7 +1328,8 @@ return {
     -- routing and the placement summary have nothing to do.
     local settled = m.settled and now < m.deadline and not prices_changed
     local sw_how = m.sw_how
-    if settled then
+    -- sw_how is a copy of how when no place() ran since on the same slot (m.placed).
+    if settled and (target ~= m.sw_how_slot or m.placed ~= m.sw_how_placed) then
       for j = 1, nc do
         if sw_how[j] ~= how[j] then
           settled = false
@@ -1393,6 +1396,7 @@ return {
       for j = 1, nc do
         sw_how[j] = how[j]
       end
+      m.sw_how_slot, m.sw_how_placed = target, m.placed
       m.settled, m.seed_stale = not first_tick and not any_forced, true
     end
 
@@ -1425,6 +1429,20 @@ return {
         end
       end
       m.cheapest = cheapest
+      local users_of = m.users_of
+      for j = 1, nc do
+        local list = users_of[j]
+        for k = #list, 1, -1 do
+          list[k] = nil
+        end
+      end
+      for i = 1, nu do
+        local j = route[i] or cheapest
+        if j then
+          local list = users_of[j]
+          list[#list + 1] = i
+        end
+      end
     end
     local cheapest = m.cheapest
     -- Units follow the rounded demand routed to each serving region. Demand from regions
