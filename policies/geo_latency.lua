@@ -403,7 +403,7 @@ local function demand(ctx, c, st, m, now)
       end
     end
   end
-  local last = m.extra_q
+  local last = m.extra_q or nil
   local extra_changed = false
   if (last == nil) ~= (extra_q == nil) then
     extra_changed = true
@@ -419,7 +419,9 @@ local function demand(ctx, c, st, m, now)
     changed, m.pattern_changed = true, true
   end
   m.extra_changed = extra_changed
-  m.extra, m.extra_q, m.extra_seq, m.first = extra_v, extra_q, extra_seq, false
+  -- false, not nil: a field kept in the table is read and written on the VM's fast path.
+  m.extra, m.extra_q, m.extra_seq = extra_v or false, extra_q or false, extra_seq or false
+  m.first = false
   return changed
 end
 
@@ -442,7 +444,7 @@ local function demand_total(c, m, rounded)
     total = total + d[i]
   end
   local seq = m.extra_seq
-  if seq ~= nil then
+  if seq then
     local extra = rounded and m.extra_q or m.extra
     for k = 1, #seq do
       total = total + extra[seq[k]]
@@ -457,7 +459,7 @@ end
 -- ctx.leases) is a new table. Returns prices (region → USD/h) and whether they changed.
 local function price_vector(ctx, c, memo)
   local offers = ctx.offers
-  local leases = memo.prices_use_leases and ctx.leases or nil
+  local leases = memo.prices_use_leases and ctx.leases or false
   if memo.prices ~= nil and offers == memo.offers and leases == memo.price_leases then
     return memo.prices, false
   end
@@ -513,7 +515,7 @@ local function price_vector(ctx, c, memo)
     end
   end
   memo.offers, memo.prices_use_leases = offers, use_leases
-  memo.price_leases = use_leases and leases or nil
+  memo.price_leases = use_leases and leases or false
   memo.prices = changed and prices or memo.prices
   memo.assumed = changed and assumed or memo.assumed
   return memo.prices, changed
@@ -1137,7 +1139,8 @@ local function new_memo(st, c)
               sum_t = {}, sum_s = {}, moved = 0, lo = {}, hi = {}, moved_regions = {}, bands = {},
               seed_stale = true,
               pattern_changed = true, ref_seed = {}, sw_how = {}, settled = false,
-              dirty = {}, ndirty = 0, todo = {}, all_j = {}, users_of = {}, placed = 0 }
+              dirty = {}, ndirty = 0, todo = {}, all_j = {}, users_of = {}, placed = 0,
+              extra = false, extra_q = false, extra_seq = false, price_leases = false }
   for i = 1, #c.users do
     m.dv[i], m.dq[i], m.steps[i], m.covered[i] = 0, 0, 0, false
     local u = c.users[i]
@@ -1168,7 +1171,7 @@ local function routed_load(c, m, j, cheapest)
       sum = sum + q
     end
   end
-  if j == cheapest and m.extra_q ~= nil then
+  if j == cheapest and m.extra_q then
     for _, q in pairs(m.extra_q) do
       sum = sum + q
     end
@@ -1485,7 +1488,7 @@ return {
           end
         end
       end
-      if m.extra_q ~= nil and cheapest then
+      if m.extra_q and cheapest then
         for _, q in pairs(m.extra_q) do
           sload[cheapest] = sload[cheapest] + q
         end
