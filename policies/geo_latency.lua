@@ -260,7 +260,7 @@ end
 
 -- The interval of demand that rounds to k steps, { lo, hi }, both ends checked with
 -- steps_of (which never decreases: everything between rounds the same); false when the
--- check fails (float error at the edges), and then only the demand itself is known to.
+-- check fails (float error at the edges): then the band is the demand itself.
 local function band_of(c, k)
   local lo, hi = -huge, 0
   if k > 0 then
