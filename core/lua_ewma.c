@@ -56,14 +56,15 @@ __attribute__((noinline, cold)) static void not_a_number(lua_State *L, int idx, 
                luaL_tolstring(L, key_idx, NULL), luaL_typename(L, idx));
 }
 
-/* The number at idx (an absolute index), or an error naming the field: what[key], the key
- * at key_idx. */
-static inline struct num check_num(lua_State *L, int idx, const char *what, int key_idx)
+/* The number at idx (an absolute index) of Lua type `type`, or an error naming the field:
+ * what[key], the key at key_idx. */
+static inline struct num check_num(lua_State *L, int idx, int type, const char *what,
+                                   int key_idx)
 {
+    if (type != LUA_TNUMBER)
+        not_a_number(L, idx, what, key_idx);
     if (lua_isinteger(L, idx))
         return (struct num){true, lua_tointeger(L, idx), 0};
-    if (lua_type(L, idx) != LUA_TNUMBER)
-        not_a_number(L, idx, what, key_idx);
     return (struct num){false, 0, lua_tonumber(L, idx)};
 }
 
@@ -76,7 +77,7 @@ static int l_ewma_update(lua_State *L)
     luaL_checktype(L, AVG, LUA_TTABLE);
     luaL_checktype(L, SAMPLES, LUA_TTABLE);
     luaL_checknumber(L, ALPHA);
-    struct num alpha = check_num(L, ALPHA, "alpha", ALPHA);
+    struct num alpha = check_num(L, ALPHA, LUA_TNUMBER, "alpha", ALPHA);
     bool bands = !lua_isnoneornil(L, LO);
     if (bands) {
         luaL_checktype(L, LO, LUA_TTABLE);
@@ -91,13 +92,14 @@ static int l_ewma_update(lua_State *L)
             lua_settop(L, KEY); /* "": sum_by's bucket for samples without the label */
             continue;
         }
-        struct num x = check_num(L, SAMPLE, "samples", KEY);
+        struct num x = check_num(L, SAMPLE, lua_type(L, SAMPLE), "samples", KEY);
         lua_pushvalue(L, KEY);
         struct num a = {true, 0, 0};
-        if (lua_rawget(L, AVG) == LUA_TNIL) {
+        int a_type = lua_rawget(L, AVG);
+        if (a_type == LUA_TNIL) {
             fresh++;
         } else {
-            a = check_num(L, SLOT_A, "avg", KEY);
+            a = check_num(L, SLOT_A, a_type, "avg", KEY);
             seen++;
         }
         /* a + alpha * (x - a), in Lua's order of operations */
