@@ -156,6 +156,12 @@ local function prepare(p, ctx)
   end
   sort(candidates)
   c.candidates = candidates
+  c.distinct_candidates = true
+  for j = 2, #candidates do
+    if candidates[j] == candidates[j - 1] then
+      c.distinct_candidates = false
+    end
+  end
   c.max_regions = floor(number_param(p, "max_regions", #candidates, 1))
   if c.min_regions > c.max_regions then
     error(fmt("params.min_regions (%d) is above max_regions (%d)", c.min_regions,
@@ -523,29 +529,50 @@ end
 
 -- Units each candidate holds (ctx.capacity), and whether they changed. Asking ctx.capacity
 -- per candidate costs less than ctx.leases, whose every lease the runtime compares and
--- re-ages on each access, just to see whether it is the same table.
+-- re-ages on each access, just to see whether it is the same table. When the last count
+-- found all the group's units (ctx.capacity(group)) in the candidates holding some
+-- (memo.cap_held, distinct candidates only), the group's total and those candidates are
+-- enough: counts are never negative, so with the total and those unchanged, every other
+-- candidate still holds none.
 local function capacity_vector(ctx, c, memo)
   local capacity, group, cands, last_j = ctx.capacity, c.group, c.candidates, memo.cap_j
   local nc = #cands
   if last_j ~= nil then
     local same = true
-    for j = 1, nc do
-      if capacity(group, cands[j]) ~= last_j[j] then
-        same = false
-        break
+    local held = memo.cap_held
+    if held then
+      same = capacity(group) == memo.cap_total
+      for x = 1, same and #held or 0 do
+        local j = held[x]
+        if capacity(group, cands[j]) ~= last_j[j] then
+          same = false
+          break
+        end
+      end
+    else
+      for j = 1, nc do
+        if capacity(group, cands[j]) ~= last_j[j] then
+          same = false
+          break
+        end
       end
     end
     if same then
       return memo.cap, false
     end
   end
-  local cap, cap_j = {}, {}
+  local cap, cap_j, held, sum = {}, {}, {}, 0
   for j = 1, nc do
     local s = cands[j]
     local n = capacity(group, s)
     cap[s], cap_j[j] = n, n
+    if n ~= 0 then
+      held[#held + 1], sum = j, sum + n
+    end
   end
-  memo.cap, memo.cap_j = cap, cap_j
+  local total = capacity(group)
+  memo.cap, memo.cap_j, memo.cap_total = cap, cap_j, total
+  memo.cap_held = c.distinct_candidates and total == sum and held or false
   return cap, true
 end
 

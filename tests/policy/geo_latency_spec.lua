@@ -181,6 +181,32 @@ describe("geo_latency over time", function()
     expect(explained(p, "eu-central")).to_contain("giving back 3 units")
   end)
 
+  it("notices units that move between regions while the group's total stays the same", function()
+    local p = t.load_policy("policies/geo_latency.lua", params())
+    local demand = { ["eu-west"] = 250 }
+    local function with_stray(desc)
+      -- a unit in a region that is no candidate (not among the group's regions)
+      desc.leases[#desc.leases + 1] = { group = "web", region = "sa-east", key = "stray",
+                                        state = "ready", price_usd_hour = 0.1 }
+      return desc
+    end
+    expect(nonzero(p:evaluate(with_stray(input(1000, demand, { ["eu-central"] = 3 })))))
+      .to_equal({ ["eu-central"] = 3 })
+    local d = p:evaluate(with_stray(input(1010, demand, { ["eu-central"] = 3 })))
+    expect(d.web["us-west"]).to_be_nil()
+    -- The stray unit is gone and one came in us-west: the same total, eu-central unchanged.
+    d = p:evaluate(input(1020, demand, { ["eu-central"] = 3, ["us-west"] = 1 }))
+    expect(d.web["us-west"]).to_be(0)
+    expect(explained(p, "us-west")).to_contain("giving back 1 units")
+    d = p:evaluate(input(1030, demand, { ["eu-central"] = 3, ["us-west"] = 1 }))
+    expect(d.web["us-west"]).to_be(0)
+    -- Now every unit is in a candidate: the us-west unit moves to as-east, same total.
+    d = p:evaluate(input(1040, demand, { ["eu-central"] = 3, ["as-east"] = 1 }))
+    expect(d.web["as-east"]).to_be(0)
+    expect(d.web["us-west"]).to_be_nil()
+    expect(explained(p, "as-east")).to_contain("giving back 1 units")
+  end)
+
   it("scales a region up at once and down only after scale_down_delay_s", function()
     local p = t.load_policy("policies/geo_latency.lua", params())
     expect(p:evaluate(input(1000, { ["eu-west"] = 100 })).web["eu-central"]).to_be(1)
