@@ -22,9 +22,11 @@
  * the plugin's KV records), a dozen page writes and write(2) calls for what one would do.
  * With coalescing on, a durable write stays in the open transaction and the owner commits
  * them together with sw_journal_barrier: before anything that depends on them leaves the
- * process (a request to a marketplace) and at the end of the loop turn. A kill -9 before
- * that commit loses only writes whose effects never left the process, which is the state
- * a kill just before them would have left. If SQLite rolls the transaction back under
+ * process (a request that may change something at a marketplace, a DNS update) and at the
+ * end of the loop turn. A safe request (GET, HEAD) is sent without the barrier: it changes
+ * nothing remote, so no record guards it. A kill -9 before that commit
+ * loses only writes whose effects never left the process, which is the state a kill just
+ * before them would have left. If SQLite rolls the transaction back under
  * durable writes (SQLITE_FULL, IOERR), the next barrier reports it, so the request they
  * guard is refused instead of going out without its record.
  */
