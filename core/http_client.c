@@ -565,11 +565,6 @@ void sw_http_client_stats(const struct sw_http_client *client, struct sw_http_cl
         *out = client->stats;
 }
 
-bool sw_http_method_is_safe(const char *method)
-{
-    return method == NULL || strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
-}
-
 /* RFC 9110 token: what a method may be made of (no space, no CR/LF smuggling). */
 static bool is_token(const char *s)
 {

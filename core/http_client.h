@@ -7,7 +7,6 @@
 #ifndef SW_HTTP_CLIENT_H
 #define SW_HTTP_CLIENT_H
 
-#include <stdbool.h>
 #include <stdint.h>
 #include <uv.h>
 
@@ -34,11 +33,6 @@ uint64_t sw_http_client_request(struct sw_http_client *client, const struct swp_
 /* cb fires with SW_ECANCELED before this returns; unknown ids are ignored. */
 void sw_http_client_cancel(struct sw_http_client *client, uint64_t id);
 size_t sw_http_client_in_flight(const struct sw_http_client *client);
-
-/* True for GET and HEAD (NULL counts as GET, as in sw_http_client_request), the safe methods
- * of RFC 9110 section 9.2.1 that plugins read with: such a request changes nothing on the
- * server, so nothing journaled has to be committed before it leaves. Any context. */
-bool sw_http_method_is_safe(const char *method);
 
 /* Counters since sw_http_client_new, for tests and diagnostics. */
 struct sw_http_client_stats {

@@ -22,11 +22,9 @@
  * the plugin's KV records), a dozen page writes and write(2) calls for what one would do.
  * With coalescing on, a durable write stays in the open transaction and the owner commits
  * them together with sw_journal_barrier: before anything that depends on them leaves the
- * process (a request that may change something at a marketplace, a DNS update) and at the
- * end of the loop turn. A safe request (GET, HEAD) is sent without the barrier: it changes
- * nothing remote, so no record guards it. A kill -9 before that commit
- * loses only writes whose effects never left the process, which is the state a kill just
- * before them would have left. If SQLite rolls the transaction back under
+ * process (a request to a marketplace) and at the end of the loop turn. A kill -9 before
+ * that commit loses only writes whose effects never left the process, which is the state
+ * a kill just before them would have left. If SQLite rolls the transaction back under
  * durable writes (SQLITE_FULL, IOERR), the next barrier reports it, so the request they
  * guard is refused instead of going out without its record.
  */
@@ -807,12 +805,13 @@ int sw_journal_unit_save(struct sw_journal *j, const struct sw_unit *u, struct s
     int code = txn_open(j, true, err);
     if (code < 0)
         return code;
-    char *uris = uris_to_json(u);
+    /* Most saves are of a unit not serving yet: "[]" without building a cJSON array. */
+    char *uris = u->uri_count > 0 ? uris_to_json(u) : NULL;
     sqlite3_stmt *st = stmt_get(j, ST_UNIT_SAVE);
     int rc = bind_params(st, "sssssdiiiiIIIss", u->key, u->market_id, u->group, u->region,
                          u->provider, u->price_usd_hour, u->state, u->self ? 1 : 0,
                          u->unhealthy ? 1 : 0, u->probe_failures, u->ordered_ms, u->ready_ms,
-                         u->closed_ms, uris, u->close_reason);
+                         u->closed_ms, uris != NULL ? uris : "[]", u->close_reason);
     rc = bind_and_step(st, rc);
     free(uris);
     if (rc != SQLITE_DONE)

@@ -278,8 +278,7 @@ static uint64_t svc_http_request(void *ud, struct sw_plugin *plugin,
     uint64_t held = ha_gate_http(rt, plugin, req, cb, cb_ud); /* ha: after earlier etcd writes */
     if (held != 0)
         return held;
-    /* journal: what the request relies on, committed (a GET/HEAD changes nothing remote) */
-    if (!sw_http_method_is_safe(req->method) && !coalesce_barrier(rt, plugin))
+    if (!coalesce_barrier(rt, plugin)) /* journal: what the request relies on, committed */
         return 0;
     if (rt->http == NULL)
         rt->http = sw_http_client_new(rt->opts.loop);
@@ -3739,9 +3738,7 @@ const char *sw_runtime_leader_metrics(struct sw_runtime *rt)
  * Live, durable journal writes made in one loop turn share one commit (journal.c explains
  * the cost). The write-ahead rule still holds: a plugin's request or exchange leaves only
  * after everything journaled before it is committed (coalesce_barrier), so an intent or a
- * plugin's KV record is durable before the request it guards. A GET or HEAD guards nothing
- * (it changes nothing remote) and leaves without the barrier: the turn's writes then share
- * the commit of the next request that does change something, or of the turn's end. What is left commits at the
+ * plugin's KV record is durable before the request it guards. What is left commits at the
  * end of the turn: a 0 ms timer runs before the loop next waits for I/O. Simulation keeps
  * one commit per durable write (no requests leave it). */
 

@@ -47,45 +47,52 @@ static void jw_sep(struct akash_jw *w)
 }
 
 /* cJSON's escaping (print_string_ptr): the two-character escapes it knows, \u00XX for the
- * other control characters, every other byte (UTF-8 included) as it is. Runs of plain bytes
- * are copied whole. */
+ * other control characters, every other byte (UTF-8 included) as it is. The exact length is
+ * counted first and reserved once, so the second loop only stores (and a 1 KB manifest does
+ * not ask malloc for the 6 KB of the worst case, a size that makes glibc consolidate). */
 static void jw_string(struct akash_jw *w, const char *value)
 {
     static const char hex[] = "0123456789abcdef";
-    jw_reserve(w, strlen(value) + 2);
-    jw_put(w, "\"", 1);
-    const unsigned char *p = (const unsigned char *)value;
-    while (*p != '\0') {
-        const unsigned char *run = p;
-        while (*p >= 0x20 && *p != '"' && *p != '\\')
-            p++;
-        if (p > run)
-            jw_put(w, (const char *)run, (size_t)(p - run));
-        if (*p == '\0')
-            break;
-        char esc[6] = {'\\', 0, 0, 0, 0, 0};
-        size_t len = 2;
-        switch (*p) {
-        case '"': esc[1] = '"'; break;
-        case '\\': esc[1] = '\\'; break;
-        case '\b': esc[1] = 'b'; break;
-        case '\f': esc[1] = 'f'; break;
-        case '\n': esc[1] = 'n'; break;
-        case '\r': esc[1] = 'r'; break;
-        case '\t': esc[1] = 't'; break;
+    size_t len = 0;
+    for (const unsigned char *p = (const unsigned char *)value; *p != '\0'; p++) {
+        if (*p >= 0x20 && *p != '"' && *p != '\\')
+            len++;
+        else if (*p == '"' || *p == '\\' || *p == '\b' || *p == '\f' || *p == '\n' ||
+                 *p == '\r' || *p == '\t')
+            len += 2;
+        else
+            len += 6;
+    }
+    jw_reserve(w, len + 2);
+    char *out = w->text + w->len;
+    *out++ = '"';
+    for (const unsigned char *p = (const unsigned char *)value; *p != '\0'; p++) {
+        unsigned char c = *p;
+        if (c >= 0x20 && c != '"' && c != '\\') {
+            *out++ = (char)c;
+            continue;
+        }
+        *out++ = '\\';
+        switch (c) {
+        case '"': *out++ = '"'; break;
+        case '\\': *out++ = '\\'; break;
+        case '\b': *out++ = 'b'; break;
+        case '\f': *out++ = 'f'; break;
+        case '\n': *out++ = 'n'; break;
+        case '\r': *out++ = 'r'; break;
+        case '\t': *out++ = 't'; break;
         default:
-            esc[1] = 'u';
-            esc[2] = '0';
-            esc[3] = '0';
-            esc[4] = hex[*p >> 4];
-            esc[5] = hex[*p & 15];
-            len = 6;
+            *out++ = 'u';
+            *out++ = '0';
+            *out++ = '0';
+            *out++ = hex[c >> 4];
+            *out++ = hex[c & 15];
             break;
         }
-        jw_put(w, esc, len);
-        p++;
     }
-    jw_put(w, "\"", 1);
+    *out++ = '"';
+    *out = '\0';
+    w->len = (size_t)(out - w->text);
 }
 
 void akash_jw_open(struct akash_jw *w, char bracket)

@@ -1162,16 +1162,4 @@ SW_TEST(client_socket_watch_closed_once_with_its_socket)
     SW_ASSERT_EQ(open_fd_count(), fds_before);
 }
 
-/* Only the methods that change nothing remote let the journal's commit wait (runtime.c sends
- * everything else behind the barrier); NULL is a GET, as in sw_http_client_request. */
-SW_TEST(safe_methods_are_get_and_head)
-{
-    SW_ASSERT(sw_http_method_is_safe(NULL));
-    SW_ASSERT(sw_http_method_is_safe("GET"));
-    SW_ASSERT(sw_http_method_is_safe("HEAD"));
-    static const char *const unsafe[] = {"POST", "PUT", "PATCH", "DELETE", "OPTIONS", "get", ""};
-    for (size_t i = 0; i < sizeof(unsafe) / sizeof(unsafe[0]); i++)
-        SW_ASSERT(!sw_http_method_is_safe(unsafe[i]));
-}
-
 SW_TEST_MAIN()
