@@ -805,12 +805,13 @@ int sw_journal_unit_save(struct sw_journal *j, const struct sw_unit *u, struct s
     int code = txn_open(j, true, err);
     if (code < 0)
         return code;
-    char *uris = uris_to_json(u);
+    /* Most saves are of a unit not serving yet: "[]" without building a cJSON array. */
+    char *uris = u->uri_count > 0 ? uris_to_json(u) : NULL;
     sqlite3_stmt *st = stmt_get(j, ST_UNIT_SAVE);
     int rc = bind_params(st, "sssssdiiiiIIIss", u->key, u->market_id, u->group, u->region,
                          u->provider, u->price_usd_hour, u->state, u->self ? 1 : 0,
                          u->unhealthy ? 1 : 0, u->probe_failures, u->ordered_ms, u->ready_ms,
-                         u->closed_ms, uris, u->close_reason);
+                         u->closed_ms, uris != NULL ? uris : "[]", u->close_reason);
     rc = bind_and_step(st, rc);
     free(uris);
     if (rc != SQLITE_DONE)

@@ -114,14 +114,39 @@ static int64_t wall_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* "2026-11-22T06:16:17.279Z". The part up to the seconds is kept from the previous line:
+ * lines come in bursts, and gmtime_r + strftime were most of a line's cost. */
 static void format_time(char *buf, size_t len)
 {
+    static int64_t cached_secs = INT64_MIN;
+    static char cached[32];
+    static size_t cached_len;
     int64_t ms = logger.now_ms != NULL ? logger.now_ms(logger.now_ud) : wall_ms();
-    time_t secs = (time_t)(ms / 1000);
-    struct tm tm;
-    gmtime_r(&secs, &tm);
-    size_t n = strftime(buf, len, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(buf + n, len - n, ".%03dZ", (int)(ms % 1000));
+    int64_t secs = ms / 1000;
+    int millis = (int)(ms % 1000);
+    if (millis < 0) { /* before the epoch: floor, as gmtime_r wants */
+        millis += 1000;
+        secs--;
+    }
+    if (secs != cached_secs) {
+        time_t t = (time_t)secs;
+        struct tm tm;
+        gmtime_r(&t, &tm);
+        cached_len = strftime(cached, sizeof(cached), "%Y-%m-%dT%H:%M:%S", &tm);
+        cached_secs = secs;
+    }
+    if (len < cached_len + 6) {
+        buf[0] = '\0';
+        return;
+    }
+    memcpy(buf, cached, cached_len);
+    char *p = buf + cached_len;
+    p[0] = '.';
+    p[1] = (char)('0' + millis / 100);
+    p[2] = (char)('0' + millis / 10 % 10);
+    p[3] = (char)('0' + millis % 10);
+    p[4] = 'Z';
+    p[5] = '\0';
 }
 
 static void write_json_string(FILE *out, const char *s)
@@ -156,7 +181,12 @@ void sw_logv(int level, const char *component, const char *fmt, va_list ap)
 
     char line[2048];
     vsnprintf(line, sizeof(line), fmt, ap);
-    char *clean = sw_log_redact(line);
+    /* A copy only when a secret is in the line (sw_log_redact copies every time). */
+    char *redacted = NULL;
+    for (size_t i = 0; i < logger.secret_count && redacted == NULL; i++)
+        if (strstr(line, logger.secrets[i]) != NULL)
+            redacted = sw_log_redact(line);
+    const char *clean = redacted != NULL ? redacted : line;
     if (logger.format == SW_LOG_FORMAT_JSON) {
         fprintf(out, "{\"ts\":\"%s\",\"level\":\"%s\",\"component\":", stamp,
                 level_names[level]);
@@ -166,11 +196,34 @@ void sw_logv(int level, const char *component, const char *fmt, va_list ap)
         fputs("}\n", out);
     } else {
         static const char *tags[] = {"DEBUG", "INFO ", "WARN ", "ERROR"};
-        fprintf(out, "%s %s [%s] %s\n", stamp, tags[level],
-                component != NULL ? component : "steward", clean);
+        const char *name = component != NULL ? component : "steward";
+        /* One write of the assembled line rather than fprintf's format parsing. */
+        size_t stamp_len = strlen(stamp), name_len = strlen(name), msg_len = strlen(clean);
+        char text[2400];
+        size_t need = stamp_len + 1 + 5 + 2 + name_len + 2 + msg_len + 1;
+        if (need <= sizeof(text)) {
+            char *p = text;
+            memcpy(p, stamp, stamp_len);
+            p += stamp_len;
+            *p++ = ' ';
+            memcpy(p, tags[level], 5);
+            p += 5;
+            memcpy(p, " [", 2);
+            p += 2;
+            memcpy(p, name, name_len);
+            p += name_len;
+            memcpy(p, "] ", 2);
+            p += 2;
+            memcpy(p, clean, msg_len);
+            p += msg_len;
+            *p++ = '\n';
+            fwrite(text, 1, (size_t)(p - text), out);
+        } else {
+            fprintf(out, "%s %s [%s] %s\n", stamp, tags[level], name, clean);
+        }
     }
     fflush(out);
-    free(clean);
+    free(redacted);
 }
 
 void sw_log(int level, const char *component, const char *fmt, ...)

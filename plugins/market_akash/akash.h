@@ -38,6 +38,36 @@ void akash_error_prefix(struct swp_error *err, const char *prefix);
  * error message: a server may echo the API key back. */
 char *akash_sanitize(const char *text, size_t len, size_t max_len, const char *secret);
 
+/* ---- JSON writing (akash_json.c) ---------------------------------------------------------- */
+
+/* Text the plugin writes itself: its KV records and its request bodies. Building a cJSON
+ * tree only to print it costs an allocation per member plus cJSON's two-pass escaping of
+ * every string (the SDL and the manifest are ~1 KB each), a large share of an acquire's CPU.
+ * The output is what cJSON_PrintUnformatted would print for the same tree.
+ * Start from {0}; akash_jw_take hands the text over (owned, free()). */
+struct akash_jw {
+    char *text;
+    size_t len;
+    size_t cap;
+    bool more; /* a value was written at this level: the next one needs a comma */
+};
+
+/* Structure: open '{' or '[', close '}' or ']'. In an object, key() names the next value. */
+void akash_jw_open(struct akash_jw *w, char bracket);
+void akash_jw_close(struct akash_jw *w, char bracket);
+void akash_jw_key(struct akash_jw *w, const char *name);
+/* Values: a JSON string (NULL writes null), an integer, a number as cJSON prints a double,
+ * and text that is JSON already. */
+void akash_jw_str(struct akash_jw *w, const char *value);
+void akash_jw_int(struct akash_jw *w, int64_t value);
+void akash_jw_num(struct akash_jw *w, double value);
+void akash_jw_raw(struct akash_jw *w, const char *json);
+/* Members of an object: key + value. */
+void akash_jw_kstr(struct akash_jw *w, const char *name, const char *value);
+void akash_jw_kint(struct akash_jw *w, const char *name, int64_t value);
+void akash_jw_knum(struct akash_jw *w, const char *name, double value);
+char *akash_jw_take(struct akash_jw *w);
+
 /* ---- JSON field access (akash_json.c) --------------------------------------------------- */
 
 /* A parse in progress: getters record the first failure in err, naming the JSON path, and

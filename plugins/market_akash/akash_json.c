@@ -7,12 +7,181 @@
  */
 #include <ctype.h>
 #include <errno.h>
+#include <float.h>
+#include <inttypes.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "akash.h"
+
+/* ---- JSON writing ----------------------------------------------------------------------- */
+
+static void jw_reserve(struct akash_jw *w, size_t more)
+{
+    if (w->len + more + 1 <= w->cap)
+        return;
+    size_t cap = w->cap ? w->cap : 256;
+    while (cap < w->len + more + 1)
+        cap *= 2;
+    w->text = swp_xrealloc(w->text, cap);
+    w->cap = cap;
+}
+
+static void jw_put(struct akash_jw *w, const char *data, size_t len)
+{
+    jw_reserve(w, len);
+    memcpy(w->text + w->len, data, len);
+    w->len += len;
+    w->text[w->len] = '\0';
+}
+
+/* Before a value or a key: the comma that separates it from the previous one. */
+static void jw_sep(struct akash_jw *w)
+{
+    if (w->more)
+        jw_put(w, ",", 1);
+    w->more = true;
+}
+
+/* cJSON's escaping (print_string_ptr): the two-character escapes it knows, \u00XX for the
+ * other control characters, every other byte (UTF-8 included) as it is. The exact length is
+ * counted first and reserved once, so the second loop only stores (and a 1 KB manifest does
+ * not ask malloc for the 6 KB of the worst case, a size that makes glibc consolidate). */
+static void jw_string(struct akash_jw *w, const char *value)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t len = 0;
+    for (const unsigned char *p = (const unsigned char *)value; *p != '\0'; p++) {
+        if (*p >= 0x20 && *p != '"' && *p != '\\')
+            len++;
+        else if (*p == '"' || *p == '\\' || *p == '\b' || *p == '\f' || *p == '\n' ||
+                 *p == '\r' || *p == '\t')
+            len += 2;
+        else
+            len += 6;
+    }
+    jw_reserve(w, len + 2);
+    char *out = w->text + w->len;
+    *out++ = '"';
+    for (const unsigned char *p = (const unsigned char *)value; *p != '\0'; p++) {
+        unsigned char c = *p;
+        if (c >= 0x20 && c != '"' && c != '\\') {
+            *out++ = (char)c;
+            continue;
+        }
+        *out++ = '\\';
+        switch (c) {
+        case '"': *out++ = '"'; break;
+        case '\\': *out++ = '\\'; break;
+        case '\b': *out++ = 'b'; break;
+        case '\f': *out++ = 'f'; break;
+        case '\n': *out++ = 'n'; break;
+        case '\r': *out++ = 'r'; break;
+        case '\t': *out++ = 't'; break;
+        default:
+            *out++ = 'u';
+            *out++ = '0';
+            *out++ = '0';
+            *out++ = hex[c >> 4];
+            *out++ = hex[c & 15];
+            break;
+        }
+    }
+    *out++ = '"';
+    *out = '\0';
+    w->len = (size_t)(out - w->text);
+}
+
+void akash_jw_open(struct akash_jw *w, char bracket)
+{
+    jw_sep(w);
+    jw_put(w, &bracket, 1);
+    w->more = false;
+}
+
+void akash_jw_close(struct akash_jw *w, char bracket)
+{
+    jw_put(w, &bracket, 1);
+    w->more = true;
+}
+
+void akash_jw_key(struct akash_jw *w, const char *name)
+{
+    jw_sep(w);
+    jw_string(w, name);
+    jw_put(w, ":", 1);
+    w->more = false;
+}
+
+void akash_jw_str(struct akash_jw *w, const char *value)
+{
+    jw_sep(w);
+    if (value == NULL)
+        jw_put(w, "null", 4);
+    else
+        jw_string(w, value);
+}
+
+void akash_jw_int(struct akash_jw *w, int64_t value)
+{
+    char text[24];
+    int n = snprintf(text, sizeof(text), "%" PRId64, value);
+    jw_sep(w);
+    jw_put(w, text, (size_t)n);
+}
+
+/* cJSON's print_number: 15 significant digits if they read back within a relative
+ * DBL_EPSILON (its compare_double), else 17; NaN and infinities as null. */
+void akash_jw_num(struct akash_jw *w, double value)
+{
+    char text[32];
+    int n;
+    if (isnan(value) || isinf(value))
+        n = snprintf(text, sizeof(text), "null");
+    else {
+        n = snprintf(text, sizeof(text), "%1.15g", value);
+        double back = strtod(text, NULL);
+        double larger = fabs(back) > fabs(value) ? fabs(back) : fabs(value);
+        if (!(fabs(back - value) <= larger * DBL_EPSILON))
+            n = snprintf(text, sizeof(text), "%1.17g", value);
+    }
+    jw_sep(w);
+    jw_put(w, text, (size_t)n);
+}
+
+void akash_jw_raw(struct akash_jw *w, const char *json)
+{
+    jw_sep(w);
+    jw_put(w, json, strlen(json));
+}
+
+void akash_jw_kstr(struct akash_jw *w, const char *name, const char *value)
+{
+    akash_jw_key(w, name);
+    akash_jw_str(w, value);
+}
+
+void akash_jw_kint(struct akash_jw *w, const char *name, int64_t value)
+{
+    akash_jw_key(w, name);
+    akash_jw_int(w, value);
+}
+
+void akash_jw_knum(struct akash_jw *w, const char *name, double value)
+{
+    akash_jw_key(w, name);
+    akash_jw_num(w, value);
+}
+
+char *akash_jw_take(struct akash_jw *w)
+{
+    char *text = w->text != NULL ? w->text : swp_xstrdup("");
+    memset(w, 0, sizeof(*w));
+    return text;
+}
 
 /* ---- memory and errors ------------------------------------------------------------------ */
 
