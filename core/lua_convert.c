@@ -1163,23 +1163,17 @@ static bool has_nul(const char *s, size_t len)
     return false;
 }
 
-static bool quick_table(struct quick_check *q, int idx, int depth);
-
+/* The value at idx (absolute), depth tables around it; adds its bytes. One type test and
+ * at most one conversion per value: this runs once per entry of the state on every call. */
 static bool quick_value(struct quick_check *q, int idx, int depth)
 {
     lua_State *L = q->L;
     switch (lua_type(L, idx)) {
-    case LUA_TSTRING: {
-        size_t len = 0;
-        const char *s = lua_tolstring(L, idx, &len);
-        q->bytes += len + 2;
-        return !has_nul(s, len);
-    }
     case LUA_TNUMBER: {
-        /* One call for either kind: an integer within 2^53 converts exactly and a finite
-         * float passes. Beyond that, whether it is an integer (too large) or a float
-         * (fine) is the exact walk's to tell. Every number counts as a float's 24 bytes:
-         * over the exact count, never under. */
+        /* An integer within 2^53 converts exactly and a finite float passes. Beyond
+         * that, whether it is an integer (too large) or a float (fine) is the exact
+         * walk's to tell. Every number counts as a float's 24 bytes: over the exact
+         * count, never under. */
         lua_Number d = lua_tonumberx(L, idx, NULL);
         q->bytes += 24;
         return d <= MAX_EXACT_INT && d >= -MAX_EXACT_INT;
@@ -1187,19 +1181,20 @@ static bool quick_value(struct quick_check *q, int idx, int depth)
     case LUA_TBOOLEAN:
         q->bytes += 5;
         return true;
+    case LUA_TSTRING: {
+        size_t len = 0;
+        const char *s = lua_tolstring(L, idx, &len);
+        q->bytes += len + 2;
+        return !has_nul(s, len);
+    }
     case LUA_TTABLE:
-        return quick_table(q, idx, depth);
+        break;
     default:
         return false;
     }
-}
-
-/* depth: how many tables enclose this one (table_to_json's c->depth on entry). */
-static bool quick_table(struct quick_check *q, int idx, int depth)
-{
-    lua_State *L = q->L;
+    /* A table: depth is table_to_json's c->depth on entry. */
     if (push_proxy_data(L, idx)) {
-        bool ok = quick_table(q, lua_gettop(L), depth);
+        bool ok = quick_value(q, lua_gettop(L), depth);
         lua_pop(L, 1);
         return ok;
     }
@@ -1210,32 +1205,33 @@ static bool quick_table(struct quick_check *q, int idx, int depth)
     if (depth >= SW_LUA_MAX_DEPTH)
         return false;
     q->stack[depth] = self;
-    size_t string_keys = 0, int_keys = 0;
+    bool string_keys = false;
+    size_t int_keys = 0;
     lua_Integer max_index = 0;
-    int top = lua_gettop(L);
+    int key = lua_gettop(L) + 1, value = key + 1;
     lua_pushnil(L);
     while (lua_next(L, idx) != 0) {
-        bool ok = true;
-        if (lua_type(L, top + 1) == LUA_TSTRING) {
+        bool ok;
+        if (lua_type(L, key) == LUA_TSTRING) {
             size_t len = 0;
-            const char *key = lua_tolstring(L, top + 1, &len);
-            string_keys++;
+            const char *name = lua_tolstring(L, key, &len);
+            string_keys = true;
             q->bytes += len + 4;
-            ok = !has_nul(key, len);
-        } else if (lua_isinteger(L, top + 1) && lua_tointeger(L, top + 1) >= 1) {
-            int_keys++;
-            if (lua_tointeger(L, top + 1) > max_index)
-                max_index = lua_tointeger(L, top + 1);
+            ok = !has_nul(name, len);
         } else {
-            ok = false;
+            lua_Integer index = lua_isinteger(L, key) ? lua_tointeger(L, key) : 0;
+            int_keys++;
+            if (index > max_index)
+                max_index = index;
+            ok = index >= 1;
         }
-        if (!ok || !quick_value(q, top + 2, depth + 1) || q->bytes > q->max_bytes) {
-            lua_settop(L, top);
+        if (!ok || !quick_value(q, value, depth + 1) || q->bytes > q->max_bytes) {
+            lua_settop(L, key - 1);
             return false;
         }
-        lua_pop(L, 1);
+        lua_settop(L, key);
     }
-    if (string_keys > 0 && int_keys > 0)
+    if (string_keys && int_keys > 0)
         return false;
     /* An array's holes become nulls of about 5 bytes each (table_to_json). */
     size_t holes = (size_t)(max_index - (lua_Integer)int_keys);
