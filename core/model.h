@@ -164,7 +164,7 @@ double sw_offers_best_price_among(const struct sw_offers *o, const char *region,
 /* ---- metric samples ------------------------------------------------------------------- */
 
 struct sw_sample {
-    char **label_names;
+    char **label_names; /* interned (sw_name_intern): label names are few */
     char **label_values;
     size_t label_count;
     double value;
