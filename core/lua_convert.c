@@ -1152,49 +1152,50 @@ struct quick_check {
     const void *stack[SW_LUA_MAX_DEPTH + 1];
 };
 
-/* Keys and values are short: a loop beats a call. */
 static bool has_nul(const char *s, size_t len)
 {
-    if (len > 32)
-        return memchr(s, '\0', len) != NULL;
-    for (size_t i = 0; i < len; i++)
-        if (s[i] == '\0')
-            return true;
-    return false;
+    return memchr(s, '\0', len) != NULL;
 }
 
-/* The value at idx (absolute), depth tables around it; adds its bytes. One type test and
- * at most one conversion per value: this runs once per entry of the state on every call. */
-static bool quick_value(struct quick_check *q, int idx, int depth)
+/* A string, number or boolean at idx: adds its bytes. One type test and at most one
+ * conversion per value: this runs for every entry of the state on every call. LUA_TTABLE
+ * for a table (not counted yet), LUA_TNONE when the exact walk must decide. */
+static inline int quick_scalar(lua_State *L, int idx, size_t *bytes)
 {
-    lua_State *L = q->L;
-    switch (lua_type(L, idx)) {
+    int type = lua_type(L, idx);
+    switch (type) {
     case LUA_TNUMBER: {
         /* An integer within 2^53 converts exactly and a finite float passes. Beyond
          * that, whether it is an integer (too large) or a float (fine) is the exact
          * walk's to tell. Every number counts as a float's 24 bytes: over the exact
          * count, never under. */
         lua_Number d = lua_tonumberx(L, idx, NULL);
-        q->bytes += 24;
-        return d <= MAX_EXACT_INT && d >= -MAX_EXACT_INT;
+        *bytes += 24;
+        return d <= MAX_EXACT_INT && d >= -MAX_EXACT_INT ? type : LUA_TNONE;
     }
     case LUA_TBOOLEAN:
-        q->bytes += 5;
-        return true;
+        *bytes += 5;
+        return type;
     case LUA_TSTRING: {
         size_t len = 0;
         const char *s = lua_tolstring(L, idx, &len);
-        q->bytes += len + 2;
-        return !has_nul(s, len);
+        *bytes += len + 2;
+        return has_nul(s, len) ? LUA_TNONE : type;
     }
     case LUA_TTABLE:
-        break;
+        return type;
     default:
-        return false;
+        return LUA_TNONE;
     }
-    /* A table: depth is table_to_json's c->depth on entry. */
+}
+
+/* The table at idx (absolute), depth tables around it (table_to_json's c->depth on
+ * entry); adds its bytes. */
+static bool quick_table(struct quick_check *q, int idx, int depth)
+{
+    lua_State *L = q->L;
     if (push_proxy_data(L, idx)) {
-        bool ok = quick_value(q, lua_gettop(L), depth);
+        bool ok = quick_table(q, lua_gettop(L), depth);
         lua_pop(L, 1);
         return ok;
     }
@@ -1225,7 +1226,12 @@ static bool quick_value(struct quick_check *q, int idx, int depth)
                 max_index = index;
             ok = index >= 1;
         }
-        if (!ok || !quick_value(q, value, depth + 1) || q->bytes > q->max_bytes) {
+        if (ok) {
+            int type = quick_scalar(L, value, &q->bytes);
+            ok = type != LUA_TNONE && (type != LUA_TTABLE || quick_table(q, value, depth + 1)) &&
+                 q->bytes <= q->max_bytes;
+        }
+        if (!ok) {
             lua_settop(L, key - 1);
             return false;
         }
@@ -1254,7 +1260,9 @@ static bool quick_check(lua_State *L, int idx, size_t max_bytes)
     q.bytes = 0;
     q.max_bytes = max_bytes;
     int top = lua_gettop(L);
-    bool ok = quick_value(&q, idx, 0) && q.bytes <= max_bytes;
+    int type = quick_scalar(L, idx, &q.bytes);
+    bool ok = type != LUA_TNONE && (type != LUA_TTABLE || quick_table(&q, idx, 0)) &&
+              q.bytes <= max_bytes;
     lua_settop(L, top);
     return ok;
 }
