@@ -971,41 +971,6 @@ static bool push_proxy_data(lua_State *L, int idx)
     return false;
 }
 
-/* Checking only (no tree), a table whose keys are all strings: the usual ctx.state, checked
- * after every call. One walk checks keys and values together where table_to_json walks the
- * keys first and then the values. The verdict is the same: values are checked in the same
- * order with the same byte count, and a key that would decide differently (an integer, a
- * bad key, a NUL byte: the key walk reports those before any value) hands the table back
- * to the two walks, with the byte count as it was. *decided is false then. */
-static int check_string_keyed(struct to_json *c, int idx, const void *self, bool *decided)
-{
-    lua_State *L = c->L;
-    size_t bytes_before = c->bytes;
-    *decided = false;
-    c->stack[c->depth++] = self;
-    int rc = grow(c, 2);
-    lua_pushnil(L);
-    while (lua_next(L, idx) != 0) {
-        size_t key_len = 0;
-        const char *key = lua_type(L, -2) == LUA_TSTRING ? lua_tolstring(L, -2, &key_len) : NULL;
-        if (key == NULL || strlen(key) != key_len) {
-            lua_pop(L, 2);
-            c->depth--;
-            c->bytes = bytes_before;
-            return 0;
-        }
-        if (rc == 0 && (rc = grow(c, key_len + 4)) == 0) {
-            c->seg[c->nseg++].key = key;
-            rc = value_to_json(c, lua_gettop(L), NULL);
-            c->nseg--;
-        }
-        lua_pop(L, 1); /* after an error the keys are still walked: a bad one comes first */
-    }
-    c->depth--;
-    *decided = true;
-    return rc;
-}
-
 static int table_to_json(struct to_json *c, int idx, cJSON **out)
 {
     lua_State *L = c->L;
@@ -1024,12 +989,6 @@ static int table_to_json(struct to_json *c, int idx, cJSON **out)
     if (c->depth >= SW_LUA_MAX_DEPTH)
         return sw_error_set(c->err, SW_EINVAL, "%s: nested deeper than %d levels", path_of(c),
                             SW_LUA_MAX_DEPTH);
-    if (!c->build) {
-        bool decided = false;
-        int rc = check_string_keyed(c, idx, self, &decided);
-        if (decided)
-            return rc;
-    }
 
     /* First pass: classify keys. */
     size_t string_keys = 0, int_keys = 0;
@@ -1177,11 +1136,145 @@ static int value_to_json(struct to_json *c, int idx, cJSON **out)
     }
 }
 
+/* ---- Lua → JSON: the quick check ----------------------------------------------------------
+ * ctx.state is checked after every policy call, and nearly always passes. This walk only
+ * answers "certainly storable": one lua_next pass per table, keys and values together in
+ * lua_next order, no path bookkeeping, and it gives up at the first thing the exact walk
+ * could reject; the caller then runs the exact walk, whose verdict and message stand. It
+ * succeeds only when the exact walk does: the same rules for keys, values, proxies, cycles
+ * and depth, and a byte count never below the exact walk's (which only grows, so a total
+ * within the limit means it never went over on the way). */
+
+struct quick_check {
+    lua_State *L;
+    size_t bytes;
+    size_t max_bytes;
+    const void *stack[SW_LUA_MAX_DEPTH + 1];
+};
+
+static bool has_nul(const char *s, size_t len)
+{
+    return memchr(s, '\0', len) != NULL;
+}
+
+/* A string, number or boolean at idx: adds its bytes. One type test and at most one
+ * conversion per value: this runs for every entry of the state on every call. LUA_TTABLE
+ * for a table (not counted yet), LUA_TNONE when the exact walk must decide. */
+static inline int quick_scalar(lua_State *L, int idx, size_t *bytes)
+{
+    int type = lua_type(L, idx);
+    switch (type) {
+    case LUA_TNUMBER: {
+        /* An integer within 2^53 converts exactly and a finite float passes. Beyond
+         * that, whether it is an integer (too large) or a float (fine) is the exact
+         * walk's to tell. Every number counts as a float's 24 bytes: over the exact
+         * count, never under. */
+        lua_Number d = lua_tonumberx(L, idx, NULL);
+        *bytes += 24;
+        return d <= MAX_EXACT_INT && d >= -MAX_EXACT_INT ? type : LUA_TNONE;
+    }
+    case LUA_TBOOLEAN:
+        *bytes += 5;
+        return type;
+    case LUA_TSTRING: {
+        size_t len = 0;
+        const char *s = lua_tolstring(L, idx, &len);
+        *bytes += len + 2;
+        return has_nul(s, len) ? LUA_TNONE : type;
+    }
+    case LUA_TTABLE:
+        return type;
+    default:
+        return LUA_TNONE;
+    }
+}
+
+/* The table at idx (absolute), depth tables around it (table_to_json's c->depth on
+ * entry); adds its bytes. */
+static bool quick_table(struct quick_check *q, int idx, int depth)
+{
+    lua_State *L = q->L;
+    if (push_proxy_data(L, idx)) {
+        bool ok = quick_table(q, lua_gettop(L), depth);
+        lua_pop(L, 1);
+        return ok;
+    }
+    const void *self = lua_topointer(L, idx);
+    for (int i = 0; i < depth; i++)
+        if (q->stack[i] == self)
+            return false;
+    if (depth >= SW_LUA_MAX_DEPTH)
+        return false;
+    q->stack[depth] = self;
+    bool string_keys = false;
+    size_t int_keys = 0;
+    lua_Integer max_index = 0;
+    int key = lua_gettop(L) + 1, value = key + 1;
+    lua_pushnil(L);
+    while (lua_next(L, idx) != 0) {
+        bool ok;
+        if (lua_type(L, key) == LUA_TSTRING) {
+            size_t len = 0;
+            const char *name = lua_tolstring(L, key, &len);
+            string_keys = true;
+            q->bytes += len + 4;
+            ok = !has_nul(name, len);
+        } else {
+            lua_Integer index = lua_isinteger(L, key) ? lua_tointeger(L, key) : 0;
+            int_keys++;
+            if (index > max_index)
+                max_index = index;
+            ok = index >= 1;
+        }
+        if (ok) {
+            int type = quick_scalar(L, value, &q->bytes);
+            ok = type != LUA_TNONE && (type != LUA_TTABLE || quick_table(q, value, depth + 1)) &&
+                 q->bytes <= q->max_bytes;
+        }
+        if (!ok) {
+            lua_settop(L, key - 1);
+            return false;
+        }
+        lua_settop(L, key);
+    }
+    if (string_keys && int_keys > 0)
+        return false;
+    /* An array's holes become nulls of about 5 bytes each (table_to_json). */
+    size_t holes = (size_t)(max_index - (lua_Integer)int_keys);
+    if (holes > q->max_bytes / 5)
+        return false;
+    q->bytes += 2 + holes * 5;
+    return q->bytes <= q->max_bytes;
+}
+
+/* True when the value at idx certainly converts within max_bytes; false: run the exact
+ * walk to know (and to say why). */
+static bool quick_check(lua_State *L, int idx, size_t max_bytes)
+{
+    /* Each level holds a key and a value, and a proxy's data table: room for all of them
+     * at once, instead of a check per table. */
+    if (!lua_checkstack(L, 4 * (SW_LUA_MAX_DEPTH + 2)))
+        return false;
+    struct quick_check q;
+    q.L = L;
+    q.bytes = 0;
+    q.max_bytes = max_bytes;
+    int top = lua_gettop(L);
+    int type = quick_scalar(L, idx, &q.bytes);
+    bool ok = type != LUA_TNONE && (type != LUA_TTABLE || quick_table(&q, idx, 0)) &&
+              q.bytes <= max_bytes;
+    lua_settop(L, top);
+    return ok;
+}
+
 int sw_lua_to_json(lua_State *L, int idx, const char *path, size_t max_bytes, cJSON **out,
                    struct sw_error *err)
 {
+    idx = lua_absindex(L, idx);
+    if (out == NULL && quick_check(L, idx, max_bytes))
+        return 0;
     /* Fields set one by one: the stack, path and segment arrays (a kilobyte and more) are
-     * written before they are read, and zeroing them was a third of checking a small state. */
+     * written before they are read. */
     struct to_json c;
     c.L = L;
     c.build = out != NULL;
@@ -1191,7 +1284,6 @@ int sw_lua_to_json(lua_State *L, int idx, const char *path, size_t max_bytes, cJ
     c.err = err;
     c.root = path;
     c.nseg = 0;
-    idx = lua_absindex(L, idx);
     cJSON *root = NULL;
     int rc = value_to_json(&c, idx, c.build ? &root : NULL);
     if (rc < 0) {

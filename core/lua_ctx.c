@@ -24,7 +24,23 @@ enum {
     UV_CACHED_OFFERS = 6,
     UV_CACHED_GROUPS = 7,
     UV_SUMBY_KEYS = 8, /* sumby[i]'s key table at [i + 1] */
-    UV_COUNT = 8,
+    UV_CAP_NAMES = 9,  /* the strings cap_memo holds, as keys: alive while they are there */
+    UV_COUNT = 9,
+};
+
+/* ctx.capacity(group, region) and ctx.ready by the addresses of their argument strings: a
+ * policy asks about the same pairs with the same Lua strings tick after tick, and hashing
+ * and comparing their text was most of each call. The memo maps the strings' addresses to
+ * the interned names and the cell hash of their text; a Lua string's text never changes
+ * and the strings are anchored (UV_CAP_NAMES) while the memo holds them, so an address
+ * seen again is the same text. */
+#define CAP_MEMO_SLOTS 64 /* 2^6 (cap_memo_slot); at most half used */
+struct cap_memo {
+    const char *lua_group; /* NULL: empty slot */
+    const char *lua_region; /* NULL: the whole group */
+    const char *group;      /* interned */
+    const char *region;     /* interned, or NULL */
+    uint64_t hash;          /* cell_hash of the text */
 };
 
 struct sw_lua_ctx {
@@ -66,6 +82,8 @@ struct sw_lua_ctx {
     size_t count_key_count;
     size_t count_key_cap;
     bool counts_keyed;
+    struct cap_memo cap_memo[CAP_MEMO_SLOTS];
+    size_t cap_memo_used;
     struct sw_name_index prices_ix; /* region → index in prices */
     double *prices;
     size_t prices_cap;
@@ -528,6 +546,7 @@ static void build_counts(struct sw_lua_ctx *ctx, const struct sw_units *units)
     }
     memset(ctx->counts, 0, ctx->counts_cap * sizeof(*ctx->counts));
     ctx->counts_used = 0;
+
     for (size_t i = 0; i < n; i++) {
         const struct sw_unit *u = units->items[i];
         if (u->group == NULL)
@@ -571,8 +590,7 @@ static bool counts_still_valid(const struct sw_lua_ctx *ctx, const struct sw_uni
     return true;
 }
 
-static const struct count_cell *counts_for(struct sw_lua_ctx *ctx, const char *group,
-                                           const char *region)
+static void ensure_counts(struct sw_lua_ctx *ctx)
 {
     if (!ctx->counts_built) {
         if (counts_still_valid(ctx, ctx->in->units))
@@ -580,7 +598,6 @@ static const struct count_cell *counts_for(struct sw_lua_ctx *ctx, const char *g
         else
             build_counts(ctx, ctx->in->units);
     }
-    return count_cell(ctx, group, region, false);
 }
 
 /* Best asking price per region, by the rule of sw_offers_best_price applied to the offers
@@ -610,25 +627,109 @@ static void build_prices(struct sw_lua_ctx *ctx, const struct sw_offers *offers)
     ctx->prices_built = true;
 }
 
+static struct cap_memo *cap_memo_slot(struct sw_lua_ctx *ctx, const char *lua_group,
+                                      const char *lua_region)
+{
+    uint64_t h = (uint64_t)(uintptr_t)lua_group * 0x9e3779b97f4a7c15ULL ^
+                 (uint64_t)(uintptr_t)lua_region * 0xc2b2ae3d27d4eb4fULL;
+    size_t i = (size_t)(h >> 58); /* the best-mixed bits, 6 of them for 64 slots */
+    while (ctx->cap_memo[i].lua_group != NULL &&
+           (ctx->cap_memo[i].lua_group != lua_group || ctx->cap_memo[i].lua_region != lua_region))
+        i = (i + 1) & (CAP_MEMO_SLOTS - 1);
+    return &ctx->cap_memo[i];
+}
+
+/* The memo entry for the strings at stack 1 and 2 (2 a string or absent), made when new:
+ * anchored first, so a memory error leaves the memo without them. */
+static const struct cap_memo *cap_memo_get(lua_State *L, struct sw_lua_ctx *ctx,
+                                           const char *lua_group, const char *lua_region)
+{
+    struct cap_memo *m = cap_memo_slot(ctx, lua_group, lua_region);
+    if (m->lua_group != NULL)
+        return m;
+    if (ctx->cap_memo_used + 1 > CAP_MEMO_SLOTS / 2) {
+        memset(ctx->cap_memo, 0, sizeof(ctx->cap_memo));
+        ctx->cap_memo_used = 0;
+        lua_pushnil(L); /* the old anchors go with the entries */
+        lua_setiuservalue(L, lua_upvalueindex(1), UV_CAP_NAMES);
+    }
+    if (lua_getiuservalue(L, lua_upvalueindex(1), UV_CAP_NAMES) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        lua_createtable(L, 0, CAP_MEMO_SLOTS);
+        lua_pushvalue(L, -1);
+        lua_setiuservalue(L, lua_upvalueindex(1), UV_CAP_NAMES);
+    }
+    for (int arg = 1; arg <= (lua_region != NULL ? 2 : 1); arg++) {
+        lua_pushvalue(L, arg);
+        lua_pushboolean(L, 1);
+        lua_rawset(L, -3);
+    }
+    lua_pop(L, 1);
+    m = cap_memo_slot(ctx, lua_group, lua_region); /* the memo may have emptied */
+    *m = (struct cap_memo){lua_group, lua_region, sw_name_intern(lua_group),
+                           sw_name_intern(lua_region), cell_hash(lua_group, lua_region)};
+    ctx->cap_memo_used++;
+    return m;
+}
+
+/* ctx.capacity and ctx.ready: *capacity and *ready for (group[, region]). */
+static void capacity_and_ready(lua_State *L, const char *what, int *capacity, int *ready)
+{
+    struct sw_lua_ctx *ctx = upvalue_ctx(L);
+    if (ctx->in == NULL)
+        need_input(L, what); /* raises */
+    /* Strings as they are (a number would be converted, nil is the whole group) may take
+     * the memo; anything else is checked and looked up by its text. */
+    int region_type = lua_type(L, 2);
+    bool memo = lua_type(L, 1) == LUA_TSTRING &&
+                (region_type == LUA_TSTRING || region_type == LUA_TNIL ||
+                 region_type == LUA_TNONE);
+    const char *group, *region;
+    if (memo) {
+        group = lua_tostring(L, 1);
+        region = region_type == LUA_TSTRING ? lua_tostring(L, 2) : NULL;
+    } else {
+        group = luaL_checkstring(L, 1);
+        region = luaL_optstring(L, 2, NULL);
+    }
+    *capacity = *ready = 0;
+    if (ctx->in->units == NULL)
+        return;
+    ensure_counts(ctx);
+    const struct count_cell *c = NULL;
+    if (memo && ctx->counts_keyed) {
+        /* Keyed counts hold interned names only (sw_unit_new's): compared by address. */
+        const struct cap_memo *m = cap_memo_get(L, ctx, group, region);
+        struct count_cell *cells = ctx->counts;
+        size_t i = (size_t)m->hash & (ctx->counts_cap - 1);
+        while (cells[i].group != NULL && (cells[i].hash != m->hash || cells[i].group != m->group ||
+                                          cells[i].region != m->region))
+            i = (i + 1) & (ctx->counts_cap - 1);
+        c = cells[i].group != NULL ? &cells[i] : NULL;
+    } else {
+        c = count_cell(ctx, group, region, false);
+    }
+    if (c != NULL) {
+        *capacity = c->capacity;
+        *ready = c->ready;
+    }
+}
+
 /* ---- ctx functions ------------------------------------------------------------------------ */
 
 static int l_ctx_capacity(lua_State *L)
 {
-    const struct sw_policy_input *in = need_input(L, "capacity");
-    const char *group = luaL_checkstring(L, 1);
-    const char *region = luaL_optstring(L, 2, NULL);
-    const struct count_cell *c = in->units ? counts_for(upvalue_ctx(L), group, region) : NULL;
-    lua_pushinteger(L, c != NULL ? c->capacity : 0);
+    int capacity = 0, ready = 0;
+    capacity_and_ready(L, "capacity", &capacity, &ready);
+    lua_pushinteger(L, capacity);
     return 1;
 }
 
 static int l_ctx_ready(lua_State *L)
 {
-    const struct sw_policy_input *in = need_input(L, "ready");
-    const char *group = luaL_checkstring(L, 1);
-    const char *region = luaL_optstring(L, 2, NULL);
-    const struct count_cell *c = in->units ? counts_for(upvalue_ctx(L), group, region) : NULL;
-    lua_pushinteger(L, c != NULL ? c->ready : 0);
+    int capacity = 0, ready = 0;
+    capacity_and_ready(L, "ready", &capacity, &ready);
+    lua_pushinteger(L, ready);
     return 1;
 }
 

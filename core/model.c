@@ -495,11 +495,14 @@ static void metric_free_contents(struct sw_metric *metric)
 {
     for (size_t i = 0; i < metric->sample_count; i++) {
         struct sw_sample *s = &metric->samples[i];
+        bool shared = i > 0 && s->label_names == s[-1].label_names;
         for (size_t j = 0; j < s->label_count; j++) {
-            free(s->label_names[j]);
+            if (!shared)
+                free(s->label_names[j]);
             free(s->label_values[j]);
         }
-        free(s->label_names);
+        if (!shared)
+            free(s->label_names);
         free(s->label_values);
     }
     free(metric->samples);
@@ -550,8 +553,14 @@ static struct sw_metric *same_series(struct sw_metric_set *m, const char *name,
         const struct sw_sample *have = &metric->samples[i];
         if (have->label_count != samples[i].label_count)
             return NULL;
+        /* Names kept as one array with the previous sample's are the same text; the
+         * answer's, when one array too (within one answer, one address is one text), are
+         * those the previous sample's matched. */
+        bool names_as_before = i > 0 && have->label_names == have[-1].label_names &&
+                               samples[i].label_names == samples[i - 1].label_names;
         for (size_t j = 0; j < have->label_count; j++)
-            if (strcmp(have->label_names[j], samples[i].label_names[j]) != 0 ||
+            if ((!names_as_before &&
+                 strcmp(have->label_names[j], samples[i].label_names[j]) != 0) ||
                 strcmp(have->label_values[j], samples[i].label_values[j]) != 0)
                 return NULL;
     }
@@ -582,10 +591,14 @@ void sw_metric_set_put(struct sw_metric_set *m, const char *name, int64_t at_ms,
         dst->label_count = src->label_count;
         if (src->label_count == 0)
             continue;
-        dst->label_names = sw_xcalloc(src->label_count, sizeof(char *));
+        bool share = i > 0 && src->label_names == samples[i - 1].label_names &&
+                     src->label_count == samples[i - 1].label_count;
+        dst->label_names =
+            share ? dst[-1].label_names : sw_xcalloc(src->label_count, sizeof(char *));
         dst->label_values = sw_xcalloc(src->label_count, sizeof(char *));
         for (size_t j = 0; j < src->label_count; j++) {
-            dst->label_names[j] = sw_xstrdup(src->label_names[j]);
+            if (!share)
+                dst->label_names[j] = sw_xstrdup(src->label_names[j]);
             dst->label_values[j] = sw_xstrdup(src->label_values[j]);
         }
     }

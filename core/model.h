@@ -164,6 +164,8 @@ double sw_offers_best_price_among(const struct sw_offers *o, const char *region,
 /* ---- metric samples ------------------------------------------------------------------- */
 
 struct sw_sample {
+    /* the same array as the previous sample's when the reporter's were one array (a
+     * put compares those names once); owned by the first sample that has it */
     char **label_names;
     char **label_values;
     size_t label_count;

@@ -174,6 +174,11 @@ struct market {
     struct swp_unit *list_buf;
     size_t list_cap;
     bool listing;
+    /* the list_version list_buf was filled under: an unchanged version lists the same
+     * units with the same values (the deployments' strings it points to included), so the
+     * buffer answers again as it is. */
+    bool list_buf_filled;
+    uint64_t list_buf_version;
     struct swp_offer *offer_buf; /* ms_offers' answer, likewise */
     size_t offer_cap;
     bool offering;
@@ -1374,14 +1379,18 @@ static int ms_list(void *state, swp_units_cb done, void *ud)
     bool own = m->listing;
     struct swp_unit *units =
         answer_buffer((void **)&m->list_buf, &m->list_cap, m->open_count, sizeof(*units), own);
-    size_t n = 0;
-    for (size_t i = 0; i < m->open_count; i++)
-        unit_fill(m->open[i], &units[n++]);
+    size_t n = m->open_count;
+    if (own || !m->list_buf_filled || m->list_buf_version != m->list_version) {
+        for (size_t i = 0; i < n; i++)
+            unit_fill(m->open[i], &units[i]);
+    }
     if (own) {
         done(ud, 0, units, n, NULL);
         free(units);
         return 0;
     }
+    m->list_buf_filled = true;
+    m->list_buf_version = m->list_version;
     m->listing = true;
     done(ud, 0, units, n, NULL);
     m->listing = false;

@@ -917,6 +917,52 @@ SW_TEST(list_version_follows_the_listing)
     SW_ASSERT(finish(h));
 }
 
+/* A listing asked for again while nothing changed is answered from the last one: it must
+ * still be right at every step, before and after each change. */
+SW_TEST(repeated_listings_follow_every_change)
+{
+    struct fake_host *h = start_closures("0", 3);
+    SW_ASSERT(h != NULL);
+    struct rec r;
+    SW_ASSERT_EQ(acquire(h, &r, (struct req_opts){.key = "k1", .region = "eu-west"}), 0);
+    SW_ASSERT_EQ(list(h).count, 0);
+    fake_advance_to(h, 200); /* created */
+    for (int again = 0; again < 2; again++) {
+        struct listed l = list(h);
+        SW_ASSERT_EQ(l.count, 1);
+        SW_ASSERT_EQ(l.state[0], SWP_UNIT_CREATED);
+        SW_ASSERT_STREQ(l.key[0], "k1");
+        SW_ASSERT_STREQ(l.provider[0], "");
+    }
+    fake_advance_to(h, 1200); /* leased */
+    for (int again = 0; again < 2; again++) {
+        struct listed l = list(h);
+        SW_ASSERT_EQ(l.state[0], SWP_UNIT_LEASED);
+        SW_ASSERT(l.provider[0][0] != '\0');
+        SW_ASSERT(l.price[0] > 0);
+        SW_ASSERT_STREQ(l.uri[0], "");
+    }
+    fake_advance_to(h, 6200); /* ready */
+    for (int again = 0; again < 2; again++) {
+        struct listed l = list(h);
+        SW_ASSERT_EQ(l.state[0], SWP_UNIT_READY);
+        SW_ASSERT(l.uri[0][0] != '\0');
+    }
+    struct rec r2;
+    SW_ASSERT_EQ(acquire(h, &r2, (struct req_opts){.key = "k2", .region = "eu-west"}), 0);
+    fake_advance(h, 10000);
+    SW_ASSERT_EQ(list(h).count, 2);
+    SW_ASSERT_EQ(list(h).count, 2);
+    struct release_rec rr;
+    SW_ASSERT_EQ(release(h, r.market_id, &rr), 0);
+    for (int again = 0; again < 2; again++) {
+        struct listed l = list(h);
+        SW_ASSERT_EQ(l.count, 1);
+        SW_ASSERT_STREQ(l.key[0], "k2");
+    }
+    SW_ASSERT(finish(h));
+}
+
 SW_TEST(closure_before_ready_fails_the_acquire)
 {
     /* 0.05/h × 1e6: closures within a fraction of a second, long before ready. */

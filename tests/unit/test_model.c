@@ -346,6 +346,65 @@ SW_TEST(metric_set_put_replace_and_error)
     SW_ASSERT_EQ(m.count, 0);
 }
 
+/* A put with the same labels keeps the series (only values change); any label that
+ * differs makes a new one, whether the samples share one array of names or not, and
+ * whatever the plugin did with its buffers between answers. */
+SW_TEST(metric_set_put_keeps_a_series_only_while_its_labels_match)
+{
+    struct sw_metric_set m;
+    sw_metric_set_init(&m);
+    const char *region[] = {"region"};
+    const char *zone[] = {"zone"};
+    const char *eu[] = {"eu"}, *us[] = {"us"};
+    struct swp_sample shared[] = {{region, eu, 1, 1}, {region, us, 1, 2}};
+    sw_metric_set_put(&m, "rps", 1, shared, 2);
+    uint64_t serial = sw_metric_set_get(&m, "rps")->series_serial;
+    SW_ASSERT(serial != 0);
+
+    /* The same text through other buffers: the same series, new values. */
+    char name_buf[16] = "region", value_buf[2][8] = {"eu", "us"};
+    const char *names2[] = {name_buf};
+    const char *v0[] = {value_buf[0]}, *v1[] = {value_buf[1]};
+    struct swp_sample again[] = {{names2, v0, 1, 5}, {names2, v1, 1, 6}};
+    sw_metric_set_put(&m, "rps", 2, again, 2);
+    const struct sw_metric *rps = sw_metric_set_get(&m, "rps");
+    SW_ASSERT_EQ(rps->series_serial, serial);
+    SW_ASSERT_NEAR(rps->samples[1].value, 6, 0);
+
+    /* The plugin rewrote its names buffer: a new series with the new name. */
+    snprintf(name_buf, sizeof(name_buf), "zone");
+    sw_metric_set_put(&m, "rps", 3, again, 2);
+    rps = sw_metric_set_get(&m, "rps");
+    SW_ASSERT(rps->series_serial != serial);
+    serial = rps->series_serial;
+    SW_ASSERT_STREQ(rps->samples[0].label_names[0], "zone");
+    SW_ASSERT_STREQ(rps->samples[1].label_names[0], "zone");
+
+    /* Stored names differ between samples; the answer shares one array: compared. */
+    struct swp_sample mixed[] = {{region, eu, 1, 1}, {zone, us, 1, 2}};
+    sw_metric_set_put(&m, "rps", 4, mixed, 2);
+    serial = sw_metric_set_get(&m, "rps")->series_serial;
+    struct swp_sample one_array[] = {{region, eu, 1, 1}, {region, us, 1, 2}};
+    sw_metric_set_put(&m, "rps", 5, one_array, 2);
+    rps = sw_metric_set_get(&m, "rps");
+    SW_ASSERT(rps->series_serial != serial);
+    SW_ASSERT_STREQ(rps->samples[1].label_names[0], "region");
+    /* And back: the second sample's own array again. */
+    serial = rps->series_serial;
+    sw_metric_set_put(&m, "rps", 6, mixed, 2);
+    rps = sw_metric_set_get(&m, "rps");
+    SW_ASSERT(rps->series_serial != serial);
+    SW_ASSERT_STREQ(rps->samples[1].label_names[0], "zone");
+
+    /* A changed value is a new series too. */
+    serial = rps->series_serial;
+    const char *other[] = {"ap"};
+    struct swp_sample moved[] = {{region, eu, 1, 1}, {zone, other, 1, 2}};
+    sw_metric_set_put(&m, "rps", 7, moved, 2);
+    SW_ASSERT(sw_metric_set_get(&m, "rps")->series_serial != serial);
+    sw_metric_set_clear(&m);
+}
+
 SW_TEST(actions_add_move_json)
 {
     struct sw_actions a, refused;

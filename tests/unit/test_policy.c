@@ -765,6 +765,140 @@ SW_TEST(desired_follows_names_across_calls)
     world_free(&w);
 }
 
+/* The check after each call passes what can be stored, and only that, whatever shape
+ * takes it to the edge: numbers either side of 2^53, a float beyond it, sizes just under
+ * and over the limit (integers count 20 bytes, floats 24), metatables, a read-only ctx
+ * table, a table reached twice, sparse arrays, the deepest nesting allowed. Each verdict
+ * is the stored JSON's: eval and state_save agree. */
+SW_TEST(state_check_agrees_with_the_stored_json)
+{
+    struct world w;
+    world_init(&w);
+    struct {
+        const char *code;
+        const char *expect; /* NULL: storable */
+    } cases[] = {
+        {"ctx.state.i = math.tointeger(2^53)", NULL},
+        {"ctx.state.i = -math.tointeger(2^53)", NULL},
+        {"ctx.state.i = math.tointeger(2^53) + 2", "is too large to store exactly"},
+        {"ctx.state.i = -math.tointeger(2^53) - 2", "is too large to store exactly"},
+        {"ctx.state.f = 1e300", NULL},
+        {"ctx.state.f = -1e300", NULL},
+        {"ctx.state.f = 1/0", "NaN or an infinite number"},
+        /* 2 + 12000 * 20 bytes of integers: within the limit as integers, not as floats. */
+        {"local t = {} for i = 1, 12000 do t[i] = i end ctx.state.a = t", NULL},
+        {"local t = {} for i = 1, 14000 do t[i] = i end ctx.state.a = t", "larger than"},
+        {"local t = {} for i = 1, 12000 do t[i] = i + 0.5 end ctx.state.a = t", "larger than"},
+        {"ctx.state.s = setmetatable({x = 1}, {__index = function() return 2 end})", NULL},
+        {"ctx.state.p = ctx.params", NULL},
+        {"local t = {1, 2} ctx.state.a, ctx.state.b = t, {t, t}", NULL},
+        {"ctx.state.h = {[1] = 'a', [5] = 'e'}", NULL},
+        {"ctx.state.deep = {} local t = ctx.state.deep for i = 1, 30 do t.x = {} t = t.x end",
+         NULL},
+        {"ctx.state.deep = {} local t = ctx.state.deep for i = 1, 31 do t.x = {} t = t.x end",
+         "nested deeper than 32 levels"},
+        {"ctx.state.z = {a = 1, [2.5] = 1}", "key 2.5 cannot be stored"},
+        {"ctx.state.z = {a = 1, [0] = 1}", "key 0 cannot be stored"},
+        {"ctx.state.z = {1, 2, nil, 4, x = {y = 'a\\0'}}", "a table mixing"},
+    };
+    for (size_t i = 0; i < SW_ARRAY_LEN(cases); i++) {
+        char text[512];
+        snprintf(text, sizeof(text),
+                 "return {evaluate = function(ctx)\n"
+                 "  %s\n"
+                 "  return {web = {eu = 1}}\n"
+                 "end}\n",
+                 cases[i].code);
+        struct sw_policy *p = load("state_edge.lua", text, "{\"k\":{\"v\":[1,2]}}", NULL, 1);
+        SW_ASSERT(p != NULL);
+        struct sw_policy_result out;
+        sw_policy_result_init(&out);
+        struct sw_error err = {0};
+        int rc = sw_policy_eval(p, &w.in, &out, &err);
+        char *json = NULL;
+        struct sw_error save_err = {0};
+        int save_rc = sw_policy_state_save(p, &json, &save_err);
+        if (cases[i].expect == NULL) {
+            SW_ASSERT_EQ(rc, 0);
+            SW_ASSERT_EQ(save_rc, 0);
+            SW_ASSERT(json != NULL);
+        } else {
+            SW_ASSERT_EQ(rc, SW_EPOLICY);
+            SW_ASSERT_CONTAINS(err.msg, cases[i].expect);
+            SW_ASSERT(save_rc < 0);
+            SW_ASSERT_CONTAINS(save_err.msg, cases[i].expect);
+        }
+        free(json);
+        sw_policy_result_clear(&out);
+        sw_policy_free(p);
+    }
+    world_free(&w);
+}
+
+/* ctx.capacity and ctx.ready answer for the text, however the policy comes by its strings:
+ * literals kept across ticks, strings built anew, more pairs than the per-string memo
+ * holds, numbers and nil for the region; and the answers follow the units. */
+SW_TEST(ctx_capacity_by_any_string)
+{
+    struct world w;
+    world_init(&w);
+    struct sw_policy *p =
+        load("counts_strings.lua",
+             "local eu = 'eu-west'\n"
+             "return {evaluate = function(ctx)\n"
+             "  local r = {ctx.capacity('web', eu), ctx.ready('web', eu),\n"
+             "             ctx.capacity('web', 'eu' .. '-' .. 'west'), ctx.capacity('web'),\n"
+             "             ctx.capacity('web', nil), ctx.capacity('web', 'us-east'),\n"
+             "             ctx.capacity('batch', eu), ctx.capacity('web', 7),\n"
+             "             ctx.capacity(string.rep('w', 60), eu)}\n"
+             "  for i = 1, 100 do r[#r + 1] = ctx.capacity('web', 'x' .. i) end\n"
+             "  r[#r + 1] = ctx.capacity('web', eu)\n"
+             "  r[#r + 1] = ctx.ready('web', 'eu-west')\n"
+             "  ctx.state.r = r\n"
+             "  return {web = {['eu-west'] = 1}}\n"
+             "end}\n",
+             NULL, NULL, 1);
+    SW_ASSERT(p != NULL);
+    struct sw_policy_result out;
+    sw_policy_result_init(&out);
+    struct sw_error err = {0};
+    for (int round = 0; round < 3; round++) {
+        if (round == 1) {
+            struct sw_unit *u = sw_units_find_key(&w.units, "k-ordered");
+            SW_ASSERT(u != NULL);
+            u->state = SW_UNIT_READY; /* capacity stays, ready grows */
+        } else if (round == 2) {
+            add_unit(&w, "k-new", "eu-west", SW_UNIT_READY, false, 0.5, w.in.now_ms);
+        }
+        int cap = sw_units_count_capacity(&w.units, "web", "eu-west");
+        int all = sw_units_count_capacity(&w.units, "web", NULL);
+        int ready = 0;
+        for (size_t i = 0; i < w.units.count; i++) {
+            const struct sw_unit *u = w.units.items[i];
+            ready += u->state == SW_UNIT_READY && !u->unhealthy &&
+                     strcmp(u->region, "eu-west") == 0;
+        }
+        SW_ASSERT_EQ(sw_policy_eval(p, &w.in, &out, &err), 0);
+        cJSON *s = state_of(p);
+        SW_ASSERT_EQ(num_at(s, "r.0"), cap);
+        SW_ASSERT_EQ(num_at(s, "r.1"), ready);
+        SW_ASSERT_EQ(num_at(s, "r.2"), cap);
+        SW_ASSERT_EQ(num_at(s, "r.3"), all);
+        SW_ASSERT_EQ(num_at(s, "r.4"), all);
+        SW_ASSERT_EQ(num_at(s, "r.5"), sw_units_count_capacity(&w.units, "web", "us-east"));
+        SW_ASSERT_EQ(num_at(s, "r.6"), 0);
+        SW_ASSERT_EQ(num_at(s, "r.7"), 0);
+        SW_ASSERT_EQ(num_at(s, "r.8"), 0);
+        SW_ASSERT_EQ(num_at(s, "r.9"), 0);
+        SW_ASSERT_EQ(num_at(s, "r.109"), cap);
+        SW_ASSERT_EQ(num_at(s, "r.110"), ready);
+        cJSON_Delete(s);
+    }
+    sw_policy_result_clear(&out);
+    sw_policy_free(p);
+    world_free(&w);
+}
+
 SW_TEST(state_holds_plain_data_only)
 {
     struct world w;
