@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <uv.h>
 
+#include "event_json.h"
 #include "log.h"
 #include "lua_convert.h"
 #include "lua_ctx.h"
@@ -59,6 +60,7 @@ struct sw_policy {
     uint64_t error_count;
     char *last_error; /* NULL after a success */
     bool event_wants_eval;
+    uint64_t skipped_events; /* events answered without entering the module */
 };
 
 /* ---- results ------------------------------------------------------------------------- */
@@ -440,6 +442,31 @@ int sw_policy_eval(struct sw_policy *policy, const struct sw_policy_input *in,
     return 0;
 }
 
+struct lookup_call {
+    struct version *v;
+    bool none; /* certainly no on_event function */
+};
+
+/* Without a metatable, the rawget sees what event_trampoline's lua_getfield would. */
+static int lookup_trampoline(lua_State *L)
+{
+    struct lookup_call *c = lua_touserdata(L, 1);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, c->v->module_ref);
+    if (lua_getmetatable(L, -1))
+        return 0;
+    lua_pushliteral(L, "on_event");
+    c->none = lua_rawget(L, -2) != LUA_TFUNCTION;
+    return 0;
+}
+
+/* True when the event's call would only refresh ctx (for every unit, offer and metric) to
+ * find no on_event: the module has none, so the module can be asked without a budget. */
+static bool lacks_on_event(struct sw_policy *p)
+{
+    struct lookup_call call = {.v = &p->cur};
+    return sw_lua_sandbox_call(p->cur.sb, lookup_trampoline, &call, false, NULL) == 0 && call.none;
+}
+
 int sw_policy_on_event(struct sw_policy *policy, const struct sw_policy_input *in,
                        const char *ev_json, struct sw_error *err)
 {
@@ -447,6 +474,15 @@ int sw_policy_on_event(struct sw_policy *policy, const struct sw_policy_input *i
     if (len > EVENT_MAX_BYTES)
         return sw_error_set(err, SW_EINVAL, "event: %zu bytes of JSON, over the %u-byte limit", len,
                             EVENT_MAX_BYTES);
+    /* The outcome of the full call below when there is no on_event and the text is an
+     * object; a text the strict check cannot vouch for is parsed, for the same errors. */
+    if (lacks_on_event(policy) && (ev_json == NULL || sw_event_json_is_object(ev_json, len))) {
+        policy->skipped_events++;
+        policy->event_wants_eval = false;
+        free(policy->last_error);
+        policy->last_error = NULL;
+        return 0;
+    }
     cJSON *event = ev_json != NULL ? cJSON_ParseWithLength(ev_json, len) : cJSON_CreateObject();
     if (!cJSON_IsObject(event)) {
         cJSON_Delete(event);
@@ -549,4 +585,9 @@ const char *sw_policy_last_error(const struct sw_policy *policy)
 bool sw_policy_event_wants_eval(const struct sw_policy *policy)
 {
     return policy->event_wants_eval;
+}
+
+uint64_t sw_policy_skipped_events(const struct sw_policy *policy)
+{
+    return policy->skipped_events;
 }

@@ -118,6 +118,11 @@ int sw_policy_eval(struct sw_policy *policy, const struct sw_policy_input *in,
 int sw_policy_on_event(struct sw_policy *policy, const struct sw_policy_input *in,
                        const char *ev_json, struct sw_error *err);
 
+/* Events sw_policy_on_event answered without refreshing ctx because the module has no
+ * on_event function (looked up without metamethods; a module with a metatable always
+ * gets the full call). For the tests. */
+uint64_t sw_policy_skipped_events(const struct sw_policy *policy);
+
 /* True when the last successful on_event returned true: the policy asks to be evaluated
  * now rather than at its next interval (e.g. a job just started). */
 bool sw_policy_event_wants_eval(const struct sw_policy *policy);

@@ -20,6 +20,7 @@
 #include "policy.h"
 #include "spread.h"
 #include "track_record.h"
+#include "event_json.h" /* event_json */
 
 #define DEFAULT_OP_GRACE_MS 30000
 #define DEFAULT_OFFERS_EVERY_MS 30000
@@ -833,30 +834,12 @@ static void drain_events(void *ud)
         else if (strcmp(ev->type, "alert") == 0)
             sw_log(SW_LOG_WARN, LOG, "alert: %s", ev->reason ? ev->reason : "(no reason)");
 
-        cJSON *data = cJSON_CreateObject();
-        cJSON_AddStringToObject(data, "type", ev->type);
-        if (ev->market_id)
-            cJSON_AddStringToObject(data, "market_id", ev->market_id);
-        if (ev->reason)
-            cJSON_AddStringToObject(data, "reason", ev->reason);
-        cJSON *extra = ev->data_json ? cJSON_Parse(ev->data_json) : NULL;
-        if (cJSON_IsObject(extra)) {
-            cJSON *field = extra->child;
-            while (field != NULL) {
-                cJSON *next = field->next;
-                if (!cJSON_HasObjectItem(data, field->string))
-                    cJSON_AddItemToObject(data, field->string,
-                                          cJSON_DetachItemViaPointer(extra, field));
-                field = next;
-            }
-        }
-        cJSON_Delete(extra);
-        char *text = cJSON_PrintUnformatted(data);
+        /* event_json: the text cJSON printed, copied from data_json when it can be. */
+        char *text = sw_event_json_build(ev->type, ev->market_id, ev->reason, ev->data_json);
         sw_journal_event(rt->journal, now_ms(rt), ev->type, text);
         if (rt->recovered)
             run_policy_event(rt, text);
-        cJSON_free(text);
-        cJSON_Delete(data);
+        free(text);
         free(ev->type);
         free(ev->market_id);
         free(ev->reason);

@@ -1423,6 +1423,82 @@ SW_TEST(on_event_sees_the_event)
     world_free(&w);
 }
 
+/* A module without on_event answers events without a ctx refresh, with the same results
+ * as the full call; with on_event (even one added later, or found through a metatable)
+ * every event still enters the module. */
+SW_TEST(on_event_skipped_only_when_the_module_has_none)
+{
+    struct world w;
+    world_init(&w);
+    struct sw_error err = {0};
+    struct sw_policy *p =
+        load("none.lua", "return {evaluate = function() return {} end}\n", NULL, NULL, 1);
+    SW_ASSERT(p != NULL);
+    SW_ASSERT_EQ(sw_policy_on_event(p, &w.in, "{\"type\":\"x\"}", &err), 0);
+    SW_ASSERT_EQ(sw_policy_on_event(p, &w.in, " { \"type\" : \"x\" } ", &err), 0);
+    SW_ASSERT_EQ(sw_policy_on_event(p, NULL, NULL, &err), 0);
+    SW_ASSERT_EQ(sw_policy_skipped_events(p), 3);
+    SW_ASSERT(!sw_policy_event_wants_eval(p));
+    /* The same errors as the full call, for texts the quick check cannot vouch for. */
+    SW_ASSERT_EQ(sw_policy_on_event(p, &w.in, "[1]", &err), SW_EINVAL);
+    SW_ASSERT_EQ(sw_policy_on_event(p, &w.in, "{bad", &err), SW_EINVAL);
+    SW_ASSERT_EQ(sw_policy_on_event(p, &w.in, "{\"a\":1} trailing", &err), 0);
+    SW_ASSERT_EQ(sw_policy_skipped_events(p), 3);
+    sw_policy_free(p);
+
+    /* A failed evaluate's error is cleared by a skipped event, as by a full one. */
+    p = load("fails.lua", "return {evaluate = function() error('eval failed') end}\n", NULL,
+             NULL, 1);
+    SW_ASSERT(p != NULL);
+    struct sw_policy_result out;
+    sw_policy_result_init(&out);
+    SW_ASSERT_EQ(sw_policy_eval(p, &w.in, &out, &err), SW_EPOLICY);
+    SW_ASSERT_CONTAINS(sw_policy_last_error(p), "eval failed");
+    SW_ASSERT_EQ(sw_policy_on_event(p, &w.in, "{\"type\":\"x\"}", &err), 0);
+    SW_ASSERT_STREQ(sw_policy_last_error(p), "");
+    SW_ASSERT_EQ(sw_policy_skipped_events(p), 1);
+    sw_policy_result_clear(&out);
+    sw_policy_free(p);
+
+    /* on_event set by evaluate: events from then on enter the module. */
+    p = load("later.lua",
+             "local M = {}\n"
+             "function M.evaluate(ctx)\n"
+             "  M.on_event = function(c, ev) c.state.n = (c.state.n or 0) + 1 end\n"
+             "  return {}\n"
+             "end\n"
+             "return M\n",
+             NULL, NULL, 1);
+    SW_ASSERT(p != NULL);
+    SW_ASSERT_EQ(sw_policy_on_event(p, &w.in, "{\"type\":\"x\"}", &err), 0);
+    SW_ASSERT_EQ(sw_policy_skipped_events(p), 1);
+    sw_policy_result_init(&out);
+    SW_ASSERT_EQ(sw_policy_eval(p, &w.in, &out, &err), 0);
+    SW_ASSERT_EQ(sw_policy_on_event(p, &w.in, "{\"type\":\"x\"}", &err), 0);
+    SW_ASSERT_EQ(sw_policy_on_event(p, &w.in, "{\"type\":\"x\"}", &err), 0);
+    SW_ASSERT_EQ(sw_policy_skipped_events(p), 1);
+    char *json = sw_policy_state_json(p);
+    SW_ASSERT_STREQ(json, "{\"n\":2}");
+    free(json);
+    sw_policy_result_clear(&out);
+    sw_policy_free(p);
+
+    /* on_event behind __index: a metatable always gets the full call. */
+    p = load("meta.lua",
+             "local base = {on_event = function(c, ev) c.state.seen = ev.type end}\n"
+             "return setmetatable({evaluate = function() return {} end},"
+             " {__index = base})\n",
+             NULL, NULL, 1);
+    SW_ASSERT(p != NULL);
+    SW_ASSERT_EQ(sw_policy_on_event(p, &w.in, "{\"type\":\"lost\"}", &err), 0);
+    SW_ASSERT_EQ(sw_policy_skipped_events(p), 0);
+    json = sw_policy_state_json(p);
+    SW_ASSERT_STREQ(json, "{\"seen\":\"lost\"}");
+    free(json);
+    sw_policy_free(p);
+    world_free(&w);
+}
+
 SW_TEST(load_errors_name_the_file)
 {
     struct {
