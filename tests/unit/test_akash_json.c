@@ -37,6 +37,31 @@ SW_TEST(strings_escape_as_cjson_does)
         akash_jw_str(&w, values[i]);
         same_as_cjson(akash_jw_take(&w), cJSON_CreateString(values[i]));
     }
+    /* Every byte, alone and amid plain text (the escaping table). */
+    for (int c = 1; c < 256; c++) {
+        char one[2] = {(char)c, '\0'};
+        char amid[8] = {'a', (char)c, 'b', (char)c, (char)c, 'z', '\0'};
+        struct akash_jw w = {0};
+        akash_jw_str(&w, one);
+        same_as_cjson(akash_jw_take(&w), cJSON_CreateString(one));
+        akash_jw_str(&w, amid);
+        same_as_cjson(akash_jw_take(&w), cJSON_CreateString(amid));
+    }
+}
+
+SW_TEST(integers_print_in_full)
+{
+    const int64_t values[] = {0, 1, -1, 9, 10, -10, 99, 100, 2147483647, -2147483648LL,
+                              INT64_C(1795328176742), INT64_MAX, INT64_MIN, INT64_MIN + 1};
+    for (size_t i = 0; i < sizeof(values) / sizeof(values[0]); i++) {
+        char expect[32];
+        snprintf(expect, sizeof(expect), "%" PRId64, values[i]);
+        struct akash_jw w = {0};
+        akash_jw_int(&w, values[i]);
+        char *text = akash_jw_take(&w);
+        SW_ASSERT_STREQ(text, expect);
+        free(text);
+    }
 }
 
 SW_TEST(numbers_print_as_cjson_does)
