@@ -248,13 +248,20 @@ static bool scan_value(struct scan *s)
     if (s->p >= s->end)
         return false;
     switch (*s->p) {
-    case '{': return scan_object(s, NULL, NULL, NULL);
-    case '[': return scan_array(s);
-    case '"': return scan_string(s);
-    case 't': return scan_literal(s, "true");
-    case 'f': return scan_literal(s, "false");
-    case 'n': return scan_literal(s, "null");
-    default: return scan_number(s);
+    case '{':
+        return scan_object(s, NULL, NULL, NULL);
+    case '[':
+        return scan_array(s);
+    case '"':
+        return scan_string(s);
+    case 't':
+        return scan_literal(s, "true");
+    case 'f':
+        return scan_literal(s, "false");
+    case 'n':
+        return scan_literal(s, "null");
+    default:
+        return scan_number(s);
     }
 }
 
@@ -299,8 +306,7 @@ static const char *copyable_fields(const char *data_json, size_t len, size_t *fi
     size_t key_lens[MAX_FIELDS];
     size_t count = 0;
     struct scan s = {data_json, data_json + len, true, 0};
-    if (len < 2 || *data_json != '{' || !scan_object(&s, keys, key_lens, &count) ||
-        s.p != s.end)
+    if (len < 2 || *data_json != '{' || !scan_object(&s, keys, key_lens, &count) || s.p != s.end)
         return NULL;
     static const char *const reserved[] = {"type", "market_id", "reason"};
     for (size_t i = 0; i < count; i++) {
@@ -333,8 +339,8 @@ static size_t escaped_len(const char *value)
     for (const unsigned char *p = (const unsigned char *)value; *p != '\0'; p++) {
         if (*p >= 0x20 && *p != '"' && *p != '\\')
             len++;
-        else if (*p == '"' || *p == '\\' || *p == '\b' || *p == '\f' || *p == '\n' ||
-                 *p == '\r' || *p == '\t')
+        else if (*p == '"' || *p == '\\' || *p == '\b' || *p == '\f' || *p == '\n' || *p == '\r' ||
+                 *p == '\t')
             len += 2;
         else
             len += 6;
@@ -355,13 +361,27 @@ static void put_escaped(struct out *o, const char *value)
         }
         *out++ = '\\';
         switch (c) {
-        case '"': *out++ = '"'; break;
-        case '\\': *out++ = '\\'; break;
-        case '\b': *out++ = 'b'; break;
-        case '\f': *out++ = 'f'; break;
-        case '\n': *out++ = 'n'; break;
-        case '\r': *out++ = 'r'; break;
-        case '\t': *out++ = 't'; break;
+        case '"':
+            *out++ = '"';
+            break;
+        case '\\':
+            *out++ = '\\';
+            break;
+        case '\b':
+            *out++ = 'b';
+            break;
+        case '\f':
+            *out++ = 'f';
+            break;
+        case '\n':
+            *out++ = 'n';
+            break;
+        case '\r':
+            *out++ = 'r';
+            break;
+        case '\t':
+            *out++ = 't';
+            break;
         default:
             *out++ = 'u';
             *out++ = '0';

@@ -51,8 +51,20 @@ SW_TEST(strings_escape_as_cjson_does)
 
 SW_TEST(integers_print_in_full)
 {
-    const int64_t values[] = {0, 1, -1, 9, 10, -10, 99, 100, 2147483647, -2147483648LL,
-                              INT64_C(1795328176742), INT64_MAX, INT64_MIN, INT64_MIN + 1};
+    const int64_t values[] = {0,
+                              1,
+                              -1,
+                              9,
+                              10,
+                              -10,
+                              99,
+                              100,
+                              2147483647,
+                              -2147483648LL,
+                              INT64_C(1795328176742),
+                              INT64_MAX,
+                              INT64_MIN,
+                              INT64_MIN + 1};
     for (size_t i = 0; i < sizeof(values) / sizeof(values[0]); i++) {
         char expect[32];
         snprintf(expect, sizeof(expect), "%" PRId64, values[i]);

@@ -87,8 +87,8 @@ SW_TEST(builds_what_the_cjson_tree_printed)
     for (size_t i = 0; i < SW_ARRAY_LEN(copied); i++)
         SW_ASSERT(sw__event_json_copies(data[copied[i]]));
     /* ...the others are not. */
-    static const size_t built[] = {0, 3, 4, 5, 6, 7, 8, 10, 12, 14, 15, 16,
-                                   17, 18, 19, 21, 24, 25, 26, 27, 28, 29};
+    static const size_t built[] = {0,  3,  4,  5,  6,  7,  8,  10, 12, 14, 15,
+                                   16, 17, 18, 19, 21, 24, 25, 26, 27, 28, 29};
     for (size_t i = 0; i < SW_ARRAY_LEN(built); i++)
         SW_ASSERT(!sw__event_json_copies(data[built[i]]));
 }
@@ -106,11 +106,39 @@ static uint32_t rng(void)
 
 static void random_value(char *buf, size_t *len, size_t cap, int depth)
 {
-    static const char *const atoms[] = {
-        "0", "-0", "1", "-1", "12", "0.5", "1.0", "1e3", "1E+3", "2.5e-3", "123456789012345",
-        "1234567890123456", "0.30000000000000004", "true", "false", "null", "\"\"", "\"a\"",
-        "\"A\"", "\"\\u0041\"", "\"\\/\"", "\"\\\\\"", "\"\\\"\"", "\"\\u001b\"", "\"\\u001B\"",
-        "\"\\t\"", "\"\xc3\xa9\"", "tru", "01", "1.", "\"\\x\"", " ", "\n"};
+    static const char *const atoms[] = {"0",
+                                        "-0",
+                                        "1",
+                                        "-1",
+                                        "12",
+                                        "0.5",
+                                        "1.0",
+                                        "1e3",
+                                        "1E+3",
+                                        "2.5e-3",
+                                        "123456789012345",
+                                        "1234567890123456",
+                                        "0.30000000000000004",
+                                        "true",
+                                        "false",
+                                        "null",
+                                        "\"\"",
+                                        "\"a\"",
+                                        "\"A\"",
+                                        "\"\\u0041\"",
+                                        "\"\\/\"",
+                                        "\"\\\\\"",
+                                        "\"\\\"\"",
+                                        "\"\\u001b\"",
+                                        "\"\\u001B\"",
+                                        "\"\\t\"",
+                                        "\"\xc3\xa9\"",
+                                        "tru",
+                                        "01",
+                                        "1.",
+                                        "\"\\x\"",
+                                        " ",
+                                        "\n"};
     if (*len + 64 >= cap)
         return;
     uint32_t pick = rng() % 10;
@@ -126,8 +154,8 @@ static void random_value(char *buf, size_t *len, size_t cap, int depth)
         return;
     }
     if (depth < 4 && pick < 4) {
-        static const char *const keys[] = {"\"a\"", "\"A\"", "\"b\"", "\"type\"", "\"Reason\"",
-                                           "\"\"", "\"\\u0061\""};
+        static const char *const keys[] = {"\"a\"",      "\"A\"", "\"b\"",      "\"type\"",
+                                           "\"Reason\"", "\"\"",  "\"\\u0061\""};
         buf[(*len)++] = '{';
         int n = (int)(rng() % 4);
         for (int i = 0; i < n; i++) {
@@ -183,10 +211,19 @@ SW_TEST(object_check_is_strict)
 {
     static const char *const yes[] = {"{}", " {} ", "{\"a\":[1,{\"b\":\"\\/\\u00E9\"}]}\n",
                                       "{\"type\":\"x\"}", "{ \"a\" : -1.5e+3 , \"b\" : null }"};
-    static const char *const no[] = {"",          "[]",          "\"x\"",         "{",
-                                     "{\"a\":}",  "{\"a\":1,}",  "{\"a\":1} x",   "{\"a\":01}",
-                                     "{\"a\":\"\\u0000\"}", "{\"a\":\"\\ud800\"}",
-                                     "{\"a\":\"\x01\"}",    "{'a':1}", "\xef\xbb\xbf{}"};
+    static const char *const no[] = {"",
+                                     "[]",
+                                     "\"x\"",
+                                     "{",
+                                     "{\"a\":}",
+                                     "{\"a\":1,}",
+                                     "{\"a\":1} x",
+                                     "{\"a\":01}",
+                                     "{\"a\":\"\\u0000\"}",
+                                     "{\"a\":\"\\ud800\"}",
+                                     "{\"a\":\"\x01\"}",
+                                     "{'a':1}",
+                                     "\xef\xbb\xbf{}"};
     for (size_t i = 0; i < SW_ARRAY_LEN(yes); i++)
         SW_ASSERT(sw_event_json_is_object(yes[i], strlen(yes[i])));
     for (size_t i = 0; i < SW_ARRAY_LEN(no); i++)

@@ -1447,8 +1447,8 @@ SW_TEST(on_event_skipped_only_when_the_module_has_none)
     sw_policy_free(p);
 
     /* A failed evaluate's error is cleared by a skipped event, as by a full one. */
-    p = load("fails.lua", "return {evaluate = function() error('eval failed') end}\n", NULL,
-             NULL, 1);
+    p = load("fails.lua", "return {evaluate = function() error('eval failed') end}\n", NULL, NULL,
+             1);
     SW_ASSERT(p != NULL);
     struct sw_policy_result out;
     sw_policy_result_init(&out);
