@@ -11,6 +11,7 @@
 #include "http_client.h"
 #include "dns_sync.h"
 #include "journal.h"
+#include "json_writer.h"
 #include "log.h"
 #include "mem.h"
 #include "name_index.h"
@@ -876,63 +877,74 @@ static void fill_policy_input(struct sw_runtime *rt, struct sw_policy_input *in)
     resil_fill_input(rt, in);
 }
 
-/* Everything a policy can see, so `steward replay` can feed it back later. */
-static cJSON *inputs_to_json(const struct sw_policy_input *in)
+/* Everything a policy can see, so `steward replay` can feed it back later. Written as text
+ * directly (json_writer: cJSON's exact bytes, without a tree), as every tick of a busy
+ * runtime records it. Returns the text, owned by the caller (free with free()). */
+static char *inputs_to_json(const struct sw_policy_input *in)
 {
-    cJSON *root = cJSON_CreateObject();
-    cJSON_AddNumberToObject(root, "now_ms", (double)in->now_ms);
-    cJSON *units = cJSON_AddArrayToObject(root, "units");
+    struct sw_jw w;
+    sw_jw_init(&w);
+    sw_jw_open(&w, NULL, '{');
+    sw_jw_number(&w, "now_ms", (double)in->now_ms);
+    sw_jw_open(&w, "units", '[');
     for (size_t i = 0; i < in->units->count; i++) {
         const struct sw_unit *u = in->units->items[i];
         if (u->state == SW_UNIT_CLOSED)
             continue;
-        cJSON *item = cJSON_CreateObject();
-        cJSON_AddStringToObject(item, "key", u->key);
+        sw_jw_open(&w, NULL, '{');
+        sw_jw_string(&w, "key", u->key);
         if (u->market_id)
-            cJSON_AddStringToObject(item, "market_id", u->market_id);
-        cJSON_AddStringToObject(item, "group", u->group);
-        cJSON_AddStringToObject(item, "region", u->region);
+            sw_jw_string(&w, "market_id", u->market_id);
+        sw_jw_string(&w, "group", u->group);
+        sw_jw_string(&w, "region", u->region);
         if (u->provider)
-            cJSON_AddStringToObject(item, "provider", u->provider);
-        cJSON_AddNumberToObject(item, "price_usd_hour", u->price_usd_hour);
-        cJSON_AddStringToObject(item, "state", sw_unit_state_name(u->state));
-        cJSON_AddBoolToObject(item, "unhealthy", u->unhealthy);
-        cJSON_AddNumberToObject(item, "ordered_ms", (double)u->ordered_ms);
-        cJSON_AddItemToArray(units, item);
+            sw_jw_string(&w, "provider", u->provider);
+        sw_jw_number(&w, "price_usd_hour", u->price_usd_hour);
+        sw_jw_string(&w, "state", sw_unit_state_name(u->state));
+        sw_jw_bool(&w, "unhealthy", u->unhealthy);
+        sw_jw_number(&w, "ordered_ms", (double)u->ordered_ms);
+        sw_jw_close(&w, '}');
     }
-    cJSON *offers = cJSON_AddArrayToObject(root, "offers");
+    sw_jw_close(&w, ']');
+    sw_jw_open(&w, "offers", '[');
     for (size_t i = 0; i < in->offers->count; i++) {
         const struct sw_offer *o = &in->offers->items[i];
-        cJSON *item = cJSON_CreateObject();
-        cJSON_AddStringToObject(item, "provider", o->provider);
-        cJSON_AddStringToObject(item, "region", o->region);
-        cJSON_AddNumberToObject(item, "price_usd_hour", o->price_usd_hour);
-        cJSON_AddBoolToObject(item, "audited", o->audited);
-        cJSON_AddItemToArray(offers, item);
+        sw_jw_open(&w, NULL, '{');
+        sw_jw_string(&w, "provider", o->provider);
+        sw_jw_string(&w, "region", o->region);
+        sw_jw_number(&w, "price_usd_hour", o->price_usd_hour);
+        sw_jw_bool(&w, "audited", o->audited);
+        sw_jw_close(&w, '}');
     }
-    cJSON *metrics = cJSON_AddObjectToObject(root, "metrics");
+    sw_jw_close(&w, ']');
+    sw_jw_open(&w, "metrics", '{');
     for (size_t i = 0; i < in->metrics->count; i++) {
         const struct sw_metric *m = &in->metrics->items[i];
-        cJSON *item = cJSON_AddObjectToObject(metrics, m->name);
-        cJSON_AddNumberToObject(item, "at_ms", (double)m->at_ms);
+        sw_jw_open(&w, m->name, '{');
+        sw_jw_number(&w, "at_ms", (double)m->at_ms);
         if (m->status < 0) {
-            cJSON_AddStringToObject(item, "error", m->error ? m->error : "");
+            sw_jw_string(&w, "error", m->error ? m->error : "");
+            sw_jw_close(&w, '}');
             continue;
         }
-        cJSON *samples = cJSON_AddArrayToObject(item, "samples");
+        sw_jw_open(&w, "samples", '[');
         for (size_t s = 0; s < m->sample_count; s++) {
-            cJSON *sample = cJSON_CreateObject();
-            cJSON *labels = cJSON_AddObjectToObject(sample, "labels");
+            sw_jw_open(&w, NULL, '{');
+            sw_jw_open(&w, "labels", '{');
             for (size_t l = 0; l < m->samples[s].label_count; l++)
-                cJSON_AddStringToObject(labels, m->samples[s].label_names[l],
-                                        m->samples[s].label_values[l]);
-            cJSON_AddNumberToObject(sample, "value", m->samples[s].value);
-            cJSON_AddItemToArray(samples, sample);
+                sw_jw_string(&w, m->samples[s].label_names[l], m->samples[s].label_values[l]);
+            sw_jw_close(&w, '}');
+            sw_jw_number(&w, "value", m->samples[s].value);
+            sw_jw_close(&w, '}');
         }
+        sw_jw_close(&w, ']');
+        sw_jw_close(&w, '}');
     }
-    cJSON_AddNumberToObject(root, "budget_usd_hour", in->budget_usd_hour);
-    cJSON_AddNumberToObject(root, "spend_usd_hour", in->spend_usd_hour);
-    return root;
+    sw_jw_close(&w, '}');
+    sw_jw_number(&w, "budget_usd_hour", in->budget_usd_hour);
+    sw_jw_number(&w, "spend_usd_hour", in->spend_usd_hour);
+    sw_jw_close(&w, '}');
+    return sw_jw_take(&w);
 }
 
 static void fnv1a_hex(const char *text, char out[17])
@@ -1138,9 +1150,7 @@ static void evaluate_policy(struct sw_runtime *rt, struct policy_slot *slot)
     char digest[17] = "";
     bool record = !rt->opts.skip_records;
     if (record && !rt->opts.skip_inputs) {
-        cJSON *inputs = inputs_to_json(&in);
-        inputs_text = cJSON_PrintUnformatted(inputs);
-        cJSON_Delete(inputs);
+        inputs_text = inputs_to_json(&in);
         fnv1a_hex(inputs_text, digest);
     }
     char *desired_text = record ? desired_record_json(&res.desired, &rt->desired) : NULL;
@@ -1169,7 +1179,7 @@ static void evaluate_policy(struct sw_runtime *rt, struct policy_slot *slot)
             sw_journal_state_set(rt->journal, slot->config->name, state, &jerr);
         free(state);
     }
-    cJSON_free(inputs_text);
+    free(inputs_text);
     free(desired_text);
     free(actions_text);
     free(refused_text);
