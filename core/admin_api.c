@@ -20,6 +20,7 @@
 
 #include "http_server.h"
 #include "journal.h"
+#include "json_writer.h"
 #include "log.h"
 #include "mem.h"
 #include "model.h"
@@ -38,14 +39,6 @@ static const char *LOG = "admin";
 static const char *JSON_TYPE = "application/json";
 static const char *PROM_TYPE = "text/plain; version=0.0.4; charset=utf-8";
 
-/* ---- a growable text buffer -------------------------------------------------------------- */
-
-struct sbuf {
-    char *data;
-    size_t len;
-    size_t cap;
-};
-
 struct status_cache;
 
 struct sw_admin_api {
@@ -58,18 +51,21 @@ struct sw_admin_api {
     int64_t refused_auth_logged_ms;
     uint64_t requests;
     struct status_cache *status; /* GET /v1/status: sections reused while unchanged */
-    struct sbuf status_out;      /* its document, reused by every request */
+    struct sw_jw status_out;     /* its document, reused by every request */
 };
 
-static void sbuf_printf(struct sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* ---- a growable text buffer: json_writer's, used raw (sbuf_printf, sw_jw_raw) ---------- */
 
-static void sbuf_printf(struct sbuf *b, const char *fmt, ...)
+static void sbuf_printf(struct sw_jw *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void sbuf_printf(struct sw_jw *b, const char *fmt, ...)
 {
     for (;;) {
         size_t avail = b->cap - b->len;
         va_list ap;
         va_start(ap, fmt);
-        int n = vsnprintf(b->data ? b->data + b->len : NULL, avail, fmt, ap);
+        int n = vsnprintf(b->text ? b->text + b->len : NULL, avail, fmt, ap);
         va_end(ap);
         if (n < 0)
             return;
@@ -80,37 +76,16 @@ static void sbuf_printf(struct sbuf *b, const char *fmt, ...)
         size_t cap = b->cap ? b->cap * 2 : 4096;
         while (cap < b->len + (size_t)n + 1)
             cap *= 2;
-        b->data = sw_xrealloc(b->data, cap);
+        b->text = sw_xrealloc(b->text, cap);
         b->cap = cap;
     }
 }
 
-static void sbuf_reserve(struct sbuf *b, size_t extra)
+static char *sbuf_take(struct sw_jw *b)
 {
-    if (b->len + extra + 1 <= b->cap)
-        return;
-    size_t cap = b->cap ? b->cap * 2 : 4096;
-    while (cap < b->len + extra + 1)
-        cap *= 2;
-    b->data = sw_xrealloc(b->data, cap);
-    b->cap = cap;
-}
-
-/* Appends len bytes, keeping the text NUL-terminated: the JSON writer's path, which
- * formats nothing and so costs a memcpy where vsnprintf cost a parse of the format. */
-static void sbuf_append(struct sbuf *b, const char *data, size_t len)
-{
-    sbuf_reserve(b, len);
-    memcpy(b->data + b->len, data, len);
-    b->len += len;
-    b->data[b->len] = '\0';
-}
-
-static char *sbuf_take(struct sbuf *b)
-{
-    if (b->data == NULL)
+    if (b->text == NULL)
         return sw_xstrdup("");
-    return b->data;
+    return b->text;
 }
 
 /* ---- helpers ------------------------------------------------------------------------------ */
@@ -409,13 +384,13 @@ static double spend_ready(const struct sw_units *units)
 /* /v1/status is the one document polled often (dashboards, the benchmark): written
  * straight into a buffer with memcpy, it costs no cJSON tree and no printf. */
 struct jw {
-    struct sbuf *b;
+    struct sw_jw *b;
     bool first; /* no comma before the next member */
 };
 
 static void jw_raw(struct jw *w, const char *text, size_t len)
 {
-    sbuf_append(w->b, text, len);
+    sw_jw_raw(w->b, text, len);
 }
 
 static void jw_str(struct jw *w, const char *s)
@@ -423,8 +398,8 @@ static void jw_str(struct jw *w, const char *s)
     static const char hex[] = "0123456789abcdef";
     const unsigned char *p = (const unsigned char *)(s ? s : "");
     size_t len = strlen((const char *)p);
-    sbuf_reserve(w->b, len * 6 + 2); /* every byte escaped as \u00XX at worst */
-    char *o = w->b->data + w->b->len;
+    sw_jw_reserve(w->b, len * 6 + 2); /* every byte escaped as \u00XX at worst */
+    char *o = w->b->text + w->b->len;
     *o++ = '"';
     for (; *p; p++) {
         if (*p == '"' || *p == '\\') {
@@ -443,7 +418,7 @@ static void jw_str(struct jw *w, const char *s)
     }
     *o++ = '"';
     *o = '\0';
-    w->b->len = (size_t)(o - w->b->data);
+    w->b->len = (size_t)(o - w->b->text);
 }
 
 static void jw_key(struct jw *w, const char *key)
@@ -453,15 +428,15 @@ static void jw_key(struct jw *w, const char *key)
     w->first = false;
     if (key != NULL) { /* keys are literals here: nothing to escape */
         size_t len = strlen(key);
-        sbuf_reserve(w->b, len + 3);
-        char *o = w->b->data + w->b->len;
+        sw_jw_reserve(w->b, len + 3);
+        char *o = w->b->text + w->b->len;
         *o++ = '"';
         memcpy(o, key, len);
         o += len;
         *o++ = '"';
         *o++ = ':';
         *o = '\0';
-        w->b->len = (size_t)(o - w->b->data);
+        w->b->len = (size_t)(o - w->b->text);
     }
 }
 
@@ -520,13 +495,13 @@ static void jw_null(struct jw *w, const char *key)
  * completion, a timer, a mutation). A section without a key function (the clock, and
  * whatever a new section does not declare) is written for every request. */
 
-static void key_bytes(struct sbuf *key, const void *data, size_t len)
+static void key_bytes(struct sw_jw *key, const void *data, size_t len)
 {
-    sbuf_append(key, data, len);
+    sw_jw_raw(key, data, len);
 }
 
 /* With its NUL, so that ("ab","c") and ("a","bc") differ; NULL differs from "". */
-static void key_str(struct sbuf *key, const char *s)
+static void key_str(struct sw_jw *key, const char *s)
 {
     if (s == NULL)
         key_bytes(key, "\xff", 1);
@@ -592,7 +567,7 @@ static void status_policies(struct jw *w, struct sw_runtime *rt, int64_t now_ms)
     jw_close(w, ']');
 }
 
-static void key_policies(struct sbuf *key, struct sw_runtime *rt, int64_t now_ms)
+static void key_policies(struct sw_jw *key, struct sw_runtime *rt, int64_t now_ms)
 {
     (void)now_ms;
     for (size_t i = 0; i < sw_runtime_policy_count(rt); i++) {
@@ -673,7 +648,7 @@ static void status_groups(struct jw *w, struct sw_runtime *rt, int64_t now_ms)
     jw_close(w, ']');
 }
 
-static void key_groups(struct sbuf *key, struct sw_runtime *rt, int64_t now_ms)
+static void key_groups(struct sw_jw *key, struct sw_runtime *rt, int64_t now_ms)
 {
     const struct sw_config *config = sw_runtime_config(rt);
     key_bytes(key, &config, sizeof(config));
@@ -751,7 +726,7 @@ static void status_budget(struct jw *w, struct sw_runtime *rt, int64_t now_ms)
     jw_close(w, '}');
 }
 
-static void key_budget(struct sbuf *key, struct sw_runtime *rt, int64_t now_ms)
+static void key_budget(struct sw_jw *key, struct sw_runtime *rt, int64_t now_ms)
 {
     (void)now_ms;
     struct budget_view v = budget_view(rt);
@@ -787,7 +762,7 @@ static void status_counters(struct jw *w, struct sw_runtime *rt, int64_t now_ms)
     jw_close(w, '}');
 }
 
-static void key_counters(struct sbuf *key, struct sw_runtime *rt, int64_t now_ms)
+static void key_counters(struct sw_jw *key, struct sw_runtime *rt, int64_t now_ms)
 {
     (void)now_ms;
     /* Counters only (no padding to compare). */
@@ -799,7 +774,7 @@ static void key_counters(struct sbuf *key, struct sw_runtime *rt, int64_t now_ms
 struct status_section {
     void (*write)(struct jw *w, struct sw_runtime *rt, int64_t now_ms);
     /* NULL: written for every request */
-    void (*key)(struct sbuf *key, struct sw_runtime *rt, int64_t now_ms);
+    void (*key)(struct sw_jw *key, struct sw_runtime *rt, int64_t now_ms);
 };
 
 /* In document order. */
@@ -812,11 +787,11 @@ static const struct status_section status_sections[] = {
 
 struct status_cache {
     struct {
-        struct sbuf key;  /* the inputs text was written from */
-        struct sbuf text; /* the section's members, each after a comma */
+        struct sw_jw key;  /* the inputs text was written from */
+        struct sw_jw text; /* the section's members, each after a comma */
         bool valid;
     } sections[STATUS_SECTION_COUNT];
-    struct sbuf scratch_key;
+    struct sw_jw scratch_key;
     uint64_t hits;
     uint64_t writes;
 };
@@ -824,10 +799,10 @@ struct status_cache {
 static void status_cache_free(struct status_cache *cache)
 {
     for (size_t i = 0; i < STATUS_SECTION_COUNT; i++) {
-        free(cache->sections[i].key.data);
-        free(cache->sections[i].text.data);
+        free(cache->sections[i].key.text);
+        free(cache->sections[i].text.text);
     }
-    free(cache->scratch_key.data);
+    free(cache->scratch_key.text);
 }
 
 /* Appends a section's cached text, written again first if its inputs changed. */
@@ -835,34 +810,34 @@ static void status_cached_section(struct jw *w, struct status_cache *cache, size
                                   struct sw_runtime *rt, int64_t now_ms)
 {
     const struct status_section *sec = &status_sections[i];
-    struct sbuf *key = &cache->scratch_key;
+    struct sw_jw *key = &cache->scratch_key;
     key->len = 0;
     sec->key(key, rt, now_ms);
-    struct sbuf *old = &cache->sections[i].key;
+    struct sw_jw *old = &cache->sections[i].key;
     if (cache->sections[i].valid && old->len == key->len &&
-        memcmp(old->data, key->data, key->len) == 0) {
+        memcmp(old->text, key->text, key->len) == 0) {
         cache->hits++;
     } else {
-        struct sbuf swap = *old;
+        struct sw_jw swap = *old;
         *old = *key;
         *key = swap;
-        struct sbuf *text = &cache->sections[i].text;
+        struct sw_jw *text = &cache->sections[i].text;
         text->len = 0;
         struct jw sw = {.b = text, .first = false};
         sec->write(&sw, rt, now_ms);
         cache->sections[i].valid = true;
         cache->writes++;
     }
-    const struct sbuf *text = &cache->sections[i].text;
+    const struct sw_jw *text = &cache->sections[i].text;
     /* The cached text opens with a comma, wrong only for the object's first member. */
-    size_t skip = w->first && text->len > 0 && text->data[0] == ',' ? 1 : 0;
+    size_t skip = w->first && text->len > 0 && text->text[0] == ',' ? 1 : 0;
     if (text->len > skip)
-        jw_raw(w, text->data + skip, text->len - skip);
+        jw_raw(w, text->text + skip, text->len - skip);
     w->first = false;
 }
 
 /* The document into out (appended); cache NULL writes every section. */
-static void status_write(struct sbuf *out, struct status_cache *cache, struct sw_runtime *rt,
+static void status_write(struct sw_jw *out, struct status_cache *cache, struct sw_runtime *rt,
                          int64_t now_ms)
 {
     struct jw w = {.b = out, .first = true};
@@ -878,14 +853,14 @@ static void status_write(struct sbuf *out, struct status_cache *cache, struct sw
 
 char *sw_admin_status_json(struct sw_runtime *rt, int64_t now_ms)
 {
-    struct sbuf out = {0};
+    struct sw_jw out = {0};
     status_write(&out, NULL, rt, now_ms);
     return sbuf_take(&out);
 }
 
 char *sw_admin_api_status_json(struct sw_admin_api *api, int64_t now_ms)
 {
-    struct sbuf out = {0};
+    struct sw_jw out = {0};
     status_write(&out, api->status, api->rt, now_ms);
     return sbuf_take(&out);
 }
@@ -900,7 +875,7 @@ void sw_admin_api_status_cache_stats(const struct sw_admin_api *api, uint64_t *h
 /* ---- Prometheus exposition ------------------------------------------------------------------ */
 
 /* Label values escape backslash, double quote and newline (exposition format 0.0.4). */
-static void put_label(struct sbuf *b, const char *value)
+static void put_label(struct sw_jw *b, const char *value)
 {
     for (const char *p = value ? value : ""; *p; p++) {
         if (*p == '\\')
@@ -915,7 +890,7 @@ static void put_label(struct sbuf *b, const char *value)
 }
 
 /* Shortest text that reads back as the same double. */
-static void put_number(struct sbuf *b, double v)
+static void put_number(struct sw_jw *b, double v)
 {
     if (isnan(v)) {
         sbuf_printf(b, "NaN");
@@ -938,13 +913,13 @@ static void put_number(struct sbuf *b, double v)
     sbuf_printf(b, "%s", buf);
 }
 
-static void put_header(struct sbuf *b, const char *name, const char *type, const char *help)
+static void put_header(struct sw_jw *b, const char *name, const char *type, const char *help)
 {
     sbuf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
 /* One sample: name{k1="v1",k2="v2"} value. labels is "k", "v", ..., NULL. */
-static void put_sample(struct sbuf *b, const char *name, const char *const *labels, double value)
+static void put_sample(struct sw_jw *b, const char *name, const char *const *labels, double value)
 {
     sbuf_printf(b, "%s", name);
     if (labels != NULL && labels[0] != NULL) {
@@ -961,7 +936,7 @@ static void put_sample(struct sbuf *b, const char *name, const char *const *labe
     sbuf_printf(b, "\n");
 }
 
-static void put_histogram(struct sbuf *b, const char *name, const char *label,
+static void put_histogram(struct sw_jw *b, const char *name, const char *label,
                           const char *label_value, const struct sw_runtime_hist *h)
 {
     uint64_t cumulative = 0;
@@ -1001,7 +976,7 @@ static int lease_count_order(const void *pa, const void *pb)
     return c != 0 ? c : strcmp(a->state, b->state);
 }
 
-static void put_leases(struct sbuf *b, const struct sw_units *units)
+static void put_leases(struct sw_jw *b, const struct sw_units *units)
 {
     put_header(b, "steward_leases", "gauge", "Units not closed, by group, region and state.");
     struct lease_count *counts = sw_xcalloc(units->count + 1, sizeof(*counts));
@@ -1036,7 +1011,7 @@ char *sw_admin_metrics_text(struct sw_runtime *rt, int64_t now_ms)
     const struct sw_config *config = sw_runtime_config(rt);
     const struct sw_runtime_stats *st = sw_runtime_stats(rt);
     const struct sw_units *units = sw_runtime_units(rt);
-    struct sbuf b = {0};
+    struct sw_jw b = {0};
 
     put_header(&b, "steward_build_info", "gauge", "Version of this steward; always 1.");
     const char *build_labels[] = {"version", SW_VERSION, "id", config->instance_id, NULL};
@@ -1454,7 +1429,7 @@ static void handle(void *ud, struct sw_http_exchange *ex, const struct sw_http_r
             static const char *const headers[] = {"Cache-Control: no-store"};
             api->status_out.len = 0;
             status_write(&api->status_out, api->status, api->rt, now);
-            sw_http_respond(ex, 200, JSON_TYPE, headers, 1, api->status_out.data,
+            sw_http_respond(ex, 200, JSON_TYPE, headers, 1, api->status_out.text,
                             api->status_out.len);
         } else
             method_not_allowed(ex, "GET, HEAD");
@@ -1589,6 +1564,6 @@ void sw_admin_api_close(struct sw_admin_api *api)
     free(api->token);
     status_cache_free(api->status);
     free(api->status);
-    free(api->status_out.data);
+    free(api->status_out.text);
     free(api);
 }

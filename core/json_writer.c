@@ -31,7 +31,7 @@ char *sw_jw_take(struct sw_jw *w)
     return text;
 }
 
-static void reserve(struct sw_jw *w, size_t more)
+void sw_jw_reserve(struct sw_jw *w, size_t more)
 {
     if (w->len + more + 1 <= w->cap)
         return;
@@ -42,9 +42,9 @@ static void reserve(struct sw_jw *w, size_t more)
     w->cap = cap;
 }
 
-static void put(struct sw_jw *w, const char *data, size_t len)
+void sw_jw_raw(struct sw_jw *w, const char *data, size_t len)
 {
-    reserve(w, len);
+    sw_jw_reserve(w, len);
     memcpy(w->text + w->len, data, len);
     w->len += len;
     w->text[w->len] = '\0';
@@ -55,9 +55,11 @@ static void put(struct sw_jw *w, const char *data, size_t len)
 static void put_string(struct sw_jw *w, const char *s)
 {
     static const char hex[] = "0123456789abcdef";
+    static const char short_escape[0x20] = {
+        ['\b'] = 'b', ['\f'] = 'f', ['\n'] = 'n', ['\r'] = 'r', ['\t'] = 't'};
     const unsigned char *p = (const unsigned char *)s;
     size_t len = strlen(s);
-    reserve(w, len * 6 + 2);
+    sw_jw_reserve(w, len * 6 + 2);
     char *o = w->text + w->len;
     *o++ = '"';
     for (; *p; p++) {
@@ -67,15 +69,11 @@ static void put_string(struct sw_jw *w, const char *s)
             continue;
         }
         *o++ = '\\';
-        switch (c) {
-        case '"': *o++ = '"'; break;
-        case '\\': *o++ = '\\'; break;
-        case '\b': *o++ = 'b'; break;
-        case '\f': *o++ = 'f'; break;
-        case '\n': *o++ = 'n'; break;
-        case '\r': *o++ = 'r'; break;
-        case '\t': *o++ = 't'; break;
-        default:
+        if (c == '"' || c == '\\') {
+            *o++ = (char)c;
+        } else if (short_escape[c] != 0) {
+            *o++ = short_escape[c];
+        } else {
             *o++ = 'u';
             *o++ = '0';
             *o++ = '0';
@@ -91,24 +89,24 @@ static void put_string(struct sw_jw *w, const char *s)
 static void key(struct sw_jw *w, const char *name)
 {
     if (!w->first)
-        put(w, ",", 1);
+        sw_jw_raw(w, ",", 1);
     w->first = false;
     if (name != NULL) {
         put_string(w, name);
-        put(w, ":", 1);
+        sw_jw_raw(w, ":", 1);
     }
 }
 
 void sw_jw_open(struct sw_jw *w, const char *name, char bracket)
 {
     key(w, name);
-    put(w, &bracket, 1);
+    sw_jw_raw(w, &bracket, 1);
     w->first = true;
 }
 
 void sw_jw_close(struct sw_jw *w, char bracket)
 {
-    put(w, &bracket, 1);
+    sw_jw_raw(w, &bracket, 1);
     w->first = false;
 }
 
@@ -116,7 +114,7 @@ void sw_jw_string(struct sw_jw *w, const char *name, const char *value)
 {
     key(w, name);
     if (value == NULL)
-        put(w, "null", 4);
+        sw_jw_raw(w, "null", 4);
     else
         put_string(w, value);
 }
@@ -125,9 +123,9 @@ void sw_jw_bool(struct sw_jw *w, const char *name, bool value)
 {
     key(w, name);
     if (value)
-        put(w, "true", 4);
+        sw_jw_raw(w, "true", 4);
     else
-        put(w, "false", 5);
+        sw_jw_raw(w, "false", 5);
 }
 
 /* Integer digits by hand: what "%1.15g" prints for an integral value below 1e15 (but -0),
@@ -160,7 +158,7 @@ void sw_jw_number(struct sw_jw *w, const char *name, double value)
     size_t len;
     key(w, name);
     if (!isfinite(value)) {
-        put(w, "null", 4);
+        sw_jw_raw(w, "null", 4);
         return;
     }
     if (floor(value) == value && fabs(value) < 1e15 && !(value == 0 && signbit(value))) {
@@ -172,5 +170,5 @@ void sw_jw_number(struct sw_jw *w, const char *name, double value)
             n = snprintf(buf, sizeof(buf), "%1.17g", value);
         len = n > 0 ? (size_t)n : 0;
     }
-    put(w, buf, len);
+    sw_jw_raw(w, buf, len);
 }

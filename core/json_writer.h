@@ -29,6 +29,13 @@ void sw_jw_free(struct sw_jw *w);
  * written, never NULL. The writer is empty again. */
 char *sw_jw_take(struct sw_jw *w);
 
+/* Room for `more` bytes (and the NUL) without another allocation. */
+void sw_jw_reserve(struct sw_jw *w, size_t more);
+
+/* Appends len bytes of data (borrowed) as they are: JSON text already, or any text when the
+ * writer serves as a plain growable buffer (the admin API's documents). */
+void sw_jw_raw(struct sw_jw *w, const char *data, size_t len);
+
 /* Opens an object ('{') or an array ('['), as the member key (NULL: an array element or
  * the document itself). */
 void sw_jw_open(struct sw_jw *w, const char *key, char bracket);

@@ -35,10 +35,38 @@ static void same_number(double v)
 SW_TEST(numbers_print_as_cjson_prints_them)
 {
     static const double fixed[] = {
-        0.0, -0.0, 1, -1, 0.5, 0.1, 1.0 / 3, 2.0 / 3, 1e-7, 123456.789, INT_MAX, INT_MIN,
-        (double)INT_MAX + 1, (double)INT_MIN - 1, 1704067200000.0, 1e14, 999999999999999.0,
-        1e15, 1e15 + 1, 1e16, 9007199254740993.0, 1e300, -1e300, 5e-324, DBL_MAX, -DBL_MAX,
-        0.30000000000000004, 0.0123, 12.5e-3, NAN, INFINITY, -INFINITY,
+        0.0,
+        -0.0,
+        1,
+        -1,
+        0.5,
+        0.1,
+        1.0 / 3,
+        2.0 / 3,
+        1e-7,
+        123456.789,
+        INT_MAX,
+        INT_MIN,
+        (double)INT_MAX + 1,
+        (double)INT_MIN - 1,
+        1704067200000.0,
+        1e14,
+        999999999999999.0,
+        1e15,
+        1e15 + 1,
+        1e16,
+        9007199254740993.0,
+        1e300,
+        -1e300,
+        5e-324,
+        DBL_MAX,
+        -DBL_MAX,
+        0.30000000000000004,
+        0.0123,
+        12.5e-3,
+        NAN,
+        INFINITY,
+        -INFINITY,
     };
     for (size_t i = 0; i < SW_ARRAY_LEN(fixed); i++)
         same_number(fixed[i]);
@@ -71,8 +99,11 @@ SW_TEST(strings_keys_and_nesting_print_as_cjson_prints_them)
     for (int i = 1; i < 256; i++)
         every_byte[i - 1] = (char)i;
     every_byte[255] = '\0';
-    static const char *const texts[] = {"", "plain", "quote \" backslash \\ slash /",
-                                        "tab\tnew\nline\rcr\bbs\fff", "\x01\x1f\x7f",
+    static const char *const texts[] = {"",
+                                        "plain",
+                                        "quote \" backslash \\ slash /",
+                                        "tab\tnew\nline\rcr\bbs\fff",
+                                        "\x01\x1f\x7f",
                                         "utf-8: \xc3\xa9\xe2\x82\xac"};
     struct sw_jw w;
     sw_jw_init(&w);
