@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "json_writer.h"
 #include "mem.h"
 
 /* Past these the scanner gives up and the caller parses: cJSON's own limits (1000 levels,
@@ -170,17 +171,45 @@ static bool scan_value(struct scan *s);
 
 /* keys/key_lens (may be NULL): the object's field names as written, up to MAX_FIELDS;
  * more fields than that fail the scan when keys are asked for. */
-static bool scan_object(struct scan *s, const char **keys, size_t *key_lens, size_t *count)
+/* At the opening bracket of a container: -1 when it nests too deep, 1 when `close` follows
+ * at once (empty, consumed), 0 when members follow. */
+static int enter(struct scan *s, char close)
 {
     if (++s->depth > MAX_DEPTH)
-        return false;
-    s->p++; /* { */
+        return -1;
+    s->p++;
     skip_space(s);
-    if (s->p < s->end && *s->p == '}') {
+    if (s->p < s->end && *s->p == close) {
         s->p++;
         s->depth--;
-        return true;
+        return 1;
     }
+    return 0;
+}
+
+/* After a member or an element: 1 when `close` ends the container, 0 after a comma (another
+ * follows), -1 on anything else. */
+static int after_item(struct scan *s, char close)
+{
+    skip_space(s);
+    if (s->p >= s->end)
+        return -1;
+    if (*s->p == close) {
+        s->p++;
+        s->depth--;
+        return 1;
+    }
+    if (*s->p != ',')
+        return -1;
+    s->p++;
+    return 0;
+}
+
+static bool scan_object(struct scan *s, const char **keys, size_t *key_lens, size_t *count)
+{
+    int start = enter(s, '}');
+    if (start != 0)
+        return start > 0;
     for (;;) {
         skip_space(s);
         const char *key = s->p;
@@ -200,46 +229,24 @@ static bool scan_object(struct scan *s, const char **keys, size_t *key_lens, siz
         skip_space(s);
         if (!scan_value(s))
             return false;
-        skip_space(s);
-        if (s->p >= s->end)
-            return false;
-        if (*s->p == '}') {
-            s->p++;
-            s->depth--;
-            return true;
-        }
-        if (*s->p != ',')
-            return false;
-        s->p++;
+        int end = after_item(s, '}');
+        if (end != 0)
+            return end > 0;
     }
 }
 
 static bool scan_array(struct scan *s)
 {
-    if (++s->depth > MAX_DEPTH)
-        return false;
-    s->p++; /* [ */
-    skip_space(s);
-    if (s->p < s->end && *s->p == ']') {
-        s->p++;
-        s->depth--;
-        return true;
-    }
+    int start = enter(s, ']');
+    if (start != 0)
+        return start > 0;
     for (;;) {
         skip_space(s);
         if (!scan_value(s))
             return false;
-        skip_space(s);
-        if (s->p >= s->end)
-            return false;
-        if (*s->p == ']') {
-            s->p++;
-            s->depth--;
-            return true;
-        }
-        if (*s->p != ',')
-            return false;
-        s->p++;
+        int end = after_item(s, ']');
+        if (end != 0)
+            return end > 0;
     }
 }
 
@@ -321,80 +328,6 @@ static const char *copyable_fields(const char *data_json, size_t len, size_t *fi
     return data_json + 1;
 }
 
-struct out {
-    char *text;
-    size_t len;
-};
-
-static void put(struct out *o, const char *data, size_t len)
-{
-    memcpy(o->text + o->len, data, len);
-    o->len += len;
-}
-
-/* Bytes of value once escaped as cJSON's print_string does, quotes included. */
-static size_t escaped_len(const char *value)
-{
-    size_t len = 2;
-    for (const unsigned char *p = (const unsigned char *)value; *p != '\0'; p++) {
-        if (*p >= 0x20 && *p != '"' && *p != '\\')
-            len++;
-        else if (*p == '"' || *p == '\\' || *p == '\b' || *p == '\f' || *p == '\n' || *p == '\r' ||
-                 *p == '\t')
-            len += 2;
-        else
-            len += 6;
-    }
-    return len;
-}
-
-static void put_escaped(struct out *o, const char *value)
-{
-    static const char hex[] = "0123456789abcdef";
-    char *out = o->text + o->len;
-    *out++ = '"';
-    for (const unsigned char *p = (const unsigned char *)value; *p != '\0'; p++) {
-        unsigned char c = *p;
-        if (c >= 0x20 && c != '"' && c != '\\') {
-            *out++ = (char)c;
-            continue;
-        }
-        *out++ = '\\';
-        switch (c) {
-        case '"':
-            *out++ = '"';
-            break;
-        case '\\':
-            *out++ = '\\';
-            break;
-        case '\b':
-            *out++ = 'b';
-            break;
-        case '\f':
-            *out++ = 'f';
-            break;
-        case '\n':
-            *out++ = 'n';
-            break;
-        case '\r':
-            *out++ = 'r';
-            break;
-        case '\t':
-            *out++ = 't';
-            break;
-        default:
-            *out++ = 'u';
-            *out++ = '0';
-            *out++ = '0';
-            *out++ = hex[c >> 4];
-            *out++ = hex[c & 15];
-            break;
-        }
-    }
-    *out++ = '"';
-    o->len = (size_t)(out - o->text);
-}
-
 char *sw_event_json_build(const char *type, const char *market_id, const char *reason,
                           const char *data_json)
 {
@@ -405,30 +338,20 @@ char *sw_event_json_build(const char *type, const char *market_id, const char *r
         if (fields == NULL)
             return sw__event_json_build_tree(type, market_id, reason, data_json);
     }
-    size_t size = sizeof("{\"type\":}") + escaped_len(type);
+    struct sw_jw w;
+    sw_jw_init(&w);
+    sw_jw_open(&w, NULL, '{');
+    sw_jw_string(&w, "type", type);
     if (market_id != NULL)
-        size += sizeof(",\"market_id\":") + escaped_len(market_id);
+        sw_jw_string(&w, "market_id", market_id);
     if (reason != NULL)
-        size += sizeof(",\"reason\":") + escaped_len(reason);
-    size += fields_len + 1;
-    struct out o = {sw_xmalloc(size), 0};
-    put(&o, "{\"type\":", 8);
-    put_escaped(&o, type);
-    if (market_id != NULL) {
-        put(&o, ",\"market_id\":", 13);
-        put_escaped(&o, market_id);
-    }
-    if (reason != NULL) {
-        put(&o, ",\"reason\":", 10);
-        put_escaped(&o, reason);
-    }
+        sw_jw_string(&w, "reason", reason);
     if (fields_len > 0) {
-        put(&o, ",", 1);
-        put(&o, fields, fields_len);
+        sw_jw_raw(&w, ",", 1);
+        sw_jw_raw(&w, fields, fields_len);
     }
-    put(&o, "}", 1);
-    o.text[o.len] = '\0';
-    return o.text;
+    sw_jw_close(&w, '}');
+    return sw_jw_take(&w);
 }
 
 bool sw__event_json_copies(const char *data_json)

@@ -765,6 +765,21 @@ SW_TEST(desired_follows_names_across_calls)
     world_free(&w);
 }
 
+/* A policy whose evaluate runs `code` (only when params.bad is set, if `guarded`) and asks
+ * for one unit: the ctx.state checks below vary only the code. */
+static struct sw_policy *load_state_code(const char *name, const char *code, bool guarded,
+                                         const char *params)
+{
+    char text[512];
+    snprintf(text, sizeof(text),
+             "return {evaluate = function(ctx)\n"
+             "  %s%s%s\n"
+             "  return {web = {eu = 1}}\n"
+             "end}\n",
+             guarded ? "if ctx.params.bad then " : "", code, guarded ? " end" : "");
+    return load(name, text, params, NULL, 1);
+}
+
 /* The check after each call passes what can be stored, and only that, whatever shape
  * takes it to the edge: numbers either side of 2^53, a float beyond it, sizes just under
  * and over the limit (integers count 20 bytes, floats 24), metatables, a read-only ctx
@@ -802,14 +817,8 @@ SW_TEST(state_check_agrees_with_the_stored_json)
         {"ctx.state.z = {1, 2, nil, 4, x = {y = 'a\\0'}}", "a table mixing"},
     };
     for (size_t i = 0; i < SW_ARRAY_LEN(cases); i++) {
-        char text[512];
-        snprintf(text, sizeof(text),
-                 "return {evaluate = function(ctx)\n"
-                 "  %s\n"
-                 "  return {web = {eu = 1}}\n"
-                 "end}\n",
-                 cases[i].code);
-        struct sw_policy *p = load("state_edge.lua", text, "{\"k\":{\"v\":[1,2]}}", NULL, 1);
+        struct sw_policy *p =
+            load_state_code("state_edge.lua", cases[i].code, false, "{\"k\":{\"v\":[1,2]}}");
         SW_ASSERT(p != NULL);
         struct sw_policy_result out;
         sw_policy_result_init(&out);
@@ -927,14 +936,7 @@ SW_TEST(state_holds_plain_data_only)
          "nested deeper than 32 levels"},
     };
     for (size_t i = 0; i < SW_ARRAY_LEN(cases); i++) {
-        char text[512];
-        snprintf(text, sizeof(text),
-                 "return {evaluate = function(ctx)\n"
-                 "  if ctx.params.bad then %s end\n"
-                 "  return {web = {eu = 1}}\n"
-                 "end}\n",
-                 cases[i].code);
-        struct sw_policy *p = load("state_bad.lua", text, "{\"bad\":true}", NULL, 1);
+        struct sw_policy *p = load_state_code("state_bad.lua", cases[i].code, true, "{\"bad\":true}");
         SW_ASSERT(p != NULL);
         struct sw_policy_result out;
         sw_policy_result_init(&out);
