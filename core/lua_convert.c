@@ -772,10 +772,24 @@ static int check_regions(lua_State *L, int idx, const char *group, struct pendin
             return sw_error_set(err, SW_EPOLICY, "%s: region names must not be empty",
                                 desired_path(path, sizeof(path), group, region));
         }
+        /* An integer is read as one; a float (`x // 1` gives floats) as a float, which is
+         * exact for the counts allowed, instead of by lua_tointegerx (three times the cost
+         * on a float). Anything else gets lua_tointegerx's verdict, as the messages below
+         * report it. */
         int is_int = 0;
         lua_Integer count = 0;
-        if (lua_type(L, -1) == LUA_TNUMBER)
-            count = lua_tointegerx(L, -1, &is_int);
+        if (lua_isinteger(L, -1)) {
+            count = lua_tointeger(L, -1);
+            is_int = 1;
+        } else if (lua_type(L, -1) == LUA_TNUMBER) {
+            lua_Number d = lua_tonumberx(L, -1, NULL);
+            if (d >= 0 && d <= SW_LUA_MAX_COUNT && (lua_Number)(int)d == d) {
+                count = (lua_Integer)d;
+                is_int = 1;
+            } else {
+                count = lua_tointegerx(L, -1, &is_int);
+            }
+        }
         if (!is_int || count < 0) {
             describe_value(L, -1, got, sizeof(got));
             desired_path(path, sizeof(path), group, region);
@@ -831,7 +845,8 @@ int sw_lua_check_desired_hinted(lua_State *L, int idx, const struct sw_group_con
             break;
         }
         const char *group = lua_tostring(L, -2);
-        if (find_group(groups, group_count, group) == NULL) {
+        const struct sw_group_config *gc = find_group(groups, group_count, group);
+        if (gc == NULL) {
             rc = unknown_group(groups, group_count, group, err);
             lua_pop(L, 2);
             break;
@@ -851,7 +866,6 @@ int sw_lua_check_desired_hinted(lua_State *L, int idx, const struct sw_group_con
         }
         /* `web = {}` means "none anywhere": without an entry the group would look unnamed
          * and keep its units, so spell the zeros out over its allowed regions. */
-        const struct sw_group_config *gc = find_group(groups, group_count, group);
         if (entries.count == before)
             for (size_t r = 0; r < gc->region_count; r++)
                 pending_add(&entries, gc->name, gc->regions[r], 0);

@@ -765,6 +765,56 @@ SW_TEST(desired_follows_names_across_calls)
     world_free(&w);
 }
 
+/* Counts given as floats (what `x // 1` returns) are read as the integers they equal, at
+ * the edges of the range too; other numbers get lua_tointegerx's verdict and message. */
+SW_TEST(desired_counts_as_floats)
+{
+    struct world w;
+    world_init(&w);
+    const struct {
+        const char *eu_west, *us_east; /* Lua expressions */
+        int eu, us;
+        const char *error; /* NULL: accepted */
+    } cases[] = {
+        {"3.0", "7 // 2.0", 3, 3, NULL},
+        {"10000.0", "7", 10000, 7, NULL},
+        {"-0.0", "1.0", 0, 1, NULL},
+        {"2.5", "1", 0, 0, "desired.web[\"eu-west\"]: expected integer >= 0, got 2.5"},
+        {"1", "10001.0", 0, 0, "desired.web[\"us-east\"]: expected integer <= 10000, got 10001"},
+        {"1", "-2.0", 0, 0, "desired.web[\"us-east\"]: expected integer >= 0, got -2"},
+        {"1e300", "1", 0, 0, "desired.web[\"eu-west\"]: expected integer >= 0, got 1e+300"},
+        {"0/0", "1", 0, 0, "desired.web[\"eu-west\"]: expected integer >= 0, got -nan"},
+        {"1", "math.huge", 0, 0, "desired.web[\"us-east\"]: expected integer >= 0, got inf"},
+    };
+    for (size_t i = 0; i < SW_ARRAY_LEN(cases); i++) {
+        char code[512];
+        snprintf(code, sizeof(code),
+                 "return {evaluate = function(ctx)\n"
+                 "  return {web = {['eu-west'] = %s, ['us-east'] = %s}}\n"
+                 "end}\n",
+                 cases[i].eu_west, cases[i].us_east);
+        char name[32];
+        snprintf(name, sizeof(name), "floats%zu.lua", i);
+        struct sw_policy *p = load(name, code, NULL, NULL, 1);
+        SW_ASSERT(p != NULL);
+        struct sw_policy_result out;
+        sw_policy_result_init(&out);
+        struct sw_error err = {0};
+        int rc = sw_policy_eval(p, &w.in, &out, &err);
+        if (cases[i].error == NULL) {
+            SW_ASSERT_EQ(rc, 0);
+            SW_ASSERT_EQ(sw_desired_get(&out.desired, "web", "eu-west"), cases[i].eu);
+            SW_ASSERT_EQ(sw_desired_get(&out.desired, "web", "us-east"), cases[i].us);
+        } else {
+            SW_ASSERT_EQ(rc, SW_EPOLICY);
+            SW_ASSERT_STREQ(err.msg, cases[i].error);
+        }
+        sw_policy_result_clear(&out);
+        sw_policy_free(p);
+    }
+    world_free(&w);
+}
+
 /* A policy whose evaluate runs `code` (only when params.bad is set, if `guarded`) and asks
  * for one unit: the ctx.state checks below vary only the code. */
 static struct sw_policy *load_state_code(const char *name, const char *code, bool guarded,
