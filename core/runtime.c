@@ -621,6 +621,7 @@ static void apply_unit_report(struct sw_unit *u, const struct swp_unit *report)
 {
     if (report == NULL)
         return;
+    u->watch_applied = false; /* sync_units sets it again after a listing's report */
     if (report->market_id != NULL && u->market_id == NULL)
         u->market_id = sw_xstrdup(report->market_id);
     if (report->provider != NULL &&
@@ -1441,10 +1442,11 @@ static void sync_units(struct sw_runtime *rt, const struct swp_unit *listed, siz
         if (u->state == SW_UNIT_CLOSED || op_in_flight_for(rt, u->key))
             continue;
         const struct swp_unit *mu = NULL;
-        bool has_id = u->market_id != NULL;
+        bool has_id = u->market_id != NULL, applied = false;
         if (version != 0 && u->watch_version == version && u->watch_had_id == has_id &&
             u->watch_pos < count) {
             mu = &listed[u->watch_pos]; /* paired under this version already */
+            applied = u->watch_applied;
         } else {
             if (!ix_built) {
                 listed_index_init(rt, &ix, listed, count);
@@ -1474,7 +1476,12 @@ static void sync_units(struct sw_runtime *rt, const struct swp_unit *listed, siz
         }
         rt->listed_matched[mu - listed] = true;
         int before = u->state;
-        apply_unit_report(u, mu);
+        /* an entry applied under this version already is the same report again: the
+         * unit's report fields hold it (see struct sw_unit watch_applied). */
+        if (!applied) {
+            apply_unit_report(u, mu);
+            u->watch_applied = u->watch_version != 0;
+        }
         if (mu->state == SWP_UNIT_READY && u->state != SW_UNIT_READY &&
             u->state != SW_UNIT_RELEASING) {
             u->state = SW_UNIT_READY;
@@ -3250,6 +3257,7 @@ static void ha_merge(struct sw_runtime *rt, const struct sw_units *records, uint
             added++;
         } else {
             u->state = r->state;
+            u->watch_applied = false; /* its report fields are written below */
             if (r->market_id != NULL && u->market_id == NULL)
                 u->market_id = sw_xstrdup(r->market_id);
             if (r->provider != NULL) {
