@@ -1058,7 +1058,15 @@ static void attach_explanations(struct sw_actions *actions, const struct sw_poli
             if (e->group == NULL || strcmp(e->group, a->group) != 0 || e->region == NULL ||
                 a->region == NULL || strcmp(e->region, a->region) != 0)
                 continue;
-            char *reason = sw_xasprintf("%s (policy: %s)", a->reason ? a->reason : "", e->text);
+            /* "%s (policy: %s)" put together by copying: explanations run long, and
+             * printf would scan each twice */
+            const char *head = a->reason ? a->reason : "", *mid = " (policy: ";
+            size_t head_len = strlen(head), mid_len = strlen(mid), text_len = strlen(e->text);
+            char *reason = sw_xmalloc(head_len + mid_len + text_len + 2);
+            memcpy(reason, head, head_len);
+            memcpy(reason + head_len, mid, mid_len);
+            memcpy(reason + head_len + mid_len, e->text, text_len);
+            memcpy(reason + head_len + mid_len + text_len, ")", 2);
             free(a->reason);
             a->reason = reason;
             break;

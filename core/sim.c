@@ -69,15 +69,21 @@ void sw_hist_clear(struct sw_hist *h)
     sw_hist_init(h);
 }
 
+/* sw_hist_add once the value's bin is known (weight > 0, value not NaN). */
+static void hist_add_bin(struct sw_hist *h, size_t bin, double weight)
+{
+    /* Allocated on first use: regions without users never pay for one. */
+    if (h->weight == NULL)
+        h->weight = sw_xcalloc(SW_HIST_BINS, sizeof(double));
+    h->weight[bin] += weight;
+    h->total += weight;
+}
+
 void sw_hist_add(struct sw_hist *h, double value_ms, double weight)
 {
     if (!(weight > 0) || isnan(value_ms))
         return;
-    /* Allocated on first use: regions without users never pay for one. */
-    if (h->weight == NULL)
-        h->weight = sw_xcalloc(SW_HIST_BINS, sizeof(double));
-    h->weight[hist_index(value_ms)] += weight;
-    h->total += weight;
+    hist_add_bin(h, hist_index(value_ms), weight);
 }
 
 void sw_hist_merge(struct sw_hist *into, const struct sw_hist *from)
@@ -955,8 +961,13 @@ static void web_sample(struct sim *s, int64_t now, double dur_s)
                 continue;
             ru->served_requests += x * dur_s;
             res->regions[s->servers[j]].served_here_requests += x * dur_s;
-            sw_hist_add(&s->hist_all, s->latency[pair], x * dur_s);
-            sw_hist_add(&s->hist_user[s->users[u]], s->latency[pair], x * dur_s);
+            /* sw_hist_add into both, the value's bin found once */
+            double weight = x * dur_s;
+            if (weight > 0 && !isnan(s->latency[pair])) {
+                size_t bin = hist_index(s->latency[pair]);
+                hist_add_bin(&s->hist_all, bin, weight);
+                hist_add_bin(&s->hist_user[s->users[u]], bin, weight);
+            }
             s->wbuf[nserved++] = (struct sw_weighted){s->latency[pair], x};
             served_total += x;
         }
