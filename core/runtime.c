@@ -1116,7 +1116,9 @@ static void evaluate_policy(struct sw_runtime *rt, struct policy_slot *slot)
     struct sw_policy_input in;
     fill_policy_input(rt, &in);
     struct sw_policy_result res = slot->res; /* written back at the end */
-    struct sw_error err = {0};
+    struct sw_error err; /* an empty message without zeroing 256 bytes every tick */
+    err.code = 0;
+    err.msg[0] = '\0';
     int rc = sw_policy_eval(slot->policy, &in, &res, &err);
     rt->stats.evaluations++;
     if (rt->stats.first_eval_ms == 0)
@@ -1178,7 +1180,9 @@ static void evaluate_policy(struct sw_runtime *rt, struct policy_slot *slot)
         .error = rc < 0 ? err.msg : NULL,
         .duration_ms = (double)(uv_hrtime() - started) / 1e6,
     };
-    struct sw_error jerr = {0};
+    struct sw_error jerr;
+    jerr.code = 0;
+    jerr.msg[0] = '\0';
     if (record && sw_journal_eval_record(rt->journal, &ev, &jerr) < 0)
         sw_log(SW_LOG_ERROR, LOG, "journal: cannot record evaluation: %s", jerr.msg);
     note_evaluation(slot, rc, ev.duration_ms, rc < 0 ? err.msg : NULL);
@@ -1541,7 +1545,8 @@ static void close_orphans(struct sw_runtime *rt, const struct swp_unit *listed, 
     /* many known units are indexed once, not scanned per listed unit. */
     bool indexed = false, built = false;
     struct sw_name_index *known_ids = &rt->watch_ix[2], *known_keys = &rt->watch_ix[3];
-    struct known_hashes kh = {.hashed = 0};
+    struct known_hashes kh; /* the hash arrays are read only below `hashed` */
+    kh.hashed = 0;
     for (size_t i = 0; i < count; i++) {
         const struct swp_unit *mu = &listed[i];
         if ((matched != NULL && matched[i]) || !is_ours(rt, mu) || mu->market_id == NULL)
@@ -2396,7 +2401,9 @@ static void admin_replan(struct sw_runtime *rt, const char *group, const char *w
         .explain_json = explain_text,
         .duration_ms = (double)(uv_hrtime() - started) / 1e6,
     };
-    struct sw_error jerr = {0};
+    struct sw_error jerr;
+    jerr.code = 0;
+    jerr.msg[0] = '\0';
     if (sw_journal_eval_record(rt->journal, &ev, &jerr) < 0)
         sw_log(SW_LOG_ERROR, LOG, "journal: cannot record the override pass: %s", jerr.msg);
     free(desired_text);
