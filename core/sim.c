@@ -280,8 +280,8 @@ static double pair_latency(const struct sw_web_model *m, const double *capacity,
 }
 
 size_t sw_web_model_assign(const struct sw_web_model *m, const double *demand,
-                           const double *capacity, double *served, double *dropped,
-                           double *latency, double *load, size_t *served_pairs)
+                           const double *capacity, double *served, double *dropped, double *latency,
+                           double *load, size_t *served_pairs)
 {
     size_t n = m->users * m->servers;
     /* Users with demand left and servers with room left, counted by the very tests the

@@ -74,8 +74,8 @@ void sw_web_model_init(struct sw_web_model *m, size_t users, size_t servers, con
  * pairs in ascending order: every pair with served > 0 is among them (the others read 0),
  * so a caller can skip the rest. */
 size_t sw_web_model_assign(const struct sw_web_model *m, const double *demand,
-                           const double *capacity, double *served, double *dropped,
-                           double *latency, double *load, size_t *served_pairs);
+                           const double *capacity, double *served, double *dropped, double *latency,
+                           double *load, size_t *served_pairs);
 
 /* ---- batch-job model ------------------------------------------------------------------ */
 

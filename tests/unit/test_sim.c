@@ -145,9 +145,12 @@ static void check_served_pairs(size_t users, size_t servers, int rounds)
     size_t *order = sw_xcalloc(n, sizeof(size_t)), *pairs = sw_xcalloc(n, sizeof(size_t));
     double *served_a = sw_xcalloc(n, sizeof(double)), *served_b = sw_xcalloc(n, sizeof(double));
     double *latency_a = sw_xcalloc(n, sizeof(double)), *latency_b = sw_xcalloc(n, sizeof(double));
-    double *demand = sw_xcalloc(users, sizeof(double)), *capacity = sw_xcalloc(servers, sizeof(double));
-    double *dropped_a = sw_xcalloc(users, sizeof(double)), *dropped_b = sw_xcalloc(users, sizeof(double));
-    double *load_a = sw_xcalloc(servers, sizeof(double)), *load_b = sw_xcalloc(servers, sizeof(double));
+    double *demand = sw_xcalloc(users, sizeof(double)),
+           *capacity = sw_xcalloc(servers, sizeof(double));
+    double *dropped_a = sw_xcalloc(users, sizeof(double)),
+           *dropped_b = sw_xcalloc(users, sizeof(double));
+    double *load_a = sw_xcalloc(servers, sizeof(double)),
+           *load_b = sw_xcalloc(servers, sizeof(double));
     for (size_t i = 0; i < n; i++)
         rtt[i] = 3 + (double)((i * 7) % 11); /* ties included */
     struct sw_web_model m;
@@ -162,8 +165,8 @@ static void check_served_pairs(size_t users, size_t servers, int rounds)
             seed = seed * 1103515245u + 12345u;
             capacity[j] = (seed >> 16) % 4 == 0 ? 0 : (double)((seed >> 8) % 700) / 3.0;
         }
-        size_t taken_a = sw_web_model_assign(&m, demand, capacity, served_a, dropped_a, latency_a,
-                                             load_a, NULL);
+        size_t taken_a =
+            sw_web_model_assign(&m, demand, capacity, served_a, dropped_a, latency_a, load_a, NULL);
         size_t taken_b = sw_web_model_assign(&m, demand, capacity, served_b, dropped_b, latency_b,
                                              load_b, pairs);
         SW_ASSERT_EQ(taken_a, taken_b);
@@ -185,8 +188,8 @@ static void check_served_pairs(size_t users, size_t servers, int rounds)
         }
         SW_ASSERT_EQ(next, taken_b); /* ascending, each once */
     }
-    void *all[] = {rtt, order, pairs, served_a, served_b, latency_a, latency_b,
-                   demand, capacity, dropped_a, dropped_b, load_a, load_b};
+    void *all[] = {rtt,    order,    pairs,     served_a,  served_b, latency_a, latency_b,
+                   demand, capacity, dropped_a, dropped_b, load_a,   load_b};
     for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
         free(all[i]);
 }
