@@ -298,6 +298,7 @@ struct sw_unit *sw_unit_clone(const struct sw_unit *u)
     c->uris = NULL;
     c->uri_count = 0;
     c->watch_version = 0; /* pairs anew */
+    c->watch_applied = false;
     sw_unit_set_uris(c, (const char *const *)u->uris, u->uri_count);
     return c;
 }

@@ -92,6 +92,11 @@ struct sw_unit {
     uint64_t watch_version;
     size_t watch_pos;
     bool watch_had_id;
+    /* the listing entry of that pairing was applied to this unit (its market id, provider,
+     * price and uris) and no other report has been applied since: under the same version
+     * the entry is the same, so applying it again would change nothing. Cleared by every
+     * writer of those fields on a unit the runtime holds. */
+    bool watch_applied;
 };
 
 struct sw_units {

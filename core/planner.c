@@ -307,8 +307,9 @@ void sw_planner_memo_free(struct sw_planner_memo *memo)
 
 static struct sw_planner_unit_key unit_key(const struct sw_unit *u)
 {
-    return (struct sw_planner_unit_key){u->serial, u->state, u->unhealthy, u->market_id != NULL,
-                                        u->self};
+    uint64_t flags = (uint64_t)(uint32_t)u->state | (uint64_t)u->unhealthy << 32 |
+                     (uint64_t)(u->market_id != NULL) << 33 | (uint64_t)u->self << 34;
+    return (struct sw_planner_unit_key){u->serial, flags};
 }
 
 static bool memo_matches(const struct sw_planner_memo *memo, const struct sw_desired *desired,
@@ -323,14 +324,13 @@ static bool memo_matches(const struct sw_planner_memo *memo, const struct sw_des
         if (a->group != b->group || a->region != b->region || a->count != b->count)
             return false;
     }
+    /* differences or'ed together: no branch per unit (an unchanged set is the usual case) */
+    uint64_t differ = 0;
     for (size_t i = 0; i < units->count; i++) {
         struct sw_planner_unit_key k = unit_key(units->items[i]);
-        const struct sw_planner_unit_key *m = &memo->units[i];
-        if (k.serial != m->serial || k.state != m->state || k.unhealthy != m->unhealthy ||
-            k.known != m->known || k.self != m->self)
-            return false;
+        differ |= (k.serial ^ memo->units[i].serial) | (k.flags ^ memo->units[i].flags);
     }
-    return true;
+    return differ == 0;
 }
 
 static bool memo_allowed(const struct sw_units *units, const struct sw_group_config *groups,

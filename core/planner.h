@@ -43,10 +43,9 @@ void sw_planner_plan(const struct sw_desired *desired, const struct sw_units *un
  * memoized. */
 struct sw_planner_unit_key {
     uint64_t serial;
-    int state;
-    bool unhealthy;
-    bool known; /* market_id set */
-    bool self;
+    /* state (as 32 bits), then unhealthy, known (market_id set) and self as bits 32..34:
+     * one integer compare per unit. */
+    uint64_t flags;
 };
 
 struct sw_planner_memo {

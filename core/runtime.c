@@ -621,6 +621,7 @@ static void apply_unit_report(struct sw_unit *u, const struct swp_unit *report)
 {
     if (report == NULL)
         return;
+    u->watch_applied = false; /* sync_units sets it again after a listing's report */
     if (report->market_id != NULL && u->market_id == NULL)
         u->market_id = sw_xstrdup(report->market_id);
     if (report->provider != NULL &&
@@ -1057,7 +1058,15 @@ static void attach_explanations(struct sw_actions *actions, const struct sw_poli
             if (e->group == NULL || strcmp(e->group, a->group) != 0 || e->region == NULL ||
                 a->region == NULL || strcmp(e->region, a->region) != 0)
                 continue;
-            char *reason = sw_xasprintf("%s (policy: %s)", a->reason ? a->reason : "", e->text);
+            /* "%s (policy: %s)" put together by copying: explanations run long, and
+             * printf would scan each twice */
+            const char *head = a->reason ? a->reason : "", *mid = " (policy: ";
+            size_t head_len = strlen(head), mid_len = strlen(mid), text_len = strlen(e->text);
+            char *reason = sw_xmalloc(head_len + mid_len + text_len + 2);
+            memcpy(reason, head, head_len);
+            memcpy(reason + head_len, mid, mid_len);
+            memcpy(reason + head_len + mid_len, e->text, text_len);
+            memcpy(reason + head_len + mid_len + text_len, ")", 2);
             free(a->reason);
             a->reason = reason;
             break;
@@ -1107,7 +1116,9 @@ static void evaluate_policy(struct sw_runtime *rt, struct policy_slot *slot)
     struct sw_policy_input in;
     fill_policy_input(rt, &in);
     struct sw_policy_result res = slot->res; /* written back at the end */
-    struct sw_error err = {0};
+    struct sw_error err; /* an empty message without zeroing 256 bytes every tick */
+    err.code = 0;
+    err.msg[0] = '\0';
     int rc = sw_policy_eval(slot->policy, &in, &res, &err);
     rt->stats.evaluations++;
     if (rt->stats.first_eval_ms == 0)
@@ -1169,7 +1180,9 @@ static void evaluate_policy(struct sw_runtime *rt, struct policy_slot *slot)
         .error = rc < 0 ? err.msg : NULL,
         .duration_ms = (double)(uv_hrtime() - started) / 1e6,
     };
-    struct sw_error jerr = {0};
+    struct sw_error jerr;
+    jerr.code = 0;
+    jerr.msg[0] = '\0';
     if (record && sw_journal_eval_record(rt->journal, &ev, &jerr) < 0)
         sw_log(SW_LOG_ERROR, LOG, "journal: cannot record evaluation: %s", jerr.msg);
     note_evaluation(slot, rc, ev.duration_ms, rc < 0 ? err.msg : NULL);
@@ -1441,10 +1454,11 @@ static void sync_units(struct sw_runtime *rt, const struct swp_unit *listed, siz
         if (u->state == SW_UNIT_CLOSED || op_in_flight_for(rt, u->key))
             continue;
         const struct swp_unit *mu = NULL;
-        bool has_id = u->market_id != NULL;
+        bool has_id = u->market_id != NULL, applied = false;
         if (version != 0 && u->watch_version == version && u->watch_had_id == has_id &&
             u->watch_pos < count) {
             mu = &listed[u->watch_pos]; /* paired under this version already */
+            applied = u->watch_applied;
         } else {
             if (!ix_built) {
                 listed_index_init(rt, &ix, listed, count);
@@ -1474,7 +1488,12 @@ static void sync_units(struct sw_runtime *rt, const struct swp_unit *listed, siz
         }
         rt->listed_matched[mu - listed] = true;
         int before = u->state;
-        apply_unit_report(u, mu);
+        /* an entry applied under this version already is the same report again: the
+         * unit's report fields hold it (see struct sw_unit watch_applied). */
+        if (!applied) {
+            apply_unit_report(u, mu);
+            u->watch_applied = u->watch_version != 0;
+        }
         if (mu->state == SWP_UNIT_READY && u->state != SW_UNIT_READY &&
             u->state != SW_UNIT_RELEASING) {
             u->state = SW_UNIT_READY;
@@ -1526,7 +1545,8 @@ static void close_orphans(struct sw_runtime *rt, const struct swp_unit *listed, 
     /* many known units are indexed once, not scanned per listed unit. */
     bool indexed = false, built = false;
     struct sw_name_index *known_ids = &rt->watch_ix[2], *known_keys = &rt->watch_ix[3];
-    struct known_hashes kh = {.hashed = 0};
+    struct known_hashes kh; /* the hash arrays are read only below `hashed` */
+    kh.hashed = 0;
     for (size_t i = 0; i < count; i++) {
         const struct swp_unit *mu = &listed[i];
         if ((matched != NULL && matched[i]) || !is_ours(rt, mu) || mu->market_id == NULL)
@@ -2381,7 +2401,9 @@ static void admin_replan(struct sw_runtime *rt, const char *group, const char *w
         .explain_json = explain_text,
         .duration_ms = (double)(uv_hrtime() - started) / 1e6,
     };
-    struct sw_error jerr = {0};
+    struct sw_error jerr;
+    jerr.code = 0;
+    jerr.msg[0] = '\0';
     if (sw_journal_eval_record(rt->journal, &ev, &jerr) < 0)
         sw_log(SW_LOG_ERROR, LOG, "journal: cannot record the override pass: %s", jerr.msg);
     free(desired_text);
@@ -3250,6 +3272,7 @@ static void ha_merge(struct sw_runtime *rt, const struct sw_units *records, uint
             added++;
         } else {
             u->state = r->state;
+            u->watch_applied = false; /* its report fields are written below */
             if (r->market_id != NULL && u->market_id == NULL)
                 u->market_id = sw_xstrdup(r->market_id);
             if (r->provider != NULL) {

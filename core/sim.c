@@ -69,15 +69,21 @@ void sw_hist_clear(struct sw_hist *h)
     sw_hist_init(h);
 }
 
+/* sw_hist_add once the value's bin is known (weight > 0, value not NaN). */
+static void hist_add_bin(struct sw_hist *h, size_t bin, double weight)
+{
+    /* Allocated on first use: regions without users never pay for one. */
+    if (h->weight == NULL)
+        h->weight = sw_xcalloc(SW_HIST_BINS, sizeof(double));
+    h->weight[bin] += weight;
+    h->total += weight;
+}
+
 void sw_hist_add(struct sw_hist *h, double value_ms, double weight)
 {
     if (!(weight > 0) || isnan(value_ms))
         return;
-    /* Allocated on first use: regions without users never pay for one. */
-    if (h->weight == NULL)
-        h->weight = sw_xcalloc(SW_HIST_BINS, sizeof(double));
-    h->weight[hist_index(value_ms)] += weight;
-    h->total += weight;
+    hist_add_bin(h, hist_index(value_ms), weight);
 }
 
 void sw_hist_merge(struct sw_hist *into, const struct sw_hist *from)
@@ -148,6 +154,29 @@ static void weighted_sort(struct sw_weighted *items, struct sw_weighted *tmp, si
     memcpy(items, tmp, (count - n2) * sizeof(*items));
 }
 
+/* weighted_sort's order by insertion for a few items: both are stable sorts by value, and
+ * without NaN (for which `>` is no order) a stable sort's result is unique, so the same to
+ * the item. Past a few dozen items, or with a NaN, the merge sort itself. */
+#define WEIGHTED_INSERTION_MAX 32
+
+static void weighted_sort_small(struct sw_weighted *items, struct sw_weighted *tmp, size_t count)
+{
+    bool nan_seen = false;
+    for (size_t i = 0; i < count; i++)
+        nan_seen |= isnan(items[i].value);
+    if (count > WEIGHTED_INSERTION_MAX || nan_seen) {
+        weighted_sort(items, tmp, count);
+        return;
+    }
+    for (size_t i = 1; i < count; i++) {
+        struct sw_weighted v = items[i];
+        size_t k = i;
+        for (; k > 0 && items[k - 1].value > v.value; k--)
+            items[k] = items[k - 1];
+        items[k] = v;
+    }
+}
+
 static double positive_total(const struct sw_weighted *items, size_t count)
 {
     double total = 0;
@@ -213,14 +242,52 @@ void sw_web_model_init(struct sw_web_model *m, size_t users, size_t servers, con
     order_rtt = NULL;
 }
 
-void sw_web_model_assign(const struct sw_web_model *m, const double *demand, const double *capacity,
-                         double *served, double *dropped, double *latency, double *load)
+/* Up to this many pairs (64 regions by 64), the walk marks the pairs it serves in a bit set
+ * on the stack and reads them back in ascending order; past it, it lists them and sorts
+ * them by insertion (a sample serves about users + servers pairs). */
+#define PAIR_BITS_MAX 4096
+
+#define NAN4 NAN, NAN, NAN, NAN
+#define NAN16 NAN4, NAN4, NAN4, NAN4
+static const double nan_block[64] = {NAN16, NAN16, NAN16, NAN16};
+
+static void fill_nan(double *values, size_t count)
+{
+    for (size_t done = 0; done < count;) {
+        size_t chunk = count - done < 64 ? count - done : 64;
+        memcpy(values + done, nan_block, chunk * sizeof(double));
+        done += chunk;
+    }
+}
+
+static void sort_pairs(size_t *pairs, size_t count)
+{
+    for (size_t i = 1; i < count; i++) {
+        size_t v = pairs[i], k = i;
+        for (; k > 0 && pairs[k - 1] > v; k--)
+            pairs[k] = pairs[k - 1];
+        pairs[k] = v;
+    }
+}
+
+static double pair_latency(const struct sw_web_model *m, const double *capacity, const double *load,
+                           size_t pair, size_t s)
+{
+    double rho = capacity[s] > 0 ? load[s] / capacity[s] : 1.0;
+    if (rho > SW_SIM_RHO_CAP)
+        rho = SW_SIM_RHO_CAP;
+    return m->rtt_ms[pair] + m->service_ms * rho / (1.0 - rho);
+}
+
+size_t sw_web_model_assign(const struct sw_web_model *m, const double *demand,
+                           const double *capacity, double *served, double *dropped, double *latency,
+                           double *load, size_t *served_pairs)
 {
     size_t n = m->users * m->servers;
     /* Users with demand left and servers with room left, counted by the very tests the
      * walk makes: once either is none, no further pair takes anything and the walk
      * stops early. */
-    size_t users_left = 0, servers_left = 0;
+    size_t users_left = 0, servers_left = 0, taken = 0;
     for (size_t u = 0; u < m->users; u++) {
         dropped[u] = demand[u] > 0 ? demand[u] : 0;
         users_left += !(dropped[u] <= 0);
@@ -230,6 +297,10 @@ void sw_web_model_assign(const struct sw_web_model *m, const double *demand, con
         servers_left += !(capacity[s] - load[s] <= 0);
     }
     memset(served, 0, n * sizeof(*served));
+    uint64_t bits[PAIR_BITS_MAX / 64];
+    bool use_bits = served_pairs != NULL && n <= PAIR_BITS_MAX;
+    if (use_bits)
+        memset(bits, 0, (n + 63) / 64 * sizeof(*bits));
     for (size_t k = 0; k < n && users_left > 0 && servers_left > 0; k++) {
         size_t pair = m->order[k];
         size_t u = m->order_user != NULL ? m->order_user[k] : pair / m->servers;
@@ -239,21 +310,37 @@ void sw_web_model_assign(const struct sw_web_model *m, const double *demand, con
             continue;
         double take = dropped[u] < room ? dropped[u] : room;
         served[pair] = take;
+        if (use_bits) /* each pair is visited once */
+            bits[pair / 64] |= (uint64_t)1 << (pair % 64);
+        else if (served_pairs != NULL)
+            served_pairs[taken] = pair;
+        taken++;
         load[s] += take;
         dropped[u] -= take;
         users_left -= dropped[u] <= 0;
         servers_left -= capacity[s] - load[s] <= 0;
     }
-    for (size_t pair = 0, s = 0; pair < n; pair++, s = s + 1 == m->servers ? 0 : s + 1) {
-        if (!(served[pair] > 0)) {
-            latency[pair] = NAN;
-            continue;
+    if (served_pairs != NULL) {
+        /* Only the pairs the walk wrote can have served > 0: the rest read NaN. */
+        if (use_bits) {
+            size_t listed = 0;
+            for (size_t w = 0; w < (n + 63) / 64; w++)
+                for (uint64_t word = bits[w]; word != 0; word &= word - 1)
+                    served_pairs[listed++] = w * 64 + (size_t)__builtin_ctzll(word);
+        } else {
+            sort_pairs(served_pairs, taken);
         }
-        double rho = capacity[s] > 0 ? load[s] / capacity[s] : 1.0;
-        if (rho > SW_SIM_RHO_CAP)
-            rho = SW_SIM_RHO_CAP;
-        latency[pair] = m->rtt_ms[pair] + m->service_ms * rho / (1.0 - rho);
+        fill_nan(latency, n);
+        for (size_t i = 0; i < taken; i++) {
+            size_t pair = served_pairs[i];
+            if (served[pair] > 0)
+                latency[pair] = pair_latency(m, capacity, load, pair, pair % m->servers);
+        }
+        return taken;
     }
+    for (size_t pair = 0, s = 0; pair < n; pair++, s = s + 1 == m->servers ? 0 : s + 1)
+        latency[pair] = served[pair] > 0 ? pair_latency(m, capacity, load, pair, s) : NAN;
+    return taken;
 }
 
 /* ---- job model ------------------------------------------------------------------------ */
@@ -518,6 +605,7 @@ struct sim {
     double *demand_now, *capacity_now, *served, *dropped, *latency, *load;
     struct sw_weighted *wbuf;
     struct sw_weighted *wsort_tmp; /* weighted_sort's scratch, as many items as wbuf */
+    size_t *served_pairs;          /* sw_web_model_assign's served pairs, users × servers */
     size_t *cursors;
     struct sw_hist hist_all;
     struct sw_hist *hist_user; /* per report region */
@@ -937,10 +1025,10 @@ static void web_sample(struct sim *s, int64_t now, double dur_s)
                         : 0;
         s->capacity_now[j] = units * s->rps_per_unit;
     }
-    sw_web_model_assign(&s->web, s->demand_now, s->capacity_now, s->served, s->dropped, s->latency,
-                        s->load);
+    size_t taken = sw_web_model_assign(&s->web, s->demand_now, s->capacity_now, s->served,
+                                       s->dropped, s->latency, s->load, s->served_pairs);
     size_t b = bucket_of(s, now);
-    size_t nserved = 0;
+    size_t nserved = 0, next = 0;
     double served_total = 0, dropped_total = 0;
     for (size_t u = 0; u < users; u++) {
         struct sw_sim_region *ru = &res->regions[s->users[u]];
@@ -948,15 +1036,22 @@ static void web_sample(struct sim *s, int64_t now, double dur_s)
         ru->dropped_requests += s->dropped[u] * dur_s;
         dropped_total += s->dropped[u];
         se->demand_rps[s->users[u] * se->buckets + b] += s->demand_now[u] * dur_s;
-        for (size_t j = 0; j < servers; j++) {
-            size_t pair = u * servers + j;
+        /* user u's served pairs, by server: the walk's pairs in ascending order are the
+         * row-major scan of served[] without the pairs that took nothing. */
+        for (; next < taken && s->served_pairs[next] / servers == u; next++) {
+            size_t pair = s->served_pairs[next], j = pair - u * servers;
             double x = s->served[pair];
             if (!(x > 0))
                 continue;
             ru->served_requests += x * dur_s;
             res->regions[s->servers[j]].served_here_requests += x * dur_s;
-            sw_hist_add(&s->hist_all, s->latency[pair], x * dur_s);
-            sw_hist_add(&s->hist_user[s->users[u]], s->latency[pair], x * dur_s);
+            /* sw_hist_add into both, the value's bin found once */
+            double weight = x * dur_s;
+            if (weight > 0 && !isnan(s->latency[pair])) {
+                size_t bin = hist_index(s->latency[pair]);
+                hist_add_bin(&s->hist_all, bin, weight);
+                hist_add_bin(&s->hist_user[s->users[u]], bin, weight);
+            }
             s->wbuf[nserved++] = (struct sw_weighted){s->latency[pair], x};
             served_total += x;
         }
@@ -973,7 +1068,7 @@ static void web_sample(struct sim *s, int64_t now, double dur_s)
     bool sorted = false;
     if (nserved > 0) {
         double unsorted_total = positive_total(s->wbuf, nserved);
-        weighted_sort(s->wbuf, s->wsort_tmp, nserved);
+        weighted_sort_small(s->wbuf, s->wsort_tmp, nserved);
         sorted = true;
         double total = positive_total(s->wbuf, nserved);
         se->p50[b] += sorted_percentile(s->wbuf, nserved, unsorted_total, 50) * dur_s;
@@ -1512,6 +1607,7 @@ static int prepare_model(struct sim *s, struct sw_error *err)
         s->latency = sw_xcalloc(users * serving_count + 1, sizeof(double));
         s->wbuf = sw_xcalloc(users * serving_count + 1, sizeof(*s->wbuf));
         s->wsort_tmp = sw_xcalloc(users * serving_count + 1, sizeof(*s->wsort_tmp));
+        s->served_pairs = sw_xcalloc(users * serving_count + 1, sizeof(size_t));
         s->cursors = sw_xcalloc(users, sizeof(size_t));
     }
 
@@ -1665,6 +1761,7 @@ static void sim_free(struct sim *s)
     free(s->load);
     free(s->wbuf);
     free(s->wsort_tmp);
+    free(s->served_pairs);
     free(s->cursors);
     free(s->ready);
     free(s->scratch_counts);

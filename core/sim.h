@@ -69,9 +69,13 @@ struct sw_web_model {
 void sw_web_model_init(struct sw_web_model *m, size_t users, size_t servers, const double *rtt_ms,
                        size_t *order, double service_ms);
 /* served (users × servers), dropped (users) and latency (users × servers; NaN where nothing
- * is served) are outputs; load (servers) is scratch. */
-void sw_web_model_assign(const struct sw_web_model *m, const double *demand, const double *capacity,
-                         double *served, double *dropped, double *latency, double *load);
+ * is served) are outputs; load (servers) is scratch. Returns how many pairs the walk wrote
+ * a share to; when served_pairs (users × servers entries, or NULL) is given, it gets those
+ * pairs in ascending order: every pair with served > 0 is among them (the others read 0),
+ * so a caller can skip the rest. */
+size_t sw_web_model_assign(const struct sw_web_model *m, const double *demand,
+                           const double *capacity, double *served, double *dropped, double *latency,
+                           double *load, size_t *served_pairs);
 
 /* ---- batch-job model ------------------------------------------------------------------ */
 

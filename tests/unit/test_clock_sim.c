@@ -327,6 +327,16 @@ static void fuzz_fire(void *ud)
         sw_clock_timer_stop(fz->clock, victim->id);
         victim->live = false;
     }
+    /* Inside the callback too (the fired timer's heap place is vacant until a start takes
+     * it or the step ends): the pending count, and the next due (read on some ticks only,
+     * as reading it refills the place). */
+    if (sw_clock_pending(fz->clock) != model_live(fz))
+        fz->mismatches++;
+    if (r == 8) {
+        int next = model_next(fz);
+        if (sw_clock_sim_next_due(fz->clock) != (next < 0 ? INT64_MAX : fz->model[next].due))
+            fz->mismatches++;
+    }
 }
 
 static void fuzz_run(struct fuzz *fz, uint64_t seed)

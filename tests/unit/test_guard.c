@@ -901,4 +901,34 @@ SW_TEST(repairs_unhealthy_units_count_and_unreplaced_losses_are_forgotten)
     fixture_free(&f);
 }
 
+/* A tick that plans nothing forgets unreplaced losses too (sw_guard_filter returns early
+ * on an empty plan): a later scale-up keeps its cooldown. Without that tick the same
+ * acquire is a repair and goes ahead. */
+SW_TEST(filter_with_nothing_planned_forgets_unreplaced_losses)
+{
+    for (int with_empty_tick = 0; with_empty_tick <= 1; with_empty_tick++) {
+        struct fixture f;
+        fixture_init(&f);
+        f.groups[0].scale_up_cooldown_ms = 60000;
+        fixture_start(&f);
+        record(&f, SW_ACTION_ACQUIRE, "web", 0);
+        sw_guard_note_lost(f.guard, "web", 1);
+        if (with_empty_tick) {
+            sw_guard_filter(f.guard, 2000, &f.units, &f.actions, &f.refused);
+            SW_ASSERT_EQ(f.actions.count, 0);
+            SW_ASSERT_EQ(f.refused.count, 0);
+        }
+        acquire(&f, "web", 1);
+        sw_guard_filter(f.guard, 3000, &f.units, &f.actions, &f.refused);
+        if (with_empty_tick) {
+            SW_ASSERT_EQ(f.actions.count, 0);
+            SW_ASSERT_STREQ(f.refused.items[0].reason, "scale-up cooldown for web: 57s left");
+        } else {
+            SW_ASSERT_EQ(f.actions.count, 1);
+            SW_ASSERT_EQ(f.refused.count, 0);
+        }
+        fixture_free(&f);
+    }
+}
+
 SW_TEST_MAIN()

@@ -167,7 +167,11 @@ SW_TEST(unit_clone_is_deep)
     u->ready_ms = 99;
     const char *uris[] = {"https://a", "https://b"};
     sw_unit_set_uris(u, uris, 2);
+    u->watch_version = 7; /* paired and applied by a watch pass */
+    u->watch_applied = true;
     struct sw_unit *c = sw_unit_clone(u);
+    SW_ASSERT_EQ(c->watch_version, 0); /* a clone pairs, and applies its entry, anew */
+    SW_ASSERT(!c->watch_applied);
     SW_ASSERT(c->key != u->key);
     SW_ASSERT_STREQ(c->key, "k1");
     SW_ASSERT_STREQ(c->market_id, "123");

@@ -68,7 +68,7 @@ SW_TEST(web_model_nearest_first_then_spill_then_drop)
      * first), 30 dropped. */
     const double demand[] = {150, 100};
     const double capacity[] = {100, 120};
-    sw_web_model_assign(&m, demand, capacity, served, dropped, latency, load);
+    sw_web_model_assign(&m, demand, capacity, served, dropped, latency, load, NULL);
     SW_ASSERT_NEAR(served[0], 100, 1e-12);
     SW_ASSERT_NEAR(served[1], 20, 1e-12);
     SW_ASSERT_NEAR(served[2], 0, 1e-12);
@@ -81,7 +81,7 @@ SW_TEST(web_model_nearest_first_then_spill_then_drop)
     SW_ASSERT(isnan(latency[2]));
     /* Half-loaded: ρ = 0.5 → 5 ms. */
     const double light[] = {50, 60};
-    sw_web_model_assign(&m, light, capacity, served, dropped, latency, load);
+    sw_web_model_assign(&m, light, capacity, served, dropped, latency, load, NULL);
     SW_ASSERT_NEAR(latency[0], 10 + 5, 1e-9);
     SW_ASSERT_NEAR(latency[3], 5 + 5 * 0.5 / 0.5, 1e-9);
     SW_ASSERT_NEAR(dropped[0] + dropped[1], 0, 0);
@@ -112,7 +112,7 @@ SW_TEST(web_model_early_stop_matches_a_full_walk)
         double served[9], dropped[3], latency[9], load[3];
         /* Room runs out first: 25 rps of room for 300 of demand. */
         const double heavy[] = {100, 100, 100}, small[] = {10, 10, 5};
-        sw_web_model_assign(models[v], heavy, small, served, dropped, latency, load);
+        sw_web_model_assign(models[v], heavy, small, served, dropped, latency, load, NULL);
         SW_ASSERT_NEAR(served[0], 10, 0);
         SW_ASSERT_NEAR(served[1], 10, 0);
         SW_ASSERT_NEAR(served[2], 5, 0);
@@ -124,7 +124,7 @@ SW_TEST(web_model_early_stop_matches_a_full_walk)
         SW_ASSERT_NEAR(dropped[1] + dropped[2], 200, 0);
         /* Demand runs out first: user 0 alone, served by the nearest server. */
         const double one[] = {30, 0, 0}, plenty[] = {100, 100, 100};
-        sw_web_model_assign(models[v], one, plenty, served, dropped, latency, load);
+        sw_web_model_assign(models[v], one, plenty, served, dropped, latency, load, NULL);
         SW_ASSERT_NEAR(served[0], 30, 0);
         for (size_t pair = 1; pair < 9; pair++)
             SW_ASSERT_EQ(served[pair], 0);
@@ -132,6 +132,73 @@ SW_TEST(web_model_early_stop_matches_a_full_walk)
         SW_ASSERT_NEAR(load[1] + load[2], 0, 0);
         SW_ASSERT_NEAR(dropped[0] + dropped[1] + dropped[2], 0, 0);
     }
+}
+
+/* The served-pair list: the same outputs to the bit as without it, every pair that took a
+ * share listed once in ascending order, every unlisted pair 0 with NaN latency. Demands
+ * and capacities in odd fractions, some zero, over many rounds; small models (the pairs
+ * kept in a bit set) and one past 4096 pairs (listed and sorted). */
+static void check_served_pairs(size_t users, size_t servers, int rounds)
+{
+    size_t n = users * servers;
+    double *rtt = sw_xcalloc(n, sizeof(double));
+    size_t *order = sw_xcalloc(n, sizeof(size_t)), *pairs = sw_xcalloc(n, sizeof(size_t));
+    double *served_a = sw_xcalloc(n, sizeof(double)), *served_b = sw_xcalloc(n, sizeof(double));
+    double *latency_a = sw_xcalloc(n, sizeof(double)), *latency_b = sw_xcalloc(n, sizeof(double));
+    double *demand = sw_xcalloc(users, sizeof(double)),
+           *capacity = sw_xcalloc(servers, sizeof(double));
+    double *dropped_a = sw_xcalloc(users, sizeof(double)),
+           *dropped_b = sw_xcalloc(users, sizeof(double));
+    double *load_a = sw_xcalloc(servers, sizeof(double)),
+           *load_b = sw_xcalloc(servers, sizeof(double));
+    for (size_t i = 0; i < n; i++)
+        rtt[i] = 3 + (double)((i * 7) % 11); /* ties included */
+    struct sw_web_model m;
+    sw_web_model_init(&m, users, servers, rtt, order, 4);
+    unsigned seed = 12345;
+    for (int round = 0; round < rounds; round++) {
+        for (size_t u = 0; u < users; u++) {
+            seed = seed * 1103515245u + 12345u;
+            demand[u] = (seed >> 16) % 5 == 0 ? 0 : (double)((seed >> 8) % 1000) / 7.0;
+        }
+        for (size_t j = 0; j < servers; j++) {
+            seed = seed * 1103515245u + 12345u;
+            capacity[j] = (seed >> 16) % 4 == 0 ? 0 : (double)((seed >> 8) % 700) / 3.0;
+        }
+        size_t taken_a =
+            sw_web_model_assign(&m, demand, capacity, served_a, dropped_a, latency_a, load_a, NULL);
+        size_t taken_b = sw_web_model_assign(&m, demand, capacity, served_b, dropped_b, latency_b,
+                                             load_b, pairs);
+        SW_ASSERT_EQ(taken_a, taken_b);
+        SW_ASSERT(memcmp(served_a, served_b, n * sizeof(double)) == 0);
+        SW_ASSERT(memcmp(dropped_a, dropped_b, users * sizeof(double)) == 0);
+        SW_ASSERT(memcmp(load_a, load_b, servers * sizeof(double)) == 0);
+        size_t next = 0;
+        for (size_t pair = 0; pair < n; pair++) {
+            SW_ASSERT(isnan(latency_a[pair]) == isnan(latency_b[pair]));
+            if (!isnan(latency_a[pair]))
+                SW_ASSERT(memcmp(&latency_a[pair], &latency_b[pair], sizeof(double)) == 0);
+            if (next < taken_b && pairs[next] == pair) {
+                SW_ASSERT(served_b[pair] > 0);
+                next++;
+                continue;
+            }
+            SW_ASSERT_EQ(served_b[pair], 0);
+            SW_ASSERT(isnan(latency_b[pair]));
+        }
+        SW_ASSERT_EQ(next, taken_b); /* ascending, each once */
+    }
+    void *all[] = {rtt,    order,    pairs,     served_a,  served_b, latency_a, latency_b,
+                   demand, capacity, dropped_a, dropped_b, load_a,   load_b};
+    for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+        free(all[i]);
+}
+
+SW_TEST(web_model_served_pairs_match_the_full_scan)
+{
+    check_served_pairs(5, 4, 500);
+    check_served_pairs(12, 12, 200);
+    check_served_pairs(65, 65, 20); /* past the bit set */
 }
 
 SW_TEST(job_model_fifo_waits_and_idle_time)
