@@ -91,6 +91,42 @@ SW_TEST(numbers_print_as_cjson_does)
     char *text = akash_jw_take(&w);
     SW_ASSERT_STREQ(text, "1795328176742");
     free(text);
+    /* Decimals of every length and scale (printed without printf when they have at most
+     * 15 significant digits), and any bit pattern. */
+    uint64_t x = 88172645463325252ULL;
+    for (int i = 0; i < 30000; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        double v;
+        if (i % 3 == 0)
+            memcpy(&v, &x, sizeof(v));
+        else
+            v = (double)(x % 1000000000000000ULL >> (x % 50)) / pow(10, (double)(x % 20));
+        if (isnan(v) || isinf(v) || (i % 3 != 0 && (x & 1)))
+            v = -fabs(v) / 3 * 3;
+        if (isnan(v) || isinf(v))
+            continue;
+        akash_jw_num(&w, v);
+        same_as_cjson(akash_jw_take(&w), cJSON_CreateNumber(v));
+    }
+}
+
+/* Plain runs are judged a word at a time: a byte to escape at every offset. */
+SW_TEST(escapes_at_every_offset_as_cjson_does)
+{
+    static const char specials[] = {'"', '\\', '\n', '\x01', '\x1f', '\x7f', '\xc3'};
+    char text[40];
+    for (size_t len = 1; len < sizeof(text); len++)
+        for (size_t at = 0; at < len; at++)
+            for (size_t s = 0; s < sizeof(specials); s++) {
+                memset(text, 'a', len);
+                text[len] = '\0';
+                text[at] = specials[s];
+                struct akash_jw w = {0};
+                akash_jw_str(&w, text);
+                same_as_cjson(akash_jw_take(&w), cJSON_CreateString(text));
+            }
 }
 
 SW_TEST(nested_records_print_as_cjson_does)

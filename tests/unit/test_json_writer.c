@@ -64,6 +64,19 @@ SW_TEST(numbers_print_as_cjson_prints_them)
         0.30000000000000004,
         0.0123,
         12.5e-3,
+        0.0001,
+        -0.0001,
+        0.00009999,
+        0.000123456789012345,
+        0.03,
+        -0.03,
+        0.1 + 0.2,
+        99999999999999.9,
+        123456789.123456,
+        1234567890.1234567,
+        0.999999999999999,
+        0.9999999999999999,
+        -2.5,
         NAN,
         INFINITY,
         -INFINITY,
@@ -71,12 +84,12 @@ SW_TEST(numbers_print_as_cjson_prints_them)
     for (size_t i = 0; i < SW_ARRAY_LEN(fixed); i++)
         same_number(fixed[i]);
     uint64_t x = 88172645463325252ULL;
-    for (int i = 0; i < 20000; i++) {
+    for (int i = 0; i < 40000; i++) {
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
         double v;
-        switch (i % 4) {
+        switch (i % 6) {
         case 0: /* any bit pattern */
             memcpy(&v, &x, sizeof(v));
             break;
@@ -85,6 +98,14 @@ SW_TEST(numbers_print_as_cjson_prints_them)
             break;
         case 2: /* integers of every size */
             v = (double)(int64_t)(x >> (x % 64));
+            break;
+        case 3: /* decimals of every length and scale, both signs */
+            v = (double)(int64_t)(x >> (x % 64)) / pow(10, (double)(x % 23));
+            break;
+        case 4: /* decimals near the 15-digit and 1e-4 boundaries */
+            v = (double)(x % 1000000000000000ULL) / pow(10, (double)(x % 20));
+            if (x & 1)
+                v = -v;
             break;
         default: /* millisecond times and fractions of them */
             v = (double)(x % 4000000000000ULL) / (double)(1 + x % 7);
@@ -141,6 +162,35 @@ SW_TEST(strings_keys_and_nesting_print_as_cjson_prints_them)
     cJSON_free(theirs);
     cJSON_Delete(root);
     free(mine);
+}
+
+/* Strings are copied by whole words where no byte needs an escape: every special byte at
+ * every offset of a word, in strings of every length around the word size. */
+SW_TEST(escapes_at_every_offset_print_as_cjson_prints_them)
+{
+    static const char specials[] = {'"', '\\', '\n', '\x01', '\x1f', '\x7f', ' ', '\xc3', '\xff'};
+    char text[40];
+    for (size_t len = 1; len < sizeof(text); len++) {
+        for (size_t at = 0; at < len; at++) {
+            for (size_t s = 0; s < sizeof(specials); s++) {
+                memset(text, 'a', len);
+                text[len] = '\0';
+                text[at] = specials[s];
+                if (len > 20)
+                    text[len - 1 - at / 2] = specials[(s + 1) % sizeof(specials)];
+                struct sw_jw w;
+                sw_jw_init(&w);
+                sw_jw_string(&w, NULL, text);
+                char *mine = sw_jw_take(&w);
+                cJSON *item = cJSON_CreateString(text);
+                char *theirs = cJSON_PrintUnformatted(item);
+                SW_ASSERT_STREQ(mine, theirs);
+                cJSON_free(theirs);
+                cJSON_Delete(item);
+                free(mine);
+            }
+        }
+    }
 }
 
 SW_TEST(an_unused_writer_takes_an_empty_text)
