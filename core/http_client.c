@@ -47,7 +47,12 @@
 #define DEFAULT_MAX_RESPONSE_BYTES (8u * 1024 * 1024)
 #define IDLE_CONNECTIONS 32
 /* Finished easy handles kept for the next requests: curl_easy_init allocates and frees
- * its buffers every time, a large share of a request's CPU on loopback. */
+ * its buffers every time, a large share of a request's CPU on loopback. A kept handle also
+ * keeps the options every request of the client sets alike (primed once): curl_easy_reset
+ * and setting them again (protocol lists parsed from text, the user agent copied) were
+ * another tenth of a request's own CPU. What differs per request is set on every request
+ * (sw_http_client_request) and the pointers into a finished request are cleared when the
+ * handle goes back (request_free), so nothing of one request reaches the next. */
 #define SPARE_HANDLES 16
 /* A spare handle keeps its request's receive buffer up to this size, so the next reply of
  * the usual size is read without an allocation (a 4 KiB malloc is also what makes glibc
@@ -58,6 +63,7 @@ struct spare {
     CURL *easy;
     char *buf; /* may be NULL */
     size_t cap;
+    bool primed; /* carries the client-wide options (prime_handle) */
 };
 
 struct poll_ctx {
@@ -79,6 +85,7 @@ struct http_request {
     struct http_request *prev;
     struct http_request *next;
     CURL *easy;
+    bool primed;
     uint64_t id;
     sw_http_cb cb;
     void *ud;
@@ -200,11 +207,19 @@ static void request_free(struct http_request *req)
 {
     struct sw_http_client *client = req->client;
     if (!client->closing && client->spare_count < SPARE_HANDLES) {
-        /* Every option goes back to its default; a handle never carries a request's
-         * headers, body or callbacks into the next one. */
-        curl_easy_reset(req->easy);
+        /* Nothing may point into this request once it is freed: its headers, body, error
+         * buffer and itself. The next request sets all of them (and the rest of what
+         * differs) again. POSTFIELDS NULL leaves the method at POST: set_method_and_body
+         * starts every request from a GET. */
+        curl_easy_setopt(req->easy, CURLOPT_HTTPHEADER, NULL);
+        curl_easy_setopt(req->easy, CURLOPT_POSTFIELDS, NULL);
+        curl_easy_setopt(req->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)-1);
+        curl_easy_setopt(req->easy, CURLOPT_ERRORBUFFER, NULL);
+        curl_easy_setopt(req->easy, CURLOPT_WRITEDATA, NULL);
+        curl_easy_setopt(req->easy, CURLOPT_PRIVATE, NULL);
         struct spare *sp = &client->spare[client->spare_count++];
         sp->easy = req->easy;
+        sp->primed = req->primed;
         sp->buf = NULL;
         sp->cap = 0;
         if (req->resp_cap <= SPARE_BUFFER_MAX) {
@@ -548,6 +563,11 @@ void sw_http_client_set_ca_file(struct sw_http_client *client, const char *path)
         return;
     free(client->ca_file);
     client->ca_file = sw_xstrdup(path);
+    /* Kept handles were primed with the old file: back to curl's defaults, primed anew. */
+    for (size_t i = 0; i < client->spare_count; i++) {
+        curl_easy_reset(client->spare[i].easy);
+        client->spare[i].primed = false;
+    }
 }
 
 size_t sw_http_client_in_flight(const struct sw_http_client *client)
@@ -591,20 +611,40 @@ static bool headers_valid(const struct swp_http_req *req)
     return true;
 }
 
+/* What every request of the client sets alike, once per handle. */
+static void prime_handle(struct sw_http_client *client, CURL *easy)
+{
+    curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(easy, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, 1L);
+    curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, 2L);
+    if (client->ca_file != NULL)
+        curl_easy_setopt(easy, CURLOPT_CAINFO, client->ca_file);
+    curl_easy_setopt(easy, CURLOPT_USERAGENT, "steward/" SW_VERSION);
+    curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, on_curl_write);
+    curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION, on_open_socket);
+    curl_easy_setopt(easy, CURLOPT_OPENSOCKETDATA, client);
+    curl_easy_setopt(easy, CURLOPT_CLOSESOCKETFUNCTION, on_close_socket);
+    curl_easy_setopt(easy, CURLOPT_CLOSESOCKETDATA, client);
+}
+
+/* From whatever method the handle's last request left: HTTPGET makes it a GET without a
+ * body again (and clears NOBODY), CUSTOMREQUEST NULL drops a custom method. */
 static void set_method_and_body(CURL *easy, const char *method, struct http_request *r,
                                 const struct swp_http_req *req)
 {
     bool wants_body = req->body != NULL || strcmp(method, "POST") == 0 ||
                       strcmp(method, "PUT") == 0 || strcmp(method, "PATCH") == 0;
 
+    curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST, NULL);
+    curl_easy_setopt(easy, CURLOPT_HTTPGET, 1L);
     if (strcmp(method, "HEAD") == 0) {
         curl_easy_setopt(easy, CURLOPT_NOBODY, 1L);
         return;
     }
-    if (strcmp(method, "GET") == 0 && req->body == NULL) {
-        curl_easy_setopt(easy, CURLOPT_HTTPGET, 1L);
+    if (strcmp(method, "GET") == 0 && req->body == NULL)
         return;
-    }
     if (wants_body) {
         r->body = sw_xmalloc(req->body_len + 1);
         if (req->body_len > 0)
@@ -634,9 +674,12 @@ uint64_t sw_http_client_request(struct sw_http_client *client, const struct swp_
     if (sp.easy == NULL)
         return 0;
     CURL *easy = sp.easy;
+    if (!sp.primed)
+        prime_handle(client, easy);
     struct http_request *r = sw_xcalloc(1, sizeof(*r));
     r->client = client;
     r->easy = easy;
+    r->primed = true;
     r->resp = sp.buf;
     r->resp_cap = sp.cap;
     r->cb = cb;
@@ -651,27 +694,14 @@ uint64_t sw_http_client_request(struct sw_http_client *client, const struct swp_
         r->headers = curl_slist_append(r->headers, req->headers[i]);
 
     curl_easy_setopt(easy, CURLOPT_URL, req->url);
-    curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(easy, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, timeout_ms);
-    curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, 1L);
-    curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, 2L);
-    if (client->ca_file != NULL)
-        curl_easy_setopt(easy, CURLOPT_CAINFO, client->ca_file);
     curl_easy_setopt(easy, CURLOPT_HTTPHEADER, r->headers);
-    curl_easy_setopt(easy, CURLOPT_USERAGENT, "steward/" SW_VERSION);
-    curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, on_curl_write);
     curl_easy_setopt(easy, CURLOPT_WRITEDATA, r);
     /* Refuse an announced oversized body before reading it; the write callback catches
      * the rest (chunked or lying servers). */
     curl_easy_setopt(easy, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)r->max_bytes);
     curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, r->errbuf);
     curl_easy_setopt(easy, CURLOPT_PRIVATE, (char *)r);
-    curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION, on_open_socket);
-    curl_easy_setopt(easy, CURLOPT_OPENSOCKETDATA, client);
-    curl_easy_setopt(easy, CURLOPT_CLOSESOCKETFUNCTION, on_close_socket);
-    curl_easy_setopt(easy, CURLOPT_CLOSESOCKETDATA, client);
     set_method_and_body(easy, method, r, req);
     /* curl silently sends a request again when the reused connection it went out on dies
      * before any reply byte; for a non-idempotent method that can apply it twice (two
@@ -680,10 +710,10 @@ uint64_t sw_http_client_request(struct sw_http_client *client, const struct swp_
     bool idempotent = req->size >= offsetof(struct swp_http_req, idempotent) +
                                        sizeof(req->idempotent) &&
                       req->idempotent;
-    if ((strcmp(method, "POST") == 0 || strcmp(method, "PATCH") == 0) && !idempotent) {
-        curl_easy_setopt(easy, CURLOPT_FRESH_CONNECT, 1L);
+    bool fresh = (strcmp(method, "POST") == 0 || strcmp(method, "PATCH") == 0) && !idempotent;
+    curl_easy_setopt(easy, CURLOPT_FRESH_CONNECT, fresh ? 1L : 0L);
+    if (fresh)
         client->stats.fresh_connects++;
-    }
 
     CURLMcode mc = curl_multi_add_handle(client->multi, easy);
     if (mc != CURLM_OK) {

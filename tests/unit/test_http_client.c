@@ -318,6 +318,35 @@ SW_TEST(client_reused_handles_carry_nothing_over)
         wait_for(&fx, &r);
         SW_ASSERT_EQ(r.http_status, 200);
         SW_ASSERT_STREQ(r.body, "GET key=- ct=- len=0 body=");
+        /* A kept handle keeps its last method: a body-less DELETE after a POST must not
+         * go out as a POST, nor with the POST's body; a PATCH then a HEAD likewise. */
+        r.calls = 0;
+        SW_ASSERT(sw_http_client_request(fx.client, &post, on_result, &r) > 0);
+        wait_for(&fx, &r);
+        struct swp_http_req del = {.size = sizeof(del), .method = "DELETE", .url = url};
+        r.calls = 0;
+        SW_ASSERT(sw_http_client_request(fx.client, &del, on_result, &r) > 0);
+        wait_for(&fx, &r);
+        SW_ASSERT_STREQ(r.body, "DELETE key=- ct=- len=0 body=");
+        struct swp_http_req patch = post;
+        patch.method = "PATCH";
+        patch.header_count = 0;
+        patch.body = "xy";
+        patch.body_len = 2;
+        r.calls = 0;
+        SW_ASSERT(sw_http_client_request(fx.client, &patch, on_result, &r) > 0);
+        wait_for(&fx, &r);
+        SW_ASSERT_STREQ(r.body, "PATCH key=- ct=application/x-www-form-urlencoded len=2 body=xy");
+        struct swp_http_req head = {.size = sizeof(head), .method = "HEAD", .url = url};
+        r.calls = 0;
+        SW_ASSERT(sw_http_client_request(fx.client, &head, on_result, &r) > 0);
+        wait_for(&fx, &r);
+        SW_ASSERT_EQ(r.http_status, 200);
+        SW_ASSERT_EQ(r.body_len, 0);
+        r.calls = 0;
+        SW_ASSERT(sw_http_client_request(fx.client, &get, on_result, &r) > 0);
+        wait_for(&fx, &r);
+        SW_ASSERT_STREQ(r.body, "GET key=- ct=- len=0 body=");
     }
     /* The 100 ms timeout of the POSTs is not the GET's: /slow answers at 500 ms. */
     r.calls = 0;
