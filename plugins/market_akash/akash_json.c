@@ -46,19 +46,6 @@ static void jw_sep(struct akash_jw *w)
     w->more = true;
 }
 
-/* Whether any of the 8 bytes at p needs an escape: below 0x20, '"' or '\\' (bit tricks,
- * exact for "any"). */
-static bool word_needs_escape(const unsigned char *p)
-{
-    const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
-    uint64_t x;
-    memcpy(&x, p, sizeof(x));
-    uint64_t quote = x ^ (ones * '"'), backslash = x ^ (ones * '\\');
-    uint64_t control = (x - ones * 0x20) & ~x;
-    uint64_t hit = control | ((quote - ones) & ~quote) | ((backslash - ones) & ~backslash);
-    return (hit & highs) != 0;
-}
-
 /* cJSON's escaping (print_string_ptr): the two-character escapes it knows, \u00XX for the
  * other control characters, every other byte (UTF-8 included) as it is. The exact length is
  * counted first and reserved once, so the second loop only stores (and a 1 KB manifest does
@@ -86,17 +73,11 @@ static void jw_string(struct akash_jw *w, const char *value)
         1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, /* 0xf0 */
     };
     static const char hex[] = "0123456789abcdef";
-    size_t raw = strlen(value);
+    size_t len = 0;
     const unsigned char *p = (const unsigned char *)value;
-    /* Mostly nothing to escape: judged 8 bytes a test, then copied as is. */
-    size_t at = 0;
-    while (at + 8 <= raw && !word_needs_escape(p + at))
-        at += 8;
-    while (at < raw && escaped[p[at]] == 1)
-        at++;
-    size_t len = at;
-    for (size_t i = at; i < raw; i++)
-        len += escaped[p[i]];
+    for (; *p != '\0'; p++)
+        len += escaped[*p];
+    size_t raw = (size_t)(p - (const unsigned char *)value);
     jw_reserve(w, len + 2);
     char *out = w->text + w->len;
     *out++ = '"';
@@ -195,68 +176,14 @@ void akash_jw_int(struct akash_jw *w, int64_t value)
     jw_put(w, q, (size_t)(end - q));
 }
 
-/* What "%1.15g" prints for the double nearest a decimal of at most 15 significant digits
- * in fixed notation (0.0001 <= |value| < 1e15, not an integer): that decimal without
- * trailing zeros, which also reads back as the value. m / 10^k is a correctly rounded
- * division of exact doubles, so equality proves value is the double nearest m / 10^k, and
- * 15 digits of value round to it. 0 when it does not apply (core/json_writer.c has the
- * same rule). */
-static size_t short_decimal_text(double value, char *out)
-{
-    static const double pow10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
-                                   1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
-                                   1e16, 1e17, 1e18, 1e19};
-    double magnitude = fabs(value);
-    if (!(magnitude >= 1e-4 && magnitude < 1e15) || floor(magnitude) == magnitude)
-        return 0;
-    for (size_t k = 1; k < sizeof(pow10) / sizeof(pow10[0]); k++) {
-        double scaled = magnitude * pow10[k];
-        if (scaled >= 1e15)
-            return 0;
-        double m = nearbyint(scaled);
-        if (m / pow10[k] != magnitude)
-            continue;
-        uint64_t digits = (uint64_t)m;
-        if (digits % 10 == 0)
-            return 0;
-        char tmp[24];
-        size_t count = 0;
-        while (digits > 0) {
-            tmp[count++] = (char)('0' + digits % 10);
-            digits /= 10;
-        }
-        if ((long)count - 1 - (long)k < -4) /* %g would use an exponent */
-            return 0;
-        size_t o = 0;
-        if (value < 0)
-            out[o++] = '-';
-        if (count <= k) {
-            out[o++] = '0';
-            out[o++] = '.';
-            for (size_t z = count; z < k; z++)
-                out[o++] = '0';
-        }
-        while (count > 0) {
-            if (count == k && out[o - 1] != '.')
-                out[o++] = '.';
-            out[o++] = tmp[--count];
-        }
-        return o;
-    }
-    return 0;
-}
-
 /* cJSON's print_number: 15 significant digits if they read back within a relative
  * DBL_EPSILON (its compare_double), else 17; NaN and infinities as null. */
 void akash_jw_num(struct akash_jw *w, double value)
 {
     char text[32];
     int n;
-    size_t fast;
     if (isnan(value) || isinf(value))
         n = snprintf(text, sizeof(text), "null");
-    else if ((fast = short_decimal_text(value, text)) > 0)
-        n = (int)fast;
     else {
         n = snprintf(text, sizeof(text), "%1.15g", value);
         double back = strtod(text, NULL);

@@ -12,6 +12,7 @@
 
 #include <math.h>
 #include <setjmp.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -89,6 +90,15 @@ static int sw_test_failed_here;
         if (fabs(sw_a_ - sw_b_) > (eps))                                                 \
             SW_FAIL_AT("%s ~= %s: %.9g vs %.9g", #a, #b, sw_a_, sw_b_);                  \
     } while (0)
+
+/* xorshift64: the next of a reproducible sequence of test inputs (x must not be 0). */
+static inline uint64_t sw_test_next_random(uint64_t *x)
+{
+    *x ^= *x << 13;
+    *x ^= *x >> 7;
+    *x ^= *x << 17;
+    return *x;
+}
 
 #define SW_TEST_MAIN()                                                                   \
     int main(int argc, char **argv)                                                      \

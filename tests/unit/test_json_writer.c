@@ -85,9 +85,7 @@ SW_TEST(numbers_print_as_cjson_prints_them)
         same_number(fixed[i]);
     uint64_t x = 88172645463325252ULL;
     for (int i = 0; i < 40000; i++) {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
+        sw_test_next_random(&x);
         double v;
         switch (i % 6) {
         case 0: /* any bit pattern */
