@@ -39,11 +39,6 @@ struct sim_clock {
     uint32_t free_head;
     struct sw__clock_map ids; /* id → slot */
     bool stop_requested;
-    /* While a step's callback runs, heap[0] is the fired timer's vacant place (counted in
-     * heap_len): a timer started then takes it and sinks (one sift instead of refilling the
-     * root from the end and then sifting the new entry up); anything else reading the heap
-     * first refills it (fill_hole). Pops come in (due, id) order whatever the layout. */
-    bool hole;
 };
 
 static struct sim_clock *as_sim(struct sw_clock *clock)
@@ -105,14 +100,6 @@ static void heap_remove_at(struct sim_clock *sim, size_t pos)
         heap_sift_down(sim, pos);
 }
 
-static void fill_hole(struct sim_clock *sim)
-{
-    if (!sim->hole)
-        return;
-    sim->hole = false;
-    heap_remove_at(sim, 0);
-}
-
 static uint32_t slot_alloc(struct sim_clock *sim)
 {
     if (sim->free_head == NO_SLOT) {
@@ -164,14 +151,7 @@ static uint64_t sim_timer_start(struct sw_clock *clock, uint64_t delay_ms, sw_ti
     sim->records[slot].cb = cb;
     sim->records[slot].ud = ud;
     sw__clock_map_put(&sim->ids, id, slot);
-    struct sim_entry entry = {.due_ms = due, .id = id, .slot = slot};
-    if (sim->hole) { /* the fired timer's place at the root */
-        sim->hole = false;
-        heap_place(sim, 0, entry);
-        heap_sift_down(sim, 0);
-        return id;
-    }
-    sim->heap[sim->heap_len] = entry;
+    sim->heap[sim->heap_len] = (struct sim_entry){.due_ms = due, .id = id, .slot = slot};
     sim->heap_len++;
     heap_sift_up(sim, sim->heap_len - 1);
     return id;
@@ -183,7 +163,6 @@ static void sim_timer_stop(struct sw_clock *clock, uint64_t timer_id)
     uint64_t slot;
     if (!sw__clock_map_del(&sim->ids, timer_id, &slot))
         return;
-    fill_hole(sim);
     heap_remove_at(sim, sim->records[slot].heap_pos);
     slot_free(sim, (uint32_t)slot);
 }
@@ -218,24 +197,19 @@ struct sw_clock *sw_clock_sim_new(int64_t start_ms)
 bool sw_clock_sim_step(struct sw_clock *clock)
 {
     struct sim_clock *sim = as_sim(clock);
-    if (sim == NULL)
-        return false;
-    fill_hole(sim); /* a step from inside a callback */
-    if (sim->heap_len == 0)
+    if (sim == NULL || sim->heap_len == 0)
         return false;
 
     struct sim_entry top = sim->heap[0];
     struct sim_record record = sim->records[top.slot];
     /* Retire the timer before its callback runs, so the callback sees an exact pending
-     * count, may re-arm (getting a fresh id) and may stop its own id harmlessly. Its heap
-     * place stays vacant for a timer the callback starts (struct sim_clock hole). */
-    sim->hole = true;
+     * count, may re-arm (getting a fresh id) and may stop its own id harmlessly. */
+    heap_remove_at(sim, 0);
     sw__clock_map_del(&sim->ids, top.id, NULL);
     slot_free(sim, top.slot);
     if (top.due_ms > sim->now_ms)
         sim->now_ms = top.due_ms;
     record.cb(record.ud);
-    fill_hole(sim);
     return true;
 }
 
@@ -247,7 +221,6 @@ uint64_t sw_clock_sim_run(struct sw_clock *clock, int64_t until_ms)
         return 0;
 
     sim->stop_requested = false;
-    fill_hole(sim); /* a run from inside a callback */
     while (!sim->stop_requested && sim->heap_len > 0) {
         if (sim->heap[0].due_ms > until_ms) {
             /* Stopped for until_ms: the quiet stretch up to it has passed. (Running dry or
@@ -273,13 +246,10 @@ void sw_clock_sim_stop(struct sw_clock *clock)
 int64_t sw_clock_sim_next_due(struct sw_clock *clock)
 {
     struct sim_clock *sim = as_sim(clock);
-    if (sim != NULL)
-        fill_hole(sim);
     return sim != NULL && sim->heap_len > 0 ? sim->heap[0].due_ms : INT64_MAX;
 }
 
 size_t sw__clock_sim_pending(struct sw_clock *clock)
 {
-    const struct sim_clock *sim = (struct sim_clock *)clock;
-    return sim->heap_len - (sim->hole ? 1 : 0);
+    return ((struct sim_clock *)clock)->heap_len;
 }

@@ -242,24 +242,6 @@ void sw_web_model_init(struct sw_web_model *m, size_t users, size_t servers, con
     order_rtt = NULL;
 }
 
-/* Up to this many pairs (64 regions by 64), the walk marks the pairs it serves in a bit set
- * on the stack and reads them back in ascending order; past it, it lists them and sorts
- * them by insertion (a sample serves about users + servers pairs). */
-#define PAIR_BITS_MAX 4096
-
-#define NAN4 NAN, NAN, NAN, NAN
-#define NAN16 NAN4, NAN4, NAN4, NAN4
-static const double nan_block[64] = {NAN16, NAN16, NAN16, NAN16};
-
-static void fill_nan(double *values, size_t count)
-{
-    for (size_t done = 0; done < count;) {
-        size_t chunk = count - done < 64 ? count - done : 64;
-        memcpy(values + done, nan_block, chunk * sizeof(double));
-        done += chunk;
-    }
-}
-
 static void sort_pairs(size_t *pairs, size_t count)
 {
     for (size_t i = 1; i < count; i++) {
@@ -297,10 +279,6 @@ size_t sw_web_model_assign(const struct sw_web_model *m, const double *demand,
         servers_left += !(capacity[s] - load[s] <= 0);
     }
     memset(served, 0, n * sizeof(*served));
-    uint64_t bits[PAIR_BITS_MAX / 64];
-    bool use_bits = served_pairs != NULL && n <= PAIR_BITS_MAX;
-    if (use_bits)
-        memset(bits, 0, (n + 63) / 64 * sizeof(*bits));
     for (size_t k = 0; k < n && users_left > 0 && servers_left > 0; k++) {
         size_t pair = m->order[k];
         size_t u = m->order_user != NULL ? m->order_user[k] : pair / m->servers;
@@ -310,9 +288,7 @@ size_t sw_web_model_assign(const struct sw_web_model *m, const double *demand,
             continue;
         double take = dropped[u] < room ? dropped[u] : room;
         served[pair] = take;
-        if (use_bits) /* each pair is visited once */
-            bits[pair / 64] |= (uint64_t)1 << (pair % 64);
-        else if (served_pairs != NULL)
+        if (served_pairs != NULL) /* each pair is visited once */
             served_pairs[taken] = pair;
         taken++;
         load[s] += take;
@@ -321,16 +297,11 @@ size_t sw_web_model_assign(const struct sw_web_model *m, const double *demand,
         servers_left -= capacity[s] - load[s] <= 0;
     }
     if (served_pairs != NULL) {
-        /* Only the pairs the walk wrote can have served > 0: the rest read NaN. */
-        if (use_bits) {
-            size_t listed = 0;
-            for (size_t w = 0; w < (n + 63) / 64; w++)
-                for (uint64_t word = bits[w]; word != 0; word &= word - 1)
-                    served_pairs[listed++] = w * 64 + (size_t)__builtin_ctzll(word);
-        } else {
-            sort_pairs(served_pairs, taken);
-        }
-        fill_nan(latency, n);
+        /* Only the pairs the walk wrote can have served > 0: the rest read NaN. A sample
+         * serves about users + servers pairs, few enough to sort by insertion. */
+        sort_pairs(served_pairs, taken);
+        for (size_t pair = 0; pair < n; pair++)
+            latency[pair] = NAN;
         for (size_t i = 0; i < taken; i++) {
             size_t pair = served_pairs[i];
             if (served[pair] > 0)

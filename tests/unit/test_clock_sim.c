@@ -327,9 +327,8 @@ static void fuzz_fire(void *ud)
         sw_clock_timer_stop(fz->clock, victim->id);
         victim->live = false;
     }
-    /* Inside the callback too (the fired timer's heap place is vacant until a start takes
-     * it or the step ends): the pending count, and the next due (read on some ticks only,
-     * as reading it refills the place). */
+    /* Inside the callback too (the fired timer is retired before its callback runs): the
+     * pending count, and on some ticks the next due. */
     if (sw_clock_pending(fz->clock) != model_live(fz))
         fz->mismatches++;
     if (r == 8) {

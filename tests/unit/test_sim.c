@@ -136,8 +136,8 @@ SW_TEST(web_model_early_stop_matches_a_full_walk)
 
 /* The served-pair list: the same outputs to the bit as without it, every pair that took a
  * share listed once in ascending order, every unlisted pair 0 with NaN latency. Demands
- * and capacities in odd fractions, some zero, over many rounds; small models (the pairs
- * kept in a bit set) and one past 4096 pairs (listed and sorted). */
+ * and capacities in odd fractions, some zero, over many rounds; small models and one of
+ * 65 × 65 pairs. */
 static void check_served_pairs(size_t users, size_t servers, int rounds)
 {
     size_t n = users * servers;
@@ -198,7 +198,7 @@ SW_TEST(web_model_served_pairs_match_the_full_scan)
 {
     check_served_pairs(5, 4, 500);
     check_served_pairs(12, 12, 200);
-    check_served_pairs(65, 65, 20); /* past the bit set */
+    check_served_pairs(65, 65, 20);
 }
 
 SW_TEST(job_model_fifo_waits_and_idle_time)
