@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "error.h"
+#include "json_writer.h"
 #include "mem.h"
 #include "name_index.h"
 
@@ -142,22 +143,24 @@ bool sw_desired_equal(const struct sw_desired *a, const struct sw_desired *b)
 
 char *sw_desired_to_json(const struct sw_desired *d)
 {
-    cJSON *root = cJSON_CreateObject();
-    cJSON *group = NULL;
+    struct sw_jw w;
+    sw_jw_init(&w);
+    sw_jw_open(&w, NULL, '{');
     const char *group_name = NULL;
     for (size_t i = 0; i < d->count; i++) {
         const struct sw_desired_entry *e = &d->entries[i];
         if (group_name == NULL || strcmp(group_name, e->group) != 0) {
-            group = cJSON_AddObjectToObject(root, e->group);
+            if (group_name != NULL)
+                sw_jw_close(&w, '}');
+            sw_jw_open(&w, e->group, '{');
             group_name = e->group;
         }
-        cJSON_AddNumberToObject(group, e->region, e->count);
+        sw_jw_number(&w, e->region, e->count);
     }
-    char *text = cJSON_PrintUnformatted(root);
-    cJSON_Delete(root);
-    char *owned = sw_xstrdup(text);
-    cJSON_free(text);
-    return owned;
+    if (group_name != NULL)
+        sw_jw_close(&w, '}');
+    sw_jw_close(&w, '}');
+    return sw_jw_take(&w);
 }
 
 int sw_desired_from_json(struct sw_desired *d, const char *json)
@@ -696,22 +699,21 @@ const char *sw_action_kind_name(int kind)
 
 char *sw_actions_to_json(const struct sw_actions *a)
 {
-    cJSON *root = cJSON_CreateArray();
+    struct sw_jw w;
+    sw_jw_init(&w);
+    sw_jw_open(&w, NULL, '[');
     for (size_t i = 0; i < a->count; i++) {
         const struct sw_action *act = &a->items[i];
-        cJSON *item = cJSON_CreateObject();
-        cJSON_AddStringToObject(item, "kind", sw_action_kind_name(act->kind));
-        cJSON_AddStringToObject(item, "group", act->group ? act->group : "");
-        cJSON_AddStringToObject(item, "region", act->region ? act->region : "");
+        sw_jw_open(&w, NULL, '{');
+        sw_jw_string(&w, "kind", sw_action_kind_name(act->kind));
+        sw_jw_string(&w, "group", act->group ? act->group : "");
+        sw_jw_string(&w, "region", act->region ? act->region : "");
         if (act->unit_key != NULL)
-            cJSON_AddStringToObject(item, "unit", act->unit_key);
-        cJSON_AddNumberToObject(item, "price_usd_hour", act->price_usd_hour);
-        cJSON_AddStringToObject(item, "reason", act->reason ? act->reason : "");
-        cJSON_AddItemToArray(root, item);
+            sw_jw_string(&w, "unit", act->unit_key);
+        sw_jw_number(&w, "price_usd_hour", act->price_usd_hour);
+        sw_jw_string(&w, "reason", act->reason ? act->reason : "");
+        sw_jw_close(&w, '}');
     }
-    char *text = cJSON_PrintUnformatted(root);
-    cJSON_Delete(root);
-    char *owned = sw_xstrdup(text);
-    cJSON_free(text);
-    return owned;
+    sw_jw_close(&w, ']');
+    return sw_jw_take(&w);
 }

@@ -970,21 +970,20 @@ static void policy_log(void *ud, int level, const char *msg)
 
 static char *explanations_json(const struct sw_policy_result *res)
 {
-    cJSON *arr = cJSON_CreateArray();
+    struct sw_jw w;
+    sw_jw_init(&w);
+    sw_jw_open(&w, NULL, '[');
     for (size_t i = 0; i < res->explanation_count; i++) {
         const struct sw_explanation *e = &res->explanations[i];
-        cJSON *item = cJSON_CreateObject();
-        cJSON_AddStringToObject(item, "group", e->group ? e->group : "");
+        sw_jw_open(&w, NULL, '{');
+        sw_jw_string(&w, "group", e->group ? e->group : "");
         if (e->region)
-            cJSON_AddStringToObject(item, "region", e->region);
-        cJSON_AddStringToObject(item, "text", e->text ? e->text : "");
-        cJSON_AddItemToArray(arr, item);
+            sw_jw_string(&w, "region", e->region);
+        sw_jw_string(&w, "text", e->text ? e->text : "");
+        sw_jw_close(&w, '}');
     }
-    char *text = cJSON_PrintUnformatted(arr);
-    cJSON_Delete(arr);
-    char *owned = sw_xstrdup(text);
-    cJSON_free(text);
-    return owned;
+    sw_jw_close(&w, ']');
+    return sw_jw_take(&w);
 }
 
 /* {"policy": what evaluate returned, "effective": after merging and the guard's clamp}:

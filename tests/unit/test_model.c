@@ -2,6 +2,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cjson/cJSON.h>
+
 #include "error.h"
 #include "mem.h"
 #include "model.h"
@@ -457,6 +459,46 @@ SW_TEST(actions_move_keeping_own_reason)
     SW_ASSERT_STREQ(dst.items[0].reason, "web/eu: desired 2");
     sw_actions_clear(&a);
     sw_actions_clear(&dst);
+}
+
+/* The records are written without a cJSON tree; replay and the decisions API parse them with
+ * cJSON, and the journal digests their bytes: they must stay what cJSON printed. */
+SW_TEST(actions_and_desired_json_match_cjson)
+{
+    struct sw_actions a;
+    sw_actions_init(&a);
+    sw_actions_add(&a, SW_ACTION_RELEASE, "web", "eu-west", "k\"1", 0.1 + 0.2,
+                   "quoted \"reason\"\n\ttab \x01 and caf\xc3\xa9");
+    sw_actions_add(&a, SW_ACTION_ACQUIRE, "web", "us", NULL, 1e21, "");
+    cJSON *arr = cJSON_CreateArray();
+    for (size_t i = 0; i < a.count; i++) {
+        cJSON *item = cJSON_CreateObject();
+        cJSON_AddStringToObject(item, "kind", sw_action_kind_name(a.items[i].kind));
+        cJSON_AddStringToObject(item, "group", a.items[i].group);
+        cJSON_AddStringToObject(item, "region", a.items[i].region);
+        if (a.items[i].unit_key != NULL)
+            cJSON_AddStringToObject(item, "unit", a.items[i].unit_key);
+        cJSON_AddNumberToObject(item, "price_usd_hour", a.items[i].price_usd_hour);
+        cJSON_AddStringToObject(item, "reason", a.items[i].reason);
+        cJSON_AddItemToArray(arr, item);
+    }
+    char *want = cJSON_PrintUnformatted(arr);
+    char *got = sw_actions_to_json(&a);
+    SW_ASSERT_STREQ(got, want);
+    free(got);
+    cJSON_free(want);
+    cJSON_Delete(arr);
+    sw_actions_clear(&a);
+
+    struct sw_desired d;
+    sw_desired_init(&d);
+    sw_desired_set(&d, "a\"b", "r\\1", 7);
+    sw_desired_set(&d, "web", "eu", 123456789);
+    sw_desired_set(&d, "web", "us", 0);
+    got = sw_desired_to_json(&d);
+    SW_ASSERT_STREQ(got, "{\"a\\\"b\":{\"r\\\\1\":7},\"web\":{\"eu\":123456789,\"us\":0}}");
+    free(got);
+    sw_desired_clear(&d);
 }
 
 SW_TEST_MAIN()
