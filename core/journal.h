@@ -181,6 +181,12 @@ struct sw_history_span {
 /* What sw_journal_history_prune left: 0 with *out filled, or SW_ESTORE. */
 int sw_journal_history_span(struct sw_journal *j, struct sw_history_span *out,
                             struct sw_error *err);
+/* For a reader asking for evaluations from from_ms on: when retention deleted some of that
+ * span, writes into buf (size bytes) a sentence saying so and naming the span the journal
+ * still holds (UTC times), and returns true; false (buf untouched) when nothing asked for
+ * was deleted. Pure: no journal access. */
+bool sw_journal_history_gap(const struct sw_history_span *span, int64_t from_ms, char *buf,
+                            size_t size);
 
 /* ---- policy state ---- */
 /* value_out owned, NULL if never saved (still 0). SW_ESTORE on failure. */
