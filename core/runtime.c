@@ -3822,7 +3822,7 @@ static bool coalesce_barrier(struct sw_runtime *rt, struct sw_plugin *plugin)
  * Live only: a simulation's journal is written by one run and kept whole. Nothing but
  * evaluations and the shared inputs only they used is ever deleted here. */
 
-#define HISTORY_BATCH 256
+#define HISTORY_BATCH 16
 #define HISTORY_FIRST_MS 1000
 #define HISTORY_BACKLOG_MS 1000
 #define HISTORY_EVERY_MS 3600000

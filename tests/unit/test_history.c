@@ -150,13 +150,19 @@ static int64_t last_id(struct sw_journal *j, const char *path)
     return raw_int(path, "SELECT max(id) FROM evaluations");
 }
 
+/* journal.c's shared_digest, to forge a collision. */
 static void fnv_hex(const char *text, size_t len, char out[17])
 {
-    uint64_t h = 1469598103934665603ULL;
-    for (size_t i = 0; i < len; i++) {
-        h ^= (unsigned char)text[i];
-        h *= 1099511628211ULL;
+    uint64_t h = 1469598103934665603ULL ^ (uint64_t)len;
+    size_t i = 0;
+    for (; i + 8 <= len; i += 8) {
+        uint64_t word;
+        memcpy(&word, text + i, 8);
+        h = (h ^ word) * 1099511628211ULL;
     }
+    for (; i < len; i++)
+        h = (h ^ (unsigned char)text[i]) * 1099511628211ULL;
+    h ^= h >> 29;
     snprintf(out, 17, "%016llx", (unsigned long long)h);
 }
 
