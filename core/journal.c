@@ -1227,6 +1227,13 @@ int sw_journal_history_prune(struct sw_journal *j, int64_t before_ms, size_t bat
     int code = txn_open(j, false, err);
     if (code < 0)
         return code;
+    /* A savepoint makes the batch all or nothing (an evaluation never loses only its split
+     * inputs) without undoing what is buffered in the same transaction. */
+    if (sqlite3_exec(j->db, "SAVEPOINT history_prune", NULL, NULL, NULL) != SQLITE_OK) {
+        code = store_error(j, err, "history_prune");
+        txn_check_lost(j);
+        return code;
+    }
     int64_t limit = sql_limit(batch);
     sqlite3_stmt *split = stmt_get(j, ST_PRUNE_SPLIT);
     sqlite3_stmt *st = stmt_get(j, ST_PRUNE_EVALS);
@@ -1235,12 +1242,12 @@ int sw_journal_history_prune(struct sw_journal *j, int64_t before_ms, size_t bat
         bind_and_step(st, bind_params(st, "II", before_ms, limit)) != SQLITE_DONE) {
         code = store_error(j, err, "history_prune");
     } else {
-        evals = sqlite3_changes64(j->db);
+        evals = sqlite3_changes(j->db);
         st = stmt_get(j, ST_PRUNE_SHARED);
         if (bind_and_step(st, bind_params(st, "I", limit)) != SQLITE_DONE)
             code = store_error(j, err, "history_prune: shared inputs");
         else
-            shared = sqlite3_changes64(j->db);
+            shared = sqlite3_changes(j->db);
     }
     /* The mark lets replay and the admin API tell "deleted" from "never recorded". */
     if (code == 0 && evals > 0) {
@@ -1253,6 +1260,16 @@ int sw_journal_history_prune(struct sw_journal *j, int64_t before_ms, size_t bat
     if (shared > 0)
         j->shared_last_id = 0; /* its row may be among them */
     if (code < 0) {
+        if (!sqlite3_get_autocommit(j->db) &&
+            sqlite3_exec(j->db, "ROLLBACK TO history_prune; RELEASE history_prune", NULL, NULL,
+                         NULL) != SQLITE_OK)
+            sw_log(SW_LOG_ERROR, "journal", "%s: history_prune: rollback: %s", j->path,
+                   sqlite3_errmsg(j->db));
+        txn_check_lost(j);
+        return code;
+    }
+    if (sqlite3_exec(j->db, "RELEASE history_prune", NULL, NULL, NULL) != SQLITE_OK) {
+        code = store_error(j, err, "history_prune");
         txn_check_lost(j);
         return code;
     }
