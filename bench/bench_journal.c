@@ -210,7 +210,8 @@ static char *history_inputs(int units, long tick, long version, size_t *shared_a
         sw_jw_string(&w, "state", i == (int)(version % units) ? "pending" : "ready");
         sw_jw_bool(&w, "unhealthy", false);
         /* and unit 0's order time: every version is a distinct content */
-        sw_jw_number(&w, "ordered_ms", (double)(T0_MS - 3600000 + i * 1000 + (i == 0 ? version : 0)));
+        sw_jw_number(&w, "ordered_ms",
+                     (double)(T0_MS - 3600000 + i * 1000 + (i == 0 ? version : 0)));
         sw_jw_close(&w, '}');
     }
     sw_jw_close(&w, ']');

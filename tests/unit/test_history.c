@@ -565,7 +565,8 @@ SW_TEST(config_history_keep)
     SW_ASSERT_EQ(keep_of("{\"keep\": \"forever\"}"), 0);
     SW_ASSERT_EQ(keep_of("{\"keep\": 0}"), 0);
     SW_ASSERT_EQ(keep_of("{\"keep\": \"0s\"}"), 0);
-    expect_history_error("\"7d\"", "/etc/steward.jsonc:history: expected object, got string \"7d\"");
+    expect_history_error("\"7d\"",
+                         "/etc/steward.jsonc:history: expected object, got string \"7d\"");
     expect_history_error("{\"keep\": true}", "/etc/steward.jsonc:history.keep: expected duration "
                                              "like \"7d\" (at least 1s), 0 or \"forever\", got "
                                              "true");
