@@ -1218,6 +1218,15 @@ static void handle_decisions(struct sw_admin_api *api, struct sw_http_exchange *
     }
     cJSON *root = cJSON_CreateObject();
     add_num(root, "count", cJSON_GetArraySize(arr));
+    /* history: a `since` older than what retention kept says which span is left. */
+    struct sw_history_span span;
+    char gap[256];
+    if (since != NULL &&
+        sw_journal_history_span(sw_runtime_journal(api->rt), &span, NULL) == 0 &&
+        sw_journal_history_gap(&span, from_ms, gap, sizeof(gap))) {
+        add_num(root, "kept_from_ms", (double)span.pruned_before_ms);
+        cJSON_AddStringToObject(root, "note", gap);
+    }
     cJSON_AddItemToObject(root, "decisions", arr);
     respond_json_owned(ex, 200, cjson_take(root));
 out:

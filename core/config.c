@@ -1594,12 +1594,37 @@ static int load_ha(const struct loader *ld, const cJSON *root, struct sw_config 
     return 0;
 }
 
+/* ---- history (the "history" section; read by runtime.c) ------------------------------ */
+
+static int load_history(const struct loader *ld, const cJSON *root, struct sw_config *c)
+{
+    static const char *const keys[] = {"keep", NULL};
+    static const char *const expected = "duration like \"7d\" (at least 1s), 0 or \"forever\"";
+    c->history_keep_ms = SW_HISTORY_KEEP_DEFAULT_MS;
+    const cJSON *history = NULL;
+    int rc = get_object(ld, root, "", "history", &history);
+    if (rc < 0 || history == NULL || (rc = check_keys(ld, history, "history", keys)) < 0)
+        return rc;
+    const cJSON *keep = cJSON_GetObjectItemCaseSensitive(history, "keep");
+    if (keep == NULL)
+        return 0;
+    if (cJSON_IsString(keep) && strcmp(keep->valuestring, "forever") == 0) {
+        c->history_keep_ms = 0;
+        return 0;
+    }
+    int64_t ms = 0;
+    if (sw_duration_from_json(keep, &ms) < 0 || (ms > 0 && ms < 1000))
+        return fail_type(ld, "history.keep", expected, keep);
+    c->history_keep_ms = ms;
+    return 0;
+}
+
 static int load_root(const struct loader *ld, const cJSON *root, struct sw_config *c)
 {
     static const char *const keys[] = {"id",       "state",  "seed",     "log",     "plugin_dirs",
                                        "lua_path", "market", "self",     "plugins", "metrics",
                                        "guard",    "groups", "policies", "simulation", "admin",
-                                       "dns",      "probes", "ha", NULL};
+                                       "dns",      "probes", "ha", "history", NULL};
     if (!cJSON_IsObject(root))
         return fail_type(ld, "", "object at the top level", root);
     int rc = check_secrets(ld, root, "");
@@ -1631,7 +1656,8 @@ static int load_root(const struct loader *ld, const cJSON *root, struct sw_confi
         (rc = load_metrics(ld, root, c)) < 0 || (rc = load_guard(ld, root, c)) < 0 ||
         (rc = load_groups(ld, root, c)) < 0 || (rc = load_policies(ld, root, c)) < 0 ||
         (rc = load_admin(ld, root, c)) < 0 || (rc = load_dns(ld, root, c)) < 0 ||
-        (rc = load_probes(ld, root, c)) < 0 || (rc = load_ha(ld, root, c)) < 0)
+        (rc = load_probes(ld, root, c)) < 0 || (rc = load_ha(ld, root, c)) < 0 ||
+        (rc = load_history(ld, root, c)) < 0)
         return rc;
     /* Validated by the simulator, which alone reads it: a live run ignores it. */
     const cJSON *simulation = NULL;

@@ -162,7 +162,13 @@ struct sw_config {
     struct sw_probes_config probes; /* "probes" (geo): last so other fields keep offsets */
     /* ha: the "ha" section (core/ha.c), or NULL when absent: one replica, nothing changes */
     struct sw_ha_config *ha;
+    /* history: "history": {"keep": "7d"}: the runtime deletes evaluations older than this
+     * from the journal; 0 ("forever" or 0) keeps them all. */
+    int64_t history_keep_ms;
 };
+
+/* history: the default of "history.keep": 7 days. */
+#define SW_HISTORY_KEEP_DEFAULT_MS (7 * 86400000LL)
 
 /* Read and validate a config file. Returns an owned config (free with sw_config_free) or
  * NULL with err filled (SW_ECONFIG, or SW_EIO when unreadable). */

@@ -36,6 +36,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "log.h"
 #include "mem.h"
@@ -123,6 +124,23 @@ static const char *const migrations[] = {
     "  probe_failures INTEGER NOT NULL DEFAULT 0,"
     "  backoff_until_ms INTEGER NOT NULL DEFAULT 0,"
     "  backoff_strikes INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;",
+    /* 3: history. The units and offers part of an evaluation's inputs is stored once per
+     * distinct text (eval_inputs_shared, found by its digest); eval_inputs holds the rest of
+     * a row's inputs and where the shared part goes back in. Rows of version 2 keep their
+     * inputs inline in evaluations.inputs_json. Side tables rather than new columns, and IF
+     * NOT EXISTS, so the step also runs again on a journal whose user_version was set back
+     * by hand. at_ms alone is indexed for retention and time-window reads. */
+    "CREATE TABLE IF NOT EXISTS eval_inputs_shared ("
+    "  id INTEGER PRIMARY KEY,"
+    "  digest TEXT NOT NULL UNIQUE,"
+    "  json TEXT NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS eval_inputs ("
+    "  eval_id INTEGER PRIMARY KEY,"
+    "  shared_id INTEGER NOT NULL,"
+    "  shared_at INTEGER NOT NULL,"
+    "  rest TEXT NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS eval_inputs_shared_id ON eval_inputs (shared_id);"
+    "CREATE INDEX IF NOT EXISTS evaluations_at ON evaluations (at_ms);",
 };
 
 #define SCHEMA_VERSION ((int)SW_ARRAY_LEN(migrations))
@@ -136,9 +154,16 @@ static const char *const migrations[] = {
 #define PROVIDER_COLS                                                                              \
     "provider, bids, acquires, ready_ms_sum, closures, lease_hours, probe_failures, "              \
     "backoff_until_ms, backoff_strikes"
+/* Columns 11-13 (history): the split inputs' rest, where the shared part goes, and the
+ * shared part (NULL when its row is gone). */
 #define EVAL_COLS                                                                                  \
-    "id, policy, at_ms, inputs_digest, inputs_json, desired_json, actions_json, "                  \
-    "refused_json, explain_json, error, duration_ms"
+    "e.id, e.policy, e.at_ms, e.inputs_digest, e.inputs_json, e.desired_json, e.actions_json, "    \
+    "e.refused_json, e.explain_json, e.error, e.duration_ms, i.rest, i.shared_at, s.json"
+#define EVAL_FROM                                                                                  \
+    " FROM evaluations e LEFT JOIN eval_inputs i ON i.eval_id = e.id"                              \
+    " LEFT JOIN eval_inputs_shared s ON s.id = i.shared_id"
+/* The key of the oldest kept history in meta (history_prune). */
+#define META_PRUNED_BEFORE "history_pruned_before_ms"
 
 enum stmt_id {
     ST_BEGIN,
@@ -159,6 +184,15 @@ enum stmt_id {
     ST_EVAL_SELECT_POLICY,
     ST_EVAL_SELECT_ALL,
     ST_EVAL_COUNT,
+    ST_EVAL_INPUTS,
+    ST_SHARED_FIND,
+    ST_SHARED_INSERT,
+    ST_SPLIT_INSERT,
+    ST_PRUNE_SPLIT,
+    ST_PRUNE_EVALS,
+    ST_PRUNE_SHARED,
+    ST_PRUNE_MARK,
+    ST_HISTORY_SPAN,
     ST_STATE_GET,
     ST_STATE_SET,
     ST_KV_GET,
@@ -200,11 +234,32 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_EVAL_INSERT] = "INSERT INTO evaluations (policy, at_ms, inputs_digest, inputs_json,"
                        " desired_json, actions_json, refused_json, explain_json, error,"
                        " duration_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    [ST_EVAL_SELECT_POLICY] = "SELECT " EVAL_COLS " FROM evaluations WHERE policy = ?"
-                              " AND at_ms BETWEEN ? AND ? ORDER BY at_ms, id LIMIT ?",
-    [ST_EVAL_SELECT_ALL] = "SELECT " EVAL_COLS " FROM evaluations"
-                           " WHERE at_ms BETWEEN ? AND ? ORDER BY at_ms, id LIMIT ?",
+    [ST_EVAL_SELECT_POLICY] = "SELECT " EVAL_COLS EVAL_FROM " WHERE e.policy = ?"
+                              " AND e.at_ms BETWEEN ? AND ? ORDER BY e.at_ms, e.id LIMIT ?",
+    [ST_EVAL_SELECT_ALL] = "SELECT " EVAL_COLS EVAL_FROM
+                           " WHERE e.at_ms BETWEEN ? AND ? ORDER BY e.at_ms, e.id LIMIT ?",
     [ST_EVAL_COUNT] = "SELECT count(*) FROM evaluations",
+    [ST_EVAL_INPUTS] = "SELECT " EVAL_COLS EVAL_FROM " WHERE e.id = ?",
+    [ST_SHARED_FIND] = "SELECT id, json FROM eval_inputs_shared WHERE digest = ?",
+    [ST_SHARED_INSERT] = "INSERT INTO eval_inputs_shared (digest, json) VALUES (?, ?)",
+    [ST_SPLIT_INSERT] = "INSERT INTO eval_inputs (eval_id, shared_id, shared_at, rest)"
+                        " VALUES (?, ?, ?, ?)",
+    /* The same oldest rows, through evaluations_at, for both deletes: a batch reads only
+     * what it deletes. */
+    [ST_PRUNE_SPLIT] = "DELETE FROM eval_inputs WHERE eval_id IN (SELECT id FROM evaluations"
+                       " WHERE at_ms < ?1 ORDER BY at_ms, id LIMIT ?2)",
+    [ST_PRUNE_EVALS] = "DELETE FROM evaluations WHERE id IN (SELECT id FROM evaluations"
+                       " WHERE at_ms < ?1 ORDER BY at_ms, id LIMIT ?2)",
+    [ST_PRUNE_SHARED] = "DELETE FROM eval_inputs_shared WHERE id IN (SELECT s.id FROM"
+                        " eval_inputs_shared s WHERE NOT EXISTS (SELECT 1 FROM eval_inputs i"
+                        " WHERE i.shared_id = s.id) ORDER BY s.id LIMIT ?)",
+    [ST_PRUNE_MARK] = "INSERT INTO meta (key, value) VALUES ('" META_PRUNED_BEFORE "', ?)"
+                      " ON CONFLICT (key) DO UPDATE SET value ="
+                      " max(CAST(value AS INTEGER), CAST(excluded.value AS INTEGER))",
+    [ST_HISTORY_SPAN] = "SELECT (SELECT min(at_ms) FROM evaluations),"
+                        " (SELECT max(at_ms) FROM evaluations),"
+                        " (SELECT CAST(value AS INTEGER) FROM meta"
+                        " WHERE key = '" META_PRUNED_BEFORE "')",
     [ST_STATE_GET] = "SELECT json FROM policy_state WHERE policy = ?",
     [ST_STATE_SET] = "INSERT INTO policy_state (policy, json, updated) VALUES (?, ?, 1)"
                      " ON CONFLICT (policy) DO UPDATE SET json = excluded.json,"
@@ -236,6 +291,14 @@ struct sw_journal {
     bool durable_pending; /* durable writes in the open transaction, not yet committed */
     bool durable_lost;    /* ... and SQLite rolled them back: the next barrier fails */
     char last_error[256];
+    /* history: the shared inputs part last written and its eval_inputs id (0: none known),
+     * so a tick whose units and offers did not change costs one memcmp; splice is the
+     * buffer the rest of the inputs (and reassembled inputs on reading) is built in. */
+    char *shared_last;
+    size_t shared_last_len;
+    int64_t shared_last_id;
+    char *splice;
+    size_t splice_cap;
 };
 
 /* ---- helpers ------------------------------------------------------------------------- */
@@ -364,6 +427,7 @@ static void txn_check_lost(struct sw_journal *j)
                j->buffered);
     if (j->durable_pending)
         j->durable_lost = true;
+    j->shared_last_id = 0; /* history: its row may have gone with the transaction */
     j->in_txn = false;
     j->buffered = 0;
     j->durable_pending = false;
@@ -398,6 +462,7 @@ static int txn_commit(struct sw_journal *j, struct sw_error *err)
      * starts clean instead of piling onto a transaction that cannot commit. */
     if (!sqlite3_get_autocommit(j->db) && txn_exec(j, ST_ROLLBACK) != SQLITE_OK)
         sw_log(SW_LOG_ERROR, "journal", "%s: rollback: %s", j->path, sqlite3_errmsg(j->db));
+    j->shared_last_id = 0; /* history: as in txn_check_lost */
     j->in_txn = false;
     j->buffered = 0;
     return code;
@@ -563,6 +628,8 @@ static void journal_free(struct sw_journal *j)
     if (j->db != NULL && sqlite3_close(j->db) != SQLITE_OK)
         sw_log(SW_LOG_ERROR, "journal", "%s: close: %s", j->path, sqlite3_errmsg(j->db));
     free(j->path);
+    free(j->shared_last);
+    free(j->splice);
     free(j);
 }
 
@@ -867,6 +934,86 @@ int64_t sw_journal_unit_count(struct sw_journal *j, int state)
 
 /* ---- evaluations --------------------------------------------------------------------- */
 
+/* The journal's scratch buffer with room for len bytes and a NUL (borrowed until the next
+ * call that uses it). */
+static char *splice_reserve(struct sw_journal *j, size_t len)
+{
+    if (len + 1 > j->splice_cap) {
+        j->splice_cap = len + 1 > 2 * j->splice_cap ? len + 1 : 2 * j->splice_cap;
+        j->splice = sw_xrealloc(j->splice, j->splice_cap);
+    }
+    return j->splice;
+}
+
+/* history: the content rows are found by this digest and then compared whole, so a
+ * collision of the 64-bit hash costs a row stored inline, never wrong inputs. FNV-1a's
+ * step over 8-byte words rather than bytes: the text is up to hundreds of KB when many
+ * units are open, and it is hashed on the loop thread whenever they change. */
+static void shared_digest(const char *text, size_t len, char out[17])
+{
+    uint64_t h = 1469598103934665603ULL ^ (uint64_t)len;
+    size_t i = 0;
+    for (; i + 8 <= len; i += 8) {
+        uint64_t word;
+        memcpy(&word, text + i, 8);
+        h = (h ^ word) * 1099511628211ULL;
+    }
+    for (; i < len; i++)
+        h = (h ^ (unsigned char)text[i]) * 1099511628211ULL;
+    h ^= h >> 29; /* the high bits of the last words reach the low bits shown */
+    snprintf(out, 17, "%016llx", (unsigned long long)h);
+}
+
+/* The eval_inputs id of text (len bytes), inserted when new: 0 with *id_out set (0 when a
+ * different text holds its digest: store inline), or SW_ESTORE. Inside the open
+ * transaction. */
+static int shared_id(struct sw_journal *j, const char *text, size_t len, int64_t *id_out,
+                     struct sw_error *err)
+{
+    *id_out = 0;
+    if (j->shared_last_id != 0 && j->shared_last_len == len &&
+        memcmp(j->shared_last, text, len) == 0) {
+        *id_out = j->shared_last_id;
+        return 0;
+    }
+    char digest[17];
+    shared_digest(text, len, digest);
+    sqlite3_stmt *st = stmt_get(j, ST_SHARED_FIND);
+    int rc = bind_params(st, "s", digest);
+    rc = rc == SQLITE_OK ? sqlite3_step(st) : rc;
+    int64_t id = 0;
+    bool collision = false;
+    if (rc == SQLITE_ROW) {
+        const void *stored = sqlite3_column_text(st, 1);
+        size_t stored_len = (size_t)sqlite3_column_bytes(st, 1);
+        if (stored != NULL && stored_len == len && memcmp(stored, text, len) == 0)
+            id = sqlite3_column_int64(st, 0);
+        else
+            collision = true;
+    }
+    stmt_done(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return store_error(j, err, "eval_record: shared inputs");
+    if (collision)
+        return 0;
+    if (id == 0) {
+        st = stmt_get(j, ST_SHARED_INSERT);
+        rc = bind_params(st, "s", digest);
+        if (rc == SQLITE_OK)
+            rc = sqlite3_bind_text(st, 2, text, (int)len, SQLITE_STATIC);
+        if (bind_and_step(st, rc) != SQLITE_DONE)
+            return store_error(j, err, "eval_record: shared inputs");
+        id = sqlite3_last_insert_rowid(j->db);
+    }
+    if (len > j->shared_last_len || j->shared_last == NULL)
+        j->shared_last = sw_xrealloc(j->shared_last, len + 1);
+    memcpy(j->shared_last, text, len);
+    j->shared_last_len = len;
+    j->shared_last_id = id;
+    *id_out = id;
+    return 0;
+}
+
 int sw_journal_eval_record(struct sw_journal *j, const struct sw_evaluation *ev,
                            struct sw_error *err)
 {
@@ -875,12 +1022,38 @@ int sw_journal_eval_record(struct sw_journal *j, const struct sw_evaluation *ev,
     int code = txn_open(j, false, err);
     if (code < 0)
         return code;
+    /* history: with a split, the shared part goes to eval_inputs_shared and the rest to
+     * eval_inputs, after the row: a failure there leaves a row without inputs, never one
+     * with a partial text. */
+    const char *inputs = ev->inputs_json;
+    size_t len = 0;
+    int64_t shared = 0;
+    if (inputs != NULL && ev->inputs_shared_len > 0) {
+        len = strlen(inputs);
+        if (ev->inputs_shared_at > len || ev->inputs_shared_len > len - ev->inputs_shared_at)
+            return buffered_end(j, invalid(j, err, "eval_record: inputs_shared outside inputs"),
+                                err);
+        code = shared_id(j, inputs + ev->inputs_shared_at, ev->inputs_shared_len, &shared, err);
+        if (code < 0)
+            return buffered_end(j, code, err);
+    }
     sqlite3_stmt *st = stmt_get(j, ST_EVAL_INSERT);
     int rc = bind_params(st, "sIsssssssd", ev->policy, ev->at_ms, ev->inputs_digest,
-                         ev->inputs_json, ev->desired_json, ev->actions_json, ev->refused_json,
-                         ev->explain_json, ev->error, ev->duration_ms);
+                         shared != 0 ? NULL : inputs, ev->desired_json, ev->actions_json,
+                         ev->refused_json, ev->explain_json, ev->error, ev->duration_ms);
     if (bind_and_step(st, rc) != SQLITE_DONE)
-        code = store_error(j, err, "eval_record");
+        return buffered_end(j, store_error(j, err, "eval_record"), err);
+    if (shared != 0) {
+        size_t at = ev->inputs_shared_at, shared_len = ev->inputs_shared_len;
+        char *rest = splice_reserve(j, len - shared_len);
+        memcpy(rest, inputs, at);
+        memcpy(rest + at, inputs + at + shared_len, len - at - shared_len);
+        rest[len - shared_len] = '\0';
+        st = stmt_get(j, ST_SPLIT_INSERT);
+        rc = bind_params(st, "IIIs", sqlite3_last_insert_rowid(j->db), shared, (int64_t)at, rest);
+        if (bind_and_step(st, rc) != SQLITE_DONE)
+            code = store_error(j, err, "eval_record: inputs");
+    }
     return buffered_end(j, code, err);
 }
 
@@ -939,6 +1112,46 @@ static void add_text_column(cJSON *obj, const char *name, sqlite3_stmt *st, int 
         cJSON_AddNullToObject(obj, name);
 }
 
+/* history: the inputs of the row under st (EVAL_COLS) as the runtime wrote them, the
+ * shared part spliced back; NULL when not recorded or when the shared row is missing (a
+ * partial text would read as inputs without units). Borrowed until the next step or
+ * splice; *len_out its length. */
+static const char *row_inputs(struct sw_journal *j, sqlite3_stmt *st, size_t *len_out)
+{
+    const char *rest = (const char *)sqlite3_column_text(st, 11);
+    if (rest == NULL) { /* written whole (schema 2, a digest collision), or not at all */
+        *len_out = (size_t)sqlite3_column_bytes(st, 4);
+        return (const char *)sqlite3_column_text(st, 4);
+    }
+    size_t rest_len = (size_t)sqlite3_column_bytes(st, 11);
+    const char *shared = (const char *)sqlite3_column_text(st, 13);
+    if (shared == NULL)
+        return NULL;
+    size_t shared_len = (size_t)sqlite3_column_bytes(st, 13);
+    int64_t at_col = sqlite3_column_int64(st, 12);
+    size_t at = at_col < 0 ? 0 : (size_t)at_col > rest_len ? rest_len : (size_t)at_col;
+    char *text = splice_reserve(j, rest_len + shared_len);
+    memcpy(text, rest, at);
+    memcpy(text + at, shared, shared_len);
+    memcpy(text + at + shared_len, rest + at, rest_len - at);
+    text[rest_len + shared_len] = '\0';
+    *len_out = rest_len + shared_len;
+    return text;
+}
+
+static void add_inputs(struct sw_journal *j, cJSON *obj, sqlite3_stmt *st)
+{
+    size_t len = 0;
+    const char *text = row_inputs(j, st, &len);
+    cJSON *parsed = text != NULL ? cJSON_ParseWithLength(text, len) : NULL;
+    if (parsed != NULL)
+        cJSON_AddItemToObject(obj, "inputs", parsed);
+    else if (text != NULL)
+        cJSON_AddStringToObject(obj, "inputs", text);
+    else
+        cJSON_AddNullToObject(obj, "inputs");
+}
+
 char *sw_journal_evals_json(struct sw_journal *j, const char *policy, int64_t from_ms,
                             int64_t to_ms, size_t limit, struct sw_error *err)
 {
@@ -955,7 +1168,7 @@ char *sw_journal_evals_json(struct sw_journal *j, const char *policy, int64_t fr
         add_text_column(obj, "policy", st, 1);
         cJSON_AddNumberToObject(obj, "at_ms", (double)sqlite3_column_int64(st, 2));
         add_text_column(obj, "inputs_digest", st, 3);
-        add_json_column(obj, "inputs", st, 4);
+        add_inputs(j, obj, st);
         add_json_column(obj, "desired", st, 5);
         add_json_column(obj, "actions", st, 6);
         add_json_column(obj, "refused", st, 7);
@@ -979,6 +1192,135 @@ char *sw_journal_evals_json(struct sw_journal *j, const char *policy, int64_t fr
 int64_t sw_journal_eval_count(struct sw_journal *j)
 {
     return count_query(j, stmt_get(j, ST_EVAL_COUNT), SQLITE_OK, "eval_count");
+}
+
+/* ---- history ------------------------------------------------------------------------- */
+
+int sw_journal_eval_inputs(struct sw_journal *j, int64_t id, char **inputs_out,
+                           struct sw_error *err)
+{
+    *inputs_out = NULL;
+    sqlite3_stmt *st = stmt_get(j, ST_EVAL_INPUTS);
+    int rc = bind_params(st, "I", id);
+    rc = rc == SQLITE_OK ? sqlite3_step(st) : rc;
+    int code = 0;
+    if (rc == SQLITE_ROW) {
+        size_t len = 0;
+        const char *text = row_inputs(j, st, &len);
+        if (text != NULL)
+            *inputs_out = sw_xstrndup(text, len);
+    } else if (rc == SQLITE_DONE) {
+        code = SW_ENOENT;
+    } else {
+        code = store_error(j, err, "eval_inputs");
+    }
+    stmt_done(st);
+    return code;
+}
+
+int sw_journal_history_prune(struct sw_journal *j, int64_t before_ms, size_t batch,
+                             bool *more_out, struct sw_error *err)
+{
+    *more_out = false;
+    if (batch == 0)
+        return invalid(j, err, "history_prune: batch");
+    int code = txn_open(j, false, err);
+    if (code < 0)
+        return code;
+    /* A savepoint makes the batch all or nothing (an evaluation never loses only its split
+     * inputs) without undoing what is buffered in the same transaction. */
+    if (sqlite3_exec(j->db, "SAVEPOINT history_prune", NULL, NULL, NULL) != SQLITE_OK) {
+        code = store_error(j, err, "history_prune");
+        txn_check_lost(j);
+        return code;
+    }
+    int64_t limit = sql_limit(batch);
+    sqlite3_stmt *split = stmt_get(j, ST_PRUNE_SPLIT);
+    sqlite3_stmt *st = stmt_get(j, ST_PRUNE_EVALS);
+    int64_t evals = 0, shared = 0;
+    if (bind_and_step(split, bind_params(split, "II", before_ms, limit)) != SQLITE_DONE ||
+        bind_and_step(st, bind_params(st, "II", before_ms, limit)) != SQLITE_DONE) {
+        code = store_error(j, err, "history_prune");
+    } else {
+        evals = sqlite3_changes(j->db);
+        st = stmt_get(j, ST_PRUNE_SHARED);
+        if (bind_and_step(st, bind_params(st, "I", limit)) != SQLITE_DONE)
+            code = store_error(j, err, "history_prune: shared inputs");
+        else
+            shared = sqlite3_changes(j->db);
+    }
+    /* The mark lets replay and the admin API tell "deleted" from "never recorded". */
+    if (code == 0 && evals > 0) {
+        st = stmt_get(j, ST_PRUNE_MARK);
+        char mark[24];
+        snprintf(mark, sizeof(mark), "%lld", (long long)before_ms);
+        if (bind_and_step(st, bind_params(st, "s", mark)) != SQLITE_DONE)
+            code = store_error(j, err, "history_prune: mark");
+    }
+    if (shared > 0)
+        j->shared_last_id = 0; /* its row may be among them */
+    if (code < 0) {
+        if (!sqlite3_get_autocommit(j->db) &&
+            sqlite3_exec(j->db, "ROLLBACK TO history_prune; RELEASE history_prune", NULL, NULL,
+                         NULL) != SQLITE_OK)
+            sw_log(SW_LOG_ERROR, "journal", "%s: history_prune: rollback: %s", j->path,
+                   sqlite3_errmsg(j->db));
+        txn_check_lost(j);
+        return code;
+    }
+    if (sqlite3_exec(j->db, "RELEASE history_prune", NULL, NULL, NULL) != SQLITE_OK) {
+        code = store_error(j, err, "history_prune");
+        txn_check_lost(j);
+        return code;
+    }
+    *more_out = evals == (int64_t)batch || shared == (int64_t)batch;
+    return txn_commit(j, err);
+}
+
+int sw_journal_history_span(struct sw_journal *j, struct sw_history_span *out,
+                            struct sw_error *err)
+{
+    memset(out, 0, sizeof(*out));
+    sqlite3_stmt *st = stmt_get(j, ST_HISTORY_SPAN);
+    int rc = sqlite3_step(st);
+    int code = 0;
+    if (rc == SQLITE_ROW) {
+        out->any = sqlite3_column_type(st, 0) != SQLITE_NULL;
+        out->oldest_ms = sqlite3_column_int64(st, 0);
+        out->newest_ms = sqlite3_column_int64(st, 1);
+        out->pruned_before_ms = sqlite3_column_int64(st, 2);
+    } else {
+        code = store_error(j, err, "history_span");
+    }
+    stmt_done(st);
+    return code;
+}
+
+static void format_utc(int64_t ms, char out[32])
+{
+    time_t secs = (time_t)(ms / 1000);
+    struct tm tm;
+    if (gmtime_r(&secs, &tm) == NULL || strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+        snprintf(out, 32, "%lld ms", (long long)ms);
+}
+
+bool sw_journal_history_gap(const struct sw_history_span *span, int64_t from_ms, char *buf,
+                            size_t size)
+{
+    if (span->pruned_before_ms == 0 || from_ms >= span->pruned_before_ms)
+        return false;
+    char cut[32], oldest[32], newest[32];
+    format_utc(span->pruned_before_ms, cut);
+    format_utc(span->oldest_ms, oldest);
+    format_utc(span->newest_ms, newest);
+    if (span->any)
+        snprintf(buf, size,
+                 "evaluations before %s were deleted (history.keep); the journal holds %s to %s",
+                 cut, oldest, newest);
+    else
+        snprintf(buf, size,
+                 "evaluations before %s were deleted (history.keep); the journal holds none", cut);
+    return true;
 }
 
 /* ---- policy state -------------------------------------------------------------------- */

@@ -64,6 +64,12 @@ struct sw_evaluation {
     const char *explain_json;    /* the policy's ctx.explain notes */
     const char *error;           /* policy error, or NULL */
     double duration_ms;
+    /* history: the part of inputs_json that rarely changes between ticks (the runtime: its
+     * units and offers), inputs_json[inputs_shared_at, inputs_shared_at + inputs_shared_len).
+     * The journal stores each distinct such text once (table eval_inputs) and the row keeps
+     * the rest; reading splices it back, byte for byte. inputs_shared_len 0: stored whole. */
+    size_t inputs_shared_at;
+    size_t inputs_shared_len;
 };
 
 struct sw_event_record {
@@ -151,6 +157,36 @@ char *sw_journal_evals_json(struct sw_journal *j, const char *policy, int64_t fr
                             int64_t to_ms, size_t limit, struct sw_error *err);
 /* Rows in evaluations, buffered ones included; SW_ESTORE (< 0) on failure. */
 int64_t sw_journal_eval_count(struct sw_journal *j);
+
+/* ---- history (evaluation retention) ---- */
+/* The inputs of evaluation id exactly as recorded (the shared part spliced back): 0 with
+ * *inputs_out owned (free()), NULL when recorded without inputs or when its shared part is
+ * gone; SW_ENOENT when no such row; SW_ESTORE. Buffered records included. */
+int sw_journal_eval_inputs(struct sw_journal *j, int64_t id, char **inputs_out,
+                           struct sw_error *err);
+/* Deletes up to batch evaluations with at_ms < before_ms (oldest first), then up to batch
+ * rows of shared inputs no evaluation references any more, and commits (what is buffered
+ * goes with it). Touches no other table, except the meta entry recording before_ms as the
+ * start of the kept history when evaluations were deleted. *more_out: a batch was full, so
+ * another call has more to delete. batch bounds the time the call blocks. 0, SW_EINVAL
+ * (batch 0), SW_ESTORE. */
+int sw_journal_history_prune(struct sw_journal *j, int64_t before_ms, size_t batch,
+                             bool *more_out, struct sw_error *err);
+struct sw_history_span {
+    bool any;                 /* the journal holds evaluations */
+    int64_t oldest_ms;        /* at_ms of the oldest and the newest (when any) */
+    int64_t newest_ms;
+    int64_t pruned_before_ms; /* retention deleted every evaluation before it; 0: never */
+};
+/* What sw_journal_history_prune left: 0 with *out filled, or SW_ESTORE. */
+int sw_journal_history_span(struct sw_journal *j, struct sw_history_span *out,
+                            struct sw_error *err);
+/* For a reader asking for evaluations from from_ms on: when retention deleted some of that
+ * span, writes into buf (size bytes) a sentence saying so and naming the span the journal
+ * still holds (UTC times), and returns true; false (buf untouched) when nothing asked for
+ * was deleted. Pure: no journal access. */
+bool sw_journal_history_gap(const struct sw_history_span *span, int64_t from_ms, char *buf,
+                            size_t size);
 
 /* ---- policy state ---- */
 /* value_out owned, NULL if never saved (still 0). SW_ESTORE on failure. */

@@ -325,6 +325,19 @@ int sw_replay_run(const struct sw_replay_opts *opts, struct sw_replay_result *re
             goto out;
         }
     }
+    /* history: a window older than what retention kept says so instead of coming back
+     * empty or short. */
+    struct sw_history_span span;
+    char gap[256];
+    if (opts->has_from && sw_journal_history_span(r.journal, &span, NULL) == 0 &&
+        sw_journal_history_gap(&span, opts->from_ms, gap, sizeof(gap))) {
+        if (opts->has_to && opts->to_ms < span.pruned_before_ms) {
+            rc = sw_error_set(err, SW_ENOENT, "%s: nothing to replay in the window: %s",
+                              opts->state_path, gap);
+            goto out;
+        }
+        sw_log(SW_LOG_WARN, "replay", "%s: %s; replaying from there", opts->state_path, gap);
+    }
     if (opts->json)
         r.diffs = cJSON_CreateArray();
     int64_t cursor = opts->has_from ? opts->from_ms : INT64_MIN / 2;

@@ -174,6 +174,9 @@ struct sw_runtime {
 
     /* ---- journal coalescing (issue 3 perf; code at the end of this file) ---- */
     uint64_t journal_timer; /* end of the loop turn: commit the waiting durable writes */
+
+    /* ---- history (evaluation retention; code at the end of this file) ---- */
+    uint64_t history_timer;
 };
 
 /* probes (geo): defined at the end of this file. */
@@ -220,6 +223,8 @@ static bool ha_gate_cancel(struct sw_runtime *rt, uint64_t *id);
 static void coalesce_start(struct sw_runtime *rt);
 static void coalesce_stop(struct sw_runtime *rt);
 static bool coalesce_barrier(struct sw_runtime *rt, struct sw_plugin *plugin);
+/* history: defined at the end of this file. */
+static void history_start(struct sw_runtime *rt);
 
 static int64_t now_ms(struct sw_runtime *rt)
 {
@@ -880,13 +885,17 @@ static void fill_policy_input(struct sw_runtime *rt, struct sw_policy_input *in)
 
 /* Everything a policy can see, so `steward replay` can feed it back later. Written as text
  * directly (json_writer: cJSON's exact bytes, without a tree), as every tick of a busy
- * runtime records it. Returns the text, owned by the caller (free with free()). */
-static char *inputs_to_json(const struct sw_policy_input *in)
+ * runtime records it. Returns the text, owned by the caller (free with free()).
+ * history: *shared_at and *shared_len get the bytes of the units and offers (with the
+ * comma before them), which rarely change between ticks: the journal stores them once. */
+static char *inputs_to_json(const struct sw_policy_input *in, size_t *shared_at,
+                            size_t *shared_len)
 {
     struct sw_jw w;
     sw_jw_init(&w);
     sw_jw_open(&w, NULL, '{');
     sw_jw_number(&w, "now_ms", (double)in->now_ms);
+    *shared_at = w.len; /* history */
     sw_jw_open(&w, "units", '[');
     for (size_t i = 0; i < in->units->count; i++) {
         const struct sw_unit *u = in->units->items[i];
@@ -918,6 +927,7 @@ static char *inputs_to_json(const struct sw_policy_input *in)
         sw_jw_close(&w, '}');
     }
     sw_jw_close(&w, ']');
+    *shared_len = w.len - *shared_at; /* history */
     sw_jw_open(&w, "metrics", '{');
     for (size_t i = 0; i < in->metrics->count; i++) {
         const struct sw_metric *m = &in->metrics->items[i];
@@ -1159,8 +1169,9 @@ static void evaluate_policy(struct sw_runtime *rt, struct policy_slot *slot)
     char *inputs_text = NULL;
     char digest[17] = "";
     bool record = !rt->opts.skip_records;
+    size_t shared_at = 0, shared_len = 0; /* history: see inputs_to_json */
     if (record && !rt->opts.skip_inputs) {
-        inputs_text = inputs_to_json(&in);
+        inputs_text = inputs_to_json(&in, &shared_at, &shared_len);
         fnv1a_hex(inputs_text, digest);
     }
     char *desired_text = record ? desired_record_json(&res.desired, &rt->desired) : NULL;
@@ -1178,6 +1189,8 @@ static void evaluate_policy(struct sw_runtime *rt, struct policy_slot *slot)
         .explain_json = explain_text,
         .error = rc < 0 ? err.msg : NULL,
         .duration_ms = (double)(uv_hrtime() - started) / 1e6,
+        .inputs_shared_at = shared_at, /* history */
+        .inputs_shared_len = shared_len,
     };
     struct sw_error jerr;
     jerr.code = 0;
@@ -2009,6 +2022,7 @@ int sw_runtime_start(struct sw_runtime *rt, struct sw_error *err)
     rt->running = true;
     rt->stats.started_ms = now_ms(rt);
     coalesce_start(rt); /* journal coalescing */
+    history_start(rt);  /* history */
     if (rt->ha != NULL) { /* ha: nothing acts before this replica is elected (ha_elected) */
         sw_ha_start(rt->ha);
         return 0;
@@ -2057,6 +2071,7 @@ void sw_runtime_stop(struct sw_runtime *rt)
     }
     struct sw_error err = {0};
     sw_journal_flush(rt->journal, &err);
+    stop_timer(rt, &rt->history_timer); /* history */
     coalesce_stop(rt); /* journal coalescing: plugins' last writes commit on return */
 }
 
@@ -3795,4 +3810,44 @@ static bool coalesce_barrier(struct sw_runtime *rt, struct sw_plugin *plugin)
     sw_log(SW_LOG_ERROR, LOG, "journal: cannot commit before a request of plugin '%s', not "
            "sending it: %s", sw_plugin_name(plugin), err.msg);
     return false;
+}
+
+/* ---- history (evaluation retention: "history.keep") ------------------------------------------
+ * Each evaluation row holds what the policy saw, so the journal grows with time, and a full
+ * disk fails the durable writes that guard every purchase. Evaluations older than the
+ * window (and the shared inputs only they used) are deleted in bounded batches, one per
+ * timer, so no turn of the loop blocks on a long delete: every second while a backlog lasts
+ * (an upgrade, a shortened window), then hourly (a quarter of a window shorter than 4 h).
+ * Live only: a simulation's journal is written by one run and kept whole. Nothing but
+ * evaluations and the shared inputs only they used is ever deleted here. */
+
+#define HISTORY_BATCH 16
+#define HISTORY_FIRST_MS 1000
+#define HISTORY_BACKLOG_MS 1000
+#define HISTORY_EVERY_MS 3600000
+
+static void history_tick(void *ud)
+{
+    struct sw_runtime *rt = ud;
+    rt->history_timer = 0;
+    if (!rt->running)
+        return;
+    bool more = false;
+    struct sw_error err = {0};
+    int64_t before = now_ms(rt) - rt->config->history_keep_ms;
+    if (sw_journal_history_prune(rt->journal, before, HISTORY_BATCH, &more, &err) < 0)
+        sw_log(SW_LOG_ERROR, LOG, "journal: cannot delete old evaluations: %s", err.msg);
+    int64_t every = rt->config->history_keep_ms / 4;
+    if (every > HISTORY_EVERY_MS)
+        every = HISTORY_EVERY_MS;
+    if (more || every < HISTORY_BACKLOG_MS)
+        every = HISTORY_BACKLOG_MS;
+    rt->history_timer = sw_clock_timer_start(rt->clock, (uint64_t)every, history_tick, rt);
+}
+
+static void history_start(struct sw_runtime *rt)
+{
+    if (rt->opts.loop == NULL || rt->opts.skip_records || rt->config->history_keep_ms <= 0)
+        return;
+    rt->history_timer = sw_clock_timer_start(rt->clock, HISTORY_FIRST_MS, history_tick, rt);
 }

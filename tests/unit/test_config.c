@@ -447,7 +447,7 @@ SW_TEST(unknown_keys_rejected_at_every_level)
     EXPECT_ERROR("{\"market\": \"sim\", \"maket\": 1, " MIN_GROUPS "}",
                  ": unknown key 'maket' (known: id, state, seed, log, plugin_dirs, lua_path, "
                  "market, self, plugins, metrics, guard, groups, policies, simulation, admin, "
-                 "dns, probes, ha)");
+                 "dns, probes, ha, history)");
     EXPECT_ERROR("{\"market\": \"sim\", \"groups\": {\"web\": {\"max\": 2, \"maxx\": 3}}}",
                  ":groups.web: unknown key 'maxx' (known: min, max, regions, scale_up_cooldown, "
                  "scale_down_cooldown, max_price_usd_hour, profile, sdl, acquire_deadline, "

@@ -1,0 +1,586 @@
+/* test_history.c — the journal's evaluation history: inputs split into a shared part stored
+ * once (eval_inputs_shared) and read back byte for byte, journals of schema 2 migrating with
+ * their rows intact, retention (sw_journal_history_prune) deleting only old evaluations and
+ * unreferenced shared parts in bounded batches, and the "history" config key.
+ */
+#include <cjson/cJSON.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "journal.h"
+#include "mem.h"
+#include "sw_test.h"
+
+/* ---- helpers ------------------------------------------------------------------------- */
+
+struct tmp_db {
+    char dir[64];
+    char path[128];
+};
+
+static void tmp_db_make(struct tmp_db *t)
+{
+    snprintf(t->dir, sizeof(t->dir), "/tmp/sw_history_XXXXXX");
+    if (mkdtemp(t->dir) == NULL) {
+        perror("mkdtemp");
+        abort();
+    }
+    snprintf(t->path, sizeof(t->path), "%s/steward.db", t->dir);
+}
+
+static void tmp_db_remove(struct tmp_db *t)
+{
+    const char *suffixes[] = {"", "-wal", "-shm", "-journal"};
+    for (size_t i = 0; i < SW_ARRAY_LEN(suffixes); i++) {
+        char file[160];
+        snprintf(file, sizeof(file), "%s%s", t->path, suffixes[i]);
+        unlink(file);
+    }
+    rmdir(t->dir);
+}
+
+/* One integer through a second connection (committed state only). */
+static int64_t raw_int(const char *path, const char *sql)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    int64_t value = -1;
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL) == SQLITE_OK &&
+        sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+        value = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return value;
+}
+
+static int raw_exec(const char *path, const char *sql)
+{
+    sqlite3 *db = NULL;
+    int rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
+    if (rc != SQLITE_OK)
+        fprintf(stderr, "    raw_exec: %s\n", sqlite3_errmsg(db));
+    sqlite3_close(db);
+    return rc;
+}
+
+static struct sw_journal *open_ok(const char *path)
+{
+    struct sw_error err = {0};
+    struct sw_journal *j = sw_journal_open(path, &err);
+    if (j == NULL)
+        fprintf(stderr, "    open %s: %s\n", path, err.msg);
+    return j;
+}
+
+/* Inputs shaped as the runtime writes them: now_ms, then the units and offers (the shared
+ * part, with the comma before it), then metrics that change every tick. */
+struct inputs {
+    char *text;
+    size_t shared_at, shared_len;
+};
+
+static struct inputs make_inputs(int64_t now_ms, int units_version, int unit_count)
+{
+    struct inputs in = {0};
+    char *head = sw_xasprintf("{\"now_ms\":%lld", (long long)now_ms);
+    char *shared = sw_xstrdup(",\"units\":[");
+    for (int i = 0; i < unit_count; i++) {
+        char *more = sw_xasprintf("%s%s{\"key\":\"u-%d\",\"group\":\"web\",\"region\":\"eu\","
+                                  "\"price_usd_hour\":0.%d,\"state\":\"ready\"}",
+                                  shared, i > 0 ? "," : "", i, 41 + units_version);
+        free(shared);
+        shared = more;
+    }
+    char *more = sw_xasprintf("%s],\"offers\":[{\"provider\":\"p1\",\"region\":\"eu\","
+                              "\"price_usd_hour\":0.5,\"audited\":true}]",
+                              shared);
+    free(shared);
+    shared = more;
+    char *tail = sw_xasprintf(",\"metrics\":{\"rps\":{\"at_ms\":%lld,\"samples\":[{\"labels\":{},"
+                              "\"value\":%lld}]}},\"budget_usd_hour\":10,\"spend_usd_hour\":1}",
+                              (long long)now_ms, (long long)(now_ms % 997));
+    in.text = sw_xasprintf("%s%s%s", head, shared, tail);
+    in.shared_at = strlen(head);
+    in.shared_len = strlen(shared);
+    free(head);
+    free(shared);
+    free(tail);
+    return in;
+}
+
+static struct sw_evaluation eval_of(const struct inputs *in, int64_t at_ms)
+{
+    return (struct sw_evaluation){
+        .policy = "autoscale",
+        .at_ms = at_ms,
+        .inputs_digest = "0123456789abcdef",
+        .inputs_json = in->text,
+        .desired_json = "{\"policy\":{\"web\":{\"eu\":2}},\"effective\":{\"web\":{\"eu\":2}}}",
+        .actions_json = "[]",
+        .refused_json = "[]",
+        .explain_json = "[]",
+        .duration_ms = 0.5,
+        .inputs_shared_at = in->shared_at,
+        .inputs_shared_len = in->shared_len,
+    };
+}
+
+/* The inputs of row id, owned (or NULL). */
+static char *inputs_of(struct sw_journal *j, int64_t id)
+{
+    char *text = NULL;
+    struct sw_error err = {0};
+    if (sw_journal_eval_inputs(j, id, &text, &err) < 0)
+        fprintf(stderr, "    eval_inputs %lld: %s\n", (long long)id, err.msg);
+    return text;
+}
+
+/* The id of the newest row (ids of deleted rows at the end are used again). */
+static int64_t last_id(struct sw_journal *j, const char *path)
+{
+    struct sw_error err = {0};
+    if (sw_journal_flush(j, &err) < 0)
+        fprintf(stderr, "    flush: %s\n", err.msg);
+    return raw_int(path, "SELECT max(id) FROM evaluations");
+}
+
+/* journal.c's shared_digest, to forge a collision. */
+static void fnv_hex(const char *text, size_t len, char out[17])
+{
+    uint64_t h = 1469598103934665603ULL ^ (uint64_t)len;
+    size_t i = 0;
+    for (; i + 8 <= len; i += 8) {
+        uint64_t word;
+        memcpy(&word, text + i, 8);
+        h = (h ^ word) * 1099511628211ULL;
+    }
+    for (; i < len; i++)
+        h = (h ^ (unsigned char)text[i]) * 1099511628211ULL;
+    h ^= h >> 29;
+    snprintf(out, 17, "%016llx", (unsigned long long)h);
+}
+
+/* ---- split inputs -------------------------------------------------------------------- */
+
+SW_TEST(split_inputs_read_back_byte_identical_and_shared_part_stored_once)
+{
+    struct tmp_db t;
+    tmp_db_make(&t);
+    struct sw_journal *j = open_ok(t.path);
+    SW_ASSERT(j != NULL);
+    struct sw_error err = {0};
+    char *written[6];
+    for (int i = 0; i < 6; i++) {
+        /* rows 1-4 share their units, rows 5 and 6 have a changed unit */
+        struct inputs in = make_inputs(1000 + i * 10, i < 4 ? 0 : 1, 3);
+        struct sw_evaluation ev = eval_of(&in, 1000 + i * 10);
+        SW_ASSERT_EQ(sw_journal_eval_record(j, &ev, &err), 0);
+        written[i] = in.text;
+    }
+    /* Visible before the flush (buffered), identical byte for byte. */
+    for (int i = 0; i < 6; i++) {
+        char *back = inputs_of(j, i + 1);
+        SW_ASSERT(back != NULL);
+        SW_ASSERT_STREQ(back, written[i]);
+        free(back);
+    }
+    SW_ASSERT_EQ(sw_journal_flush(j, &err), 0);
+    SW_ASSERT_EQ(raw_int(t.path, "SELECT count(*) FROM eval_inputs_shared"), 2);
+    SW_ASSERT_EQ(raw_int(t.path, "SELECT count(*) FROM eval_inputs"), 6);
+    /* The rows hold the rest only: no units in them, inputs_json left NULL. */
+    SW_ASSERT_EQ(raw_int(t.path, "SELECT count(*) FROM eval_inputs WHERE rest LIKE '%\"units\"%'"),
+                 0);
+    SW_ASSERT_EQ(raw_int(t.path, "SELECT count(*) FROM evaluations WHERE inputs_json IS NULL"), 6);
+
+    /* evals_json returns the same document (cJSON prints it back to the same bytes). */
+    char *all = sw_journal_evals_json(j, NULL, 0, INT64_MAX, 0, &err);
+    SW_ASSERT(all != NULL);
+    cJSON *arr = cJSON_Parse(all);
+    free(all);
+    SW_ASSERT_EQ(cJSON_GetArraySize(arr), 6);
+    for (int i = 0; i < 6; i++) {
+        char *printed = cJSON_PrintUnformatted(
+            cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(arr, i), "inputs"));
+        SW_ASSERT_STREQ(printed, written[i]);
+        cJSON_free(printed);
+    }
+    cJSON_Delete(arr);
+
+    /* After a restart (no in-memory last part) the same units are found by digest. */
+    sw_journal_close(j);
+    j = open_ok(t.path);
+    SW_ASSERT(j != NULL);
+    struct inputs in = make_inputs(2000, 1, 3);
+    struct sw_evaluation ev = eval_of(&in, 2000);
+    SW_ASSERT_EQ(sw_journal_eval_record(j, &ev, &err), 0);
+    SW_ASSERT_EQ(sw_journal_flush(j, &err), 0);
+    SW_ASSERT_EQ(raw_int(t.path, "SELECT count(*) FROM eval_inputs_shared"), 2);
+    char *back = inputs_of(j, 7);
+    SW_ASSERT_STREQ(back, in.text);
+    free(back);
+    free(in.text);
+    for (int i = 0; i < 6; i++)
+        free(written[i]);
+    sw_journal_close(j);
+    tmp_db_remove(&t);
+}
+
+SW_TEST(unsplit_and_missing_inputs)
+{
+    struct tmp_db t;
+    tmp_db_make(&t);
+    struct sw_journal *j = open_ok(t.path);
+    SW_ASSERT(j != NULL);
+    struct sw_error err = {0};
+    /* No split given: stored whole, as before. */
+    struct inputs in = make_inputs(1000, 0, 2);
+    struct sw_evaluation ev = eval_of(&in, 1000);
+    ev.inputs_shared_len = 0;
+    SW_ASSERT_EQ(sw_journal_eval_record(j, &ev, &err), 0);
+    /* No inputs at all (skip_inputs, override passes). */
+    ev = eval_of(&in, 1001);
+    ev.inputs_json = NULL;
+    SW_ASSERT_EQ(sw_journal_eval_record(j, &ev, &err), 0);
+    /* A split outside the text is a caller's error, not a truncated record. */
+    ev = eval_of(&in, 1002);
+    ev.inputs_shared_len = strlen(in.text);
+    SW_ASSERT_EQ(sw_journal_eval_record(j, &ev, &err), SW_EINVAL);
+    SW_ASSERT_EQ(sw_journal_flush(j, &err), 0);
+    SW_ASSERT_EQ(sw_journal_eval_count(j), 2);
+    SW_ASSERT_EQ(raw_int(t.path, "SELECT count(*) FROM eval_inputs_shared"), 0);
+    char *back = inputs_of(j, 1);
+    SW_ASSERT_STREQ(back, in.text);
+    free(back);
+    back = (char *)"x";
+    SW_ASSERT_EQ(sw_journal_eval_inputs(j, 2, &back, &err), 0);
+    SW_ASSERT(back == NULL);
+    SW_ASSERT_EQ(sw_journal_eval_inputs(j, 99, &back, &err), SW_ENOENT);
+
+    /* A shared part whose row is gone reads as "no inputs", never as a partial text. */
+    ev = eval_of(&in, 1003);
+    SW_ASSERT_EQ(sw_journal_eval_record(j, &ev, &err), 0);
+    SW_ASSERT_EQ(sw_journal_flush(j, &err), 0);
+    sw_journal_close(j);
+    SW_ASSERT_EQ(raw_exec(t.path, "DELETE FROM eval_inputs_shared"), SQLITE_OK);
+    j = open_ok(t.path);
+    SW_ASSERT(j != NULL);
+    SW_ASSERT_EQ(sw_journal_eval_inputs(j, 3, &back, &err), 0);
+    SW_ASSERT(back == NULL);
+    char *all = sw_journal_evals_json(j, NULL, 1003, 1003, 0, &err);
+    SW_ASSERT_CONTAINS(all, "\"inputs\":null");
+    free(all);
+    free(in.text);
+    sw_journal_close(j);
+    tmp_db_remove(&t);
+}
+
+SW_TEST(digest_collision_stores_inputs_whole)
+{
+    struct tmp_db t;
+    tmp_db_make(&t);
+    struct sw_journal *j = open_ok(t.path);
+    SW_ASSERT(j != NULL);
+    sw_journal_close(j);
+    struct inputs in = make_inputs(1000, 0, 2);
+    char digest[17];
+    fnv_hex(in.text + in.shared_at, in.shared_len, digest);
+    /* Another text already holds this digest. */
+    char *sql = sw_xasprintf(
+        "INSERT INTO eval_inputs_shared (digest, json) VALUES ('%s', ',\"units\":[]')", digest);
+    SW_ASSERT_EQ(raw_exec(t.path, sql), SQLITE_OK);
+    free(sql);
+    j = open_ok(t.path);
+    SW_ASSERT(j != NULL);
+    struct sw_error err = {0};
+    struct sw_evaluation ev = eval_of(&in, 1000);
+    SW_ASSERT_EQ(sw_journal_eval_record(j, &ev, &err), 0);
+    SW_ASSERT_EQ(sw_journal_flush(j, &err), 0);
+    char *back = inputs_of(j, 1);
+    SW_ASSERT_STREQ(back, in.text);
+    free(back);
+    SW_ASSERT_EQ(raw_int(t.path, "SELECT count(*) FROM eval_inputs"), 0);
+    SW_ASSERT_EQ(raw_int(t.path, "SELECT count(*) FROM eval_inputs_shared"), 1);
+    free(in.text);
+    sw_journal_close(j);
+    tmp_db_remove(&t);
+}
+
+/* ---- migration from schema 2 --------------------------------------------------------- */
+
+SW_TEST(schema_2_journal_migrates_and_old_rows_read_back)
+{
+    struct tmp_db t;
+    tmp_db_make(&t);
+    /* Schema 2 as released: a current file with version 3's objects removed. */
+    struct sw_journal *j = open_ok(t.path);
+    SW_ASSERT(j != NULL);
+    sw_journal_close(j);
+    SW_ASSERT_EQ(raw_exec(t.path, "DROP TABLE eval_inputs; DROP TABLE eval_inputs_shared;"
+                                  " DROP INDEX evaluations_at; PRAGMA user_version = 2;"),
+                 SQLITE_OK);
+    SW_ASSERT_EQ(raw_int(t.path, "SELECT count(*) FROM sqlite_master WHERE name IN ('eval_inputs',"
+                                 " 'eval_inputs_shared', 'evaluations_at')"),
+                 0);
+    /* Rows as version 2 wrote them: inputs inline. */
+    struct inputs old[3];
+    for (int i = 0; i < 3; i++) {
+        old[i] = make_inputs(500 + i, 0, 3);
+        char *sql = sw_xasprintf(
+            "INSERT INTO evaluations (policy, at_ms, inputs_digest, inputs_json, desired_json,"
+            " actions_json, refused_json, explain_json, duration_ms) VALUES ('autoscale', %d,"
+            " 'd%d', '%s', '{\"policy\":{}}', '[]', '[]', '[]', 0.25)",
+            500 + i, i, old[i].text);
+        SW_ASSERT_EQ(raw_exec(t.path, sql), SQLITE_OK);
+        free(sql);
+    }
+    j = open_ok(t.path);
+    SW_ASSERT(j != NULL);
+    SW_ASSERT_EQ(raw_int(t.path, "PRAGMA user_version"), 3);
+    for (int i = 0; i < 3; i++) {
+        char *back = inputs_of(j, i + 1);
+        SW_ASSERT_STREQ(back, old[i].text);
+        free(back);
+    }
+    /* New rows, split, next to the old ones; the same units as the old rows are stored
+     * once more (old rows keep theirs inline) and every row reads back. */
+    struct sw_error err = {0};
+    struct inputs in = make_inputs(600, 0, 3);
+    struct sw_evaluation ev = eval_of(&in, 600);
+    SW_ASSERT_EQ(sw_journal_eval_record(j, &ev, &err), 0);
+    SW_ASSERT_EQ(sw_journal_flush(j, &err), 0);
+    char *all = sw_journal_evals_json(j, NULL, 0, INT64_MAX, 0, &err);
+    cJSON *arr = cJSON_Parse(all);
+    free(all);
+    SW_ASSERT_EQ(cJSON_GetArraySize(arr), 4);
+    for (int i = 0; i < 4; i++) {
+        char *printed = cJSON_PrintUnformatted(
+            cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(arr, i), "inputs"));
+        SW_ASSERT_STREQ(printed, i < 3 ? old[i].text : in.text);
+        cJSON_free(printed);
+    }
+    cJSON_Delete(arr);
+    for (int i = 0; i < 3; i++)
+        free(old[i].text);
+    free(in.text);
+    sw_journal_close(j);
+    tmp_db_remove(&t);
+}
+
+/* ---- retention ----------------------------------------------------------------------- */
+
+static int64_t table_count(const char *path, const char *table)
+{
+    char *sql = sw_xasprintf("SELECT count(*) FROM %s", table);
+    int64_t n = raw_int(path, sql);
+    free(sql);
+    return n;
+}
+
+SW_TEST(prune_deletes_old_evaluations_in_batches_and_nothing_else)
+{
+    struct tmp_db t;
+    tmp_db_make(&t);
+    struct sw_journal *j = open_ok(t.path);
+    SW_ASSERT(j != NULL);
+    struct sw_error err = {0};
+    /* Every other table gets a row. */
+    SW_ASSERT_EQ(sw_journal_intent_begin(j, SW_ACTION_ACQUIRE, "k1", "web", "eu", NULL, "r", 1,
+                                         NULL, &err),
+                 0);
+    SW_ASSERT_EQ(sw_journal_intent_begin(j, SW_ACTION_ACQUIRE, "k2", "web", "eu", NULL, "r", 1,
+                                         NULL, &err),
+                 0);
+    SW_ASSERT_EQ(sw_journal_intent_finish(j, "k2", SW_INTENT_DONE, "ok", 2, &err), 0);
+    struct sw_unit *u = sw_unit_new("k1", "web", "eu");
+    u->state = SW_UNIT_CLOSED;
+    SW_ASSERT_EQ(sw_journal_unit_save(j, u, &err), 0);
+    sw_unit_free(u);
+    SW_ASSERT_EQ(sw_journal_event(j, 1, "unit_lost", "{}"), 0);
+    SW_ASSERT_EQ(sw_journal_kv_set(j, "market_sim", "k", "v"), 0);
+    SW_ASSERT_EQ(sw_journal_state_set(j, "autoscale", "{\"n\":1}", &err), 0);
+    SW_ASSERT_EQ(sw_journal_meta_set(j, "seed", "1"), 0);
+    struct sw_provider_row row = {.provider = "p1", .bids = 2};
+    SW_ASSERT_EQ(sw_journal_provider_save(j, &row, &err), 0);
+
+    /* 10 evaluations at 1000..10000: units version 0 up to 4000, 1 up to 8000, 2 after. */
+    for (int i = 1; i <= 10; i++) {
+        struct inputs in = make_inputs(i * 1000, i <= 4 ? 0 : i <= 8 ? 1 : 2, 3);
+        struct sw_evaluation ev = eval_of(&in, i * 1000);
+        SW_ASSERT_EQ(sw_journal_eval_record(j, &ev, &err), 0);
+        free(in.text);
+    }
+    /* An old row without inputs is deleted like the others. */
+    struct inputs in = make_inputs(500, 0, 3);
+    struct sw_evaluation ev = eval_of(&in, 500);
+    ev.inputs_json = NULL;
+    SW_ASSERT_EQ(sw_journal_eval_record(j, &ev, &err), 0);
+    free(in.text);
+    SW_ASSERT_EQ(sw_journal_flush(j, &err), 0);
+    SW_ASSERT_EQ(table_count(t.path, "eval_inputs_shared"), 3);
+    struct sw_history_span span;
+    SW_ASSERT_EQ(sw_journal_history_span(j, &span, &err), 0);
+    SW_ASSERT(span.any);
+    SW_ASSERT_EQ(span.oldest_ms, 500);
+    SW_ASSERT_EQ(span.newest_ms, 10000);
+    SW_ASSERT_EQ(span.pruned_before_ms, 0);
+
+    const char *others[] = {"intents", "units", "events", "kv", "policy_state", "meta",
+                            "provider_stats"};
+    int64_t before[SW_ARRAY_LEN(others)];
+    for (size_t i = 0; i < SW_ARRAY_LEN(others); i++)
+        before[i] = table_count(t.path, others[i]);
+
+    /* Keep from 6000 on: rows 500, 1000..5000 (6) go, 2 per call. */
+    bool more = false;
+    int64_t count = sw_journal_eval_count(j);
+    int calls = 0;
+    do {
+        SW_ASSERT_EQ(sw_journal_history_prune(j, 6000, 2, &more, &err), 0);
+        int64_t now = sw_journal_eval_count(j);
+        SW_ASSERT(count - now <= 2); /* the batch bound */
+        count = now;
+        calls++;
+        SW_ASSERT(calls < 10);
+    } while (more);
+    SW_ASSERT_EQ(sw_journal_eval_count(j), 5);
+    SW_ASSERT_EQ(raw_int(t.path, "SELECT min(at_ms) FROM evaluations"), 6000);
+    /* Version 0 is used by no row any more; 1 (6000-8000) and 2 are. */
+    SW_ASSERT_EQ(table_count(t.path, "eval_inputs_shared"), 2);
+    SW_ASSERT_EQ(table_count(t.path, "eval_inputs"), 5);
+    for (size_t i = 0; i < SW_ARRAY_LEN(others); i++) {
+        int64_t expected = before[i] + (strcmp(others[i], "meta") == 0 ? 1 : 0); /* the mark */
+        SW_ASSERT_EQ(table_count(t.path, others[i]), expected);
+    }
+    /* The remaining rows read back whole. */
+    for (int i = 6; i <= 10; i++) {
+        struct inputs want = make_inputs(i * 1000, i <= 8 ? 1 : 2, 3);
+        char *back = inputs_of(j, i);
+        SW_ASSERT_STREQ(back, want.text);
+        free(back);
+        free(want.text);
+    }
+    SW_ASSERT_EQ(sw_journal_history_span(j, &span, &err), 0);
+    SW_ASSERT_EQ(span.oldest_ms, 6000);
+    SW_ASSERT_EQ(span.pruned_before_ms, 6000);
+
+    /* The in-memory last part (version 2) may have been deleted under it: a later write of
+     * version 0's units stores them again, a write of version 2 reuses its row. */
+    SW_ASSERT_EQ(sw_journal_history_prune(j, 9500, 100, &more, &err), 0);
+    SW_ASSERT(!more);
+    SW_ASSERT_EQ(table_count(t.path, "eval_inputs_shared"), 1);
+    in = make_inputs(11000, 0, 3);
+    ev = eval_of(&in, 11000);
+    SW_ASSERT_EQ(sw_journal_eval_record(j, &ev, &err), 0);
+    char *back = inputs_of(j, last_id(j, t.path));
+    SW_ASSERT_STREQ(back, in.text);
+    free(back);
+    free(in.text);
+    SW_ASSERT_EQ(sw_journal_flush(j, &err), 0);
+    SW_ASSERT_EQ(table_count(t.path, "eval_inputs_shared"), 2);
+    /* A prune that deletes nothing keeps the mark where it was (9500, not lowered). */
+    SW_ASSERT_EQ(sw_journal_history_prune(j, 100, 100, &more, &err), 0);
+    SW_ASSERT_EQ(sw_journal_history_span(j, &span, &err), 0);
+    SW_ASSERT_EQ(span.pruned_before_ms, 9500);
+    SW_ASSERT_EQ(sw_journal_history_prune(j, 100, 0, &more, &err), SW_EINVAL);
+    sw_journal_close(j);
+    tmp_db_remove(&t);
+}
+
+SW_TEST(prune_after_a_shared_row_was_deleted_under_the_cache)
+{
+    /* The last shared part is remembered in memory; once retention deletes its row, a tick
+     * with the same units must insert it again rather than reference a deleted row. */
+    struct tmp_db t;
+    tmp_db_make(&t);
+    struct sw_journal *j = open_ok(t.path);
+    SW_ASSERT(j != NULL);
+    struct sw_error err = {0};
+    struct inputs in = make_inputs(1000, 0, 3);
+    struct sw_evaluation ev = eval_of(&in, 1000);
+    SW_ASSERT_EQ(sw_journal_eval_record(j, &ev, &err), 0);
+    bool more = true;
+    SW_ASSERT_EQ(sw_journal_history_prune(j, 5000, 10, &more, &err), 0);
+    SW_ASSERT(!more);
+    SW_ASSERT_EQ(table_count(t.path, "eval_inputs_shared"), 0);
+    ev = eval_of(&in, 6000);
+    SW_ASSERT_EQ(sw_journal_eval_record(j, &ev, &err), 0);
+    char *back = inputs_of(j, last_id(j, t.path));
+    SW_ASSERT_STREQ(back, in.text);
+    free(back);
+    free(in.text);
+    sw_journal_close(j);
+    SW_ASSERT_EQ(table_count(t.path, "eval_inputs_shared"), 1);
+    tmp_db_remove(&t);
+}
+
+/* ---- config -------------------------------------------------------------------------- */
+
+static struct sw_config *parse_history(const char *history, struct sw_error *err)
+{
+    char *text = sw_xasprintf("{\"market\": \"sim\", \"groups\": {\"web\": {\"max\": 3}}%s%s}",
+                              history != NULL ? ", \"history\": " : "",
+                              history != NULL ? history : "");
+    struct sw_config *c = sw_config_parse(text, strlen(text), "/etc/steward.jsonc", err);
+    free(text);
+    return c;
+}
+
+static int64_t keep_of(const char *history)
+{
+    struct sw_error err = {0};
+    struct sw_config *c = parse_history(history, &err);
+    if (c == NULL) {
+        fprintf(stderr, "    %s: %s\n", history, err.msg);
+        return -1;
+    }
+    int64_t keep = c->history_keep_ms;
+    sw_config_free(c);
+    return keep;
+}
+
+static void expect_history_error(const char *history, const char *want)
+{
+    struct sw_error err = {0};
+    struct sw_config *c = parse_history(history, &err);
+    if (c != NULL || strcmp(err.msg, want) != 0)
+        fprintf(stderr, "    %s\n    got:  %s\n    want: %s\n", history, err.msg, want);
+    SW_ASSERT(c == NULL);
+    SW_ASSERT_EQ(err.code, SW_ECONFIG);
+    SW_ASSERT_STREQ(err.msg, want);
+}
+
+SW_TEST(config_history_keep)
+{
+    SW_ASSERT_EQ(keep_of(NULL), 7 * 86400000LL);
+    SW_ASSERT_EQ(keep_of("{}"), 7 * 86400000LL);
+    SW_ASSERT_EQ(keep_of("{\"keep\": \"30d\"}"), 30 * 86400000LL);
+    SW_ASSERT_EQ(keep_of("{\"keep\": \"12h\"}"), 12 * 3600000LL);
+    SW_ASSERT_EQ(keep_of("{\"keep\": 3600}"), 3600000);
+    SW_ASSERT_EQ(keep_of("{\"keep\": \"forever\"}"), 0);
+    SW_ASSERT_EQ(keep_of("{\"keep\": 0}"), 0);
+    SW_ASSERT_EQ(keep_of("{\"keep\": \"0s\"}"), 0);
+    expect_history_error("\"7d\"",
+                         "/etc/steward.jsonc:history: expected object, got string \"7d\"");
+    expect_history_error("{\"keep\": true}", "/etc/steward.jsonc:history.keep: expected duration "
+                                             "like \"7d\" (at least 1s), 0 or \"forever\", got "
+                                             "true");
+    expect_history_error("{\"keep\": -1}", "/etc/steward.jsonc:history.keep: expected duration "
+                                           "like \"7d\" (at least 1s), 0 or \"forever\", got "
+                                           "-1");
+    expect_history_error("{\"keep\": \"7 days\"}",
+                         "/etc/steward.jsonc:history.keep: expected duration like \"7d\" (at "
+                         "least 1s), 0 or \"forever\", got string \"7 days\"");
+    expect_history_error("{\"keep\": \"500ms\"}",
+                         "/etc/steward.jsonc:history.keep: expected duration like \"7d\" (at "
+                         "least 1s), 0 or \"forever\", got string \"500ms\"");
+    expect_history_error("{\"kep\": \"7d\"}",
+                         "/etc/steward.jsonc:history: unknown key 'kep' (known: keep)");
+}
+
+SW_TEST_MAIN()
