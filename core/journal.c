@@ -1265,8 +1265,8 @@ int sw_journal_eval_inputs(struct sw_journal *j, int64_t id, char **inputs_out,
  * before before_ms (its evaluation and everything after it stay, so replay can start
  * there), or, when the policy has none that old (history written before snapshots, or a
  * policy that never evaluated successfully), before_ms itself, as retention did before. */
-static int prune_cut(struct sw_journal *j, const char *policy, int64_t before_ms,
-                     int64_t *cut_ms, int64_t *cut_id, bool *at_snapshot)
+static int prune_cut(struct sw_journal *j, const char *policy, int64_t before_ms, int64_t *cut_ms,
+                     int64_t *cut_id, bool *at_snapshot)
 {
     sqlite3_stmt *st = stmt_get(j, ST_PRUNE_CUT);
     int rc = bind_params(st, "sI", policy, before_ms);

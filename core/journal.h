@@ -200,8 +200,8 @@ bool sw_journal_history_gap(const struct sw_history_span *span, int64_t from_ms,
 
 /* ---- snapshots (ctx.state after an evaluation, for replay) ---- */
 struct sw_snapshot {
-    int64_t eval_id; /* the evaluation it follows */
-    int64_t at_ms;   /* and its time */
+    int64_t eval_id;  /* the evaluation it follows */
+    int64_t at_ms;    /* and its time */
     char *state_json; /* owned; "{}" for an empty ctx.state */
 };
 /* Frees the text and zeroes s (NULL ok). */

@@ -390,8 +390,10 @@ static int plan_start(struct replay *r, size_t i, int64_t to_ms, bool never_prun
     if (code < 0)
         return code;
     if (sw_policy_state_load(r->policies[i], snap.state_json) < 0)
-        sw_log(SW_LOG_WARN, "replay", "policy %s: the snapshot after evaluation %" PRId64
-               " is unreadable: replaying from an empty state", name, snap.eval_id);
+        sw_log(SW_LOG_WARN, "replay",
+               "policy %s: the snapshot after evaluation %" PRId64
+               " is unreadable: replaying from an empty state",
+               name, snap.eval_id);
     start->skip_ms = snap.at_ms;
     start->skip_id = snap.eval_id;
     start->events_after_ms = snap.at_ms;

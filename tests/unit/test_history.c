@@ -656,9 +656,8 @@ SW_TEST(snapshot_find_and_prune_per_policy_at_a_snapshot)
      * history written before snapshots): every 2 s, none. */
     int64_t snap_id[3] = {0};
     for (int s = 0; s < 60; s++) {
-        const char *state = s % 20 == 0 ? (s == 0 ? "{\"s\":0}" : s == 20 ? "{\"s\":20}"
-                                                                           : "{\"s\":40}")
-                                        : NULL;
+        static const char *const states[] = {"{\"s\":0}", "{\"s\":20}", "{\"s\":40}"};
+        const char *state = s % 20 == 0 ? states[s / 20] : NULL;
         int64_t id = record(j, t.path, "a", s * 1000, state);
         SW_ASSERT(id > 0);
         if (state != NULL)
@@ -696,8 +695,7 @@ SW_TEST(snapshot_find_and_prune_per_policy_at_a_snapshot)
         SW_ASSERT(++calls < 20);
     } while (more);
     SW_ASSERT_EQ(raw_int(t.path, "SELECT min(at_ms) FROM evaluations WHERE policy = 'a'"), 20000);
-    SW_ASSERT_EQ(raw_int(t.path, "SELECT min(id) FROM evaluations WHERE policy = 'a'"),
-                 snap_id[1]);
+    SW_ASSERT_EQ(raw_int(t.path, "SELECT min(id) FROM evaluations WHERE policy = 'a'"), snap_id[1]);
     SW_ASSERT_EQ(raw_int(t.path, "SELECT count(*) FROM evaluations WHERE policy = 'a'"), 40);
     SW_ASSERT_EQ(raw_int(t.path, "SELECT min(at_ms) FROM evaluations WHERE policy = 'b'"), 36001);
     /* The snapshot at 0 s went with its evaluation; 20 s (the cut) and 40 s stay. */
@@ -782,10 +780,10 @@ SW_TEST(snapshots_every_10_minutes_seed_an_exact_replay_from_anywhere)
     SW_ASSERT(evals > 1000);
     SW_ASSERT_EQ(raw_int(t.path, "SELECT min(eval_id) FROM eval_snapshots"),
                  raw_int(t.path, "SELECT min(id) FROM evaluations"));
-    SW_ASSERT_EQ(raw_int(t.path,
-                         "SELECT count(*) FROM eval_snapshots s JOIN eval_snapshots n ON n.eval_id ="
-                         " (SELECT min(eval_id) FROM eval_snapshots WHERE eval_id > s.eval_id)"
-                         " WHERE n.at_ms - s.at_ms < 600000 OR n.at_ms - s.at_ms > 610000"),
+    SW_ASSERT_EQ(raw_int(t.path, "SELECT count(*) FROM eval_snapshots s JOIN eval_snapshots n"
+                                 " ON n.eval_id = (SELECT min(eval_id) FROM eval_snapshots"
+                                 " WHERE eval_id > s.eval_id) WHERE n.at_ms - s.at_ms < 600000"
+                                 " OR n.at_ms - s.at_ms > 610000"),
                  0);
     int64_t span_ms = raw_int(t.path, "SELECT max(at_ms) - min(at_ms) FROM evaluations");
     SW_ASSERT_EQ(snaps, span_ms / SNAPSHOT_EVERY_MS + 1);
