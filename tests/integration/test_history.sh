@@ -205,4 +205,13 @@ for quarter in 1 2 3; do
   total=$((total + differ))
 done
 [ "$total" -ge 1 ] || fail "without snapshots every --from reproduced everything: the test cannot tell"
+# A restart writes one with its first evaluation, whatever the time since the last. (Not
+# replayed: under --speed the second run's clock starts at the wall time again, inside the
+# first run's compressed span, which a real clock never does.)
+last=$(q forever "SELECT max(id) FROM evaluations")
+"$STEWARD_BIN" run -c "$work/forever.jsonc" --speed 200 --for 2m --log-level warn 2>>"$log" ||
+  fail "live run (forever, restarted) failed"
+[ "$(q forever "SELECT min(eval_id) FROM eval_snapshots WHERE eval_id > $last")" = \
+  "$(q forever "SELECT min(id) FROM evaluations WHERE id > $last")" ] ||
+  fail "no snapshot at the first evaluation after a restart"
 echo "history: ok ($total differences without snapshots, 0 with them)"
