@@ -1206,9 +1206,15 @@ static void evaluate_policy(struct sw_runtime *rt, struct policy_slot *slot)
     /* snapshots: ctx.state goes with the first good evaluation after start, then at most
      * every SNAPSHOT_EVERY_MS of this policy's clock, so replay and retention can start a
      * history there; serialised once for the snapshot and policy_state alike. */
-    char *state = rc == 0 && record ? sw_policy_state_json(slot->policy) : NULL;
-    bool snapshot = rc == 0 && record &&
-                    (!slot->snapshot_taken || ev.at_ms - slot->snapshot_ms >= SNAPSHOT_EVERY_MS);
+    char *state = NULL;
+    struct sw_error serr;
+    serr.code = 0;
+    serr.msg[0] = '\0';
+    bool state_ok = rc == 0 && record && sw_policy_state_save(slot->policy, &state, &serr) == 0;
+    if (rc == 0 && record && !state_ok)
+        sw_log(SW_LOG_ERROR, LOG, "policy %s: %s", slot->config->name, serr.msg);
+    bool snapshot =
+        state_ok && (!slot->snapshot_taken || ev.at_ms - slot->snapshot_ms >= SNAPSHOT_EVERY_MS);
     ev.snapshot_json = snapshot ? (state != NULL ? state : "{}") : NULL;
     if (record && sw_journal_eval_record(rt->journal, &ev, &jerr) < 0) {
         sw_log(SW_LOG_ERROR, LOG, "journal: cannot record evaluation: %s", jerr.msg);
