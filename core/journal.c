@@ -141,6 +141,17 @@ static const char *const migrations[] = {
     "  rest TEXT NOT NULL);"
     "CREATE INDEX IF NOT EXISTS eval_inputs_shared_id ON eval_inputs (shared_id);"
     "CREATE INDEX IF NOT EXISTS evaluations_at ON evaluations (at_ms);",
+    /* 4: snapshots. ctx.state of a policy right after one of its evaluations (the runtime
+     * writes one at the first evaluation after a start, then at most every 10 minutes), so
+     * replay can start at any point and retention can keep a history that starts at one.
+     * IF NOT EXISTS for the same reason as step 3. */
+    "CREATE TABLE IF NOT EXISTS eval_snapshots ("
+    "  eval_id INTEGER PRIMARY KEY,"
+    "  policy TEXT NOT NULL,"
+    "  at_ms INTEGER NOT NULL,"
+    "  json TEXT NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS eval_snapshots_policy_at ON eval_snapshots"
+    " (policy, at_ms, eval_id);",
 };
 
 #define SCHEMA_VERSION ((int)SW_ARRAY_LEN(migrations))
@@ -191,6 +202,11 @@ enum stmt_id {
     ST_PRUNE_SPLIT,
     ST_PRUNE_EVALS,
     ST_PRUNE_SHARED,
+    ST_PRUNE_POLICIES, /* snapshots */
+    ST_PRUNE_CUT,
+    ST_PRUNE_SNAPSHOTS,
+    ST_SNAPSHOT_INSERT,
+    ST_SNAPSHOT_FIND,
     ST_PRUNE_MARK,
     ST_HISTORY_SPAN,
     ST_STATE_GET,
@@ -244,15 +260,34 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_SHARED_INSERT] = "INSERT INTO eval_inputs_shared (digest, json) VALUES (?, ?)",
     [ST_SPLIT_INSERT] = "INSERT INTO eval_inputs (eval_id, shared_id, shared_at, rest)"
                         " VALUES (?, ?, ?, ?)",
-    /* The same oldest rows, through evaluations_at, for both deletes: a batch reads only
-     * what it deletes. */
+    /* snapshots: the same oldest rows of one policy, those before (?2, ?3) in journal
+     * order, through evaluations_policy_at, for both deletes: a batch reads only what it
+     * deletes. */
     [ST_PRUNE_SPLIT] = "DELETE FROM eval_inputs WHERE eval_id IN (SELECT id FROM evaluations"
-                       " WHERE at_ms < ?1 ORDER BY at_ms, id LIMIT ?2)",
+                       " WHERE policy = ?1 AND (at_ms < ?2 OR (at_ms = ?2 AND id < ?3))"
+                       " ORDER BY at_ms, id LIMIT ?4)",
     [ST_PRUNE_EVALS] = "DELETE FROM evaluations WHERE id IN (SELECT id FROM evaluations"
-                       " WHERE at_ms < ?1 ORDER BY at_ms, id LIMIT ?2)",
+                       " WHERE policy = ?1 AND (at_ms < ?2 OR (at_ms = ?2 AND id < ?3))"
+                       " ORDER BY at_ms, id LIMIT ?4)",
     [ST_PRUNE_SHARED] = "DELETE FROM eval_inputs_shared WHERE id IN (SELECT s.id FROM"
                         " eval_inputs_shared s WHERE NOT EXISTS (SELECT 1 FROM eval_inputs i"
                         " WHERE i.shared_id = s.id) ORDER BY s.id LIMIT ?)",
+    /* snapshots: the distinct policies, one index seek each (a skip scan). */
+    [ST_PRUNE_POLICIES] = "WITH RECURSIVE p(name) AS (SELECT min(policy) FROM evaluations"
+                          " UNION ALL SELECT (SELECT min(policy) FROM evaluations"
+                          " WHERE policy > p.name) FROM p WHERE p.name IS NOT NULL)"
+                          " SELECT name FROM p WHERE name IS NOT NULL",
+    [ST_PRUNE_CUT] = "SELECT eval_id, at_ms FROM eval_snapshots WHERE policy = ? AND at_ms <= ?"
+                     " ORDER BY at_ms DESC, eval_id DESC LIMIT 1",
+    [ST_PRUNE_SNAPSHOTS] = "DELETE FROM eval_snapshots WHERE eval_id IN (SELECT s.eval_id FROM"
+                           " eval_snapshots s WHERE s.policy = ?1 AND (s.at_ms < ?2 OR"
+                           " (s.at_ms = ?2 AND s.eval_id < ?3)) AND NOT EXISTS (SELECT 1 FROM"
+                           " evaluations e WHERE e.id = s.eval_id) LIMIT ?4)",
+    [ST_SNAPSHOT_INSERT] = "INSERT OR REPLACE INTO eval_snapshots (eval_id, policy, at_ms, json)"
+                           " VALUES (?, ?, ?, ?)",
+    [ST_SNAPSHOT_FIND] = "SELECT eval_id, at_ms, json FROM eval_snapshots WHERE policy = ?1 AND"
+                         " (at_ms < ?2 OR (at_ms = ?2 AND eval_id <= ?3))"
+                         " ORDER BY at_ms DESC, eval_id DESC LIMIT 1",
     [ST_PRUNE_MARK] = "INSERT INTO meta (key, value) VALUES ('" META_PRUNED_BEFORE "', ?)"
                       " ON CONFLICT (key) DO UPDATE SET value ="
                       " max(CAST(value AS INTEGER), CAST(excluded.value AS INTEGER))",
@@ -1043,6 +1078,7 @@ int sw_journal_eval_record(struct sw_journal *j, const struct sw_evaluation *ev,
                          ev->refused_json, ev->explain_json, ev->error, ev->duration_ms);
     if (bind_and_step(st, rc) != SQLITE_DONE)
         return buffered_end(j, store_error(j, err, "eval_record"), err);
+    int64_t eval_id = sqlite3_last_insert_rowid(j->db); /* snapshots */
     if (shared != 0) {
         size_t at = ev->inputs_shared_at, shared_len = ev->inputs_shared_len;
         char *rest = splice_reserve(j, len - shared_len);
@@ -1050,9 +1086,16 @@ int sw_journal_eval_record(struct sw_journal *j, const struct sw_evaluation *ev,
         memcpy(rest + at, inputs + at + shared_len, len - at - shared_len);
         rest[len - shared_len] = '\0';
         st = stmt_get(j, ST_SPLIT_INSERT);
-        rc = bind_params(st, "IIIs", sqlite3_last_insert_rowid(j->db), shared, (int64_t)at, rest);
+        rc = bind_params(st, "IIIs", eval_id, shared, (int64_t)at, rest);
         if (bind_and_step(st, rc) != SQLITE_DONE)
             code = store_error(j, err, "eval_record: inputs");
+    }
+    /* snapshots: in the row's transaction, so a snapshot never names a lost evaluation. */
+    if (code == 0 && ev->snapshot_json != NULL) {
+        st = stmt_get(j, ST_SNAPSHOT_INSERT);
+        rc = bind_params(st, "IsIs", eval_id, ev->policy, ev->at_ms, ev->snapshot_json);
+        if (bind_and_step(st, rc) != SQLITE_DONE)
+            code = store_error(j, err, "eval_record: snapshot");
     }
     return buffered_end(j, code, err);
 }
@@ -1218,6 +1261,58 @@ int sw_journal_eval_inputs(struct sw_journal *j, int64_t id, char **inputs_out,
     return code;
 }
 
+/* snapshots: the point before which policy's evaluations may go: the latest snapshot at or
+ * before before_ms (its evaluation and everything after it stay, so replay can start
+ * there), or, when the policy has none that old (history written before snapshots, or a
+ * policy that never evaluated successfully), before_ms itself, as retention did before. */
+static int prune_cut(struct sw_journal *j, const char *policy, int64_t before_ms, int64_t *cut_ms,
+                     int64_t *cut_id, bool *at_snapshot)
+{
+    sqlite3_stmt *st = stmt_get(j, ST_PRUNE_CUT);
+    int rc = bind_params(st, "sI", policy, before_ms);
+    rc = rc == SQLITE_OK ? sqlite3_step(st) : rc;
+    *at_snapshot = rc == SQLITE_ROW;
+    *cut_id = *at_snapshot ? sqlite3_column_int64(st, 0) : INT64_MIN;
+    *cut_ms = *at_snapshot ? sqlite3_column_int64(st, 1) : before_ms;
+    stmt_done(st);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -1;
+}
+
+/* snapshots: one policy's share of a batch: up to *budget of its evaluations before its cut,
+ * then the snapshots whose evaluation is gone. -1 on a store error (reported by the caller);
+ * *evals_out, *snaps_out count what went, *mark_ms rises to the cut when evaluations did. */
+static int prune_policy(struct sw_journal *j, const char *policy, int64_t before_ms,
+                        int64_t *budget, size_t batch, int64_t *evals_out, int64_t *snaps_out,
+                        int64_t *mark_ms)
+{
+    int64_t cut_ms = 0, cut_id = 0;
+    bool at_snapshot = false;
+    if (prune_cut(j, policy, before_ms, &cut_ms, &cut_id, &at_snapshot) < 0)
+        return -1;
+    if (*budget > 0) {
+        sqlite3_stmt *split = stmt_get(j, ST_PRUNE_SPLIT);
+        sqlite3_stmt *st = stmt_get(j, ST_PRUNE_EVALS);
+        if (bind_and_step(split, bind_params(split, "sIII", policy, cut_ms, cut_id, *budget)) !=
+                SQLITE_DONE ||
+            bind_and_step(st, bind_params(st, "sIII", policy, cut_ms, cut_id, *budget)) !=
+                SQLITE_DONE)
+            return -1;
+        int64_t gone = sqlite3_changes(j->db);
+        *budget -= gone;
+        *evals_out += gone;
+        if (gone > 0 && cut_ms > *mark_ms)
+            *mark_ms = cut_ms;
+    }
+    if (!at_snapshot || *snaps_out >= (int64_t)batch)
+        return 0;
+    sqlite3_stmt *st = stmt_get(j, ST_PRUNE_SNAPSHOTS);
+    if (bind_and_step(st, bind_params(st, "sIII", policy, cut_ms, cut_id,
+                                      (int64_t)batch - *snaps_out)) != SQLITE_DONE)
+        return -1;
+    *snaps_out += sqlite3_changes(j->db);
+    return 0;
+}
+
 int sw_journal_history_prune(struct sw_journal *j, int64_t before_ms, size_t batch,
                              bool *more_out, struct sw_error *err)
 {
@@ -1235,25 +1330,42 @@ int sw_journal_history_prune(struct sw_journal *j, int64_t before_ms, size_t bat
         return code;
     }
     int64_t limit = sql_limit(batch);
-    sqlite3_stmt *split = stmt_get(j, ST_PRUNE_SPLIT);
-    sqlite3_stmt *st = stmt_get(j, ST_PRUNE_EVALS);
-    int64_t evals = 0, shared = 0;
-    if (bind_and_step(split, bind_params(split, "II", before_ms, limit)) != SQLITE_DONE ||
-        bind_and_step(st, bind_params(st, "II", before_ms, limit)) != SQLITE_DONE) {
-        code = store_error(j, err, "history_prune");
-    } else {
-        evals = sqlite3_changes(j->db);
+    int64_t evals = 0, shared = 0, snaps = 0, mark_ms = INT64_MIN;
+    /* snapshots: per policy, so that each one's kept history starts at a snapshot. The
+     * names are copied out first: the deletes must not run under an open read of the same
+     * table. */
+    char **policies = NULL;
+    size_t policy_count = 0;
+    sqlite3_stmt *st = stmt_get(j, ST_PRUNE_POLICIES);
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        policies = sw_xrealloc(policies, (policy_count + 1) * sizeof(*policies));
+        policies[policy_count++] = col_str(st, 0);
+    }
+    stmt_done(st);
+    if (rc != SQLITE_DONE)
+        code = store_error(j, err, "history_prune: policies");
+    int64_t budget = limit;
+    for (size_t i = 0; code == 0 && i < policy_count; i++) {
+        if (prune_policy(j, policies[i], before_ms, &budget, batch, &evals, &snaps, &mark_ms) < 0)
+            code = store_error(j, err, "history_prune");
+    }
+    for (size_t i = 0; i < policy_count; i++)
+        free(policies[i]);
+    free(policies);
+    if (code == 0) {
         st = stmt_get(j, ST_PRUNE_SHARED);
         if (bind_and_step(st, bind_params(st, "I", limit)) != SQLITE_DONE)
             code = store_error(j, err, "history_prune: shared inputs");
         else
             shared = sqlite3_changes(j->db);
     }
-    /* The mark lets replay and the admin API tell "deleted" from "never recorded". */
+    /* The mark lets replay and the admin API tell "deleted" from "never recorded". With
+     * snapshots it is the newest cut: every deleted evaluation is older than it. */
     if (code == 0 && evals > 0) {
         st = stmt_get(j, ST_PRUNE_MARK);
         char mark[24];
-        snprintf(mark, sizeof(mark), "%lld", (long long)before_ms);
+        snprintf(mark, sizeof(mark), "%lld", (long long)mark_ms);
         if (bind_and_step(st, bind_params(st, "s", mark)) != SQLITE_DONE)
             code = store_error(j, err, "history_prune: mark");
     }
@@ -1273,8 +1385,40 @@ int sw_journal_history_prune(struct sw_journal *j, int64_t before_ms, size_t bat
         txn_check_lost(j);
         return code;
     }
-    *more_out = evals == (int64_t)batch || shared == (int64_t)batch;
+    *more_out = evals == (int64_t)batch || shared == (int64_t)batch || snaps == (int64_t)batch;
     return txn_commit(j, err);
+}
+
+/* snapshots */
+void sw_snapshot_clear(struct sw_snapshot *s)
+{
+    if (s == NULL)
+        return;
+    free(s->state_json);
+    memset(s, 0, sizeof(*s));
+}
+
+int sw_journal_snapshot_find(struct sw_journal *j, const char *policy, int64_t at_ms,
+                             int64_t eval_id, struct sw_snapshot *out, struct sw_error *err)
+{
+    memset(out, 0, sizeof(*out));
+    if (policy == NULL)
+        return invalid(j, err, "snapshot_find");
+    sqlite3_stmt *st = stmt_get(j, ST_SNAPSHOT_FIND);
+    int rc = bind_params(st, "sII", policy, at_ms, eval_id);
+    rc = rc == SQLITE_OK ? sqlite3_step(st) : rc;
+    int code = 0;
+    if (rc == SQLITE_ROW) {
+        out->eval_id = sqlite3_column_int64(st, 0);
+        out->at_ms = sqlite3_column_int64(st, 1);
+        out->state_json = col_str(st, 2);
+    } else if (rc == SQLITE_DONE) {
+        code = SW_ENOENT;
+    } else {
+        code = store_error(j, err, "snapshot_find");
+    }
+    stmt_done(st);
+    return code;
 }
 
 int sw_journal_history_span(struct sw_journal *j, struct sw_history_span *out,

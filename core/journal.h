@@ -70,6 +70,9 @@ struct sw_evaluation {
      * the rest; reading splices it back, byte for byte. inputs_shared_len 0: stored whole. */
     size_t inputs_shared_at;
     size_t inputs_shared_len;
+    /* snapshots: the policy's ctx.state as JSON right after this evaluation, stored with
+     * it (table eval_snapshots, same transaction) so replay can start here; NULL: none. */
+    const char *snapshot_json;
 };
 
 struct sw_event_record {
@@ -164,19 +167,26 @@ int64_t sw_journal_eval_count(struct sw_journal *j);
  * gone; SW_ENOENT when no such row; SW_ESTORE. Buffered records included. */
 int sw_journal_eval_inputs(struct sw_journal *j, int64_t id, char **inputs_out,
                            struct sw_error *err);
-/* Deletes up to batch evaluations with at_ms < before_ms (oldest first), then up to batch
- * rows of shared inputs no evaluation references any more, and commits (what is buffered
- * goes with it). Touches no other table, except the meta entry recording before_ms as the
- * start of the kept history when evaluations were deleted. *more_out: a batch was full, so
- * another call has more to delete. batch bounds the time the call blocks. 0, SW_EINVAL
- * (batch 0), SW_ESTORE. */
+/* Deletes up to batch evaluations older than before_ms (oldest first per policy), then up
+ * to batch rows of shared inputs no evaluation references any more, and commits (what is
+ * buffered goes with it). snapshots: per policy, only evaluations ordered before its latest
+ * snapshot at or before before_ms go (that snapshot's evaluation and all after it stay, so
+ * its kept history starts at a snapshot), and up to batch of its older snapshots whose
+ * evaluation is gone; a policy without such a snapshot loses those with at_ms < before_ms.
+ * Touches no other table, except the meta entry marking the kept history (see
+ * sw_history_span) when evaluations were deleted. All or nothing. *more_out: a batch was
+ * full, so another call has more to delete. batch bounds the time the call blocks. 0,
+ * SW_EINVAL (batch 0), SW_ESTORE. */
 int sw_journal_history_prune(struct sw_journal *j, int64_t before_ms, size_t batch,
                              bool *more_out, struct sw_error *err);
 struct sw_history_span {
     bool any;                 /* the journal holds evaluations */
     int64_t oldest_ms;        /* at_ms of the oldest and the newest (when any) */
     int64_t newest_ms;
-    int64_t pruned_before_ms; /* retention deleted every evaluation before it; 0: never */
+    /* Retention deleted evaluations before it and none at or after it; 0: never. With
+     * snapshots each policy was cut at its own snapshot, the newest of which is this, so an
+     * older policy's kept history may start before it. */
+    int64_t pruned_before_ms;
 };
 /* What sw_journal_history_prune left: 0 with *out filled, or SW_ESTORE. */
 int sw_journal_history_span(struct sw_journal *j, struct sw_history_span *out,
@@ -187,6 +197,20 @@ int sw_journal_history_span(struct sw_journal *j, struct sw_history_span *out,
  * was deleted. Pure: no journal access. */
 bool sw_journal_history_gap(const struct sw_history_span *span, int64_t from_ms, char *buf,
                             size_t size);
+
+/* ---- snapshots (ctx.state after an evaluation, for replay) ---- */
+struct sw_snapshot {
+    int64_t eval_id;  /* the evaluation it follows */
+    int64_t at_ms;    /* and its time */
+    char *state_json; /* owned; "{}" for an empty ctx.state */
+};
+/* Frees the text and zeroes s (NULL ok). */
+void sw_snapshot_clear(struct sw_snapshot *s);
+/* The latest snapshot of policy whose evaluation is at or before (at_ms, eval_id) in journal
+ * order (at_ms, then id): 0 with *out filled (clear with sw_snapshot_clear), SW_ENOENT when
+ * there is none, SW_EINVAL without a policy, SW_ESTORE. Buffered records included. */
+int sw_journal_snapshot_find(struct sw_journal *j, const char *policy, int64_t at_ms,
+                             int64_t eval_id, struct sw_snapshot *out, struct sw_error *err);
 
 /* ---- policy state ---- */
 /* value_out owned, NULL if never saved (still 0). SW_ESTORE on failure. */

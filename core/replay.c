@@ -24,12 +24,23 @@
 
 #define PAGE 512
 
+/* Where one policy's replay starts. Records at or before skip_* are not run (the state
+ * after them is the seed); those before report_* warm the policy up silently; the rest are
+ * compared. Plugin events after events_after_ms reach it. */
+struct policy_start {
+    int64_t skip_ms, skip_id;
+    int64_t report_ms, report_id;
+    int64_t events_after_ms;
+};
+
 struct replay {
     const struct sw_replay_opts *opts;
     struct sw_config *config;
     struct sw_journal *journal;
     struct sw_clock *clock;
     struct sw_policy **policies; /* parallel to config->policies */
+    struct policy_start *starts; /* likewise */
+    int64_t from_ms;             /* the first time reported */
     struct sw_replay_result *res;
     cJSON *diffs; /* JSON mode */
     int64_t first_ms;
@@ -158,10 +169,14 @@ static void deliver_events(struct replay *r, int64_t at_ms, const struct sw_poli
         cJSON *data = ev->data_json != NULL ? cJSON_Parse(ev->data_json) : NULL;
         bool for_policies = cJSON_IsString(cJSON_GetObjectItemCaseSensitive(data, "type"));
         cJSON_Delete(data);
-        if (!for_policies || (r->opts->has_from && ev->at_ms < r->opts->from_ms))
+        if (!for_policies)
             continue;
-        r->res->events++;
+        if (ev->at_ms >= r->from_ms)
+            r->res->events++;
+        /* A policy seeded from a snapshot already holds what earlier events did. */
         for (size_t i = 0; i < r->config->policy_count; i++) {
+            if (ev->at_ms <= r->starts[i].events_after_ms)
+                continue;
             struct sw_error err = {0};
             sw_policy_on_event(r->policies[i], in, ev->data_json, &err);
         }
@@ -198,26 +213,48 @@ static void report_difference(struct replay *r, const cJSON *rec, const char *po
             replayed, note != NULL ? " — " : "", note != NULL ? note : "");
 }
 
+/* (a_ms, a_id) before (b_ms, b_id) in journal order */
+static bool before(int64_t a_ms, int64_t a_id, int64_t b_ms, int64_t b_id)
+{
+    return a_ms < b_ms || (a_ms == b_ms && a_id < b_id);
+}
+
 static void replay_one(struct replay *r, const cJSON *rec)
 {
     const char *policy = json_str(rec, "policy");
     const cJSON *inputs = cJSON_GetObjectItemCaseSensitive(rec, "inputs");
     int64_t at_ms = (int64_t)json_num(rec, "at_ms");
-    r->res->evaluations++;
+    int64_t id = (int64_t)json_num(rec, "id");
+    bool in_window = at_ms >= r->from_ms;
     size_t index = 0;
     while (index < r->config->policy_count &&
            strcmp(r->config->policies[index].name, policy ? policy : "") != 0)
         index++;
     if (index == r->config->policy_count) {
-        r->res->unknown_policy++;
+        if (in_window) {
+            r->res->evaluations++;
+            r->res->unknown_policy++;
+        }
         return;
     }
+    const struct policy_start *start = &r->starts[index];
+    if (!before(start->skip_ms, start->skip_id, at_ms, id)) {
+        if (in_window) { /* the snapshot's own evaluation: its state is the seed */
+            r->res->evaluations++;
+            r->res->seeded++;
+        }
+        return;
+    }
+    bool report = !before(at_ms, id, start->report_ms, start->report_id);
+    if (report)
+        r->res->evaluations++;
     if (!cJSON_IsObject(inputs)) {
-        r->res->without_inputs++;
+        if (report)
+            r->res->without_inputs++;
         return;
     }
     int64_t now = (int64_t)json_num(inputs, "now_ms");
-    if (r->first_ms == 0)
+    if (r->first_ms == 0 && report)
         r->first_ms = now;
     if (now > sw_clock_now(r->clock))
         sw_clock_sim_run(r->clock, now);
@@ -245,6 +282,13 @@ static void replay_one(struct replay *r, const cJSON *rec)
     sw_policy_result_init(&res);
     struct sw_error err = {0};
     int rc = sw_policy_eval(r->policies[index], &in, &res, &err);
+    if (!report) { /* warming up between the snapshot and the window */
+        sw_policy_result_clear(&res);
+        sw_units_clear(&units);
+        sw_offers_clear(&offers);
+        sw_metric_set_clear(&metrics);
+        return;
+    }
     r->res->replayed++;
 
     /* What evaluate returned is what replay compares; older records hold it directly. */
@@ -278,6 +322,87 @@ static void replay_one(struct replay *r, const cJSON *rec)
     sw_metric_set_clear(&metrics);
 }
 
+/* The id and time of policy's first evaluation in [from_ms, to_ms]: 0, SW_ENOENT, or < 0
+ * with err. */
+static int first_eval(struct replay *r, const char *policy, int64_t from_ms, int64_t to_ms,
+                      int64_t *at_ms, int64_t *id, struct sw_error *err)
+{
+    char *text = sw_journal_evals_json(r->journal, policy, from_ms, to_ms, 1, err);
+    if (text == NULL)
+        return err->code ? err->code : SW_ESTORE;
+    cJSON *page = cJSON_Parse(text);
+    free(text);
+    const cJSON *rec = cJSON_GetArrayItem(page, 0);
+    int code = rec != NULL ? 0 : SW_ENOENT;
+    *at_ms = (int64_t)json_num(rec, "at_ms");
+    *id = (int64_t)json_num(rec, "id");
+    cJSON_Delete(page);
+    return code;
+}
+
+/* Where policy i starts (see struct policy_start), its ctx.state seeded from the latest
+ * snapshot before the first evaluation to report, so a stateful policy decides as it did
+ * live. Lowers *pass_ms to where the pass over the journal must begin for it. */
+static int plan_start(struct replay *r, size_t i, int64_t to_ms, bool never_pruned,
+                      int64_t *pass_ms, struct sw_error *err)
+{
+    struct policy_start *start = &r->starts[i];
+    const char *name = r->config->policies[i].name;
+    start->events_after_ms = r->opts->has_from ? r->from_ms - 1 : INT64_MIN;
+    int64_t first_ms = 0, first_id = 0;
+    int code = first_eval(r, name, r->from_ms, to_ms, &first_ms, &first_id, err);
+    if (code == SW_ENOENT) { /* nothing of it to report */
+        start->skip_ms = start->skip_id = start->report_ms = start->report_id = INT64_MAX;
+        return 0;
+    }
+    if (code < 0)
+        return code;
+    start->report_ms = first_ms;
+    start->report_id = first_id;
+    start->skip_ms = first_ms;
+    start->skip_id = first_id - 1;
+    struct sw_snapshot snap;
+    code = sw_journal_snapshot_find(r->journal, name, first_ms, first_id - 1, &snap, err);
+    if (code == SW_ENOENT) {
+        /* None before it. From the policy's very first evaluation an empty state is what it
+         * had live; a history cut at that evaluation's snapshot starts after it. */
+        int64_t oldest_ms = 0, oldest_id = 0;
+        code = first_eval(r, name, INT64_MIN / 2, INT64_MAX / 2, &oldest_ms, &oldest_id, err);
+        if (code < 0)
+            return code;
+        if (never_pruned && oldest_id == first_id)
+            return 0;
+        code = sw_journal_snapshot_find(r->journal, name, first_ms, first_id, &snap, err);
+        if (code == SW_ENOENT) {
+            char when[32];
+            time_t secs = (time_t)(first_ms / 1000);
+            struct tm tm;
+            gmtime_r(&secs, &tm);
+            strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+            sw_log(SW_LOG_WARN, "replay",
+                   "policy %s: no ctx.state snapshot at or before %s (a journal written before "
+                   "snapshots): replaying from an empty state, a stateful policy may differ "
+                   "until its state catches up",
+                   name, when);
+            return 0;
+        }
+    }
+    if (code < 0)
+        return code;
+    if (sw_policy_state_load(r->policies[i], snap.state_json) < 0)
+        sw_log(SW_LOG_WARN, "replay",
+               "policy %s: the snapshot after evaluation %" PRId64
+               " is unreadable: replaying from an empty state",
+               name, snap.eval_id);
+    start->skip_ms = snap.at_ms;
+    start->skip_id = snap.eval_id;
+    start->events_after_ms = snap.at_ms;
+    if (snap.at_ms < *pass_ms)
+        *pass_ms = snap.at_ms;
+    sw_snapshot_clear(&snap);
+    return 0;
+}
+
 static void policy_log_quiet(void *ud, int level, const char *msg)
 {
     if (level >= SW_LOG_WARN)
@@ -305,6 +430,8 @@ int sw_replay_run(const struct sw_replay_opts *opts, struct sw_replay_result *re
     }
     r.clock = sw_clock_sim_new(0);
     r.policies = sw_xcalloc(r.config->policy_count + 1, sizeof(*r.policies));
+    r.starts = sw_xcalloc(r.config->policy_count + 1, sizeof(*r.starts));
+    r.from_ms = opts->has_from ? opts->from_ms : INT64_MIN / 2;
     for (size_t i = 0; i < r.config->policy_count; i++) {
         const struct sw_policy_config *pc = &r.config->policies[i];
         struct sw_policy_opts popts = {
@@ -329,9 +456,13 @@ int sw_replay_run(const struct sw_replay_opts *opts, struct sw_replay_result *re
      * empty or short. */
     struct sw_history_span span;
     char gap[256];
-    if (opts->has_from && sw_journal_history_span(r.journal, &span, NULL) == 0 &&
-        sw_journal_history_gap(&span, opts->from_ms, gap, sizeof(gap))) {
-        if (opts->has_to && opts->to_ms < span.pruned_before_ms) {
+    if (sw_journal_history_span(r.journal, &span, err) < 0) {
+        rc = err->code ? err->code : SW_ESTORE;
+        goto out;
+    }
+    if (opts->has_from && sw_journal_history_gap(&span, opts->from_ms, gap, sizeof(gap))) {
+        /* Policies are cut at their own snapshots: the oldest kept may predate the mark. */
+        if (opts->has_to && (!span.any || opts->to_ms < span.oldest_ms)) {
             rc = sw_error_set(err, SW_ENOENT, "%s: nothing to replay in the window: %s",
                               opts->state_path, gap);
             goto out;
@@ -340,8 +471,13 @@ int sw_replay_run(const struct sw_replay_opts *opts, struct sw_replay_result *re
     }
     if (opts->json)
         r.diffs = cJSON_CreateArray();
-    int64_t cursor = opts->has_from ? opts->from_ms : INT64_MIN / 2;
+    int64_t cursor = r.from_ms;
     int64_t to = opts->has_to ? opts->to_ms : INT64_MAX / 2;
+    for (size_t i = 0; i < r.config->policy_count; i++) {
+        rc = plan_start(&r, i, to, span.pruned_before_ms == 0, &cursor, err);
+        if (rc < 0)
+            goto out;
+    }
     int64_t last_id = -1;
     size_t limit = PAGE;
     for (;;) {
@@ -380,6 +516,7 @@ int sw_replay_run(const struct sw_replay_opts *opts, struct sw_replay_result *re
         cJSON_AddNumberToObject(root, "differences", (double)result->differences);
         cJSON_AddNumberToObject(root, "without_inputs", (double)result->without_inputs);
         cJSON_AddNumberToObject(root, "unknown_policy", (double)result->unknown_policy);
+        cJSON_AddNumberToObject(root, "seeded", (double)result->seeded);
         cJSON_AddItemToObject(root, "diffs", r.diffs);
         r.diffs = NULL;
         char *out = cJSON_Print(root);
@@ -392,6 +529,7 @@ out:
     for (size_t i = 0; r.policies != NULL && i < r.config->policy_count; i++)
         sw_policy_free(r.policies[i]);
     free(r.policies);
+    free(r.starts);
     sw_journal_events_free(r.events, r.event_count);
     sw_clock_free(r.clock);
     sw_journal_close(r.journal);
@@ -517,9 +655,10 @@ int sw_replay_main(int argc, char **argv)
     }
     free(default_config);
     if (!opts.json)
-        printf("replayed %" PRIu64 " of %" PRIu64 " evaluations: %" PRIu64 " differ%s%s\n",
+        printf("replayed %" PRIu64 " of %" PRIu64 " evaluations: %" PRIu64 " differ%s%s%s\n",
                res.replayed, res.evaluations, res.differences,
                res.without_inputs ? " (some were recorded without inputs)" : "",
-               res.unknown_policy ? " (some name a policy the config does not have)" : "");
+               res.unknown_policy ? " (some name a policy the config does not have)" : "",
+               res.seeded ? " (the first of a kept history seeds the state: not replayed)" : "");
     return res.differences > 0 ? 1 : 0;
 }

@@ -1,9 +1,13 @@
 /* replay.h — `steward replay`: re-run policies over the evaluation inputs a live journal
  * recorded and report every evaluation whose desired state differs ("what would v2 have
- * done yesterday?"). The unchanged policy reproduces the recorded decisions exactly: each
- * policy starts from an empty ctx.state with seed config.seed + its index (as the runtime
- * does), sees the recorded inputs at the recorded time, and is compared on what evaluate
- * returned (desired_json.policy), before the guard.
+ * done yesterday?"). The unchanged policy reproduces the recorded decisions exactly, from
+ * any starting point: each policy (seed config.seed + its index, as the runtime does) starts
+ * from the journal's latest ctx.state snapshot before the first evaluation reported (table
+ * eval_snapshots; an empty state at its very first evaluation, or in a journal written before
+ * snapshots), replays the evaluations between silently to warm up, sees the recorded inputs
+ * at the recorded time, and is compared on what evaluate returned (desired_json.policy),
+ * before the guard. Another policy version (-c CONFIG) is seeded with the recorded state,
+ * as an upgrade in production would be.
  * Context: one thread.
  */
 #ifndef SW_REPLAY_H
@@ -32,6 +36,9 @@ struct sw_replay_result {
     uint64_t without_inputs; /* recorded with skip_inputs: cannot be replayed */
     uint64_t unknown_policy; /* the config has no policy of the record's name */
     uint64_t events;         /* plugin events handed to on_event */
+    /* in evaluations: a snapshot's own evaluation that starts a policy's history (cut by
+     * retention): its recorded state after it seeds the policy, so it is not replayed */
+    uint64_t seeded;
 };
 
 /* 0 with *result filled (differences may be > 0), or < 0 with err: SW_ECONFIG/SW_EPOLICY

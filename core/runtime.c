@@ -57,6 +57,9 @@ struct policy_slot {
     char *last_error;
     struct sw_runtime_hist duration;
     struct sw_policy_result res; /* reused by every tick (sw_policy_result_reset) */
+    /* snapshots: the time of the last ctx.state snapshot journaled since start */
+    bool snapshot_taken;
+    int64_t snapshot_ms;
 };
 
 struct metric_slot {
@@ -1109,6 +1112,11 @@ static void log_refused(struct sw_runtime *rt, const struct sw_actions *refused)
     }
 }
 
+/* snapshots: a replay starting at any time warms up over at most this much of a policy's
+ * evaluations; one snapshot per interval costs a few hundred bytes (docs/operations.md).
+ * Tests that need several compress the live clock (`steward run --speed`). */
+#define SNAPSHOT_EVERY_MS (10 * 60 * 1000)
+
 static void evaluate_policy(struct sw_runtime *rt, struct policy_slot *slot)
 {
     if (sw_policy_file_changed(slot->policy)) {
@@ -1195,15 +1203,29 @@ static void evaluate_policy(struct sw_runtime *rt, struct policy_slot *slot)
     struct sw_error jerr;
     jerr.code = 0;
     jerr.msg[0] = '\0';
-    if (record && sw_journal_eval_record(rt->journal, &ev, &jerr) < 0)
+    /* snapshots: ctx.state goes with the first good evaluation after start, then at most
+     * every SNAPSHOT_EVERY_MS of this policy's clock, so replay and retention can start a
+     * history there; serialised once for the snapshot and policy_state alike. */
+    char *state = NULL;
+    struct sw_error serr;
+    serr.code = 0;
+    serr.msg[0] = '\0';
+    bool state_ok = rc == 0 && record && sw_policy_state_save(slot->policy, &state, &serr) == 0;
+    if (rc == 0 && record && !state_ok)
+        sw_log(SW_LOG_ERROR, LOG, "policy %s: %s", slot->config->name, serr.msg);
+    bool snapshot =
+        state_ok && (!slot->snapshot_taken || ev.at_ms - slot->snapshot_ms >= SNAPSHOT_EVERY_MS);
+    ev.snapshot_json = snapshot ? (state != NULL ? state : "{}") : NULL;
+    if (record && sw_journal_eval_record(rt->journal, &ev, &jerr) < 0) {
         sw_log(SW_LOG_ERROR, LOG, "journal: cannot record evaluation: %s", jerr.msg);
-    note_evaluation(slot, rc, ev.duration_ms, rc < 0 ? err.msg : NULL);
-    if (rc == 0 && record) {
-        char *state = sw_policy_state_json(slot->policy);
-        if (state != NULL)
-            sw_journal_state_set(rt->journal, slot->config->name, state, &jerr);
-        free(state);
+    } else if (snapshot) {
+        slot->snapshot_taken = true;
+        slot->snapshot_ms = ev.at_ms;
     }
+    note_evaluation(slot, rc, ev.duration_ms, rc < 0 ? err.msg : NULL);
+    if (state != NULL)
+        sw_journal_state_set(rt->journal, slot->config->name, state, &jerr);
+    free(state);
     free(inputs_text);
     free(desired_text);
     free(actions_text);

@@ -2,6 +2,9 @@
  * once (eval_inputs_shared) and read back byte for byte, journals of schema 2 migrating with
  * their rows intact, retention (sw_journal_history_prune) deleting only old evaluations and
  * unreferenced shared parts in bounded batches, and the "history" config key.
+ * snapshots: ctx.state snapshots written by a run (first evaluation, then every 10 minutes),
+ * replay from any point seeded by them, retention cutting each policy's history at one,
+ * journals of schema 3 migrating.
  */
 #include <cjson/cJSON.h>
 #include <sqlite3.h>
@@ -13,6 +16,8 @@
 #include "config.h"
 #include "journal.h"
 #include "mem.h"
+#include "replay.h"
+#include "sim.h"
 #include "sw_test.h"
 
 /* ---- helpers ------------------------------------------------------------------------- */
@@ -317,12 +322,13 @@ SW_TEST(schema_2_journal_migrates_and_old_rows_read_back)
 {
     struct tmp_db t;
     tmp_db_make(&t);
-    /* Schema 2 as released: a current file with version 3's objects removed. */
+    /* Schema 2 as released: a current file with version 3's and 4's objects removed. */
     struct sw_journal *j = open_ok(t.path);
     SW_ASSERT(j != NULL);
     sw_journal_close(j);
     SW_ASSERT_EQ(raw_exec(t.path, "DROP TABLE eval_inputs; DROP TABLE eval_inputs_shared;"
-                                  " DROP INDEX evaluations_at; PRAGMA user_version = 2;"),
+                                  " DROP INDEX evaluations_at; DROP TABLE eval_snapshots;"
+                                  " PRAGMA user_version = 2;"),
                  SQLITE_OK);
     SW_ASSERT_EQ(raw_int(t.path, "SELECT count(*) FROM sqlite_master WHERE name IN ('eval_inputs',"
                                  " 'eval_inputs_shared', 'evaluations_at')"),
@@ -341,7 +347,7 @@ SW_TEST(schema_2_journal_migrates_and_old_rows_read_back)
     }
     j = open_ok(t.path);
     SW_ASSERT(j != NULL);
-    SW_ASSERT_EQ(raw_int(t.path, "PRAGMA user_version"), 3);
+    SW_ASSERT_EQ(raw_int(t.path, "PRAGMA user_version"), 4);
     for (int i = 0; i < 3; i++) {
         char *back = inputs_of(j, i + 1);
         SW_ASSERT_STREQ(back, old[i].text);
@@ -581,6 +587,270 @@ SW_TEST(config_history_keep)
                          "least 1s), 0 or \"forever\", got string \"500ms\"");
     expect_history_error("{\"kep\": \"7d\"}",
                          "/etc/steward.jsonc:history: unknown key 'kep' (known: keep)");
+}
+
+/* ---- snapshots ----------------------------------------------------------------------- */
+
+#define SNAPSHOT_EVERY_MS (10 * 60 * 1000) /* runtime.c */
+
+SW_TEST(schema_3_journal_migrates_to_snapshots)
+{
+    struct tmp_db t;
+    tmp_db_make(&t);
+    struct sw_journal *j = open_ok(t.path);
+    SW_ASSERT(j != NULL);
+    struct sw_error err = {0};
+    struct inputs in = make_inputs(1000, 0, 3);
+    struct sw_evaluation ev = eval_of(&in, 1000);
+    SW_ASSERT_EQ(sw_journal_eval_record(j, &ev, &err), 0);
+    sw_journal_close(j);
+    /* Schema 3 as released: the current file without version 4's objects. */
+    SW_ASSERT_EQ(raw_exec(t.path, "DROP TABLE eval_snapshots; PRAGMA user_version = 3;"),
+                 SQLITE_OK);
+    j = open_ok(t.path);
+    SW_ASSERT(j != NULL);
+    SW_ASSERT_EQ(raw_int(t.path, "PRAGMA user_version"), 4);
+    SW_ASSERT_EQ(table_count(t.path, "eval_snapshots"), 0);
+    char *back = inputs_of(j, 1);
+    SW_ASSERT_STREQ(back, in.text);
+    free(back);
+    ev = eval_of(&in, 2000);
+    ev.snapshot_json = "{\"n\":1}";
+    SW_ASSERT_EQ(sw_journal_eval_record(j, &ev, &err), 0);
+    sw_journal_close(j);
+    SW_ASSERT_EQ(raw_int(t.path, "SELECT eval_id FROM eval_snapshots WHERE at_ms = 2000"), 2);
+    /* The step runs again on a journal whose version was set back by hand. */
+    SW_ASSERT_EQ(raw_exec(t.path, "PRAGMA user_version = 3;"), SQLITE_OK);
+    j = open_ok(t.path);
+    SW_ASSERT(j != NULL);
+    SW_ASSERT_EQ(raw_int(t.path, "PRAGMA user_version"), 4);
+    SW_ASSERT_EQ(table_count(t.path, "eval_snapshots"), 1);
+    sw_journal_close(j);
+    free(in.text);
+    tmp_db_remove(&t);
+}
+
+/* Records an evaluation of policy at at_ms, with a snapshot when state is not NULL; its id. */
+static int64_t record(struct sw_journal *j, const char *path, const char *policy, int64_t at_ms,
+                      const char *state)
+{
+    struct inputs in = make_inputs(at_ms, (int)(at_ms / 100000), 2);
+    struct sw_evaluation ev = eval_of(&in, at_ms);
+    ev.policy = policy;
+    ev.snapshot_json = state;
+    struct sw_error err = {0};
+    int rc = sw_journal_eval_record(j, &ev, &err);
+    free(in.text);
+    sw_journal_flush(j, &err);
+    return rc == 0 ? last_id(j, path) : -1;
+}
+
+SW_TEST(snapshot_find_and_prune_per_policy_at_a_snapshot)
+{
+    struct tmp_db t;
+    tmp_db_make(&t);
+    struct sw_journal *j = open_ok(t.path);
+    SW_ASSERT(j != NULL);
+    struct sw_error err = {0};
+    /* "a": one evaluation a second over 0..59 s, snapshots after 0, 20 and 40 s; "b" (a
+     * history written before snapshots): every 2 s, none. */
+    int64_t snap_id[3] = {0};
+    for (int s = 0; s < 60; s++) {
+        static const char *const states[] = {"{\"s\":0}", "{\"s\":20}", "{\"s\":40}"};
+        const char *state = s % 20 == 0 ? states[s / 20] : NULL;
+        int64_t id = record(j, t.path, "a", s * 1000, state);
+        SW_ASSERT(id > 0);
+        if (state != NULL)
+            snap_id[s / 20] = id;
+        if (s % 2 == 0)
+            SW_ASSERT(record(j, t.path, "b", s * 1000 + 1, NULL) > 0);
+    }
+    SW_ASSERT_EQ(table_count(t.path, "eval_snapshots"), 3);
+    /* The latest at or before a point, in journal order. */
+    struct sw_snapshot snap;
+    SW_ASSERT_EQ(sw_journal_snapshot_find(j, "a", 39000, INT64_MAX, &snap, &err), 0);
+    SW_ASSERT_EQ(snap.eval_id, snap_id[1]);
+    SW_ASSERT_EQ(snap.at_ms, 20000);
+    SW_ASSERT_STREQ(snap.state_json, "{\"s\":20}");
+    sw_snapshot_clear(&snap);
+    SW_ASSERT_EQ(sw_journal_snapshot_find(j, "a", 40000, snap_id[2], &snap, &err), 0);
+    SW_ASSERT_EQ(snap.eval_id, snap_id[2]);
+    sw_snapshot_clear(&snap);
+    SW_ASSERT_EQ(sw_journal_snapshot_find(j, "a", 40000, snap_id[2] - 1, &snap, &err), 0);
+    SW_ASSERT_EQ(snap.eval_id, snap_id[1]);
+    sw_snapshot_clear(&snap);
+    SW_ASSERT_EQ(sw_journal_snapshot_find(j, "b", 59000, INT64_MAX, &snap, &err), SW_ENOENT);
+    SW_ASSERT_EQ(sw_journal_snapshot_find(j, NULL, 0, 0, &snap, &err), SW_EINVAL);
+
+    /* Keep from 35 s: "a" is cut at its snapshot at 20 s (the one at or before 35 s), "b"
+     * (no snapshot) at 35 s; 5 rows a call at most. */
+    int64_t count = sw_journal_eval_count(j);
+    bool more = false;
+    int calls = 0;
+    do {
+        SW_ASSERT_EQ(sw_journal_history_prune(j, 35000, 5, &more, &err), 0);
+        int64_t now = sw_journal_eval_count(j);
+        SW_ASSERT(count - now <= 5); /* the batch bound */
+        count = now;
+        SW_ASSERT(++calls < 20);
+    } while (more);
+    SW_ASSERT_EQ(raw_int(t.path, "SELECT min(at_ms) FROM evaluations WHERE policy = 'a'"), 20000);
+    SW_ASSERT_EQ(raw_int(t.path, "SELECT min(id) FROM evaluations WHERE policy = 'a'"), snap_id[1]);
+    SW_ASSERT_EQ(raw_int(t.path, "SELECT count(*) FROM evaluations WHERE policy = 'a'"), 40);
+    SW_ASSERT_EQ(raw_int(t.path, "SELECT min(at_ms) FROM evaluations WHERE policy = 'b'"), 36001);
+    /* The snapshot at 0 s went with its evaluation; 20 s (the cut) and 40 s stay. */
+    SW_ASSERT_EQ(table_count(t.path, "eval_snapshots"), 2);
+    SW_ASSERT_EQ(raw_int(t.path, "SELECT min(at_ms) FROM eval_snapshots"), 20000);
+    SW_ASSERT_EQ(table_count(t.path, "eval_inputs"), sw_journal_eval_count(j));
+    /* The mark is the newest cut: nothing at or after it was deleted. */
+    struct sw_history_span span;
+    SW_ASSERT_EQ(sw_journal_history_span(j, &span, &err), 0);
+    SW_ASSERT_EQ(span.pruned_before_ms, 35000);
+    SW_ASSERT_EQ(span.oldest_ms, 20000);
+
+    /* Later, from 50 s: "a" is cut at 40 s, the snapshot at 20 s goes. */
+    do
+        SW_ASSERT_EQ(sw_journal_history_prune(j, 50000, 100, &more, &err), 0);
+    while (more);
+    SW_ASSERT_EQ(raw_int(t.path, "SELECT min(at_ms) FROM evaluations WHERE policy = 'a'"), 40000);
+    SW_ASSERT_EQ(table_count(t.path, "eval_snapshots"), 1);
+    SW_ASSERT_EQ(raw_int(t.path, "SELECT eval_id FROM eval_snapshots"), snap_id[2]);
+    SW_ASSERT_EQ(sw_journal_history_span(j, &span, &err), 0);
+    SW_ASSERT_EQ(span.pruned_before_ms, 50000);
+    /* A window past every snapshot keeps "a" from its last one on. */
+    SW_ASSERT_EQ(sw_journal_history_prune(j, 90000, 100, &more, &err), 0);
+    SW_ASSERT_EQ(raw_int(t.path, "SELECT min(at_ms) FROM evaluations WHERE policy = 'a'"), 40000);
+    SW_ASSERT_EQ(raw_int(t.path, "SELECT count(*) FROM evaluations WHERE policy = 'b'"), 0);
+    SW_ASSERT_EQ(table_count(t.path, "eval_snapshots"), 1);
+    sw_journal_close(j);
+    tmp_db_remove(&t);
+}
+
+/* The example simulation (follow-demand, every 10 s) over the hand-computable 3-hour trace,
+ * recorded into path: the live runtime's evaluate path with a simulated clock. */
+static int simulate_into(const char *path)
+{
+    const char *env = getenv("SW_PLUGIN_DIR");
+    const char *dirs[] = {env != NULL && env[0] ? env : SW_BUILD_PLUGIN_DIR};
+    const char *traces[] = {SW_SOURCE_DIR "/examples/traces/demand_small.csv"};
+    struct sw_sim_opts opts = {
+        .config_path = SW_SOURCE_DIR "/examples/sim/steward.jsonc",
+        .traces = traces,
+        .trace_count = 1,
+        .journal_path = path,
+        .plugin_dirs = dirs,
+        .plugin_dir_count = 1,
+        .lua_path = SW_SOURCE_DIR "/lua",
+    };
+    struct sw_sim_result *res = NULL;
+    struct sw_error err = {0};
+    int rc = sw_sim_run(&opts, &res, &err);
+    if (rc < 0)
+        fprintf(stderr, "    simulate: %s\n", err.msg);
+    sw_sim_result_free(res);
+    return rc;
+}
+
+static struct sw_replay_result replay(const char *path, bool has_from, int64_t from_ms)
+{
+    struct sw_replay_opts opts = {
+        .state_path = path,
+        .config_path = SW_SOURCE_DIR "/examples/sim/steward.jsonc",
+        .lua_path = SW_SOURCE_DIR "/lua",
+        .has_from = has_from,
+        .from_ms = from_ms,
+    };
+    struct sw_replay_result res;
+    struct sw_error err = {0};
+    if (sw_replay_run(&opts, &res, &err) < 0) {
+        fprintf(stderr, "    replay: %s\n", err.msg);
+        memset(&res, 0xff, sizeof(res));
+    }
+    return res;
+}
+
+SW_TEST(snapshots_every_10_minutes_seed_an_exact_replay_from_anywhere)
+{
+    struct tmp_db t;
+    tmp_db_make(&t);
+    SW_ASSERT_EQ(simulate_into(t.path), 0);
+    /* The first evaluation, then the first one 10 minutes or more after the last. */
+    int64_t evals = table_count(t.path, "evaluations");
+    int64_t snaps = table_count(t.path, "eval_snapshots");
+    SW_ASSERT(evals > 1000);
+    SW_ASSERT_EQ(raw_int(t.path, "SELECT min(eval_id) FROM eval_snapshots"),
+                 raw_int(t.path, "SELECT min(id) FROM evaluations"));
+    SW_ASSERT_EQ(raw_int(t.path, "SELECT count(*) FROM eval_snapshots s JOIN eval_snapshots n"
+                                 " ON n.eval_id = (SELECT min(eval_id) FROM eval_snapshots"
+                                 " WHERE eval_id > s.eval_id) WHERE n.at_ms - s.at_ms < 600000"
+                                 " OR n.at_ms - s.at_ms > 610000"),
+                 0);
+    int64_t span_ms = raw_int(t.path, "SELECT max(at_ms) - min(at_ms) FROM evaluations");
+    SW_ASSERT_EQ(snaps, span_ms / SNAPSHOT_EVERY_MS + 1);
+    /* Each holds what the row's evaluation left in ctx.state: the last one is the saved
+     * state when nothing changed it after. */
+    SW_ASSERT(raw_int(t.path, "SELECT count(*) FROM eval_snapshots WHERE json LIKE '%\"avg\"%'") ==
+              snaps);
+
+    /* From the start, and from a point after the demand step (1 h) where an empty state
+     * would smooth from scratch: 0 differ either way. */
+    int64_t first = raw_int(t.path, "SELECT min(at_ms) FROM evaluations");
+    struct sw_replay_result all = replay(t.path, false, 0);
+    SW_ASSERT_EQ(all.differences, 0);
+    SW_ASSERT_EQ(all.replayed, (uint64_t)evals);
+    SW_ASSERT_EQ(all.seeded, 0);
+    for (int64_t at = first + 3600000 + 15000; at < first + 3600000 + 120000; at += 25000) {
+        struct sw_replay_result mid = replay(t.path, true, at);
+        SW_ASSERT_EQ(mid.differences, 0);
+        SW_ASSERT(mid.replayed > 100);
+        SW_ASSERT_EQ(mid.replayed, mid.evaluations);
+    }
+    /* The same journal without snapshots (written before them) differs there: what this
+     * change fixes. */
+    SW_ASSERT_EQ(raw_exec(t.path, "DELETE FROM eval_snapshots"), SQLITE_OK);
+    struct sw_replay_result empty = replay(t.path, true, first + 3600000 + 15000);
+    SW_ASSERT(empty.differences > 0);
+    tmp_db_remove(&t);
+}
+
+SW_TEST(replay_after_retention_starts_at_the_kept_snapshot)
+{
+    struct tmp_db t;
+    tmp_db_make(&t);
+    SW_ASSERT_EQ(simulate_into(t.path), 0);
+    int64_t first = raw_int(t.path, "SELECT min(at_ms) FROM evaluations");
+    struct sw_journal *j = open_ok(t.path);
+    SW_ASSERT(j != NULL);
+    struct sw_error err = {0};
+    bool more = false;
+    int64_t cut = first + 3600000 + 5 * 60000; /* 1 h 5 min: the cut is the 1 h snapshot */
+    int calls = 0;
+    do {
+        int64_t before = sw_journal_eval_count(j);
+        SW_ASSERT_EQ(sw_journal_history_prune(j, cut, 16, &more, &err), 0);
+        SW_ASSERT(before - sw_journal_eval_count(j) <= 16);
+        SW_ASSERT(++calls < 1000);
+    } while (more);
+    sw_journal_close(j);
+    int64_t oldest = raw_int(t.path, "SELECT min(at_ms) FROM evaluations");
+    SW_ASSERT(oldest >= first + 3600000 && oldest < first + 3600000 + 10000);
+    SW_ASSERT_EQ(raw_int(t.path, "SELECT min(eval_id) FROM eval_snapshots"),
+                 raw_int(t.path, "SELECT min(id) FROM evaluations"));
+    int64_t kept = table_count(t.path, "evaluations");
+    /* Right after the demand step, and from the oldest kept on. */
+    struct sw_replay_result all = replay(t.path, false, 0);
+    SW_ASSERT_EQ(all.differences, 0);
+    SW_ASSERT_EQ(all.evaluations, (uint64_t)kept);
+    SW_ASSERT_EQ(all.seeded, 1);
+    SW_ASSERT_EQ(all.replayed, (uint64_t)kept - 1);
+    struct sw_replay_result mid = replay(t.path, true, first + 3600000 + 15000);
+    SW_ASSERT_EQ(mid.differences, 0);
+    SW_ASSERT_EQ(mid.seeded, 0);
+    /* Without the snapshots it would start empty at the oldest kept and differ. */
+    SW_ASSERT_EQ(raw_exec(t.path, "DELETE FROM eval_snapshots"), SQLITE_OK);
+    struct sw_replay_result empty = replay(t.path, false, 0);
+    SW_ASSERT(empty.differences > 0);
+    tmp_db_remove(&t);
 }
 
 SW_TEST_MAIN()

@@ -101,7 +101,7 @@ SW_TEST(schema_created_and_reopen_keeps_data)
     struct sw_error err = {0};
     struct sw_journal *j = open_ok(t.path);
     SW_ASSERT(j != NULL);
-    SW_ASSERT_EQ(raw_int(t.path, "PRAGMA user_version"), 3);
+    SW_ASSERT_EQ(raw_int(t.path, "PRAGMA user_version"), 4);
     SW_ASSERT_EQ(raw_int(t.path, "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND "
                                  "name IN ('intents', 'units', 'evaluations', 'policy_state', "
                                  "'kv', 'events', 'meta')"),
@@ -141,7 +141,7 @@ SW_TEST(schema_created_and_reopen_keeps_data)
     SW_ASSERT_EQ(sw_journal_state_get(j, "autoscale", &value, &err), 0);
     SW_ASSERT_STREQ(value, "{\"n\":1}");
     free(value);
-    SW_ASSERT_EQ(raw_int(t.path, "PRAGMA user_version"), 3);
+    SW_ASSERT_EQ(raw_int(t.path, "PRAGMA user_version"), 4);
     sw_journal_close(j);
 
     /* journal_mode is stored in the file header once set to WAL */
@@ -171,7 +171,7 @@ SW_TEST(newer_schema_version_is_refused)
     SW_ASSERT_EQ(err.code, SW_ESTORE);
     char expected[256];
     snprintf(expected, sizeof(expected),
-             "journal %s has schema version 7, this steward knows up to 3: upgrade steward",
+             "journal %s has schema version 7, this steward knows up to 4: upgrade steward",
              t.path);
     SW_ASSERT_STREQ(err.msg, expected);
     /* refused without touching it */
