@@ -12,7 +12,7 @@
 #     the second third <= SW_SOAK_RSS_KB (default 512 kB; the first third holds the warm-up:
 #     Lua state, SQLite page cache, curl connections). Measured on main: +0..+44 kB in 45 s
 #     runs (alone and three at once beside two busy loops on 2 cores), +8..+132 kB in
-#     20-30 s runs, +20 kB in a 12 min run. A deliberate leak of 8 kB per acquire (~80
+#     20-30 s runs, +20 kB in a 12 min run, +16 kB in a 30 min run. A deliberate leak of 8 kB per acquire (~80
 #     acquires a third) measured +708 kB and failed; in a 30 min run the same bound catches
 #     ~200 bytes per acquire. Not checked under ASan (its quarantine grows RSS by design;
 #     LeakSanitizer checks the exit instead);
