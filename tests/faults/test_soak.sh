@@ -24,8 +24,9 @@
 #     test_akash_kill.sh allows it (a create whose answer was lost: closed unleased, logged);
 #   - enough churn to mean something: >= 2 acquires and >= 2 releases per second of run and
 #     >= 1 lease lost per 6 s (measured: ~5 acquires, ~4 releases, ~1.1 lost a second).
-# The journal grows with every evaluation (retention is not this suite's business): its
-# growth per hour of run is printed, not asserted.
+# The journal grows with every evaluation until retention (history.keep, 1 min of clock
+# time in the fixture, plus up to a 10 min snapshot gap) deletes the oldest; its growth
+# per hour of run is printed, not asserted.
 # Duration: SW_SOAK_S seconds of churn (default 45: the suite takes ~47 s). SW_SOAK_S=1800
 # for a long run, outside ctest (its limit for the suite is 600 s), from the source tree:
 #   SW_SOAK_S=1800 STEWARD_BIN=$PWD/build/steward SW_SOURCE_DIR=$PWD \
