@@ -19,59 +19,13 @@
 #include "replay.h"
 #include "sim.h"
 #include "sw_test.h"
+#include "sw_test_db.h"
 
 /* ---- helpers ------------------------------------------------------------------------- */
 
-struct tmp_db {
-    char dir[64];
-    char path[128];
-};
-
 static void tmp_db_make(struct tmp_db *t)
 {
-    snprintf(t->dir, sizeof(t->dir), "/tmp/sw_history_XXXXXX");
-    if (mkdtemp(t->dir) == NULL) {
-        perror("mkdtemp");
-        abort();
-    }
-    snprintf(t->path, sizeof(t->path), "%s/steward.db", t->dir);
-}
-
-static void tmp_db_remove(struct tmp_db *t)
-{
-    const char *suffixes[] = {"", "-wal", "-shm", "-journal"};
-    for (size_t i = 0; i < SW_ARRAY_LEN(suffixes); i++) {
-        char file[160];
-        snprintf(file, sizeof(file), "%s%s", t->path, suffixes[i]);
-        unlink(file);
-    }
-    rmdir(t->dir);
-}
-
-/* One integer through a second connection (committed state only). */
-static int64_t raw_int(const char *path, const char *sql)
-{
-    sqlite3 *db = NULL;
-    sqlite3_stmt *st = NULL;
-    int64_t value = -1;
-    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL) == SQLITE_OK &&
-        sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
-        value = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    sqlite3_close(db);
-    return value;
-}
-
-static int raw_exec(const char *path, const char *sql)
-{
-    sqlite3 *db = NULL;
-    int rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL);
-    if (rc == SQLITE_OK)
-        rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
-    if (rc != SQLITE_OK)
-        fprintf(stderr, "    raw_exec: %s\n", sqlite3_errmsg(db));
-    sqlite3_close(db);
-    return rc;
+    tmp_db_make_named(t, "sw_history");
 }
 
 static struct sw_journal *open_ok(const char *path)
@@ -153,22 +107,6 @@ static int64_t last_id(struct sw_journal *j, const char *path)
     if (sw_journal_flush(j, &err) < 0)
         fprintf(stderr, "    flush: %s\n", err.msg);
     return raw_int(path, "SELECT max(id) FROM evaluations");
-}
-
-/* journal.c's shared_digest, to forge a collision. */
-static void fnv_hex(const char *text, size_t len, char out[17])
-{
-    uint64_t h = 1469598103934665603ULL ^ (uint64_t)len;
-    size_t i = 0;
-    for (; i + 8 <= len; i += 8) {
-        uint64_t word;
-        memcpy(&word, text + i, 8);
-        h = (h ^ word) * 1099511628211ULL;
-    }
-    for (; i < len; i++)
-        h = (h ^ (unsigned char)text[i]) * 1099511628211ULL;
-    h ^= h >> 29;
-    snprintf(out, 17, "%016llx", (unsigned long long)h);
 }
 
 /* ---- split inputs -------------------------------------------------------------------- */
@@ -291,25 +229,24 @@ SW_TEST(digest_collision_stores_inputs_whole)
     tmp_db_make(&t);
     struct sw_journal *j = open_ok(t.path);
     SW_ASSERT(j != NULL);
-    sw_journal_close(j);
-    struct inputs in = make_inputs(1000, 0, 2);
-    char digest[17];
-    fnv_hex(in.text + in.shared_at, in.shared_len, digest);
-    /* Another text already holds this digest. */
-    char *sql = sw_xasprintf(
-        "INSERT INTO eval_inputs_shared (digest, json) VALUES ('%s', ',\"units\":[]')", digest);
-    SW_ASSERT_EQ(raw_exec(t.path, sql), SQLITE_OK);
-    free(sql);
-    j = open_ok(t.path);
-    SW_ASSERT(j != NULL);
     struct sw_error err = {0};
+    struct inputs in = make_inputs(1000, 0, 2);
     struct sw_evaluation ev = eval_of(&in, 1000);
     SW_ASSERT_EQ(sw_journal_eval_record(j, &ev, &err), 0);
+    sw_journal_close(j);
+    /* Another text now holds the digest of these units and offers (the first row's inputs
+     * are spoilt by it; only the second row is read back). */
+    SW_ASSERT_EQ(raw_exec(t.path, "UPDATE eval_inputs_shared SET json = ',\"units\":[]'"),
+                 SQLITE_OK);
+    j = open_ok(t.path);
+    SW_ASSERT(j != NULL);
+    ev = eval_of(&in, 2000);
+    SW_ASSERT_EQ(sw_journal_eval_record(j, &ev, &err), 0);
     SW_ASSERT_EQ(sw_journal_flush(j, &err), 0);
-    char *back = inputs_of(j, 1);
+    char *back = inputs_of(j, 2);
     SW_ASSERT_STREQ(back, in.text);
     free(back);
-    SW_ASSERT_EQ(raw_int(t.path, "SELECT count(*) FROM eval_inputs"), 0);
+    SW_ASSERT_EQ(raw_int(t.path, "SELECT count(*) FROM eval_inputs"), 1);
     SW_ASSERT_EQ(raw_int(t.path, "SELECT count(*) FROM eval_inputs_shared"), 1);
     free(in.text);
     sw_journal_close(j);

@@ -14,57 +14,13 @@
 #include "journal.h"
 #include "mem.h"
 #include "sw_test.h"
+#include "sw_test_db.h"
 
 /* ---- helpers ------------------------------------------------------------------------- */
 
-struct tmp_db {
-    char dir[64];
-    char path[128];
-};
-
 static void tmp_db_make(struct tmp_db *t)
 {
-    snprintf(t->dir, sizeof(t->dir), "/tmp/sw_journal_XXXXXX");
-    if (mkdtemp(t->dir) == NULL) {
-        perror("mkdtemp");
-        abort();
-    }
-    snprintf(t->path, sizeof(t->path), "%s/steward.db", t->dir);
-}
-
-static void tmp_db_remove(struct tmp_db *t)
-{
-    const char *suffixes[] = {"", "-wal", "-shm", "-journal"};
-    for (size_t i = 0; i < SW_ARRAY_LEN(suffixes); i++) {
-        char file[160];
-        snprintf(file, sizeof(file), "%s%s", t->path, suffixes[i]);
-        unlink(file);
-    }
-    rmdir(t->dir);
-}
-
-/* One integer from a second, independent connection: what another process would see. */
-static int64_t raw_int(const char *path, const char *sql)
-{
-    sqlite3 *db = NULL;
-    sqlite3_stmt *st = NULL;
-    int64_t value = -1;
-    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL) == SQLITE_OK &&
-        sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
-        value = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    sqlite3_close(db);
-    return value;
-}
-
-static int raw_exec(const char *path, const char *sql)
-{
-    sqlite3 *db = NULL;
-    int rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL);
-    if (rc == SQLITE_OK)
-        rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
-    sqlite3_close(db);
-    return rc;
+    tmp_db_make_named(t, "sw_journal");
 }
 
 static struct sw_evaluation sample_eval(const char *policy, int64_t at_ms)
