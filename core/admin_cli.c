@@ -252,6 +252,10 @@ static void print_decisions(const cJSON *root)
         }
     }
     printf("%.0f decision%s\n", num(root, "count"), num(root, "count") == 1 ? "" : "s");
+    /* history: a --since older than the journal keeps; said after the list, where it is read */
+    const char *note = str(root, "note", NULL);
+    if (note != NULL)
+        printf("note: %s\n", note);
 }
 
 /* ---- the verbs ------------------------------------------------------------------------------ */

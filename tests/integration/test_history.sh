@@ -72,6 +72,11 @@ case "$note" in
   "evaluations before "*" were deleted (history.keep); the journal holds "*" to "*" "[0-9]*) ;;
   *) fail "no note for a since older than the kept history: '$note'" ;;
 esac
+# The text CLI says it too, after the list.
+"$STEWARD_BIN" decisions --since 1000 --limit 1 --api "$api" >"$work/cli.txt" ||
+  fail "steward decisions failed: $(cat "$work/cli.txt")"
+grep -q "^note: evaluations before .* were deleted (history.keep)" "$work/cli.txt" ||
+  fail "steward decisions does not show the note: $(cat "$work/cli.txt")"
 # A since inside the kept span has no note.
 curl -sf "$api/v1/decisions?since=10s&limit=1" | python3 -c '
 import json, sys
