@@ -44,6 +44,18 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* A scratch directory for the bench's journal (d->path inside it); -1 after a message. */
+static int bench_dir_make(struct bench_dir *d)
+{
+    snprintf(d->dir, sizeof(d->dir), "/tmp/sw_bench_journal_XXXXXX");
+    if (mkdtemp(d->dir) == NULL) {
+        perror("bench_journal: mkdtemp");
+        return -1;
+    }
+    snprintf(d->path, sizeof(d->path), "%s/steward.db", d->dir);
+    return 0;
+}
+
 static void remove_db(const struct bench_dir *d)
 {
     const char *suffixes[] = {"", "-wal", "-shm"};
@@ -345,12 +357,8 @@ int main(int argc, char **argv)
     if (argc > 1 && strcmp(argv[1], "--history") == 0) {
         sw_log_configure(stderr, SW_LOG_FORMAT_TEXT, SW_LOG_WARN);
         struct bench_dir d;
-        snprintf(d.dir, sizeof(d.dir), "/tmp/sw_bench_journal_XXXXXX");
-        if (mkdtemp(d.dir) == NULL) {
-            perror("bench_journal: mkdtemp");
+        if (bench_dir_make(&d) < 0)
             return 1;
-        }
-        snprintf(d.path, sizeof(d.path), "%s/steward.db", d.dir);
         int rc = history_main(argc, argv, &d);
         remove_db(&d);
         rmdir(d.dir);
@@ -364,12 +372,8 @@ int main(int argc, char **argv)
     }
     sw_log_configure(stderr, SW_LOG_FORMAT_TEXT, SW_LOG_WARN);
     struct bench_dir d;
-    snprintf(d.dir, sizeof(d.dir), "/tmp/sw_bench_journal_XXXXXX");
-    if (mkdtemp(d.dir) == NULL) {
-        perror("bench_journal: mkdtemp");
+    if (bench_dir_make(&d) < 0)
         return 1;
-    }
-    snprintf(d.path, sizeof(d.path), "%s/steward.db", d.dir);
 
     double rate100 = bench_evals(&d, records, 100);
     double rate1000 = bench_evals(&d, records, 1000);
