@@ -9,9 +9,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <uv.h>
 
+#include "clock.h"
 #include "error.h"
 #include "http_client.h"
 #include "mem.h"
@@ -124,14 +124,6 @@ static void format_duration(double seconds, char *buf, size_t size)
         snprintf(buf, size, "%ldh%02ldm", s / 3600, s % 3600 / 60);
 }
 
-static void format_time(double epoch_ms, char *buf, size_t size)
-{
-    time_t t = (time_t)(epoch_ms / 1000);
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm);
-}
-
 static void print_status(const cJSON *root)
 {
     char up[32];
@@ -230,8 +222,8 @@ static void print_decisions(const cJSON *root)
     const cJSON *d;
     cJSON_ArrayForEach(d, cJSON_GetObjectItemCaseSensitive(root, "decisions"))
     {
-        char when[32];
-        format_time(num(d, "at_ms"), when, sizeof(when));
+        char when[SW_UTC_TEXT_LEN];
+        sw_clock_utc_text((int64_t)num(d, "at_ms"), when);
         const cJSON *desired = cJSON_GetObjectItemCaseSensitive(d, "desired");
         const cJSON *effective = cJSON_GetObjectItemCaseSensitive(desired, "effective");
         char *eff = effective ? cJSON_PrintUnformatted(effective) : NULL;

@@ -3,6 +3,7 @@
 #include "clock.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -323,4 +324,13 @@ size_t sw_clock_pending(struct sw_clock *clock)
     if (clock->simulated)
         return sw__clock_sim_pending(clock);
     return ((struct live_clock *)clock)->timers.count;
+}
+
+void sw_clock_utc_text(int64_t epoch_ms, char out[SW_UTC_TEXT_LEN])
+{
+    time_t secs = (time_t)(epoch_ms / 1000);
+    struct tm tm;
+    if (gmtime_r(&secs, &tm) == NULL ||
+        strftime(out, SW_UTC_TEXT_LEN, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+        snprintf(out, SW_UTC_TEXT_LEN, "%lld ms", (long long)epoch_ms);
 }

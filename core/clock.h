@@ -53,4 +53,10 @@ struct sw_clock *sw_clock_live_new(uv_loop_t *loop, double speed);
 /* Number of timers started and not yet fired or stopped. */
 size_t sw_clock_pending(struct sw_clock *clock);
 
+/* Bytes sw_clock_utc_text writes, the NUL included. */
+#define SW_UTC_TEXT_LEN 32
+/* epoch_ms as UTC text to the second ("2026-11-22T10:00:00Z"; "<ms> ms" when the calendar
+ * cannot hold it), for messages and the CLI. Any thread. */
+void sw_clock_utc_text(int64_t epoch_ms, char out[SW_UTC_TEXT_LEN]);
+
 #endif /* SW_CLOCK_H */

@@ -36,8 +36,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "clock.h"
 #include "log.h"
 #include "mem.h"
 
@@ -1440,23 +1440,15 @@ int sw_journal_history_span(struct sw_journal *j, struct sw_history_span *out,
     return code;
 }
 
-static void format_utc(int64_t ms, char out[32])
-{
-    time_t secs = (time_t)(ms / 1000);
-    struct tm tm;
-    if (gmtime_r(&secs, &tm) == NULL || strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
-        snprintf(out, 32, "%lld ms", (long long)ms);
-}
-
 bool sw_journal_history_gap(const struct sw_history_span *span, int64_t from_ms, char *buf,
                             size_t size)
 {
     if (span->pruned_before_ms == 0 || from_ms >= span->pruned_before_ms)
         return false;
-    char cut[32], oldest[32], newest[32];
-    format_utc(span->pruned_before_ms, cut);
-    format_utc(span->oldest_ms, oldest);
-    format_utc(span->newest_ms, newest);
+    char cut[SW_UTC_TEXT_LEN], oldest[SW_UTC_TEXT_LEN], newest[SW_UTC_TEXT_LEN];
+    sw_clock_utc_text(span->pruned_before_ms, cut);
+    sw_clock_utc_text(span->oldest_ms, oldest);
+    sw_clock_utc_text(span->newest_ms, newest);
     if (span->any)
         snprintf(buf, size,
                  "evaluations before %s were deleted (history.keep); the journal holds %s to %s",

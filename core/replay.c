@@ -374,11 +374,8 @@ static int plan_start(struct replay *r, size_t i, int64_t to_ms, bool never_prun
             return 0;
         code = sw_journal_snapshot_find(r->journal, name, first_ms, first_id, &snap, err);
         if (code == SW_ENOENT) {
-            char when[32];
-            time_t secs = (time_t)(first_ms / 1000);
-            struct tm tm;
-            gmtime_r(&secs, &tm);
-            strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+            char when[SW_UTC_TEXT_LEN];
+            sw_clock_utc_text(first_ms, when);
             sw_log(SW_LOG_WARN, "replay",
                    "policy %s: no ctx.state snapshot at or before %s (a journal written before "
                    "snapshots): replaying from an empty state, a stateful policy may differ "
