@@ -8,7 +8,7 @@ CTEST_ARGS ?=
 
 # Debian 12 packages: what building needs, and what the test suites start or use.
 BUILD_PACKAGES := build-essential cmake pkg-config liblua5.4-dev libuv1-dev libcjson-dev \
-                  libcurl4-openssl-dev libsqlite3-dev libhttp-parser-dev
+                  libcurl4-openssl-dev libsqlite3-dev libhttp-parser-dev libjemalloc-dev
 TEST_PACKAGES  := openssl sqlite3 procps clang libclang-rt-14-dev curl jq python3 prometheus \
                   pdns-server pdns-backend-sqlite3 knot dnsutils etcd-server
 

@@ -40,6 +40,7 @@
 #include "clock.h"
 #include "log.h"
 #include "mem.h"
+#include "wal_batch.h"
 
 /* Buffered records after which the open transaction commits on its own, so a runtime that
  * forgets to flush still bounds what a crash can lose and how large the WAL grows. */
@@ -679,7 +680,7 @@ struct sw_journal *sw_journal_open(const char *path, struct sw_error *err)
     int rc = sqlite3_open_v2(path, &j->db,
                              SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX |
                                  SQLITE_OPEN_EXRESCODE,
-                             NULL);
+                             sw_wal_batch_vfs());
     if (rc != SQLITE_OK) {
         if (j->db != NULL)
             open_error(j, err, "cannot open");

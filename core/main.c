@@ -662,7 +662,8 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "market") == 0)
         return sw_market_server_main(argc - 1, argv + 1);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
-        printf("steward %s (plugin ABI %d.%d)\n", SW_VERSION, SWP_ABI_MAJOR, SWP_ABI_MINOR);
+        printf("steward %s (plugin ABI %d.%d)\nallocator: %s\n", SW_VERSION, SWP_ABI_MAJOR,
+               SWP_ABI_MINOR, sw_mem_allocator());
         return 0;
     }
     if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {

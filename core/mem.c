@@ -1,9 +1,15 @@
 #include "mem.h"
 
 #include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#ifdef SW_HAVE_JEMALLOC
+#include <jemalloc/jemalloc.h>
+#endif
 
 static void die_oom(size_t size)
 {
@@ -63,4 +69,37 @@ char *sw_xasprintf(const char *fmt, ...)
     vsnprintf(p, (size_t)n + 1, fmt, ap);
     va_end(ap);
     return p;
+}
+
+#ifdef SW_HAVE_JEMALLOC
+/* Whether malloc() itself is jemalloc's: linking the library does not guarantee it (a
+ * preloaded allocator comes first), so watch jemalloc's count of this thread's bytes. */
+static bool malloc_is_jemalloc(void)
+{
+    uint64_t before = 0, after = 0;
+    size_t len = sizeof(before);
+    if (mallctl("thread.allocated", &before, &len, NULL, 0) != 0)
+        return false;
+    void *volatile probe = malloc(4096);
+    len = sizeof(after);
+    int rc = mallctl("thread.allocated", &after, &len, NULL, 0);
+    free(probe);
+    return rc == 0 && after >= before + 4096;
+}
+#endif
+
+const char *sw_mem_allocator(void)
+{
+#ifdef SW_HAVE_JEMALLOC
+    static char name[96];
+    const char *version = NULL;
+    size_t len = sizeof(version);
+    if (!malloc_is_jemalloc())
+        return "libc malloc (jemalloc linked but not in use)";
+    if (name[0] == '\0' && mallctl("version", &version, &len, NULL, 0) == 0 && version)
+        snprintf(name, sizeof(name), "jemalloc %s", version);
+    return name[0] != '\0' ? name : "jemalloc";
+#else
+    return "libc malloc";
+#endif
 }

@@ -15,6 +15,10 @@ char *sw_xstrndup(const char *s, size_t len);
 /* printf into a new string; owned by the caller. */
 char *sw_xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* The allocator this build links, for `steward version`: "jemalloc 5.3.0-..." or "libc
+ * malloc". A static string. */
+const char *sw_mem_allocator(void);
+
 #define SW_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
 #endif /* SW_MEM_H */
