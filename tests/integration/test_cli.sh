@@ -19,6 +19,13 @@ cp "$demo" "$work/examples/demo/steward.jsonc"
 cfg="$work/examples/demo/steward.jsonc"
 
 "$STEWARD_BIN" version | grep -q "plugin ABI 1.0" || fail "version does not name the ABI"
+# The allocator in use, asked of malloc itself: jemalloc where the build links it.
+if grep -q '^JEMALLOC_FOUND:INTERNAL=1' "$SW_BUILD_DIR/CMakeCache.txt"; then
+  "$STEWARD_BIN" version | grep -q "^allocator: jemalloc 5" ||
+    fail "a jemalloc build does not allocate with jemalloc: $("$STEWARD_BIN" version)"
+else
+  "$STEWARD_BIN" version | grep -q "^allocator: libc malloc$" || fail "version: $("$STEWARD_BIN" version)"
+fi
 for verb in run check plugins test-policy; do
   "$STEWARD_BIN" $verb --help >/dev/null || fail "steward $verb --help failed"
 done

@@ -8,6 +8,8 @@ set -euo pipefail
 . "$(dirname "$0")/../lib.sh"
 require_tool cmake
 require_tool python3
+require_tool readelf
+require_tool dpkg
 
 new_workdir
 prefix="$WORKDIR/prefix"
@@ -21,6 +23,23 @@ for f in lib/steward/plugins/swp_market_sim.so lib/steward/plugins/swp_metrics_s
          share/steward/examples/deploy/steward.jsonc share/steward/examples/deploy/deploy.yaml \
          share/steward/examples/deploy/Dockerfile include/steward/swp_plugin.h; do
   [ -e "$prefix/$f" ] || fail "missing $f in the installed tree"
+done
+
+# The image's runtime stage installs the package of every library the installed steward and
+# its plugins link directly (libc6 comes with the base image), so the image starts.
+runtime=$(awk '/^FROM /{ text = "" } { text = text $0 "\n" } END { printf "%s", text }' \
+  "$prefix/share/steward/examples/deploy/Dockerfile")
+for f in "$bin" "$prefix"/lib/steward/plugins/*.so; do
+  for soname in $(readelf -d "$f" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p'); do
+    path=$(ldd "$f" | awk -v s="$soname" '$1 == s { print $3 }')
+    [ -n "$path" ] || fail "$f: $soname not found by ldd"
+    pkg=$(dpkg -S "$(readlink -f "$path")" 2>/dev/null || dpkg -S "$path" 2>/dev/null || true)
+    pkg=${pkg%%:*}
+    [ -n "$pkg" ] || fail "$f: no Debian package owns $path"
+    [ "$pkg" = libc6 ] && continue
+    grep -qw -- "$pkg" <<<"$runtime" ||
+      fail "the Dockerfile's runtime stage does not install $pkg ($soname, linked by ${f##*/})"
+  done
 done
 
 # Nothing from the environment or the build tree may help it.

@@ -75,6 +75,23 @@ static int exec(sqlite3 *db, const char *sql)
     return rc;
 }
 
+/* A WAL database with the table every test writes: keys indexed, values as blobs. */
+static sqlite3 *open_table(const char *path, const char *vfs)
+{
+    sqlite3 *db = open_wal(path, vfs);
+    if (exec(db, "CREATE TABLE IF NOT EXISTS t(k TEXT, v BLOB); "
+                 "CREATE INDEX IF NOT EXISTS t_k ON t(k);") != SQLITE_OK)
+        abort();
+    return db;
+}
+
+/* 1 when a fresh connection finds the file intact. */
+static int64_t integrity_ok(const char *path)
+{
+    return raw_int(path, "SELECT count(*) FROM pragma_integrity_check WHERE "
+                         "integrity_check = 'ok'");
+}
+
 /* A commit that touches the table, its index and the schema's pages: rows of 400 bytes,
  * so 20 of them fill two table pages and grow the index. */
 static const char commit_sql[] =
@@ -85,9 +102,7 @@ static int writes_of_one_commit(const char *vfs)
 {
     struct tmp_db t;
     tmp_db_make_named(&t, "sw_wal_batch");
-    sqlite3 *db = open_wal(t.path, vfs);
-    SW_ASSERT_EQ(exec(db, "CREATE TABLE t(k TEXT, v BLOB); CREATE INDEX t_k ON t(k);"),
-                 SQLITE_OK);
+    sqlite3 *db = open_table(t.path, vfs);
     SW_ASSERT_EQ(exec(db, commit_sql), SQLITE_OK);
     wal_writes = 0;
     SW_ASSERT_EQ(exec(db, commit_sql), SQLITE_OK);
@@ -115,9 +130,7 @@ SW_TEST(another_connection_sees_every_commit_when_it_returns)
 {
     struct tmp_db t;
     tmp_db_make_named(&t, "sw_wal_batch");
-    sqlite3 *writer = open_wal(t.path, sw_wal_batch_vfs());
-    SW_ASSERT_EQ(exec(writer, "CREATE TABLE t(k TEXT, v BLOB); CREATE INDEX t_k ON t(k);"),
-                 SQLITE_OK);
+    sqlite3 *writer = open_table(t.path, sw_wal_batch_vfs());
     for (int i = 1; i <= 30; i++) {
         SW_ASSERT_EQ(exec(writer, commit_sql), SQLITE_OK);
         SW_ASSERT_EQ(raw_int(t.path, "SELECT count(*) FROM t"), 20 * i);
@@ -133,9 +146,7 @@ SW_TEST(a_commit_survives_the_process_being_killed)
     pid_t pid = fork();
     SW_ASSERT(pid >= 0);
     if (pid == 0) {
-        sqlite3 *db = open_wal(t.path, sw_wal_batch_vfs());
-        if (exec(db, "CREATE TABLE t(k TEXT, v BLOB); CREATE INDEX t_k ON t(k);") != SQLITE_OK)
-            _exit(1);
+        sqlite3 *db = open_table(t.path, sw_wal_batch_vfs());
         for (int i = 0; i < 25; i++)
             if (exec(db, commit_sql) != SQLITE_OK)
                 _exit(1);
@@ -146,9 +157,7 @@ SW_TEST(a_commit_survives_the_process_being_killed)
     SW_ASSERT_EQ(waitpid(pid, &status, 0), pid);
     SW_ASSERT(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
     SW_ASSERT_EQ(raw_int(t.path, "SELECT count(*) FROM t"), 25 * 20);
-    SW_ASSERT_EQ(raw_int(t.path, "SELECT count(*) FROM pragma_integrity_check WHERE "
-                                 "integrity_check = 'ok'"),
-                 1);
+    SW_ASSERT_EQ(integrity_ok(t.path), 1);
     tmp_db_remove(&t);
 }
 
@@ -160,9 +169,7 @@ SW_TEST(a_rolled_back_spill_never_lands_on_a_later_commit)
 {
     struct tmp_db t;
     tmp_db_make_named(&t, "sw_wal_batch");
-    sqlite3 *a = open_wal(t.path, sw_wal_batch_vfs());
-    SW_ASSERT_EQ(exec(a, "CREATE TABLE t(k TEXT, v BLOB); CREATE INDEX t_k ON t(k);"),
-                 SQLITE_OK);
+    sqlite3 *a = open_table(t.path, sw_wal_batch_vfs());
     SW_ASSERT_EQ(exec(a, "PRAGMA cache_size=5"), SQLITE_OK);
     SW_ASSERT_EQ(exec(a, "BEGIN; WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 "
                          "FROM n WHERE i < 150) INSERT INTO t(k, v) SELECT "
@@ -180,9 +187,7 @@ SW_TEST(a_rolled_back_spill_never_lands_on_a_later_commit)
     sqlite3_close(a);
     /* Reopened from the file alone: the WAL's checksums must chain through every commit. */
     SW_ASSERT_EQ(raw_int(t.path, "SELECT count(*) FROM t"), 6 * 20);
-    SW_ASSERT_EQ(raw_int(t.path, "SELECT count(*) FROM pragma_integrity_check WHERE "
-                                 "integrity_check = 'ok'"),
-                 1);
+    SW_ASSERT_EQ(integrity_ok(t.path), 1);
     tmp_db_remove(&t);
 }
 
@@ -199,8 +204,7 @@ SW_TEST(held_frames_are_written_before_the_wal_locks_change)
 {
     struct tmp_db t;
     tmp_db_make_named(&t, "sw_wal_batch");
-    sqlite3 *db = open_wal(t.path, sw_wal_batch_vfs());
-    SW_ASSERT_EQ(exec(db, "CREATE TABLE t(k TEXT, v BLOB)"), SQLITE_OK);
+    sqlite3 *db = open_table(t.path, sw_wal_batch_vfs());
     SW_ASSERT_EQ(exec(db, commit_sql), SQLITE_OK);
     sqlite3_file *wal = NULL;
     SW_ASSERT_EQ(sqlite3_file_control(db, "main", SQLITE_FCNTL_JOURNAL_POINTER, &wal),
@@ -229,18 +233,14 @@ SW_TEST(a_commit_larger_than_128k_is_written_whole)
 {
     struct tmp_db t;
     tmp_db_make_named(&t, "sw_wal_batch");
-    sqlite3 *db = open_wal(t.path, sw_wal_batch_vfs());
-    SW_ASSERT_EQ(exec(db, "CREATE TABLE t(k TEXT, v BLOB); CREATE INDEX t_k ON t(k);"),
-                 SQLITE_OK);
+    sqlite3 *db = open_table(t.path, sw_wal_batch_vfs());
     SW_ASSERT_EQ(exec(db, "BEGIN; WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 "
                           "FROM n WHERE i < 600) INSERT INTO t(k, v) SELECT "
                           "hex(randomblob(16)), randomblob(1024) FROM n; COMMIT;"),
                  SQLITE_OK);
     SW_ASSERT_EQ(raw_int(t.path, "SELECT count(*) FROM t"), 600);
     sqlite3_close(db);
-    SW_ASSERT_EQ(raw_int(t.path, "SELECT count(*) FROM pragma_integrity_check WHERE "
-                                 "integrity_check = 'ok'"),
-                 1);
+    SW_ASSERT_EQ(integrity_ok(t.path), 1);
     tmp_db_remove(&t);
 }
 
