@@ -50,6 +50,21 @@ static const unsigned char byte_class[256] = {
 };
 
 static const unsigned char *parse_value(struct parser *ps, const unsigned char *p, cJSON *item);
+static inline const unsigned char *parse_string(const unsigned char *p, const unsigned char *end,
+                                                char **out);
+
+/* A member or element: strings, most of a reply's values, without the call. */
+static inline const unsigned char *parse_inner(struct parser *ps, const unsigned char *p,
+                                               cJSON *item)
+{
+    if (p < ps->end && *p == '"') {
+        p = parse_string(p, ps->end, &item->valuestring);
+        if (p != NULL)
+            item->type = cJSON_String;
+        return p;
+    }
+    return parse_value(ps, p, item);
+}
 
 static inline const unsigned char *skip_space(const unsigned char *p, const unsigned char *end)
 {
@@ -330,7 +345,7 @@ static const unsigned char *parse_array(struct parser *ps, const unsigned char *
             node->prev = last;
         }
         last = node;
-        p = parse_value(ps, p, node);
+        p = parse_inner(ps, p, node);
         if (p == NULL)
             goto fail;
         p = skip_space(p, end);
@@ -382,7 +397,7 @@ static const unsigned char *parse_object(struct parser *ps, const unsigned char 
         p = skip_space(p, end);
         if (p >= end || *p != ':')
             goto fail;
-        p = parse_value(ps, skip_space(p + 1, end), node);
+        p = parse_inner(ps, skip_space(p + 1, end), node);
         if (p == NULL)
             goto fail;
         p = skip_space(p, end);
