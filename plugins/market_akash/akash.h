@@ -1,9 +1,10 @@
 /* akash.h — internals shared by the files of the market_akash plugin (no ABI: every symbol
  * here is hidden in swp_market_akash.so).
  *
- * akash_json.c reads the Console's replies field by field (marketplace-api.md), akash_sdl.c
- * renders SDL templates, akash_http.c makes calls through the host with retries, backoff and
- * jitter, and market_akash.c is the plugin: acquire/release/list/offers, the watch and the
+ * akash_parse.c turns a reply's body into a cJSON tree, akash_json.c reads the Console's
+ * replies field by field (marketplace-api.md), akash_sdl.c renders SDL templates,
+ * akash_http.c makes calls through the host with retries, backoff and jitter, and
+ * market_akash.c is the plugin: acquire/release/list/offers, the watch and the
  * state kept in the host's KV space.
  * Context: loop thread only (the host calls plugins on its loop thread).
  */
@@ -105,6 +106,14 @@ void akash_jfail(struct akash_jctx *c, const char *where, const char *name, cons
 bool akash_is_dseq(const char *text);
 /* A DecCoin amount: digits with an optional fraction ("12.500000000000000000"). */
 bool akash_parse_decimal(const char *text, double *out);
+
+/* ---- JSON reading (akash_parse.c) -------------------------------------------------------- */
+
+/* Parse len bytes of text (no NUL needed) as cJSON_ParseWithLength does: the same inputs
+ * accepted and refused and the same tree, about a third of the instructions. Returns the
+ * tree (owned, free with cJSON_Delete) or NULL when the text is not JSON or memory ran
+ * out. Any thread (no state). */
+cJSON *akash_json_parse(const char *text, size_t len);
 
 /* ---- contract objects (akash_json.c) ---------------------------------------------------- */
 

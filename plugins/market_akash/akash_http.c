@@ -189,7 +189,7 @@ static void on_http(void *ud, int status, const struct swp_http_resp *resp)
     reply.uncertain = server_error && call->retry != AKASH_RETRY_SAFE;
     reply.retry_after_ms = retry_after;
     if (reply.body_len > 0)
-        reply.root = cJSON_ParseWithLength(reply.body, reply.body_len);
+        reply.root = akash_json_parse(reply.body, reply.body_len);
     /* A 2xx body cut short or replaced by a proxy's page is a transport accident: asking an
      * idempotent call again is safe, and failing instead would fail the whole action (at
      * start, the recovery listing, which stops steward). */
