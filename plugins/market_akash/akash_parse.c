@@ -323,6 +323,35 @@ static const unsigned char *parse_number(const unsigned char *p, const unsigned 
     return p + used;
 }
 
+/* A new last node of a container's list; NULL when out of memory. */
+static cJSON *append_node(cJSON **head, cJSON **last)
+{
+    cJSON *node = new_node();
+    if (node == NULL)
+        return NULL;
+    if (*head == NULL) {
+        *head = node;
+    } else {
+        (*last)->next = node;
+        node->prev = *last;
+    }
+    *last = node;
+    return node;
+}
+
+/* item becomes the container of type holding head..last (cJSON's first child keeps the
+ * last in prev); p is at its closing bracket. */
+static const unsigned char *close_container(struct parser *ps, const unsigned char *p,
+                                            cJSON *item, int type, cJSON *head, cJSON *last)
+{
+    ps->depth--;
+    if (head != NULL)
+        head->prev = last;
+    item->type = type;
+    item->child = head;
+    return p + 1;
+}
+
 static const unsigned char *parse_array(struct parser *ps, const unsigned char *p, cJSON *item)
 {
     const unsigned char *end = ps->end;
@@ -333,18 +362,11 @@ static const unsigned char *parse_array(struct parser *ps, const unsigned char *
     ps->depth++;
     p = skip_space(p + 1, end);
     if (p < end && *p == ']')
-        goto done;
+        return close_container(ps, p, item, cJSON_Array, head, last);
     for (;;) {
-        cJSON *node = new_node();
+        cJSON *node = append_node(&head, &last);
         if (node == NULL)
             goto fail;
-        if (head == NULL) {
-            head = node;
-        } else {
-            last->next = node;
-            node->prev = last;
-        }
-        last = node;
         p = parse_inner(ps, p, node);
         if (p == NULL)
             goto fail;
@@ -355,13 +377,7 @@ static const unsigned char *parse_array(struct parser *ps, const unsigned char *
     }
     if (p >= end || *p != ']')
         goto fail;
-done:
-    ps->depth--;
-    if (head != NULL)
-        head->prev = last;
-    item->type = cJSON_Array;
-    item->child = head;
-    return p + 1;
+    return close_container(ps, p, item, cJSON_Array, head, last);
 fail:
     cJSON_Delete(head);
     return NULL;
@@ -377,18 +393,11 @@ static const unsigned char *parse_object(struct parser *ps, const unsigned char 
     ps->depth++;
     p = skip_space(p + 1, end);
     if (p < end && *p == '}')
-        goto done;
+        return close_container(ps, p, item, cJSON_Object, head, last);
     for (;;) {
-        cJSON *node = new_node();
+        cJSON *node = append_node(&head, &last);
         if (node == NULL)
             goto fail;
-        if (head == NULL) {
-            head = node;
-        } else {
-            last->next = node;
-            node->prev = last;
-        }
-        last = node;
         if (p >= end || *p != '"')
             goto fail;
         p = parse_string(p, end, &node->string);
@@ -407,13 +416,7 @@ static const unsigned char *parse_object(struct parser *ps, const unsigned char 
     }
     if (p >= end || *p != '}')
         goto fail;
-done:
-    ps->depth--;
-    if (head != NULL)
-        head->prev = last;
-    item->type = cJSON_Object;
-    item->child = head;
-    return p + 1;
+    return close_container(ps, p, item, cJSON_Object, head, last);
 fail:
     cJSON_Delete(head);
     return NULL;
