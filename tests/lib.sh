@@ -21,6 +21,12 @@ require_tool() {
   fi
 }
 
+# The steward under test: ctest passes the build's binary in STEWARD_BIN.
+require_steward() {
+  [ -n "${STEWARD_BIN:-}" ] && [ -x "$STEWARD_BIN" ] ||
+    fail "STEWARD_BIN is not set to the steward binary (run through ctest)"
+}
+
 SW_TEST_PIDS=()
 SW_TEST_DIRS=()
 sw_test_cleanup() {

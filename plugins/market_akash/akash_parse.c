@@ -339,84 +339,58 @@ static cJSON *append_node(cJSON **head, cJSON **last)
     return node;
 }
 
-/* item becomes the container of type holding head..last (cJSON's first child keeps the
- * last in prev); p is at its closing bracket. */
-static const unsigned char *close_container(struct parser *ps, const unsigned char *p,
-                                            cJSON *item, int type, cJSON *head, cJSON *last)
+/* A member's name and its colon, at p: returns where its value starts, NULL when invalid. */
+static const unsigned char *parse_member_name(const unsigned char *p, const unsigned char *end,
+                                              cJSON *node)
 {
+    if (p >= end || *p != '"')
+        return NULL;
+    p = parse_string(p, end, &node->string);
+    if (p == NULL)
+        return NULL;
+    p = skip_space(p, end);
+    if (p >= end || *p != ':')
+        return NULL;
+    return skip_space(p + 1, end);
+}
+
+/* The array or object (keyed: members have names) whose opening bracket is at p, into item.
+ * cJSON's first child keeps the last one in prev. */
+static const unsigned char *parse_container(struct parser *ps, const unsigned char *p,
+                                            cJSON *item, bool keyed)
+{
+    const unsigned char *end = ps->end;
+    const unsigned char close = keyed ? '}' : ']';
+    cJSON *head = NULL;
+    cJSON *last = NULL;
+    if (ps->depth >= CJSON_NESTING_LIMIT)
+        return NULL;
+    ps->depth++;
+    p = skip_space(p + 1, end);
+    if (p >= end || *p != close) {
+        for (;;) {
+            cJSON *node = append_node(&head, &last);
+            if (node == NULL)
+                goto fail;
+            if (keyed && (p = parse_member_name(p, end, node)) == NULL)
+                goto fail;
+            p = parse_inner(ps, p, node);
+            if (p == NULL)
+                goto fail;
+            p = skip_space(p, end);
+            if (p >= end || *p != ',')
+                break;
+            p = skip_space(p + 1, end);
+        }
+        if (p >= end || *p != close)
+            goto fail;
+    }
     ps->depth--;
     if (head != NULL)
         head->prev = last;
-    item->type = type;
+    item->type = keyed ? cJSON_Object : cJSON_Array;
     item->child = head;
     return p + 1;
-}
-
-static const unsigned char *parse_array(struct parser *ps, const unsigned char *p, cJSON *item)
-{
-    const unsigned char *end = ps->end;
-    cJSON *head = NULL;
-    cJSON *last = NULL;
-    if (ps->depth >= CJSON_NESTING_LIMIT)
-        return NULL;
-    ps->depth++;
-    p = skip_space(p + 1, end);
-    if (p < end && *p == ']')
-        return close_container(ps, p, item, cJSON_Array, head, last);
-    for (;;) {
-        cJSON *node = append_node(&head, &last);
-        if (node == NULL)
-            goto fail;
-        p = parse_inner(ps, p, node);
-        if (p == NULL)
-            goto fail;
-        p = skip_space(p, end);
-        if (p >= end || *p != ',')
-            break;
-        p = skip_space(p + 1, end);
-    }
-    if (p >= end || *p != ']')
-        goto fail;
-    return close_container(ps, p, item, cJSON_Array, head, last);
-fail:
-    cJSON_Delete(head);
-    return NULL;
-}
-
-static const unsigned char *parse_object(struct parser *ps, const unsigned char *p, cJSON *item)
-{
-    const unsigned char *end = ps->end;
-    cJSON *head = NULL;
-    cJSON *last = NULL;
-    if (ps->depth >= CJSON_NESTING_LIMIT)
-        return NULL;
-    ps->depth++;
-    p = skip_space(p + 1, end);
-    if (p < end && *p == '}')
-        return close_container(ps, p, item, cJSON_Object, head, last);
-    for (;;) {
-        cJSON *node = append_node(&head, &last);
-        if (node == NULL)
-            goto fail;
-        if (p >= end || *p != '"')
-            goto fail;
-        p = parse_string(p, end, &node->string);
-        if (p == NULL)
-            goto fail;
-        p = skip_space(p, end);
-        if (p >= end || *p != ':')
-            goto fail;
-        p = parse_inner(ps, skip_space(p + 1, end), node);
-        if (p == NULL)
-            goto fail;
-        p = skip_space(p, end);
-        if (p >= end || *p != ',')
-            break;
-        p = skip_space(p + 1, end);
-    }
-    if (p >= end || *p != '}')
-        goto fail;
-    return close_container(ps, p, item, cJSON_Object, head, last);
 fail:
     cJSON_Delete(head);
     return NULL;
@@ -436,9 +410,9 @@ static const unsigned char *parse_value(struct parser *ps, const unsigned char *
             item->type = cJSON_String;
         return p;
     case '{':
-        return parse_object(ps, p, item);
+        return parse_container(ps, p, item, true);
     case '[':
-        return parse_array(ps, p, item);
+        return parse_container(ps, p, item, false);
     case 'n':
         if (end - p < 4 || memcmp(p, "null", 4) != 0)
             return NULL;

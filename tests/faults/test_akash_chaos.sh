@@ -12,10 +12,7 @@
 #     deployment of ours that is not a journaled open unit has been closed.
 set -euo pipefail
 . "$(dirname "$0")/../lib.sh"
-require_tool curl
-require_tool jq
 require_tool sqlite3
-[ -n "${STEWARD_BIN:-}" ] && [ -x "$STEWARD_BIN" ] || fail "STEWARD_BIN is not set"
 new_workdir
 . "$SW_SOURCE_DIR/tests/integration/akash_lib.sh"
 log=$WORKDIR/steward.log

@@ -23,10 +23,7 @@
 # the server's faults on (10% 5xx, 5% 429, 3% malformed, 3% dropped after applying).
 set -euo pipefail
 . "$(dirname "$0")/../lib.sh"
-require_tool curl
-require_tool jq
 require_tool sqlite3
-[ -n "${STEWARD_BIN:-}" ] && [ -x "$STEWARD_BIN" ] || fail "STEWARD_BIN is not set"
 kills=${STEWARD_KILLS:-12}
 [ "${STEWARD_SOAK:-0}" = 1 ] && kills=50
 new_workdir

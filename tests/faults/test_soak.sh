@@ -34,10 +34,7 @@
 # SW_SOAK_KEEP=DIR copies the samples and steward's log there.
 set -euo pipefail
 . "$(dirname "$0")/../lib.sh"
-require_tool curl
-require_tool jq
 require_tool sqlite3
-[ -n "${STEWARD_BIN:-}" ] && [ -x "$STEWARD_BIN" ] || fail "STEWARD_BIN is not set"
 if [ ! -r /proc/self/status ]; then
   [ "${CI:-}" = true ] && fail "no /proc to sample steward from"
   echo "SKIP: no /proc" >&2
@@ -52,10 +49,10 @@ THREAD_BOUND=0
 [ "$DURATION" -ge 20 ] || fail "SW_SOAK_S must be at least 20"
 # Under ASan the quarantine holds freed memory (up to 256 MB) and RSS climbs by design: the
 # memory trend is checked on normal builds only; under ASan LeakSanitizer checks the exit.
-asan=0
-grep -aq __asan_init "$STEWARD_BIN" && asan=1
 new_workdir
 . "$SW_SOURCE_DIR/tests/integration/akash_lib.sh"
+asan=0
+grep -aq __asan_init "$STEWARD_BIN" && asan=1
 FIX=$SW_SOURCE_DIR/tests/faults/fixtures
 log=$WORKDIR/steward.log
 db=$WORKDIR/steward.db

@@ -1,6 +1,9 @@
 # Helpers for the market_akash end-to-end suites: a real `steward market serve` on
 # 127.0.0.1 (free port, API key from the environment) and a steward configured against it.
 # Source after tests/lib.sh. Uses WORKDIR; sets SRV_PORT, SRV_PID, STEWARD_PID.
+require_tool curl
+require_tool jq
+require_steward
 AK_FIX=$SW_SOURCE_DIR/tests/integration/fixtures/akash
 export STEWARD_MARKET_API_KEY="e2e-secret-key-$$-$RANDOM-zz9"
 export E2E_AKASH_KEY=$STEWARD_MARKET_API_KEY

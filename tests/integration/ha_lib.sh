@@ -3,11 +3,8 @@
 # Source after tests/lib.sh: it requires the tools, makes WORKDIR and sources akash_lib.sh.
 # Sets TTL (HA_TTL, default 3 s); ha_etcd_start sets EP, PP and ETCD_PID.
 require_tool etcd
-require_tool curl
-require_tool jq
 require_tool sqlite3
 require_tool python3
-[ -n "${STEWARD_BIN:-}" ] && [ -x "$STEWARD_BIN" ] || fail "STEWARD_BIN is not set"
 new_workdir
 . "$SW_SOURCE_DIR/tests/integration/akash_lib.sh"
 TTL=${HA_TTL:-3}

@@ -9,9 +9,6 @@
 #   - the API key never appears in steward's log or journal.
 set -euo pipefail
 . "$(dirname "$0")/../lib.sh"
-require_tool curl
-require_tool jq
-[ -n "${STEWARD_BIN:-}" ] && [ -x "$STEWARD_BIN" ] || fail "STEWARD_BIN is not set"
 new_workdir
 . "$SW_SOURCE_DIR/tests/integration/akash_lib.sh"
 CHEAP_EU=akash1e2eeuwest0cheap000000000000000000000a1

@@ -10,7 +10,7 @@ set -euo pipefail
 require_tool knotd
 require_tool dig
 require_tool sqlite3
-[ -n "${STEWARD_BIN:-}" ] || fail "STEWARD_BIN is not set"
+require_steward
 
 new_workdir
 work=$WORKDIR

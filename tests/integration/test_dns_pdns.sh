@@ -11,7 +11,7 @@ require_tool pdns_server
 require_tool pdnsutil
 require_tool dig
 require_tool sqlite3
-[ -n "${STEWARD_BIN:-}" ] || fail "STEWARD_BIN is not set"
+require_steward
 
 schema=/usr/share/pdns-backend-sqlite3/schema/schema.sqlite3.sql
 [ -f "$schema" ] || schema=/usr/share/doc/pdns-backend-sqlite3/schema.sqlite3.sql

@@ -17,10 +17,6 @@ set -euo pipefail
 . "$(dirname "$0")/../lib.sh"
 require_tool prometheus
 require_tool python3
-require_tool curl
-require_tool jq
-[ -n "${STEWARD_BIN:-}" ] && [ -x "$STEWARD_BIN" ] ||
-  fail "STEWARD_BIN is not set (run through ctest)"
 new_workdir
 . "$SW_SOURCE_DIR/tests/integration/akash_lib.sh"
 work=$WORKDIR

@@ -4,7 +4,7 @@
 set -euo pipefail
 . "$(dirname "$0")/../lib.sh"
 require_tool python3
-[ -n "${STEWARD_BIN:-}" ] && [ -x "$STEWARD_BIN" ] || fail "STEWARD_BIN is not set (run through ctest)"
+require_steward
 export STEWARD_PLUGIN_PATH="$SW_PLUGIN_DIR"
 "$STEWARD_BIN" check -c "$SW_SOURCE_DIR/examples/geo/steward.jsonc" || fail "steward check failed"
 python3 - "$SW_SOURCE_DIR/examples/geo" <<'PY' || fail "steward.jsonc's rtt rows differ from rtt_10_regions.csv"

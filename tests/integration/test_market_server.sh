@@ -12,7 +12,7 @@ set -euo pipefail
 . "$(dirname "$0")/../lib.sh"
 require_tool curl
 require_tool jq
-[ -n "${STEWARD_BIN:-}" ] && [ -x "$STEWARD_BIN" ] || fail "STEWARD_BIN is not set to the steward binary"
+require_steward
 
 new_workdir
 W=$WORKDIR

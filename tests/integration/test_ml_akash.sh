@@ -14,11 +14,8 @@
 #      zero leases left, none of them ever placed elsewhere.
 set -euo pipefail
 . "$(dirname "$0")/../lib.sh"
-require_tool curl
-require_tool jq
 require_tool python3
 require_tool sqlite3
-[ -n "${STEWARD_BIN:-}" ] && [ -x "$STEWARD_BIN" ] || fail "STEWARD_BIN is not set"
 new_workdir
 . "$SW_SOURCE_DIR/tests/integration/akash_lib.sh"
 FIX=$SW_SOURCE_DIR/tests/integration/fixtures

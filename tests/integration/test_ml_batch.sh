@@ -14,7 +14,7 @@ set -euo pipefail
 . "$(dirname "$0")/../lib.sh"
 require_tool python3
 require_tool sqlite3
-[ -x "${STEWARD_BIN:-}" ] || fail "STEWARD_BIN is not set to the steward binary"
+require_steward
 
 MASTER=akash1master0000000000000000000000000000a
 INTERVAL_MS=2000   # policy interval

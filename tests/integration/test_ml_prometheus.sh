@@ -9,7 +9,7 @@ set -euo pipefail
 require_tool prometheus
 require_tool python3
 require_tool sqlite3
-[ -n "${STEWARD_BIN:-}" ] && [ -x "$STEWARD_BIN" ] || fail "STEWARD_BIN is not set (run through ctest)"
+require_steward
 
 new_workdir
 work=$WORKDIR

@@ -11,7 +11,7 @@ set -euo pipefail
 . "$(dirname "$0")/../lib.sh"
 require_tool prometheus
 require_tool python3
-[ -n "${STEWARD_BIN:-}" ] && [ -x "$STEWARD_BIN" ] || fail "STEWARD_BIN is not set (run through ctest)"
+require_steward
 
 new_workdir
 work=$WORKDIR

@@ -90,6 +90,19 @@ static struct sw_evaluation eval_of(const struct inputs *in, int64_t at_ms)
     };
 }
 
+/* A fresh journal in t with the evaluation of in at at_ms recorded; open, owned by the
+ * caller. */
+static struct sw_journal *journal_with(struct tmp_db *t, const struct inputs *in, int64_t at_ms)
+{
+    tmp_db_make(t);
+    struct sw_journal *j = open_ok(t->path);
+    SW_ASSERT(j != NULL);
+    struct sw_error err = {0};
+    struct sw_evaluation ev = eval_of(in, at_ms);
+    SW_ASSERT_EQ(sw_journal_eval_record(j, &ev, &err), 0);
+    return j;
+}
+
 /* The inputs of row id, owned (or NULL). */
 static char *inputs_of(struct sw_journal *j, int64_t id)
 {
@@ -226,13 +239,10 @@ SW_TEST(unsplit_and_missing_inputs)
 SW_TEST(digest_collision_stores_inputs_whole)
 {
     struct tmp_db t;
-    tmp_db_make(&t);
-    struct sw_journal *j = open_ok(t.path);
-    SW_ASSERT(j != NULL);
     struct sw_error err = {0};
     struct inputs in = make_inputs(1000, 0, 2);
-    struct sw_evaluation ev = eval_of(&in, 1000);
-    SW_ASSERT_EQ(sw_journal_eval_record(j, &ev, &err), 0);
+    struct sw_journal *j = journal_with(&t, &in, 1000);
+    struct sw_evaluation ev;
     sw_journal_close(j);
     /* Another text now holds the digest of these units and offers (the first row's inputs
      * are spoilt by it; only the second row is read back). */
@@ -440,13 +450,10 @@ SW_TEST(prune_after_a_shared_row_was_deleted_under_the_cache)
     /* The last shared part is remembered in memory; once retention deletes its row, a tick
      * with the same units must insert it again rather than reference a deleted row. */
     struct tmp_db t;
-    tmp_db_make(&t);
-    struct sw_journal *j = open_ok(t.path);
-    SW_ASSERT(j != NULL);
     struct sw_error err = {0};
     struct inputs in = make_inputs(1000, 0, 3);
-    struct sw_evaluation ev = eval_of(&in, 1000);
-    SW_ASSERT_EQ(sw_journal_eval_record(j, &ev, &err), 0);
+    struct sw_journal *j = journal_with(&t, &in, 1000);
+    struct sw_evaluation ev;
     bool more = true;
     SW_ASSERT_EQ(sw_journal_history_prune(j, 5000, 10, &more, &err), 0);
     SW_ASSERT(!more);
@@ -533,13 +540,10 @@ SW_TEST(config_history_keep)
 SW_TEST(schema_3_journal_migrates_to_snapshots)
 {
     struct tmp_db t;
-    tmp_db_make(&t);
-    struct sw_journal *j = open_ok(t.path);
-    SW_ASSERT(j != NULL);
     struct sw_error err = {0};
     struct inputs in = make_inputs(1000, 0, 3);
-    struct sw_evaluation ev = eval_of(&in, 1000);
-    SW_ASSERT_EQ(sw_journal_eval_record(j, &ev, &err), 0);
+    struct sw_journal *j = journal_with(&t, &in, 1000);
+    struct sw_evaluation ev;
     sw_journal_close(j);
     /* Schema 3 as released: the current file without version 4's objects. */
     SW_ASSERT_EQ(raw_exec(t.path, "DROP TABLE eval_snapshots; PRAGMA user_version = 3;"),
